@@ -1,0 +1,112 @@
+"""The one wiring file: builds the Application, opens resources in post_init, closes them after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.ext import ApplicationBuilder, ContextTypes, Defaults
+
+import handlers
+from bot.config import LANGUAGES, Config
+from bot.i18n import I18n
+from handlers.common import BotApp, BotContext, Services, texts_for
+from storage.members import Members
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def quiet_http_logs() -> None:
+    """PTB puts the token in request URLs: keep the HTTP client loggers at WARNING."""
+    for name in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_application(
+    config: Config, token: str, *, i18n: I18n | None = None, base_url: str | None = None
+) -> BotApp:
+    """Build the Application for this configuration (nothing is opened until post_init)."""
+    quiet_http_logs()
+    services_i18n = i18n or I18n.load(config.program.default_language)
+    context_types = ContextTypes(context=BotContext, bot_data=Services)
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .context_types(context_types)
+        .defaults(Defaults(tzinfo=config.program.tz))
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    url = base_url or config.telegram.base_url
+    if url:
+        builder = builder.base_url(url).base_file_url(url.replace("/bot", "/file/bot", 1))
+    app: BotApp = builder.build()
+    services = app.bot_data
+    services.config = config
+    services.i18n = services_i18n
+    handlers.register(app)
+    app.add_error_handler(_on_error)
+    return app
+
+
+async def _post_init(app: BotApp) -> None:
+    # Order matters: the store must be open before the first update is processed.
+    services = app.bot_data
+    config = services.config
+    services.store = await Store(config.storage.path, synchronous=config.storage.synchronous).open()
+    services.members = Members(services.store)
+    await _publish_commands(app)
+
+
+async def _post_shutdown(app: BotApp) -> None:
+    store = getattr(app.bot_data, "store", None)
+    if store is not None:
+        await store.close()
+
+
+async def _publish_commands(app: BotApp) -> None:
+    """Set the command menu in every language (zh-CN also as the default for everyone else)."""
+    i18n = app.bot_data.i18n
+    for language in LANGUAGES:
+        commands = [BotCommand(name, i18n.t(language, key)) for name, key in handlers.COMMANDS]
+        code = None if language == app.bot_data.config.program.default_language else language
+        await app.bot.set_my_commands(commands, language_code=code)
+
+
+async def _on_error(update: object, context: BotContext) -> None:
+    """Log every failure once, with the update id; tell the member something went wrong."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("update %s caused an error", update_id, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            _ = await texts_for(update, context)
+            await context.bot.send_message(update.effective_chat.id, _("error.internal"))
+        except Exception:  # the apology must never raise a second error
+            log.exception("could not tell the member about the error in update %s", update_id)
+
+
+@asynccontextmanager
+async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> AsyncIterator[BotApp]:
+    """Run the application with long polling inside an event loop we own (tests, demo, bench)."""
+    await app.initialize()
+    try:
+        if app.post_init is not None:
+            await app.post_init(app)
+        assert app.updater is not None
+        await app.updater.start_polling(timeout=poll_timeout, **polling)
+        await app.start()
+        try:
+            yield app
+        finally:
+            if app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+    finally:
+        await app.shutdown()
+        if app.post_shutdown is not None:
+            await app.post_shutdown(app)

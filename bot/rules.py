@@ -1,0 +1,81 @@
+"""The programme's rules: purchase points and expiry dates, derived from the configuration."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+from bot.config import Category, Config
+from bot.i18n import N_
+
+
+class RuleError(ValueError):
+    """A request breaks a programme rule; `key` names the i18n message explaining it."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+def parse_amount(text: str, config: Config) -> Decimal:
+    """Parse a purchase amount in yuan (up to 2 decimals, > 0, within the cap); raises RuleError."""
+    cleaned = text.strip().removeprefix("¥").removeprefix("￥").replace(",", "")
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise RuleError(N_("error.amount_not_number"), value=text) from None
+    if not amount.is_finite():
+        raise RuleError(N_("error.amount_not_number"), value=text)
+    if amount <= 0:
+        raise RuleError(N_("error.amount_not_positive"), value=text)
+    if amount != amount.quantize(Decimal("0.01")):
+        raise RuleError(N_("error.amount_too_precise"), value=text)
+    if amount > config.earn.max_purchase_yuan:
+        raise RuleError(N_("error.amount_too_large"), value=text, limit=config.earn.max_purchase_yuan)
+    return amount
+
+
+def purchase_points(amount: Decimal, category: Category, config: Config) -> int:
+    """Points for a purchase: whole yuan × points_per_yuan × category multiplier, rounded down."""
+    raw = amount * config.earn.points_per_yuan * category.multiplier
+    return int(raw.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def local_today(now: datetime, config: Config) -> date:
+    """The programme's 'today' for an aware instant."""
+    return now.astimezone(config.program.tz).date()
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def last_valid_day(earned_at: datetime, config: Config) -> date | None:
+    """The last local day on which points earned at `earned_at` can be used (None: never expire)."""
+    policy = config.expiry
+    earned_on = local_today(earned_at, config)
+    if policy.mode == "never":
+        return None
+    if policy.mode == "year_end":
+        return date(earned_on.year + policy.years, 12, 31)
+    return _add_months(earned_on, policy.months)
+
+
+def end_of_day(day: date, config: Config) -> datetime:
+    """The instant a local day ends: the next local midnight (points are expired from then on)."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=config.program.tz)
+
+
+def expires_at(earned_at: datetime, config: Config) -> datetime | None:
+    """When points earned at `earned_at` expire under the current policy (None: never)."""
+    day = last_valid_day(earned_at, config)
+    return None if day is None else end_of_day(day, config)
+
+
+def display_expiry(expiry: datetime, config: Config) -> date:
+    """The last valid local day for a stored expiry instant (what members are shown)."""
+    return (expiry.astimezone(config.program.tz) - timedelta(microseconds=1)).date()

@@ -1,0 +1,36 @@
+"""The Telegram conversation layer: one module per conversation, wired by `register`."""
+
+from __future__ import annotations
+
+from telegram.ext import CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from bot.i18n import N_
+from handlers.common import BotApp
+from handlers.fallback import not_text, stale_button, stray_text, unknown_command
+from handlers.info import help_command, menu_callback, rules, start
+from handlers.language import ask_language, language_callback
+
+# Commands shown in Telegram's menu: (command, message id of its description).
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", N_("command.start")),
+    ("rules", N_("command.rules")),
+    ("language", N_("command.language")),
+    ("help", N_("command.help")),
+)
+
+
+def register(app: BotApp) -> None:
+    """Add every handler; order matters: features first, fallbacks last."""
+    # Private chats only; an edited message is ignored on purpose (it must not redo an action).
+    incoming = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    app.add_handler(CommandHandler("start", start, filters=incoming))
+    app.add_handler(CommandHandler("help", help_command, filters=incoming))
+    app.add_handler(CommandHandler("rules", rules, filters=incoming))
+    app.add_handler(CommandHandler("language", ask_language, filters=incoming))
+    app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
+    app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
+
+    app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
+    app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))
+    app.add_handler(MessageHandler(incoming & ~filters.TEXT, not_text))
+    app.add_handler(CallbackQueryHandler(stale_button))

@@ -1,0 +1,81 @@
+"""What every handler shares: typed services on the context, language choice, the edge mappers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update, User
+from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
+
+from bot.config import Config
+from bot.i18n import I18n, resolve_language
+from storage.members import Members, Profile
+from storage.store import Store
+
+
+class Services:
+    """The application's services, reached by handlers as `context.bot_data` (set at build)."""
+
+    config: Config
+    i18n: I18n
+    store: Store
+    members: Members
+
+    def __init__(self) -> None:
+        # Members' /language choices, so most updates need no database read to pick a language.
+        self.chosen_language: dict[int, str | None] = {}
+
+
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
+    """The callback context with typed services."""
+
+    @property
+    def services(self) -> Services:
+        """The application's services."""
+        return self.bot_data
+
+
+BotApp = Application[
+    ExtBot[None], BotContext, dict[Any, Any], dict[Any, Any], Services, JobQueue[BotContext]
+]
+
+
+def profile_from(user: User) -> Profile:
+    """Convert a Telegram user into the store's plain profile."""
+    return Profile(
+        telegram_id=user.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+    )
+
+
+async def language_for(user: User | None, context: BotContext) -> str:
+    """The language to answer this user in: /language choice, else Telegram's, else default."""
+    services = context.services
+    default = services.config.program.default_language
+    if user is None:
+        return default
+    if user.id not in services.chosen_language:
+        member = await services.members.by_telegram_id(user.id)
+        services.chosen_language[user.id] = member.language if member else None
+    return resolve_language(services.chosen_language[user.id], user.language_code, default)
+
+
+async def texts_for(update: Update, context: BotContext) -> Texts:
+    """A translator bound to the language of whoever sent this update."""
+    language = await language_for(update.effective_user, context)
+    return Texts(context.services.i18n, language)
+
+
+class Texts:
+    """Message lookup bound to one language."""
+
+    def __init__(self, i18n: I18n, language: str) -> None:
+        self.i18n = i18n
+        self.language = language
+
+    def __call__(self, key: str, **params: Any) -> str:
+        """Return message `key` in this language."""
+        return self.i18n.t(self.language, key, **params)

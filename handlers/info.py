@@ -1,0 +1,131 @@
+"""/start, /help, /rules and the main menu."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from telegram import Update
+
+from bot.config import Config
+from handlers.common import BotContext, Texts, profile_from, texts_for
+from handlers.language import ask_language
+from handlers.menu import decode_menu, main_menu
+
+MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
+
+
+def _number(value: Decimal) -> str:
+    """A decimal without trailing zeros: 2, 1.5."""
+    return format(value.normalize(), "f")
+
+
+def render_rules(config: Config, _: Texts) -> str:
+    """The programme rules in plain words, generated from the loaded configuration."""
+    lang = _.language
+    program, earn, expiry = config.program, config.earn, config.expiry
+    lines = [_("rules.title", brand=program.brand, name=program.name.get(lang)), ""]
+
+    lines.append(_("rules.earn.heading"))
+    lines.append(_("rules.earn.base", points=earn.points_per_yuan))
+    for category in earn.categories:
+        per_yuan = _number(Decimal(earn.points_per_yuan) * category.multiplier)
+        lines.append(_("rules.earn.category", category=category.name.get(lang), points=per_yuan))
+    lines.append(_("rules.earn.rounding"))
+    if earn.share_bonus_points:
+        lines.append(
+            _(
+                "rules.earn.share_bonus",
+                points=earn.share_bonus_points,
+                limit=earn.share_bonus_daily_limit,
+            )
+        )
+    if config.birthday.gift_points:
+        lines.append(_("rules.earn.birthday", points=config.birthday.gift_points))
+    lines.append("")
+
+    lines.append(_("rules.expiry.heading"))
+    if expiry.mode == "never":
+        lines.append(_("rules.expiry.never"))
+    elif expiry.mode == "year_end":
+        lines.append(_("rules.expiry.year_end", years=expiry.years))
+    else:
+        lines.append(_("rules.expiry.rolling", months=expiry.months))
+    if expiry.mode != "never":
+        lines.append(_("rules.expiry.order"))
+        lines.append(_("rules.expiry.reminders"))
+    lines.append("")
+
+    lines.append(_("rules.redeem.heading"))
+    lines.append(_("rules.redeem.mall"))
+    lines.append(
+        _("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan)
+    )
+    lines.append("")
+
+    lines.append(_("rules.returns.heading"))
+    lines.append(_("rules.returns.window", days=config.redemption.return_window_days))
+    lines.append(_("rules.returns.merchant", days=expiry.refund_min_validity_days))
+    lines.append("")
+
+    lines.append(_("rules.changes.heading"))
+    lines.append(_("rules.changes.notice", days=expiry.policy_notice_days))
+    if program.support_contact:
+        lines.append("")
+        lines.append(_("rules.contact", contact=program.support_contact))
+    return "\n".join(lines)
+
+
+async def start(update: Update, context: BotContext) -> None:
+    """Register the member (or greet a returning one) and show the main menu."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    payload = " ".join(context.args or [])[:MAX_PAYLOAD_LENGTH] or None
+    member, is_new = await context.services.members.register(profile_from(user), payload=payload)
+    _ = await texts_for(update, context)
+    program = context.services.config.program
+    key = "start.welcome_new" if is_new else "start.welcome_back"
+    text = _(
+        key,
+        name=member.display_name,
+        brand=program.brand,
+        program=program.name.get(_.language),
+        code=member.member_code,
+    )
+    await message.reply_text(text, reply_markup=main_menu(_))
+
+
+async def help_command(update: Update, context: BotContext) -> None:
+    """List what the bot can do."""
+    if update.effective_message is None:
+        return
+    _ = await texts_for(update, context)
+    contact = context.services.config.program.support_contact
+    text = _("help.text")
+    if contact:
+        text += "\n\n" + _("help.contact", contact=contact)
+    await update.effective_message.reply_text(text, reply_markup=main_menu(_))
+
+
+async def rules(update: Update, context: BotContext) -> None:
+    """Disclose the programme rules (members have a legal right to them)."""
+    if update.effective_message is None:
+        return
+    _ = await texts_for(update, context)
+    await update.effective_message.reply_text(render_rules(context.services.config, _))
+
+
+async def menu_callback(update: Update, context: BotContext) -> None:
+    """A tap on a main-menu button: answer it, then run the feature."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    item = decode_menu(query.data or "")
+    if item == "rules":
+        await rules(update, context)
+    elif item == "help":
+        await help_command(update, context)
+    elif item == "language":
+        await ask_language(update, context)
+

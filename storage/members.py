@@ -1,0 +1,200 @@
+"""Members: registration at /start, lookup by Telegram id or member code, language choice."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from storage.errors import NotFound
+from storage.store import Store
+
+MEMBER_CODE_DIGITS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What Telegram tells us about a user, already converted to plain types."""
+
+    telegram_id: int
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A registered member."""
+
+    id: int
+    telegram_id: int
+    member_code: str
+    first_name: str
+    last_name: str | None
+    username: str | None
+    telegram_language: str | None
+    language: str | None
+    start_payload: str | None
+    joined_at: datetime
+    last_seen_at: datetime
+
+    @property
+    def display_name(self) -> str:
+        """First and last name as Telegram shows them."""
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+
+def luhn_digit(digits: str) -> str:
+    """Return the Luhn check digit for `digits` (catches a mistyped digit at the till)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def is_valid_member_code(code: str) -> bool:
+    """True when `code` has the right length and check digit."""
+    return (
+        len(code) == MEMBER_CODE_DIGITS
+        and code.isascii()
+        and code.isdigit()
+        and luhn_digit(code[:-1]) == code[-1]
+    )
+
+
+def new_member_code() -> str:
+    """Return a random member code: 9 digits (no leading zero) and a Luhn check digit."""
+    body = str(secrets.randbelow(9 * 10 ** (MEMBER_CODE_DIGITS - 2)) + 10 ** (MEMBER_CODE_DIGITS - 2))
+    return body + luhn_digit(body)
+
+
+def _ts(value: int) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _row_to_member(row: sqlite3.Row) -> Member:
+    return Member(
+        id=row["id"],
+        telegram_id=row["telegram_id"],
+        member_code=row["member_code"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        username=row["username"],
+        telegram_language=row["telegram_language"],
+        language=row["language"],
+        start_payload=row["start_payload"],
+        joined_at=_ts(row["joined_at"]),
+        last_seen_at=_ts(row["last_seen_at"]),
+    )
+
+
+def _get_by_telegram_id(conn: sqlite3.Connection, telegram_id: int) -> Member | None:
+    row = conn.execute("SELECT * FROM members WHERE telegram_id = ?", (telegram_id,)).fetchone()
+    return None if row is None else _row_to_member(row)
+
+
+def register_member(
+    conn: sqlite3.Connection, profile: Profile, payload: str | None, now: datetime
+) -> tuple[Member, bool]:
+    """Insert a new member or refresh a returning one's profile; return (member, is_new)."""
+    stamp = int(now.timestamp())
+    existing = _get_by_telegram_id(conn, profile.telegram_id)
+    if existing is not None:
+        conn.execute(
+            "UPDATE members SET first_name = ?, last_name = ?, username = ?,"
+            " telegram_language = ?, last_seen_at = ? WHERE id = ?",
+            (
+                profile.first_name,
+                profile.last_name,
+                profile.username,
+                profile.language_code,
+                stamp,
+                existing.id,
+            ),
+        )
+        refreshed = _get_by_telegram_id(conn, profile.telegram_id)
+        assert refreshed is not None
+        return refreshed, False
+    while True:
+        code = new_member_code()
+        try:
+            conn.execute(
+                "INSERT INTO members (telegram_id, member_code, first_name, last_name, username,"
+                " telegram_language, start_payload, joined_at, last_seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    profile.telegram_id,
+                    code,
+                    profile.first_name,
+                    profile.last_name,
+                    profile.username,
+                    profile.language_code,
+                    payload,
+                    stamp,
+                    stamp,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            if "member_code" in str(exc):
+                continue  # a code collision: draw another
+            raise
+        break
+    created = _get_by_telegram_id(conn, profile.telegram_id)
+    assert created is not None
+    return created, True
+
+
+class Members:
+    """The members repository."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def register(
+        self, profile: Profile, *, payload: str | None = None, now: datetime | None = None
+    ) -> tuple[Member, bool]:
+        """Register a member at /start (or refresh a returning one); return (member, is_new)."""
+        when = now or datetime.now(UTC)
+        return await self._store.write(lambda c: register_member(c, profile, payload, when))
+
+    async def by_telegram_id(self, telegram_id: int) -> Member | None:
+        """Return the member with this Telegram id, or None."""
+        return await self._store.read(lambda c: _get_by_telegram_id(c, telegram_id))
+
+    async def by_code(self, member_code: str) -> Member:
+        """Return the member with this code; raises NotFound."""
+
+        def fetch(conn: sqlite3.Connection) -> Member:
+            row = conn.execute(
+                "SELECT * FROM members WHERE member_code = ?", (member_code,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no member with code {member_code}")
+            return _row_to_member(row)
+
+        return await self._store.read(fetch)
+
+    async def set_language(self, telegram_id: int, language: str | None) -> None:
+        """Remember the member's /language choice (None: follow Telegram); raises NotFound."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE members SET language = ? WHERE telegram_id = ?", (language, telegram_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no member with Telegram id {telegram_id}")
+
+        await self._store.write(update)
+
+    async def count(self) -> int:
+        """Return how many members are registered."""
+        return await self._store.read(
+            lambda c: int(c.execute("SELECT count(*) FROM members").fetchone()[0])
+        )

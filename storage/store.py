@@ -1,0 +1,193 @@
+"""The async SQLite store: one serialized writer, one reader, numbered migrations."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from storage.errors import MigrationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Return the packaged migrations as (version, name, sql), in order, checked contiguous."""
+    found: list[tuple[int, str, str]] = []
+    for entry in resources.files("storage.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    for expected, (version, name, _sql) in enumerate(found, start=1):
+        if version != expected:
+            raise MigrationError(f"migration {name} is out of sequence (expected {expected:04d})")
+    return found
+
+
+def latest_version() -> int:
+    """Return the schema version the packaged migrations lead to."""
+    return len(migrations())
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the database's `PRAGMA user_version`."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int | None = None) -> list[int]:
+    """Apply pending migrations up to `target`, each atomically with its version bump."""
+    available = migrations()
+    target = len(available) if target is None else target
+    current = schema_version(conn)
+    if current > len(available):
+        raise MigrationError(
+            f"database schema version {current} is newer than this pointsbot ({len(available)})"
+        )
+    applied: list[int] = []
+    for version, name, sql in available[current:target]:
+        # executescript would commit an open transaction first; the script carries its own
+        # BEGIN/COMMIT so the schema change and the version bump land together or not at all.
+        script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {version};\nCOMMIT;"
+        try:
+            conn.executescript(script)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise MigrationError(f"migration {name} failed: {exc}") from exc
+        log.info("applied migration %s", name)
+        applied.append(version)
+    return applied
+
+
+def connect_sync(path: str | Path, *, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
+    """Open a plain sqlite3 connection with the store's pragmas (CLI tools, benchmarks)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    configure(conn, synchronous)
+    return conn
+
+
+def configure(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
+    """Set the pragmas every connection of ours uses."""
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")  # a Literal, validated by config
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 10000")
+
+
+class Store:
+    """The database: `async with Store(path) as store:` opens, migrates and closes it."""
+
+    def __init__(
+        self, path: str | Path, *, synchronous: Synchronous = "FULL", migrate: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous: Synchronous = synchronous
+        self._migrate = migrate
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    async def open(self) -> Store:
+        """Open the writer and reader connections and apply pending migrations."""
+        if self.path.parent != Path():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(
+            self.path, isolation_level=None, check_same_thread=False
+        )
+        await self._call(self._writer, configure, self.synchronous)
+        if self._migrate:
+            await self._call(self._writer, migrate)
+        self._reader = await aiosqlite.connect(
+            self.path, isolation_level=None, check_same_thread=False
+        )
+        await self._call(self._reader, configure, self.synchronous)
+        await self._call(self._reader, lambda c: c.execute("PRAGMA query_only = ON"))
+        return self
+
+    async def close(self) -> None:
+        """Close both connections; safe to call twice."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        if self._writer is not None:
+            warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=1)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @property
+    def is_open(self) -> bool:
+        """True between open() and close()."""
+        return self._writer is not None
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one `BEGIN IMMEDIATE` transaction on the single writer thread."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return await self._call(self._writer, _in_transaction, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the reader connection (a consistent snapshot per call)."""
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return await self._call(self._reader, _in_read_snapshot, fn)
+
+    async def version(self) -> int:
+        """Return the database's schema version."""
+        return await self.read(schema_version)
+
+    @staticmethod
+    async def _call(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+        # aiosqlite has no public "run this function in your thread": one hop per operation
+        # instead of one per statement is what makes the single writer fast (DESIGN.md).
+        result: T = await conn._execute(fn, conn._conn, *args)
+        return result
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` inside BEGIN IMMEDIATE .. COMMIT, rolling back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _in_read_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` inside one read transaction so all its queries see the same snapshot."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
