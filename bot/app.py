@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.ext import ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, JobQueue
 
 import handlers
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
+from bot.transport import AiohttpRequest
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.members import Members
 from storage.store import Store
@@ -38,6 +39,9 @@ def build_application(
         .token(token)
         .context_types(context_types)
         .defaults(Defaults(tzinfo=config.program.tz))
+        .job_queue(JobQueue[BotContext]())
+        .request(AiohttpRequest())
+        .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
     )
