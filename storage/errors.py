@@ -30,3 +30,7 @@ class InsufficientPoints(StoreError):
 
 class AlreadyReversed(StoreError):
     """The operation was already refunded or reversed."""
+
+
+class InvalidRequest(StoreError, ValueError):
+    """The request breaks a ledger rule (non-positive points, transfer to oneself, no reason)."""

@@ -168,7 +168,7 @@ class Store:
     async def _call(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
         # aiosqlite has no public "run this function in your thread": one hop per operation
         # instead of one per statement is what makes the single writer fast (DESIGN.md).
-        result: T = await conn._execute(fn, conn._conn, *args)
+        result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
         return result
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [--quick] [name ...]` runs every `bench/*.py` module's `main()`."""

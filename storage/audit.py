@@ -1,0 +1,201 @@
+"""`pointsbot audit`: check the ledger's invariants with set-based SQL, fast on big databases."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+# Triggers the ledger's guarantees rest on (storage/migrations/0002_ledger.sql).
+REQUIRED_TRIGGERS: Final = (
+    "postings_maintain_balance",
+    "allocations_maintain_remainder",
+    "operations_append_only_update",
+    "operations_append_only_delete",
+    "postings_append_only_update",
+    "postings_append_only_delete",
+    "allocations_append_only_update",
+    "allocations_append_only_delete",
+    "lots_append_only_update",
+    "lots_remainder_only_decreases",
+    "lots_append_only_delete",
+    "accounts_fixed_identity",
+    "accounts_no_delete",
+)
+LEDGER_TABLES: Final = ("accounts", "operations", "postings", "lots", "allocations")
+# Enough examples to act on without flooding the report on a badly broken database.
+MAX_EXAMPLES: Final = 20
+
+Integrity = Literal["full", "quick", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant, with a few offending rows as examples."""
+
+    check: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """Every violation found, and what was looked at."""
+
+    violations: tuple[Violation, ...]
+    summary: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken."""
+        return not self.violations
+
+    def __str__(self) -> str:
+        lines = [f"{name}: {value}" for name, value in self.summary.items()]
+        lines += [f"VIOLATION {v.check}: {v.detail}" for v in self.violations]
+        lines.append("audit passed" if self.ok else f"audit FAILED ({len(self.violations)})")
+        return "\n".join(lines)
+
+
+def _examples(rows: Sequence[Sequence[object]]) -> str:
+    shown = "; ".join(", ".join(str(v) for v in row) for row in rows[:MAX_EXAMPLES])
+    more = " …" if len(rows) > MAX_EXAMPLES else ""
+    return shown + more
+
+
+# (check name, what the columns are, query returning offending rows). Each query is one
+# pass of grouped scans so the audit stays set-based on millions of rows.
+_ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "operation_conservation",
+        "operation, sum of postings",
+        "SELECT operation_id, sum(amount) FROM postings GROUP BY operation_id"
+        " HAVING sum(amount) <> 0",
+    ),
+    (
+        "member_not_negative",
+        "account, member, balance",
+        "SELECT id, member_id, balance FROM accounts WHERE kind = 'member' AND balance < 0",
+    ),
+    (
+        "sink_not_negative",
+        "account, name, balance",
+        "SELECT id, name, balance FROM accounts WHERE kind = 'sink' AND balance < 0",
+    ),
+    (
+        "cached_balance",
+        "account, cached balance, sum of postings",
+        "SELECT a.id, a.balance, coalesce(p.total, 0) FROM accounts AS a"
+        " LEFT JOIN (SELECT account_id, sum(amount) AS total FROM postings GROUP BY account_id)"
+        " AS p ON p.account_id = a.id WHERE a.balance <> coalesce(p.total, 0)",
+    ),
+    (
+        "balance_equals_lots",
+        "member, balance, sum of lot remainders",
+        # UNION ALL + GROUP BY rather than FULL JOIN, which needs SQLite 3.39.
+        "SELECT member_id, sum(balance), sum(remainder) FROM ("
+        "  SELECT member_id, balance, 0 AS remainder FROM accounts WHERE kind = 'member'"
+        "  UNION ALL SELECT member_id, 0, remainder FROM lots"
+        ") GROUP BY member_id HAVING sum(balance) <> sum(remainder)",
+    ),
+    (
+        "lot_remainder",
+        "lot, points, remainder, allocated",
+        "SELECT l.id, l.points, l.remainder, coalesce(al.total, 0) FROM lots AS l"
+        " LEFT JOIN (SELECT lot_id, sum(points) AS total FROM allocations GROUP BY lot_id)"
+        " AS al ON al.lot_id = l.id"
+        " WHERE l.remainder < 0 OR l.remainder > l.points"
+        " OR l.remainder <> l.points - coalesce(al.total, 0)",
+    ),
+    (
+        # Every point credited to a member is a lot of that operation, and every point
+        # debited is an allocation of it: the history is the balance.
+        "credits_are_lots",
+        "operation, member, credited, lot points",
+        "SELECT operation_id, member_id, sum(credited), sum(lot_points) FROM ("
+        "  SELECT p.operation_id, a.member_id, p.amount AS credited, 0 AS lot_points"
+        "  FROM postings AS p JOIN accounts AS a ON a.id = p.account_id"
+        "  WHERE a.kind = 'member' AND p.amount > 0"
+        "  UNION ALL SELECT operation_id, member_id, 0, points FROM lots"
+        ") GROUP BY operation_id, member_id HAVING sum(credited) <> sum(lot_points)",
+    ),
+    (
+        "debits_are_allocations",
+        "operation, member, debited, allocated",
+        "SELECT operation_id, member_id, sum(debited), sum(allocated) FROM ("
+        "  SELECT p.operation_id, a.member_id, -p.amount AS debited, 0 AS allocated"
+        "  FROM postings AS p JOIN accounts AS a ON a.id = p.account_id"
+        "  WHERE a.kind = 'member' AND p.amount < 0"
+        "  UNION ALL SELECT al.operation_id, l.member_id, 0, al.points"
+        "  FROM allocations AS al JOIN lots AS l ON l.id = al.lot_id"
+        ") GROUP BY operation_id, member_id HAVING sum(debited) <> sum(allocated)",
+    ),
+    (
+        "refund_matches_spend",
+        "refund, reversed operation, kind, refunded, spent",
+        "SELECT r.id, s.id, s.kind, r.points, s.points FROM operations AS r"
+        " JOIN operations AS s ON s.id = r.reverses_operation_id"
+        " WHERE s.kind NOT IN ('redeem', 'game_play') OR r.points <> s.points",
+    ),
+    (
+        # Transfers must not extend validity by ping-pong.
+        "transfer_keeps_expiry",
+        "lot, origin lot, expires_at, origin expires_at",
+        "SELECT l.id, o.id, l.expires_at, o.expires_at FROM lots AS l"
+        " JOIN operations AS op ON op.id = l.operation_id AND op.kind = 'transfer'"
+        " JOIN lots AS o ON o.id = l.origin_lot_id"
+        " WHERE l.expires_at IS NOT o.expires_at",
+    ),
+)
+
+
+def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
+    """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
+    violations: list[Violation] = []
+    summary: dict[str, int] = {}
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN")  # one snapshot: the checks must agree with each other
+    try:
+        for table in LEDGER_TABLES:
+            count, low, high = conn.execute(
+                f"SELECT count(*), min(id), max(id) FROM {table}"  # noqa: S608 - fixed names
+            ).fetchone()
+            summary[table] = int(count)
+            # Ids are handed out max+1 and rows are never deleted: a hole means a delete.
+            if count and (low != 1 or high - low + 1 != count):
+                violations.append(
+                    Violation(
+                        "contiguous_ids",
+                        f"{table}: {count} rows with ids {low}..{high}",
+                    )
+                )
+        total = conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone()[0]
+        if total != 0:
+            violations.append(Violation("conservation", f"postings sum to {total}, not 0"))
+        summary["outstanding_points"] = int(
+            conn.execute(
+                "SELECT coalesce(sum(balance), 0) FROM accounts WHERE kind = 'member'"
+            ).fetchone()[0]
+        )
+        for check, columns, sql in _ROW_CHECKS:
+            rows = conn.execute(f"{sql} LIMIT {MAX_EXAMPLES + 1}").fetchall()  # noqa: S608
+            if rows:
+                violations.append(Violation(check, f"({columns}) {_examples(rows)}"))
+        present = {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        }
+        if missing := [name for name in REQUIRED_TRIGGERS if name not in present]:
+            violations.append(Violation("triggers", "missing " + ", ".join(missing)))
+        fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)
+        if fk:
+            violations.append(Violation("foreign_keys", _examples(fk)))
+        if integrity != "none":
+            pragma = "integrity_check" if integrity == "full" else "quick_check"
+            result = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
+            if result != ["ok"]:
+                violations.append(Violation("integrity", "; ".join(result[:MAX_EXAMPLES])))
+    finally:
+        if began:
+            conn.execute("COMMIT")
+    return AuditReport(tuple(violations), summary)

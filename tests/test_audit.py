@@ -1,0 +1,214 @@
+"""`audit()` passes on a healthy ledger and names each kind of tampering."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import ledger
+from storage.audit import REQUIRED_TRIGGERS, audit
+from storage.members import Profile, register_member
+from storage.store import connect_sync, migrate
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A small ledger with every kind of operation in it."""
+    connection = connect_sync(tmp_path / "ledger.db")
+    migrate(connection)
+    alice = register_member(connection, Profile(1, "alice"), None, T0)[0].id
+    bob = register_member(connection, Profile(2, "bob"), None, T0)[0].id
+    for i, expires in enumerate([T0 + 10 * DAY, None, T0 + 40 * DAY]):
+        ledger.earn(
+            connection,
+            alice,
+            100,
+            kind="purchase",
+            key=f"e{i}",
+            actor="pos",
+            expires_at=expires,
+            now=T0,
+        )
+    spent = ledger.spend(
+        connection, alice, 150, key="s1", actor="m", reason=None, reference=None, now=T0
+    )
+    ledger.spend(connection, alice, 20, key="s2", actor="m", reason=None, reference=None, now=T0)
+    ledger.refund(
+        connection,
+        spent.operation_id,
+        key="r1",
+        actor="o",
+        reason=None,
+        merchant_fault=True,
+        now=T0,
+    )
+    ledger.transfer(connection, alice, bob, 60, key="t1", actor="m", reason=None, now=T0)
+    ledger.adjust(connection, bob, -5, key="a1", actor="admin", reason="fix", now=T0)
+    ledger.expire_due(connection, T0 + 35 * DAY)
+    yield connection
+    connection.close()
+
+
+def test_a_healthy_ledger_passes(conn: sqlite3.Connection) -> None:
+    report = audit(conn)
+    assert report.ok, str(report)
+    # 3 earns, 2 spends, a refund, a transfer, an adjustment, 2 expiries
+    assert report.summary["operations"] == 10
+    assert "audit passed" in str(report)
+
+
+def test_summary_counts_what_is_outstanding(conn: sqlite3.Connection) -> None:
+    expired = conn.execute("SELECT balance FROM accounts WHERE name = 'expired'").fetchone()[0]
+    assert expired > 0
+    assert audit(conn, integrity="quick").summary["outstanding_points"] == 300 - 20 - 5 - expired
+
+
+def _drop(trigger: str) -> str:
+    return f"DROP TRIGGER {trigger}"
+
+
+TAMPERING: list[tuple[str, list[str], set[str]]] = [
+    ("missing trigger", [_drop("postings_append_only_delete")], {"triggers"}),
+    (
+        "cached balance",
+        ["UPDATE accounts SET balance = balance + 5 WHERE member_id = 1"],
+        {"cached_balance", "balance_equals_lots"},
+    ),
+    (
+        "lot remainder",
+        ["UPDATE lots SET remainder = remainder - 1 WHERE remainder > 0 AND member_id = 1"],
+        {"lot_remainder", "balance_equals_lots"},
+    ),
+    (
+        "unbalanced posting",
+        [
+            "INSERT INTO postings (operation_id, account_id, amount)"
+            " SELECT 1, id, 7 FROM accounts WHERE name = 'redeemed'"
+        ],
+        {"conservation", "operation_conservation"},
+    ),
+    (
+        "posting deleted",
+        [
+            _drop("postings_append_only_delete"),
+            "DELETE FROM postings WHERE id = 3",
+        ],
+        {
+            "triggers",
+            "contiguous_ids",
+            "conservation",
+            "operation_conservation",
+            "cached_balance",
+        },
+    ),
+    (
+        "operation deleted",
+        [
+            "PRAGMA foreign_keys = OFF",
+            _drop("operations_append_only_delete"),
+            "DELETE FROM operations WHERE id = 2",
+        ],
+        {"triggers", "contiguous_ids", "foreign_keys"},
+    ),
+    (
+        "credit without a lot",
+        [
+            _drop("postings_append_only_update"),
+            # Still balanced, but the member got a point no lot accounts for.
+            "UPDATE postings SET amount = amount - 1 WHERE id = 1",
+            "UPDATE postings SET amount = amount + 1 WHERE id = 2",
+        ],
+        {"triggers", "credits_are_lots", "cached_balance"},
+    ),
+    (
+        "allocation without a debit",
+        [
+            _drop("allocations_append_only_update"),
+            "UPDATE allocations SET points = points - 1 WHERE id = 1",
+        ],
+        {"triggers", "debits_are_allocations", "lot_remainder"},
+    ),
+    (
+        "transfer extends validity",
+        [
+            _drop("lots_append_only_update"),
+            "UPDATE lots SET expires_at = expires_at + 86400"
+            " WHERE operation_id IN (SELECT id FROM operations WHERE kind = 'transfer')"
+            " AND expires_at IS NOT NULL",
+        ],
+        {"triggers", "transfer_keeps_expiry"},
+    ),
+    (
+        "refund of a non-spend",
+        [
+            "INSERT INTO operations (kind, idempotency_key, fingerprint, member_id, points,"
+            " actor, reverses_operation_id, created_at) VALUES ('refund', 'x', 'f', 1, 0, 'x',"
+            " 1, 0)"
+        ],
+        {"refund_matches_spend"},
+    ),
+    (
+        "negative member balance",
+        [
+            "PRAGMA ignore_check_constraints = ON",
+            "UPDATE accounts SET balance = -1 WHERE member_id = 2",
+        ],
+        {"member_not_negative", "cached_balance", "balance_equals_lots"},
+    ),
+    (
+        "negative sink",
+        [
+            "PRAGMA ignore_check_constraints = ON",
+            "UPDATE accounts SET balance = -1 WHERE name = 'redeemed'",
+        ],
+        {"sink_not_negative", "cached_balance"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("statements", "expected"),
+    [pytest.param(s, e, id=name) for name, s, e in TAMPERING],
+)
+def test_audit_names_the_tampering(
+    conn: sqlite3.Connection, statements: list[str], expected: set[str]
+) -> None:
+    assert audit(conn).ok
+    for statement in statements:
+        conn.execute(statement)
+    report = audit(conn)
+    assert {v.check for v in report.violations} == expected, str(report)
+    assert "audit FAILED" in str(report)
+
+
+def test_every_required_trigger_is_checked(conn: sqlite3.Connection) -> None:
+    for trigger in REQUIRED_TRIGGERS:
+        conn.execute(_drop(trigger))
+    (violation,) = audit(conn, integrity="none").violations
+    assert violation.check == "triggers"
+    assert all(trigger in violation.detail for trigger in REQUIRED_TRIGGERS)
+
+
+def test_audit_reports_a_corrupt_index(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    # Point the spendable index's definition at another expression behind SQLite's back:
+    # its stored entries no longer match the rows, which integrity_check must notice.
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = replace(sql, 'remainder > 0', 'remainder >= 0')"
+        " WHERE name = 'lots_spendable'"
+    )
+    conn.execute("PRAGMA writable_schema = OFF")
+    conn.close()
+    reopened = connect_sync(tmp_path / "ledger.db")
+    try:
+        checks = {v.check for v in audit(reopened).violations}
+    finally:
+        reopened.close()
+    assert "integrity" in checks
