@@ -100,7 +100,9 @@ def run(config_path: Path) -> None:
     app = build_application(config, token)
     logging.getLogger(__name__).info("pointsbot starting (database %s)", config.storage.path)
     # run_polling installs SIGINT/SIGTERM handlers and shuts down cleanly on either.
-    app.run_polling(allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"])
+    app.run_polling(
+        allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"]
+    )
 
 
 @main.command("demo")

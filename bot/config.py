@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
-TOKEN_ENV = "POINTSBOT_TOKEN"
+TOKEN_ENV = "POINTSBOT_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 Language = Literal["zh-CN", "en"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -60,7 +60,9 @@ class ProgramConfig(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from exc
         return value
 
     @property

@@ -34,9 +34,9 @@ def load_catalog(language: str) -> dict[str, str]:
         catalog = read_po(fh, locale=language.replace("-", "_"))
     messages: dict[str, str] = {}
     for message in catalog:
-        if message.id and isinstance(message.id, str) and isinstance(message.string, str):
-            if message.string:
-                messages[message.id] = message.string
+        text = message.string
+        if message.id and isinstance(message.id, str) and isinstance(text, str) and text:
+            messages[message.id] = text
     return messages
 
 
@@ -46,7 +46,7 @@ def placeholders(text: str) -> set[str]:
 
 
 def resolve_language(chosen: str | None, telegram_code: str | None, default: str) -> str:
-    """Pick a language: the member's /language choice, else Telegram's language_code, else default."""
+    """Pick a language: the /language choice, else Telegram's language_code, else default."""
     if chosen in LANGUAGES:
         return chosen
     code = (telegram_code or "").lower()

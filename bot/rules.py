@@ -33,7 +33,9 @@ def parse_amount(text: str, config: Config) -> Decimal:
     if amount != amount.quantize(Decimal("0.01")):
         raise RuleError(N_("error.amount_too_precise"), value=text)
     if amount > config.earn.max_purchase_yuan:
-        raise RuleError(N_("error.amount_too_large"), value=text, limit=config.earn.max_purchase_yuan)
+        raise RuleError(
+            N_("error.amount_too_large"), value=text, limit=config.earn.max_purchase_yuan
+        )
     return amount
 
 

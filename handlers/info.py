@@ -57,9 +57,7 @@ def render_rules(config: Config, _: Texts) -> str:
 
     lines.append(_("rules.redeem.heading"))
     lines.append(_("rules.redeem.mall"))
-    lines.append(
-        _("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan)
-    )
+    lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
     lines.append("")
 
     lines.append(_("rules.returns.heading"))
@@ -128,4 +126,3 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await help_command(update, context)
     elif item == "language":
         await ask_language(update, context)
-

@@ -26,15 +26,25 @@ def decode_language(data: str) -> str | None:
 def language_keyboard() -> InlineKeyboardMarkup:
     """One button per supported language."""
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(LANGUAGE_NAMES[lang], callback_data=encode_language(lang))
-          for lang in LANGUAGES]]
+        [
+            [
+                InlineKeyboardButton(LANGUAGE_NAMES[lang], callback_data=encode_language(lang))
+                for lang in LANGUAGES
+            ]
+        ]
     )
 
 
 def _parse_language_arg(arg: str) -> str | None:
     wanted = arg.strip().lower()
-    aliases = {"zh": "zh-CN", "zh-cn": "zh-CN", "中文": "zh-CN", "cn": "zh-CN", "en": "en",
-               "english": "en"}
+    aliases = {
+        "zh": "zh-CN",
+        "zh-cn": "zh-CN",
+        "中文": "zh-CN",
+        "cn": "zh-CN",
+        "en": "en",
+        "english": "en",
+    }
     return aliases.get(wanted)
 
 
@@ -72,7 +82,9 @@ async def language_callback(update: Update, context: BotContext) -> None:
     await _switch(update, context, chosen, edit=True)
 
 
-async def _switch(update: Update, context: BotContext, language: str, *, edit: bool = False) -> None:
+async def _switch(
+    update: Update, context: BotContext, language: str, *, edit: bool = False
+) -> None:
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
         return

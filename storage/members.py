@@ -71,7 +71,9 @@ def is_valid_member_code(code: str) -> bool:
 
 def new_member_code() -> str:
     """Return a random member code: 9 digits (no leading zero) and a Luhn check digit."""
-    body = str(secrets.randbelow(9 * 10 ** (MEMBER_CODE_DIGITS - 2)) + 10 ** (MEMBER_CODE_DIGITS - 2))
+    body = str(
+        secrets.randbelow(9 * 10 ** (MEMBER_CODE_DIGITS - 2)) + 10 ** (MEMBER_CODE_DIGITS - 2)
+    )
     return body + luhn_digit(body)
 
 

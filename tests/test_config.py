@@ -1,0 +1,102 @@
+"""Configuration: the sample validates; every kind of mistake names its key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "config.example.toml"
+
+
+def sample() -> dict[str, Any]:
+    """The sample programme as a fresh mutable document."""
+    return tomllib.loads(SAMPLE.read_text(encoding="utf-8"))
+
+
+def test_sample_programme_validates() -> None:
+    config = load_config(SAMPLE)
+    assert config.program.brand == "红米好物"
+    assert config.program.timezone == "Asia/Shanghai"
+    assert config.program.default_language == "zh-CN"
+    assert {c.id for c in config.earn.categories} >= {"general", "eco"}
+    assert config.earn.category("eco") is not None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["program"].pop("brand"), "[program.brand] is required but missing"),
+        (
+            lambda d: d["program"].update(timezone="Mars/Olympus"),
+            "[program.timezone] unknown timezone",
+        ),
+        (lambda d: d["program"].update(default_language="fr"), "[program.default_language]"),
+        (lambda d: d["program"].update(admins=["alice"]), "[program.admins[1]]"),
+        (lambda d: d["program"]["name"].pop("en"), "[program.name.en] is required but missing"),
+        (lambda d: d["program"].update(colour="green"), "[program.colour] is not a known setting"),
+        (lambda d: d["earn"].update(points_per_yuan=0), "[earn.points_per_yuan]"),
+        (
+            lambda d: d["earn"]["categories"][1].update(multiplier="-2"),
+            "[earn.categories[2].multiplier]",
+        ),
+        (lambda d: d["earn"]["categories"][1].update(id="Eco Goods"), "[earn.categories[2].id]"),
+        (
+            lambda d: d["earn"].update(default_category="toys"),
+            "default_category 'toys' is not one of",
+        ),
+        (
+            lambda d: d["earn"]["categories"].append(dict(d["earn"]["categories"][0])),
+            "duplicate id general",
+        ),
+        (lambda d: d["expiry"].update(mode="sometimes"), "[expiry.mode]"),
+        (lambda d: d["expiry"].update(policy_notice_days=7), "[expiry.policy_notice_days]"),
+        (lambda d: d["redemption"].update(return_window_days=0), "[redemption.return_window_days]"),
+        (lambda d: d["storage"].update(synchronous="SOMETIMES"), "[storage.synchronous]"),
+        (
+            lambda d: d["telegram"].update(base_url="ftp://x"),
+            "[telegram.base_url] must start with http",
+        ),
+    ],
+)
+def test_mistake_names_the_key(mutate: Any, expected: str) -> None:
+    document = sample()
+    mutate(document)
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(document, "config.toml")
+    message = str(excinfo.value)
+    assert message.startswith("config.toml: invalid configuration")
+    assert expected in message
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no such file \(copy config.example.toml"):
+        load_config(tmp_path / "config.toml")
+
+
+def test_toml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[program]\nbrand = "红米好物\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert str(path) in str(excinfo.value)
+    assert "not valid TOML" in str(excinfo.value)
+    assert "line 2" in str(excinfo.value)
+
+
+def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes("brand = '红米'".encode("gbk"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_admins_are_recognised() -> None:
+    config = load_config(SAMPLE)
+    assert config.is_admin(config.program.admins[0])
+    assert not config.is_admin(42)

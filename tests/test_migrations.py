@@ -1,0 +1,67 @@
+"""Migrations: a fresh database, a re-run that does nothing, and upgrades from every version."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage.errors import MigrationError
+from storage.store import Store, connect_sync, latest_version, migrate, schema_version
+
+
+def schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every schema object's name and SQL, for comparing two databases."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def test_fresh_database_gets_every_migration(tmp_path: Path) -> None:
+    async with Store(tmp_path / "db.sqlite3") as store:
+        assert await store.version() == latest_version() >= 1
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "members" in {name for name, _ in schema(conn)}
+
+
+async def test_reopening_applies_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with Store(path):
+        pass
+    conn = connect_sync(path)
+    before = schema(conn)
+    assert migrate(conn) == []
+    assert schema(conn) == before
+
+
+@pytest.mark.parametrize("start", range(0, latest_version()))
+async def test_upgrade_from_every_older_version(tmp_path: Path, start: int) -> None:
+    old = connect_sync(tmp_path / "old.sqlite3")
+    migrate(old, target=start)
+    assert schema_version(old) == start
+    old.close()
+    async with Store(tmp_path / "old.sqlite3") as store:
+        assert await store.version() == latest_version()
+    fresh = connect_sync(tmp_path / "fresh.sqlite3")
+    migrate(fresh)
+    assert schema(connect_sync(tmp_path / "old.sqlite3")) == schema(fresh)
+
+
+def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
+    with pytest.raises(MigrationError, match="newer than this pointsbot"):
+        migrate(conn)
+
+
+def test_failed_migration_leaves_version_and_schema_untouched(tmp_path: Path) -> None:
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    # A table named like one the first migration creates makes it fail halfway.
+    conn.execute("CREATE TABLE members (x INTEGER)")
+    with pytest.raises(MigrationError, match="0001_members.sql failed"):
+        migrate(conn)
+    assert schema_version(conn) == 0
+    assert not conn.in_transaction

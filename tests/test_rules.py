@@ -1,0 +1,92 @@
+"""Programme rules: purchase points, amount validation, expiry dates in the programme timezone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, load_config
+from bot.rules import (
+    RuleError,
+    display_expiry,
+    expires_at,
+    last_valid_day,
+    parse_amount,
+    purchase_points,
+)
+
+SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config(SAMPLE)
+
+
+def with_expiry(config: Config, **changes: object) -> Config:
+    return config.model_copy(update={"expiry": config.expiry.model_copy(update=changes)})
+
+
+@pytest.mark.parametrize(
+    ("amount", "category", "points"),
+    [("99.99", "general", 99), ("100", "eco", 200), ("10.50", "refill", 15), ("0.99", "eco", 1)],
+)
+def test_purchase_points(config: Config, amount: str, category: str, points: int) -> None:
+    found = config.earn.category(category)
+    assert found is not None
+    assert purchase_points(Decimal(amount), found, config) == points
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("abc", "error.amount_not_number"),
+        ("NaN", "error.amount_not_number"),
+        ("Infinity", "error.amount_not_number"),
+        ("0", "error.amount_not_positive"),
+        ("-5", "error.amount_not_positive"),
+        ("1.234", "error.amount_too_precise"),
+        ("1000000", "error.amount_too_large"),
+    ],
+)
+def test_bad_amounts_are_refused(config: Config, text: str, key: str) -> None:
+    with pytest.raises(RuleError) as excinfo:
+        parse_amount(text, config)
+    assert excinfo.value.key == key
+
+
+def test_amount_accepts_currency_sign_and_separators(config: Config) -> None:
+    assert parse_amount("¥1,288.50", config) == Decimal("1288.50")
+
+
+def test_rolling_expiry_uses_the_local_day(config: Config) -> None:
+    # 2026-03-31 16:30 UTC is already 1 April 00:30 in Shanghai: the local day counts.
+    earned = datetime(2026, 3, 31, 16, 30, tzinfo=UTC)
+    assert last_valid_day(earned, config) == date(2027, 4, 1)
+    expiry = expires_at(earned, config)
+    assert expiry is not None
+    assert expiry == datetime(2027, 4, 1, 16, 0, tzinfo=UTC)  # Shanghai midnight of 2 April
+    assert display_expiry(expiry, config) == date(2027, 4, 1)
+
+
+def test_rolling_expiry_clamps_to_month_end(config: Config) -> None:
+    earned = datetime(2026, 8, 31, 4, 0, tzinfo=UTC)
+    assert last_valid_day(earned, with_expiry(config, months=6)) == date(2027, 2, 28)
+
+
+def test_year_end_expiry(config: Config) -> None:
+    # 31 December 23:30 in Shanghai is still 2026 there, though 15:30 UTC the same day.
+    earned = datetime(2026, 12, 31, 15, 30, tzinfo=UTC)
+    assert last_valid_day(earned, with_expiry(config, mode="year_end", years=1)) == date(
+        2027, 12, 31
+    )
+    earned_next_year = datetime(2026, 12, 31, 16, 30, tzinfo=UTC)
+    policy = with_expiry(config, mode="year_end", years=1)
+    assert last_valid_day(earned_next_year, policy) == date(2028, 12, 31)
+
+
+def test_never_expiring_policy(config: Config) -> None:
+    assert expires_at(datetime.now(UTC), with_expiry(config, mode="never")) is None
