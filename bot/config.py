@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -150,6 +151,28 @@ class BirthdayConfig(_Section):
     gift_points: int = Field(default=0, ge=0)
 
 
+class Campaign(_Section):
+    """[[campaigns]]: a time-limited earn multiplier, optionally for some categories only."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    starts: date
+    ends: date
+    multiplier: Decimal = Field(gt=1, le=10)
+    categories: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Self:
+        if self.ends < self.starts:
+            raise ValueError(f"campaign {self.id!r} ends ({self.ends}) before it starts")
+        return self
+
+    def applies(self, day: date, category_id: str) -> bool:
+        """True when the campaign runs on local `day` for purchases of this category."""
+        in_scope = not self.categories or category_id in self.categories
+        return in_scope and self.starts <= day <= self.ends
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -160,6 +183,20 @@ class Config(_Section):
     expiry: ExpiryConfig = ExpiryConfig()
     redemption: RedemptionConfig = RedemptionConfig()
     birthday: BirthdayConfig = BirthdayConfig()
+    campaigns: list[Campaign] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _campaigns_consistent(self) -> Self:
+        ids = [c.id for c in self.campaigns]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"campaigns: duplicate id {', '.join(duplicates)}")
+        known = {c.id for c in self.earn.categories}
+        for campaign in self.campaigns:
+            if unknown := sorted(set(campaign.categories) - known):
+                raise ValueError(
+                    f"campaign {campaign.id!r} names unknown categories {', '.join(unknown)}"
+                )
+        return self
 
     def is_admin(self, telegram_id: int) -> bool:
         """True when this Telegram user is an operator."""
