@@ -15,6 +15,7 @@ from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
 from bot.transport import AiohttpRequest
 from handlers.common import BotApp, BotContext, Services, texts_for
+from storage.ledger import Ledger
 from storage.members import Members
 from storage.store import Store
 
@@ -63,6 +64,7 @@ async def _post_init(app: BotApp) -> None:
     config = services.config
     services.store = await Store(config.storage.path, synchronous=config.storage.synchronous).open()
     services.members = Members(services.store)
+    services.ledger = Ledger(services.store)
     await _publish_commands(app)
 
 

@@ -69,7 +69,7 @@ class I18n:
         """Load the packaged catalogs of every supported language."""
         return cls({lang: load_catalog(lang) for lang in LANGUAGES}, default)
 
-    def t(self, language: str, key: str, **params: Any) -> str:
+    def t(self, language: str, key: str, /, **params: Any) -> str:
         """Return message `key` in `language`, formatted with `params`."""
         template = self.catalogs.get(language, {}).get(key)
         if template is None:

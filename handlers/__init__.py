@@ -5,14 +5,19 @@ from __future__ import annotations
 from telegram.ext import CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot.i18n import N_
+from handlers.admin import adjust, member_info, purchase
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
+from handlers.points import balance, card, history, history_callback
 
 # Commands shown in Telegram's menu: (command, message id of its description).
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("command.start")),
+    ("balance", N_("command.balance")),
+    ("history", N_("command.history")),
+    ("card", N_("command.card")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
     ("help", N_("command.help")),
@@ -27,7 +32,14 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("help", help_command, filters=incoming))
     app.add_handler(CommandHandler("rules", rules, filters=incoming))
     app.add_handler(CommandHandler("language", ask_language, filters=incoming))
+    app.add_handler(CommandHandler("balance", balance, filters=incoming))
+    app.add_handler(CommandHandler("history", history, filters=incoming))
+    app.add_handler(CommandHandler("card", card, filters=incoming))
+    app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
+    app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
+    app.add_handler(CommandHandler("member", member_info, filters=incoming))
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
+    app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))

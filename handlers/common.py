@@ -9,7 +9,8 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.config import Config
 from bot.i18n import I18n, resolve_language
-from storage.members import Members, Profile
+from storage.ledger import Ledger
+from storage.members import Member, Members, Profile
 from storage.store import Store
 
 
@@ -20,6 +21,7 @@ class Services:
     i18n: I18n
     store: Store
     members: Members
+    ledger: Ledger
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
@@ -51,6 +53,15 @@ def profile_from(user: User) -> Profile:
     )
 
 
+async def member_for(user: User, context: BotContext) -> Member:
+    """The member behind a Telegram user, registered on first contact (any command works)."""
+    members = context.services.members
+    member = await members.by_telegram_id(user.id)
+    if member is None:
+        member, _ = await members.register(profile_from(user))
+    return member
+
+
 async def language_for(user: User | None, context: BotContext) -> str:
     """The language to answer this user in: /language choice, else Telegram's, else default."""
     services = context.services
@@ -76,6 +87,6 @@ class Texts:
         self.i18n = i18n
         self.language = language
 
-    def __call__(self, key: str, **params: Any) -> str:
+    def __call__(self, key: str, /, **params: Any) -> str:
         """Return message `key` in this language."""
         return self.i18n.t(self.language, key, **params)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from telegram import Update
 
 from bot.config import Config
+from bot.rules import local_today
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.language import ask_language
 from handlers.menu import decode_menu, main_menu
+from handlers.points import balance, card, history
 
 MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 
@@ -26,7 +29,7 @@ def render_rules(config: Config, _: Texts) -> str:
     lines = [_("rules.title", brand=program.brand, name=program.name.get(lang)), ""]
 
     lines.append(_("rules.earn.heading"))
-    lines.append(_("rules.earn.base", points=earn.points_per_yuan))
+    lines.append(_("rules.earn.base"))
     for category in earn.categories:
         per_yuan = _number(Decimal(earn.points_per_yuan) * category.multiplier)
         lines.append(_("rules.earn.category", category=category.name.get(lang), points=per_yuan))
@@ -41,6 +44,23 @@ def render_rules(config: Config, _: Texts) -> str:
         )
     if config.birthday.gift_points:
         lines.append(_("rules.earn.birthday", points=config.birthday.gift_points))
+    today = local_today(datetime.now(UTC), config)
+    for campaign in config.campaigns:
+        if campaign.ends < today:
+            continue  # over: no longer part of what members can expect
+        scope = _("list.separator").join(
+            c.name.get(lang) for c in earn.categories if campaign.applies(campaign.starts, c.id)
+        )
+        lines.append(
+            _(
+                "rules.earn.campaign",
+                campaign=campaign.name.get(lang),
+                starts=campaign.starts.isoformat(),
+                ends=campaign.ends.isoformat(),
+                multiplier=_number(campaign.multiplier),
+                categories=scope,
+            )
+        )
     lines.append("")
 
     lines.append(_("rules.expiry.heading"))
@@ -100,6 +120,9 @@ async def help_command(update: Update, context: BotContext) -> None:
     _ = await texts_for(update, context)
     contact = context.services.config.program.support_contact
     text = _("help.text")
+    user = update.effective_user
+    if user is not None and context.services.config.is_admin(user.id):
+        text += "\n\n" + _("help.admin")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))
@@ -120,7 +143,13 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         return
     await query.answer()
     item = decode_menu(query.data or "")
-    if item == "rules":
+    if item == "balance":
+        await balance(update, context)
+    elif item == "history":
+        await history(update, context)
+    elif item == "card":
+        await card(update, context)
+    elif item == "rules":
         await rules(update, context)
     elif item == "help":
         await help_command(update, context)

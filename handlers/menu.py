@@ -11,6 +11,9 @@ MENU_PREFIX = "menu"
 
 # (item, message id of its label), in the order members see them.
 MENU_ITEMS: tuple[tuple[str, str], ...] = (
+    ("balance", N_("menu.balance")),
+    ("history", N_("menu.history")),
+    ("card", N_("menu.card")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),
     ("language", N_("menu.language")),

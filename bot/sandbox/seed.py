@@ -1,0 +1,68 @@
+"""The demo's sample data: a member who already holds points in lots that expire at different
+times, earned and spent through the real ledger and rules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bot.config import Config
+from bot.rules import award_purchase, expires_at
+from storage.ledger import Ledger
+from storage.members import Members, Profile
+from storage.store import Store
+
+DEMO_USER_ID = 100000099
+DEMO_FIRST_NAME = "小绿"
+DEMO_LANGUAGE = "zh-hans"
+DEMO_ACTOR = "demo-seed"
+
+# (days ago, amount in yuan, category, receipt): old purchases expire soon, recent ones late.
+DEMO_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
+    (350, "128.00", "general", "DEMO-0001"),
+    (300, "66.50", "eco", "DEMO-0002"),
+    (120, "45.00", "refill", "DEMO-0003"),
+    (10, "199.00", "eco", "DEMO-0004"),
+)
+
+
+async def seed_demo(store: Store, config: Config, now: datetime) -> int:
+    """Register the demo member with purchases, a birthday gift and a redemption; return their
+    member id (running it twice adds nothing: every operation has a fixed key)."""
+    members, ledger = Members(store), Ledger(store)
+    member, _ = await members.register(
+        Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE), now=now
+    )
+    for days_ago, amount, category, receipt in DEMO_PURCHASES:
+        award = award_purchase(Decimal(amount), category, now - timedelta(days_ago), now, config)
+        await ledger.earn(
+            member.id,
+            award.points,
+            kind="purchase",
+            key=f"purchase:{receipt}",
+            actor=DEMO_ACTOR,
+            expires_at=award.expires_at,
+            reference=receipt,
+            meta=award.meta(),
+            now=now,
+        )
+    if config.birthday.gift_points:
+        await ledger.earn(
+            member.id,
+            config.birthday.gift_points,
+            kind="birthday",
+            key=f"birthday:{member.id}:demo",
+            actor=DEMO_ACTOR,
+            expires_at=expires_at(now, config),
+            now=now,
+        )
+    await ledger.spend(
+        member.id,
+        50,
+        key=f"redeem:{member.id}:demo",
+        actor=DEMO_ACTOR,
+        reason="环保购物袋",
+        reference="DEMO-R1",
+        now=now,
+    )
+    return member.id

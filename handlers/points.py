@@ -1,0 +1,200 @@
+"""A member's own points: /balance, /history (paged with buttons) and /card (QR member code)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+
+from bot.config import Config
+from bot.i18n import N_
+from bot.qr import qr_png
+from bot.rules import display_expiry
+from handlers.common import BotContext, Texts, member_for, texts_for
+from storage.ledger import Balance, Statement, StatementLine
+
+HISTORY_PREFIX = "hist"
+HISTORY_PAGE_SIZE = 8
+# Far beyond any real statement; a larger page number in a button is forged.
+MAX_HISTORY_PAGE = 100_000
+
+# The statement's name for each operation kind.
+KIND_LABELS: dict[str, str] = {
+    "purchase": N_("kind.purchase"),
+    "birthday": N_("kind.birthday"),
+    "survey": N_("kind.survey"),
+    "game": N_("kind.game"),
+    "share_bonus": N_("kind.share_bonus"),
+    "compensation": N_("kind.compensation"),
+    "campaign": N_("kind.campaign"),
+    "redeem": N_("kind.redeem"),
+    "game_play": N_("kind.game_play"),
+    "refund": N_("kind.refund"),
+    "transfer": N_("kind.transfer"),
+    "adjust": N_("kind.adjust"),
+    "extend_validity": N_("kind.extend_validity"),
+    "expire": N_("kind.expire"),
+}
+
+
+def kind_label(kind: str, _: Texts) -> str:
+    """The member-facing name of an operation kind (the raw kind if a new one is unnamed)."""
+    key = KIND_LABELS.get(kind)
+    return _(key) if key else kind
+
+
+def signed(points: int) -> str:
+    """Points with an explicit sign, as a statement shows them: +120, -50, 0."""
+    return f"{points:+d}" if points else "0"
+
+
+def format_code(code: str) -> str:
+    """A member code in groups of four, easy to read out at the till."""
+    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
+def expiry_schedule(balance: Balance, config: Config) -> list[tuple[date | None, int]]:
+    """Unexpired points by the last local day they can be used (None: never), soonest first."""
+    days: dict[date | None, int] = {}
+    for expiry, points in balance.expiring:
+        day = None if expiry is None else display_expiry(expiry, config)
+        days[day] = days.get(day, 0) + points
+    return list(days.items())
+
+
+def render_balance(balance: Balance, config: Config, _: Texts) -> str:
+    """The /balance answer: available points, what expires when, lifetime earned."""
+    lines = [_("balance.available", points=balance.available)]
+    if balance.available:
+        lines.append(_("balance.expiring_heading"))
+        for day, points in expiry_schedule(balance, config):
+            if day is None:
+                lines.append(_("balance.never_expires", points=points))
+            else:
+                lines.append(_("balance.expires_on", day=day.isoformat(), points=points))
+    else:
+        lines.append(_("balance.empty"))
+    lines.append(_("balance.lifetime", points=balance.lifetime_earned))
+    return "\n".join(lines)
+
+
+def _statement_line(line: StatementLine, config: Config, _: Texts) -> str:
+    local = line.created_at.astimezone(config.program.tz)
+    text = _(
+        "history.line",
+        date=local.strftime("%Y-%m-%d %H:%M"),
+        kind=kind_label(line.kind, _),
+        points=signed(line.points),
+    )
+    if line.reason:
+        text += _("history.reason", reason=line.reason)
+    if line.reference:
+        text += _("history.reference", reference=line.reference)
+    return text
+
+
+def page_count(total: int) -> int:
+    """How many pages a statement of `total` lines has (at least one)."""
+    return max(1, -(-total // HISTORY_PAGE_SIZE))
+
+
+def render_history(
+    statement: Statement, page: int, config: Config, _: Texts
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """One page of the statement and its ◀ ▶ buttons."""
+    if statement.total == 0:
+        return _("history.empty"), None
+    pages = page_count(statement.total)
+    lines = [_("history.title", page=page + 1, pages=pages, total=statement.total)]
+    lines += [_statement_line(line, config, _) for line in statement.lines]
+    buttons = []
+    if page > 0:
+        buttons.append(
+            InlineKeyboardButton(_("history.newer"), callback_data=encode_page(page - 1))
+        )
+    if page + 1 < pages:
+        buttons.append(
+            InlineKeyboardButton(_("history.older"), callback_data=encode_page(page + 1))
+        )
+    return "\n".join(lines), InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+def encode_page(page: int) -> str:
+    """Callback data for a history page button."""
+    return f"{HISTORY_PREFIX}:{page}"
+
+
+def decode_page(data: str) -> int | None:
+    """The page a history button names, or None when the data is not a valid page."""
+    prefix, _, page = data.partition(":")
+    if prefix != HISTORY_PREFIX or not page.isascii() or not page.isdigit():
+        return None
+    number = int(page)
+    return number if number < MAX_HISTORY_PAGE else None
+
+
+async def balance(update: Update, context: BotContext) -> None:
+    """Show the member's available points, their expiry dates and lifetime earnings."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    member = await member_for(user, context)
+    _ = await texts_for(update, context)
+    services = context.services
+    summary = await services.ledger.balance(member.id, datetime.now(services.config.program.tz))
+    await message.reply_text(render_balance(summary, services.config, _))
+
+
+async def _history_page(member_id: int, page: int, context: BotContext) -> Statement:
+    return await context.services.ledger.history(
+        member_id, offset=page * HISTORY_PAGE_SIZE, limit=HISTORY_PAGE_SIZE
+    )
+
+
+async def history(update: Update, context: BotContext) -> None:
+    """Show the newest page of the member's statement."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    member = await member_for(user, context)
+    _ = await texts_for(update, context)
+    statement = await _history_page(member.id, 0, context)
+    text, keyboard = render_history(statement, 0, context.services.config, _)
+    await message.reply_text(text, reply_markup=keyboard)
+
+
+async def history_callback(update: Update, context: BotContext) -> None:
+    """A ◀ ▶ tap: show that page of the tapping member's own statement."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    _ = await texts_for(update, context)
+    page = decode_page(query.data or "")
+    member = await context.services.members.by_telegram_id(user.id)
+    statement = None
+    if page is not None and member is not None:
+        statement = await _history_page(member.id, page, context)
+    # A page past the end (the statement cannot shrink) or a forged number: not ours to show.
+    if page is None or statement is None or (page > 0 and not statement.lines):
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    await query.answer()
+    text, keyboard = render_history(statement, page, context.services.config, _)
+    await query.edit_message_text(text, reply_markup=keyboard)
+
+
+async def card(update: Update, context: BotContext) -> None:
+    """Send the member code as a QR image for the cashier to scan."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    member = await member_for(user, context)
+    _ = await texts_for(update, context)
+    program = context.services.config.program
+    caption = _(
+        "card.caption",
+        brand=program.brand,
+        name=member.display_name,
+        code=format_code(member.member_code),
+    )
+    await message.reply_photo(qr_png(member.member_code), caption=caption)

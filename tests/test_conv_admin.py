@@ -1,0 +1,238 @@
+"""Operators at the till through the sandbox: /purchase, /adjust, /member, and who may use them."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from bot.config import Campaign, Config, Localized
+from storage.audit import audit
+from storage.members import Member, luhn_digit
+from tests.conftest import Sandbox
+
+
+async def new_member(sandbox: Sandbox, user_id: int = 8001) -> Member:
+    await sandbox.member(user_id).send("/start")
+    member = await sandbox.services.members.by_telegram_id(user_id)
+    assert member is not None
+    return member
+
+
+async def available(sandbox: Sandbox, member: Member) -> int:
+    return (await sandbox.services.ledger.balance(member.id)).available
+
+
+async def operations(sandbox: Sandbox) -> int:
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM operations").fetchone()[0])
+
+    return await sandbox.services.store.read(count)
+
+
+def unused_code(taken: str) -> str:
+    """A well-formed member code (right check digit) that nobody holds."""
+    body = "100000000" if not taken.startswith("100000000") else "100000001"
+    return body + luhn_digit(body)
+
+
+def grouped(code: str) -> str:
+    return f"{code[:4]} {code[4:8]} {code[8:]}"
+
+
+async def test_purchase_awards_points_by_category(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    [reply] = await sandbox.admin().send(f"/purchase {member.member_code} 128.50 eco R-1001")
+    assert reply.text == (
+        f"✅ 已为 小明（{grouped(member.member_code)}）记录消费 128.50 元（绿色环保商品），"
+        "获得 257 积分。当前可用积分：257。"
+    )
+    assert await available(sandbox, member) == 257
+    [statement] = await sandbox.member(8001).send("/history")
+    assert "消费积分  +257 · 单号 R-1001" in (statement.text or "")
+
+
+async def test_purchase_without_category_uses_the_default(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    await sandbox.admin().send(f"/purchase {member.member_code} ¥99.99")
+    assert await available(sandbox, member) == 99
+
+
+async def test_same_receipt_twice_awards_once(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    await admin.send(f"/purchase {member.member_code} 100 general R-7")
+    [again] = await admin.send(f"/purchase {member.member_code} 100 general R-7")
+    assert again.text == "ℹ️ 小票 R-7 已经记过账（100 积分），没有重复记录。"
+    assert await available(sandbox, member) == 100
+
+
+async def test_a_receipt_reused_for_another_amount_is_refused(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    await admin.send(f"/purchase {member.member_code} 100 general R-8")
+    [clash] = await admin.send(f"/purchase {member.member_code} 300 general R-8")
+    assert clash.text == "⚠️ 小票 R-8 已用于另一笔不同的消费，本次未记账。请核对小票号。"
+    assert await available(sandbox, member) == 100
+
+
+def green_today(config: Config) -> Config:
+    """A campaign running today that doubles eco purchases."""
+    today = date.today()
+    campaign = Campaign(
+        id="today",
+        name=Localized.model_validate({"zh-CN": "今日双倍", "en": "Double Today"}),
+        starts=today - timedelta(days=1),
+        ends=today + timedelta(days=1),
+        multiplier=Decimal("2"),
+        categories=["eco"],
+    )
+    return config.model_copy(update={"campaigns": [campaign]})
+
+
+@pytest.mark.parametrize("configure", [[green_today]])
+async def test_campaign_multiplies_and_says_so(
+    sandbox: Sandbox, configure: list[Callable[[Config], Config]]
+) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin("en")
+    [eco] = await admin.send(f"/purchase {member.member_code} 10 eco")
+    assert "(Eco-friendly products, Double Today ×2)" in (eco.text or "")
+    assert ": 40 points." in (eco.text or "")
+    [plain] = await admin.send(f"/purchase {member.member_code} 10 general")
+    assert "(Everyday goods)" in (plain.text or "") and ": 10 points." in (plain.text or "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "answer"),
+    [
+        ("", "用法：/purchase <会员号> <金额> [类别] [小票号]"),
+        ("{code}", "用法：/purchase"),
+        ("{code} 1 eco R1 extra", "用法：/purchase"),
+        ("{code} abc", "金额「abc」不是有效数字。"),
+        ("{code} -5", "金额必须大于 0（收到：-5）。"),
+        ("{code} 0", "金额必须大于 0（收到：0）。"),
+        ("{code} 1.005", "金额最多两位小数（收到：1.005）。"),
+        ("{code} 1e9", "超过单笔上限"),
+        ("{code} NaN", "不是有效数字"),
+        ("{code} 0.50", "消费 0.50 元不足以获得 1 积分，未记账。"),
+        ("{code} 10 toys", "没有「toys」这个商品类别（可用：general, eco, refill）。"),
+        ("{code} 10 eco R/1;DROP", "小票号「R/1;DROP」无效"),
+        ("12345 10", "会员号「12345」不正确：应为 10 位数字"),
+        ("{bad_luhn} 10", "不正确：应为 10 位数字"),
+        ("{unknown} 10", "找不到会员号为 {unknown} 的会员。"),
+    ],
+)
+async def test_bad_purchase_input_is_explained_and_changes_nothing(
+    sandbox: Sandbox, arguments: str, answer: str
+) -> None:
+    member = await new_member(sandbox)
+    code = member.member_code
+    bad_luhn = code[:-1] + str((int(code[-1]) + 1) % 10)
+    unknown = unused_code(code)
+    values = {"code": code, "bad_luhn": bad_luhn, "unknown": unknown}
+    before = await operations(sandbox)
+    [reply] = await sandbox.admin().send(f"/purchase {arguments.format(**values)}".strip())
+    assert answer.format(**values) in (reply.text or "")
+    assert await operations(sandbox) == before
+
+
+async def test_a_member_cannot_award_themselves_points(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    chat = sandbox.member(8001)
+    for command in (
+        f"/purchase {member.member_code} 100",
+        f"/adjust {member.member_code} +1000 gift",
+        f"/member {member.member_code}",
+    ):
+        [reply] = await chat.send(command)
+        assert reply.text == "抱歉，此命令仅限门店工作人员使用。"
+    assert await available(sandbox, member) == 0
+    assert await operations(sandbox) == 0
+
+
+async def test_adjust_up_and_down_with_a_reason(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    [up] = await admin.send(f"/adjust {member.member_code} +50 补录漏记积分")
+    assert up.text == (
+        f"✅ 已为 小明（{grouped(member.member_code)}）调整 +50 积分。原因：补录漏记积分。"
+        "当前可用积分：50。"
+    )
+    [down] = await admin.send(f"/adjust {member.member_code} -20 重复记账更正")
+    assert "调整 -20 积分" in (down.text or "") and "当前可用积分：30" in (down.text or "")
+    [statement] = await sandbox.member(8001).send("/history")
+    assert "人工调整  -20 · 重复记账更正" in (statement.text or "")
+    # An added adjustment follows the published expiry policy, like any other credit.
+    [lot] = [lot for lot in await sandbox.services.ledger.lots(member.id) if lot.points == 50]
+    assert lot.expires_at is not None
+
+
+async def test_adjust_never_takes_a_member_below_zero(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    await admin.send(f"/adjust {member.member_code} +10 开户礼")
+    [reply] = await admin.send(f"/adjust {member.member_code} -11 扣回")
+    assert reply.text == "⚠️ 该会员只有 10 积分可扣，不能扣除 11 积分。未做调整。"
+    assert await available(sandbox, member) == 10
+
+
+@pytest.mark.parametrize(
+    ("arguments", "answer"),
+    [
+        ("", "用法：/adjust <会员号> <±积分> <原因>"),
+        ("{code}", "用法：/adjust"),
+        ("{code} 0 none", "积分变动「0」无效"),
+        ("{code} ten reason", "积分变动「ten」无效"),
+        ("{code} 1.5 reason", "积分变动「1.5」无效"),
+        ("{code} +1000000 typo", "积分变动「+1000000」无效"),
+        ("{code} +5", "请写明调整原因"),
+        ("{code} +5 " + "长" * 201, "原因太长了"),
+        ("99 +5 reason", "会员号「99」不正确"),
+    ],
+)
+async def test_bad_adjustments_are_explained_and_change_nothing(
+    sandbox: Sandbox, arguments: str, answer: str
+) -> None:
+    member = await new_member(sandbox)
+    before = await operations(sandbox)
+    [reply] = await sandbox.admin().send(
+        f"/adjust {arguments.format(code=member.member_code)}".strip()
+    )
+    assert answer in (reply.text or "")
+    assert await operations(sandbox) == before
+
+
+async def test_member_lookup_shows_balance_and_lots(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin("en")
+    await admin.send(f"/purchase {member.member_code} 60 general R-1")
+    await admin.send(f"/adjust {member.member_code} -15 correction")
+    [reply] = await admin.send(f"/member {member.member_code}")
+    text = reply.text or ""
+    assert text.startswith(f"👤 小明 ({grouped(member.member_code)}), member since ")
+    assert "💰 Available points: 45" in text
+    assert "Earned in total: 60 points" in text
+    assert ": 60, 45 left, valid through " in text
+
+
+async def test_member_lookup_of_an_unknown_code(sandbox: Sandbox) -> None:
+    code = unused_code("")
+    [reply] = await sandbox.admin("en").send(f"/member {code}")
+    assert reply.text == f"There is no member with code {code}."
+    [usage] = await sandbox.admin("en").send("/member")
+    assert usage.text == "Usage: /member <member code>"
+
+
+async def test_the_ledger_stays_consistent_after_till_work(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    await admin.send(f"/purchase {member.member_code} 88.80 refill R-1")
+    await admin.send(f"/adjust {member.member_code} -100 更正")
+    await admin.send(f"/adjust {member.member_code} -10 更正")
+    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
+    assert report.ok, str(report)
+    assert await available(sandbox, member) == 23  # 88.80 × 1.5 = 133, then -100 -10
