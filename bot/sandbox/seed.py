@@ -31,10 +31,13 @@ async def seed_demo(store: Store, config: Config, now: datetime) -> int:
     member id (running it twice adds nothing: every operation has a fixed key)."""
     members, ledger = Members(store), Ledger(store)
     member, _ = await members.register(
-        Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE), now=now
+        Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE),
+        now=now - timedelta(days=400),
     )
     for days_ago, amount, category, receipt in DEMO_PURCHASES:
-        award = award_purchase(Decimal(amount), category, now - timedelta(days_ago), now, config)
+        # Booked when it was bought, so the statement reads like a real member's.
+        bought = now - timedelta(days=days_ago)
+        award = award_purchase(Decimal(amount), category, bought, bought, config)
         await ledger.earn(
             member.id,
             award.points,
@@ -44,8 +47,17 @@ async def seed_demo(store: Store, config: Config, now: datetime) -> int:
             expires_at=award.expires_at,
             reference=receipt,
             meta=award.meta(),
-            now=now,
+            now=bought,
         )
+    await ledger.spend(
+        member.id,
+        50,
+        key=f"redeem:{member.id}:demo",
+        actor=DEMO_ACTOR,
+        reason="环保购物袋",
+        reference="DEMO-R1",
+        now=now - timedelta(days=5),
+    )
     if config.birthday.gift_points:
         await ledger.earn(
             member.id,
@@ -56,13 +68,4 @@ async def seed_demo(store: Store, config: Config, now: datetime) -> int:
             expires_at=expires_at(now, config),
             now=now,
         )
-    await ledger.spend(
-        member.id,
-        50,
-        key=f"redeem:{member.id}:demo",
-        actor=DEMO_ACTOR,
-        reason="环保购物袋",
-        reference="DEMO-R1",
-        now=now,
-    )
     return member.id
