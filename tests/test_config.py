@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,16 @@ def test_sample_programme_validates() -> None:
             lambda d: d["telegram"].update(base_url="ftp://x"),
             "[telegram.base_url] must start with http",
         ),
+        (
+            lambda d: d["campaigns"][0].update(ends=date(2026, 11, 30)),
+            "campaign 'green_winter' ends (2026-11-30) before it starts",
+        ),
+        (lambda d: d["campaigns"][0].update(multiplier="1"), "[campaigns[1].multiplier]"),
+        (
+            lambda d: d["campaigns"][0].update(categories=["toys"]),
+            "campaign 'green_winter' names unknown categories toys",
+        ),
+        (lambda d: d["campaigns"][0].update(starts="soon"), "[campaigns[1].starts]"),
     ],
 )
 def test_mistake_names_the_key(mutate: Any, expected: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from bot.config import Config, load_config
 from bot.rules import (
     RuleError,
+    award_purchase,
     display_expiry,
     expires_at,
     last_valid_day,
@@ -90,3 +91,47 @@ def test_year_end_expiry(config: Config) -> None:
 
 def test_never_expiring_policy(config: Config) -> None:
     assert expires_at(datetime.now(UTC), with_expiry(config, mode="never")) is None
+
+
+SHANGHAI_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+
+
+def test_award_applies_the_category_and_expiry(config: Config) -> None:
+    award = award_purchase(Decimal("66.50"), "eco", SHANGHAI_NOON, SHANGHAI_NOON, config)
+    assert (award.points, award.category.id, award.campaign) == (133, "eco", None)
+    assert award.expires_at == expires_at(SHANGHAI_NOON, config)
+    assert award.meta() == {"amount": "66.50", "category": "eco"}
+
+
+def test_award_without_category_uses_the_default(config: Config) -> None:
+    award = award_purchase(Decimal("10"), None, SHANGHAI_NOON, SHANGHAI_NOON, config)
+    assert award.category.id == "general" and award.points == 10
+
+
+def test_campaign_multiplies_only_its_categories_and_days(config: Config) -> None:
+    # green_winter: 2026-12-01..31 in Shanghai, ×2 for eco and refill.
+    first_minute = datetime(2026, 11, 30, 16, 1, tzinfo=UTC)  # 1 Dec 00:01 in Shanghai
+    eco = award_purchase(Decimal("10"), "eco", first_minute, first_minute, config)
+    assert eco.points == 40 and eco.campaign is not None
+    assert eco.meta()["campaign"] == "green_winter"
+    general = award_purchase(Decimal("10"), "general", first_minute, first_minute, config)
+    assert general.points == 10 and general.campaign is None
+    day_before = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)  # still 30 Nov in Shanghai
+    assert award_purchase(Decimal("10"), "eco", day_before, day_before, config).points == 20
+
+
+@pytest.mark.parametrize(
+    ("amount", "category", "bought", "key"),
+    [
+        ("10", "toys", SHANGHAI_NOON, "error.unknown_category"),
+        ("0.99", "general", SHANGHAI_NOON, "error.purchase_earns_nothing"),
+        ("10", "eco", SHANGHAI_NOON.replace(year=2027), "error.purchase_in_future"),
+        ("10", "eco", SHANGHAI_NOON.replace(year=2024), "error.purchase_expired"),
+    ],
+)
+def test_award_refusals(
+    config: Config, amount: str, category: str, bought: datetime, key: str
+) -> None:
+    with pytest.raises(RuleError) as excinfo:
+        award_purchase(Decimal(amount), category, bought, SHANGHAI_NOON, config)
+    assert excinfo.value.key == key
