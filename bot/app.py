@@ -28,11 +28,38 @@ def quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class TokenRedactor(logging.Filter):
+    """Replace the bot token in every record a handler emits, exception text included."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record without the token; never drop it."""
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<token>"), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "<token>")
+        return True
+
+
+def redact_token_in_logs(token: str) -> None:
+    """PTB logs its API URLs (token included) at DEBUG: scrub the token on every root handler."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, TokenRedactor) and f.token == token for f in handler.filters):
+            handler.addFilter(TokenRedactor(token))
+
+
 def build_application(
     config: Config, token: str, *, i18n: I18n | None = None, base_url: str | None = None
 ) -> BotApp:
     """Build the Application for this configuration (nothing is opened until post_init)."""
     quiet_http_logs()
+    redact_token_in_logs(token)
     services_i18n = i18n or I18n.load(config.program.default_language)
     context_types = ContextTypes(context=BotContext, bot_data=Services)
     builder = (
