@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 import logging
+import sqlite3
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.config import TOKEN_ENV, Config, ConfigError, load_config, token_from_env
+
+if TYPE_CHECKING:
+    from bot.imports import Progress
 
 DEFAULT_CONFIG = "config.toml"
 EXAMPLE_CONFIG = "config.example.toml"
@@ -81,6 +90,175 @@ def init_db(config_path: Path) -> None:
 
     version = asyncio.run(create())
     click.echo(f"{config.storage.path}: schema version {version}")
+
+
+def _open_database(config: Config, *, upgrade: bool) -> sqlite3.Connection:
+    """Open the existing database, migrated (`upgrade`) or checked current; else exit 2."""
+    from storage.errors import MigrationError
+    from storage.store import connect_sync, latest_version, migrate, schema_version
+
+    path = Path(config.storage.path)
+    if not path.is_file():
+        click.echo(f"error: no database at {path} (create it with `pointsbot init-db`)", err=True)
+        sys.exit(2)
+    conn = None
+    try:
+        conn = connect_sync(path, synchronous=config.storage.synchronous)
+        if upgrade:
+            migrate(conn)
+        elif (version := schema_version(conn)) != latest_version():
+            raise MigrationError(
+                f"schema version {version}, this pointsbot needs {latest_version()}"
+                " (run `pointsbot init-db`)"
+            )
+    except (sqlite3.DatabaseError, MigrationError) as exc:
+        if conn is not None:
+            conn.close()
+        click.echo(f"error: {path}: {exc}", err=True)
+        sys.exit(2)
+    return conn
+
+
+@main.command("audit")
+@config_option
+@click.option(
+    "--quick", is_flag=True, help="Check the pages with quick_check, not the full integrity_check."
+)
+def audit_ledger(config_path: Path, quick: bool) -> None:
+    """Check the ledger's invariants; exit 1 when any is broken."""
+    from storage.audit import audit
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=False)
+    try:
+        report = audit(conn, integrity="quick" if quick else "full")
+    finally:
+        conn.close()
+    click.echo(str(report))
+    sys.exit(0 if report.ok else 1)
+
+
+# Skipped rows listed after an import's summary; --errors writes them all.
+SHOWN_REJECTIONS = 50
+
+
+@main.command("import-purchases")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@click.option("--actor", help="Who the operations are recorded as (default: import:<file name>).")
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every skipped row to this CSV file, with its line number and reason.",
+)
+def import_purchases_command(
+    csv_file: Path, config_path: Path, actor: str | None, errors_path: Path | None
+) -> None:
+    """Award points for till purchases from CSV_FILE
+    (receipt_id,member_code,amount,category,purchased_at).
+
+    Bad rows are skipped and listed with their line numbers; the rest are imported. A receipt
+    imported before is not imported again. Exit status: 0 when every row is imported (now or
+    before), 1 when some rows were skipped, 2 when the file cannot be read (nothing written).
+    """
+    from bot.imports import REASONS, ImportFileError, RejectedRow, import_purchases
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.callback(conn.close)
+        on_reject = None
+        if errors_path is not None:
+            errors_file = stack.enter_context(
+                errors_path.open("w", encoding="utf-8-sig", newline="")
+            )
+            errors_csv = csv.writer(errors_file)
+            errors_csv.writerow(["line", "reason", "message", "fields"])
+
+            def on_reject(row: RejectedRow) -> None:
+                errors_csv.writerow([row.line, row.reason, row.message, *row.fields])
+
+        progress = stack.enter_context(_progress_bar(f"importing {csv_file.name}"))
+        try:
+            summary = import_purchases(
+                conn,
+                csv_file,
+                config,
+                actor=actor or f"import:{csv_file.name}",
+                progress=progress,
+                on_reject=on_reject,
+            )
+        except ImportFileError as exc:
+            click.echo(f"error: {csv_file}: {exc}", err=True)
+            sys.exit(2)
+    elapsed = time.perf_counter() - started
+    click.echo(f"{csv_file}: {summary.rows:,} rows read in {elapsed:.1f} s")
+    click.echo(f"  imported          {summary.imported:>9,}  ({summary.points:,} points)")
+    click.echo(f"  already imported  {summary.replayed:>9,}")
+    click.echo(f"  skipped           {summary.skipped_total:>9,}")
+    for reason, count in summary.skipped.most_common():
+        click.echo(f"    {REASONS.get(reason, reason):<40} {count:>9,}")
+    if summary.rejected:
+        click.echo("skipped rows:")
+        for row in summary.rejected[:SHOWN_REJECTIONS]:
+            click.echo(f"  line {row.line}: {REASONS.get(row.reason, row.reason)}: {row.message}")
+        if (more := summary.skipped_total - SHOWN_REJECTIONS) > 0:
+            where = f"all in {errors_path}" if errors_path else "--errors FILE lists them all"
+            click.echo(f"  … and {more:,} more ({where})")
+    sys.exit(0 if summary.ok else 1)
+
+
+@contextlib.contextmanager
+def _progress_bar(description: str) -> Iterator[Progress | None]:
+    """A progress bar on stderr when it is a terminal (none in pipes, logs and tests)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress as Bar
+
+    with Bar(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+@main.command("export-ledger")
+@config_option
+@click.option("--member", "member_code", help="Only this member's postings (by member code).")
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
+def export_ledger(config_path: Path, member_code: str | None, output: Path) -> None:
+    """Write the audit trail as CSV: every posting with its operation, times in local time."""
+    from bot.export import write_ledger_csv
+    from storage.members import member_ids_by_code
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        member_id = None
+        if member_code is not None:
+            member_id = member_ids_by_code(conn, [member_code.strip()]).get(member_code.strip())
+            if member_id is None:
+                click.echo(f"error: no member has the code {member_code}", err=True)
+                sys.exit(2)
+        if str(output) == "-":
+            write_ledger_csv(conn, sys.stdout, config, member_id)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = write_ledger_csv(conn, out, config, member_id)
+            click.echo(f"{output}: {count:,} postings", err=True)
 
 
 @main.command("run")

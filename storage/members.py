@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -151,6 +153,34 @@ def register_member(
     created = _get_by_telegram_id(conn, profile.telegram_id)
     assert created is not None
     return created, True
+
+
+def member_ids_by_code(conn: sqlite3.Connection, codes: Collection[str]) -> dict[str, int]:
+    """Map member codes to member ids in one query; unknown codes are left out."""
+    if not codes:
+        return {}
+    # One JSON array parameter instead of thousands of `?`, which SQLite caps per statement.
+    return {
+        str(code): int(member_id)
+        for code, member_id in conn.execute(
+            "SELECT member_code, id FROM members"
+            " WHERE member_code IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(codes)),),
+        )
+    }
+
+
+def member_codes_by_id(conn: sqlite3.Connection, member_ids: Collection[int]) -> dict[int, str]:
+    """Map member ids to member codes in one query; unknown ids are left out."""
+    if not member_ids:
+        return {}
+    return {
+        int(member_id): str(code)
+        for member_id, code in conn.execute(
+            "SELECT id, member_code FROM members WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(member_ids)),),
+        )
+    }
 
 
 class Members:

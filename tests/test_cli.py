@@ -45,6 +45,13 @@ def test_init_db_creates_the_database(tmp_path: Path) -> None:
     assert first.output == again.output
 
 
+def test_the_operator_commands_are_listed() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("audit", "import-purchases", "export-ledger", "init-db", "check-config"):
+        assert command in result.output
+
+
 def test_run_without_token_exits_2_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POINTSBOT_TOKEN", raising=False)
     result = CliRunner().invoke(main, ["run", "--config", str(SAMPLE)])

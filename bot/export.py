@@ -1,0 +1,79 @@
+"""The audit-trail export: every posting with its operation, as CSV, times in local time."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from typing import Final, TextIO
+
+from bot.config import Config
+from storage.ledger import LedgerLine, iter_ledger
+from storage.members import member_codes_by_id
+
+COLUMNS: Final = (
+    "posting_id",
+    "operation_id",
+    "created_at",
+    "kind",
+    "key",
+    "actor",
+    "reason",
+    "reference",
+    "reverses_operation_id",
+    "account",
+    "member_id",
+    "member_code",
+    "amount",
+    "meta",
+)
+# Postings written between two look-ups of the member codes they name.
+_CHUNK: Final = 5_000
+
+
+def _text(value: object) -> object:
+    return "" if value is None else value
+
+
+def write_ledger_csv(
+    conn: sqlite3.Connection, out: TextIO, config: Config, member_id: int | None = None
+) -> int:
+    """Write the postings (of one member's account, or all) as CSV with a header; return how
+    many."""
+    tz = config.program.tz
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    codes: dict[int, str] = {}
+    count = 0
+    chunk: list[LedgerLine] = []
+
+    def flush() -> None:
+        if missing := {p.member_id for p in chunk if p.member_id is not None} - codes.keys():
+            codes.update(member_codes_by_id(conn, missing))
+        writer.writerows(
+            (
+                p.posting_id,
+                p.operation_id,
+                p.created_at.astimezone(tz).isoformat(),
+                p.kind,
+                p.key,
+                p.actor,
+                _text(p.reason),
+                _text(p.reference),
+                _text(p.reverses_operation_id),
+                p.account,
+                _text(p.member_id),
+                "" if p.member_id is None else codes.get(p.member_id, ""),
+                p.amount,
+                _text(p.meta),
+            )
+            for p in chunk
+        )
+        chunk.clear()
+
+    for posting in iter_ledger(conn, member_id):
+        chunk.append(posting)
+        count += 1
+        if len(chunk) >= _CHUNK:
+            flush()
+    flush()
+    return count

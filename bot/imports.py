@@ -1,0 +1,429 @@
+"""Bulk import of till purchases from CSV: the bot's purchase rule, the ledger's `earn_many`.
+
+Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV shape,
+receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
+looks the batch's member codes up in one query and writes it with `earn_many`, one
+transaction per batch.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Final
+
+from bot.config import Config
+from bot.i18n import I18n
+from bot.rules import RuleError, award_purchase, parse_amount
+from storage.errors import Conflict, NotFound
+from storage.ledger import EarnRequest, OperationResult, earn_many
+from storage.members import is_valid_member_code, member_ids_by_code
+
+HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
+DEFAULT_BATCH: Final = 10_000
+# Rejections kept in the summary for display; `on_reject` sees every one of them.
+KEEP_REJECTED: Final = 1_000
+_CHUNK: Final = 1 << 20
+
+# Why a row was skipped: a stable code (tests, --errors files) and what operators read.
+REASONS: Final[dict[str, str]] = {
+    "csv": "unreadable CSV",
+    "columns": "wrong number of columns",
+    "receipt_missing": "empty receipt id",
+    "receipt_duplicate": "receipt id repeated in the file",
+    "member_code": "invalid member code",
+    "member_unknown": "unknown member",
+    "amount": "bad amount",
+    "date": "bad purchase time",
+    "category": "unknown category",
+    "future": "purchase in the future",
+    "expired": "points already expired",
+    "earns_nothing": "earns no points",
+    "conflict": "imported before with other content",
+    "rule": "breaks a programme rule",
+    "ledger": "refused by the ledger",
+}
+_RULE_REASONS: Final[dict[str, str]] = {
+    "error.amount_not_number": "amount",
+    "error.amount_not_positive": "amount",
+    "error.amount_too_precise": "amount",
+    "error.amount_too_large": "amount",
+    "error.unknown_category": "category",
+    "error.purchase_in_future": "future",
+    "error.purchase_expired": "expired",
+    "error.purchase_earns_nothing": "earns_nothing",
+}
+
+Progress = Callable[[int, int | None], None]
+# Puts a row's fields in HEADER order, whatever the file's column order.
+_Columns = Callable[[list[str]], tuple[str, ...]]
+# (first line of the record, its fields, or the CSV error that made it unreadable)
+_Record = tuple[int, list[str] | str]
+
+
+class ImportFileError(Exception):
+    """The file cannot be imported at all (unreadable, not UTF-8, bad header); nothing written."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A skipped CSV row: its first line in the file, why, and its fields as read."""
+
+    line: int
+    reason: str
+    message: str
+    fields: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What an import did, row by row counted."""
+
+    rows: int = 0
+    imported: int = 0
+    points: int = 0
+    replayed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    # The first KEEP_REJECTED rejections, in line order.
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def skipped_total(self) -> int:
+        """How many rows were skipped, whatever the reason."""
+        return sum(self.skipped.values())
+
+    @property
+    def ok(self) -> bool:
+        """True when every row was imported now or before."""
+        return self.skipped_total == 0
+
+
+# (points, expires_at, meta) of a purchase, as the shared rule awards it.
+_Award = tuple[int, datetime | None, dict[str, str]]
+# A row that passed every check needing no database: (line, fields, receipt id, member code,
+# the award, or the refusal that stands if the member exists: an unknown member comes first).
+_Candidate = tuple[int, list[str], str, str, _Award | RejectedRow]
+_Prepared = RejectedRow | _Candidate
+
+
+def _not_utf8(line: int) -> ImportFileError:
+    return ImportFileError(f"line {line} is not UTF-8 text (save the file as CSV UTF-8)")
+
+
+def scan_file(path: Path) -> int:
+    """Check the file is UTF-8 (a BOM is fine) and return its line count; raises
+    ImportFileError."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    newlines = 0
+    tail = b""
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                held = len(decoder.getstate()[0])  # the previous chunk's unfinished character
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise _not_utf8(
+                        newlines + chunk[: max(exc.start - held, 0)].count(b"\n") + 1
+                    ) from None
+                newlines += chunk.count(b"\n")
+                tail = chunk[-1:]
+    except OSError as exc:
+        raise ImportFileError(f"cannot read it: {exc.strerror}") from None
+    lines = newlines + (1 if tail not in (b"", b"\n") else 0)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise _not_utf8(lines) from None  # it ends in the middle of a character
+    return lines
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a batch allocates tens of thousands of objects and
+    no cycles, and the collections it would trigger cost about a sixth of the import."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _records(lines: Iterable[str]) -> Iterator[_Record]:
+    """Each CSV record with its first line number; blank lines are left out."""
+    reader = csv.reader(lines, strict=True)
+    last = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if reader.line_num == last:
+                return  # nothing was consumed: the reader cannot go on
+            yield last + 1, str(exc)
+        else:
+            if fields:
+                yield last + 1, fields
+        last = reader.line_num
+
+
+def _columns(header: list[str] | str) -> _Columns:
+    """The getter putting a row's fields in HEADER order; raises ImportFileError."""
+    expected = ",".join(HEADER)
+    if isinstance(header, str):
+        raise ImportFileError(f"line 1 is not valid CSV ({header}); it must be {expected}")
+    names = [name.strip().lower() for name in header]
+    names[0] = names[0].removeprefix("\ufeff")
+    if sorted(names) != sorted(HEADER):
+        shown = ",".join(header)[:200]
+        raise ImportFileError(f"line 1 must be the header {expected} (any order), not: {shown}")
+    return itemgetter(*(names.index(name) for name in HEADER))
+
+
+def _header(records: Iterator[_Record]) -> _Columns:
+    """Read the header record; raises ImportFileError."""
+    first = next(records, None)
+    if first is None:
+        raise ImportFileError("the file is empty; line 1 must be the header " + ",".join(HEADER))
+    return _columns(first[1])
+
+
+def _parse_time(text: str, config: Config) -> datetime | None:
+    """An ISO 8601 time; one without an offset is in the programme's timezone."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=config.program.tz) if moment.tzinfo is None else moment
+
+
+class _Preparer:
+    """The checks needing no database, for every batch of one file."""
+
+    def __init__(self, config: Config, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self.i18n = I18n.load(config.program.default_language)
+        self.first_line: dict[str, int] = {}
+        self.valid_codes: set[str] = set()
+
+    def _refusal(self, line: int, fields: list[str], err: RuleError) -> RejectedRow:
+        message = self.i18n.t(self.config.program.default_language, err.key, **err.params)
+        return RejectedRow(line, _RULE_REASONS.get(err.key, "rule"), message, tuple(fields))
+
+    def prepare(self, batch: list[_Record], columns: _Columns) -> list[_Prepared]:
+        """One outcome per record, in order."""
+        config, now, tz = self.config, self.now, self.config.program.tz
+        out: list[_Prepared] = []
+        for line, fields in batch:
+            if isinstance(fields, str):
+                out.append(RejectedRow(line, "csv", fields, ()))
+                continue
+            if len(fields) != len(HEADER):
+                message = f"{len(fields)} columns, expected {len(HEADER)}"
+                out.append(RejectedRow(line, "columns", message, tuple(fields)))
+                continue
+            receipt, code, amount_text, category, when = columns(fields)
+            receipt = receipt.strip()
+            if not receipt:
+                out.append(RejectedRow(line, "receipt_missing", "empty receipt id", tuple(fields)))
+                continue
+            if (first := self.first_line.setdefault(receipt, line)) != line:
+                message = f"receipt {receipt} is also on line {first}"
+                out.append(RejectedRow(line, "receipt_duplicate", message, tuple(fields)))
+                continue
+            code = code.strip()
+            if code not in self.valid_codes:
+                if not is_valid_member_code(code):
+                    message = f"“{code}” is not a member code (10 digits, last a check digit)"
+                    out.append(RejectedRow(line, "member_code", message, tuple(fields)))
+                    continue
+                self.valid_codes.add(code)
+            outcome: _Award | RejectedRow
+            moment = _parse_time(when, config)
+            try:
+                amount = parse_amount(amount_text, config)
+                if moment is None:
+                    message = f"“{when}” is not an ISO 8601 time"
+                    outcome = RejectedRow(line, "date", message, tuple(fields))
+                else:
+                    award = award_purchase(amount, category.strip() or None, moment, now, config)
+                    # The purchase time completes the award's facts for the audit trail.
+                    meta = award.meta()
+                    meta["purchased_at"] = moment.astimezone(tz).isoformat()
+                    outcome = (award.points, award.expires_at, meta)
+            except RuleError as err:
+                outcome = self._refusal(line, fields, err)
+            out.append((line, fields, receipt, code, outcome))
+        return out
+
+
+class _Writer:
+    """Looks members up and writes prepared batches: the half that needs the database."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        actor: str,
+        now: datetime,
+        keep_rejected: int,
+        on_reject: Callable[[RejectedRow], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.actor = actor
+        self.now = now
+        self.keep_rejected = keep_rejected
+        self.on_reject = on_reject
+        self.summary = ImportSummary()
+        self.members: dict[str, int | None] = {}
+
+    def write(self, prepared: list[_Prepared]) -> None:
+        """Write the good rows of one batch in one transaction; record every outcome."""
+        self.summary.rows += len(prepared)
+        if lookup := {
+            item[3] for item in prepared if type(item) is tuple and item[3] not in self.members
+        }:
+            found = member_ids_by_code(self.conn, lookup)
+            self.members.update((code, found.get(code)) for code in lookup)
+        rejected: list[RejectedRow] = []
+        requests: list[EarnRequest] = []
+        written: list[_Candidate] = []
+        for item in prepared:
+            if isinstance(item, RejectedRow):
+                rejected.append(item)
+                continue
+            line, fields, receipt, code, outcome = item
+            member_id = self.members[code]
+            if member_id is None:
+                message = f"no member has the code {code}"
+                rejected.append(RejectedRow(line, "member_unknown", message, tuple(fields)))
+            elif isinstance(outcome, RejectedRow):
+                rejected.append(outcome)
+            else:
+                points, expires_at, meta = outcome
+                requests.append(
+                    EarnRequest(
+                        member_id=member_id,
+                        points=points,
+                        kind="purchase",
+                        key=f"purchase:{receipt}",
+                        actor=self.actor,
+                        expires_at=expires_at,
+                        now=self.now,
+                        reference=receipt,
+                        meta=meta,
+                    )
+                )
+                written.append(item)
+        if requests:
+            # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open).
+            results = earn_many(self.conn, requests)
+            late = self._tally(results, written)
+            if late:
+                rejected += late
+                rejected.sort(key=lambda r: r.line)
+        for row in rejected:
+            self._reject(row)
+
+    def _tally(self, results: Iterable[object], written: list[_Candidate]) -> list[RejectedRow]:
+        """Count what earn_many did; return the rows it refused."""
+        summary = self.summary
+        refused: list[RejectedRow] = []
+        for result, (line, fields, receipt, _code, _award) in zip(results, written, strict=True):
+            if isinstance(result, OperationResult):
+                if result.replayed:
+                    summary.replayed += 1
+                else:
+                    summary.imported += 1
+                    summary.points += result.points
+                continue
+            if isinstance(result, Conflict):
+                reason, message = "conflict", f"receipt {receipt} was imported with other content"
+            elif isinstance(result, NotFound):
+                reason, message = "member_unknown", str(result)
+            else:
+                reason, message = "ledger", str(result)
+            refused.append(RejectedRow(line, reason, message, tuple(fields)))
+        return refused
+
+    def _reject(self, row: RejectedRow) -> None:
+        self.summary.skipped[row.reason] += 1
+        if len(self.summary.rejected) < self.keep_rejected:
+            self.summary.rejected.append(row)
+        if self.on_reject is not None:
+            self.on_reject(row)
+
+
+def _batches(records: Iterator[_Record], size: int) -> Iterator[list[_Record]]:
+    batch: list[_Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def import_purchases(
+    conn: sqlite3.Connection,
+    source: Path | Iterable[str],
+    config: Config,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    on_reject: Callable[[RejectedRow], None] | None = None,
+    keep_rejected: int = KEEP_REJECTED,
+) -> ImportSummary:
+    """Award the points of every good purchase row of a CSV file (or its lines), one
+    transaction per batch, skipping bad rows; raises ImportFileError before writing anything."""
+    when = datetime.now(UTC) if now is None else now
+    writer = _Writer(conn, actor=actor, now=when, keep_rejected=keep_rejected, on_reject=on_reject)
+    with _gc_paused():
+        if not isinstance(source, Path):
+            records = _records(source)
+            columns = _header(records)
+            _write_all(writer, _prepared(records, columns, config, when, batch_size), progress)
+            return writer.summary
+        total = scan_file(source) - 1  # before anything is written: the whole file is UTF-8
+        with source.open(encoding="utf-8-sig", newline="") as fh:
+            records = _records(fh)
+            columns = _header(records)
+            batches = _prepared(records, columns, config, when, batch_size)
+            _write_all(writer, batches, progress, total)
+    return writer.summary
+
+
+def _prepared(
+    records: Iterator[_Record], columns: _Columns, config: Config, now: datetime, size: int
+) -> Iterator[list[_Prepared]]:
+    preparer = _Preparer(config, now)
+    for batch in _batches(records, size):
+        yield preparer.prepare(batch, columns)
+
+
+def _write_all(
+    writer: _Writer,
+    batches: Iterator[list[_Prepared]],
+    progress: Progress | None,
+    total: int | None = None,
+) -> None:
+    for prepared in batches:
+        writer.write(prepared)
+        if progress is not None:
+            progress(writer.summary.rows, total)
