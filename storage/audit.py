@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-# Triggers the ledger's guarantees rest on (storage/migrations/0002_ledger.sql).
+MALL_TABLES: Final = ("catalog_items", "offers", "redemptions")
+# Triggers the mall's state machines rest on (storage/migrations/0003_mall.sql).
+MALL_TRIGGERS: Final = (
+    "catalog_items_no_delete",
+    "offers_fixed",
+    "redemptions_fixed_identity",
+    "redemptions_status_flow",
+    "redemptions_settled_once",
+    "redemptions_no_delete",
+)
+# Triggers the guarantees rest on: the ledger's (storage/migrations/0002_ledger.sql), then
+# the mall's.
 REQUIRED_TRIGGERS: Final = (
     "postings_maintain_balance",
     "allocations_maintain_remainder",
@@ -22,6 +33,7 @@ REQUIRED_TRIGGERS: Final = (
     "lots_append_only_delete",
     "accounts_fixed_identity",
     "accounts_no_delete",
+    *MALL_TRIGGERS,
 )
 LEDGER_TABLES: Final = ("accounts", "operations", "postings", "lots", "allocations")
 # Enough examples to act on without flooding the report on a badly broken database.
@@ -148,6 +160,36 @@ _ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     ),
 )
 
+# The mall's state machines against the ledger (only once migration 3 created the mall).
+_MALL_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        # Units sold are exactly the redemptions still holding one.
+        "mall_sold",
+        "sku, sold, open or used redemptions",
+        "SELECT c.sku, c.sold, coalesce(r.n, 0) FROM catalog_items AS c"
+        " LEFT JOIN (SELECT sku, count(*) AS n FROM redemptions"
+        "   WHERE status NOT IN ('returned', 'cancelled') GROUP BY sku) AS r ON r.sku = c.sku"
+        " WHERE c.sold <> coalesce(r.n, 0)",
+    ),
+    (
+        "redemption_spend",
+        "redemption, spend operation, kind, member, operation member, points, operation points",
+        "SELECT r.id, r.spend_operation_id, o.kind, r.member_id, o.member_id, r.points, o.points"
+        " FROM redemptions AS r LEFT JOIN operations AS o ON o.id = r.spend_operation_id"
+        " WHERE o.id IS NULL OR o.kind <> 'redeem' OR o.member_id <> r.member_id"
+        " OR o.points <> r.points",
+    ),
+    (
+        # Points came back exactly for returned and cancelled redemptions, by their refund.
+        "redemption_refund",
+        "redemption, status, refund operation, operation reversing the spend",
+        "SELECT r.id, r.status, r.refund_operation_id, f.id FROM redemptions AS r"
+        " LEFT JOIN operations AS f ON f.reverses_operation_id = r.spend_operation_id"
+        " WHERE r.refund_operation_id IS NOT f.id"
+        " OR (r.status IN ('returned', 'cancelled')) <> (f.id IS NOT NULL)",
+    ),
+)
+
 
 def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
@@ -178,14 +220,22 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
                 "SELECT coalesce(sum(balance), 0) FROM accounts WHERE kind = 'member'"
             ).fetchone()[0]
         )
-        for check, columns, sql in _ROW_CHECKS:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        has_mall = all(table in tables for table in MALL_TABLES)
+        row_checks = _ROW_CHECKS + _MALL_CHECKS if has_mall else _ROW_CHECKS
+        if has_mall:
+            summary["redemptions"] = int(
+                conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
+            )
+        for check, columns, sql in row_checks:
             rows = conn.execute(f"{sql} LIMIT {MAX_EXAMPLES + 1}").fetchall()  # noqa: S608
             if rows:
                 violations.append(Violation(check, f"({columns}) {_examples(rows)}"))
         present = {
             r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         }
-        if missing := [name for name in REQUIRED_TRIGGERS if name not in present]:
+        required = [t for t in REQUIRED_TRIGGERS if has_mall or t not in MALL_TRIGGERS]
+        if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)
         if fk:

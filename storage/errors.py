@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class StoreError(Exception):
     """Base class of everything the store raises on purpose."""
@@ -34,3 +36,43 @@ class AlreadyReversed(StoreError):
 
 class InvalidRequest(StoreError, ValueError):
     """The request breaks a ledger rule (non-positive points, transfer to oneself, no reason)."""
+
+
+class SoldOut(StoreError):
+    """Every unit of the item has been redeemed."""
+
+
+class NotAvailable(StoreError):
+    """The item cannot be redeemed now (not started, ended, delisted or unlisted)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not available: {reason}")
+        self.reason = reason
+
+
+class LimitReached(StoreError):
+    """The member already redeemed the item as often as one member may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} per member")
+        self.limit = limit
+
+
+class OfferExpired(StoreError):
+    """The confirmation button is stale, unknown or someone else's."""
+
+
+class ReturnWindowClosed(StoreError):
+    """The redemption is older than the return window."""
+
+    def __init__(self, deadline: datetime) -> None:
+        super().__init__(f"returns closed at {deadline.isoformat()}")
+        self.deadline = deadline
+
+
+class InvalidState(StoreError):
+    """The redemption's status does not allow this step."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"not allowed while {status}")
+        self.status = status

@@ -1218,6 +1218,20 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
     )
 
 
+def plan_spend(
+    conn: sqlite3.Connection, member_id: int, points: int, now: datetime
+) -> tuple[tuple[datetime | None, int], ...]:
+    """The (expires_at, points) a spend of `points` would consume now, soonest first, without
+    writing; raises InsufficientPoints, NotFound, InvalidRequest."""
+    _positive(points)
+    _require_member(conn, member_id)
+    # The very selection `spend` makes, so a preview can never disagree with the spend.
+    planned: dict[int | None, int] = {}
+    for take in _choose_lots(conn, member_id, points, _ts(now)):
+        planned[take.expires_at] = planned.get(take.expires_at, 0) + take.points
+    return tuple((_dt_or_none(expires_at), taken) for expires_at, taken in planned.items())
+
+
 def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
     """Every lot of a member, oldest first, used up or not."""
     return [
@@ -1566,6 +1580,14 @@ class Ledger:
         """Spendable points and their expiry schedule; raises NotFound."""
         when = _now(now)
         return await self._store.read(lambda c: balance(c, member_id, when))
+
+    async def plan_spend(
+        self, member_id: int, points: int, now: datetime | None = None
+    ) -> tuple[tuple[datetime | None, int], ...]:
+        """Which (expires_at, points) a spend would consume now; raises InsufficientPoints,
+        NotFound, InvalidRequest."""
+        when = _now(now)
+        return await self._store.read(lambda c: plan_spend(c, member_id, points, when))
 
     async def lots(self, member_id: int) -> list[Lot]:
         """Every lot of a member, oldest first."""

@@ -1,0 +1,838 @@
+"""The points mall: catalog state, offers behind confirmation buttons, redemptions and returns.
+
+Like the ledger, the core is synchronous functions taking a `sqlite3.Connection`, each
+all-or-nothing through `storage.ledger.atomic`; `Mall` is the async facade. The mall tables
+are state machines, but every point they move goes through the ledger with a key.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeVar
+
+from storage import ledger
+from storage.errors import (
+    InvalidRequest,
+    InvalidState,
+    LimitReached,
+    NotAvailable,
+    NotFound,
+    OfferExpired,
+    ReturnWindowClosed,
+    SoldOut,
+)
+from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _now, _ts, _ts_or_none, atomic
+from storage.store import Store
+
+T = TypeVar("T")
+
+KINDS: Final = frozenset({"goods", "voucher", "deduction", "service"})
+# Redemptions that hold a unit of stock and count toward the per-member limit.
+OPEN_STATUSES: Final = ("issued", "return_requested", "return_rejected")
+CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
+CODE_LENGTH: Final = 8
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """What the configuration says about one SKU."""
+
+    sku: str
+    kind: str
+    category: str
+    price: int
+    stock: int | None
+    per_member_limit: int | None
+    available_from: datetime | None
+    available_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """A SKU as the database knows it: configuration plus stock, sales and delisting."""
+
+    sku: str
+    kind: str
+    category: str
+    price: int
+    stock: int | None
+    sold: int
+    per_member_limit: int | None
+    available_from: datetime | None
+    available_until: datetime | None
+    listed: bool
+    delisted_at: datetime | None
+    delist_reason: str | None
+
+    @property
+    def left(self) -> int | None:
+        """Units still available; None = unlimited."""
+        return None if self.stock is None else self.stock - self.sold
+
+    def availability(self, now: datetime) -> str:
+        """'ok', or why the item cannot be redeemed at `now`: 'not_started', 'ended',
+        'delisted', 'unlisted' or 'sold_out'."""
+        if self.delisted_at is not None:
+            return "delisted"
+        if not self.listed:
+            return "unlisted"
+        if self.available_from is not None and now < self.available_from:
+            return "not_started"
+        if self.available_until is not None and now >= self.available_until:
+            return "ended"
+        if self.left is not None and self.left <= 0:
+            return "sold_out"
+        return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A pending redemption: what the confirmation button will buy, and until when."""
+
+    id: int
+    member_id: int
+    sku: str
+    points: int
+    deduction_yuan: Decimal | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """What a member got for their points, and where it stands."""
+
+    id: int
+    code: str
+    member_id: int
+    telegram_id: int
+    sku: str
+    kind: str
+    points: int
+    deduction_yuan: Decimal | None
+    status: str
+    created_at: datetime
+    used_at: datetime | None
+    return_requested_at: datetime | None
+    resolved_at: datetime | None
+    note: str | None
+    spend_operation_id: int
+    refund_operation_id: int | None
+    compensation_operation_id: int | None
+    handled_by: str | None = None
+    replayed: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DelistReport:
+    """The delisted item and each redemption it cancelled, with the bonus points paid."""
+
+    item: ItemState
+    cancelled: tuple[tuple[Redemption, int], ...]
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+_ITEM_COLUMNS: Final = (
+    "sku, kind, category, price, stock, sold, per_member_limit, available_from,"
+    " available_until, listed, delisted_at, delist_reason"
+)
+_REDEMPTION_SELECT: Final = (
+    "SELECT r.id, r.code, r.member_id, m.telegram_id, r.sku, r.kind, r.points,"
+    " r.deduction_yuan, r.status, r.created_at, r.used_at, r.return_requested_at,"
+    " r.resolved_at, r.note, r.spend_operation_id, r.refund_operation_id,"
+    " r.compensation_operation_id, r.handled_by"
+    " FROM redemptions AS r JOIN members AS m ON m.id = r.member_id"
+)
+
+
+def _item_state(row: Sequence[Any]) -> ItemState:
+    return ItemState(
+        sku=row[0],
+        kind=row[1],
+        category=row[2],
+        price=row[3],
+        stock=row[4],
+        sold=row[5],
+        per_member_limit=row[6],
+        available_from=_dt_or_none(row[7]),
+        available_until=_dt_or_none(row[8]),
+        listed=bool(row[9]),
+        delisted_at=_dt_or_none(row[10]),
+        delist_reason=row[11],
+    )
+
+
+def _decimal_or_none(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
+    return Redemption(
+        id=row[0],
+        code=row[1],
+        member_id=row[2],
+        telegram_id=row[3],
+        sku=row[4],
+        kind=row[5],
+        points=row[6],
+        deduction_yuan=_decimal_or_none(row[7]),
+        status=row[8],
+        created_at=_dt(row[9]),
+        used_at=_dt_or_none(row[10]),
+        return_requested_at=_dt_or_none(row[11]),
+        resolved_at=_dt_or_none(row[12]),
+        note=row[13],
+        spend_operation_id=row[14],
+        refund_operation_id=row[15],
+        compensation_operation_id=row[16],
+        handled_by=row[17],
+        replayed=replayed,
+    )
+
+
+def _offer(row: Sequence[Any]) -> Offer:
+    return Offer(
+        id=row[0],
+        member_id=row[1],
+        sku=row[2],
+        points=row[3],
+        deduction_yuan=_decimal_or_none(row[4]),
+        created_at=_dt(row[5]),
+        expires_at=_dt(row[6]),
+    )
+
+
+def _normal_code(code: str) -> str:
+    """Codes are stored upper-case; members type them any way."""
+    return code.strip().upper()
+
+
+def _new_code(conn: sqlite3.Connection) -> str:
+    """A random redemption code not yet used (the single writer makes check-then-insert safe)."""
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if conn.execute("SELECT 1 FROM redemptions WHERE code = ?", (code,)).fetchone() is None:
+            return code
+
+
+def _redemption_by_id(conn: sqlite3.Connection, redemption_id: int) -> Redemption:
+    row = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.id = ?", (redemption_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no redemption {redemption_id}")
+    return _redemption(row)
+
+
+def _require_text(value: str, what: str) -> None:
+    if not value or not value.strip():
+        raise InvalidRequest(f"{what} cannot be empty")
+
+
+def _check_entry(entry: CatalogEntry) -> None:
+    """Refuse what the schema would refuse, with a message naming the SKU."""
+    if not entry.sku:
+        raise InvalidRequest("a catalog item needs a sku")
+    if entry.kind not in KINDS:
+        raise InvalidRequest(f"item {entry.sku}: unknown kind {entry.kind!r}")
+    if entry.price < 0:
+        raise InvalidRequest(f"item {entry.sku}: price cannot be negative")
+    if entry.stock is not None and entry.stock < 0:
+        raise InvalidRequest(f"item {entry.sku}: stock cannot be negative")
+    if entry.per_member_limit is not None and entry.per_member_limit <= 0:
+        raise InvalidRequest(f"item {entry.sku}: per_member_limit must be at least 1")
+    if (
+        entry.available_from is not None
+        and entry.available_until is not None
+        and entry.available_until <= entry.available_from
+    ):
+        raise InvalidRequest(f"item {entry.sku}: available_until is not after available_from")
+
+
+def _check_available(state: ItemState, now: datetime) -> None:
+    reason = state.availability(now)
+    if reason == "sold_out":
+        raise SoldOut(f"{state.sku} is sold out")
+    if reason != "ok":
+        raise NotAvailable(reason)
+
+
+def _check_limit(conn: sqlite3.Connection, state: ItemState, member_id: int) -> None:
+    limit = state.per_member_limit
+    if limit is not None and purchases_count(conn, member_id, state.sku) >= limit:
+        raise LimitReached(limit)
+
+
+def _refund_return(
+    conn: sqlite3.Connection, redemption: Redemption, *, actor: str, now: datetime
+) -> Redemption:
+    """Give a returned redemption's points back with their original expiry; free its unit."""
+    refunded = ledger.refund(
+        conn,
+        redemption.spend_operation_id,
+        key=f"return:{redemption.id}",
+        actor=actor,
+        reason="return",
+        merchant_fault=False,
+        now=now,
+    )
+    conn.execute("UPDATE catalog_items SET sold = sold - 1 WHERE sku = ?", (redemption.sku,))
+    conn.execute(
+        "UPDATE redemptions SET status = 'returned', refund_operation_id = ?,"
+        " return_requested_at = coalesce(return_requested_at, ?), resolved_at = ?,"
+        " handled_by = ? WHERE id = ?",
+        (refunded.operation_id, _ts(now), _ts(now), actor, redemption.id),
+    )
+    return _redemption_by_id(conn, redemption.id)
+
+
+# --- catalog -------------------------------------------------------------------------------
+
+
+def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime) -> None:
+    """Bring the catalog in line with the configuration: new SKUs take their stock from it,
+    existing ones keep stock and sales, missing ones are unlisted; raises InvalidRequest."""
+    skus = [entry.sku for entry in entries]
+    if duplicates := sorted({sku for sku in skus if skus.count(sku) > 1}):
+        raise InvalidRequest(f"duplicate skus {', '.join(duplicates)}")
+    for entry in entries:
+        _check_entry(entry)
+    now_ts = _ts(now)
+    with atomic(conn):
+        conn.executemany(
+            "INSERT INTO catalog_items (sku, kind, category, price, stock, per_member_limit,"
+            " available_from, available_until, listed, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
+            # stock and sold are deliberately absent: /stock and sales outlive a reload.
+            " ON CONFLICT (sku) DO UPDATE SET kind = excluded.kind,"
+            " category = excluded.category, price = excluded.price,"
+            " per_member_limit = excluded.per_member_limit,"
+            " available_from = excluded.available_from,"
+            " available_until = excluded.available_until, listed = 1,"
+            " updated_at = excluded.updated_at"
+            " WHERE (kind, category, price, per_member_limit, available_from, available_until,"
+            " listed) IS NOT (excluded.kind, excluded.category, excluded.price,"
+            " excluded.per_member_limit, excluded.available_from, excluded.available_until, 1)",
+            [
+                (
+                    entry.sku,
+                    entry.kind,
+                    entry.category,
+                    entry.price,
+                    entry.stock,
+                    entry.per_member_limit,
+                    _ts_or_none(entry.available_from),
+                    _ts_or_none(entry.available_until),
+                    now_ts,
+                )
+                for entry in entries
+            ],
+        )
+        conn.execute(
+            "UPDATE catalog_items SET listed = 0, updated_at = ?"
+            " WHERE listed = 1 AND sku NOT IN (SELECT value FROM json_each(?))",
+            (now_ts, json.dumps(skus)),
+        )
+
+
+def items(conn: sqlite3.Connection) -> list[ItemState]:
+    """Every SKU ever configured, by sku."""
+    return [
+        _item_state(row)
+        for row in conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM catalog_items ORDER BY sku"  # noqa: S608 - fixed
+        )
+    ]
+
+
+def item(conn: sqlite3.Connection, sku: str) -> ItemState:
+    """One SKU's state; raises NotFound."""
+    row = conn.execute(
+        f"SELECT {_ITEM_COLUMNS} FROM catalog_items WHERE sku = ?",  # noqa: S608 - fixed
+        (sku,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no catalog item {sku!r}")
+    return _item_state(row)
+
+
+def purchases_count(conn: sqlite3.Connection, member_id: int, sku: str) -> int:
+    """How many of the SKU the member holds toward its limit (returned/cancelled don't count)."""
+    row = conn.execute(
+        "SELECT count(*) FROM redemptions WHERE member_id = ? AND sku = ?"
+        " AND status NOT IN ('returned', 'cancelled')",
+        (member_id, sku),
+    ).fetchone()
+    return int(row[0])
+
+
+def set_stock(conn: sqlite3.Connection, sku: str, left: int, *, now: datetime) -> ItemState:
+    """Make `left` more units available from now on (stock = sold + left); raises NotFound,
+    InvalidRequest."""
+    if isinstance(left, bool) or not isinstance(left, int) or left < 0:
+        raise InvalidRequest(f"units left must be a whole number >= 0, not {left!r}")
+    with atomic(conn):
+        cur = conn.execute(
+            "UPDATE catalog_items SET stock = sold + ?, updated_at = ? WHERE sku = ?",
+            (left, _ts(now), sku),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no catalog item {sku!r}")
+        return item(conn, sku)
+
+
+# --- offers and redemptions ----------------------------------------------------------------
+
+
+def create_offer(
+    conn: sqlite3.Connection,
+    member_id: int,
+    sku: str,
+    points: int,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    deduction_yuan: Decimal | None = None,
+) -> Offer:
+    """Record what a confirmation button will redeem; raises NotFound, SoldOut, NotAvailable,
+    LimitReached, InvalidRequest."""
+    if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+        raise InvalidRequest(f"points must be a positive integer, not {points!r}")
+    if ttl <= timedelta(0):
+        raise InvalidRequest("an offer must stay valid for some time")
+    yuan: Decimal | None = None
+    if deduction_yuan is not None:
+        try:
+            yuan = Decimal(str(deduction_yuan))
+        except InvalidOperation as exc:
+            raise InvalidRequest(f"not an amount of yuan: {deduction_yuan!r}") from exc
+        if not yuan.is_finite() or yuan <= 0:
+            raise InvalidRequest(f"a bill deduction must be a positive amount, not {yuan}")
+    now_ts = _ts(now)
+    with atomic(conn):
+        state = item(conn, sku)
+        if (state.kind == "deduction") != (yuan is not None):
+            raise InvalidRequest(
+                f"{sku}: an amount of yuan goes with a bill deduction and only with one"
+            )
+        if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
+            raise NotFound(f"no member {member_id}")
+        _check_available(state, now)
+        _check_limit(conn, state, member_id)
+        expires_ts = _ts(now + ttl)
+        if expires_ts <= now_ts:  # a ttl under a second rounds away
+            expires_ts = now_ts + 1
+        cur = conn.execute(
+            "INSERT INTO offers (member_id, sku, points, deduction_yuan, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (member_id, sku, points, None if yuan is None else str(yuan), now_ts, expires_ts),
+        )
+        assert cur.lastrowid is not None
+        return Offer(
+            id=cur.lastrowid,
+            member_id=member_id,
+            sku=sku,
+            points=points,
+            deduction_yuan=yuan,
+            created_at=_dt(now_ts),
+            expires_at=_dt(expires_ts),
+        )
+
+
+def redeem(
+    conn: sqlite3.Connection, offer_id: int, member_id: int, *, now: datetime, actor: str
+) -> Redemption:
+    """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
+    same redemption (replayed); raises OfferExpired, NotAvailable, SoldOut, LimitReached,
+    InsufficientPoints."""
+    now_ts = _ts(now)
+    with atomic(conn):
+        row = conn.execute(
+            "SELECT id, member_id, sku, points, deduction_yuan, created_at, expires_at"
+            " FROM offers WHERE id = ?",
+            (offer_id,),
+        ).fetchone()
+        # Someone else's offer looks exactly like a stale one: ids are guessable.
+        if row is None or row[1] != member_id:
+            raise OfferExpired(f"no offer {offer_id} for member {member_id}")
+        offer = _offer(row)
+        done = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.offer_id = ?", (offer_id,)).fetchone()
+        if done is not None:
+            return _redemption(done, replayed=True)
+        if now_ts >= _ts(offer.expires_at):
+            raise OfferExpired(f"offer {offer_id} expired at {offer.expires_at.isoformat()}")
+        state = item(conn, offer.sku)
+        _check_available(state, now)
+        _check_limit(conn, state, member_id)
+        taken = conn.execute(
+            "UPDATE catalog_items SET sold = sold + 1"
+            " WHERE sku = ? AND (stock IS NULL OR sold < stock)",
+            (offer.sku,),
+        )
+        if taken.rowcount == 0:
+            raise SoldOut(f"{offer.sku} is sold out")
+        code = _new_code(conn)
+        spent = ledger.spend(
+            conn,
+            member_id,
+            offer.points,
+            key=f"redeem:offer:{offer_id}",
+            actor=actor,
+            sink="redeemed",
+            reason=offer.sku,
+            reference=code,
+            now=now,
+        )
+        cur = conn.execute(
+            "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points,"
+            " deduction_yuan, status, spend_operation_id, handled_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?)",
+            (
+                code,
+                offer_id,
+                member_id,
+                offer.sku,
+                state.kind,
+                offer.points,
+                None if offer.deduction_yuan is None else str(offer.deduction_yuan),
+                spent.operation_id,
+                actor,
+                now_ts,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return _redemption_by_id(conn, cur.lastrowid)
+
+
+def redemptions(
+    conn: sqlite3.Connection, member_id: int, *, offset: int = 0, limit: int = 10
+) -> tuple[list[Redemption], int]:
+    """A page of the member's redemptions, newest first, and how many there are in all."""
+    if offset < 0 or limit <= 0:
+        raise InvalidRequest("offset must be >= 0 and limit > 0")
+    total = conn.execute(
+        "SELECT count(*) FROM redemptions WHERE member_id = ?", (member_id,)
+    ).fetchone()[0]
+    page = [
+        _redemption(row)
+        for row in conn.execute(
+            f"{_REDEMPTION_SELECT} WHERE r.member_id = ? ORDER BY r.id DESC LIMIT ? OFFSET ?",
+            (member_id, limit, offset),
+        )
+    ]
+    return page, int(total)
+
+
+def redemption_by_code(conn: sqlite3.Connection, code: str) -> Redemption:
+    """The redemption with this code, typed in any case; raises NotFound."""
+    row = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.code = ?", (_normal_code(code),)).fetchone()
+    if row is None:
+        raise NotFound(f"no redemption with code {code!r}")
+    return _redemption(row)
+
+
+# --- returns and fulfilment ----------------------------------------------------------------
+
+
+def request_return(
+    conn: sqlite3.Connection,
+    code: str,
+    member_id: int,
+    *,
+    now: datetime,
+    window: timedelta,
+    actor: str,
+) -> Redemption:
+    """A member returns a redemption: goods wait for an operator, anything else is refunded at
+    once; raises NotFound, InvalidState, ReturnWindowClosed."""
+    with atomic(conn):
+        try:
+            redemption = redemption_by_code(conn, code)
+        except NotFound:
+            raise NotFound(f"member {member_id} has no redemption {code!r}") from None
+        if redemption.member_id != member_id:
+            # Someone else's code looks exactly like an unknown one.
+            raise NotFound(f"member {member_id} has no redemption {code!r}")
+        if redemption.status != "issued":
+            raise InvalidState(redemption.status)
+        deadline = redemption.created_at + window
+        if now > deadline:
+            raise ReturnWindowClosed(deadline)
+        if redemption.kind != "goods":
+            return _refund_return(conn, redemption, actor=actor, now=now)
+        conn.execute(
+            "UPDATE redemptions SET status = 'return_requested', return_requested_at = ?,"
+            " handled_by = ? WHERE id = ?",
+            (_ts(now), actor, redemption.id),
+        )
+        return _redemption_by_id(conn, redemption.id)
+
+
+def approve_return(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+    """An operator accepts returned goods: the points come back; raises NotFound,
+    InvalidState."""
+    with atomic(conn):
+        redemption = redemption_by_code(conn, code)
+        if redemption.status != "return_requested":
+            raise InvalidState(redemption.status)
+        return _refund_return(conn, redemption, actor=actor, now=now)
+
+
+def reject_return(
+    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime
+) -> Redemption:
+    """An operator refuses a return, saying why; the member may still use what they got;
+    raises NotFound, InvalidState, InvalidRequest."""
+    _require_text(reason, "a rejection reason")
+    with atomic(conn):
+        redemption = redemption_by_code(conn, code)
+        if redemption.status != "return_requested":
+            raise InvalidState(redemption.status)
+        conn.execute(
+            "UPDATE redemptions SET status = 'return_rejected', note = ?, resolved_at = ?,"
+            " handled_by = ? WHERE id = ?",
+            (reason, _ts(now), actor, redemption.id),
+        )
+        return _redemption_by_id(conn, redemption.id)
+
+
+def fulfil(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+    """Hand over the goods or accept the voucher at the till; raises NotFound, InvalidState."""
+    with atomic(conn):
+        redemption = redemption_by_code(conn, code)
+        if redemption.status not in ("issued", "return_rejected"):
+            raise InvalidState(redemption.status)
+        conn.execute(
+            "UPDATE redemptions SET status = 'used', used_at = ?, handled_by = ? WHERE id = ?",
+            (_ts(now), actor, redemption.id),
+        )
+        return _redemption_by_id(conn, redemption.id)
+
+
+def delist(
+    conn: sqlite3.Connection,
+    sku: str,
+    *,
+    reason: str,
+    compensation_percent: int,
+    compensation_expires_at: datetime | None,
+    min_validity_days: int,
+    actor: str,
+    now: datetime,
+) -> DelistReport:
+    """Withdraw an item for good: refund every open redemption as the merchant's fault, plus a
+    compensation bonus; a repeat finds nothing open; raises NotFound, InvalidRequest."""
+    _require_text(reason, "a delisting reason")
+    if isinstance(compensation_percent, bool) or compensation_percent < 0:
+        raise InvalidRequest(f"compensation percent cannot be {compensation_percent!r}")
+    if min_validity_days < 0:
+        raise InvalidRequest("min_validity_days cannot be negative")
+    now_ts = _ts(now)
+    expires_ts = _ts_or_none(compensation_expires_at)
+    if compensation_percent and expires_ts is not None and expires_ts <= now_ts:
+        # Checked before anything is refunded, not halfway through the redemptions.
+        raise InvalidRequest("compensation points would expire the moment they are paid")
+    with atomic(conn):
+        item(conn, sku)
+        conn.execute(
+            "UPDATE catalog_items SET delisted_at = ?, delist_reason = ?, updated_at = ?"
+            " WHERE sku = ? AND delisted_at IS NULL",
+            (now_ts, reason, now_ts, sku),
+        )
+        open_ids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT id FROM redemptions WHERE sku = ?"
+                " AND status IN ('issued', 'return_requested', 'return_rejected') ORDER BY id",
+                (sku,),
+            )
+        ]
+        cancelled: list[tuple[Redemption, int]] = []
+        for redemption_id in open_ids:
+            redemption = _redemption_by_id(conn, redemption_id)
+            refunded = ledger.refund(
+                conn,
+                redemption.spend_operation_id,
+                key=f"delist:{redemption_id}",
+                actor=actor,
+                reason=reason,
+                merchant_fault=True,
+                min_validity_days=min_validity_days,
+                now=now,
+            )
+            bonus = redemption.points * compensation_percent // 100
+            compensation_id: int | None = None
+            if bonus > 0:
+                compensation_id = ledger.earn(
+                    conn,
+                    redemption.member_id,
+                    bonus,
+                    kind="compensation",
+                    key=f"delist:{redemption_id}:bonus",
+                    actor=actor,
+                    expires_at=compensation_expires_at,
+                    reason=reason,
+                    reference=redemption.code,
+                    now=now,
+                ).operation_id
+            conn.execute(
+                "UPDATE redemptions SET status = 'cancelled', note = ?, refund_operation_id = ?,"
+                " compensation_operation_id = ?, resolved_at = ?, handled_by = ? WHERE id = ?",
+                (reason, refunded.operation_id, compensation_id, now_ts, actor, redemption_id),
+            )
+            cancelled.append((_redemption_by_id(conn, redemption_id), bonus))
+        if open_ids:
+            conn.execute(
+                "UPDATE catalog_items SET sold = sold - ?, updated_at = ? WHERE sku = ?",
+                (len(open_ids), now_ts, sku),
+            )
+        return DelistReport(item(conn, sku), tuple(cancelled))
+
+
+# --- the async facade ----------------------------------------------------------------------
+
+
+class Mall:
+    """The mall over a `Store`: every write is one transaction (one thread hop)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
+        return await self._store.write(_as_sole_operation(fn))
+
+    async def sync_catalog(
+        self, entries: Sequence[CatalogEntry], now: datetime | None = None
+    ) -> None:
+        """Bring the catalog in line with the configuration; raises InvalidRequest."""
+        when = _now(now)
+        chosen = tuple(entries)
+        await self._write(lambda c: sync_catalog(c, chosen, when))
+
+    async def items(self) -> list[ItemState]:
+        """Every SKU ever configured, by sku."""
+        return await self._store.read(items)
+
+    async def item(self, sku: str) -> ItemState:
+        """One SKU's state; raises NotFound."""
+        return await self._store.read(lambda c: item(c, sku))
+
+    async def purchases_count(self, member_id: int, sku: str) -> int:
+        """How many of the SKU the member holds toward its limit."""
+        return await self._store.read(lambda c: purchases_count(c, member_id, sku))
+
+    async def create_offer(
+        self,
+        member_id: int,
+        sku: str,
+        points: int,
+        *,
+        ttl: timedelta,
+        deduction_yuan: Decimal | None = None,
+        now: datetime | None = None,
+    ) -> Offer:
+        """Record what a confirmation button will redeem; raises NotFound, SoldOut,
+        NotAvailable, LimitReached, InvalidRequest."""
+        when = _now(now)
+        return await self._write(
+            lambda c: create_offer(
+                c, member_id, sku, points, now=when, ttl=ttl, deduction_yuan=deduction_yuan
+            )
+        )
+
+    async def redeem(
+        self, offer_id: int, member_id: int, *, actor: str, now: datetime | None = None
+    ) -> Redemption:
+        """Redeem an offer once (a repeat is `replayed`); raises OfferExpired, NotAvailable,
+        SoldOut, LimitReached, InsufficientPoints."""
+        when = _now(now)
+        return await self._write(lambda c: redeem(c, offer_id, member_id, now=when, actor=actor))
+
+    async def redemptions(
+        self, member_id: int, *, offset: int = 0, limit: int = 10
+    ) -> tuple[list[Redemption], int]:
+        """A page of the member's redemptions, newest first, and the total."""
+        return await self._store.read(
+            lambda c: redemptions(c, member_id, offset=offset, limit=limit)
+        )
+
+    async def redemption_by_code(self, code: str) -> Redemption:
+        """The redemption with this code, typed in any case; raises NotFound."""
+        return await self._store.read(lambda c: redemption_by_code(c, code))
+
+    async def request_return(
+        self,
+        code: str,
+        member_id: int,
+        *,
+        window: timedelta,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Redemption:
+        """A member returns a redemption; raises NotFound, InvalidState, ReturnWindowClosed."""
+        when = _now(now)
+        return await self._write(
+            lambda c: request_return(c, code, member_id, now=when, window=window, actor=actor)
+        )
+
+    async def approve_return(
+        self, code: str, *, actor: str, now: datetime | None = None
+    ) -> Redemption:
+        """An operator accepts returned goods; raises NotFound, InvalidState."""
+        when = _now(now)
+        return await self._write(lambda c: approve_return(c, code, actor=actor, now=when))
+
+    async def reject_return(
+        self, code: str, *, actor: str, reason: str, now: datetime | None = None
+    ) -> Redemption:
+        """An operator refuses a return; raises NotFound, InvalidState, InvalidRequest."""
+        when = _now(now)
+        return await self._write(
+            lambda c: reject_return(c, code, actor=actor, reason=reason, now=when)
+        )
+
+    async def fulfil(self, code: str, *, actor: str, now: datetime | None = None) -> Redemption:
+        """Hand over the goods or accept the voucher; raises NotFound, InvalidState."""
+        when = _now(now)
+        return await self._write(lambda c: fulfil(c, code, actor=actor, now=when))
+
+    async def set_stock(self, sku: str, left: int, *, now: datetime | None = None) -> ItemState:
+        """Make `left` more units available; raises NotFound, InvalidRequest."""
+        when = _now(now)
+        return await self._write(lambda c: set_stock(c, sku, left, now=when))
+
+    async def delist(
+        self,
+        sku: str,
+        *,
+        reason: str,
+        compensation_percent: int,
+        compensation_expires_at: datetime | None,
+        min_validity_days: int,
+        actor: str,
+        now: datetime | None = None,
+    ) -> DelistReport:
+        """Withdraw an item, refunding and compensating open redemptions; raises NotFound,
+        InvalidRequest."""
+        when = _now(now)
+        return await self._write(
+            lambda c: delist(
+                c,
+                sku,
+                reason=reason,
+                compensation_percent=compensation_percent,
+                compensation_expires_at=compensation_expires_at,
+                min_validity_days=min_validity_days,
+                actor=actor,
+                now=when,
+            )
+        )

@@ -1,0 +1,643 @@
+"""The points-mall store: catalog sync, offers, redemptions, returns and delisting."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from storage import ledger, mall
+from storage.audit import audit
+from storage.errors import (
+    InsufficientPoints,
+    InvalidRequest,
+    InvalidState,
+    LimitReached,
+    NotAvailable,
+    NotFound,
+    OfferExpired,
+    ReturnWindowClosed,
+    SoldOut,
+)
+from storage.ledger import Ledger
+from storage.mall import CatalogEntry, Mall, Redemption
+from storage.members import Members, Profile, register_member
+from storage.store import Store, connect_sync, migrate
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+TTL = timedelta(minutes=10)
+WINDOW = timedelta(days=7)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = connect_sync(tmp_path / "mall.db")
+    migrate(connection)
+    yield connection
+    assert audit(connection).ok, str(audit(connection))
+    connection.close()
+
+
+def entry(
+    sku: str = "BAG-01",
+    *,
+    kind: str = "goods",
+    price: int = 100,
+    stock: int | None = None,
+    limit: int | None = None,
+    available_from: datetime | None = None,
+    available_until: datetime | None = None,
+) -> CatalogEntry:
+    return CatalogEntry(
+        sku=sku,
+        kind=kind,
+        category="home",
+        price=price,
+        stock=stock,
+        per_member_limit=limit,
+        available_from=available_from,
+        available_until=available_until,
+    )
+
+
+def new_member(conn: sqlite3.Connection, telegram_id: int = 1, points: int = 1000) -> int:
+    member, _ = register_member(conn, Profile(telegram_id, f"member{telegram_id}"), None, T0)
+    if points:
+        earn(conn, member.id, points, None, key=f"seed:{telegram_id}")
+    return member.id
+
+
+def earn(
+    conn: sqlite3.Connection, member_id: int, points: int, expires_at: datetime | None, key: str
+) -> None:
+    ledger.earn(
+        conn,
+        member_id,
+        points,
+        kind="purchase",
+        key=key,
+        actor="pos",
+        expires_at=expires_at,
+        now=T0,
+    )
+
+
+def available(conn: sqlite3.Connection, member_id: int, now: datetime = T0) -> int:
+    return ledger.balance(conn, member_id, now).available
+
+
+def offer(
+    conn: sqlite3.Connection,
+    member_id: int,
+    sku: str = "BAG-01",
+    points: int = 100,
+    now: datetime = T0,
+    ttl: timedelta = TTL,
+) -> mall.Offer:
+    return mall.create_offer(conn, member_id, sku, points, now=now, ttl=ttl)
+
+
+def buy(
+    conn: sqlite3.Connection,
+    member_id: int,
+    sku: str = "BAG-01",
+    points: int = 100,
+    now: datetime = T0,
+) -> Redemption:
+    pending = offer(conn, member_id, sku, points, now)
+    return mall.redeem(conn, pending.id, member_id, now=now, actor=f"member:{member_id}")
+
+
+def counts(conn: sqlite3.Connection) -> tuple[int, ...]:
+    return tuple(
+        conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        for table in ("operations", "postings", "lots", "allocations", "redemptions")
+    )
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+def test_resync_keeps_stock_and_sales_but_takes_the_rest_from_config(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry(stock=5, price=100)], T0)
+    buy(conn, new_member(conn))
+    mall.set_stock(conn, "BAG-01", 10, now=T0)  # an operator's /stock BAG-01 10
+    mall.sync_catalog(conn, [entry(stock=3, price=150, limit=2, kind="voucher")], T0 + DAY)
+    state = mall.item(conn, "BAG-01")
+    assert (state.stock, state.sold, state.left) == (11, 1, 10)
+    assert (state.price, state.per_member_limit, state.kind) == (150, 2, "voucher")
+
+
+def test_resync_unlists_missing_skus_and_lists_them_again(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("BAG-01"), entry("CUP-01")], T0)
+    mall.sync_catalog(conn, [entry("BAG-01")], T0)
+    assert [(s.sku, s.listed) for s in mall.items(conn)] == [("BAG-01", True), ("CUP-01", False)]
+    alice = new_member(conn)
+    with pytest.raises(NotAvailable) as refused:
+        offer(conn, alice, "CUP-01")
+    assert refused.value.reason == "unlisted"
+    mall.sync_catalog(conn, [entry("BAG-01"), entry("CUP-01")], T0)
+    assert mall.item(conn, "CUP-01").availability(T0) == "ok"
+
+
+def test_sync_refuses_a_duplicate_sku_and_changes_nothing(conn: sqlite3.Connection) -> None:
+    with pytest.raises(InvalidRequest, match="BAG-01"):
+        mall.sync_catalog(conn, [entry(), entry()], T0)
+    assert mall.items(conn) == []
+
+
+def test_unknown_sku_is_not_found(conn: sqlite3.Connection) -> None:
+    alice = new_member(conn)
+    with pytest.raises(NotFound):
+        mall.item(conn, "NOPE")
+    with pytest.raises(NotFound):
+        offer(conn, alice, "NOPE")
+
+
+# --- redeem ----------------------------------------------------------------------------------
+
+
+def test_redeem_spends_the_points_takes_a_unit_and_issues_a_code(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry(stock=5)], T0)
+    alice = new_member(conn, telegram_id=42)
+    pending = offer(conn, alice)
+    redemption = mall.redeem(conn, pending.id, alice, now=T0, actor="telegram:42")
+    assert available(conn, alice) == 900
+    assert mall.item(conn, "BAG-01").left == 4
+    assert len(redemption.code) == 8 and set(redemption.code) <= set(mall.CODE_ALPHABET)
+    assert (redemption.status, redemption.points, redemption.telegram_id) == ("issued", 100, 42)
+    assert not redemption.replayed
+    spent = ledger.operation(conn, redemption.spend_operation_id)
+    assert (spent.kind, spent.key, spent.reason, spent.reference) == (
+        "redeem",
+        f"redeem:offer:{pending.id}",
+        "BAG-01",
+        redemption.code,
+    )
+    assert audit(conn).summary["redemptions"] == 1
+
+
+def test_someone_elses_offer_looks_expired_and_changes_nothing(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry(stock=1)], T0)
+    alice, bob = new_member(conn, 1), new_member(conn, 2)
+    alices = offer(conn, alice)
+    before = counts(conn)
+    with pytest.raises(OfferExpired):
+        mall.redeem(conn, alices.id, bob, now=T0, actor="telegram:2")
+    with pytest.raises(OfferExpired):
+        mall.redeem(conn, alices.id + 1000, bob, now=T0, actor="telegram:2")
+    assert counts(conn) == before
+    assert (available(conn, alice), available(conn, bob)) == (1000, 1000)
+    assert mall.item(conn, "BAG-01").sold == 0
+
+
+def test_a_double_tap_redeems_once(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice)
+    first = mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    # The redelivered update arrives after the offer's time is up: still the same answer.
+    again = mall.redeem(conn, pending.id, alice, now=T0 + TTL + DAY, actor="m")
+    assert again == first and again.replayed and not first.replayed
+    assert available(conn, alice) == 900
+    assert mall.item(conn, "BAG-01").sold == 1
+    assert mall.redemptions(conn, alice)[1] == 1
+
+
+def test_an_expired_offer_is_refused(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice)
+    assert pending.expires_at == T0 + TTL
+    with pytest.raises(OfferExpired):
+        mall.redeem(conn, pending.id, alice, now=T0 + TTL, actor="m")
+    assert available(conn, alice) == 1000 and mall.item(conn, "BAG-01").sold == 0
+
+
+def test_the_last_unit_goes_to_the_first_confirmation(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(stock=1)], T0)
+    alice, bob = new_member(conn, 1), new_member(conn, 2)
+    alices, bobs = offer(conn, alice), offer(conn, bob)
+    mall.redeem(conn, alices.id, alice, now=T0, actor="m")
+    with pytest.raises(SoldOut):
+        mall.redeem(conn, bobs.id, bob, now=T0, actor="m")
+    with pytest.raises(SoldOut):
+        offer(conn, bob)
+    assert available(conn, bob) == 1000
+    assert mall.item(conn, "BAG-01").availability(T0) == "sold_out"
+
+
+def test_the_database_refuses_to_oversell(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(stock=1)], T0)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE catalog_items SET sold = 2 WHERE sku = 'BAG-01'")
+
+
+async def test_50_members_race_for_10_units(tmp_path: Path) -> None:
+    async with Store(tmp_path / "mall.db") as store:
+        shop, book = Mall(store), Ledger(store)
+        await shop.sync_catalog([entry(stock=10, price=300)], now=T0)
+        members = []
+        for telegram_id in range(1, 51):
+            member, _ = await Members(store).register(Profile(telegram_id, "m"), now=T0)
+            await book.earn(
+                member.id,
+                500,
+                kind="purchase",
+                key=f"seed:{member.id}",
+                actor="pos",
+                expires_at=None,
+                now=T0,
+            )
+            pending = await shop.create_offer(member.id, "BAG-01", 300, ttl=TTL, now=T0)
+            members.append((member.id, pending.id))
+        outcomes = await asyncio.gather(
+            *(shop.redeem(offer_id, m, actor=f"telegram:{m}", now=T0) for m, offer_id in members),
+            return_exceptions=True,
+        )
+        won = [o for o in outcomes if isinstance(o, Redemption)]
+        lost = [o for o in outcomes if isinstance(o, SoldOut)]
+        # Anything else (e.g. "database is locked" or an IntegrityError) would be neither.
+        assert (len(won), len(lost)) == (10, 40)
+        assert len({r.code for r in won}) == 10
+        state = await shop.item("BAG-01")
+        assert (state.sold, state.left) == (10, 0)
+        balances = sorted([(await book.balance(m, T0)).available for m, _ in members])
+        assert balances == [200] * 10 + [500] * 40
+        report = await store.read(audit)
+        assert report.ok, str(report)
+
+
+def test_not_enough_points_gives_the_unit_back(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(stock=1)], T0)
+    poor, rich = new_member(conn, 1, points=60), new_member(conn, 2)
+    pending = offer(conn, poor)
+    before = counts(conn)
+    with pytest.raises(InsufficientPoints) as refused:
+        mall.redeem(conn, pending.id, poor, now=T0, actor="m")
+    assert (refused.value.available, refused.value.requested) == (60, 100)
+    assert counts(conn) == before and mall.item(conn, "BAG-01").sold == 0
+    buy(conn, rich)  # the unit is still there for someone else
+
+
+def test_per_member_limit_counts_redemptions_not_offers(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(limit=1)], T0)
+    alice = new_member(conn)
+    first, second = offer(conn, alice), offer(conn, alice)
+    mall.redeem(conn, first.id, alice, now=T0, actor="m")
+    with pytest.raises(LimitReached) as refused:
+        mall.redeem(conn, second.id, alice, now=T0, actor="m")
+    assert refused.value.limit == 1
+    with pytest.raises(LimitReached):
+        offer(conn, alice)
+    assert available(conn, alice) == 900 and mall.purchases_count(conn, alice, "BAG-01") == 1
+
+
+def test_a_returned_redemption_frees_the_limit(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(kind="voucher", limit=1)], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
+    assert mall.purchases_count(conn, alice, "BAG-01") == 0
+    buy(conn, alice)
+
+
+@pytest.mark.parametrize(
+    ("offered_at", "redeemed_at", "reason"),
+    [
+        pytest.param(T0, None, "not_started", id="offer-before-start"),
+        pytest.param(T0 + 2 * DAY, None, "ended", id="offer-at-end"),
+        pytest.param(T0 + DAY, T0 + 2 * DAY, "ended", id="redeem-after-end"),
+    ],
+)
+def test_the_availability_window(
+    conn: sqlite3.Connection, offered_at: datetime, redeemed_at: datetime | None, reason: str
+) -> None:
+    window = entry(available_from=T0 + DAY, available_until=T0 + 2 * DAY)
+    mall.sync_catalog(conn, [window], T0)
+    alice = new_member(conn)
+    with pytest.raises(NotAvailable) as refused:
+        if redeemed_at is None:
+            offer(conn, alice, now=offered_at)
+        else:
+            pending = offer(conn, alice, now=offered_at, ttl=2 * DAY)
+            mall.redeem(conn, pending.id, alice, now=redeemed_at, actor="m")
+    assert refused.value.reason == reason
+    assert available(conn, alice) == 1000 and mall.item(conn, "BAG-01").sold == 0
+
+
+def test_a_bill_deduction_keeps_its_amount(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("BILL-OFF", kind="deduction", price=0)], T0)
+    alice = new_member(conn, points=2000)
+    pending = mall.create_offer(
+        conn, alice, "BILL-OFF", 1250, now=T0, ttl=TTL, deduction_yuan=Decimal("12.50")
+    )
+    redemption = mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    assert redemption.deduction_yuan == Decimal("12.50") and redemption.points == 1250
+    with pytest.raises(InvalidRequest):
+        mall.create_offer(conn, alice, "BILL-OFF", 100, now=T0, ttl=TTL)
+
+
+@pytest.mark.parametrize("points", [0, -100, True])
+def test_an_offer_needs_positive_points(conn: sqlite3.Connection, points: int) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    with pytest.raises(InvalidRequest):
+        offer(conn, new_member(conn), points=points)
+
+
+def test_codes_are_found_in_any_case_and_listed_newest_first(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    bought = [buy(conn, alice, now=T0 + i * DAY) for i in range(3)]
+    assert mall.redemption_by_code(conn, f" {bought[0].code.lower()} ") == bought[0]
+    page, total = mall.redemptions(conn, alice, offset=1, limit=1)
+    assert (page, total) == ([bought[1]], 3)
+    assert mall.redemptions(conn, alice)[0] == bought[::-1]
+    with pytest.raises(NotFound):
+        mall.redemption_by_code(conn, "ZZZZZZZZ")
+
+
+# --- returns and fulfilment ------------------------------------------------------------------
+
+
+def test_returning_a_voucher_refunds_at_once_with_the_original_expiry(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher", price=150)], T0)
+    alice = new_member(conn, points=0)
+    earn(conn, alice, 100, T0 + 10 * DAY, "soon")
+    earn(conn, alice, 100, T0 + 100 * DAY, "later")
+    bought = buy(conn, alice, "VOUCHER-10", 150)
+    returned = mall.request_return(
+        conn, bought.code, alice, now=T0 + DAY, window=WINDOW, actor="member:1"
+    )
+    assert (returned.status, returned.resolved_at) == ("returned", T0 + DAY)
+    assert ledger.balance(conn, alice, T0 + DAY).expiring == (
+        (T0 + 10 * DAY, 100),
+        (T0 + 100 * DAY, 100),
+    )
+    refund = ledger.operation(conn, returned.refund_operation_id or 0)
+    assert (refund.kind, refund.reverses_operation_id) == ("refund", bought.spend_operation_id)
+    assert mall.item(conn, "VOUCHER-10").sold == 0
+
+
+def test_no_return_after_the_window(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    too_late = T0 + WINDOW + timedelta(seconds=1)
+    with pytest.raises(ReturnWindowClosed) as refused:
+        mall.request_return(conn, bought.code, alice, now=too_late, window=WINDOW, actor="m")
+    assert refused.value.deadline == T0 + WINDOW
+    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+    assert available(conn, alice) == 900
+
+
+def test_only_the_owner_can_return(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(kind="voucher")], T0)
+    alice, bob = new_member(conn, 1), new_member(conn, 2)
+    bought = buy(conn, alice)
+    with pytest.raises(NotFound):
+        mall.request_return(conn, bought.code, bob, now=T0, window=WINDOW, actor="m")
+    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+
+
+def test_returned_goods_wait_for_an_operator_who_approves(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(stock=3)], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    asked = mall.request_return(conn, bought.code, alice, now=T0 + DAY, window=WINDOW, actor="m")
+    assert (asked.status, asked.return_requested_at) == ("return_requested", T0 + DAY)
+    assert available(conn, alice) == 900  # nothing back until the goods are
+    approved = mall.approve_return(conn, bought.code, actor="admin:7", now=T0 + 2 * DAY)
+    assert (approved.status, approved.handled_by) == ("returned", "admin:7")
+    assert available(conn, alice, T0 + 2 * DAY) == 1000
+    assert mall.item(conn, "BAG-01").left == 3
+
+
+def test_a_rejected_return_can_still_be_fulfilled(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
+    rejected = mall.reject_return(
+        conn, bought.code, actor="admin:7", reason="packaging opened", now=T0 + DAY
+    )
+    assert (rejected.status, rejected.note) == ("return_rejected", "packaging opened")
+    used = mall.fulfil(conn, bought.code, actor="till:3", now=T0 + 2 * DAY)
+    assert (used.status, used.used_at) == ("used", T0 + 2 * DAY)
+    assert available(conn, alice) == 900 and mall.item(conn, "BAG-01").sold == 1
+
+
+@pytest.mark.parametrize("step", ["approve", "reject"])
+def test_an_operator_decides_only_requested_returns(conn: sqlite3.Connection, step: str) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    bought = buy(conn, new_member(conn))
+    with pytest.raises(InvalidState) as refused:
+        if step == "approve":
+            mall.approve_return(conn, bought.code, actor="admin", now=T0)
+        else:
+            mall.reject_return(conn, bought.code, actor="admin", reason="no", now=T0)
+    assert refused.value.status == "issued"
+
+
+def test_fulfilling_twice_is_refused(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    bought = buy(conn, new_member(conn))
+    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    with pytest.raises(InvalidState) as refused:
+        mall.fulfil(conn, bought.code, actor="till", now=T0)
+    assert refused.value.status == "used"
+
+
+def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    with pytest.raises(InvalidState) as refused:
+        mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
+    assert refused.value.status == "used" and available(conn, alice) == 900
+
+
+def test_the_database_refuses_an_illegal_status_change(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    bought = buy(conn, new_member(conn))
+    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    with pytest.raises(sqlite3.IntegrityError, match="cannot move"):
+        conn.execute(
+            "UPDATE redemptions SET status = 'issued', used_at = NULL WHERE id = ?", (bought.id,)
+        )
+
+
+# --- delisting -------------------------------------------------------------------------------
+
+
+def test_delisting_refunds_open_redemptions_with_compensation(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(price=200)], T0)
+    alice = new_member(conn, 1, points=0)
+    earn(conn, alice, 1000, T0 + 10 * DAY, "soon")
+    bob, carol = new_member(conn, 2), new_member(conn, 3)
+    issued = buy(conn, alice, points=200)
+    requested = buy(conn, carol, points=200)
+    mall.request_return(conn, requested.code, carol, now=T0, window=WINDOW, actor="m")
+    used = buy(conn, bob, points=200)
+    mall.fulfil(conn, used.code, actor="till", now=T0)
+    when = T0 + 5 * DAY
+    report = mall.delist(
+        conn,
+        "BAG-01",
+        reason="supplier recall",
+        compensation_percent=10,
+        compensation_expires_at=when + 365 * DAY,
+        min_validity_days=30,
+        actor="admin:7",
+        now=when,
+    )
+    assert [(r.code, r.status, r.note, bonus) for r, bonus in report.cancelled] == [
+        (issued.code, "cancelled", "supplier recall", 20),
+        (requested.code, "cancelled", "supplier recall", 20),
+    ]
+    assert report.item.availability(when) == "delisted" and report.item.sold == 1
+    # The merchant's fault: points due in 5 days get 30, and a bonus on top.
+    assert ledger.balance(conn, alice, when).expiring == (
+        (T0 + 10 * DAY, 800),
+        (when + 30 * DAY, 200),
+        (when + 365 * DAY, 20),
+    )
+    assert mall.redemption_by_code(conn, used.code).status == "used"
+    assert available(conn, bob, when) == 800
+
+
+def test_delisting_twice_changes_nothing(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    buy(conn, new_member(conn))
+
+    def withdraw(now: datetime) -> mall.DelistReport:
+        return mall.delist(
+            conn,
+            "BAG-01",
+            reason=f"recall at {now}",
+            compensation_percent=10,
+            compensation_expires_at=None,
+            min_validity_days=30,
+            actor="admin",
+            now=now,
+        )
+
+    first = withdraw(T0)
+    before = counts(conn)
+    second = withdraw(T0 + DAY)
+    assert second.cancelled == () and counts(conn) == before
+    assert second.item == first.item
+    assert first.item.delist_reason == f"recall at {T0}"
+
+
+def test_a_delisted_sku_stays_delisted_after_a_resync(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    mall.delist(
+        conn,
+        "BAG-01",
+        reason="recall",
+        compensation_percent=0,
+        compensation_expires_at=None,
+        min_validity_days=30,
+        actor="admin",
+        now=T0,
+    )
+    mall.sync_catalog(conn, [entry()], T0 + DAY)
+    with pytest.raises(NotAvailable) as refused:
+        offer(conn, new_member(conn), now=T0 + DAY)
+    assert refused.value.reason == "delisted"
+
+
+# --- stock -----------------------------------------------------------------------------------
+
+
+def test_set_stock_counts_from_what_is_sold(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(stock=1)], T0)
+    buy(conn, new_member(conn))
+    assert mall.set_stock(conn, "BAG-01", 0, now=T0).availability(T0) == "sold_out"
+    assert mall.set_stock(conn, "BAG-01", 4, now=T0).left == 4
+    with pytest.raises(InvalidRequest):
+        mall.set_stock(conn, "BAG-01", -1, now=T0)
+    with pytest.raises(NotFound):
+        mall.set_stock(conn, "NOPE", 1, now=T0)
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def test_audit_names_a_sold_count_that_disagrees(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    buy(conn, new_member(conn))
+    conn.execute("UPDATE catalog_items SET sold = 0")
+    assert {v.check for v in audit(conn).violations} == {"mall_sold"}
+    conn.execute("UPDATE catalog_items SET sold = 1")
+
+
+def test_audit_names_a_refund_the_mall_does_not_know(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    bought = buy(conn, new_member(conn))
+    # Points given back behind the mall's back: the redemption still looks issued.
+    ledger.refund(
+        conn,
+        bought.spend_operation_id,
+        key="manual",
+        actor="admin",
+        reason=None,
+        merchant_fault=False,
+        now=T0,
+    )
+    assert {v.check for v in audit(conn).violations} == {"redemption_refund"}
+    conn.execute(
+        "UPDATE redemptions SET status = 'returned', refund_operation_id ="
+        " (SELECT id FROM operations WHERE idempotency_key = 'manual')"
+    )
+    conn.execute("UPDATE catalog_items SET sold = 0")
+
+
+# --- plan_spend ------------------------------------------------------------------------------
+
+
+def test_plan_spend_shows_what_the_spend_then_consumes(conn: sqlite3.Connection) -> None:
+    alice = new_member(conn, points=50)
+    earn(conn, alice, 20, T0 + 20 * DAY, "a")
+    earn(conn, alice, 30, T0 + 5 * DAY, "b")
+    earn(conn, alice, 25, T0 + 20 * DAY, "c")
+    before = counts(conn)
+    plan = ledger.plan_spend(conn, alice, 80, T0)
+    assert plan == ((T0 + 5 * DAY, 30), (T0 + 20 * DAY, 45), (None, 5))
+    assert counts(conn) == before
+    spent = ledger.spend(conn, alice, 80, key="s", actor="m", reason=None, reference=None, now=T0)
+    expiry = {lot.id: lot.expires_at for lot in ledger.lots(conn, alice)}
+    consumed: dict[datetime | None, int] = {}
+    for taken in spent.consumed:
+        consumed[expiry[taken.lot_id]] = consumed.get(expiry[taken.lot_id], 0) + taken.points
+    assert tuple(consumed.items()) == plan
+    with pytest.raises(InsufficientPoints):
+        ledger.plan_spend(conn, alice, 46, T0)
+
+
+async def test_plan_spend_through_the_async_ledger(tmp_path: Path) -> None:
+    async with Store(tmp_path / "mall.db") as store:
+        member, _ = await Members(store).register(Profile(1, "alice"), now=T0)
+        book = Ledger(store)
+        await book.earn(
+            member.id, 70, kind="purchase", key="e", actor="pos", expires_at=T0 + DAY, now=T0
+        )
+        assert await book.plan_spend(member.id, 40, T0) == ((T0 + DAY, 40),)
+        with pytest.raises(InsufficientPoints):
+            await book.plan_spend(member.id, 71, T0)
