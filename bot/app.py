@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -16,6 +17,7 @@ from bot.i18n import I18n
 from bot.transport import AiohttpRequest
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.ledger import Ledger
+from storage.mall import CatalogEntry, Mall
 from storage.members import Members
 from storage.store import Store
 
@@ -52,6 +54,23 @@ def redact_token_in_logs(token: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, TokenRedactor) and f.token == token for f in handler.filters):
             handler.addFilter(TokenRedactor(token))
+
+
+def catalog_entries(config: Config) -> list[CatalogEntry]:
+    """The configuration's mall items as the store keeps them."""
+    return [
+        CatalogEntry(
+            sku=item.sku,
+            kind=item.kind,
+            category=item.category,
+            price=item.price,
+            stock=item.stock,
+            per_member_limit=item.per_member_limit,
+            available_from=item.available_from,
+            available_until=item.available_until,
+        )
+        for item in config.mall.items
+    ]
 
 
 def build_application(
@@ -92,6 +111,10 @@ async def _post_init(app: BotApp) -> None:
     services.store = await Store(config.storage.path, synchronous=config.storage.synchronous).open()
     services.members = Members(services.store)
     services.ledger = Ledger(services.store)
+    services.mall = Mall(services.store)
+    # The catalog in the configuration is the source of names and prices; stock and sales
+    # live in the database and survive this sync (storage.mall.sync_catalog).
+    await services.mall.sync_catalog(catalog_entries(config), datetime.now(UTC))
     await _publish_commands(app)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -173,6 +173,104 @@ class Campaign(_Section):
         return in_scope and self.starts <= day <= self.ends
 
 
+class MallCategory(_Section):
+    """[[mall.categories]]: a shelf of the points mall."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+
+
+class MallItem(_Section):
+    """[[mall.items]]: one thing members can redeem points for."""
+
+    sku: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,23}$")
+    name: Localized
+    description: Localized
+    category: str
+    kind: Literal["goods", "voucher", "deduction", "service"]
+    # Points per unit; for a bill deduction the member picks the amount and the rate decides.
+    price: int = Field(default=0, ge=0, le=10_000_000)
+    stock: int | None = Field(default=None, ge=0)
+    per_member_limit: int | None = Field(default=None, ge=1)
+    available_from: datetime | None = None
+    available_until: datetime | None = None
+    image: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind != "deduction" and self.price <= 0:
+            raise ValueError(f"item {self.sku}: price must be more than 0 points")
+        for moment in (self.available_from, self.available_until):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError(f"item {self.sku}: give times with an offset, e.g. +08:00")
+        if (
+            self.available_from is not None
+            and self.available_until is not None
+            and self.available_until <= self.available_from
+        ):
+            raise ValueError(f"item {self.sku}: available_until is not after available_from")
+        return self
+
+
+class MallDiscount(_Section):
+    """[[mall.discounts]]: a time-limited percentage off some categories or SKUs (or all)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    starts: date
+    ends: date
+    percent: int = Field(ge=1, le=90)
+    categories: list[str] = Field(default_factory=list)
+    skus: list[str] = Field(default_factory=list)
+
+    def applies(self, day: date, item: MallItem) -> bool:
+        """True when the discount runs on local `day` for this item."""
+        everything = not self.categories and not self.skus
+        in_scope = everything or item.category in self.categories or item.sku in self.skus
+        return in_scope and self.starts <= day <= self.ends
+
+
+class MallConfig(_Section):
+    """[mall]: the points mall."""
+
+    offer_minutes: int = Field(default=10, ge=1, le=1440)
+    delist_compensation_percent: int = Field(default=10, ge=0, le=100)
+    deduction_min_yuan: int = Field(default=1, ge=1)
+    deduction_max_yuan: int = Field(default=50, ge=1)
+    categories: list[MallCategory] = Field(default_factory=list)
+    items: list[MallItem] = Field(default_factory=list)
+    discounts: list[MallDiscount] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.deduction_max_yuan < self.deduction_min_yuan:
+            raise ValueError("deduction_max_yuan is below deduction_min_yuan")
+        shelves = [c.id for c in self.categories]
+        skus = [i.sku for i in self.items]
+        for what, ids in (("category", shelves), ("item sku", skus)):
+            if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+                raise ValueError(f"duplicate {what} {', '.join(duplicates)}")
+        for item in self.items:
+            if item.category not in shelves:
+                raise ValueError(f"item {item.sku}: unknown category {item.category!r}")
+        for discount in self.discounts:
+            if discount.ends < discount.starts:
+                raise ValueError(f"discount {discount.id!r} ends before it starts")
+            if unknown := sorted(set(discount.categories) - set(shelves)):
+                raise ValueError(f"discount {discount.id!r}: unknown categories {unknown}")
+            if unknown := sorted(set(discount.skus) - set(skus)):
+                raise ValueError(f"discount {discount.id!r}: unknown skus {unknown}")
+        return self
+
+    def item(self, sku: str) -> MallItem | None:
+        """The item with this SKU, or None."""
+        return next((i for i in self.items if i.sku == sku), None)
+
+    def category(self, category_id: str) -> MallCategory | None:
+        """The shelf with this id, or None."""
+        return next((c for c in self.categories if c.id == category_id), None)
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -184,6 +282,7 @@ class Config(_Section):
     redemption: RedemptionConfig = RedemptionConfig()
     birthday: BirthdayConfig = BirthdayConfig()
     campaigns: list[Campaign] = Field(default_factory=list)
+    mall: MallConfig = MallConfig()
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
-from bot.config import Campaign, Category, Config
+from bot.config import Campaign, Category, Config, MallDiscount, MallItem
 from bot.i18n import N_
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
@@ -134,3 +134,37 @@ def expires_at(earned_at: datetime, config: Config) -> datetime | None:
 def display_expiry(expiry: datetime, config: Config) -> date:
     """The last valid local day for a stored expiry instant (what members are shown)."""
     return (expiry.astimezone(config.program.tz) - timedelta(microseconds=1)).date()
+
+
+@dataclass(frozen=True, slots=True)
+class MallPrice:
+    """What an item costs a member today, and the sale that made it cheaper."""
+
+    points: int
+    list_points: int
+    discount: MallDiscount | None
+
+
+def mall_price(item: MallItem, at: datetime, config: Config) -> MallPrice:
+    """The item's price at `at`: the best running discount, rounded in the member's favour."""
+    day = local_today(at, config)
+    running = [d for d in config.mall.discounts if d.applies(day, item)]
+    best = max(running, key=lambda d: d.percent, default=None)
+    if best is None:
+        return MallPrice(item.price, item.price, None)
+    # Never free: a discount takes at most price - 1 points off.
+    points = max(1, item.price * (100 - best.percent) // 100)
+    return MallPrice(points, item.price, best)
+
+
+def deduction_points(yuan: int, config: Config) -> int:
+    """Points a bill deduction of `yuan` costs; raises RuleError outside the configured bounds."""
+    mall = config.mall
+    if not mall.deduction_min_yuan <= yuan <= mall.deduction_max_yuan:
+        raise RuleError(
+            N_("error.deduction_bounds"),
+            value=yuan,
+            low=mall.deduction_min_yuan,
+            high=mall.deduction_max_yuan,
+        )
+    return yuan * config.redemption.deduction_points_per_yuan

@@ -10,6 +10,8 @@ from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
+from handlers.mall import mall, mall_callback, redemptions, redemptions_callback
+from handlers.mall_admin import approve_return, delist, fulfil, reject_return, stock
 from handlers.points import balance, card, history, history_callback
 
 # Commands shown in Telegram's menu: (command, message id of its description).
@@ -18,6 +20,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("balance", N_("command.balance")),
     ("history", N_("command.history")),
     ("card", N_("command.card")),
+    ("mall", N_("command.mall")),
+    ("redemptions", N_("command.redemptions")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
     ("help", N_("command.help")),
@@ -35,11 +39,20 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("balance", balance, filters=incoming))
     app.add_handler(CommandHandler("history", history, filters=incoming))
     app.add_handler(CommandHandler("card", card, filters=incoming))
+    app.add_handler(CommandHandler("mall", mall, filters=incoming))
+    app.add_handler(CommandHandler("redemptions", redemptions, filters=incoming))
     app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
     app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
     app.add_handler(CommandHandler("member", member_info, filters=incoming))
+    app.add_handler(CommandHandler("fulfil", fulfil, filters=incoming))
+    app.add_handler(CommandHandler("stock", stock, filters=incoming))
+    app.add_handler(CommandHandler("delist", delist, filters=incoming))
+    app.add_handler(CommandHandler("approve_return", approve_return, filters=incoming))
+    app.add_handler(CommandHandler("reject_return", reject_return, filters=incoming))
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
+    app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
+    app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))

@@ -21,7 +21,7 @@ MAX_REASON_LENGTH = 200
 MAX_LOTS_SHOWN = 15
 
 
-async def _operator_texts(update: Update, context: BotContext) -> tuple[Message, Texts] | None:
+async def operator_texts(update: Update, context: BotContext) -> tuple[Message, Texts] | None:
     """The message and texts when an admin asks; otherwise refuse politely and return None."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
@@ -50,7 +50,7 @@ async def _member_by_code(
 
 async def purchase(update: Update, context: BotContext) -> None:
     """`/purchase <member code> <amount> [category] [receipt]`: award points for a purchase."""
-    asked = await _operator_texts(update, context)
+    asked = await operator_texts(update, context)
     if asked is None:
         return
     message, _ = asked
@@ -133,7 +133,7 @@ def _parse_delta(text: str) -> int | None:
 
 async def adjust(update: Update, context: BotContext) -> None:
     """`/adjust <member code> <±points> <reason>`: an operator's correction, with its reason."""
-    asked = await _operator_texts(update, context)
+    asked = await operator_texts(update, context)
     if asked is None:
         return
     message, _ = asked
@@ -190,7 +190,7 @@ async def adjust(update: Update, context: BotContext) -> None:
 
 async def member_info(update: Update, context: BotContext) -> None:
     """`/member <code>`: a member's balance, expiry schedule and lots, for the operator."""
-    asked = await _operator_texts(update, context)
+    asked = await operator_texts(update, context)
     if asked is None:
         return
     message, _ = asked

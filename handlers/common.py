@@ -10,6 +10,7 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 from bot.config import Config
 from bot.i18n import I18n, resolve_language
 from storage.ledger import Ledger
+from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.store import Store
 
@@ -22,6 +23,7 @@ class Services:
     store: Store
     members: Members
     ledger: Ledger
+    mall: Mall
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.

@@ -11,6 +11,7 @@ from bot.config import Config
 from bot.rules import local_today
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.language import ask_language
+from handlers.mall import mall
 from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
 
@@ -77,6 +78,22 @@ def render_rules(config: Config, _: Texts) -> str:
 
     lines.append(_("rules.redeem.heading"))
     lines.append(_("rules.redeem.mall"))
+    for sale in config.mall.discounts:
+        if sale.ends < today:
+            continue
+        shelves = [c.name.get(lang) for c in config.mall.categories if c.id in sale.categories]
+        items = [i.name.get(lang) for i in config.mall.items if i.sku in sale.skus]
+        scope = _("list.separator").join(shelves + items) or _("rules.mall.everything")
+        lines.append(
+            _(
+                "rules.mall.discount",
+                sale=sale.name.get(lang),
+                starts=sale.starts.isoformat(),
+                ends=sale.ends.isoformat(),
+                percent=sale.percent,
+                scope=scope,
+            )
+        )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
     lines.append("")
 
@@ -119,10 +136,10 @@ async def help_command(update: Update, context: BotContext) -> None:
         return
     _ = await texts_for(update, context)
     contact = context.services.config.program.support_contact
-    text = _("help.text")
+    text = _("help.text") + "\n" + _("help.mall")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
-        text += "\n\n" + _("help.admin")
+        text += "\n\n" + _("help.admin") + "\n" + _("help.admin_mall")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))
@@ -149,6 +166,8 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await history(update, context)
     elif item == "card":
         await card(update, context)
+    elif item == "mall":
+        await mall(update, context)
     elif item == "rules":
         await rules(update, context)
     elif item == "help":

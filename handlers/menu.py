@@ -14,6 +14,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("balance", N_("menu.balance")),
     ("history", N_("menu.history")),
     ("card", N_("menu.card")),
+    ("mall", N_("menu.mall")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),
     ("language", N_("menu.language")),

@@ -1,0 +1,610 @@
+"""The points mall: /mall browsing, redemption with confirmation, /redemptions and returns.
+
+Every view is derived from its callback data and the database, so a button still works
+after a restart; a button that changes points carries an offer id created when the
+confirmation was shown (DESIGN.md "Keys from Telegram"), and ownership is re-checked in
+the store on every tap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+
+from bot.config import Config, MallItem
+from bot.i18n import N_
+from bot.qr import qr_png
+from bot.rules import RuleError, deduction_points, display_expiry, mall_price
+from handlers.common import BotContext, Texts, member_for, texts_for
+from storage.errors import (
+    InsufficientPoints,
+    InvalidState,
+    LimitReached,
+    NotAvailable,
+    NotFound,
+    OfferExpired,
+    ReturnWindowClosed,
+    SoldOut,
+)
+from storage.mall import ItemState, Redemption
+
+MALL_PREFIX = "mall"
+REDEMPTIONS_PREFIX = "red"
+ITEMS_PER_PAGE = 5
+REDEMPTIONS_PER_PAGE = 5
+# Pages, amounts and offer ids in buttons are below this; anything larger is forged.
+MAX_PAGE = 10**15
+DEDUCTION_PRESETS = (1, 5, 10, 20, 50, 100)
+
+STATUS_LABELS: dict[str, str] = {
+    "issued": N_("redemption.status.issued"),
+    "used": N_("redemption.status.used"),
+    "return_requested": N_("redemption.status.return_requested"),
+    "return_rejected": N_("redemption.status.return_rejected"),
+    "returned": N_("redemption.status.returned"),
+    "cancelled": N_("redemption.status.cancelled"),
+}
+AVAILABILITY_ERRORS: dict[str, str] = {
+    "not_started": N_("mall.not_started"),
+    "ended": N_("mall.ended"),
+    "delisted": N_("mall.delisted"),
+    "unlisted": N_("mall.delisted"),
+    "sold_out": N_("mall.sold_out"),
+}
+
+
+# --- callback data ---------------------------------------------------------------------------
+
+
+def _page(text: str) -> int | None:
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if number < MAX_PAGE else None
+
+
+def decode_mall(data: str) -> tuple[str, tuple[str, ...]] | None:
+    """(action, arguments) of a mall button, or None when the data is not well-formed."""
+    prefix, *parts = data.split(":")
+    if prefix != MALL_PREFIX or not parts:
+        return None
+    action, args = parts[0], tuple(parts[1:])
+    shapes = {"home": 0, "cat": 2, "item": 1, "buy": 1, "deduct": 2, "ok": 1, "no": 1}
+    if shapes.get(action) != len(args) or any(not a or len(a) > 32 for a in args):
+        return None
+    numeric = {"cat": (1,), "deduct": (1,), "ok": (0,), "no": (0,)}
+    if any(_page(args[i]) is None for i in numeric.get(action, ())):
+        return None
+    return action, args
+
+
+def mall_data(action: str, *args: object) -> str:
+    """Callback data for a mall button."""
+    return ":".join([MALL_PREFIX, action, *map(str, args)])
+
+
+def redemption_data(action: str, *args: object) -> str:
+    """Callback data for a redemptions-list button."""
+    return ":".join([REDEMPTIONS_PREFIX, action, *map(str, args)])
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _visible(config: Config, states: dict[str, ItemState], now: datetime) -> list[MallItem]:
+    """Items a member can see now: listed, not delisted, inside their window."""
+    shown = []
+    for item in config.mall.items:
+        state = states.get(item.sku)
+        if state is None or state.availability(now) in ("delisted", "unlisted", "ended"):
+            continue
+        shown.append(item)
+    return shown
+
+
+def _price_label(item: MallItem, now: datetime, config: Config, _: Texts) -> str:
+    if item.kind == "deduction":
+        return _("mall.deduction_rate", points=config.redemption.deduction_points_per_yuan)
+    return _("mall.points", points=mall_price(item, now, config).points)
+
+
+def _home(
+    config: Config, states: dict[str, ItemState], available: int, _: Texts
+) -> tuple[str, InlineKeyboardMarkup]:
+    now = _now()
+    shown = _visible(config, states, now)
+    rows = [
+        [InlineKeyboardButton(c.name.get(_.language), callback_data=mall_data("cat", c.id, 0))]
+        for c in config.mall.categories
+        if any(item.category == c.id for item in shown)
+    ]
+    rows.append(
+        [InlineKeyboardButton(_("mall.my_redemptions"), callback_data=redemption_data("list", 0))]
+    )
+    text = _("mall.home", points=available) if rows[:-1] else _("mall.empty")
+    return text, InlineKeyboardMarkup(rows)
+
+
+def _shelf(
+    config: Config, states: dict[str, ItemState], category_id: str, page: int, _: Texts
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    category = config.mall.category(category_id)
+    if category is None:
+        return None
+    now = _now()
+    items = [i for i in _visible(config, states, now) if i.category == category_id]
+    pages = max(1, -(-len(items) // ITEMS_PER_PAGE))
+    if page >= pages:
+        return None
+    chunk = items[page * ITEMS_PER_PAGE : (page + 1) * ITEMS_PER_PAGE]
+    rows = [
+        [
+            InlineKeyboardButton(
+                f"{item.name.get(_.language)} · {_price_label(item, now, config, _)}",
+                callback_data=mall_data("item", item.sku),
+            )
+        ]
+        for item in chunk
+    ]
+    nav = []
+    if page > 0:
+        nav.append(
+            InlineKeyboardButton(
+                _("nav.prev"), callback_data=mall_data("cat", category_id, page - 1)
+            )
+        )
+    if page + 1 < pages:
+        nav.append(
+            InlineKeyboardButton(
+                _("nav.next"), callback_data=mall_data("cat", category_id, page + 1)
+            )
+        )
+    if nav:
+        rows.append(nav)
+    rows.append([InlineKeyboardButton(_("mall.back_home"), callback_data=mall_data("home"))])
+    text = _("mall.shelf", category=category.name.get(_.language), page=page + 1, pages=pages)
+    return text, InlineKeyboardMarkup(rows)
+
+
+def _deduction_amounts(config: Config) -> list[int]:
+    low, high = config.mall.deduction_min_yuan, config.mall.deduction_max_yuan
+    return sorted({low, high, *(y for y in DEDUCTION_PRESETS if low <= y <= high)})
+
+
+def _item_card(
+    item: MallItem, state: ItemState, config: Config, _: Texts
+) -> tuple[str, InlineKeyboardMarkup]:
+    now = _now()
+    lang = _.language
+    lines = [f"🎁 {item.name.get(lang)}", item.description.get(lang), ""]
+    if item.kind == "deduction":
+        lines.append(
+            _(
+                "mall.card.deduction",
+                points=config.redemption.deduction_points_per_yuan,
+                low=config.mall.deduction_min_yuan,
+                high=config.mall.deduction_max_yuan,
+            )
+        )
+    else:
+        price = mall_price(item, now, config)
+        lines.append(_("mall.card.price", points=price.points))
+        if price.discount is not None:
+            lines.append(
+                _(
+                    "mall.card.discount",
+                    sale=price.discount.name.get(lang),
+                    percent=price.discount.percent,
+                    list_points=price.list_points,
+                    ends=price.discount.ends.isoformat(),
+                )
+            )
+    left = state.left
+    lines.append(_("mall.card.unlimited") if left is None else _("mall.card.left", left=left))
+    if state.per_member_limit:
+        lines.append(_("mall.card.limit", limit=state.per_member_limit))
+    if item.available_until is not None:
+        until = item.available_until.astimezone(config.program.tz).date().isoformat()
+        lines.append(_("mall.card.until", day=until))
+    availability = state.availability(now)
+    rows: list[list[InlineKeyboardButton]] = []
+    if availability == "ok" and item.kind == "deduction":
+        amounts = _deduction_amounts(config)
+        buttons = [
+            InlineKeyboardButton(
+                _("mall.deduct_button", yuan=y), callback_data=mall_data("deduct", item.sku, y)
+            )
+            for y in amounts
+        ]
+        rows += [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    elif availability == "ok":
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    _("mall.redeem_button"), callback_data=mall_data("buy", item.sku)
+                )
+            ]
+        )
+    else:
+        lines.append(_(AVAILABILITY_ERRORS.get(availability, N_("mall.delisted"))))
+    rows.append(
+        [InlineKeyboardButton(_("mall.back"), callback_data=mall_data("cat", item.category, 0))]
+    )
+    return "\n".join(lines), InlineKeyboardMarkup(rows)
+
+
+def _plan_lines(plan: Sequence[tuple[datetime | None, int]], config: Config, _: Texts) -> list[str]:
+    lines = []
+    for expiry, points in plan:
+        if expiry is None:
+            lines.append(_("mall.confirm.uses_never", points=points))
+        else:
+            day = display_expiry(expiry, config).isoformat()
+            lines.append(_("mall.confirm.uses", points=points, day=day))
+    return lines
+
+
+def _status(redemption: Redemption, _: Texts) -> str:
+    return _(STATUS_LABELS.get(redemption.status, N_("redemption.status.issued")))
+
+
+def _item_name(config: Config, sku: str, _: Texts) -> str:
+    item = config.mall.item(sku)
+    return item.name.get(_.language) if item is not None else sku
+
+
+def redemption_title(redemption: Redemption, config: Config, _: Texts) -> str:
+    name = _item_name(config, redemption.sku, _)
+    if redemption.deduction_yuan is not None:
+        name = _("mall.deduction_title", name=name, yuan=redemption.deduction_yuan)
+    return name
+
+
+# --- member handlers -------------------------------------------------------------------------
+
+
+async def _states(context: BotContext) -> dict[str, ItemState]:
+    return {state.sku: state for state in await context.services.mall.items()}
+
+
+async def mall(update: Update, context: BotContext) -> None:
+    """/mall: the shelves, and how many points the member has to spend."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    member = await member_for(user, context)
+    _ = await texts_for(update, context)
+    available = (await context.services.ledger.balance(member.id)).available
+    text, keyboard = _home(context.services.config, await _states(context), available, _)
+    await message.reply_text(text, reply_markup=keyboard)
+
+
+async def _edit(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
+    """Show a view in place of the tapped message (a repeated tap changes nothing)."""
+    query = update.callback_query
+    assert query is not None
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise
+
+
+async def mall_callback(update: Update, context: BotContext) -> None:
+    """Every mall button: decode, re-check in the store, show the next view."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    _ = await texts_for(update, context)
+    decoded = decode_mall(query.data or "")
+    if decoded is None:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    action, args = decoded
+    config = context.services.config
+    if action in ("ok", "no"):
+        await _settle_offer(update, context, _, action, int(args[0]))
+        return
+    states = await _states(context)
+    if action == "home":
+        member = await member_for(user, context)
+        available = (await context.services.ledger.balance(member.id)).available
+        await query.answer()
+        await _edit(update, *_home(config, states, available, _))
+        return
+    if action == "cat":
+        view = _shelf(config, states, args[0], int(args[1]), _)
+        if view is None:
+            await query.answer(_("button.expired"), show_alert=True)
+            return
+        await query.answer()
+        await _edit(update, *view)
+        return
+    item = config.mall.item(args[0])
+    state = states.get(args[0])
+    if item is None or state is None:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    if action == "item":
+        await query.answer()
+        await _edit(update, *_item_card(item, state, config, _))
+        return
+    await _offer(update, context, _, item, int(args[1]) if action == "deduct" else None)
+
+
+async def _offer(
+    update: Update, context: BotContext, _: Texts, item: MallItem, yuan: int | None
+) -> None:
+    """Redeem was tapped: check what can be checked, then show the confirmation."""
+    query, user = update.callback_query, update.effective_user
+    assert query is not None and user is not None
+    services = context.services
+    config = services.config
+    now = _now()
+    if (item.kind == "deduction") != (yuan is not None):
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    try:
+        points = (
+            deduction_points(yuan, config)
+            if yuan is not None
+            else mall_price(item, now, config).points
+        )
+    except RuleError as exc:
+        await query.answer(_(exc.key, **exc.params), show_alert=True)
+        return
+    member = await member_for(user, context)
+    try:
+        plan = await services.ledger.plan_spend(member.id, points, now)
+        offer = await services.mall.create_offer(
+            member.id,
+            item.sku,
+            points,
+            now=now,
+            ttl=timedelta(minutes=config.mall.offer_minutes),
+            deduction_yuan=None if yuan is None else Decimal(yuan),
+        )
+    except InsufficientPoints as exc:
+        await query.answer()
+        await query.message.reply_text(  # type: ignore[union-attr]
+            _(
+                "mall.insufficient",
+                price=points,
+                available=exc.available,
+                short=points - exc.available,
+            )
+        )
+        return
+    except (SoldOut, NotAvailable, LimitReached) as exc:
+        await query.answer(_(_refusal_key(exc), **_refusal_params(exc)), show_alert=True)
+        return
+    available = (await services.ledger.balance(member.id, now)).available
+    title = item.name.get(_.language)
+    if yuan is not None:
+        title = _("mall.deduction_title", name=title, yuan=yuan)
+    lines = [_("mall.confirm.title", item=title), _("mall.confirm.price", points=points)]
+    lines += _plan_lines(plan, config, _)
+    lines.append(_("mall.confirm.after", points=available - points))
+    lines.append(_("mall.confirm.valid", minutes=config.mall.offer_minutes))
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    _("mall.confirm.yes"), callback_data=mall_data("ok", offer.id)
+                ),
+                InlineKeyboardButton(_("mall.confirm.no"), callback_data=mall_data("no", offer.id)),
+            ]
+        ]
+    )
+    await query.answer()
+    await _edit(update, "\n".join(lines), keyboard)
+
+
+def _refusal_key(exc: Exception) -> str:
+    if isinstance(exc, SoldOut):
+        return N_("mall.sold_out")
+    if isinstance(exc, LimitReached):
+        return N_("mall.limit_reached")
+    if isinstance(exc, NotAvailable):
+        return AVAILABILITY_ERRORS.get(exc.reason, N_("mall.delisted"))
+    return N_("button.expired")
+
+
+def _refusal_params(exc: Exception) -> dict[str, object]:
+    return {"limit": exc.limit} if isinstance(exc, LimitReached) else {}
+
+
+async def _settle_offer(
+    update: Update, context: BotContext, _: Texts, action: str, offer_id: int
+) -> None:
+    """Confirm or cancel: the offer must be this member's and still open."""
+    query, user = update.callback_query, update.effective_user
+    assert query is not None and user is not None
+    services = context.services
+    member = await services.members.by_telegram_id(user.id)
+    if member is None:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    if action == "no":
+        await query.answer()
+        await _edit(update, _("mall.cancelled"), None)
+        return
+    try:
+        redemption = await services.mall.redeem(
+            offer_id, member.id, now=_now(), actor=f"telegram:{user.id}"
+        )
+    except OfferExpired:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    except InsufficientPoints as exc:
+        await query.answer(
+            _("mall.insufficient_short", short=exc.requested - exc.available), show_alert=True
+        )
+        return
+    except (SoldOut, NotAvailable, LimitReached) as exc:
+        await query.answer(_(_refusal_key(exc), **_refusal_params(exc)), show_alert=True)
+        return
+    if redemption.replayed:
+        # A double tap or a redelivered update: the redemption exists once already.
+        await query.answer(_("mall.already_redeemed", code=redemption.code))
+        return
+    await query.answer()
+    config = services.config
+    available = (await services.ledger.balance(member.id)).available
+    text = _(
+        "mall.redeemed",
+        item=redemption_title(redemption, config, _),
+        code=redemption.code,
+        points=redemption.points,
+        available=available,
+        days=config.redemption.return_window_days,
+    )
+    await _edit(update, text, None)
+    if query.message is not None:
+        await context.bot.send_photo(
+            query.message.chat.id,
+            qr_png(redemption.code),
+            caption=_("mall.voucher_caption", code=redemption.code),
+        )
+
+
+async def redemptions(update: Update, context: BotContext) -> None:
+    """/redemptions: the member's redemptions with their codes and status."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    member = await member_for(user, context)
+    _ = await texts_for(update, context)
+    text, keyboard = await _redemptions_view(member.id, 0, context, _)
+    await message.reply_text(text, reply_markup=keyboard)
+
+
+async def _redemptions_view(
+    member_id: int, page: int, context: BotContext, _: Texts
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    config = context.services.config
+    found, total = await context.services.mall.redemptions(
+        member_id, offset=page * REDEMPTIONS_PER_PAGE, limit=REDEMPTIONS_PER_PAGE
+    )
+    if total == 0:
+        return _("redemptions.empty"), None
+    pages = max(1, -(-total // REDEMPTIONS_PER_PAGE))
+    lines = [_("redemptions.title", page=page + 1, pages=pages, total=total)]
+    rows: list[list[InlineKeyboardButton]] = []
+    deadline = timedelta(days=config.redemption.return_window_days)
+    now = _now()
+    for redemption in found:
+        day = redemption.created_at.astimezone(config.program.tz).date().isoformat()
+        lines.append(
+            _(
+                "redemptions.line",
+                code=redemption.code,
+                item=redemption_title(redemption, config, _),
+                points=redemption.points,
+                day=day,
+                status=_status(redemption, _),
+            )
+        )
+        if redemption.status == "issued" and now <= redemption.created_at + deadline:
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        _("redemptions.return_button", code=redemption.code),
+                        callback_data=redemption_data("ret", redemption.code),
+                    )
+                ]
+            )
+    nav = []
+    if page > 0:
+        nav.append(
+            InlineKeyboardButton(_("nav.prev"), callback_data=redemption_data("list", page - 1))
+        )
+    if page + 1 < pages:
+        nav.append(
+            InlineKeyboardButton(_("nav.next"), callback_data=redemption_data("list", page + 1))
+        )
+    if nav:
+        rows.append(nav)
+    return "\n".join(lines), InlineKeyboardMarkup(rows) if rows else None
+
+
+async def redemptions_callback(update: Update, context: BotContext) -> None:
+    """Paging the list, asking to return one, and confirming the return."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    _ = await texts_for(update, context)
+    prefix, _sep, rest = (query.data or "").partition(":")
+    action, _sep, argument = rest.partition(":")
+    member = await context.services.members.by_telegram_id(user.id)
+    if prefix != REDEMPTIONS_PREFIX or member is None or not argument or len(argument) > 16:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    if action == "list":
+        page = _page(argument)
+        if page is None:
+            await query.answer(_("button.expired"), show_alert=True)
+            return
+        text, keyboard = await _redemptions_view(member.id, page, context, _)
+        await query.answer()
+        await _edit(update, text, keyboard)
+        return
+    if action == "ret":
+        await query.answer()
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(
+                        _("redemptions.return_yes"), callback_data=redemption_data("rety", argument)
+                    ),
+                    InlineKeyboardButton(
+                        _("redemptions.return_no"), callback_data=redemption_data("list", 0)
+                    ),
+                ]
+            ]
+        )
+        await _edit(update, _("redemptions.return_ask", code=argument), keyboard)
+        return
+    if action != "rety":
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    await _request_return(update, context, _, member.id, argument)
+
+
+async def _request_return(
+    update: Update, context: BotContext, _: Texts, member_id: int, code: str
+) -> None:
+    query = update.callback_query
+    assert query is not None
+    services = context.services
+    window = timedelta(days=services.config.redemption.return_window_days)
+    try:
+        redemption = await services.mall.request_return(
+            code, member_id, now=_now(), window=window, actor=f"member:{member_id}"
+        )
+    except NotFound:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    except ReturnWindowClosed as exc:
+        day = exc.deadline.astimezone(services.config.program.tz).date().isoformat()
+        await query.answer(_("redemptions.window_closed", day=day), show_alert=True)
+        return
+    except InvalidState as exc:
+        status = _(STATUS_LABELS.get(exc.status, N_("redemption.status.issued")))
+        await query.answer(_("redemptions.not_returnable", status=status), show_alert=True)
+        return
+    await query.answer()
+    key = (
+        "redemptions.refunded"
+        if redemption.status == "returned"
+        else "redemptions.return_requested"
+    )
+    await _edit(update, _(key, code=redemption.code, points=redemption.points), None)
