@@ -214,6 +214,8 @@ def _item_card(
     if item.available_until is not None:
         until = item.available_until.astimezone(config.program.tz).date().isoformat()
         lines.append(_("mall.card.until", day=until))
+    if item.image:
+        lines.append(item.image)  # Telegram shows the picture as the link's preview
     availability = state.availability(now)
     rows: list[list[InlineKeyboardButton]] = []
     if availability == "ok" and item.kind == "deduction":
@@ -391,6 +393,11 @@ async def _offer(
     if yuan is not None:
         title = _("mall.deduction_title", name=title, yuan=yuan)
     lines = [_("mall.confirm.title", item=title), _("mall.confirm.price", points=points)]
+    sale = mall_price(item, now, config).discount if yuan is None else None
+    if sale is not None:
+        lines.append(
+            _("mall.confirm.discount", sale=sale.name.get(_.language), percent=sale.percent)
+        )
     lines += _plan_lines(plan, config, _)
     lines.append(_("mall.confirm.after", points=available - points))
     lines.append(_("mall.confirm.valid", minutes=config.mall.offer_minutes))

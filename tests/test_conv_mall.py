@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.config import Config, MallItem
+from bot.config import Config, MallDiscount, MallItem
 from bot.sandbox.client import ChatClient
 from storage.audit import audit
 from storage.members import Member
@@ -36,6 +36,13 @@ async def available(sandbox: Sandbox, member: Member) -> int:
 async def assert_audit_ok(sandbox: Sandbox) -> None:
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
+
+
+@pytest.fixture(autouse=True)
+async def audit_after_each(sandbox: Sandbox) -> AsyncIterator[None]:
+    """Whatever a test did through the bot, the ledger and the mall must still add up."""
+    yield
+    await assert_audit_ok(sandbox)
 
 
 async def open_item(chat: ChatClient, shelf: str, item: str) -> None:
@@ -415,3 +422,40 @@ async def test_operators_only(sandbox: Sandbox) -> None:
 async def test_bad_operator_input(sandbox: Sandbox, command: str, answer: str) -> None:
     [reply] = await sandbox.admin().send(command)
     assert answer in (reply.text or "")
+
+
+def sale_today(config: Config) -> Config:
+    """A 20% sale on the home shelf running today."""
+    today = datetime.now(config.program.tz).date()
+    sale = MallDiscount.model_validate(
+        {
+            "id": "today",
+            "name": {"zh-CN": "今日特惠", "en": "Today's sale"},
+            "starts": today,
+            "ends": today,
+            "percent": 20,
+            "categories": ["home"],
+        }
+    )
+    return config.model_copy(update={"mall": config.mall.model_copy(update={"discounts": [sale]})})
+
+
+@pytest.mark.parametrize("configure", [[sale_today]])
+async def test_a_sale_is_shown_in_the_list_card_confirmation_and_rules(
+    sandbox: Sandbox, configure: list[Callable[[Config], Config]]
+) -> None:
+    member = await member_with(sandbox, 9801, 1000)
+    chat = sandbox.member(9801)
+    await chat.send("/mall")
+    await chat.tap("环保家居")
+    assert "帆布环保购物袋 · 240 积分" in chat.buttons()
+    await chat.tap("帆布环保购物袋")
+    assert "🎉 今日特惠：20% 优惠（原价 300 积分" in (chat.last_text or "")
+    await chat.tap("🎁 兑换")
+    assert "🎉 已按「今日特惠」优惠 20%" in (chat.last_text or "")
+    await chat.tap("✅ 确认兑换", expect=2)
+    assert await available(sandbox, member) == 760
+    [rules] = await chat.send("/rules")
+    assert "积分商城活动「今日特惠」" in (rules.text or "") and "环保家居兑换享 20% 优惠" in (
+        rules.text or ""
+    )

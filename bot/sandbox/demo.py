@@ -58,6 +58,10 @@ async def interpret(client: ChatClient, line: str) -> list[Reply]:
         return await client.tap(labels[int(line) - 1])
     if line in labels:
         return await client.tap(line)
+    # A unique part of a label taps it too ("兑换" for "🎁 兑换"); anything else is a message.
+    partial = [label for label in labels if len(line) >= 2 and line in label]
+    if len(partial) == 1 and not line.startswith("/"):
+        return await client.tap(partial[0])
     return await client.send(line)
 
 
