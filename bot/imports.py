@@ -225,7 +225,7 @@ class _Preparer:
 
     def prepare(self, batch: list[_Record], columns: _Columns) -> list[_Prepared]:
         """One outcome per record, in order."""
-        config, now, tz = self.config, self.now, self.config.program.tz
+        config, now = self.config, self.now
         out: list[_Prepared] = []
         for line, fields in batch:
             if isinstance(fields, str):
@@ -260,10 +260,7 @@ class _Preparer:
                     outcome = RejectedRow(line, "date", message, tuple(fields))
                 else:
                     award = award_purchase(amount, category.strip() or None, moment, now, config)
-                    # The purchase time completes the award's facts for the audit trail.
-                    meta = award.meta()
-                    meta["purchased_at"] = moment.astimezone(tz).isoformat()
-                    outcome = (award.points, award.expires_at, meta)
+                    outcome = (award.points, award.expires_at, award.meta())
             except RuleError as err:
                 outcome = self._refusal(line, fields, err)
             out.append((line, fields, receipt, code, outcome))

@@ -59,10 +59,19 @@ class PurchaseAward:
     campaign: Campaign | None
     points: int
     expires_at: datetime | None
+    purchased_on: date
 
     def meta(self) -> dict[str, str]:
-        """The facts the ledger keeps with the operation, so the award can be re-derived."""
-        facts = {"amount": str(self.amount), "category": self.category.id}
+        """The facts the ledger keeps with the operation, so the award can be re-derived.
+
+        Normalized (two decimals, the local day) so the till and the CSV import describe
+        one receipt identically and the second one to arrive is a replay, not a conflict.
+        """
+        facts = {
+            "amount": f"{self.amount:.2f}",
+            "category": self.category.id,
+            "purchased_on": self.purchased_on.isoformat(),
+        }
         if self.campaign is not None:
             facts["campaign"] = self.campaign.id
             facts["campaign_multiplier"] = str(self.campaign.multiplier)
@@ -86,7 +95,8 @@ def award_purchase(
         raise RuleError(N_("error.unknown_category"), value=category_id, known=known)
     if purchased_at > now + CLOCK_SKEW:
         raise RuleError(N_("error.purchase_in_future"))
-    campaign = active_campaign(local_today(purchased_at, config), category, config)
+    day = local_today(purchased_at, config)
+    campaign = active_campaign(day, category, config)
     points = purchase_points(amount, category, config)
     if campaign is not None:
         points = int((Decimal(points) * campaign.multiplier).to_integral_value(ROUND_FLOOR))
@@ -95,7 +105,7 @@ def award_purchase(
     expiry = expires_at(purchased_at, config)
     if expiry is not None and expiry <= now:
         raise RuleError(N_("error.purchase_expired"), day=display_expiry(expiry, config))
-    return PurchaseAward(amount, category, campaign, points, expiry)
+    return PurchaseAward(amount, category, campaign, points, expiry, day)
 
 
 def local_today(now: datetime, config: Config) -> date:

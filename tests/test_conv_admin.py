@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from bot.config import Campaign, Config, Localized
+from bot.imports import import_purchases
 from storage.audit import audit
 from storage.members import Member, luhn_digit
+from storage.store import connect_sync
 from tests.conftest import Sandbox
 
 
@@ -236,3 +238,23 @@ async def test_the_ledger_stays_consistent_after_till_work(sandbox: Sandbox) -> 
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
     assert await available(sandbox, member) == 23  # 88.80 × 1.5 = 133, then -100 -10
+
+
+async def test_a_receipt_entered_at_the_till_is_not_awarded_again_by_the_csv_import(
+    sandbox: Sandbox,
+) -> None:
+    member = await new_member(sandbox)
+    await sandbox.admin().send(f"/purchase {member.member_code} 100 eco R-TILL-1")
+    # The nightly POS export lists the same receipt, amount written differently, later on.
+    bought = datetime.now(sandbox.config.program.tz).replace(microsecond=0).isoformat()
+    lines = [
+        "receipt_id,member_code,amount,category,purchased_at\n",
+        f"R-TILL-1,{member.member_code},100.00,eco,{bought}\n",
+    ]
+    conn = connect_sync(sandbox.config.storage.path)
+    try:
+        summary = import_purchases(conn, lines, sandbox.config, actor="import:pos.csv")
+    finally:
+        conn.close()
+    assert (summary.imported, summary.replayed, summary.skipped_total) == (0, 1, 0)
+    assert await available(sandbox, member) == 200

@@ -100,7 +100,7 @@ def test_award_applies_the_category_and_expiry(config: Config) -> None:
     award = award_purchase(Decimal("66.50"), "eco", SHANGHAI_NOON, SHANGHAI_NOON, config)
     assert (award.points, award.category.id, award.campaign) == (133, "eco", None)
     assert award.expires_at == expires_at(SHANGHAI_NOON, config)
-    assert award.meta() == {"amount": "66.50", "category": "eco"}
+    assert award.meta() == {"amount": "66.50", "category": "eco", "purchased_on": "2026-11-25"}
 
 
 def test_award_without_category_uses_the_default(config: Config) -> None:
