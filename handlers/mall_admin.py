@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import resolve_language
@@ -46,30 +47,59 @@ async def _tell_member(
         log.warning("could not tell member %s about %s", telegram_id, key, exc_info=True)
 
 
-async def fulfil(update: Update, context: BotContext) -> None:
-    """`/fulfil CODE`: the cashier scanned the voucher and hands over the goods or service."""
+# One step of a redemption's life, taken by an operator: (code, reason, actor, now) -> result.
+Step = Callable[[str, str, str, datetime], Awaitable[Redemption]]
+
+
+async def _redemption_step(
+    update: Update,
+    context: BotContext,
+    step: Step,
+    *,
+    usage: str,
+    refused: str,
+    needs_reason: bool = False,
+) -> tuple[Message, Texts, Redemption, str] | None:
+    """Parse `CODE [reason]`, run the step, and explain a missing code or a wrong status."""
     asked = await operator_texts(update, context)
     if asked is None:
-        return
+        return None
     message, _ = asked
     args = context.args or []
-    if len(args) != 1:
-        await message.reply_text(_("mall_admin.fulfil.usage"))
-        return
+    reason = " ".join(args[1:]).strip()
+    if not args or (needs_reason and not reason) or (not needs_reason and len(args) != 1):
+        await message.reply_text(_(usage))
+        return None
+    if len(reason) > MAX_REASON_LENGTH:
+        await message.reply_text(_("admin.adjust.reason_too_long", limit=MAX_REASON_LENGTH))
+        return None
     code = args[0].upper()[:16]
     try:
-        redemption = await context.services.mall.fulfil(
-            code, actor=f"telegram:{message.chat_id}", now=datetime.now(UTC)
-        )
+        redemption = await step(code, reason, f"telegram:{message.chat_id}", datetime.now(UTC))
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_code", code=code))
-        return
+        return None
     except InvalidState as exc:
         status = _(STATUS_LABELS.get(exc.status, exc.status))
-        await message.reply_text(_("mall_admin.fulfil.refused", code=code, status=status))
-        return
-    title = redemption_title(redemption, context.services.config, _)
-    await message.reply_text(_("mall_admin.fulfil.done", code=code, item=title))
+        await message.reply_text(_(refused, code=code, status=status))
+        return None
+    return message, _, redemption, reason
+
+
+async def fulfil(update: Update, context: BotContext) -> None:
+    """`/fulfil CODE`: the cashier scanned the voucher and hands over the goods or service."""
+    mall = context.services.mall
+    done = await _redemption_step(
+        update,
+        context,
+        lambda code, _reason, actor, now: mall.fulfil(code, actor=actor, now=now),
+        usage="mall_admin.fulfil.usage",
+        refused="mall_admin.fulfil.refused",
+    )
+    if done is not None:
+        message, _, redemption, _reason = done
+        title = redemption_title(redemption, context.services.config, _)
+        await message.reply_text(_("mall_admin.fulfil.done", code=redemption.code, item=title))
 
 
 async def stock(update: Update, context: BotContext) -> None:
@@ -143,57 +173,35 @@ async def delist(update: Update, context: BotContext) -> None:
 
 async def approve_return(update: Update, context: BotContext) -> None:
     """`/approve_return CODE`: the goods came back; refund the points."""
-    asked = await operator_texts(update, context)
-    if asked is None:
-        return
-    message, _ = asked
-    args = context.args or []
-    if len(args) != 1:
-        await message.reply_text(_("mall_admin.approve.usage"))
-        return
-    code = args[0].upper()[:16]
-    try:
-        redemption = await context.services.mall.approve_return(
-            code, actor=f"telegram:{message.chat_id}", now=datetime.now(UTC)
-        )
-    except NotFound:
-        await message.reply_text(_("mall_admin.no_such_code", code=code))
-        return
-    except InvalidState as exc:
-        status = _(STATUS_LABELS.get(exc.status, exc.status))
-        await message.reply_text(_("mall_admin.not_requested", code=code, status=status))
-        return
-    await _tell_member(
-        context, redemption, "mall_admin.approve.member_notice", points=redemption.points
+    mall = context.services.mall
+    done = await _redemption_step(
+        update,
+        context,
+        lambda code, _reason, actor, now: mall.approve_return(code, actor=actor, now=now),
+        usage="mall_admin.approve.usage",
+        refused="mall_admin.not_requested",
     )
-    await message.reply_text(_("mall_admin.approve.done", code=code, points=redemption.points))
+    if done is not None:
+        message, _, redemption, _reason = done
+        points = redemption.points
+        await _tell_member(context, redemption, "mall_admin.approve.member_notice", points=points)
+        await message.reply_text(_("mall_admin.approve.done", code=redemption.code, points=points))
 
 
 async def reject_return(update: Update, context: BotContext) -> None:
     """`/reject_return CODE reason`: the return is refused; the member keeps the item."""
-    asked = await operator_texts(update, context)
-    if asked is None:
-        return
-    message, _ = asked
-    args = context.args or []
-    reason = " ".join(args[1:]).strip()
-    if len(args) < 2 or not reason:
-        await message.reply_text(_("mall_admin.reject.usage"))
-        return
-    if len(reason) > MAX_REASON_LENGTH:
-        await message.reply_text(_("admin.adjust.reason_too_long", limit=MAX_REASON_LENGTH))
-        return
-    code = args[0].upper()[:16]
-    try:
-        redemption = await context.services.mall.reject_return(
-            code, actor=f"telegram:{message.chat_id}", reason=reason, now=datetime.now(UTC)
-        )
-    except NotFound:
-        await message.reply_text(_("mall_admin.no_such_code", code=code))
-        return
-    except InvalidState as exc:
-        status = _(STATUS_LABELS.get(exc.status, exc.status))
-        await message.reply_text(_("mall_admin.not_requested", code=code, status=status))
-        return
-    await _tell_member(context, redemption, "mall_admin.reject.member_notice", reason=reason)
-    await message.reply_text(_("mall_admin.reject.done", code=code))
+    mall = context.services.mall
+    done = await _redemption_step(
+        update,
+        context,
+        lambda code, reason, actor, now: mall.reject_return(
+            code, actor=actor, reason=reason, now=now
+        ),
+        usage="mall_admin.reject.usage",
+        refused="mall_admin.not_requested",
+        needs_reason=True,
+    )
+    if done is not None:
+        message, _, redemption, reason = done
+        await _tell_member(context, redemption, "mall_admin.reject.member_notice", reason=reason)
+        await message.reply_text(_("mall_admin.reject.done", code=redemption.code))
