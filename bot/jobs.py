@@ -1,0 +1,329 @@
+"""Scheduled work: the expiry sweep, birthday gifts, expiry reminders, and the outbox sender.
+
+Jobs are stateless sweeps over the database (DESIGN.md "Scheduler and pushes"): each takes
+the instant it runs for, every message it plans has a dedupe key, and every daily job
+records the local day it finished, so a restart or a catch-up repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.config import Config
+from bot.i18n import N_, I18n, resolve_language
+from bot.rules import end_of_day, expires_at, local_today
+from storage.errors import Conflict
+from storage.ledger import Ledger
+from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+SWEEP_JOB = "expiry_sweep"
+DAILY_JOB = "daily_pushes"
+# A push that fails this often for reasons other than a block or a rate limit is given up.
+MAX_ATTEMPTS = 5
+
+
+def system_clock() -> datetime:
+    """The real time (tests inject their own clock instead)."""
+    return datetime.now(UTC)
+
+
+def birthday_dates(day: date, config: Config) -> list[tuple[int, int]]:
+    """The (month, day) birthdays celebrated on local `day` (29 Feb by the configured policy)."""
+    dates = [(day.month, day.day)]
+    leap = day.year % 4 == 0 and (day.year % 100 != 0 or day.year % 400 == 0)
+    if not leap:
+        policy = config.birthday.feb29_in_common_years
+        if (policy == "feb28" and (day.month, day.day) == (2, 28)) or (
+            policy == "mar1" and (day.month, day.day) == (3, 1)
+        ):
+            dates.append((2, 29))
+    return dates
+
+
+def celebration_day(month: int, day: int, year: int, config: Config) -> date:
+    """The local day a birthday is celebrated in `year`."""
+    try:
+        return date(year, month, day)
+    except ValueError:  # 29 February in a common year
+        return (
+            date(year, 2, 28)
+            if config.birthday.feb29_in_common_years == "feb28"
+            else date(year, 3, 1)
+        )
+
+
+def gift_allowed(entered_at: datetime | None, celebrated: date, config: Config) -> bool:
+    """False when the birthday was entered within `min_days_before` days before the date."""
+    if entered_at is None:
+        return True
+    entered = local_today(entered_at, config)
+    window_start = celebrated - timedelta(days=config.birthday.min_days_before)
+    return not window_start < entered <= celebrated
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    """What one run of the daily pushes planned."""
+
+    day: date
+    birthdays: int
+    gifts: int
+    reminders: int
+
+
+class Scheduler:
+    """The daily jobs over one store; `now` is always passed in, so tests choose the day."""
+
+    def __init__(self, config: Config, pushes: Pushes, ledger: Ledger) -> None:
+        self.config = config
+        self.pushes = pushes
+        self.ledger = ledger
+
+    async def sweep(self, now: datetime) -> int:
+        """Book every expired remainder (idempotent); record the day; return lots booked."""
+        report = await self.ledger.expire_due(now)
+        day = local_today(now, self.config)
+        summary = f"{report.lots} lots, {report.points} points"
+        await self.pushes.record_job(SWEEP_JOB, day, now, datetime.now(UTC), summary)
+        log.info("expiry sweep for %s: %s", day, summary)
+        return report.lots
+
+    async def daily(self, now: datetime, *, day: date | None = None) -> DailyReport:
+        """Birthday gifts and greetings, and expiry reminders, for local `day` (default today)."""
+        config = self.config
+        today = day or local_today(now, config)
+        birthdays = await self.pushes.birthdays_on(birthday_dates(today, config))
+        pushes: list[Push] = []
+        gifts = 0
+        for member in birthdays:
+            celebrated = today
+            gift = config.birthday.gift_points
+            key = f"birthday:{member.member_id}:{today.year}"
+            if gift and gift_allowed(member.birthday_entered_at, celebrated, config):
+                try:
+                    await self.ledger.earn(
+                        member.member_id,
+                        gift,
+                        kind="birthday",
+                        key=key,
+                        actor="system:birthday",
+                        expires_at=expires_at(now, config),
+                        reason=str(today.year),
+                        now=now,
+                    )
+                except Conflict:
+                    log.warning("birthday gift %s was already given differently", key)
+                gifts += 1
+                pushes.append(
+                    Push(key, member.member_id, SERVICE, N_("push.birthday_gift"), {"points": gift})
+                )
+            else:
+                pushes.append(Push(key, member.member_id, SERVICE, N_("push.birthday"), {}))
+        reminders = 0
+        for days_ahead in config.push.reminder_days:
+            last_day = today + timedelta(days=days_ahead)
+            start, end = (
+                end_of_day(last_day - timedelta(days=1), config),
+                end_of_day(last_day, config),
+            )
+            expiring = await self.pushes.expiring_between(start, end)
+            per_member: dict[int, int] = {}
+            for item in expiring:
+                per_member[item.member_id] = per_member.get(item.member_id, 0) + item.points
+            for member_id, points in per_member.items():
+                reminders += 1
+                pushes.append(
+                    Push(
+                        f"expiry:{member_id}:{last_day.isoformat()}:{days_ahead}",
+                        member_id,
+                        SERVICE,
+                        N_("push.expiry_reminder"),
+                        {"points": points, "day": last_day.isoformat(), "days": days_ahead},
+                        [[(N_("push.open_mall"), "mall:home")]],
+                    )
+                )
+        for campaign in config.campaigns:
+            if campaign.starts == today:
+                names = {"zh-CN": campaign.name.zh_CN, "en": campaign.name.en}
+                multiplier = format(campaign.multiplier.normalize(), "f")
+                pushes += [
+                    Push(
+                        f"campaign:{campaign.id}:{member_id}",
+                        member_id,
+                        MARKETING,
+                        N_("push.campaign_start"),
+                        {
+                            "name": names,
+                            "ends": campaign.ends.isoformat(),
+                            "multiplier": multiplier,
+                        },
+                    )
+                    for member_id in await self.pushes.member_ids()
+                ]
+        await self.pushes.enqueue(pushes, now)
+        report = DailyReport(today, len(birthdays), gifts, reminders)
+        summary = (
+            f"{report.birthdays} birthdays, {report.gifts} gifts, {report.reminders} reminders"
+        )
+        await self.pushes.record_job(DAILY_JOB, today, now, datetime.now(UTC), summary)
+        log.info("daily pushes for %s: %s", today, summary)
+        return report
+
+    async def catch_up(self, now: datetime) -> list[str]:
+        """Run what was missed while the bot was down: today's jobs if their time has passed,
+        and the daily pushes of missed days (at most `catch_up_days` back)."""
+        config, push = self.config, self.config.push
+        today = local_today(now, config)
+        local_now = now.astimezone(config.program.tz).time()
+        done: list[str] = []
+        swept = await self.pushes.job_ran(SWEEP_JOB, today)
+        if not swept and local_now >= push.sweep_at:
+            await self.sweep(now)
+            done.append(f"{SWEEP_JOB} {today}")
+        last = await self.pushes.last_run_day(DAILY_JOB)
+        first = today - timedelta(days=push.catch_up_days)
+        if last is not None:
+            first = max(first, last + timedelta(days=1))
+        day = first if last is not None else today
+        while day <= today:
+            if day < today or local_now >= push.daily_at:
+                await self.daily(now, day=day)
+                done.append(f"{DAILY_JOB} {day}")
+            day += timedelta(days=1)
+        return done
+
+
+class Sender:
+    """Drains the outbox at the configured rate; a block, a rate limit or a flaky network
+    each get their own treatment, and nothing is sent twice."""
+
+    def __init__(
+        self, bot: Bot, pushes: Pushes, config: Config, i18n: I18n, clock: Clock = system_clock
+    ) -> None:
+        self.bot = bot
+        self.pushes = pushes
+        self.config = config
+        self.i18n = i18n
+        self.clock = clock
+        self.interval = 1 / config.push.rate_per_second
+        self._wake = asyncio.Event()
+        # One drain at a time: two would both read the same pending rows and send them twice.
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._next_slot = 0.0
+        self.sent = 0
+
+    def wake(self) -> None:
+        """New pushes are waiting: stop idling."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the sender in the background until `stop`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        """Stop after the push in flight (its outcome is recorded first)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.drain()
+            except Exception:  # the sender must outlive a bad row or a database hiccup
+                log.exception("outbox sender failed; retrying shortly")
+                sent = 0
+            if not sent:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    async def drain(self, *, limit: int = 200) -> int:
+        """Send what is due now, paced; return how many pushes were handled."""
+        async with self._lock:
+            local = self.clock().astimezone(self.config.program.tz).time()
+            marketing = not self.config.push.is_quiet(local)
+            batch = await self.pushes.due(marketing=marketing, limit=limit)
+            for message in batch:
+                await self._deliver(message)
+            return len(batch)
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._next_slot > now:
+            await asyncio.sleep(self._next_slot - now)
+        self._next_slot = max(now, self._next_slot) + self.interval
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        now = self.clock()
+        if not message.reachable:
+            await self.pushes.mark(message.id, "unreachable", now, "member blocked the bot")
+            return
+        if message.category != SERVICE and not message.marketing_opt_in:
+            await self.pushes.mark(message.id, "skipped", now, "marketing opt-out")
+            return
+        language = resolve_language(
+            message.language, message.telegram_language, self.config.program.default_language
+        )
+        # A parameter given per language ({"zh-CN": …, "en": …}) is rendered in the member's.
+        params = {
+            name: value.get(language, next(iter(value.values())))
+            if isinstance(value, dict) and value
+            else value
+            for name, value in message.params.items()
+        }
+        text = self.i18n.t(language, message.message_key, **params)
+        markup = None
+        if message.buttons:
+            markup = InlineKeyboardMarkup(
+                [
+                    [InlineKeyboardButton(self.i18n.t(language, key), callback_data=data)]
+                    for row in message.buttons
+                    for key, data in row
+                ]
+            )
+        while True:
+            await self._pace()
+            try:
+                await self.bot.send_message(message.telegram_id, text, reply_markup=markup)
+            except RetryAfter as exc:
+                with warnings.catch_warnings():
+                    # PTB 22 announces retry_after becoming a timedelta; both are handled.
+                    warnings.simplefilter("ignore", PTBDeprecationWarning)
+                    wait = exc.retry_after
+                seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+                log.warning("rate limited by Telegram: waiting %.0f s", seconds)
+                await asyncio.sleep(seconds)
+                continue
+            except Forbidden as exc:
+                await self.pushes.set_reachable(message.telegram_id, False)
+                await self.pushes.mark(message.id, "unreachable", self.clock(), str(exc))
+                return
+            except BadRequest as exc:
+                await self.pushes.mark(message.id, "failed", self.clock(), str(exc))
+                return
+            except (NetworkError, TelegramError) as exc:
+                status = "failed" if message.attempts + 1 >= MAX_ATTEMPTS else "pending"
+                await self.pushes.mark(message.id, status, self.clock(), str(exc))
+                return
+            await self.pushes.mark(message.id, "sent", self.clock())
+            self.sent += 1
+            return

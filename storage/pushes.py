@@ -1,0 +1,556 @@
+"""Pushes and daily jobs: member preferences, the outbox, job runs, and what the jobs plan.
+
+The jobs are stateless sweeps: everything they need is derived from the database, and every
+message they plan carries a dedupe key, so running a job twice (a restart, a catch-up)
+enqueues nothing new (DESIGN.md "Scheduler and pushes").
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from storage.errors import InvalidRequest, NotFound
+from storage.store import Store
+
+SERVICE: Final = "service"
+MARKETING: Final = "marketing"
+
+
+def _ts(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise InvalidRequest("naive datetime: give a timezone")
+    return int(moment.timestamp())
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+# --- member preferences ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a member set in /settings, and whether we can reach them."""
+
+    member_id: int
+    telegram_id: int
+    birthday_month: int | None
+    birthday_day: int | None
+    birthday_year: int | None
+    birthday_entered_at: datetime | None
+    birthday_changed_at: datetime | None
+    marketing_opt_in: bool
+    reachable: bool
+
+
+def preferences(conn: sqlite3.Connection, telegram_id: int) -> Preferences:
+    """A member's preferences; raises NotFound."""
+    row = conn.execute(
+        "SELECT id, telegram_id, birthday_month, birthday_day, birthday_year,"
+        " birthday_entered_at, birthday_changed_at, marketing_opt_in, reachable"
+        " FROM members WHERE telegram_id = ?",
+        (telegram_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no member with Telegram id {telegram_id}")
+    return Preferences(
+        member_id=row[0],
+        telegram_id=row[1],
+        birthday_month=row[2],
+        birthday_day=row[3],
+        birthday_year=row[4],
+        birthday_entered_at=_dt(row[5]),
+        birthday_changed_at=_dt(row[6]),
+        marketing_opt_in=bool(row[7]),
+        reachable=bool(row[8]),
+    )
+
+
+def set_birthday(
+    conn: sqlite3.Connection,
+    telegram_id: int,
+    month: int,
+    day: int,
+    year: int | None,
+    *,
+    now: datetime,
+    change_allowed_after: datetime | None,
+) -> Preferences:
+    """Record a birthday. A first entry is always taken; a change only when the last change
+    was before `change_allowed_after` (None: never changed may change). Raises NotFound,
+    InvalidRequest (a change too soon)."""
+    current = preferences(conn, telegram_id)
+    now_ts = _ts(now)
+    if current.birthday_month is not None:
+        if (current.birthday_month, current.birthday_day, current.birthday_year) == (
+            month,
+            day,
+            year,
+        ):
+            return current  # the same birthday again changes nothing
+        last = current.birthday_changed_at
+        if last is not None and change_allowed_after is not None and last > change_allowed_after:
+            raise InvalidRequest("the birthday was already changed within the last year")
+        conn.execute(
+            "UPDATE members SET birthday_month = ?, birthday_day = ?, birthday_year = ?,"
+            " birthday_entered_at = ?, birthday_changed_at = ? WHERE telegram_id = ?",
+            (month, day, year, now_ts, now_ts, telegram_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE members SET birthday_month = ?, birthday_day = ?, birthday_year = ?,"
+            " birthday_entered_at = ? WHERE telegram_id = ?",
+            (month, day, year, now_ts, telegram_id),
+        )
+    return preferences(conn, telegram_id)
+
+
+def set_marketing(conn: sqlite3.Connection, telegram_id: int, opt_in: bool) -> Preferences:
+    """Turn marketing messages on or off; raises NotFound."""
+    cur = conn.execute(
+        "UPDATE members SET marketing_opt_in = ? WHERE telegram_id = ?", (int(opt_in), telegram_id)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no member with Telegram id {telegram_id}")
+    return preferences(conn, telegram_id)
+
+
+def set_reachable(conn: sqlite3.Connection, telegram_id: int, reachable: bool) -> bool:
+    """Record that Telegram lets us reach (or not) this user; False when they are no member."""
+    cur = conn.execute(
+        "UPDATE members SET reachable = ? WHERE telegram_id = ?", (int(reachable), telegram_id)
+    )
+    return cur.rowcount > 0
+
+
+# --- the outbox --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message to plan: who, what (a catalog key and its params), and its dedupe key."""
+
+    dedupe_key: str
+    member_id: int
+    category: str
+    message_key: str
+    params: Mapping[str, Any]
+    # (label message key, callback data) rows of inline buttons.
+    buttons: Sequence[Sequence[tuple[str, str]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A pending push, with what the sender needs to render and deliver it."""
+
+    id: int
+    dedupe_key: str
+    member_id: int
+    telegram_id: int
+    language: str | None
+    telegram_language: str | None
+    category: str
+    message_key: str
+    params: dict[str, Any]
+    buttons: list[list[tuple[str, str]]] | None
+    attempts: int
+    reachable: bool
+    marketing_opt_in: bool
+
+
+def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> int:
+    """Add pushes to the outbox, skipping keys already there; return how many were new."""
+    now_ts = _ts(now)
+    rows = [
+        (
+            p.dedupe_key,
+            p.member_id,
+            p.category,
+            p.message_key,
+            json.dumps(p.params, ensure_ascii=False, sort_keys=True, default=str),
+            None if p.buttons is None else json.dumps(p.buttons, ensure_ascii=False),
+            now_ts,
+        )
+        for p in pushes
+    ]
+    for row in rows:
+        if row[2] not in (SERVICE, MARKETING):
+            raise InvalidRequest(f"unknown push category {row[2]!r}")
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, buttons,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+        rows,
+    )
+    return conn.total_changes - before
+
+
+def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[OutboxMessage]:
+    """The oldest pending pushes; marketing ones only when `marketing` (outside quiet hours)."""
+    rows = conn.execute(
+        "SELECT o.id, o.dedupe_key, o.member_id, m.telegram_id, m.language, m.telegram_language,"
+        " o.category, o.message_key, o.params, o.buttons, o.attempts, m.reachable,"
+        " m.marketing_opt_in"
+        " FROM outbox AS o JOIN members AS m ON m.id = o.member_id"
+        " WHERE o.status = 'pending' AND (? OR o.category = 'service')"
+        " ORDER BY o.id LIMIT ?",
+        (int(marketing), limit),
+    ).fetchall()
+    return [
+        OutboxMessage(
+            id=r[0],
+            dedupe_key=r[1],
+            member_id=r[2],
+            telegram_id=r[3],
+            language=r[4],
+            telegram_language=r[5],
+            category=r[6],
+            message_key=r[7],
+            params=json.loads(r[8]),
+            buttons=None if r[9] is None else [[tuple(b) for b in row] for row in json.loads(r[9])],
+            attempts=r[10],
+            reachable=bool(r[11]),
+            marketing_opt_in=bool(r[12]),
+        )
+        for r in rows
+    ]
+
+
+def mark(
+    conn: sqlite3.Connection, message_id: int, status: str, now: datetime, error: str | None = None
+) -> None:
+    """Record what happened to a push: sent, unreachable, skipped or failed (or still pending
+    after a transient error, counting the attempt)."""
+    if status not in ("pending", "sent", "unreachable", "skipped", "failed"):
+        raise InvalidRequest(f"unknown outbox status {status!r}")
+    conn.execute(
+        "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
+        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+        (status, error, status, _ts(now), message_id),
+    )
+
+
+def outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many pushes are in each status."""
+    return {
+        status: int(count)
+        for status, count in conn.execute("SELECT status, count(*) FROM outbox GROUP BY status")
+    }
+
+
+# --- job runs ----------------------------------------------------------------------------------
+
+
+def job_ran(conn: sqlite3.Connection, job: str, day: date) -> bool:
+    """True when the job finished for that local day."""
+    row = conn.execute(
+        "SELECT finished_at FROM job_runs WHERE job = ? AND day = ?", (job, day.isoformat())
+    ).fetchone()
+    return row is not None and row[0] is not None
+
+
+def last_run_day(conn: sqlite3.Connection, job: str) -> date | None:
+    """The latest local day the job finished for."""
+    row = conn.execute(
+        "SELECT max(day) FROM job_runs WHERE job = ? AND finished_at IS NOT NULL", (job,)
+    ).fetchone()
+    return None if row[0] is None else date.fromisoformat(row[0])
+
+
+def record_job(
+    conn: sqlite3.Connection,
+    job: str,
+    day: date,
+    started: datetime,
+    finished: datetime,
+    summary: str,
+) -> None:
+    """Record that a daily job finished for a local day."""
+    conn.execute(
+        "INSERT INTO job_runs (job, day, started_at, finished_at, summary) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (job, day) DO UPDATE SET finished_at = excluded.finished_at,"
+        " summary = excluded.summary",
+        (job, day.isoformat(), _ts(started), _ts(finished), summary),
+    )
+
+
+# --- what the daily jobs plan ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayMember:
+    """A member whose birthday is celebrated today."""
+
+    member_id: int
+    birthday_entered_at: datetime | None
+
+
+def birthdays_on(
+    conn: sqlite3.Connection, dates: Sequence[tuple[int, int]]
+) -> list[BirthdayMember]:
+    """Members whose birthday (month, day) is one of `dates`."""
+    found: list[BirthdayMember] = []
+    for month, day in dates:
+        found += [
+            BirthdayMember(row[0], _dt(row[1]))
+            for row in conn.execute(
+                "SELECT id, birthday_entered_at FROM members"
+                " WHERE birthday_month = ? AND birthday_day = ? ORDER BY id",
+                (month, day),
+            )
+        ]
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """Points of one member that stop being usable at one instant."""
+
+    member_id: int
+    expires_at: datetime
+    points: int
+
+
+def expiring_between(conn: sqlite3.Connection, start: datetime, end: datetime) -> list[Expiring]:
+    """Unspent points whose lots expire in (start, end], summed per member and instant: a lot
+    expiring at the end of local day D (the next midnight) is last usable on D."""
+    return [
+        Expiring(row[0], datetime.fromtimestamp(row[1], UTC), int(row[2]))
+        for row in conn.execute(
+            "SELECT member_id, expires_at, sum(remainder) FROM lots"
+            " WHERE remainder > 0 AND expires_at IS NOT NULL"
+            " AND expires_at > ? AND expires_at <= ?"
+            " GROUP BY member_id, expires_at ORDER BY member_id, expires_at",
+            (_ts(start), _ts(end)),
+        )
+    ]
+
+
+def member_ids(conn: sqlite3.Connection) -> list[int]:
+    """Every member's id (for notices that go to everyone)."""
+    return [int(row[0]) for row in conn.execute("SELECT id FROM members ORDER BY id")]
+
+
+class Pushes:
+    """The async facade over the outbox, preferences and job runs."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def preferences(self, telegram_id: int) -> Preferences:
+        """A member's preferences; raises NotFound."""
+        return await self._store.read(lambda c: preferences(c, telegram_id))
+
+    async def set_birthday(
+        self,
+        telegram_id: int,
+        month: int,
+        day: int,
+        year: int | None,
+        *,
+        now: datetime,
+        change_allowed_after: datetime | None,
+    ) -> Preferences:
+        """Record a birthday; raises NotFound, InvalidRequest."""
+        return await self._store.write(
+            lambda c: set_birthday(
+                c, telegram_id, month, day, year, now=now, change_allowed_after=change_allowed_after
+            )
+        )
+
+    async def set_marketing(self, telegram_id: int, opt_in: bool) -> Preferences:
+        """Turn marketing messages on or off; raises NotFound."""
+        return await self._store.write(lambda c: set_marketing(c, telegram_id, opt_in))
+
+    async def set_reachable(self, telegram_id: int, reachable: bool) -> bool:
+        """Record whether Telegram lets us reach this user."""
+        return await self._store.write(lambda c: set_reachable(c, telegram_id, reachable))
+
+    async def enqueue(self, pushes: Sequence[Push], now: datetime) -> int:
+        """Add pushes, skipping dedupe keys already there; return how many were new."""
+        return await self._store.write(lambda c: enqueue(c, pushes, now))
+
+    async def due(self, *, marketing: bool, limit: int) -> list[OutboxMessage]:
+        """The oldest pending pushes."""
+        return await self._store.read(lambda c: due(c, marketing=marketing, limit=limit))
+
+    async def mark(
+        self, message_id: int, status: str, now: datetime, error: str | None = None
+    ) -> None:
+        """Record what happened to a push."""
+        await self._store.write(lambda c: mark(c, message_id, status, now, error))
+
+    async def counts(self) -> dict[str, int]:
+        """How many pushes are in each status."""
+        return await self._store.read(outbox_counts)
+
+    async def policy_changes(self) -> list[PolicyChange]:
+        """Every announced expiry-policy change."""
+        return await self._store.read(policy_changes)
+
+    async def create_broadcast(self, text: str, actor: str, now: datetime) -> Broadcast:
+        """Keep a broadcast for its preview."""
+        return await self._store.write(lambda c: create_broadcast(c, text, actor, now))
+
+    async def confirm_broadcast(
+        self, broadcast_id: int, actor: str, now: datetime, message_key: str
+    ) -> int:
+        """Queue a previewed broadcast for every member; raises NotFound."""
+        return await self._store.write(
+            lambda c: confirm_broadcast(c, broadcast_id, actor, now, message_key)
+        )
+
+    async def member_ids(self) -> list[int]:
+        """Every member's id."""
+        return await self._store.read(member_ids)
+
+    async def member_count(self) -> int:
+        """How many members there are."""
+        return await self._store.read(member_count)
+
+    async def record_job(
+        self, job: str, day: date, started: datetime, finished: datetime, summary: str
+    ) -> None:
+        """Record that a daily job finished for a local day."""
+        await self._store.write(lambda c: record_job(c, job, day, started, finished, summary))
+
+    async def job_ran(self, job: str, day: date) -> bool:
+        """True when the job finished for that local day."""
+        return await self._store.read(lambda c: job_ran(c, job, day))
+
+    async def last_run_day(self, job: str) -> date | None:
+        """The latest local day the job finished for."""
+        return await self._store.read(lambda c: last_run_day(c, job))
+
+    async def birthdays_on(self, dates: Sequence[tuple[int, int]]) -> list[BirthdayMember]:
+        """Members whose birthday is one of `dates`."""
+        return await self._store.read(lambda c: birthdays_on(c, dates))
+
+    async def expiring_between(self, start: datetime, end: datetime) -> list[Expiring]:
+        """Unspent points expiring in (start, end], per member and instant."""
+        return await self._store.read(lambda c: expiring_between(c, start, end))
+
+
+# --- announced policy changes and broadcasts ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """An announced change of the expiry policy."""
+
+    id: int
+    effective_on: date
+    mode: str
+    months: int
+    years: int
+    announced_at: datetime
+    actor: str
+
+
+def policy_changes(conn: sqlite3.Connection) -> list[PolicyChange]:
+    """Every announced change, by effective day."""
+    return [
+        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], _dt_required(r[5]), r[6])
+        for r in conn.execute(
+            "SELECT id, effective_on, mode, months, years, announced_at, actor"
+            " FROM policy_changes ORDER BY effective_on"
+        )
+    ]
+
+
+def _dt_required(value: int) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def announce_policy_change(
+    conn: sqlite3.Connection,
+    *,
+    effective_on: date,
+    mode: str,
+    months: int,
+    years: int,
+    actor: str,
+    now: datetime,
+    message_key: str,
+) -> tuple[PolicyChange, int]:
+    """Record a change and put a notice for every member in the outbox, in one transaction;
+    return the change and how many notices were queued. Raises InvalidRequest (a change for
+    that day exists already)."""
+    try:
+        cur = conn.execute(
+            "INSERT INTO policy_changes (effective_on, mode, months, years, announced_at, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (effective_on.isoformat(), mode, months, years, _ts(now), actor),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise InvalidRequest(f"a change effective on {effective_on} was already announced") from exc
+    change_id = cur.lastrowid
+    params = json.dumps(
+        {"day": effective_on.isoformat(), "months": months, "years": years}, sort_keys=True
+    )
+    # One set-based insert: a million members are one statement, not a million.
+    notices = conn.execute(
+        "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
+        " SELECT 'policy:' || ? || ':' || id, id, 'service', ?, ?, ? FROM members"
+        # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
+        " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
+        (change_id, message_key, params, _ts(now)),
+    ).rowcount
+    [change] = [c for c in policy_changes(conn) if c.id == change_id]
+    return change, notices
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """An operator's message to every member."""
+
+    id: int
+    text: str
+    actor: str
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+def create_broadcast(conn: sqlite3.Connection, text: str, actor: str, now: datetime) -> Broadcast:
+    """Keep a broadcast for its preview; nothing is sent until it is confirmed."""
+    cur = conn.execute(
+        "INSERT INTO broadcasts (text, actor, created_at) VALUES (?, ?, ?)",
+        (text, actor, _ts(now)),
+    )
+    assert cur.lastrowid is not None
+    return Broadcast(cur.lastrowid, text, actor, now, None)
+
+
+def confirm_broadcast(
+    conn: sqlite3.Connection, broadcast_id: int, actor: str, now: datetime, message_key: str
+) -> int:
+    """Queue a previewed broadcast for every member (a second confirmation queues nothing);
+    return how many messages were queued. Raises NotFound (no such broadcast of this actor)."""
+    row = conn.execute(
+        "SELECT text FROM broadcasts WHERE id = ? AND actor = ?", (broadcast_id, actor)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no broadcast {broadcast_id} by {actor}")
+    conn.execute(
+        "UPDATE broadcasts SET confirmed_at = coalesce(confirmed_at, ?) WHERE id = ?",
+        (_ts(now), broadcast_id),
+    )
+    params = json.dumps({"text": row[0]}, ensure_ascii=False)
+    return conn.execute(
+        "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
+        " SELECT 'broadcast:' || ? || ':' || id, id, 'marketing', ?, ?, ? FROM members"
+        # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
+        " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
+        (broadcast_id, message_key, params, _ts(now)),
+    ).rowcount
+
+
+def member_count(conn: sqlite3.Connection) -> int:
+    """How many members there are (a broadcast's audience)."""
+    return int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
