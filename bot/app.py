@@ -14,11 +14,15 @@ from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, JobQueue
 import handlers
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
+from bot.jobs import Scheduler, Sender
+from bot.policy import with_announced
 from bot.transport import AiohttpRequest
 from handlers.common import BotApp, BotContext, Services, texts_for
+from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import CatalogEntry, Mall
 from storage.members import Members
+from storage.pushes import Pushes
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,7 +78,12 @@ def catalog_entries(config: Config) -> list[CatalogEntry]:
 
 
 def build_application(
-    config: Config, token: str, *, i18n: I18n | None = None, base_url: str | None = None
+    config: Config,
+    token: str,
+    *,
+    i18n: I18n | None = None,
+    base_url: str | None = None,
+    schedule_jobs: bool = True,
 ) -> BotApp:
     """Build the Application for this configuration (nothing is opened until post_init)."""
     quiet_http_logs()
@@ -90,6 +99,7 @@ def build_application(
         .request(AiohttpRequest())
         .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_post_init)
+        .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
     )
     url = base_url or config.telegram.base_url
@@ -99,6 +109,7 @@ def build_application(
     services = app.bot_data
     services.config = config
     services.i18n = services_i18n
+    services.schedule_jobs = schedule_jobs
     handlers.register(app)
     app.add_error_handler(_on_error)
     return app
@@ -109,13 +120,68 @@ async def _post_init(app: BotApp) -> None:
     services = app.bot_data
     config = services.config
     services.store = await Store(config.storage.path, synchronous=config.storage.synchronous).open()
+    services.pushes = Pushes(services.store)
+    # Announced expiry-policy changes live in the database; the rules read them off config.
+    config = services.config = with_announced(config, await services.pushes.policy_changes())
     services.members = Members(services.store)
     services.ledger = Ledger(services.store)
     services.mall = Mall(services.store)
+    services.games = Games(services.store)
+    services.scheduler = Scheduler(config, services.pushes, services.ledger)
+    services.sender = Sender(
+        app.bot, services.pushes, config, services.i18n, clock=lambda: services.clock()
+    )
     # The catalog in the configuration is the source of names and prices; stock and sales
     # live in the database and survive this sync (storage.mall.sync_catalog).
     await services.mall.sync_catalog(catalog_entries(config), datetime.now(UTC))
     await _publish_commands(app)
+    if services.schedule_jobs:
+        _schedule_jobs(app)
+    services.sender.start()
+
+
+def _schedule_jobs(app: BotApp) -> None:
+    """Daily jobs at their local times, and a catch-up of anything missed, right after start."""
+    push = app.bot_data.config.push
+    tz = app.bot_data.config.program.tz
+    queue = app.job_queue
+    assert queue is not None  # python-telegram-bot[job-queue] is a dependency
+    queue.run_daily(_sweep_job, push.sweep_at.replace(tzinfo=tz), name="expiry-sweep")
+    queue.run_daily(_daily_job, push.daily_at.replace(tzinfo=tz), name="daily-pushes")
+    queue.run_once(_catch_up_job, 1, name="catch-up")
+
+
+async def _sweep_job(context: BotContext) -> None:
+    services = context.bot_data
+    await services.scheduler.sweep(services.clock())
+
+
+async def refresh_policies(services: Services) -> None:
+    """Pick up expiry-policy changes announced (by the CLI) since the bot started."""
+    config = with_announced(services.config, await services.pushes.policy_changes())
+    services.config = services.scheduler.config = services.sender.config = config
+
+
+async def _daily_job(context: BotContext) -> None:
+    services = context.bot_data
+    await refresh_policies(services)
+    await services.scheduler.daily(services.clock())
+    services.sender.wake()
+
+
+async def _catch_up_job(context: BotContext) -> None:
+    services = context.bot_data
+    await refresh_policies(services)
+    if done := await services.scheduler.catch_up(services.clock()):
+        log.info("caught up: %s", ", ".join(done))
+        services.sender.wake()
+
+
+async def _post_stop(app: BotApp) -> None:
+    # Order matters: the sender stops while the bot can still record what it sent.
+    sender = getattr(app.bot_data, "sender", None)
+    if sender is not None:
+        await sender.stop()
 
 
 async def _post_shutdown(app: BotApp) -> None:
@@ -162,6 +228,8 @@ async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> Asy
                 await app.updater.stop()
             if app.running:
                 await app.stop()
+                if app.post_stop is not None:
+                    await app.post_stop(app)
     finally:
         await app.shutdown()
         if app.post_shutdown is not None:

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,9 +164,11 @@ def import_purchases_command(
     before), 1 when some rows were skipped, 2 when the file cannot be read (nothing written).
     """
     from bot.imports import REASONS, ImportFileError, RejectedRow, import_purchases
+    from bot.policy import load_announced
 
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
+    config = load_announced(conn, config)  # purchases after an announced change follow it
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.callback(conn.close)
@@ -259,6 +262,62 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             with output.open("w", encoding="utf-8", newline="") as out:
                 count = write_ledger_csv(conn, out, config, member_id)
             click.echo(f"{output}: {count:,} postings", err=True)
+
+
+@main.command("schedule-policy-change")
+@config_option
+@click.option(
+    "--effective",
+    "effective_on",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The first local day the new policy applies to points earned (YYYY-MM-DD).",
+)
+@click.option(
+    "--mode", required=True, type=click.Choice(["rolling", "year_end", "never"]), help="The policy."
+)
+@click.option("--months", default=12, show_default=True, help="rolling: months points last.")
+@click.option("--years", default=1, show_default=True, help="year_end: years after earning.")
+@click.option("--actor", default="cli", show_default=True, help="Who announces it (audit trail).")
+def schedule_policy_change(
+    config_path: Path, effective_on: datetime, mode: str, months: int, years: int, actor: str
+) -> None:
+    """Announce an expiry-policy change: every member is notified, and it applies only to
+    points earned from the effective day, which must be the notice period ahead or later."""
+    from pydantic import ValidationError
+
+    from bot.i18n import I18n
+    from bot.policy import schedule_change
+    from bot.rules import RuleError
+    from storage.errors import InvalidRequest
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    try:
+        change, notices = schedule_change(
+            conn,
+            config,
+            effective_on=effective_on.date(),
+            mode=mode,
+            months=months,
+            years=years,
+            actor=actor,
+            now=datetime.now(UTC),
+        )
+    except RuleError as exc:
+        language = config.program.default_language
+        click.echo(f"error: {I18n.load(language).t(language, exc.key, **exc.params)}", err=True)
+        sys.exit(2)
+    except (InvalidRequest, ValidationError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        conn.close()
+    click.echo(
+        f"announced: from {change.effective_on} points earned follow {mode}"
+        f" (months={months}, years={years}); {notices} member notices queued"
+        " (the running bot sends them; points earned before are unchanged)"
+    )
 
 
 @main.command("run")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -128,14 +128,44 @@ class EarnConfig(_Section):
         return next((c for c in self.categories if c.id == category_id), None)
 
 
-class ExpiryConfig(_Section):
-    """[expiry]: how long points last."""
+class ExpiryPolicy(_Section):
+    """How long points earned under one policy last."""
 
     mode: Literal["rolling", "year_end", "never"] = "rolling"
     months: int = Field(default=12, ge=1, le=120)
     years: int = Field(default=1, ge=0, le=10)
+
+
+class ScheduledPolicy(ExpiryPolicy):
+    """An announced change: the policy for points earned from `effective_on` (a local day)."""
+
+    effective_on: date
+
+
+class ExpiryConfig(ExpiryPolicy):
+    """[expiry]: how long points last."""
+
     refund_min_validity_days: int = Field(default=30, ge=1, le=3650)
     policy_notice_days: int = Field(default=30, ge=30, le=3650)
+    # Changes announced with `pointsbot schedule-policy-change`, loaded from the database at
+    # start (never from the file: only an announced change may apply).
+    scheduled: tuple[ScheduledPolicy, ...] = ()
+
+    @field_validator("scheduled")
+    @classmethod
+    def _in_order(cls, value: tuple[ScheduledPolicy, ...]) -> tuple[ScheduledPolicy, ...]:
+        return tuple(sorted(value, key=lambda p: p.effective_on))
+
+    def policy_on(self, day: date) -> ExpiryPolicy:
+        """The policy for points earned on local `day`: the latest change in force, else this."""
+        in_force = [p for p in self.scheduled if p.effective_on <= day]
+        return in_force[-1] if in_force else self
+
+    def with_scheduled(self, changes: tuple[ScheduledPolicy, ...]) -> ExpiryConfig:
+        """This configuration with the announced changes from the database."""
+        return self.model_copy(
+            update={"scheduled": tuple(sorted(changes, key=lambda p: p.effective_on))}
+        )
 
 
 class RedemptionConfig(_Section):
@@ -149,6 +179,45 @@ class BirthdayConfig(_Section):
     """[birthday]: the birthday gift."""
 
     gift_points: int = Field(default=0, ge=0)
+    # Where a 29 February birthday is celebrated in a common year.
+    feb29_in_common_years: Literal["feb28", "mar1"] = "feb28"
+    # A birthday entered (or changed) fewer days than this before the date earns no gift
+    # that year, so nobody sets "today" to collect a gift.
+    min_days_before: int = Field(default=30, ge=0, le=366)
+
+
+class PushConfig(_Section):
+    """[push]: scheduled jobs and the rate-limited outbox sender."""
+
+    # Telegram allows about 30 bulk messages a second; stay under it.
+    rate_per_second: float = Field(default=25, gt=0, le=30)
+    # Marketing messages wait outside these local hours (service notices always go).
+    quiet_hours_start: time = time(22, 0)
+    quiet_hours_end: time = time(8, 0)
+    # Local times of the daily jobs: the expiry sweep, then greetings and reminders.
+    sweep_at: time = time(0, 5)
+    daily_at: time = time(9, 0)
+    # Remind members this many days before their points expire (each sent once).
+    reminder_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
+    # A daily job missed while the bot was down is caught up at the next start, at most
+    # this many days back.
+    catch_up_days: int = Field(default=7, ge=0, le=60)
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _distinct_positive(cls, value: list[int]) -> list[int]:
+        if any(day < 1 or day > 365 for day in value):
+            raise ValueError("each reminder day must be between 1 and 365")
+        if len(set(value)) != len(value):
+            raise ValueError("reminder days must be distinct")
+        return sorted(value, reverse=True)
+
+    def is_quiet(self, local: time) -> bool:
+        """True when marketing messages must wait at this local time."""
+        start, end = self.quiet_hours_start, self.quiet_hours_end
+        if start == end:
+            return False
+        return start <= local < end if start < end else (local >= start or local < end)
 
 
 class Campaign(_Section):
@@ -271,6 +340,150 @@ class MallConfig(_Section):
         return next((c for c in self.categories if c.id == category_id), None)
 
 
+# The wheel stays readable, and every scratch-card prize gets its own symbol, up to this many.
+MAX_GAME_PRIZES = 12
+
+
+class GamePrize(_Section):
+    """[[wheel.prizes]]: one prize of a points game, drawn with probability weight / total."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    label: Localized
+    kind: Literal["points", "voucher", "nothing"]
+    # Strict: `weight = true` or `2.5` is a mistake, not 1 or 2.
+    weight: int = Field(gt=0, le=1_000_000, strict=True)
+    points: int = Field(default=0, ge=0, le=1_000_000, strict=True)
+    # What a voucher is good for, shown with its code.
+    terms: Localized | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind == "points" and self.points <= 0:
+            raise ValueError(f"prize {self.id!r}: a points prize needs points > 0")
+        if self.kind != "points" and self.points:
+            raise ValueError(f"prize {self.id!r}: only a points prize has points")
+        if self.terms is not None and self.kind != "voucher":
+            raise ValueError(f"prize {self.id!r}: only a voucher prize has terms")
+        return self
+
+
+def _check_prize_table(prizes: list[GamePrize], fallback: str) -> None:
+    """Distinct ids, a readable number of prizes, a fallback that costs no budget."""
+    ids = [p.id for p in prizes]
+    if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+        raise ValueError(f"duplicate prize id {', '.join(duplicates)}")
+    if len(prizes) > MAX_GAME_PRIZES:
+        raise ValueError(f"at most {MAX_GAME_PRIZES} prizes, not {len(prizes)}")
+    chosen = next((p for p in prizes if p.id == fallback), None)
+    if chosen is None:
+        raise ValueError(f"fallback {fallback!r} is not one of the prizes ({', '.join(ids)})")
+    if chosen.kind == "points":
+        raise ValueError(
+            f"fallback {fallback!r} must be a voucher or nothing prize: it is what members get"
+            " once the day's points budget is spent"
+        )
+
+
+class GameCampaign(_Section):
+    """[[wheel.campaigns]]: local days on which the games' points prizes are multiplied."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    starts: date
+    ends: date
+    multiplier: Decimal = Field(gt=1, le=10)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Self:
+        if self.ends < self.starts:
+            raise ValueError(f"game campaign {self.id!r} ends ({self.ends}) before it starts")
+        return self
+
+    def applies(self, day: date) -> bool:
+        """True when the campaign runs on local `day`."""
+        return self.starts <= day <= self.ends
+
+
+class ScratchConfig(_Section):
+    """[wheel.scratch]: the scratch card (积分刮刮乐); without prizes of its own, the wheel's."""
+
+    enabled: bool = True
+    cost: int = Field(default=30, ge=0, le=1_000_000)
+    free_cards_per_day: int = Field(default=0, ge=0, le=100)
+    daily_limit: int = Field(default=5, ge=1, le=1000)
+    # Cells a member uncovers before the whole card shows (or they tap "scratch all").
+    reveal_after: int = Field(default=3, ge=1, le=9)
+    prizes: list[GamePrize] = Field(default_factory=list)
+    fallback: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.free_cards_per_day > self.daily_limit:
+            raise ValueError(
+                f"free_cards_per_day ({self.free_cards_per_day}) is more than daily_limit"
+                f" ({self.daily_limit})"
+            )
+        if self.prizes:
+            _check_prize_table(self.prizes, self.fallback)
+        elif self.fallback:
+            raise ValueError("fallback is only for the card's own prizes (it has none)")
+        return self
+
+
+class WheelConfig(_Section):
+    """[wheel]: the points wheel (积分转盘) and, in [wheel.scratch], the scratch card."""
+
+    enabled: bool = True
+    cost: int = Field(default=50, ge=0, le=1_000_000)
+    free_spins_per_day: int = Field(default=1, ge=0, le=100)
+    daily_limit: int = Field(default=10, ge=1, le=1000)
+    # Prize points all members together may win per local day, wheel and scratch card alike.
+    daily_budget: int = Field(ge=0, le=1_000_000_000)
+    fallback: str
+    voucher_days: int = Field(default=30, ge=1, le=365)
+    offer_minutes: int = Field(default=10, ge=1, le=1440)
+    # A font file with Chinese glyphs for the wheel picture (empty: look for one).
+    font: str = ""
+    prizes: list[GamePrize] = Field(min_length=1)
+    campaigns: list[GameCampaign] = Field(default_factory=list)
+    scratch: ScratchConfig | None = None
+
+    @field_validator("font")
+    @classmethod
+    def _font_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no font file {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.free_spins_per_day > self.daily_limit:
+            raise ValueError(
+                f"free_spins_per_day ({self.free_spins_per_day}) is more than daily_limit"
+                f" ({self.daily_limit})"
+            )
+        _check_prize_table(self.prizes, self.fallback)
+        ids = [c.id for c in self.campaigns]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"campaigns: duplicate id {', '.join(duplicates)}")
+        return self
+
+    def prize_table(self, game: str) -> tuple[list[GamePrize], str]:
+        """A game's prizes and fallback prize id (the card falls back to the wheel's)."""
+        if game == "scratch" and self.scratch is not None and self.scratch.prizes:
+            return self.scratch.prizes, self.scratch.fallback
+        return self.prizes, self.fallback
+
+    def prize(self, game: str, prize_id: str) -> GamePrize | None:
+        """The prize of a game with this id, or None."""
+        return next((p for p in self.prize_table(game)[0] if p.id == prize_id), None)
+
+    def campaign_on(self, day: date) -> GameCampaign | None:
+        """The game campaign with the highest multiplier on local `day`."""
+        running = [c for c in self.campaigns if c.applies(day)]
+        return max(running, key=lambda c: c.multiplier, default=None)
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -282,7 +495,10 @@ class Config(_Section):
     redemption: RedemptionConfig = RedemptionConfig()
     birthday: BirthdayConfig = BirthdayConfig()
     campaigns: list[Campaign] = Field(default_factory=list)
+    push: PushConfig = PushConfig()
     mall: MallConfig = MallConfig()
+    # The points games; None (no [wheel] section): no games.
+    wheel: WheelConfig | None = None
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:
@@ -328,6 +544,12 @@ def _describe(exc: ValidationError, source: str) -> str:
 
 def parse_config(data: dict[str, object], source: str = "config") -> Config:
     """Validate an already-parsed TOML document; raises ConfigError naming each bad key."""
+    expiry = data.get("expiry")
+    if isinstance(expiry, dict) and "scheduled" in expiry:
+        raise ConfigError(
+            f"{source}: invalid configuration\n  [expiry.scheduled] a change of the expiry"
+            " policy must be announced: use `pointsbot schedule-policy-change`"
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

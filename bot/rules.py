@@ -120,9 +120,10 @@ def _add_months(day: date, months: int) -> date:
 
 
 def last_valid_day(earned_at: datetime, config: Config) -> date | None:
-    """The last local day on which points earned at `earned_at` can be used (None: never expire)."""
-    policy = config.expiry
+    """The last local day on which points earned at `earned_at` can be used (None: never
+    expire), under the policy in force on the day they were earned."""
     earned_on = local_today(earned_at, config)
+    policy = config.expiry.policy_on(earned_on)
     if policy.mode == "never":
         return None
     if policy.mode == "year_end":

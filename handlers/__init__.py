@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from telegram.ext import CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot.i18n import N_
 from handlers.admin import adjust, member_info, purchase
+from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
+from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
 from handlers.mall import mall, mall_callback, redemptions, redemptions_callback
 from handlers.mall_admin import approve_return, delist, fulfil, reject_return, stock
 from handlers.points import balance, card, history, history_callback
+from handlers.settings import (
+    birthday_conversation,
+    chat_member_changed,
+    settings,
+    settings_callback,
+)
 
 # Commands shown in Telegram's menu: (command, message id of its description).
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -22,6 +36,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("card", N_("command.card")),
     ("mall", N_("command.mall")),
     ("redemptions", N_("command.redemptions")),
+    ("wheel", N_("command.wheel")),
+    ("scratch", N_("command.scratch")),
+    ("odds", N_("command.odds")),
+    ("prizes", N_("command.prizes")),
+    ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
     ("help", N_("command.help")),
@@ -40,6 +59,10 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("history", history, filters=incoming))
     app.add_handler(CommandHandler("card", card, filters=incoming))
     app.add_handler(CommandHandler("mall", mall, filters=incoming))
+    app.add_handler(CommandHandler("settings", settings, filters=incoming))
+    app.add_handler(birthday_conversation())
+    app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
+    app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(CommandHandler("redemptions", redemptions, filters=incoming))
     app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
     app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
@@ -49,10 +72,18 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("delist", delist, filters=incoming))
     app.add_handler(CommandHandler("approve_return", approve_return, filters=incoming))
     app.add_handler(CommandHandler("reject_return", reject_return, filters=incoming))
+    app.add_handler(CommandHandler("wheel", wheel, filters=incoming))
+    app.add_handler(CommandHandler("scratch", scratch, filters=incoming))
+    app.add_handler(CommandHandler("odds", odds_command, filters=incoming))
+    app.add_handler(CommandHandler("prizes", prizes, filters=incoming))
+    app.add_handler(CommandHandler("fulfil_prize", fulfil_prize, filters=incoming))
+    app.add_handler(CommandHandler("broadcast", broadcast, filters=incoming))
+    app.add_handler(CallbackQueryHandler(broadcast_callback, pattern=r"^bc:"))
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
+    app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))

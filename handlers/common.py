@@ -9,9 +9,13 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.config import Config
 from bot.i18n import I18n, resolve_language
+from bot.jobs import Clock, Scheduler, Sender, system_clock
+from bot.wheel import RandomSource, SystemRandomSource
+from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Member, Members, Profile
+from storage.pushes import Pushes
 from storage.store import Store
 
 
@@ -23,11 +27,21 @@ class Services:
     store: Store
     members: Members
     ledger: Ledger
+    pushes: Pushes
+    scheduler: Scheduler
+    sender: Sender
     mall: Mall
+    games: Games
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
         self.chosen_language: dict[int, str | None] = {}
+        # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
+        self.game_random: RandomSource = SystemRandomSource()
+        # "Now" for jobs and rules that depend on the day; tests replace it.
+        self.clock: Clock = system_clock
+        # Tests drive the daily jobs themselves with a chosen "now".
+        self.schedule_jobs = True
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

@@ -8,12 +8,15 @@ from decimal import Decimal
 from telegram import Update
 
 from bot.config import Config
+from bot.i18n import N_
 from bot.rules import local_today
 from handlers.common import BotContext, Texts, profile_from, texts_for
+from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
 from handlers.mall import mall
 from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
+from handlers.settings import settings
 
 MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 
@@ -21,6 +24,14 @@ MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 def _number(value: Decimal) -> str:
     """A decimal without trailing zeros: 2, 1.5."""
     return format(value.normalize(), "f")
+
+
+# How a policy reads inside a sentence, by mode.
+POLICY_TEXTS = {
+    "rolling": N_("policy.rolling"),
+    "year_end": N_("policy.year_end"),
+    "never": N_("policy.never"),
+}
 
 
 def render_rules(config: Config, _: Texts) -> str:
@@ -96,6 +107,7 @@ def render_rules(config: Config, _: Texts) -> str:
         )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
     lines.append("")
+    lines += render_game_rules(config, _)
 
     lines.append(_("rules.returns.heading"))
     lines.append(_("rules.returns.window", days=config.redemption.return_window_days))
@@ -104,6 +116,15 @@ def render_rules(config: Config, _: Texts) -> str:
 
     lines.append(_("rules.changes.heading"))
     lines.append(_("rules.changes.notice", days=expiry.policy_notice_days))
+    for change in expiry.scheduled:
+        if change.effective_on > today:
+            lines.append(
+                _(
+                    "rules.changes.upcoming",
+                    day=change.effective_on.isoformat(),
+                    policy=_(POLICY_TEXTS[change.mode], months=change.months, years=change.years),
+                )
+            )
     if program.support_contact:
         lines.append("")
         lines.append(_("rules.contact", contact=program.support_contact))
@@ -136,10 +157,14 @@ async def help_command(update: Update, context: BotContext) -> None:
         return
     _ = await texts_for(update, context)
     contact = context.services.config.program.support_contact
-    text = _("help.text") + "\n" + _("help.mall")
+    text = _("help.text") + "\n" + _("help.mall") + "\n" + _("help.settings")
+    text += "\n" + _("help.games")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
-        text += "\n\n" + _("help.admin") + "\n" + _("help.admin_mall")
+        text += "\n\n" + "\n".join(
+            (_("help.admin"), _("help.admin_mall"), _("help.admin_broadcast"))
+        )
+        text += "\n" + _("help.admin_games")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))
@@ -168,6 +193,12 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await card(update, context)
     elif item == "mall":
         await mall(update, context)
+    elif item == "wheel":
+        await wheel(update, context)
+    elif item == "scratch":
+        await scratch(update, context)
+    elif item == "settings":
+        await settings(update, context)
     elif item == "rules":
         await rules(update, context)
     elif item == "help":

@@ -17,6 +17,18 @@ MALL_TRIGGERS: Final = (
     "redemptions_settled_once",
     "redemptions_no_delete",
 )
+GAME_TABLES: Final = ("game_offers", "game_plays", "game_vouchers")
+# Triggers the games rest on (storage/migrations/0004_games.sql).
+GAME_TRIGGERS: Final = (
+    "game_offers_fixed",
+    "game_offers_no_delete",
+    "game_plays_fixed_identity",
+    "game_plays_scratch_forward",
+    "game_plays_no_delete",
+    "game_vouchers_fixed_identity",
+    "game_vouchers_used_once",
+    "game_vouchers_no_delete",
+)
 # Triggers the guarantees rest on: the ledger's (storage/migrations/0002_ledger.sql), then
 # the mall's.
 REQUIRED_TRIGGERS: Final = (
@@ -190,6 +202,60 @@ _MALL_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     ),
 )
 
+# The games against the ledger (only once migration 4 created the game tables): every spin
+# and card's cost and prize are ledger operations of the right kind, member and amount, and
+# every operation keyed as a game's belongs to a play.
+_GAME_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "game_cost",
+        "play, cost, cost operation, kind, member, operation member, operation points, key",
+        "SELECT g.id, g.cost, g.cost_operation_id, o.kind, g.member_id, o.member_id, o.points,"
+        " o.idempotency_key FROM game_plays AS g"
+        " LEFT JOIN operations AS o ON o.id = g.cost_operation_id"
+        " WHERE g.cost > 0 AND (o.id IS NULL OR o.kind <> 'game_play'"
+        " OR o.member_id <> g.member_id OR o.points <> g.cost"
+        " OR o.idempotency_key <> 'game:' || g.offer_id || ':cost')",
+    ),
+    (
+        # A points prize is paid exactly when its play is revealed, by one 'game' operation.
+        "game_prize",
+        "play, prize kind, points, revealed, prize operation, kind, operation member,"
+        " operation points",
+        "SELECT g.id, g.prize_kind, g.prize_points, g.revealed_at, g.prize_operation_id, o.kind,"
+        " o.member_id, o.points FROM game_plays AS g"
+        " LEFT JOIN operations AS o ON o.id = g.prize_operation_id"
+        " WHERE (g.prize_kind = 'points' AND g.revealed_at IS NOT NULL) <> (o.id IS NOT NULL)"
+        " OR (o.id IS NOT NULL AND (o.kind <> 'game' OR o.member_id <> g.member_id"
+        " OR o.points <> g.prize_points"
+        " OR o.idempotency_key <> 'game:' || g.offer_id || ':prize'))",
+    ),
+    (
+        "game_operation_has_play",
+        "operation, kind, key",
+        "SELECT o.id, o.kind, o.idempotency_key FROM operations AS o"
+        # A range on the unique key's index rather than LIKE, which would scan every row.
+        " WHERE o.idempotency_key >= 'game:' AND o.idempotency_key < 'game;'"
+        " AND NOT EXISTS (SELECT 1 FROM game_plays AS g WHERE g.cost_operation_id = o.id)"
+        " AND NOT EXISTS (SELECT 1 FROM game_plays AS g WHERE g.prize_operation_id = o.id)",
+    ),
+    (
+        # A voucher prize is issued exactly when its play is revealed, to the play's member.
+        "game_voucher",
+        "play, prize kind, revealed, voucher, voucher member, play member",
+        "SELECT g.id, g.prize_kind, g.revealed_at, v.id, v.member_id, g.member_id"
+        " FROM game_plays AS g LEFT JOIN game_vouchers AS v ON v.play_id = g.id"
+        " WHERE (g.prize_kind = 'voucher' AND g.revealed_at IS NOT NULL) <> (v.id IS NOT NULL)"
+        " OR v.member_id <> g.member_id OR v.prize_id <> g.prize_id",
+    ),
+    (
+        "game_play_offer",
+        "play, offer, play member, offer member, play game, offer game",
+        "SELECT g.id, f.id, g.member_id, f.member_id, g.game, f.game FROM game_plays AS g"
+        " LEFT JOIN game_offers AS f ON f.id = g.offer_id"
+        " WHERE f.id IS NULL OR f.member_id <> g.member_id OR f.game <> g.game",
+    ),
+)
+
 
 def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
@@ -223,6 +289,12 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         has_mall = all(table in tables for table in MALL_TABLES)
         row_checks = _ROW_CHECKS + _MALL_CHECKS if has_mall else _ROW_CHECKS
+        has_games = all(table in tables for table in GAME_TABLES)
+        if has_games:
+            row_checks += _GAME_CHECKS
+            summary["game_plays"] = int(
+                conn.execute("SELECT count(*) FROM game_plays").fetchone()[0]
+            )
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
@@ -235,6 +307,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         }
         required = [t for t in REQUIRED_TRIGGERS if has_mall or t not in MALL_TRIGGERS]
+        if has_games:
+            required += GAME_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)

@@ -69,6 +69,7 @@ async def sandbox(
     for change in configure:
         config = change(config)
     async with BotApiEmulator() as emu:
-        app = build_application(config, emu.token, base_url=emu.base_url)
+        # Tests run the daily jobs themselves, each with the "now" it needs.
+        app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
         async with running(app, poll_timeout=1):
             yield Sandbox(emu, app, config)
