@@ -357,6 +357,10 @@ def demo(config_path: Path | None) -> None:
         if not config_path.exists():
             config_path = Path(EXAMPLE_CONFIG)
     config = _load(config_path)
+    parent = click.get_current_context().parent
+    if parent is None or not parent.params.get("verbose"):
+        # The terminal is the chat: keep the scheduler's and PTB's INFO lines out of it.
+        logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(config)))
