@@ -17,6 +17,7 @@ from bot.i18n import I18n
 from bot.jobs import Scheduler, Sender
 from bot.policy import with_announced
 from bot.transport import AiohttpRequest
+from bot.updates import PerMemberUpdateProcessor
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.games import Games
 from storage.ledger import Ledger
@@ -96,6 +97,8 @@ def build_application(
         .context_types(context_types)
         .defaults(Defaults(tzinfo=config.program.tz))
         .job_queue(JobQueue[BotContext]())
+        # Members are served concurrently, each one's updates in order (bot/updates.py).
+        .concurrent_updates(PerMemberUpdateProcessor())
         .request(AiohttpRequest())
         .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_post_init)
