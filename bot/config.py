@@ -186,6 +186,15 @@ class BirthdayConfig(_Section):
     min_days_before: int = Field(default=30, ge=0, le=366)
 
 
+class LimitsConfig(_Section):
+    """[limits]: how much one member may ask of the bot."""
+
+    # More than `flood_updates` updates within `flood_seconds` get one polite answer and no
+    # work until the window has room again (staff are exempt).
+    flood_updates: int = Field(default=20, ge=1, le=1000)
+    flood_seconds: float = Field(default=10, gt=0, le=3600)
+
+
 class PushConfig(_Section):
     """[push]: scheduled jobs and the rate-limited outbox sender."""
 
@@ -496,6 +505,7 @@ class Config(_Section):
     birthday: BirthdayConfig = BirthdayConfig()
     campaigns: list[Campaign] = Field(default_factory=list)
     push: PushConfig = PushConfig()
+    limits: LimitsConfig = LimitsConfig()
     mall: MallConfig = MallConfig()
     # The points games; None (no [wheel] section): no games.
     wheel: WheelConfig | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from telegram import Update
 from telegram.ext import (
     CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -15,6 +17,7 @@ from handlers.admin import adjust, member_info, purchase
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
+from handlers.flood import FloodGuard, flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
@@ -51,6 +54,10 @@ def register(app: BotApp) -> None:
     """Add every handler; order matters: features first, fallbacks last."""
     # Private chats only; an edited message is ignored on purpose (it must not redo an action).
     incoming = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    limits = app.bot_data.config.limits
+    app.bot_data.flood = FloodGuard(limits.flood_updates, limits.flood_seconds)
+    # Group -1 runs before everything: a flood is answered here and goes no further.
+    app.add_handler(TypeHandler(Update, flood_guard), group=-1)
     app.add_handler(CommandHandler("start", start, filters=incoming))
     app.add_handler(CommandHandler("help", help_command, filters=incoming))
     app.add_handler(CommandHandler("rules", rules, filters=incoming))

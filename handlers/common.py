@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Update, User
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
@@ -17,6 +17,9 @@ from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from handlers.flood import FloodGuard
 
 
 class Services:
@@ -42,6 +45,7 @@ class Services:
         self.clock: Clock = system_clock
         # Tests drive the daily jobs themselves with a chosen "now".
         self.schedule_jobs = True
+        self.flood: FloodGuard
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
