@@ -89,6 +89,15 @@ def configure(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
 
 
+def backup_to(conn: sqlite3.Connection, destination: str | Path) -> None:
+    """Write one consistent snapshot of the database to `destination` (a new file), while
+    other connections keep writing (VACUUM INTO reads inside one transaction)."""
+    target = Path(destination)
+    if target.exists():
+        target.unlink()
+    conn.execute("VACUUM INTO ?", (str(target),))
+
+
 class Store:
     """The database: `async with Store(path) as store:` opens, migrates and closes it."""
 
