@@ -6,7 +6,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.i18n import N_
 from handlers.admin import operator_texts
-from handlers.common import BotContext, texts_for
+from handlers.common import BotContext, edit_in_place, texts_for
 from storage.errors import NotFound
 
 BROADCAST_PREFIX = "bc"
@@ -69,7 +69,7 @@ async def broadcast_callback(update: Update, context: BotContext) -> None:
         return
     if parts[1] == "no":
         await query.answer()
-        await query.edit_message_text(_("broadcast.cancelled"))
+        await edit_in_place(update, _("broadcast.cancelled"))
         return
     try:
         queued = await services.pushes.confirm_broadcast(
@@ -80,4 +80,4 @@ async def broadcast_callback(update: Update, context: BotContext) -> None:
         return
     await query.answer()
     services.sender.wake()
-    await query.edit_message_text(_("broadcast.queued", count=queued))
+    await edit_in_place(update, _("broadcast.queued", count=queued))

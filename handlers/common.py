@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from telegram import Update, User
+from telegram import InlineKeyboardMarkup, Update, User
+from telegram.error import BadRequest
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.config import Config
@@ -110,3 +111,17 @@ class Texts:
     def __call__(self, key: str, /, **params: Any) -> str:
         """Return message `key` in this language."""
         return self.i18n.t(self.language, key, **params)
+
+
+async def edit_in_place(
+    update: Update, text: str, keyboard: InlineKeyboardMarkup | None = None
+) -> None:
+    """Show a view in place of the tapped message; a repeated tap that would change nothing
+    is not an error (Telegram answers "message is not modified")."""
+    query = update.callback_query
+    assert query is not None
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise

@@ -50,10 +50,12 @@ class FloodGuard:
 
 async def flood_guard(update: Update, context: BotContext) -> None:
     """Runs before every handler: a member over the limit gets one polite answer, no work."""
-    user = update.effective_user
+    user, chat = update.effective_user, update.effective_chat
     services = context.services
     if user is None or services.config.is_admin(user.id):
         return  # a cashier at a busy till is not flooding
+    if chat is not None and chat.type != chat.PRIVATE:
+        return  # the bot serves private chats only; elsewhere nothing is answered anyway
     now = time.monotonic()
     allowed, tell = services.flood.check(user.id, now)
     if allowed:

@@ -39,7 +39,7 @@ from bot.wheel import (
     winning_symbol,
 )
 from handlers.admin import operator_texts
-from handlers.common import BotContext, Texts, member_for, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.errors import InsufficientPoints, InvalidState, LimitReached, NotFound, OfferExpired
 from storage.games import Outcome, Play, PlayRules, PriceChanged, PrizeVoucher
 
@@ -632,7 +632,7 @@ async def _scratch_cells(
             lines += status[1:]
             if button is not None:
                 rows.append([button])
-    await _edit(update, "\n".join(lines), InlineKeyboardMarkup(rows))
+    await edit_in_place(update, "\n".join(lines), InlineKeyboardMarkup(rows))
     if card.revealed and query.message is not None:
         await _send_voucher_qr(context, query.message.chat.id, card.voucher, _)
 
@@ -653,18 +653,7 @@ async def _show_card(update: Update, context: BotContext, _: Texts, card_id: int
     await query.answer()
     config = services.config
     lines, rows = _card_view(card, game_table(config, "scratch"), config, _, _reveal_after(config))
-    await _edit(update, "\n".join(lines), InlineKeyboardMarkup(rows))
-
-
-async def _edit(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
-    """Show a view in place of the tapped message (a repeated tap changes nothing)."""
-    query = update.callback_query
-    assert query is not None
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
+    await edit_in_place(update, "\n".join(lines), InlineKeyboardMarkup(rows))
 
 
 async def game_callback(update: Update, context: BotContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.config import LANGUAGES
-from handlers.common import BotContext, Texts, profile_from, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, profile_from, texts_for
 
 LANGUAGE_PREFIX = "lang"
 # Each language's own name, so a member who cannot read the current language finds theirs.
@@ -96,6 +96,6 @@ async def _switch(
     _ = Texts(services.i18n, language)
     text = _("language.switched", language=LANGUAGE_NAMES[language])
     if edit and update.callback_query is not None:
-        await update.callback_query.edit_message_text(text)
+        await edit_in_place(update, text)
     else:
         await message.reply_text(text)

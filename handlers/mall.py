@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
 
 from bot.config import Config, MallItem
 from bot.i18n import N_
 from bot.qr import qr_png
 from bot.rules import RuleError, deduction_points, display_expiry, mall_price
-from handlers.common import BotContext, Texts, member_for, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.errors import (
     InsufficientPoints,
     InvalidState,
@@ -289,17 +288,6 @@ async def mall(update: Update, context: BotContext) -> None:
     await message.reply_text(text, reply_markup=keyboard)
 
 
-async def _edit(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
-    """Show a view in place of the tapped message (a repeated tap changes nothing)."""
-    query = update.callback_query
-    assert query is not None
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
-
-
 async def mall_callback(update: Update, context: BotContext) -> None:
     """Every mall button: decode, re-check in the store, show the next view."""
     query, user = update.callback_query, update.effective_user
@@ -320,7 +308,7 @@ async def mall_callback(update: Update, context: BotContext) -> None:
         member = await member_for(user, context)
         available = (await context.services.ledger.balance(member.id)).available
         await query.answer()
-        await _edit(update, *_home(config, states, available, _))
+        await edit_in_place(update, *_home(config, states, available, _))
         return
     if action == "cat":
         view = _shelf(config, states, args[0], int(args[1]), _)
@@ -328,7 +316,7 @@ async def mall_callback(update: Update, context: BotContext) -> None:
             await query.answer(_("button.expired"), show_alert=True)
             return
         await query.answer()
-        await _edit(update, *view)
+        await edit_in_place(update, *view)
         return
     item = config.mall.item(args[0])
     state = states.get(args[0])
@@ -337,7 +325,7 @@ async def mall_callback(update: Update, context: BotContext) -> None:
         return
     if action == "item":
         await query.answer()
-        await _edit(update, *_item_card(item, state, config, _))
+        await edit_in_place(update, *_item_card(item, state, config, _))
         return
     await _offer(update, context, _, item, int(args[1]) if action == "deduct" else None)
 
@@ -412,7 +400,7 @@ async def _offer(
         ]
     )
     await query.answer()
-    await _edit(update, "\n".join(lines), keyboard)
+    await edit_in_place(update, "\n".join(lines), keyboard)
 
 
 def _refusal_key(exc: Exception) -> str:
@@ -442,7 +430,7 @@ async def _settle_offer(
         return
     if action == "no":
         await query.answer()
-        await _edit(update, _("mall.cancelled"), None)
+        await edit_in_place(update, _("mall.cancelled"), None)
         return
     try:
         redemption = await services.mall.redeem(
@@ -474,7 +462,7 @@ async def _settle_offer(
         available=available,
         days=config.redemption.return_window_days,
     )
-    await _edit(update, text, None)
+    await edit_in_place(update, text, None)
     if query.message is not None:
         await context.bot.send_photo(
             query.message.chat.id,
@@ -562,7 +550,7 @@ async def redemptions_callback(update: Update, context: BotContext) -> None:
             return
         text, keyboard = await _redemptions_view(member.id, page, context, _)
         await query.answer()
-        await _edit(update, text, keyboard)
+        await edit_in_place(update, text, keyboard)
         return
     if action == "ret":
         await query.answer()
@@ -578,7 +566,7 @@ async def redemptions_callback(update: Update, context: BotContext) -> None:
                 ]
             ]
         )
-        await _edit(update, _("redemptions.return_ask", code=argument), keyboard)
+        await edit_in_place(update, _("redemptions.return_ask", code=argument), keyboard)
         return
     if action != "rety":
         await query.answer(_("button.expired"), show_alert=True)
@@ -614,4 +602,4 @@ async def _request_return(
         if redemption.status == "returned"
         else "redemptions.return_requested"
     )
-    await _edit(update, _(key, code=redemption.code, points=redemption.points), None)
+    await edit_in_place(update, _(key, code=redemption.code, points=redemption.points), None)

@@ -10,7 +10,7 @@ from bot.config import Config
 from bot.i18n import N_
 from bot.qr import qr_png
 from bot.rules import display_expiry
-from handlers.common import BotContext, Texts, member_for, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.ledger import Balance, Statement, StatementLine
 
 HISTORY_PREFIX = "hist"
@@ -180,7 +180,7 @@ async def history_callback(update: Update, context: BotContext) -> None:
         return
     await query.answer()
     text, keyboard = render_history(statement, page, context.services.config, _)
-    await query.edit_message_text(text, reply_markup=keyboard)
+    await edit_in_place(update, text, keyboard)
 
 
 async def card(update: Update, context: BotContext) -> None:

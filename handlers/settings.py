@@ -19,7 +19,7 @@ from telegram.warnings import PTBUserWarning
 from bot.config import Config
 from bot.jobs import celebration_day, gift_allowed
 from bot.rules import local_today
-from handlers.common import BotContext, Texts, member_for, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
 from storage.errors import InvalidRequest
 from storage.pushes import Preferences
@@ -94,9 +94,7 @@ async def settings_callback(update: Update, context: BotContext) -> None:
             else "settings.marketing_saved_off"
         )
     )
-    await query.edit_message_text(
-        render_settings(prefs, _), reply_markup=settings_keyboard(prefs, _)
-    )
+    await edit_in_place(update, render_settings(prefs, _), settings_keyboard(prefs, _))
 
 
 async def ask_birthday(update: Update, context: BotContext) -> int:
