@@ -11,6 +11,7 @@ import io
 import math
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -319,6 +320,12 @@ class WheelPicture:
     numbered: bool
 
 
+# At most this many finished pictures are kept (about 80 KB each).
+PICTURE_CACHE = 128
+# Where in its slice the pointer may rest: a few stops, so pictures repeat and are cached.
+STOPS_PER_SLICE = 8
+
+
 class WheelPainter:
     """Draws the wheel: the static wheel is cached per label set, a spin only rotates it."""
 
@@ -329,6 +336,9 @@ class WheelPainter:
         self._wheels: dict[tuple[object, ...], Image.Image] = {}
         self._overlays: dict[str, Image.Image] = {}
         self._background = self._draw_background()
+        # Finished pictures: a festival's thousands of spins land on a few dozen distinct
+        # stops, so rotating and PNG-encoding each one again would be wasted CPU.
+        self._pictures: OrderedDict[tuple[object, ...], WheelPicture] = OrderedDict()
 
     def can_label(self, labels: Sequence[str]) -> bool:
         """True when every label can be drawn with the fonts at hand (else: numbers)."""
@@ -356,6 +366,26 @@ class WheelPainter:
         through it; `badge` (e.g. "×2") is written on the hub."""
         if not 0 <= winner < len(weights) or len(labels) != len(weights):
             raise ValueError("the winner must be one of the slices")
+        key = (tuple(labels), tuple(weights), winner, round(position, 3), badge)
+        with self._lock:
+            if (cached := self._pictures.get(key)) is not None:
+                self._pictures.move_to_end(key)
+                return cached
+        picture = self._render(labels, weights, winner, position, badge)
+        with self._lock:
+            self._pictures[key] = picture
+            while len(self._pictures) > PICTURE_CACHE:
+                self._pictures.popitem(last=False)
+        return picture
+
+    def _render(
+        self,
+        labels: Sequence[str],
+        weights: Sequence[int],
+        winner: int,
+        position: float,
+        badge: str,
+    ) -> WheelPicture:
         numbered = not self.can_label(labels)
         texts = tuple(str(i + 1) for i in range(len(labels))) if numbered else tuple(labels)
         wheel = self._wheel(texts, tuple(weights), numbered)

@@ -23,6 +23,7 @@ from bot.rules import display_expiry, end_of_day, expires_at, local_today
 from bot.wheel import (
     CELLS,
     GAMES,
+    STOPS_PER_SLICE,
     GameTable,
     WheelPicture,
     active_campaign,
@@ -478,7 +479,10 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     drawn_index = table.index(played.drawn_prize_id)
     winner = drawn_index if drawn_index is not None else 0
     # Where in the slice the pointer rests is decoration; the slice is the draw.
-    position = 0.15 + services.game_random.randbelow(71) / 100
+    # A few stops per slice (0.15 .. 0.85 of the way through): the pictures repeat and are
+    # cached, instead of drawing each spin afresh.
+    stop = services.game_random.randbelow(STOPS_PER_SLICE)
+    position = 0.15 + 0.7 * stop / (STOPS_PER_SLICE - 1)
     campaign = None
     if played.campaign is not None and played.prize_kind == "points":
         campaign = next((c for c in config.wheel.campaigns if c.id == played.campaign), None)
