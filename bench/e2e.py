@@ -246,11 +246,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench e2e")
     parser.add_argument("--quick", action="store_true", help="smoke run, ~100x smaller")
     parser.add_argument("--concurrent", type=int, default=None, help="simulated members")
+    parser.add_argument("--members", type=int, default=None, help="members in the database")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds")
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
-    members, lots_each = (10_000, 3) if quick else (1_000_000, 3)
+    members = args.members or (10_000 if quick else 1_000_000)
+    lots_each = 3
     concurrent = args.concurrent or (50 if quick else 500)
-    seconds, warmup = (3.0, 1.0) if quick else (20.0, 3.0)
+    seconds = args.seconds or (3.0 if quick else 20.0)
+    warmup = min(3.0, seconds / 3)
     with tempfile.TemporaryDirectory(prefix="pointsbot-e2e-") as directory:
         tmp = Path(directory)
         database = tmp / "e2e.sqlite3"

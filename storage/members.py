@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,22 +184,42 @@ def member_codes_by_id(conn: sqlite3.Connection, member_ids: Collection[int]) ->
     }
 
 
+# Members looked up most recently, kept in memory: nearly every update starts by finding
+# its member, and only this repository changes what a Member holds.
+MEMBER_CACHE = 20_000
+
+
 class Members:
-    """The members repository."""
+    """The members repository (the one writer of members' rows in the running bot)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._cache: OrderedDict[int, Member] = OrderedDict()
+
+    def _remember(self, member: Member) -> Member:
+        self._cache[member.telegram_id] = member
+        self._cache.move_to_end(member.telegram_id)
+        while len(self._cache) > MEMBER_CACHE:
+            self._cache.popitem(last=False)
+        return member
 
     async def register(
         self, profile: Profile, *, payload: str | None = None, now: datetime | None = None
     ) -> tuple[Member, bool]:
         """Register a member at /start (or refresh a returning one); return (member, is_new)."""
         when = now or datetime.now(UTC)
-        return await self._store.write(lambda c: register_member(c, profile, payload, when))
+        member, is_new = await self._store.write(
+            lambda c: register_member(c, profile, payload, when)
+        )
+        return self._remember(member), is_new
 
     async def by_telegram_id(self, telegram_id: int) -> Member | None:
         """Return the member with this Telegram id, or None."""
-        return await self._store.read(lambda c: _get_by_telegram_id(c, telegram_id))
+        if (cached := self._cache.get(telegram_id)) is not None:
+            self._cache.move_to_end(telegram_id)
+            return cached
+        member = await self._store.read(lambda c: _get_by_telegram_id(c, telegram_id))
+        return None if member is None else self._remember(member)
 
     async def by_code(self, member_code: str) -> Member:
         """Return the member with this code; raises NotFound."""
@@ -223,6 +244,7 @@ class Members:
             if cur.rowcount == 0:
                 raise NotFound(f"no member with Telegram id {telegram_id}")
 
+        self._cache.pop(telegram_id, None)
         await self._store.write(update)
 
     async def count(self) -> int:

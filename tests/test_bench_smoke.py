@@ -1,0 +1,26 @@
+"""A small run of the end-to-end benchmark: the real bot process, the echo bot, the figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import e2e
+
+
+def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    e2e.main(["--members", "2000", "--concurrent", "10", "--seconds", "1"])
+    out = capsys.readouterr().out
+    figures = re.findall(
+        r"^(echo|pointsbot)\s+10 members: ([\d,]+) updates/s, p50 [\d.]+ ms, p99 [\d.]+ ms,"
+        r" peak RSS (\d+) MB, timeouts (\d+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert [kind for kind, *_ in figures] == ["echo", "pointsbot"], out
+    for _kind, rate, rss, timeouts in figures:
+        assert int(rate.replace(",", "")) > 0
+        assert 0 < int(rss) < 1000
+        assert timeouts == "0"
+    assert "pointsbot/echo throughput ratio" in out
