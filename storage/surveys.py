@@ -1,0 +1,1237 @@
+"""Reward surveys and rewarded suggestions.
+
+A survey response is answered one question at a time and every answer is written as it is
+given, so a member who stops halfway, or whose bot restarts, continues at the same question.
+Completing a response and crediting its reward (a 'survey' ledger operation keyed
+'survey:<member>:<survey>') are one transaction; a completed response never changes. A
+suggestion (/feedback) earns points only when an operator approves it: the decision, the
+payment (keyed 'feedback:<id>') and the notice to the member are one transaction too.
+
+The caller turns the configuration into plain `SurveySpec`s (storage never reads the
+configuration) and decides "now" and the reward's expiry; this module keeps the rules that
+money depends on: the open window, the question being asked, one completion, one payment.
+Like `storage.games`, the core is synchronous functions on a `sqlite3.Connection`, each
+all-or-nothing through `storage.ledger.atomic`; `Surveys` is the async facade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final, Literal, TypeVar
+
+from storage import ledger
+from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
+from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _now, _ts, atomic
+from storage.pushes import Push, enqueue
+from storage.store import Store
+
+T = TypeVar("T")
+
+QUESTION_KINDS: Final = ("single", "multiple", "rating", "text")
+CHOICE_KINDS: Final = frozenset({"single", "multiple"})
+RATINGS: Final = range(1, 6)
+# Text answers an operator sees per question in the statistics.
+TEXT_SAMPLES: Final = 5
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class SurveyClosed(StoreError):
+    """The survey is not open now: `reason` is 'not_open' (yet) or 'closed'."""
+
+    def __init__(
+        self, reason: Literal["not_open", "closed"], opens_at: datetime, closes_at: datetime
+    ) -> None:
+        super().__init__(f"survey {reason.replace('_', ' ')}")
+        self.reason = reason
+        self.opens_at = opens_at
+        self.closes_at = closes_at
+
+
+class AlreadyCompleted(StoreError):
+    """The member completed this survey already (and was rewarded then)."""
+
+
+class StaleQuestion(StoreError):
+    """The button answers another question than the one being asked (`position`)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"the question being asked is number {position + 1}")
+        self.position = position
+
+
+class SurveyChanged(StoreError):
+    """The survey's questions changed since the member started: open it again to start over."""
+
+
+class InvalidAnswer(InvalidRequest):
+    """The answer does not fit the question; `reason` says how, `limit` is the bound broken."""
+
+    def __init__(self, reason: str, limit: int = 0) -> None:
+        super().__init__(f"invalid answer: {reason}")
+        self.reason = reason
+        self.limit = limit
+
+
+# --- what the caller describes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionSpec:
+    """One question as the configuration says: its kind, options (ids) and limits."""
+
+    id: str
+    kind: str
+    required: bool = True
+    options: tuple[str, ...] = ()
+    max_choices: int | None = None
+    max_length: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SurveySpec:
+    """A survey as the configuration says: its window, reward and questions."""
+
+    id: str
+    reward_points: int
+    opens_at: datetime
+    closes_at: datetime
+    questions: tuple[QuestionSpec, ...]
+
+    @property
+    def definition(self) -> str:
+        """A hash of the questions: a response started under another one starts over."""
+        shape = [
+            [q.id, q.kind, q.required, list(q.options), q.max_choices, q.max_length]
+            for q in self.questions
+        ]
+        canonical = json.dumps(shape, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+    def is_open(self, now: datetime) -> bool:
+        """True while members may answer (from opens_at, until closes_at)."""
+        return self.opens_at <= now < self.closes_at
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A member's answer to one question ('draft': ticked boxes not yet confirmed)."""
+
+    question_id: str
+    position: int
+    kind: str
+    status: str
+    choices: tuple[str, ...] | None
+    rating: int | None
+    text: str | None
+    answered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A member's response: the question being asked, the answers so far, the reward."""
+
+    response_id: int
+    survey_id: str
+    member_id: int
+    # The hash of the questions it was started under (`SurveySpec.definition`).
+    definition: str
+    position: int
+    questions: int
+    started_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    reward_points: int
+    reward_operation_id: int | None
+    answers: Mapping[str, Answer]
+    # The survey changed since the member started, so the earlier answers were dropped.
+    restarted: bool = field(default=False, compare=False)
+    # The same message was taken before (a redelivered update): nothing was written.
+    replayed: bool = field(default=False, compare=False)
+
+    @property
+    def completed(self) -> bool:
+        """True once every question was answered and the reward credited."""
+        return self.completed_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionStats:
+    """How a question was answered in the completed responses."""
+
+    question_id: str
+    answered: int
+    skipped: int
+    # Choice questions: option id → how many picked it (options nobody picked are absent).
+    option_counts: Mapping[str, int]
+    # Rating questions: stars → how many gave them.
+    rating_counts: Mapping[int, int]
+    # Text questions: the newest answers.
+    text_samples: tuple[str, ...]
+
+    @property
+    def average_rating(self) -> float | None:
+        """The mean rating, or None when nobody rated."""
+        total = sum(self.rating_counts.values())
+        if not total:
+            return None
+        return sum(stars * count for stars, count in self.rating_counts.items()) / total
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyStats:
+    """A survey's results: completed and unfinished responses, points paid, every question."""
+
+    survey_id: str
+    completed: int
+    in_progress: int
+    points_paid: int
+    questions: tuple[QuestionStats, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseAnswer:
+    """One question of one response: a row of the survey export."""
+
+    response_id: int
+    member_code: str
+    started_at: datetime
+    completed_at: datetime | None
+    reward_points: int
+    position: int
+    question_id: str
+    kind: str
+    status: str
+    choices: tuple[str, ...] | None
+    rating: int | None
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A member's suggestion and what an operator decided."""
+
+    id: int
+    member_id: int
+    telegram_id: int
+    member_code: str
+    member_name: str
+    text: str
+    local_day: date
+    created_at: datetime
+    status: str
+    reviewed_at: datetime | None
+    reviewed_by: str | None
+    reward_points: int
+    reward_operation_id: int | None
+    # The same message was filed before (a redelivered update): nothing new was written.
+    replayed: bool = field(default=False, compare=False)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+_RESPONSE_COLUMNS: Final = (
+    "id, survey_id, member_id, definition, questions, position, started_at, updated_at,"
+    " completed_at, reward_points, reward_operation_id"
+)
+
+
+def _check_spec(spec: SurveySpec) -> None:
+    """Refuse a description the tables could not hold, naming what is wrong."""
+    if not spec.questions:
+        raise InvalidRequest(f"survey {spec.id}: no questions")
+    points = spec.reward_points
+    if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+        raise InvalidRequest(f"survey {spec.id}: the reward must be an integer >= 0")
+    for moment in (spec.opens_at, spec.closes_at):
+        _ts(moment)  # aware datetimes only: raises ValueError for a naive one
+    for question in spec.questions:
+        if question.kind not in QUESTION_KINDS:
+            raise InvalidRequest(f"question {question.id}: unknown kind {question.kind!r}")
+        if (question.kind in CHOICE_KINDS) != bool(question.options):
+            raise InvalidRequest(f"question {question.id}: only choice questions have options")
+
+
+def _answer(row: Sequence[Any]) -> Answer:
+    return Answer(
+        question_id=row[0],
+        position=row[1],
+        kind=row[2],
+        status=row[3],
+        choices=None if row[4] is None else tuple(json.loads(row[4])),
+        rating=row[5],
+        text=row[6],
+        answered_at=_dt(row[7]),
+    )
+
+
+def _answers(conn: sqlite3.Connection, response_id: int) -> dict[str, Answer]:
+    return {
+        row[0]: _answer(row)
+        for row in conn.execute(
+            "SELECT question_id, position, kind, status, choices, rating, text, answered_at"
+            " FROM survey_answers WHERE response_id = ? ORDER BY position",
+            (response_id,),
+        )
+    }
+
+
+def _progress(conn: sqlite3.Connection, row: Sequence[Any], *, restarted: bool = False) -> Progress:
+    return Progress(
+        response_id=row[0],
+        survey_id=row[1],
+        member_id=row[2],
+        definition=row[3],
+        position=row[5],
+        questions=row[4],
+        started_at=_dt(row[6]),
+        updated_at=_dt(row[7]),
+        completed_at=_dt_or_none(row[8]),
+        reward_points=row[9],
+        reward_operation_id=row[10],
+        answers=_answers(conn, row[0]),
+        restarted=restarted,
+    )
+
+
+def _row(conn: sqlite3.Connection, survey_id: str, member_id: int) -> Sequence[Any] | None:
+    row: Sequence[Any] | None = conn.execute(
+        f"SELECT {_RESPONSE_COLUMNS} FROM survey_responses"  # noqa: S608 - fixed columns
+        " WHERE survey_id = ? AND member_id = ?",
+        (survey_id, member_id),
+    ).fetchone()
+    return row
+
+
+def _by_id(conn: sqlite3.Connection, response_id: int) -> Progress:
+    row = conn.execute(
+        f"SELECT {_RESPONSE_COLUMNS} FROM survey_responses WHERE id = ?",  # noqa: S608
+        (response_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no survey response {response_id}")
+    return _progress(conn, row)
+
+
+def _check_window(spec: SurveySpec, now: datetime) -> None:
+    if now < spec.opens_at:
+        raise SurveyClosed("not_open", spec.opens_at, spec.closes_at)
+    if now >= spec.closes_at:
+        raise SurveyClosed("closed", spec.opens_at, spec.closes_at)
+
+
+def _current(
+    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, position: int, now: datetime
+) -> tuple[Sequence[Any], QuestionSpec]:
+    """The member's open response and the question it asks, checked against the button."""
+    _check_spec(spec)
+    row = _row(conn, spec.id, member_id)
+    if row is None:
+        raise NotFound(f"member {member_id} has not started survey {spec.id}")
+    if row[8] is not None:
+        raise AlreadyCompleted(f"member {member_id} completed survey {spec.id}")
+    if row[3] != spec.definition:
+        raise SurveyChanged(f"survey {spec.id} changed since member {member_id} started it")
+    _check_window(spec, now)
+    if position != row[5]:
+        raise StaleQuestion(row[5])
+    return row, spec.questions[position]
+
+
+def _save_answer(
+    conn: sqlite3.Connection,
+    response_id: int,
+    question: QuestionSpec,
+    position: int,
+    status: str,
+    *,
+    now_ts: int,
+    choices: Sequence[str] | None = None,
+    rating: int | None = None,
+    text: str | None = None,
+    source: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO survey_answers (response_id, question_id, position, kind, status, choices,"
+        " rating, text, source, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (response_id, question_id) DO UPDATE SET position = excluded.position,"
+        " kind = excluded.kind, status = excluded.status, choices = excluded.choices,"
+        " rating = excluded.rating, text = excluded.text, source = excluded.source,"
+        " answered_at = excluded.answered_at",
+        (
+            response_id,
+            question.id,
+            position,
+            question.kind,
+            status,
+            None if choices is None else json.dumps(list(choices), ensure_ascii=False),
+            rating,
+            text,
+            source,
+            now_ts,
+        ),
+    )
+
+
+def _advance(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    row: Sequence[Any],
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Move to the next question, or complete the response after the last one."""
+    response_id, member_id, position = row[0], row[2], row[5]
+    now_ts = _ts(now)
+    if position + 1 < len(spec.questions):
+        conn.execute(
+            "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
+            (position + 1, now_ts, response_id),
+        )
+        return _by_id(conn, response_id)
+    answers = _answers(conn, response_id)
+    for question in spec.questions:
+        done = answers.get(question.id)
+        if (
+            done is None
+            or done.status == "draft"
+            or (question.required and done.status != "answered")
+        ):
+            raise InvalidRequest(f"question {question.id} of survey {spec.id} is not answered")
+    operation_id = None
+    if spec.reward_points:
+        operation_id = ledger.earn(
+            conn,
+            member_id,
+            spec.reward_points,
+            kind="survey",
+            key=f"survey:{member_id}:{spec.id}",
+            actor=actor,
+            expires_at=reward_expires_at,
+            reference=spec.id,
+            meta={"survey": spec.id, "response": response_id},
+            now=now,
+        ).operation_id
+    conn.execute(
+        "UPDATE survey_responses SET position = questions, completed_at = ?, updated_at = ?,"
+        " reward_points = ?, reward_operation_id = ? WHERE id = ?",
+        (now_ts, now_ts, spec.reward_points, operation_id, response_id),
+    )
+    return _by_id(conn, response_id)
+
+
+# --- answering -------------------------------------------------------------------------------
+
+
+def progress(conn: sqlite3.Connection, survey_id: str, member_id: int) -> Progress | None:
+    """The member's response to a survey, or None before they open it."""
+    row = _row(conn, survey_id, member_id)
+    return None if row is None else _progress(conn, row)
+
+
+def responses(conn: sqlite3.Connection, member_id: int) -> dict[str, Progress]:
+    """Every response of the member (completed or not), by survey id."""
+    return {
+        row[1]: _progress(conn, row)
+        for row in conn.execute(
+            f"SELECT {_RESPONSE_COLUMNS} FROM survey_responses"  # noqa: S608 - fixed columns
+            " WHERE member_id = ? ORDER BY id",
+            (member_id,),
+        )
+    }
+
+
+def active_response(conn: sqlite3.Connection, member_id: int) -> Progress | None:
+    """The unfinished response the member touched last: the survey they are answering."""
+    row = conn.execute(
+        f"SELECT {_RESPONSE_COLUMNS} FROM survey_responses"  # noqa: S608 - fixed columns
+        " WHERE member_id = ? AND completed_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT 1",
+        (member_id,),
+    ).fetchone()
+    return None if row is None else _progress(conn, row)
+
+
+def start(conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: datetime) -> Progress:
+    """Open the member's response (a new one, or the unfinished one where they left it); a
+    survey changed since they started starts over (`restarted`). Raises NotFound,
+    AlreadyCompleted, SurveyClosed."""
+    _check_spec(spec)
+    now_ts = _ts(now)
+    with atomic(conn):
+        if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
+            raise NotFound(f"no member {member_id}")
+        row = _row(conn, spec.id, member_id)
+        if row is not None and row[8] is not None:
+            raise AlreadyCompleted(f"member {member_id} completed survey {spec.id}")
+        _check_window(spec, now)
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO survey_responses (survey_id, member_id, definition, questions,"
+                " started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (spec.id, member_id, spec.definition, len(spec.questions), now_ts, now_ts),
+            )
+            assert cur.lastrowid is not None
+            return _by_id(conn, cur.lastrowid)
+        if row[3] != spec.definition:
+            conn.execute("DELETE FROM survey_answers WHERE response_id = ?", (row[0],))
+            conn.execute(
+                "UPDATE survey_responses SET definition = ?, questions = ?, position = 0,"
+                " started_at = ?, updated_at = ? WHERE id = ?",
+                (spec.definition, len(spec.questions), now_ts, now_ts, row[0]),
+            )
+            return dataclasses.replace(_by_id(conn, row[0]), restarted=True)
+        conn.execute("UPDATE survey_responses SET updated_at = ? WHERE id = ?", (now_ts, row[0]))
+        return _by_id(conn, row[0])
+
+
+def choose(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    option_id: str,
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Answer a single-choice question and move on (completing after the last question).
+    Raises NotFound, AlreadyCompleted, SurveyChanged, SurveyClosed, StaleQuestion,
+    InvalidAnswer."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.kind != "single":
+            raise InvalidAnswer("kind")
+        if option_id not in question.options:
+            raise InvalidAnswer("option")
+        _save_answer(
+            conn, row[0], question, position, "answered", now_ts=_ts(now), choices=[option_id]
+        )
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def toggle(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    option_id: str,
+    *,
+    now: datetime,
+) -> Progress:
+    """Tick or untick an option of a multiple-choice question (confirmed later with Done).
+    Raises what `choose` raises; InvalidAnswer('too_many') beyond max_choices."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.kind != "multiple":
+            raise InvalidAnswer("kind")
+        if option_id not in question.options:
+            raise InvalidAnswer("option")
+        current = _answers(conn, row[0]).get(question.id)
+        ticked = set(current.choices or ()) if current is not None else set()
+        if option_id in ticked:
+            ticked.discard(option_id)
+        else:
+            if question.max_choices is not None and len(ticked) >= question.max_choices:
+                raise InvalidAnswer("too_many", question.max_choices)
+            ticked.add(option_id)
+        ordered = [o for o in question.options if o in ticked]
+        now_ts = _ts(now)
+        _save_answer(conn, row[0], question, position, "draft", now_ts=now_ts, choices=ordered)
+        conn.execute("UPDATE survey_responses SET updated_at = ? WHERE id = ?", (now_ts, row[0]))
+        return _by_id(conn, row[0])
+
+
+def confirm_choices(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Done on a multiple-choice question: keep the ticked options and move on (nothing
+    ticked skips an optional question). Raises what `choose` raises; InvalidAnswer('required')
+    when a required question has nothing ticked."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.kind != "multiple":
+            raise InvalidAnswer("kind")
+        current = _answers(conn, row[0]).get(question.id)
+        ticked = [o for o in question.options if current and o in (current.choices or ())]
+        now_ts = _ts(now)
+        if ticked:
+            _save_answer(
+                conn, row[0], question, position, "answered", now_ts=now_ts, choices=ticked
+            )
+        elif question.required:
+            raise InvalidAnswer("required")
+        else:
+            _save_answer(conn, row[0], question, position, "skipped", now_ts=now_ts)
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def rate(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    stars: int,
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Answer a rating question (1–5) and move on. Raises what `choose` raises."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.kind != "rating":
+            raise InvalidAnswer("kind")
+        if isinstance(stars, bool) or not isinstance(stars, int) or stars not in RATINGS:
+            raise InvalidAnswer("rating", RATINGS.stop - 1)
+        _save_answer(conn, row[0], question, position, "answered", now_ts=_ts(now), rating=stars)
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def write_text(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    text: str,
+    *,
+    source: str | None = None,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Answer a free-text question and move on; the message `source` already answered a
+    question returns the response unchanged (replayed). Raises what `choose` raises;
+    InvalidAnswer('empty') or ('too_long', max_length)."""
+    with atomic(conn):
+        if source is not None:
+            taken = conn.execute(
+                "SELECT r.id FROM survey_answers AS a"
+                " JOIN survey_responses AS r ON r.id = a.response_id"
+                " WHERE r.survey_id = ? AND r.member_id = ? AND a.source = ?",
+                (spec.id, member_id, source),
+            ).fetchone()
+            if taken is not None:
+                return dataclasses.replace(_by_id(conn, taken[0]), replayed=True)
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.kind != "text":
+            raise InvalidAnswer("kind")
+        cleaned = text.strip()
+        if not cleaned:
+            raise InvalidAnswer("empty")
+        if len(cleaned) > question.max_length:
+            raise InvalidAnswer("too_long", question.max_length)
+        _save_answer(
+            conn,
+            row[0],
+            question,
+            position,
+            "answered",
+            now_ts=_ts(now),
+            text=cleaned,
+            source=source,
+        )
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def skip(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Skip an optional question and move on. Raises what `choose` raises;
+    InvalidAnswer('required') for a required question."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        if question.required:
+            raise InvalidAnswer("required")
+        _save_answer(conn, row[0], question, position, "skipped", now_ts=_ts(now))
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def keep(
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    *,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+) -> Progress:
+    """Keep the answer given before (after Back) and move on. Raises what `choose` raises;
+    InvalidAnswer('nothing') when there is no finished answer to keep."""
+    with atomic(conn):
+        row, question = _current(conn, spec, member_id, position, now)
+        given = _answers(conn, row[0]).get(question.id)
+        if given is None or given.status == "draft":
+            raise InvalidAnswer("nothing")
+        return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
+
+
+def back(
+    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, position: int, *, now: datetime
+) -> Progress:
+    """Go back to the previous question (its answer is kept until changed). Raises what
+    `choose` raises; InvalidAnswer('first') on the first question."""
+    with atomic(conn):
+        row, _question = _current(conn, spec, member_id, position, now)
+        if position == 0:
+            raise InvalidAnswer("first")
+        conn.execute(
+            "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
+            (position - 1, _ts(now), row[0]),
+        )
+        return _by_id(conn, row[0])
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def survey_stats(conn: sqlite3.Connection, spec: SurveySpec) -> SurveyStats:
+    """How the completed responses answered each question of the survey."""
+    completed, in_progress, paid = conn.execute(
+        "SELECT count(completed_at), count(*) - count(completed_at),"
+        " coalesce(sum(reward_points), 0) FROM survey_responses WHERE survey_id = ?",
+        (spec.id,),
+    ).fetchone()
+    done = (
+        "FROM survey_answers AS a JOIN survey_responses AS r ON r.id = a.response_id"
+        " WHERE r.survey_id = ? AND r.completed_at IS NOT NULL"
+    )
+    statuses: dict[str, dict[str, int]] = {}
+    for question_id, status, count in conn.execute(
+        f"SELECT a.question_id, a.status, count(*) {done} GROUP BY 1, 2",  # noqa: S608
+        (spec.id,),
+    ):
+        statuses.setdefault(question_id, {})[status] = int(count)
+    options: dict[str, dict[str, int]] = {}
+    for question_id, option, count in conn.execute(
+        "SELECT a.question_id, j.value, count(*)"
+        " FROM survey_answers AS a JOIN survey_responses AS r ON r.id = a.response_id,"
+        " json_each(a.choices) AS j"
+        " WHERE r.survey_id = ? AND r.completed_at IS NOT NULL AND a.status = 'answered'"
+        " GROUP BY 1, 2",
+        (spec.id,),
+    ):
+        options.setdefault(question_id, {})[str(option)] = int(count)
+    ratings: dict[str, dict[int, int]] = {}
+    for question_id, stars, count in conn.execute(
+        f"SELECT a.question_id, a.rating, count(*) {done}"  # noqa: S608
+        " AND a.rating IS NOT NULL GROUP BY 1, 2",
+        (spec.id,),
+    ):
+        ratings.setdefault(question_id, {})[int(stars)] = int(count)
+    questions = []
+    for question in spec.questions:
+        samples: tuple[str, ...] = ()
+        if question.kind == "text":
+            samples = tuple(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT a.text {done} AND a.question_id = ? AND a.text IS NOT NULL"  # noqa: S608
+                    " ORDER BY r.completed_at DESC, r.id DESC LIMIT ?",
+                    (spec.id, question.id, TEXT_SAMPLES),
+                )
+            )
+        counts = statuses.get(question.id, {})
+        questions.append(
+            QuestionStats(
+                question_id=question.id,
+                answered=counts.get("answered", 0),
+                skipped=counts.get("skipped", 0),
+                option_counts=options.get(question.id, {}),
+                rating_counts=dict(sorted(ratings.get(question.id, {}).items())),
+                text_samples=samples,
+            )
+        )
+    return SurveyStats(spec.id, int(completed), int(in_progress), int(paid), tuple(questions))
+
+
+def iter_response_answers(
+    conn: sqlite3.Connection, survey_id: str, *, include_unfinished: bool = False
+) -> Iterator[ResponseAnswer]:
+    """Every answer of the survey's completed (and with `include_unfinished`, unfinished)
+    responses, by response then question."""
+    cur = conn.execute(
+        "SELECT r.id, m.member_code, r.started_at, r.completed_at, r.reward_points, a.position,"
+        " a.question_id, a.kind, a.status, a.choices, a.rating, a.text"
+        " FROM survey_responses AS r JOIN members AS m ON m.id = r.member_id"
+        " JOIN survey_answers AS a ON a.response_id = r.id"
+        " WHERE r.survey_id = ? AND (r.completed_at IS NOT NULL OR ?)"
+        " ORDER BY r.id, a.position",
+        (survey_id, int(include_unfinished)),
+    )
+    for row in cur:
+        yield ResponseAnswer(
+            response_id=row[0],
+            member_code=row[1],
+            started_at=_dt(row[2]),
+            completed_at=_dt_or_none(row[3]),
+            reward_points=row[4],
+            position=row[5],
+            question_id=row[6],
+            kind=row[7],
+            status=row[8],
+            choices=None if row[9] is None else tuple(json.loads(row[9])),
+            rating=row[10],
+            text=row[11],
+        )
+
+
+def survey_ids_with_responses(conn: sqlite3.Connection) -> list[str]:
+    """Surveys anyone has answered (also ones since removed from the configuration)."""
+    return [
+        r[0] for r in conn.execute("SELECT DISTINCT survey_id FROM survey_responses ORDER BY 1")
+    ]
+
+
+# --- feedback ----------------------------------------------------------------------------------
+
+_FEEDBACK_SELECT: Final = (
+    "SELECT f.id, f.member_id, m.telegram_id, m.member_code, m.first_name, f.text, f.local_day,"
+    " f.created_at, f.status, f.reviewed_at, f.reviewed_by, f.reward_points,"
+    " f.reward_operation_id FROM feedback AS f JOIN members AS m ON m.id = f.member_id"
+)
+
+
+def _feedback(row: Sequence[Any], *, replayed: bool = False) -> Feedback:
+    return Feedback(
+        id=row[0],
+        member_id=row[1],
+        telegram_id=row[2],
+        member_code=row[3],
+        member_name=row[4] or "",
+        text=row[5],
+        local_day=date.fromisoformat(row[6]),
+        created_at=_dt(row[7]),
+        status=row[8],
+        reviewed_at=_dt_or_none(row[9]),
+        reviewed_by=row[10],
+        reward_points=row[11],
+        reward_operation_id=row[12],
+        replayed=replayed,
+    )
+
+
+def feedback_item(conn: sqlite3.Connection, feedback_id: int) -> Feedback:
+    """One suggestion; raises NotFound."""
+    row = conn.execute(f"{_FEEDBACK_SELECT} WHERE f.id = ?", (feedback_id,)).fetchone()  # noqa: S608
+    if row is None:
+        raise NotFound(f"no suggestion {feedback_id}")
+    return _feedback(row)
+
+
+def feedback_count(conn: sqlite3.Connection, member_id: int, local_day: date) -> int:
+    """How many suggestions the member sent on local `day`."""
+    row = conn.execute(
+        "SELECT count(*) FROM feedback WHERE member_id = ? AND local_day = ?",
+        (member_id, local_day.isoformat()),
+    ).fetchone()
+    return int(row[0])
+
+
+def submit_feedback(
+    conn: sqlite3.Connection,
+    member_id: int,
+    text: str,
+    *,
+    source: str,
+    local_day: date,
+    daily_limit: int,
+    now: datetime,
+) -> Feedback:
+    """File a suggestion for review, at most `daily_limit` per member and local day; the same
+    `source` again returns the first (replayed). Raises NotFound, LimitReached,
+    InvalidRequest."""
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidRequest("a suggestion needs some text")
+    if not source:
+        raise InvalidRequest("say which message the suggestion came from")
+    with atomic(conn):
+        row = conn.execute(f"{_FEEDBACK_SELECT} WHERE f.source = ?", (source,)).fetchone()  # noqa: S608
+        if row is not None:
+            if row[1] != member_id:
+                raise InvalidRequest(f"message {source} was filed by another member")
+            return _feedback(row, replayed=True)
+        if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
+            raise NotFound(f"no member {member_id}")
+        if feedback_count(conn, member_id, local_day) >= daily_limit:
+            raise LimitReached(daily_limit)
+        cur = conn.execute(
+            "INSERT INTO feedback (member_id, source, text, local_day, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (member_id, source, cleaned, local_day.isoformat(), _ts(now)),
+        )
+        assert cur.lastrowid is not None
+        return feedback_item(conn, cur.lastrowid)
+
+
+def pending_feedback(conn: sqlite3.Connection, *, limit: int) -> tuple[list[Feedback], int]:
+    """The oldest suggestions waiting for review, and how many wait in all."""
+    if limit <= 0:
+        raise InvalidRequest("limit must be > 0")
+    total = conn.execute("SELECT count(*) FROM feedback WHERE status = 'pending'").fetchone()[0]
+    found = [
+        _feedback(row)
+        for row in conn.execute(
+            f"{_FEEDBACK_SELECT} WHERE f.status = 'pending' ORDER BY f.id LIMIT ?",  # noqa: S608
+            (limit,),
+        )
+    ]
+    return found, int(total)
+
+
+def review_feedback(
+    conn: sqlite3.Connection,
+    feedback_id: int,
+    *,
+    approve: bool,
+    reward_points: int,
+    reward_expires_at: datetime | None,
+    actor: str,
+    now: datetime,
+    notice: Callable[[Feedback], Push] | None = None,
+) -> Feedback:
+    """Approve (paying `reward_points`, once, keyed 'feedback:<id>') or reject a pending
+    suggestion, and queue the member's `notice` in the same transaction. Raises NotFound,
+    InvalidState(the status it has), InvalidRequest."""
+    if isinstance(reward_points, bool) or not isinstance(reward_points, int) or reward_points < 0:
+        raise InvalidRequest("the reward must be an integer >= 0")
+    if not actor or not actor.strip():
+        raise InvalidRequest("say who reviewed the suggestion")
+    now_ts = _ts(now)
+    with atomic(conn):
+        item = feedback_item(conn, feedback_id)
+        if item.status != "pending":
+            raise InvalidState(item.status)
+        points = reward_points if approve else 0
+        operation_id = None
+        if points:
+            operation_id = ledger.earn(
+                conn,
+                item.member_id,
+                points,
+                kind="survey",
+                key=f"feedback:{feedback_id}",
+                actor=actor,
+                expires_at=reward_expires_at,
+                reference=f"feedback:{feedback_id}",
+                meta={"feedback": feedback_id},
+                now=now,
+            ).operation_id
+        conn.execute(
+            "UPDATE feedback SET status = ?, reviewed_at = ?, reviewed_by = ?, reward_points = ?,"
+            " reward_operation_id = ? WHERE id = ?",
+            (
+                "approved" if approve else "rejected",
+                now_ts,
+                actor,
+                points,
+                operation_id,
+                feedback_id,
+            ),
+        )
+        decided = feedback_item(conn, feedback_id)
+        if notice is not None:
+            enqueue(conn, [notice(decided)], now)
+        return decided
+
+
+# --- the async facade ----------------------------------------------------------------------
+
+
+class Surveys:
+    """Surveys and suggestions over a `Store`: every write is one transaction (one hop)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
+        return await self._store.write(_as_sole_operation(fn))
+
+    async def progress(self, survey_id: str, member_id: int) -> Progress | None:
+        """The member's response to a survey, or None."""
+        return await self._store.read(lambda c: progress(c, survey_id, member_id))
+
+    async def responses(self, member_id: int) -> dict[str, Progress]:
+        """Every response of the member, by survey id."""
+        return await self._store.read(lambda c: responses(c, member_id))
+
+    async def active_response(self, member_id: int) -> Progress | None:
+        """The unfinished response the member touched last."""
+        return await self._store.read(lambda c: active_response(c, member_id))
+
+    async def start(
+        self, spec: SurveySpec, member_id: int, *, now: datetime | None = None
+    ) -> Progress:
+        """Open (or resume) the member's response; raises NotFound, AlreadyCompleted,
+        SurveyClosed."""
+        when = _now(now)
+        return await self._write(lambda c: start(c, spec, member_id, now=when))
+
+    async def choose(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        option_id: str,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Answer a single-choice question; see `choose`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: choose(
+                c,
+                spec,
+                member_id,
+                position,
+                option_id,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def toggle(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        option_id: str,
+        *,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Tick or untick a multiple-choice option; see `toggle`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: toggle(c, spec, member_id, position, option_id, now=when)
+        )
+
+    async def confirm_choices(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Done on a multiple-choice question; see `confirm_choices`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: confirm_choices(
+                c,
+                spec,
+                member_id,
+                position,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def rate(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        stars: int,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Answer a rating question; see `rate`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: rate(
+                c,
+                spec,
+                member_id,
+                position,
+                stars,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def write_text(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        text: str,
+        *,
+        source: str | None = None,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Answer a free-text question; see `write_text`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: write_text(
+                c,
+                spec,
+                member_id,
+                position,
+                text,
+                source=source,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def skip(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Skip an optional question; see `skip`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: skip(
+                c,
+                spec,
+                member_id,
+                position,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def keep(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Progress:
+        """Keep the earlier answer and move on; see `keep`."""
+        when = _now(now)
+        return await self._write(
+            lambda c: keep(
+                c,
+                spec,
+                member_id,
+                position,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+            )
+        )
+
+    async def back(
+        self, spec: SurveySpec, member_id: int, position: int, *, now: datetime | None = None
+    ) -> Progress:
+        """Go back to the previous question; see `back`."""
+        when = _now(now)
+        return await self._write(lambda c: back(c, spec, member_id, position, now=when))
+
+    async def stats(self, spec: SurveySpec) -> SurveyStats:
+        """The survey's results."""
+        return await self._store.read(lambda c: survey_stats(c, spec))
+
+    async def submit_feedback(
+        self,
+        member_id: int,
+        text: str,
+        *,
+        source: str,
+        local_day: date,
+        daily_limit: int,
+        now: datetime | None = None,
+    ) -> Feedback:
+        """File a suggestion; raises NotFound, LimitReached, InvalidRequest."""
+        when = _now(now)
+        return await self._write(
+            lambda c: submit_feedback(
+                c,
+                member_id,
+                text,
+                source=source,
+                local_day=local_day,
+                daily_limit=daily_limit,
+                now=when,
+            )
+        )
+
+    async def feedback_count(self, member_id: int, local_day: date) -> int:
+        """How many suggestions the member sent on local `day`."""
+        return await self._store.read(lambda c: feedback_count(c, member_id, local_day))
+
+    async def pending_feedback(self, *, limit: int) -> tuple[list[Feedback], int]:
+        """The oldest pending suggestions and how many wait in all."""
+        return await self._store.read(lambda c: pending_feedback(c, limit=limit))
+
+    async def feedback_item(self, feedback_id: int) -> Feedback:
+        """One suggestion; raises NotFound."""
+        return await self._store.read(lambda c: feedback_item(c, feedback_id))
+
+    async def review_feedback(
+        self,
+        feedback_id: int,
+        *,
+        approve: bool,
+        reward_points: int,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+        notice: Callable[[Feedback], Push] | None = None,
+    ) -> Feedback:
+        """Approve (and pay) or reject a suggestion once; raises NotFound, InvalidState."""
+        when = _now(now)
+        return await self._write(
+            lambda c: review_feedback(
+                c,
+                feedback_id,
+                approve=approve,
+                reward_points=reward_points,
+                reward_expires_at=reward_expires_at,
+                actor=actor,
+                now=when,
+                notice=notice,
+            )
+        )
