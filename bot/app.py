@@ -15,6 +15,7 @@ import handlers
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
 from bot.jobs import Scheduler, Sender
+from bot.persistence import StorePersistence, conversation_timeouts
 from bot.policy import with_announced
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor
@@ -25,6 +26,7 @@ from storage.mall import CatalogEntry, Mall
 from storage.members import Members
 from storage.pushes import Pushes
 from storage.store import Store
+from storage.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +88,22 @@ def build_application(
     base_url: str | None = None,
     schedule_jobs: bool = True,
 ) -> BotApp:
-    """Build the Application for this configuration (nothing is opened until post_init)."""
+    """Build the Application for this configuration (nothing is opened before it starts)."""
     quiet_http_logs()
     redact_token_in_logs(token)
     services_i18n = i18n or I18n.load(config.program.default_language)
     context_types = ContextTypes(context=BotContext, bot_data=Services)
+    # Order matters: PTB restores conversations in initialize(), before post_init, so the
+    # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
+    store = Store(config.storage.path, synchronous=config.storage.synchronous)
+    persistence = StorePersistence(store)
     builder = (
         ApplicationBuilder()
         .token(token)
         .context_types(context_types)
         .defaults(Defaults(tzinfo=config.program.tz))
         .job_queue(JobQueue[BotContext]())
+        .persistence(persistence)
         # Members are served concurrently, each one's updates in order (bot/updates.py).
         .concurrent_updates(PerMemberUpdateProcessor())
         .request(AiohttpRequest())
@@ -113,7 +120,9 @@ def build_application(
     services.config = config
     services.i18n = services_i18n
     services.schedule_jobs = schedule_jobs
+    services.store = store
     handlers.register(app)
+    persistence.timeouts = conversation_timeouts(app.handlers)
     app.add_error_handler(_on_error)
     return app
 
@@ -122,7 +131,8 @@ async def _post_init(app: BotApp) -> None:
     # Order matters: the store must be open before the first update is processed.
     services = app.bot_data
     config = services.config
-    services.store = await Store(config.storage.path, synchronous=config.storage.synchronous).open()
+    if not services.store.is_open:  # the persistence opened it, unless nothing is persistent
+        await services.store.open()
     services.pushes = Pushes(services.store)
     # Announced expiry-policy changes live in the database; the rules read them off config.
     config = services.config = with_announced(config, await services.pushes.policy_changes())
@@ -130,6 +140,7 @@ async def _post_init(app: BotApp) -> None:
     services.ledger = Ledger(services.store)
     services.mall = Mall(services.store)
     services.games = Games(services.store)
+    services.surveys = Surveys(services.store)
     services.scheduler = Scheduler(config, services.pushes, services.ledger)
     services.sender = Sender(
         app.bot, services.pushes, config, services.i18n, clock=lambda: services.clock()

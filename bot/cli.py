@@ -264,6 +264,52 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             click.echo(f"{output}: {count:,} postings", err=True)
 
 
+@main.command("export-survey")
+@click.argument("survey_id")
+@config_option
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
+@click.option(
+    "--include-unfinished",
+    is_flag=True,
+    help="Also the answers of responses not completed yet (completed_at is empty).",
+)
+def export_survey(
+    survey_id: str, config_path: Path, output: Path, include_unfinished: bool
+) -> None:
+    """Write a survey's answers as CSV: one row per response and question, times in local
+    time, labels in the default language. A file gets a BOM so spreadsheets read Chinese."""
+    from bot.surveys import known_survey_ids, write_survey_csv
+    from storage.surveys import survey_ids_with_responses
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        known = known_survey_ids(config, survey_ids_with_responses(conn))
+        if survey_id not in known:
+            click.echo(
+                f"error: no survey {survey_id!r} (surveys: {', '.join(known) or 'none'})",
+                err=True,
+            )
+            sys.exit(2)
+        if str(output) == "-":
+            write_survey_csv(
+                conn, sys.stdout, survey_id, config, include_unfinished=include_unfinished
+            )
+        else:
+            with output.open("w", encoding="utf-8-sig", newline="") as out:
+                count = write_survey_csv(
+                    conn, out, survey_id, config, include_unfinished=include_unfinished
+                )
+            click.echo(f"{output}: {count:,} responses", err=True)
+
+
 @main.command("schedule-policy-change")
 @config_option
 @click.option(

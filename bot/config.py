@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -493,6 +493,129 @@ class WheelConfig(_Section):
         return max(running, key=lambda c: c.multiplier, default=None)
 
 
+# A survey stays answerable in a chat: a handful of questions, each fitting its buttons.
+MAX_SURVEY_QUESTIONS = 20
+MAX_SURVEY_OPTIONS = 10
+MAX_OPTION_LABEL = 40
+
+
+class SurveyOption(_Section):
+    """[[surveys.questions.options]]: one answer of a choice question."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,15}$")
+    label: Localized
+
+    @model_validator(mode="after")
+    def _short_label(self) -> Self:
+        if max(len(self.label.zh_CN), len(self.label.en)) > MAX_OPTION_LABEL:
+            raise ValueError(
+                f"option {self.id!r}: a label fits on a button (at most {MAX_OPTION_LABEL}"
+                " characters)"
+            )
+        return self
+
+
+class SurveyQuestion(_Section):
+    """[[surveys.questions]]: single or multiple choice, a 1–5 rating, or free text."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    kind: Literal["single", "multiple", "rating", "text"]
+    text: Localized
+    required: bool = True
+    options: list[SurveyOption] = Field(default_factory=list)
+    # multiple: at most this many options may be ticked (none: any number).
+    max_choices: int | None = Field(default=None, ge=1)
+    # text: the longest answer taken, in characters.
+    max_length: int = Field(default=500, ge=1, le=2000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind in ("single", "multiple"):
+            if not 2 <= len(self.options) <= MAX_SURVEY_OPTIONS:
+                raise ValueError(
+                    f"question {self.id!r}: a choice question has 2 to {MAX_SURVEY_OPTIONS}"
+                    f" options, not {len(self.options)}"
+                )
+            ids = [o.id for o in self.options]
+            if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+                raise ValueError(f"question {self.id!r}: duplicate option {', '.join(duplicates)}")
+        elif self.options:
+            raise ValueError(f"question {self.id!r}: only a choice question has options")
+        if self.max_choices is not None:
+            if self.kind != "multiple":
+                raise ValueError(f"question {self.id!r}: max_choices is for multiple choice")
+            if self.max_choices > len(self.options):
+                raise ValueError(
+                    f"question {self.id!r}: max_choices ({self.max_choices}) is more than the"
+                    f" {len(self.options)} options"
+                )
+        return self
+
+
+class Survey(_Section):
+    """[[surveys]]: a reward survey members answer in the chat, once each."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    title: Localized
+    # Shown before the first question.
+    description: Localized | None = None
+    # Points credited once, when a member completes the survey (0: no reward).
+    reward_points: int = Field(default=0, ge=0, le=100_000, strict=True)
+    # A local date (the survey opens at its first moment and closes after its last), or a
+    # time with an offset.
+    opens: date | datetime
+    closes: date | datetime
+    questions: list[SurveyQuestion] = Field(min_length=1, max_length=MAX_SURVEY_QUESTIONS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for name, moment in (("opens", self.opens), ("closes", self.closes)):
+            if isinstance(moment, datetime) and moment.tzinfo is None:
+                raise ValueError(
+                    f"survey {self.id!r}: give {name} as a date or a time with an offset,"
+                    " e.g. 2026-06-01T09:00:00+08:00"
+                )
+        ids = [q.id for q in self.questions]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"survey {self.id!r}: duplicate question {', '.join(duplicates)}")
+        return self
+
+    def opens_at(self, tz: ZoneInfo) -> datetime:
+        """The first moment members may answer."""
+        if isinstance(self.opens, datetime):
+            return self.opens
+        return datetime.combine(self.opens, time(0), tz)
+
+    def closes_at(self, tz: ZoneInfo) -> datetime:
+        """The first moment members may no longer answer (a date closes after that day)."""
+        if isinstance(self.closes, datetime):
+            return self.closes
+        return datetime.combine(self.closes + timedelta(days=1), time(0), tz)
+
+    def question(self, question_id: str) -> SurveyQuestion | None:
+        """The question with this id, or None."""
+        return next((q for q in self.questions if q.id == question_id), None)
+
+
+class FeedbackConfig(_Section):
+    """[feedback]: rewarded suggestions (/feedback), paid when an operator approves one."""
+
+    enabled: bool = True
+    reward_points: int = Field(default=20, ge=0, le=100_000, strict=True)
+    # Suggestions per member per local day (approved or not): spam earns nothing anyway.
+    daily_limit: int = Field(default=3, ge=1, le=100)
+    min_length: int = Field(default=10, ge=1, le=500)
+    max_length: int = Field(default=1000, ge=10, le=3000)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        if self.max_length < self.min_length:
+            raise ValueError(
+                f"max_length ({self.max_length}) is below min_length ({self.min_length})"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -509,6 +632,8 @@ class Config(_Section):
     mall: MallConfig = MallConfig()
     # The points games; None (no [wheel] section): no games.
     wheel: WheelConfig | None = None
+    surveys: list[Survey] = Field(default_factory=list)
+    feedback: FeedbackConfig = FeedbackConfig()
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:
@@ -522,6 +647,21 @@ class Config(_Section):
                     f"campaign {campaign.id!r} names unknown categories {', '.join(unknown)}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _surveys_consistent(self) -> Self:
+        ids = [s.id for s in self.surveys]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"surveys: duplicate id {', '.join(duplicates)}")
+        tz = self.program.tz
+        for survey in self.surveys:
+            if survey.closes_at(tz) <= survey.opens_at(tz):
+                raise ValueError(f"survey {survey.id!r} closes before it opens")
+        return self
+
+    def survey(self, survey_id: str) -> Survey | None:
+        """The survey with this id, or None."""
+        return next((s for s in self.surveys if s.id == survey_id), None)
 
     def is_admin(self, telegram_id: int) -> bool:
         """True when this Telegram user is an operator."""

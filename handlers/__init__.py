@@ -17,6 +17,7 @@ from handlers.admin import adjust, member_info, purchase
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
+from handlers.feedback import feedback_conversation, feedback_queue, review_callback
 from handlers.flood import FloodGuard, flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
 from handlers.info import help_command, menu_callback, rules, start
@@ -30,6 +31,7 @@ from handlers.settings import (
     settings,
     settings_callback,
 )
+from handlers.surveys import survey_conversation, survey_stats_command, surveys_command
 
 # Commands shown in Telegram's menu: (command, message id of its description).
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -43,6 +45,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("scratch", N_("command.scratch")),
     ("odds", N_("command.odds")),
     ("prizes", N_("command.prizes")),
+    ("surveys", N_("command.surveys")),
+    ("feedback", N_("command.feedback")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -67,7 +71,15 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("card", card, filters=incoming))
     app.add_handler(CommandHandler("mall", mall, filters=incoming))
     app.add_handler(CommandHandler("settings", settings, filters=incoming))
+    # Conversations waiting for typed text, the one a member opens by command first: a
+    # suggestion asked for with /feedback is not taken as a survey's text answer.
     app.add_handler(birthday_conversation())
+    app.add_handler(feedback_conversation())
+    app.add_handler(survey_conversation())
+    app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
+    app.add_handler(CommandHandler("feedback_queue", feedback_queue, filters=incoming))
+    app.add_handler(CommandHandler("survey_stats", survey_stats_command, filters=incoming))
+    app.add_handler(CallbackQueryHandler(review_callback, pattern=r"^fb:[ar]:"))
     app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
     app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(CommandHandler("redemptions", redemptions, filters=incoming))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from telegram import InlineKeyboardMarkup, Update, User
+from telegram import InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
@@ -18,6 +18,7 @@ from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
 from storage.store import Store
+from storage.surveys import Surveys
 
 if TYPE_CHECKING:
     from handlers.flood import FloodGuard
@@ -36,6 +37,7 @@ class Services:
     sender: Sender
     mall: Mall
     games: Games
+    surveys: Surveys
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
@@ -116,10 +118,15 @@ class Texts:
 async def edit_in_place(
     update: Update, text: str, keyboard: InlineKeyboardMarkup | None = None
 ) -> None:
-    """Show a view in place of the tapped message; a repeated tap that would change nothing
-    is not an error (Telegram answers "message is not modified")."""
+    """Show a view in place of the tapped message (or below it, when that is a photo); a
+    repeated tap that would change nothing is not an error ("message is not modified")."""
     query = update.callback_query
     assert query is not None
+    message = query.message
+    if isinstance(message, Message) and message.text is None:
+        # A button under a photo (a QR, a wheel): a photo's text cannot become the view.
+        await message.reply_text(text, reply_markup=keyboard)
+        return
     try:
         await query.edit_message_text(text, reply_markup=keyboard)
     except BadRequest as exc:

@@ -17,6 +17,7 @@ from handlers.mall import mall
 from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
 from handlers.settings import settings
+from handlers.surveys import render_survey_rules, surveys_command
 
 MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 
@@ -108,6 +109,7 @@ def render_rules(config: Config, _: Texts) -> str:
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
     lines.append("")
     lines += render_game_rules(config, _)
+    lines += render_survey_rules(config, datetime.now(UTC), _)
 
     lines.append(_("rules.returns.heading"))
     lines.append(_("rules.returns.window", days=config.redemption.return_window_days))
@@ -159,12 +161,14 @@ async def help_command(update: Update, context: BotContext) -> None:
     contact = context.services.config.program.support_contact
     text = _("help.text") + "\n" + _("help.mall") + "\n" + _("help.settings")
     text += "\n" + _("help.games")
+    text += "\n" + _("help.surveys")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
         text += "\n\n" + "\n".join(
             (_("help.admin"), _("help.admin_mall"), _("help.admin_broadcast"))
         )
         text += "\n" + _("help.admin_games")
+        text += "\n" + _("help.admin_surveys")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))
@@ -203,5 +207,7 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await rules(update, context)
     elif item == "help":
         await help_command(update, context)
+    elif item == "surveys":
+        await surveys_command(update, context)
     elif item == "language":
         await ask_language(update, context)

@@ -17,6 +17,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("mall", N_("menu.mall")),
     ("wheel", N_("menu.wheel")),
     ("scratch", N_("menu.scratch")),
+    ("surveys", N_("menu.surveys")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),

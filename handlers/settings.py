@@ -193,6 +193,7 @@ def birthday_conversation() -> ConversationHandler:  # type: ignore[type-arg]
             states={ASK_BIRTHDAY: [MessageHandler(private_text, receive_birthday)]},
             fallbacks=[CommandHandler("cancel", cancel)],
             name="birthday",
+            persistent=True,
             conversation_timeout=600,
         )
 

@@ -29,6 +29,19 @@ GAME_TRIGGERS: Final = (
     "game_vouchers_used_once",
     "game_vouchers_no_delete",
 )
+SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
+# Triggers surveys and suggestions rest on (storage/migrations/0006_surveys.sql).
+SURVEY_TRIGGERS: Final = (
+    "survey_responses_completed_final",
+    "survey_responses_fixed_identity",
+    "survey_responses_no_delete",
+    "survey_answers_final_insert",
+    "survey_answers_final_update",
+    "survey_answers_final_delete",
+    "feedback_fixed_identity",
+    "feedback_decided_once",
+    "feedback_no_delete",
+)
 # Triggers the guarantees rest on: the ledger's (storage/migrations/0002_ledger.sql), then
 # the mall's.
 REQUIRED_TRIGGERS: Final = (
@@ -257,6 +270,63 @@ _GAME_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+# Surveys and suggestions against the ledger (only once migration 6 created their tables): a
+# reward is paid exactly for a completed response or an approved suggestion, once, by a
+# 'survey' operation of the right member, amount and key; and a completed response answered
+# every question.
+_SURVEY_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "survey_reward",
+        "response, survey, completed, reward, operation, kind, member, operation member,"
+        " operation points, key",
+        "SELECT r.id, r.survey_id, r.completed_at, r.reward_points, o.id, o.kind, r.member_id,"
+        " o.member_id, o.points, o.idempotency_key FROM survey_responses AS r"
+        " LEFT JOIN operations AS o ON o.id = r.reward_operation_id"
+        " WHERE (r.completed_at IS NOT NULL AND r.reward_points > 0) <> (o.id IS NOT NULL)"
+        " OR (o.id IS NOT NULL AND (o.kind <> 'survey' OR o.member_id <> r.member_id"
+        " OR o.points <> r.reward_points"
+        " OR o.idempotency_key <> 'survey:' || r.member_id || ':' || r.survey_id))",
+    ),
+    (
+        "survey_operation_has_response",
+        "operation, kind, key",
+        "SELECT o.id, o.kind, o.idempotency_key FROM operations AS o"
+        # A range on the unique key's index rather than LIKE, which would scan every row.
+        " WHERE o.idempotency_key >= 'survey:' AND o.idempotency_key < 'survey;'"
+        " AND NOT EXISTS (SELECT 1 FROM survey_responses AS r"
+        "   WHERE r.reward_operation_id = o.id)",
+    ),
+    (
+        "survey_answers_complete",
+        "response, questions, finished answers, draft answers",
+        "SELECT r.id, r.questions, sum(a.status IN ('answered', 'skipped')),"
+        " sum(a.status = 'draft') FROM survey_responses AS r"
+        " LEFT JOIN survey_answers AS a ON a.response_id = r.id"
+        " WHERE r.completed_at IS NOT NULL GROUP BY r.id"
+        " HAVING coalesce(sum(a.status IN ('answered', 'skipped')), 0) <> r.questions"
+        " OR coalesce(sum(a.status = 'draft'), 0) > 0",
+    ),
+    (
+        "feedback_reward",
+        "suggestion, status, reward, operation, kind, member, operation member,"
+        " operation points, key",
+        "SELECT f.id, f.status, f.reward_points, o.id, o.kind, f.member_id, o.member_id,"
+        " o.points, o.idempotency_key FROM feedback AS f"
+        " LEFT JOIN operations AS o ON o.id = f.reward_operation_id"
+        " WHERE (f.status = 'approved' AND f.reward_points > 0) <> (o.id IS NOT NULL)"
+        " OR (o.id IS NOT NULL AND (o.kind <> 'survey' OR o.member_id <> f.member_id"
+        " OR o.points <> f.reward_points OR o.idempotency_key <> 'feedback:' || f.id))",
+    ),
+    (
+        "feedback_operation_has_suggestion",
+        "operation, kind, key",
+        "SELECT o.id, o.kind, o.idempotency_key FROM operations AS o"
+        " WHERE o.idempotency_key >= 'feedback:' AND o.idempotency_key < 'feedback;'"
+        " AND NOT EXISTS (SELECT 1 FROM feedback AS f WHERE f.reward_operation_id = o.id)",
+    ),
+)
+
+
 def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
     violations: list[Violation] = []
@@ -295,6 +365,14 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             summary["game_plays"] = int(
                 conn.execute("SELECT count(*) FROM game_plays").fetchone()[0]
             )
+        has_surveys = all(table in tables for table in SURVEY_TABLES)
+        if has_surveys:
+            row_checks += _SURVEY_CHECKS
+            summary["survey_responses"] = int(
+                conn.execute(
+                    "SELECT count(*) FROM survey_responses WHERE completed_at IS NOT NULL"
+                ).fetchone()[0]
+            )
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
@@ -309,6 +387,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         required = [t for t in REQUIRED_TRIGGERS if has_mall or t not in MALL_TRIGGERS]
         if has_games:
             required += GAME_TRIGGERS
+        if has_surveys:
+            required += SURVEY_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)

@@ -160,7 +160,8 @@ async def test_thousands_of_hostile_updates_break_nothing(
     assert emu.pending_update_count == 0
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not failures, "\n".join(
-        caplog.handler.format(r) for r in failures[:3]  # with the traceback
+        caplog.handler.format(r)
+        for r in failures[:3]  # with the traceback
     )
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
