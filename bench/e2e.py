@@ -142,7 +142,12 @@ async def _settle(emu: BotApiEmulator, chat: int) -> None:
 
 
 async def _member(
-    emu: BotApiEmulator, chat: int, deadline: float, rng: random.Random, tally: Tally
+    emu: BotApiEmulator,
+    chat: int,
+    deadline: float,
+    rng: random.Random,
+    tally: Tally,
+    think: float = 0.0,
 ) -> None:
     weights = [w for w, _ in MIX]
     while time.perf_counter() < deadline:
@@ -167,6 +172,8 @@ async def _member(
                 break
             tally.latencies.append(time.perf_counter() - started)
             await _settle(emu, chat)
+            if think:  # a person reads the answer before the next tap
+                await asyncio.sleep(rng.expovariate(1 / think))
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -189,7 +196,7 @@ class Result:
 
 
 async def run_load(
-    kind: str, config: Path, concurrent: int, seconds: float, warmup: float
+    kind: str, config: Path, concurrent: int, seconds: float, warmup: float, think: float = 0.0
 ) -> Result:
     """Start the bot process, drive `concurrent` members for `seconds`, read its peak RSS."""
     async with BotApiEmulator(token=TOKEN, record_calls=False) as emu:
@@ -215,7 +222,7 @@ async def run_load(
             end = time.perf_counter() + warmup
             await asyncio.gather(
                 *(
-                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), warm)
+                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), warm, think)
                     for i in range(1, concurrent + 1)
                 )
             )
@@ -224,7 +231,7 @@ async def run_load(
             end = started + seconds
             await asyncio.gather(
                 *(
-                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), tally)
+                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), tally, think)
                     for i in range(1, concurrent + 1)
                 )
             )
@@ -248,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrent", type=int, default=None, help="simulated members")
     parser.add_argument("--members", type=int, default=None, help="members in the database")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="mean seconds a member reads between taps"
+    )
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     members = args.members or (10_000 if quick else 1_000_000)
@@ -264,19 +274,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"database: {members:,} members, {rows:,} ledger rows, built in {built:.0f} s")
         config = write_config(tmp / "config.toml", database)
         results = {}
-        for kind in ("echo", "pointsbot"):
-            results[kind] = result = asyncio.run(
-                run_load(kind, config, concurrent, seconds, warmup)
-            )
-            print(
-                f"{kind:9s} {concurrent} members: {result.rate:,.0f} updates/s,"
-                f" p50 {result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms,"
-                f" peak RSS {result.rss_mb:.0f} MB, timeouts {result.timeouts}"
-            )
-        ratio = results["pointsbot"].rate / results["echo"].rate
+        # Saturation: every member taps again the moment the answer settles (closed loop),
+        # so latency there is mostly queueing; then members who read about `think` seconds
+        # between taps, which is what a crowd of that size looks like.
+        for label, think in (("saturated", 0.0), (f"think {args.think:g}s", args.think)):
+            for kind in ("echo", "pointsbot"):
+                result = asyncio.run(run_load(kind, config, concurrent, seconds, warmup, think))
+                results[(kind, think)] = result
+                print(
+                    f"{kind:9s} {label:10s} {concurrent} members: {result.rate:,.0f} updates/s,"
+                    f" p50 {result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms,"
+                    f" peak RSS {result.rss_mb:.0f} MB, timeouts {result.timeouts}"
+                )
+            if not think:
+                ratio = results[("pointsbot", 0.0)].rate / results[("echo", 0.0)].rate
+                print(f"pointsbot/echo saturated throughput ratio {ratio:.2f}")
         print(
-            f"pointsbot/echo throughput ratio {ratio:.2f} (targets: >= 1,000 updates/s,"
-            " p99 <= 50 ms at 500 members, ratio >= 0.6, RSS <= 250 MB)"
+            "targets: >= 1,000 updates/s sustained, p99 <= 50 ms at 500 members,"
+            " ratio >= 0.6 of the echo bot, peak RSS <= 250 MB"
         )
 
 
