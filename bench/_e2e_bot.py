@@ -2,8 +2,8 @@
 
 `python -m bench._e2e_bot pointsbot CONFIG BASE_URL TOKEN` runs the real bot;
 `python -m bench._e2e_bot echo - BASE_URL TOKEN` runs the fastest bare python-telegram-bot
-echo bot we can build (the same aiohttp transport, 256 concurrent updates). Both print
-"ready" once polling and stop on SIGTERM.
+echo bot we can build (the same aiohttp transport, 256 concurrent updates), and `echo-httpx`
+the same with PTB's default transport. Each prints "ready" once polling; SIGTERM stops it.
 """
 
 from __future__ import annotations
@@ -42,16 +42,13 @@ async def _serve(kind: str, config_path: str, base_url: str, token: str) -> None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    if kind == "echo":
-        echo: Application = (  # type: ignore[type-arg]
-            ApplicationBuilder()
-            .token(token)
-            .base_url(base_url)
-            .request(AiohttpRequest())
-            .get_updates_request(AiohttpRequest(connection_pool_size=2))
-            .concurrent_updates(256)
-            .build()
-        )
+    if kind in ("echo", "echo-httpx"):
+        builder = ApplicationBuilder().token(token).base_url(base_url).concurrent_updates(256)
+        if kind == "echo":
+            builder = builder.request(AiohttpRequest()).get_updates_request(
+                AiohttpRequest(connection_pool_size=2)
+            )
+        echo: Application = builder.build()  # type: ignore[type-arg]
         echo.add_handler(MessageHandler(filters.ALL, _echo))
         echo.add_handler(CallbackQueryHandler(_answer))
         async with echo:

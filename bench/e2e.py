@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -96,6 +97,7 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     timeouts: int = 0
+    by_step: dict[str, list[float]] = field(default_factory=dict)
 
 
 Step = Callable[[BotApiEmulator, int], tuple[str, str, int | None]]
@@ -170,7 +172,9 @@ async def _member(
             except TimeoutError:
                 tally.timeouts += 1
                 break
-            tally.latencies.append(time.perf_counter() - started)
+            latency = time.perf_counter() - started
+            tally.latencies.append(latency)
+            tally.by_step.setdefault(payload, []).append(latency)
             await _settle(emu, chat)
             if think:  # a person reads the answer before the next tap
                 await asyncio.sleep(rng.expovariate(1 / think))
@@ -193,6 +197,7 @@ class Result:
     p99: float
     rss_mb: float
     timeouts: int
+    by_step: dict[str, tuple[int, float, float]]
 
 
 async def run_load(
@@ -218,6 +223,11 @@ async def run_load(
             ready = await asyncio.wait_for(process.stdout.readline(), timeout=120)
             assert ready.strip() == b"ready", ready
             rng = random.Random(7)
+            # The harness (emulator and members) keeps every message: its own collector
+            # pauses would be charged to the bot's latency.
+            gc.collect()
+            gc.freeze()
+            gc.disable()
             warm = Tally()
             end = time.perf_counter() + warmup
             await asyncio.gather(
@@ -238,6 +248,8 @@ async def run_load(
             elapsed = time.perf_counter() - started
             rss = _peak_rss_mb(process.pid)
         finally:
+            gc.enable()
+            gc.unfreeze()
             if process.returncode is None:
                 process.terminate()
                 try:
@@ -245,7 +257,14 @@ async def run_load(
                 except TimeoutError:
                     process.kill()
     quantiles = statistics.quantiles(tally.latencies, n=100)
-    return Result(len(tally.latencies) / elapsed, quantiles[49], quantiles[98], rss, tally.timeouts)
+    steps = {
+        step: (len(values), statistics.median(values), max(values))
+        for step, values in tally.by_step.items()
+        if len(values) > 1
+    }
+    return Result(
+        len(tally.latencies) / elapsed, quantiles[49], quantiles[98], rss, tally.timeouts, steps
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--think", type=float, default=1.0, help="mean seconds a member reads between taps"
     )
+    parser.add_argument("--breakdown", action="store_true", help="latency per kind of step")
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     members = args.members or (10_000 if quick else 1_000_000)
@@ -286,6 +306,12 @@ def main(argv: list[str] | None = None) -> None:
                     f" p50 {result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms,"
                     f" peak RSS {result.rss_mb:.0f} MB, timeouts {result.timeouts}"
                 )
+                if args.breakdown:
+                    for step, (count, median, worst) in sorted(result.by_step.items()):
+                        print(
+                            f"    {step:14s} {count:6d} steps, median {median * 1000:.1f} ms,"
+                            f" worst {worst * 1000:.1f} ms"
+                        )
             if not think:
                 ratio = results[("pointsbot", 0.0)].rate / results[("echo", 0.0)].rate
                 print(f"pointsbot/echo saturated throughput ratio {ratio:.2f}")
