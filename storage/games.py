@@ -192,7 +192,7 @@ def _voucher(row: Sequence[Any]) -> PrizeVoucher:
 
 
 def _play_row(conn: sqlite3.Connection, row: Sequence[Any], *, replayed: bool = False) -> Play:
-    voucher = conn.execute(f"{_VOUCHER_SELECT} WHERE v.play_id = ?", (row[0],)).fetchone()
+    voucher = conn.execute(_VOUCHER_SELECT + " WHERE v.play_id = ?", (row[0],)).fetchone()
     return Play(
         id=row[0],
         offer_id=row[1],
@@ -596,7 +596,7 @@ def _normal_code(code: str) -> str:
 
 def voucher_by_code(conn: sqlite3.Connection, code: str) -> PrizeVoucher:
     """The prize voucher with this code, typed in any case; raises NotFound."""
-    row = conn.execute(f"{_VOUCHER_SELECT} WHERE v.code = ?", (_normal_code(code),)).fetchone()
+    row = conn.execute(_VOUCHER_SELECT + " WHERE v.code = ?", (_normal_code(code),)).fetchone()
     if row is None:
         raise NotFound(f"no prize voucher {code!r}")
     return _voucher(row)

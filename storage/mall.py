@@ -226,7 +226,7 @@ def _new_code(conn: sqlite3.Connection) -> str:
 
 
 def _redemption_by_id(conn: sqlite3.Connection, redemption_id: int) -> Redemption:
-    row = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.id = ?", (redemption_id,)).fetchone()
+    row = conn.execute(_REDEMPTION_SELECT + " WHERE r.id = ?", (redemption_id,)).fetchone()
     if row is None:
         raise NotFound(f"no redemption {redemption_id}")
     return _redemption(row)
@@ -464,7 +464,7 @@ def redeem(
         if row is None or row[1] != member_id:
             raise OfferExpired(f"no offer {offer_id} for member {member_id}")
         offer = _offer(row)
-        done = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.offer_id = ?", (offer_id,)).fetchone()
+        done = conn.execute(_REDEMPTION_SELECT + " WHERE r.offer_id = ?", (offer_id,)).fetchone()
         if done is not None:
             return _redemption(done, replayed=True)
         if now_ts >= _ts(offer.expires_at):
@@ -533,7 +533,7 @@ def redemptions(
 
 def redemption_by_code(conn: sqlite3.Connection, code: str) -> Redemption:
     """The redemption with this code, typed in any case; raises NotFound."""
-    row = conn.execute(f"{_REDEMPTION_SELECT} WHERE r.code = ?", (_normal_code(code),)).fetchone()
+    row = conn.execute(_REDEMPTION_SELECT + " WHERE r.code = ?", (_normal_code(code),)).fetchone()
     if row is None:
         raise NotFound(f"no redemption with code {code!r}")
     return _redemption(row)
