@@ -150,8 +150,11 @@ async def _member(
     rng: random.Random,
     tally: Tally,
     think: float = 0.0,
+    record_from: float = 0.0,
 ) -> None:
     weights = [w for w, _ in MIX]
+    if think:  # people do not all start at the same instant
+        await asyncio.sleep(rng.uniform(0, 2 * think))
     while time.perf_counter() < deadline:
         _, steps = rng.choices(MIX, weights)[0]
         for kind, payload in steps:
@@ -173,8 +176,9 @@ async def _member(
                 tally.timeouts += 1
                 break
             latency = time.perf_counter() - started
-            tally.latencies.append(latency)
-            tally.by_step.setdefault(payload, []).append(latency)
+            if started >= record_from:  # the warm-up is not counted
+                tally.latencies.append(latency)
+                tally.by_step.setdefault(payload, []).append(latency)
             await _settle(emu, chat)
             if think:  # a person reads the answer before the next tap
                 await asyncio.sleep(rng.expovariate(1 / think))
@@ -228,20 +232,22 @@ async def run_load(
             gc.collect()
             gc.freeze()
             gc.disable()
-            warm = Tally()
-            end = time.perf_counter() + warmup
-            await asyncio.gather(
-                *(
-                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), warm, think)
-                    for i in range(1, concurrent + 1)
-                )
-            )
+            # One continuous run; steps begun during the warm-up are not counted (a second
+            # run would start every member at once, a burst no crowd produces).
             tally = Tally()
-            started = time.perf_counter()
+            started = time.perf_counter() + warmup
             end = started + seconds
             await asyncio.gather(
                 *(
-                    _member(emu, TELEGRAM_BASE + i, end, random.Random(rng.random()), tally, think)
+                    _member(
+                        emu,
+                        TELEGRAM_BASE + i,
+                        end,
+                        random.Random(rng.random()),
+                        tally,
+                        think,
+                        started,
+                    )
                     for i in range(1, concurrent + 1)
                 )
             )

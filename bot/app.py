@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,6 +153,10 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
+    # Everything built at start (catalogs, configuration, handlers) lives as long as the bot:
+    # keep it out of the collector's full passes, which otherwise pause every member at once.
+    gc.collect()
+    gc.freeze()
 
 
 def _schedule_jobs(app: BotApp) -> None:
