@@ -25,7 +25,7 @@ from bot.config import Config
 from bot.i18n import I18n
 from bot.rules import RuleError, award_purchase, parse_amount
 from storage.errors import Conflict, NotFound
-from storage.ledger import EarnRequest, OperationResult, earn_many
+from storage.ledger import EarnRequest, OperationResult, earn_many, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
@@ -296,6 +296,7 @@ class _Writer:
             found = member_ids_by_code(self.conn, lookup)
             self.members.update((code, found.get(code)) for code in lookup)
         rejected: list[RejectedRow] = []
+        refused_by_rule: list[tuple[str, RejectedRow]] = []
         requests: list[EarnRequest] = []
         written: list[_Candidate] = []
         for item in prepared:
@@ -308,7 +309,7 @@ class _Writer:
                 message = f"no member has the code {code}"
                 rejected.append(RejectedRow(line, "member_unknown", message, tuple(fields)))
             elif isinstance(outcome, RejectedRow):
-                rejected.append(outcome)
+                refused_by_rule.append((receipt, outcome))
             else:
                 points, expires_at, meta = outcome
                 requests.append(
@@ -325,6 +326,16 @@ class _Writer:
                     )
                 )
                 written.append(item)
+        if refused_by_rule:
+            # A receipt imported before whose points have since expired (or that today's
+            # rules would refuse) is already in the ledger: report it as such, not as bad.
+            known = existing_keys(self.conn, [f"purchase:{r}" for r, _row in refused_by_rule])
+            for receipt, row in refused_by_rule:
+                if f"purchase:{receipt}" in known:
+                    self.summary.replayed += 1
+                else:
+                    rejected.append(row)
+            rejected.sort(key=lambda r: r.line)
         if requests:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open).
             results = earn_many(self.conn, requests)

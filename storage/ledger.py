@@ -1189,6 +1189,21 @@ def _require_member(conn: sqlite3.Connection, member_id: int) -> None:
         raise NotFound(f"no member {member_id}")
 
 
+def existing_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """Which of these idempotency keys the ledger has already applied."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            row[0]
+            for row in conn.execute(
+                "SELECT idempotency_key FROM operations"
+                " WHERE idempotency_key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys[start : start + 500])),),
+            )
+        )
+    return found
+
+
 def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
     """Spendable points (unexpired remainders), their expiry schedule and lifetime earnings;
     raises NotFound."""

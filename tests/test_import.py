@@ -210,6 +210,21 @@ def test_columns_may_come_in_any_order_and_blank_lines_are_ignored(
 # --- re-import ------------------------------------------------------------------------------
 
 
+def test_a_receipt_imported_long_ago_is_already_imported_not_expired(
+    conn: sqlite3.Connection, config: Config, codes: dict[str, str]
+) -> None:
+    row = f"OLD-1,{codes['alice']},50.00,general,2025-02-01T10:00:00"
+    then = datetime(2025, 2, 2, 12, 0, tzinfo=SHANGHAI)
+    header = "receipt_id,member_code,amount,category,purchased_at\n"
+    first = import_purchases(conn, [header, row + "\n"], config, actor="t", now=then)
+    assert first.imported == 1
+    # A year and more later the nightly file is replayed: its points have expired meanwhile.
+    again = run(conn, config, row, "NEW-1," + row.split(",", 1)[1])
+    assert (again.imported, again.replayed) == (0, 1)
+    assert [r.reason for r in again.rejected] == ["expired"]  # the new receipt, truly too old
+    assert operation_count(conn) == 1
+
+
 def test_re_import_writes_nothing_and_reports_every_row_as_already_imported(
     conn: sqlite3.Connection, config: Config, codes: dict[str, str]
 ) -> None:
