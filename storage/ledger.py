@@ -500,6 +500,32 @@ def load_result(
 # --- operations ----------------------------------------------------------------------------
 
 
+def _prepare_earn(req: EarnRequest) -> tuple[str, int | None, int, str | None]:
+    """Validate a credit and compute (fingerprint, expires_ts, now_ts, meta_json), the same
+    for `earn` and `earn_many`; raises InvalidRequest."""
+    _positive(req.points)
+    if req.kind not in EARN_KINDS:
+        raise InvalidRequest(f"unknown earn kind {req.kind!r}")
+    now_ts = _ts(req.now)
+    expires_ts = _ts_or_none(req.expires_at)
+    if expires_ts is not None and expires_ts <= now_ts:
+        raise InvalidRequest("points would expire the moment they are earned")
+    meta_json = _meta_json(req.meta)
+    fingerprint = _fingerprint(
+        {
+            "op": "earn",
+            "member": req.member_id,
+            "points": req.points,
+            "kind": req.kind,
+            "expires_at": expires_ts,
+            "reason": req.reason,
+            "reference": req.reference,
+            "meta": meta_json,
+        }
+    )
+    return fingerprint, expires_ts, now_ts, meta_json
+
+
 def earn(
     conn: sqlite3.Connection,
     member_id: int,
@@ -516,25 +542,8 @@ def earn(
 ) -> OperationResult:
     """Credit a member from the `kind` source as one new lot; raises NotFound, Conflict,
     InvalidRequest."""
-    _positive(points)
-    if kind not in EARN_KINDS:
-        raise InvalidRequest(f"unknown earn kind {kind!r}")
-    now_ts = _ts(now)
-    expires_ts = _ts_or_none(expires_at)
-    if expires_ts is not None and expires_ts <= now_ts:
-        raise InvalidRequest("points would expire the moment they are earned")
-    meta_json = _meta_json(meta)
-    fingerprint = _fingerprint(
-        {
-            "op": "earn",
-            "member": member_id,
-            "points": points,
-            "kind": kind,
-            "expires_at": expires_ts,
-            "reason": reason,
-            "reference": reference,
-            "meta": meta_json,
-        }
+    fingerprint, expires_ts, now_ts, meta_json = _prepare_earn(
+        EarnRequest(member_id, points, kind, key, actor, expires_at, now, reason, reference, meta)
     )
     with atomic(conn):
         if (stored := _replay(conn, key, fingerprint)) is not None:
@@ -1055,30 +1064,9 @@ def earn_many(
     prepared: dict[int, tuple[str, int | None, int, str | None]] = {}
     for index, req in enumerate(requests):
         try:
-            _positive(req.points)
-            if req.kind not in EARN_KINDS:
-                raise InvalidRequest(f"unknown earn kind {req.kind!r}")
-            now_ts = _ts(req.now)
-            expires_ts = _ts_or_none(req.expires_at)
-            if expires_ts is not None and expires_ts <= now_ts:
-                raise InvalidRequest("points would expire the moment they are earned")
-            meta_json = _meta_json(req.meta)
+            prepared[index] = _prepare_earn(req)
         except StoreError as exc:
             outcomes[index] = exc
-            continue
-        fingerprint = _fingerprint(
-            {
-                "op": "earn",
-                "member": req.member_id,
-                "points": req.points,
-                "kind": req.kind,
-                "expires_at": expires_ts,
-                "reason": req.reason,
-                "reference": req.reference,
-                "meta": meta_json,
-            }
-        )
-        prepared[index] = (fingerprint, expires_ts, now_ts, meta_json)
 
     with atomic(conn):
         keys = sorted({requests[i].key for i in prepared})
