@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from bot.config import Config, StorageConfig, load_config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from handlers.common import BotApp, Services
+from storage.audit import audit
+from storage.members import Member
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 ADMIN_ID = 100000001  # the sample programme's operator
@@ -73,3 +76,35 @@ async def sandbox(
         app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
         async with running(app, poll_timeout=1):
             yield Sandbox(emu, app, config)
+
+
+# Lots seeded by `member_with` last about 200 days from the start of the run.
+SEED_EXPIRY = datetime.now(UTC) + timedelta(days=200)
+
+
+async def member_with(sandbox: Sandbox, user_id: int, points: int, lang: str = "zh-hans") -> Member:
+    """A member who sent /start, holding `points` in one lot expiring at SEED_EXPIRY."""
+    await sandbox.member(user_id, language_code=lang).send("/start")
+    member = await sandbox.services.members.by_telegram_id(user_id)
+    assert member is not None
+    if points:
+        await sandbox.services.ledger.earn(
+            member.id,
+            points,
+            kind="purchase",
+            key=f"seed:{user_id}",
+            actor="t",
+            expires_at=SEED_EXPIRY,
+        )
+    return member
+
+
+async def available(sandbox: Sandbox, member: Member) -> int:
+    """The member's spendable points now."""
+    return (await sandbox.services.ledger.balance(member.id)).available
+
+
+async def assert_audit_ok(sandbox: Sandbox) -> None:
+    """The running bot's ledger (and mall, games, surveys) passes the audit."""
+    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
+    assert report.ok, str(report)

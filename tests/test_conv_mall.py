@@ -10,32 +10,7 @@ import pytest
 
 from bot.config import Config, MallDiscount, MallItem
 from bot.sandbox.client import ChatClient
-from storage.audit import audit
-from storage.members import Member
-from tests.conftest import Sandbox
-
-EXPIRY = datetime.now(UTC) + timedelta(days=200)
-
-
-async def member_with(sandbox: Sandbox, user_id: int, points: int, lang: str = "zh-hans") -> Member:
-    """A registered member holding `points` (one lot expiring in about 200 days)."""
-    await sandbox.member(user_id, language_code=lang).send("/start")
-    member = await sandbox.services.members.by_telegram_id(user_id)
-    assert member is not None
-    if points:
-        await sandbox.services.ledger.earn(
-            member.id, points, kind="purchase", key=f"seed:{user_id}", actor="t", expires_at=EXPIRY
-        )
-    return member
-
-
-async def available(sandbox: Sandbox, member: Member) -> int:
-    return (await sandbox.services.ledger.balance(member.id)).available
-
-
-async def assert_audit_ok(sandbox: Sandbox) -> None:
-    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
-    assert report.ok, str(report)
+from tests.conftest import SEED_EXPIRY, Sandbox, assert_audit_ok, available, member_with
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +40,7 @@ async def test_browse_redeem_and_confirm(sandbox: Sandbox) -> None:
     assert "所需积分：300" in card and "库存：剩余 200 件" in card and "每人限兑 2 件" in card
     await chat.tap("🎁 兑换")
     confirmation = chat.last_text or ""
-    day = (EXPIRY.astimezone(sandbox.config.program.tz) - timedelta(microseconds=1)).date()
+    day = (SEED_EXPIRY.astimezone(sandbox.config.program.tz) - timedelta(microseconds=1)).date()
     assert confirmation.splitlines()[:4] == [
         "请确认兑换：帆布环保购物袋",
         "所需积分：300",
@@ -299,7 +274,7 @@ async def test_voucher_return_inside_the_window_refunds_at_once(sandbox: Sandbox
     assert (chat.last_text or "").endswith("已退回，800 积分已返还到您的账户。")
     assert await available(sandbox, member) == 1000
     lots = await sandbox.services.ledger.lots(member.id)
-    assert {lot.expires_at for lot in lots if lot.remainder} == {EXPIRY.replace(microsecond=0)}
+    assert {lot.expires_at for lot in lots if lot.remainder} == {SEED_EXPIRY.replace(microsecond=0)}
     await assert_audit_ok(sandbox)
 
 

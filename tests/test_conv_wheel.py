@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from bot.config import Config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import SandboxMessage
-from storage.audit import audit
 from storage.members import Member
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, assert_audit_ok, available, member_with
 from tests.games_support import BAG, P10, P100, THANKS, ForcedDraws, today_local, with_wheel
-
-EXPIRY = datetime.now(UTC) + timedelta(days=200)
 
 
 @pytest.fixture
@@ -26,30 +23,9 @@ def configure() -> list[Callable[[Config], Config]]:
     return [with_wheel()]
 
 
-async def member_with(sandbox: Sandbox, user_id: int, points: int, lang: str = "zh-hans") -> Member:
-    """A registered member holding `points`."""
-    await sandbox.member(user_id, language_code=lang).send("/start")
-    member = await sandbox.services.members.by_telegram_id(user_id)
-    assert member is not None
-    if points:
-        await sandbox.services.ledger.earn(
-            member.id, points, kind="purchase", key=f"seed:{user_id}", actor="t", expires_at=EXPIRY
-        )
-    return member
-
-
-async def available(sandbox: Sandbox, member: Member) -> int:
-    return (await sandbox.services.ledger.balance(member.id)).available
-
-
 async def game_operations(sandbox: Sandbox, member: Member) -> list[tuple[str, int]]:
     statement = await sandbox.services.ledger.history(member.id, limit=100)
     return [(line.kind, line.points) for line in statement.lines if line.kind.startswith("game")]
-
-
-async def assert_audit_ok(sandbox: Sandbox) -> None:
-    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
-    assert report.ok, str(report)
 
 
 @pytest.fixture(autouse=True)
