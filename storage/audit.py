@@ -29,6 +29,8 @@ GAME_TRIGGERS: Final = (
     "game_vouchers_used_once",
     "game_vouchers_no_delete",
 )
+# The day's prize totals (storage/migrations/0007_game_budget.sql).
+BUDGET_TRIGGERS: Final = ("game_plays_count_budget", "game_day_budget_no_delete")
 SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
 # Triggers surveys and suggestions rest on (storage/migrations/0006_surveys.sql).
 SURVEY_TRIGGERS: Final = (
@@ -270,6 +272,21 @@ _GAME_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+# The daily budget's running totals against the plays (only once migration 7 created them).
+_BUDGET_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        # The day's prize total the budget reads is the sum of that day's plays.
+        "game_day_budget",
+        "day, prize total, sum of plays",
+        "SELECT d, t, s FROM (SELECT g.local_day AS d, b.prize_points AS t,"
+        " sum(g.prize_points) AS s FROM game_plays AS g"
+        " LEFT JOIN game_day_budget AS b ON b.local_day = g.local_day GROUP BY g.local_day"
+        " UNION ALL SELECT b.local_day, b.prize_points, 0 FROM game_day_budget AS b"
+        " WHERE NOT EXISTS (SELECT 1 FROM game_plays AS g WHERE g.local_day = b.local_day))"
+        " WHERE t IS NOT s",
+    ),
+)
+
 # Surveys and suggestions against the ledger (only once migration 6 created their tables): a
 # reward is paid exactly for a completed response or an approved suggestion, once, by a
 # 'survey' operation of the right member, amount and key; and a completed response answered
@@ -365,6 +382,9 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             summary["game_plays"] = int(
                 conn.execute("SELECT count(*) FROM game_plays").fetchone()[0]
             )
+        has_budget = "game_day_budget" in tables
+        if has_budget:
+            row_checks += _BUDGET_CHECKS
         has_surveys = all(table in tables for table in SURVEY_TABLES)
         if has_surveys:
             row_checks += _SURVEY_CHECKS
@@ -389,6 +409,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += GAME_TRIGGERS
         if has_surveys:
             required += SURVEY_TRIGGERS
+        if has_budget:
+            required += BUDGET_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)

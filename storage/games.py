@@ -264,10 +264,9 @@ def _usage(conn: sqlite3.Connection, member_id: int, game: str, day: date) -> Da
         (member_id, game, day.isoformat()),
     ).fetchone()[0]
     used = conn.execute(
-        "SELECT coalesce(sum(prize_points), 0) FROM game_plays WHERE local_day = ?",
-        (day.isoformat(),),
-    ).fetchone()[0]
-    return DayUsage(int(plays), int(used))
+        "SELECT prize_points FROM game_day_budget WHERE local_day = ?", (day.isoformat(),)
+    ).fetchone()
+    return DayUsage(int(plays), 0 if used is None else int(used[0]))
 
 
 def _new_code(conn: sqlite3.Connection) -> str:
@@ -654,7 +653,7 @@ class Games:
 
     async def day_usage(self, member_id: int, game: str, day: date) -> DayUsage:
         """The member's plays of `game` on local `day`, and the prize points paid that day."""
-        return await self._store.read(lambda c: day_usage(c, member_id, game, day))
+        return await self._store.lookup(lambda c: day_usage(c, member_id, game, day))
 
     async def create_offer(
         self,
@@ -711,7 +710,7 @@ class Games:
 
     async def card(self, card_id: int, member_id: int) -> Play:
         """One of the member's scratch cards; raises NotFound."""
-        return await self._store.read(lambda c: card(c, card_id, member_id))
+        return await self._store.lookup(lambda c: card(c, card_id, member_id))
 
     async def scratch(
         self,
@@ -745,15 +744,15 @@ class Games:
 
     async def unrevealed_cards(self, member_id: int, *, limit: int = 5) -> list[Play]:
         """The member's scratch cards still to be scratched, oldest first."""
-        return await self._store.read(lambda c: unrevealed_cards(c, member_id, limit=limit))
+        return await self._store.lookup(lambda c: unrevealed_cards(c, member_id, limit=limit))
 
     async def vouchers(self, member_id: int, *, limit: int = 10) -> tuple[list[PrizeVoucher], int]:
         """The member's newest prize vouchers and the total."""
-        return await self._store.read(lambda c: vouchers(c, member_id, limit=limit))
+        return await self._store.lookup(lambda c: vouchers(c, member_id, limit=limit))
 
     async def voucher_by_code(self, code: str) -> PrizeVoucher:
         """The prize voucher with this code; raises NotFound."""
-        return await self._store.read(lambda c: voucher_by_code(c, code))
+        return await self._store.lookup(lambda c: voucher_by_code(c, code))
 
     async def use_voucher(
         self, code: str, *, actor: str, now: datetime | None = None

@@ -266,6 +266,24 @@ def test_the_budget_falls_back_once_spent_across_members_and_games(
     assert fresh.prize_points == 100
 
 
+def test_a_database_with_plays_keeps_its_budget_totals_through_the_upgrade(
+    conn: sqlite3.Connection,
+) -> None:
+    alice, bob = new_member(conn, 1), new_member(conn, 2)
+    rules = PlayRules(cost=0, free_per_day=0, daily_limit=10, daily_budget=1000)
+    for member in (alice, bob, alice):
+        play(conn, offer(conn, member, 0), member, rules=rules)
+    # The same plays in a database from before the totals existed (schema 6), upgraded.
+    conn.executescript(
+        "DROP TRIGGER game_plays_count_budget; DROP TRIGGER game_day_budget_no_delete;"
+        " DROP TABLE game_day_budget; PRAGMA user_version = 6;"
+    )
+    assert migrate(conn) == [7]
+    assert games.day_usage(conn, bob, "wheel", DAY).budget_used == 300
+    rules = PlayRules(cost=0, free_per_day=0, daily_limit=10, daily_budget=350)
+    assert play(conn, offer(conn, bob, 0), bob, rules=rules).budget_fallback
+
+
 def test_a_fallback_voucher_is_issued(conn: sqlite3.Connection) -> None:
     alice = new_member(conn)
     rules = PlayRules(cost=0, free_per_day=0, daily_limit=10, daily_budget=0)
@@ -427,6 +445,7 @@ def test_a_voucher_is_used_once_and_not_after_it_expires(conn: sqlite3.Connectio
         "DELETE FROM game_offers",
         "UPDATE game_vouchers SET code = 'AAAAAAAA'",
         "DELETE FROM game_vouchers",
+        "DELETE FROM game_day_budget",
     ],
 )
 def test_history_cannot_be_rewritten(conn: sqlite3.Connection, statement: str) -> None:
@@ -469,7 +488,7 @@ def test_the_audit_finds_a_prize_that_does_not_match_its_operation(tmp_path: Pat
     conn.execute("DROP TRIGGER game_plays_fixed_identity")
     conn.execute("UPDATE game_plays SET prize_points = 1000, cost = 5 WHERE id = ?", (spun.id,))
     checks = {v.check for v in audit(conn, integrity="none").violations}
-    assert checks == {"game_cost", "game_prize", "triggers"}
+    assert checks == {"game_cost", "game_prize", "game_day_budget", "triggers"}
     conn.close()
 
 
