@@ -1582,7 +1582,7 @@ class Ledger:
     async def balance(self, member_id: int, now: datetime | None = None) -> Balance:
         """Spendable points and their expiry schedule; raises NotFound."""
         when = _now(now)
-        return await self._store.read(lambda c: balance(c, member_id, when))
+        return await self._store.lookup(lambda c: balance(c, member_id, when))
 
     async def plan_spend(
         self, member_id: int, points: int, now: datetime | None = None
@@ -1590,16 +1590,16 @@ class Ledger:
         """Which (expires_at, points) a spend would consume now; raises InsufficientPoints,
         NotFound, InvalidRequest."""
         when = _now(now)
-        return await self._store.read(lambda c: plan_spend(c, member_id, points, when))
+        return await self._store.lookup(lambda c: plan_spend(c, member_id, points, when))
 
     async def lots(self, member_id: int) -> list[Lot]:
         """Every lot of a member, oldest first."""
-        return await self._store.read(lambda c: lots(c, member_id))
+        return await self._store.lookup(lambda c: lots(c, member_id))
 
     async def history(self, member_id: int, *, offset: int = 0, limit: int = 20) -> Statement:
         """A page of the member's statement, newest first."""
-        return await self._store.read(lambda c: history(c, member_id, offset=offset, limit=limit))
+        return await self._store.lookup(lambda c: history(c, member_id, offset=offset, limit=limit))
 
     async def operation(self, operation_id: int) -> OperationRecord:
         """One operation in full; raises NotFound."""
-        return await self._store.read(lambda c: operation(c, operation_id))
+        return await self._store.lookup(lambda c: operation(c, operation_id))

@@ -720,15 +720,15 @@ class Mall:
 
     async def items(self) -> list[ItemState]:
         """Every SKU ever configured, by sku."""
-        return await self._store.read(items)
+        return await self._store.lookup(items)
 
     async def item(self, sku: str) -> ItemState:
         """One SKU's state; raises NotFound."""
-        return await self._store.read(lambda c: item(c, sku))
+        return await self._store.lookup(lambda c: item(c, sku))
 
     async def purchases_count(self, member_id: int, sku: str) -> int:
         """How many of the SKU the member holds toward its limit."""
-        return await self._store.read(lambda c: purchases_count(c, member_id, sku))
+        return await self._store.lookup(lambda c: purchases_count(c, member_id, sku))
 
     async def create_offer(
         self,
@@ -761,13 +761,13 @@ class Mall:
         self, member_id: int, *, offset: int = 0, limit: int = 10
     ) -> tuple[list[Redemption], int]:
         """A page of the member's redemptions, newest first, and the total."""
-        return await self._store.read(
+        return await self._store.lookup(
             lambda c: redemptions(c, member_id, offset=offset, limit=limit)
         )
 
     async def redemption_by_code(self, code: str) -> Redemption:
         """The redemption with this code, typed in any case; raises NotFound."""
-        return await self._store.read(lambda c: redemption_by_code(c, code))
+        return await self._store.lookup(lambda c: redemption_by_code(c, code))
 
     async def request_return(
         self,

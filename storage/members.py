@@ -218,7 +218,7 @@ class Members:
         if (cached := self._cache.get(telegram_id)) is not None:
             self._cache.move_to_end(telegram_id)
             return cached
-        member = await self._store.read(lambda c: _get_by_telegram_id(c, telegram_id))
+        member = await self._store.lookup(lambda c: _get_by_telegram_id(c, telegram_id))
         return None if member is None else self._remember(member)
 
     async def by_code(self, member_code: str) -> Member:
@@ -232,7 +232,7 @@ class Members:
                 raise NotFound(f"no member with code {member_code}")
             return _row_to_member(row)
 
-        return await self._store.read(fetch)
+        return await self._store.lookup(fetch)
 
     async def set_language(self, telegram_id: int, language: str | None) -> None:
         """Remember the member's /language choice (None: follow Telegram); raises NotFound."""

@@ -345,7 +345,7 @@ class Pushes:
 
     async def preferences(self, telegram_id: int) -> Preferences:
         """A member's preferences; raises NotFound."""
-        return await self._store.read(lambda c: preferences(c, telegram_id))
+        return await self._store.lookup(lambda c: preferences(c, telegram_id))
 
     async def set_birthday(
         self,
@@ -422,11 +422,11 @@ class Pushes:
 
     async def job_ran(self, job: str, day: date) -> bool:
         """True when the job finished for that local day."""
-        return await self._store.read(lambda c: job_ran(c, job, day))
+        return await self._store.lookup(lambda c: job_ran(c, job, day))
 
     async def last_run_day(self, job: str) -> date | None:
         """The latest local day the job finished for."""
-        return await self._store.read(lambda c: last_run_day(c, job))
+        return await self._store.lookup(lambda c: last_run_day(c, job))
 
     async def birthdays_on(self, dates: Sequence[tuple[int, int]]) -> list[BirthdayMember]:
         """Members whose birthday is one of `dates`."""

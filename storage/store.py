@@ -1,4 +1,4 @@
-"""The async SQLite store: one serialized writer, one reader, numbered migrations."""
+"""The async SQLite store: one serialized writer, a reader, inline lookups, migrations."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from storage.errors import MigrationError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+LOOKUP_CACHE_KIB = 16_384  # page cache of the inline lookup connection
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -109,6 +110,7 @@ class Store:
         self._migrate = migrate
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._lookup: sqlite3.Connection | None = None
 
     async def open(self) -> Store:
         """Open the writer and reader connections and apply pending migrations."""
@@ -125,10 +127,17 @@ class Store:
         )
         await self._call(self._reader, configure, self.synchronous)
         await self._call(self._reader, lambda c: c.execute("PRAGMA query_only = ON"))
+        self._lookup = connect_sync(self.path, synchronous=self.synchronous)
+        self._lookup.execute("PRAGMA query_only = ON")
+        self._lookup.execute("PRAGMA busy_timeout = 1000")  # never stall the loop for long
+        self._lookup.execute(f"PRAGMA cache_size = {-LOOKUP_CACHE_KIB}")  # a constant
         return self
 
     async def close(self) -> None:
-        """Close both connections; safe to call twice."""
+        """Close every connection; safe to call twice."""
+        if self._lookup is not None:
+            self._lookup.close()
+            self._lookup = None
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -168,6 +177,16 @@ class Store:
         if self._reader is None:
             raise RuntimeError("store is not open")
         return await self._call(self._reader, _in_read_snapshot, fn)
+
+    async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a short indexed read right here on the event loop, in one snapshot.
+
+        A lookup touching a handful of rows costs SQLite a few microseconds, less than the
+        hop to a reader thread and back, and it cannot queue behind the GIL like that thread
+        does under load. Scans (reports, sweeps, exports) belong in `read`."""
+        if self._lookup is None:
+            raise RuntimeError("store is not open")
+        return _in_read_snapshot(self._lookup, fn)
 
     async def version(self) -> int:
         """Return the database's schema version."""

@@ -978,15 +978,15 @@ class Surveys:
 
     async def progress(self, survey_id: str, member_id: int) -> Progress | None:
         """The member's response to a survey, or None."""
-        return await self._store.read(lambda c: progress(c, survey_id, member_id))
+        return await self._store.lookup(lambda c: progress(c, survey_id, member_id))
 
     async def responses(self, member_id: int) -> dict[str, Progress]:
         """Every response of the member, by survey id."""
-        return await self._store.read(lambda c: responses(c, member_id))
+        return await self._store.lookup(lambda c: responses(c, member_id))
 
     async def active_response(self, member_id: int) -> Progress | None:
         """The unfinished response the member touched last."""
-        return await self._store.read(lambda c: active_response(c, member_id))
+        return await self._store.lookup(lambda c: active_response(c, member_id))
 
     async def start(
         self, spec: SurveySpec, member_id: int, *, now: datetime | None = None
@@ -1200,7 +1200,7 @@ class Surveys:
 
     async def feedback_count(self, member_id: int, local_day: date) -> int:
         """How many suggestions the member sent on local `day`."""
-        return await self._store.read(lambda c: feedback_count(c, member_id, local_day))
+        return await self._store.lookup(lambda c: feedback_count(c, member_id, local_day))
 
     async def pending_feedback(self, *, limit: int) -> tuple[list[Feedback], int]:
         """The oldest pending suggestions and how many wait in all."""
@@ -1208,7 +1208,7 @@ class Surveys:
 
     async def feedback_item(self, feedback_id: int) -> Feedback:
         """One suggestion; raises NotFound."""
-        return await self._store.read(lambda c: feedback_item(c, feedback_id))
+        return await self._store.lookup(lambda c: feedback_item(c, feedback_id))
 
     async def review_feedback(
         self,
