@@ -88,6 +88,7 @@ def build_application(
     i18n: I18n | None = None,
     base_url: str | None = None,
     schedule_jobs: bool = True,
+    update_processor: PerMemberUpdateProcessor | None = None,
 ) -> BotApp:
     """Build the Application for this configuration (nothing is opened before it starts)."""
     quiet_http_logs()
@@ -106,7 +107,7 @@ def build_application(
         .job_queue(JobQueue[BotContext]())
         .persistence(persistence)
         # Members are served concurrently, each one's updates in order (bot/updates.py).
-        .concurrent_updates(PerMemberUpdateProcessor())
+        .concurrent_updates(update_processor or PerMemberUpdateProcessor())
         .request(AiohttpRequest())
         .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_post_init)

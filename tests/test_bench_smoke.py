@@ -14,7 +14,7 @@ def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     figures = re.findall(
         r"^(echo|pointsbot)\s+(?:saturated|think 0.1s)\s+10 members: ([\d,]+) updates/s,"
-        r" p50 [\d.]+ ms, p99 [\d.]+ ms,"
+        r" p50 [\d.]+ ms, p99 [\d.]+ ms \(handled p99 [\d.]+ ms\),"
         r" peak RSS (\d+) MB, timeouts (\d+)$",
         out,
         re.MULTILINE,
