@@ -101,7 +101,7 @@ async def purchase(update: Update, context: BotContext) -> None:
             _("admin.purchase.replayed", receipt=receipt or "-", points=result.points)
         )
         return
-    available = (await ledger.balance(member.id, now)).available
+    available = await ledger.available(member.id, now)
     category = award.category.name.get(_.language)
     if award.campaign is not None:
         category += _(
@@ -175,7 +175,7 @@ async def adjust(update: Update, context: BotContext) -> None:
             _("admin.adjust.insufficient", available=exc.available, requested=exc.requested)
         )
         return
-    available = (await ledger.balance(member.id, now)).available
+    available = await ledger.available(member.id, now)
     await message.reply_text(
         _(
             "admin.adjust.done",

@@ -279,7 +279,7 @@ async def _next_play(
     config = services.config
     day = local_today(now, config)
     usage = await services.games.day_usage(member_id, table.game, day)
-    available = (await services.ledger.balance(member_id, now)).available
+    available = await services.ledger.available(member_id, now)
     lines = [_("games.status", played=usage.plays, limit=table.daily_limit, points=available)]
     if usage.plays >= table.daily_limit:
         lines.append(_("games.limit_reached", limit=table.daily_limit))
@@ -507,7 +507,7 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     lines += _prize_lines(played, config, _)
     now = _now()
     status, button, _played = await _next_play(context, played.member_id, table, now, _)
-    available = (await services.ledger.balance(played.member_id, now)).available
+    available = await services.ledger.available(played.member_id, now)
     lines.append(_cost_line(played, available, _))
     lines += status[1:]  # the balance is in the cost line already
     if picture is not None and picture.numbered:
@@ -576,7 +576,7 @@ async def _buy(update: Update, context: BotContext, _: Texts, offer_id: int) -> 
     if result is None:
         return
     card, table = result
-    available = (await context.services.ledger.balance(card.member_id)).available
+    available = await context.services.ledger.available(card.member_id)
     lines, rows = _card_view(card, table, context.services.config, _, table.reveal_after)
     lines.append(_cost_line(card, available, _))
     await context.bot.send_message(
@@ -629,7 +629,7 @@ async def _scratch_cells(
     await query.answer()
     lines, rows = _card_view(card, table, config, _, reveal_after)
     if card.revealed:
-        available = (await services.ledger.balance(member.id, now)).available
+        available = await services.ledger.available(member.id, now)
         lines.append(_("games.balance", points=available))
         if table is not None:
             status, button, _played = await _next_play(context, member.id, table, now, _)

@@ -283,7 +283,7 @@ async def mall(update: Update, context: BotContext) -> None:
         return
     member = await member_for(user, context)
     _ = await texts_for(update, context)
-    available = (await context.services.ledger.balance(member.id)).available
+    available = await context.services.ledger.available(member.id)
     text, keyboard = _home(context.services.config, await _states(context), available, _)
     await message.reply_text(text, reply_markup=keyboard)
 
@@ -306,7 +306,7 @@ async def mall_callback(update: Update, context: BotContext) -> None:
     states = await _states(context)
     if action == "home":
         member = await member_for(user, context)
-        available = (await context.services.ledger.balance(member.id)).available
+        available = await context.services.ledger.available(member.id)
         await query.answer()
         await edit_in_place(update, *_home(config, states, available, _))
         return
@@ -376,7 +376,7 @@ async def _offer(
     except (SoldOut, NotAvailable, LimitReached) as exc:
         await query.answer(_(_refusal_key(exc), **_refusal_params(exc)), show_alert=True)
         return
-    available = (await services.ledger.balance(member.id, now)).available
+    available = await services.ledger.available(member.id, now)
     title = item.name.get(_.language)
     if yuan is not None:
         title = _("mall.deduction_title", name=title, yuan=yuan)
@@ -453,7 +453,7 @@ async def _settle_offer(
         return
     await query.answer()
     config = services.config
-    available = (await services.ledger.balance(member.id)).available
+    available = await services.ledger.available(member.id)
     text = _(
         "mall.redeemed",
         item=redemption_title(redemption, config, _),

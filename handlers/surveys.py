@@ -244,7 +244,7 @@ async def _completion_text(
         else:
             day = display_expiry(expiry, config).isoformat()
             lines.append(_("survey.rewarded", points=progress.reward_points, day=day))
-        available = (await services.ledger.balance(progress.member_id, services.clock())).available
+        available = await services.ledger.available(progress.member_id, services.clock())
         lines.append(_("survey.balance", points=available))
     lines.append(_("survey.more"))
     return "\n".join(lines)

@@ -1192,6 +1192,17 @@ def existing_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
     return found
 
 
+def available(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
+    """Spendable points: the unexpired remainders (0 for a member with none)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(remainder), 0) FROM lots"
+        " WHERE member_id = ? AND remainder > 0"
+        " AND coalesce(expires_at, 9223372036854775807) > ?",
+        (member_id, _ts(now)),
+    ).fetchone()
+    return int(row[0])
+
+
 def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
     """Spendable points (unexpired remainders), their expiry schedule and lifetime earnings;
     raises NotFound."""
@@ -1583,6 +1594,11 @@ class Ledger:
         """Spendable points and their expiry schedule; raises NotFound."""
         when = _now(now)
         return await self._store.lookup(lambda c: balance(c, member_id, when))
+
+    async def available(self, member_id: int, now: datetime | None = None) -> int:
+        """Spendable points now (one indexed query: for views that show only the total)."""
+        when = _now(now)
+        return await self._store.lookup(lambda c: available(c, member_id, when))
 
     async def plan_spend(
         self, member_id: int, points: int, now: datetime | None = None

@@ -78,6 +78,10 @@ def test_balance_groups_unexpired_remainders_by_expiry(conn: sqlite3.Connection)
     assert result.expiring == ((T0 + 5 * DAY, 25), (None, 20))
     assert result.available == 45
     assert result.lifetime_earned == 85
+    # The views that show only the total read it in one query, and agree.
+    assert ledger.available(conn, alice, now) == 45
+    assert ledger.available(conn, alice, T0 + 5 * DAY) == 20  # the 25 lapse at that instant
+    assert ledger.available(conn, alice, T0) == 80
 
 
 def test_lifetime_earned_ignores_refunds_and_transfers(conn: sqlite3.Connection) -> None:
@@ -98,6 +102,7 @@ def test_balance_of_unknown_member(conn: sqlite3.Connection) -> None:
         ledger.balance(conn, 999, T0)
     quiet = new_member(conn)
     assert ledger.balance(conn, quiet, T0) == ledger.Balance(quiet, 0, (), 0)
+    assert ledger.available(conn, quiet, T0) == 0
     assert ledger.history(conn, quiet) == ledger.Statement((), 0)
 
 

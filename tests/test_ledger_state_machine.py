@@ -340,6 +340,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for member_id in self.member_ids:
             balance = ledger.balance(self.conn, member_id, at(self.now))
             assert balance.available == self.available(member_id)
+            assert ledger.available(self.conn, member_id, at(self.now)) == balance.available
 
 
 LedgerMachine.TestCase.settings = settings(
