@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, JobQueue
+from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, JobQueue
 
 import handlers
 from bot.config import LANGUAGES, Config
@@ -18,6 +18,7 @@ from bot.i18n import I18n
 from bot.jobs import Scheduler, Sender
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.policy import with_announced
+from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor
 from handlers.common import BotApp, BotContext, Services, texts_for
@@ -99,24 +100,29 @@ def build_application(
     # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
     store = Store(config.storage.path, synchronous=config.storage.synchronous)
     persistence = StorePersistence(store)
+    request, updates_request = AiohttpRequest(), AiohttpRequest(connection_pool_size=2)
+    defaults = Defaults(tzinfo=config.program.tz)
+    url = base_url or config.telegram.base_url
+    if url:  # the sandbox or a self-hosted Bot API server
+        file_url = url.replace("/bot", "/file/bot", 1)
+        bot = MemberBot(token, url, file_url, request, updates_request, defaults=defaults)
+    else:  # PTB's default, the public Bot API
+        bot = MemberBot(
+            token, request=request, get_updates_request=updates_request, defaults=defaults
+        )
+    member_bot: ExtBot[None] = bot  # handlers see a plain ExtBot
     builder = (
         ApplicationBuilder()
-        .token(token)
+        .bot(member_bot)
         .context_types(context_types)
-        .defaults(Defaults(tzinfo=config.program.tz))
         .job_queue(JobQueue[BotContext]())
         .persistence(persistence)
         # Members are served concurrently, each one's updates in order (bot/updates.py).
         .concurrent_updates(update_processor or PerMemberUpdateProcessor())
-        .request(AiohttpRequest())
-        .get_updates_request(AiohttpRequest(connection_pool_size=2))
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
     )
-    url = base_url or config.telegram.base_url
-    if url:
-        builder = builder.base_url(url).base_file_url(url.replace("/bot", "/file/bot", 1))
     app: BotApp = builder.build()
     services = app.bot_data
     services.config = config

@@ -15,6 +15,8 @@ from typing import Any, Final
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from bot.sending import resume_reading_back, stop_reading_back
+
 # PTB's own semaphore is taken before our per-member lock; set so high it never blocks,
 # so updates waiting behind their member's lock do not occupy the real slots below.
 _UNBOUNDED: Final = 1_000_000
@@ -61,17 +63,22 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
             await self.initialize()
         assert self._slots is not None
         key = member_key(update)
-        if key is None:
-            async with self._slots:
-                await coroutine
-            return
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._queued[key] = self._queued.get(key, 0) + 1
+        # Replies are sent, not read back (bot/sending.py); this task serves one update.
+        reading = stop_reading_back()
         try:
-            async with lock, self._slots:
-                await coroutine
+            if key is None:
+                async with self._slots:
+                    await coroutine
+                return
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            self._queued[key] = self._queued.get(key, 0) + 1
+            try:
+                async with lock, self._slots:
+                    await coroutine
+            finally:
+                self._queued[key] -= 1
+                if not self._queued[key]:
+                    del self._queued[key]
+                    del self._locks[key]
         finally:
-            self._queued[key] -= 1
-            if not self._queued[key]:
-                del self._queued[key]
-                del self._locks[key]
+            resume_reading_back(reading)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from telegram import Chat, Message, Update, User
 
+from bot.sending import read_back
 from bot.updates import PerMemberUpdateProcessor, member_key
 from tests.conftest import Sandbox
 
@@ -74,3 +75,30 @@ async def test_replies_keep_the_order_members_wrote_in(sandbox: Sandbox) -> None
     await chat.send("/balance", expect=3)
     texts = [m.text or "" for m in chat.bot_messages][-3:]
     assert texts[0].startswith("📜") and "/balance" in texts[1] and texts[2].startswith("💰")
+
+
+async def test_replies_are_sent_but_not_read_back_while_an_update_is_served(
+    sandbox: Sandbox,
+) -> None:
+    chat = sandbox.member(4101)
+    bot = sandbox.app.bot
+    results: list[object] = []
+
+    async def handle() -> None:
+        results.append(await bot.send_message(4101, "inside"))
+        with read_back():
+            results.append(await bot.send_message(4101, "read back"))
+
+    processor = PerMemberUpdateProcessor()
+    async with processor:
+        await processor.process_update(text_update(1, 4101, "hi"), handle())
+    # Outside an update (a job, the outbox sender) the sent message is read back as usual.
+    outside = await bot.send_message(4101, "outside")
+    assert results[0] is True
+    assert isinstance(results[1], Message) and results[1].text == "read back"
+    assert isinstance(outside, Message) and outside.text == "outside"
+    assert [m.text for m in chat.messages if m.from_bot][-3:] == [
+        "inside",
+        "read back",
+        "outside",
+    ]
