@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ KINDS: Final = frozenset({"goods", "voucher", "deduction", "service"})
 OPEN_STATUSES: Final = ("issued", "return_requested", "return_rejected")
 CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH: Final = 8
+ITEM_STATES_TTL: Final = 1.0  # seconds a shelf may show stock changed by another process
 
 
 # --- results -------------------------------------------------------------------------------
@@ -705,10 +707,16 @@ class Mall:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # Every view of a shelf shows every item's stock: (read at, states), kept until a
+        # mall write here or ITEM_STATES_TTL seconds, whichever comes first.
+        self._states: tuple[float, tuple[ItemState, ...]] | None = None
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(_as_sole_operation(fn))
+        try:
+            return await self._store.write(_as_sole_operation(fn))
+        finally:
+            self._states = None  # stock, sales or listing may have changed
 
     async def sync_catalog(
         self, entries: Sequence[CatalogEntry], now: datetime | None = None
@@ -719,8 +727,13 @@ class Mall:
         await self._write(lambda c: sync_catalog(c, chosen, when))
 
     async def items(self) -> list[ItemState]:
-        """Every SKU ever configured, by sku."""
-        return await self._store.lookup(items)
+        """Every SKU ever configured, by sku (at most ITEM_STATES_TTL seconds old; a redemption
+        or any other mall write through this object is seen at once)."""
+        now = time.monotonic()
+        cached = self._states
+        if cached is None or now - cached[0] >= ITEM_STATES_TTL:
+            cached = self._states = (now, tuple(await self._store.lookup(items)))
+        return list(cached[1])
 
     async def item(self, sku: str) -> ItemState:
         """One SKU's state; raises NotFound."""

@@ -280,6 +280,29 @@ async def test_50_members_race_for_10_units(tmp_path: Path) -> None:
         assert report.ok, str(report)
 
 
+async def test_shelves_show_a_sale_at_once_and_outside_changes_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(mall.time, "monotonic", lambda: clock[0])
+    async with Store(tmp_path / "mall.db") as store:
+        shop = Mall(store)
+        await shop.sync_catalog([entry(stock=5, price=100)], now=T0)
+        member, _ = await Members(store).register(Profile(1, "m"), now=T0)
+        await Ledger(store).earn(
+            member.id, 500, kind="purchase", key="seed", actor="pos", expires_at=None, now=T0
+        )
+        assert [s.left for s in await shop.items()] == [5]
+        pending = await shop.create_offer(member.id, "BAG-01", 100, ttl=TTL, now=T0)
+        await shop.redeem(pending.id, member.id, actor="m", now=T0)
+        assert [s.left for s in await shop.items()] == [4]  # this process's sale: at once
+        # Stock set by another process (another Mall on the database) shows within a second.
+        await store.write(lambda c: mall.set_stock(c, "BAG-01", 2, now=T0))
+        assert [s.left for s in await shop.items()] == [4]
+        clock[0] += mall.ITEM_STATES_TTL
+        assert [s.left for s in await shop.items()] == [2]
+
+
 def test_not_enough_points_gives_the_unit_back(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry(stock=1)], T0)
     poor, rich = new_member(conn, 1, points=60), new_member(conn, 2)
