@@ -318,12 +318,20 @@ class WheelPicture:
 
     png: bytes
     numbered: bool
+    # What was drawn (labels, weights, winner, stop, badge): the same key, the same picture.
+    key: tuple[object, ...] = ()
 
 
 # At most this many finished pictures are kept (about 80 KB each).
 PICTURE_CACHE = 128
 # Where in its slice the pointer may rest: a few stops, so pictures repeat and are cached.
 STOPS_PER_SLICE = 8
+
+
+def _picture_key(
+    labels: Sequence[str], weights: Sequence[int], winner: int, position: float, badge: str
+) -> tuple[object, ...]:
+    return (tuple(labels), tuple(weights), winner, round(position, 3), badge)
 
 
 class WheelPainter:
@@ -364,19 +372,33 @@ class WheelPainter:
     ) -> WheelPicture:
         """The wheel stopped with the pointer on slice `winner`, `position` (0..1) of the way
         through it; `badge` (e.g. "×2") is written on the hub."""
-        if not 0 <= winner < len(weights) or len(labels) != len(weights):
-            raise ValueError("the winner must be one of the slices")
-        key = (tuple(labels), tuple(weights), winner, round(position, 3), badge)
-        with self._lock:
-            if (cached := self._pictures.get(key)) is not None:
-                self._pictures.move_to_end(key)
-                return cached
-        picture = self._render(labels, weights, winner, position, badge)
+        if (cached := self.cached(labels, weights, winner, position, badge)) is not None:
+            return cached
+        key = _picture_key(labels, weights, winner, position, badge)
+        picture = self._render(labels, weights, winner, position, badge, key)
         with self._lock:
             self._pictures[key] = picture
             while len(self._pictures) > PICTURE_CACHE:
                 self._pictures.popitem(last=False)
         return picture
+
+    def cached(
+        self,
+        labels: Sequence[str],
+        weights: Sequence[int],
+        winner: int,
+        position: float,
+        badge: str = "",
+    ) -> WheelPicture | None:
+        """The picture `render` would return, if it is drawn already (no drawing here, so a
+        caller on the event loop need not hop to a thread for it)."""
+        if not 0 <= winner < len(weights) or len(labels) != len(weights):
+            raise ValueError("the winner must be one of the slices")
+        key = _picture_key(labels, weights, winner, position, badge)
+        with self._lock:
+            if (cached := self._pictures.get(key)) is not None:
+                self._pictures.move_to_end(key)
+            return cached
 
     def _render(
         self,
@@ -385,6 +407,7 @@ class WheelPainter:
         winner: int,
         position: float,
         badge: str,
+        key: tuple[object, ...],
     ) -> WheelPicture:
         numbered = not self.can_label(labels)
         texts = tuple(str(i + 1) for i in range(len(labels))) if numbered else tuple(labels)
@@ -401,7 +424,7 @@ class WheelPainter:
         frame.paste(overlay, (0, 0), overlay)
         out = io.BytesIO()
         frame.save(out, format="PNG", compress_level=3)
-        return WheelPicture(out.getvalue(), numbered)
+        return WheelPicture(out.getvalue(), numbered, key)
 
     # -- the cached parts --
 

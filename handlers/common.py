@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from telegram import InlineKeyboardMarkup, Message, Update, User
@@ -42,6 +43,8 @@ class Services:
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
         self.chosen_language: dict[int, str | None] = {}
+        # Telegram's file id of each picture uploaded once (a wheel stop), by picture key.
+        self.uploaded_photos: OrderedDict[tuple[object, ...], str] = OrderedDict()
         # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
         self.game_random: RandomSource = SystemRandomSource()
         # "Now" for jobs and rules that depend on the day; tests replace it.

@@ -20,9 +20,11 @@ from bot.config import Config, GameCampaign, GamePrize, ScratchConfig
 from bot.i18n import N_
 from bot.qr import qr_png
 from bot.rules import display_expiry, end_of_day, expires_at, local_today
+from bot.sending import read_back
 from bot.wheel import (
     CELLS,
     GAMES,
+    PICTURE_CACHE,
     STOPS_PER_SLICE,
     GameTable,
     WheelPicture,
@@ -488,15 +490,14 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
         campaign = next((c for c in config.wheel.campaigns if c.id == played.campaign), None)
     badge = "" if campaign is None else f"×{format(campaign.multiplier.normalize(), 'f')}"
     picture: WheelPicture | None = None
+    painter = painter_for(config.wheel.font)
+    weights = [p.weight for p in table.prizes]
     try:
-        picture = await asyncio.to_thread(
-            painter_for(config.wheel.font).render,
-            labels,
-            [p.weight for p in table.prizes],
-            winner,
-            position,
-            badge,
-        )
+        picture = painter.cached(labels, weights, winner, position, badge)
+        if picture is None:
+            picture = await asyncio.to_thread(
+                painter.render, labels, weights, winner, position, badge
+            )
     except Exception:  # the prize is won already: a drawing failure must not hide it
         log.exception("could not draw the wheel for play %s", played.id)
     drawn_label = prize_label(config, "wheel", played.drawn_prize_id, _)
@@ -520,10 +521,37 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     if picture is None:
         await context.bot.send_message(chat_id, "\n".join(lines), reply_markup=keyboard)
     else:
-        await context.bot.send_photo(
-            chat_id, picture.png, caption="\n".join(lines), reply_markup=keyboard
-        )
+        await _send_wheel(context, chat_id, picture, "\n".join(lines), keyboard)
     await _send_voucher_qr(context, chat_id, played.voucher, _)
+
+
+async def _send_wheel(
+    context: BotContext,
+    chat_id: int,
+    picture: WheelPicture,
+    caption: str,
+    keyboard: InlineKeyboardMarkup | None,
+) -> None:
+    """Send a wheel picture: uploaded the first time, then by the file id Telegram gave it
+    (a few dozen distinct pictures serve a festival's spins)."""
+    uploaded = context.services.uploaded_photos
+    file_id = uploaded.get(picture.key)
+    if file_id is not None:
+        try:
+            await context.bot.send_photo(chat_id, file_id, caption=caption, reply_markup=keyboard)
+            uploaded.move_to_end(picture.key)
+            return
+        except BadRequest:  # the file id is not (or no longer) valid: upload it again
+            log.warning("wheel picture file id refused; uploading it again")
+            uploaded.pop(picture.key, None)
+    with read_back():
+        sent = await context.bot.send_photo(
+            chat_id, picture.png, caption=caption, reply_markup=keyboard
+        )
+    if picture.key and sent.photo:
+        uploaded[picture.key] = sent.photo[-1].file_id
+        while len(uploaded) > PICTURE_CACHE:
+            uploaded.popitem(last=False)
 
 
 def _card_view(

@@ -11,10 +11,19 @@ import pytest
 
 from bot.config import Config
 from bot.sandbox.client import ChatClient
-from bot.sandbox.server import SandboxMessage
+from bot.sandbox.server import SandboxMessage, UploadedFile
 from storage.members import Member
 from tests.conftest import Sandbox, assert_audit_ok, available, member_with
-from tests.games_support import BAG, P10, P100, THANKS, ForcedDraws, today_local, with_wheel
+from tests.games_support import (
+    BAG,
+    P10,
+    P100,
+    THANKS,
+    TOTAL_WEIGHT,
+    ForcedDraws,
+    today_local,
+    with_wheel,
+)
 
 
 @pytest.fixture
@@ -112,6 +121,47 @@ async def test_a_paid_spin_costs_its_price(sandbox: Sandbox) -> None:
     assert "🎉 获得 10 积分" in caption and "本次花费 50 积分，余额 160 积分。" in caption
     assert await available(sandbox, member) == 160
     assert await game_operations(sandbox, member) == [("game", 10), ("game_play", -50)]
+
+
+class SameStop:
+    """Every spin lands on "thanks", with the pointer at the same stop: the same picture."""
+
+    def randbelow(self, n: int, /) -> int:
+        """The "thanks" ticket for a prize draw, 0 for the pointer's stop."""
+        return THANKS if n == TOTAL_WEIGHT else 0
+
+
+async def test_the_same_wheel_picture_is_uploaded_once_then_sent_by_file_id(
+    sandbox: Sandbox,
+) -> None:
+    await member_with(sandbox, 7110, 200)
+    chat = sandbox.member(7110)
+    sandbox.services.game_random = SameStop()
+    await chat.send("/wheel")
+    first = await spin(chat, "免费转一次")
+    second = await spin(chat, "转一次（50 积分）")
+    photos = [call.params["photo"] for call in sandbox.emu.calls if call.method == "sendPhoto"]
+    assert len(photos) == 2
+    assert isinstance(photos[0], UploadedFile)  # the picture itself, once
+    assert isinstance(photos[1], str)  # then Telegram's id for it
+    assert first.photo == second.photo and first.photo  # the member sees the same wheel
+    assert "本次花费 50 积分，余额 150 积分。" in (second.text or "")
+
+
+async def test_a_refused_file_id_is_uploaded_again(sandbox: Sandbox) -> None:
+    await member_with(sandbox, 7111, 200)
+    chat = sandbox.member(7111)
+    sandbox.services.game_random = SameStop()
+    await chat.send("/wheel")
+    first = await spin(chat, "免费转一次")
+    uploaded = sandbox.services.uploaded_photos
+    for key in uploaded:
+        uploaded[key] = "a-file-id-telegram-no-longer-knows"
+    second = await spin(chat, "转一次（50 积分）")
+    assert first.photo == second.photo and first.photo
+    photos = [call.params["photo"] for call in sandbox.emu.calls if call.method == "sendPhoto"]
+    assert [type(p) for p in photos] == [UploadedFile, str, UploadedFile]
+    assert "a-file-id-telegram-no-longer-knows" not in uploaded.values()
 
 
 async def test_not_enough_points_for_a_paid_spin(sandbox: Sandbox) -> None:
