@@ -10,7 +10,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import aiosqlite
 
@@ -19,7 +19,8 @@ from storage.errors import MigrationError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-LOOKUP_CACHE_KIB = 16_384  # page cache of the inline lookup connection
+# The inline lookup connection's page cache: 16 MiB (a negative size is in KiB).
+_LOOKUP_CACHE: Final = "PRAGMA cache_size = -16384"
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -113,7 +114,7 @@ class Store:
         self._lookup: sqlite3.Connection | None = None
 
     async def open(self) -> Store:
-        """Open the writer and reader connections and apply pending migrations."""
+        """Open the writer, reader and lookup connections and apply pending migrations."""
         if self.path.parent != Path():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await aiosqlite.connect(
@@ -130,7 +131,7 @@ class Store:
         self._lookup = connect_sync(self.path, synchronous=self.synchronous)
         self._lookup.execute("PRAGMA query_only = ON")
         self._lookup.execute("PRAGMA busy_timeout = 1000")  # never stall the loop for long
-        self._lookup.execute(f"PRAGMA cache_size = {-LOOKUP_CACHE_KIB}")  # a constant
+        self._lookup.execute(_LOOKUP_CACHE)
         return self
 
     async def close(self) -> None:
@@ -179,11 +180,10 @@ class Store:
         return await self._call(self._reader, _in_read_snapshot, fn)
 
     async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a short indexed read right here on the event loop, in one snapshot.
-
-        A lookup touching a handful of rows costs SQLite a few microseconds, less than the
-        hop to a reader thread and back, and it cannot queue behind the GIL like that thread
-        does under load. Scans (reports, sweeps, exports) belong in `read`."""
+        """Run a short indexed read right here on the event loop, in one snapshot."""
+        # A lookup touching a handful of rows costs SQLite microseconds, less than the hop
+        # to a reader thread and back, and it cannot queue behind the GIL as that thread
+        # does under load. Scans (reports, sweeps, exports) belong in `read`.
         if self._lookup is None:
             raise RuntimeError("store is not open")
         return _in_read_snapshot(self._lookup, fn)
