@@ -398,7 +398,7 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
             )
         for check, columns, sql in row_checks:
-            rows = conn.execute(f"{sql} LIMIT {MAX_EXAMPLES + 1}").fetchall()  # noqa: S608
+            rows = conn.execute(sql + " LIMIT ?", (MAX_EXAMPLES + 1,)).fetchall()
             if rows:
                 violations.append(Violation(check, f"({columns}) {_examples(rows)}"))
         present = {
@@ -417,8 +417,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         if fk:
             violations.append(Violation("foreign_keys", _examples(fk)))
         if integrity != "none":
-            pragma = "integrity_check" if integrity == "full" else "quick_check"
-            result = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
+            check = "PRAGMA integrity_check" if integrity == "full" else "PRAGMA quick_check"
+            result = [r[0] for r in conn.execute(check).fetchall()]
             if result != ["ok"]:
                 violations.append(Violation("integrity", "; ".join(result[:MAX_EXAMPLES])))
     finally:

@@ -22,6 +22,13 @@ T = TypeVar("T")
 # The inline lookup connection's page cache: 16 MiB (a negative size is in KiB).
 _LOOKUP_CACHE: Final = "PRAGMA cache_size = -16384"
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+# A pragma's value cannot be a parameter: one fixed statement per allowed setting.
+_SYNCHRONOUS: Final[dict[str, str]] = {
+    "OFF": "PRAGMA synchronous = OFF",
+    "NORMAL": "PRAGMA synchronous = NORMAL",
+    "FULL": "PRAGMA synchronous = FULL",
+    "EXTRA": "PRAGMA synchronous = EXTRA",
+}
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -86,7 +93,7 @@ def configure(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     """Set the pragmas every connection of ours uses."""
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")  # a Literal, validated by config
+    conn.execute(_SYNCHRONOUS[synchronous])
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
 
