@@ -1,4 +1,4 @@
-"""The bot object: sent messages are not read back while an update is being served.
+"""The bot object: replies are encoded directly and not read back while an update is served.
 
 Every sendMessage, editMessageText or sendPhoto answers with the whole message, which
 python-telegram-bot turns into a `Message` (for a message with a keyboard, some 300
@@ -7,6 +7,13 @@ and move on; nothing of ours reads what came back. So while an update is served
 (bot/updates.py), a successful send returns True, the value the Bot API itself gives for
 an edit it has nothing to show for, and code that does need the sent message (the file id
 of an uploaded picture) asks for it with `read_back()`.
+
+On the way out, python-telegram-bot passes every parameter through a generic converter
+(defaults, datetimes, files, nested objects) and a keyboard through the generic
+`to_dict`; for a reply with a keyboard that costs several times the JSON encoding itself.
+A request whose parameters are plain values and inline keyboards of plain buttons (every
+member-facing reply) is encoded here directly, to the same JSON; anything else (files,
+dates, `Defaults` that insert values, a rate limiter) takes python-telegram-bot's path.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any, Final
 
-from telegram._utils.defaultvalue import DEFAULT_NONE
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram._utils.defaultvalue import DEFAULT_NONE, DefaultValue
 from telegram._utils.types import JSONDict, ODVInput
 from telegram.ext import ExtBot
+from telegram.request import RequestData
+from telegram.request._requestparameter import RequestParameter
 
 _READ_BACK: ContextVar[bool] = ContextVar("read_back_sent_messages", default=True)
 # Methods PTB answers with Message.de_json unless the result is True (Bot._send_message).
@@ -54,8 +64,73 @@ def read_back() -> Iterator[None]:
         _READ_BACK.reset(token)
 
 
+# A button this module encodes itself has text and at most a callback or a link; any other
+# field set (a web app, a login url, a style, ...) goes through python-telegram-bot.
+_PLAIN_BUTTON_FIELDS: Final = ("text", "callback_data", "url")
+_OTHER_BUTTON_FIELDS: Final = tuple(
+    f for f in InlineKeyboardButton.__slots__ if f not in _PLAIN_BUTTON_FIELDS
+)
+_PLAIN_VALUES: Final = (str, int, float)
+
+
+def _plain_button(button: InlineKeyboardButton) -> dict[str, object] | None:
+    """The button's JSON when it is text plus a callback or a link, else None."""
+    if button.api_kwargs or not isinstance(button.callback_data, str | None):
+        return None
+    for field in _OTHER_BUTTON_FIELDS:
+        if getattr(button, field) is not None:
+            return None
+    out: dict[str, object] = {"text": button.text}
+    if button.url is not None:
+        out["url"] = button.url
+    if button.callback_data is not None:
+        out["callback_data"] = button.callback_data
+    return out
+
+
+def _plain_keyboard(markup: InlineKeyboardMarkup) -> dict[str, object] | None:
+    """The keyboard's JSON when every button is plain, else None."""
+    if markup.api_kwargs:
+        return None
+    rows: list[list[dict[str, object]]] = []
+    for row in markup.inline_keyboard:
+        encoded: list[dict[str, object]] = []
+        for button in row:
+            plain = _plain_button(button)
+            if plain is None:
+                return None
+            encoded.append(plain)
+        rows.append(encoded)
+    return {"inline_keyboard": rows}
+
+
+def plain_parameters(data: JSONDict) -> list[RequestParameter] | None:
+    """The request's parameters when all are plain values or plain keyboards, else None.
+
+    Unset values (None, or a default whose value is None) are left out, as python-telegram-bot
+    does; a `DefaultValue` is its value (the caller makes sure no `Defaults` apply).
+    """
+    parameters: list[RequestParameter] = []
+    for name, value in data.items():
+        if isinstance(value, DefaultValue):
+            value = value.value
+        if value is None:
+            continue
+        if isinstance(value, _PLAIN_VALUES):  # bool is an int
+            parameters.append(RequestParameter(name, value, None))
+        elif isinstance(value, InlineKeyboardMarkup):
+            keyboard = _plain_keyboard(value)
+            if keyboard is None:
+                return None
+            parameters.append(RequestParameter(name, keyboard, None))
+        else:
+            return None
+    return parameters
+
+
 class MemberBot(ExtBot[None]):
-    """`ExtBot` that, while serving an update, does not build `Message`s nobody reads."""
+    """`ExtBot` that encodes plain replies directly and, while serving an update, does not
+    build `Message`s nobody reads."""
 
     async def _post(
         self,
@@ -68,16 +143,36 @@ class MemberBot(ExtBot[None]):
         pool_timeout: ODVInput[float] = DEFAULT_NONE,
         api_kwargs: JSONDict | None = None,
     ) -> Any:
-        """Post as usual; a sent or edited message comes back as True unless read back."""
-        result = await super()._post(
-            endpoint,
-            data,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            connect_timeout=connect_timeout,
-            pool_timeout=pool_timeout,
-            api_kwargs=api_kwargs,
-        )
+        """Post (plain requests encoded directly); a sent or edited message comes back as True
+        unless read back."""
+        parameters = None
+        if (
+            data is not None
+            and not api_kwargs
+            and endpoint != "getUpdates"
+            and self.rate_limiter is None
+            and (self.defaults is None or not self.defaults.api_defaults)
+        ):
+            parameters = plain_parameters(data)
+        if parameters is None:
+            result = await super()._post(
+                endpoint,
+                data,
+                read_timeout=read_timeout,
+                write_timeout=write_timeout,
+                connect_timeout=connect_timeout,
+                pool_timeout=pool_timeout,
+                api_kwargs=api_kwargs,
+            )
+        else:
+            result = await self.request.post(
+                url=f"{self.base_url}/{endpoint}",
+                request_data=RequestData(parameters),
+                read_timeout=read_timeout,
+                write_timeout=write_timeout,
+                connect_timeout=connect_timeout,
+                pool_timeout=pool_timeout,
+            )
         if endpoint in _MESSAGE_METHODS and isinstance(result, dict) and not _READ_BACK.get():
             return True
         return result
