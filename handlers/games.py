@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -272,11 +273,21 @@ def _cost_line(play: Play, available: int, _: Texts) -> str:
 # --- the next play ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class NextPlay:
+    """What the member can do next: status lines, the Spin / Buy button (None when no play is
+    possible), the plays already had today and the points available now."""
+
+    status: list[str]
+    button: InlineKeyboardButton | None
+    played: int
+    available: int
+
+
 async def _next_play(
     context: BotContext, member_id: int, table: GameTable, now: datetime, _: Texts
-) -> tuple[list[str], InlineKeyboardButton | None, int]:
-    """Status lines, the Spin / Buy button (None when no play is possible), and the plays the
-    member already had today."""
+) -> NextPlay:
+    """The status, and an offer for the next play when one is possible."""
     services = context.services
     config = services.config
     day = local_today(now, config)
@@ -285,14 +296,14 @@ async def _next_play(
     lines = [_("games.status", played=usage.plays, limit=table.daily_limit, points=available)]
     if usage.plays >= table.daily_limit:
         lines.append(_("games.limit_reached", limit=table.daily_limit))
-        return lines, None, usage.plays
+        return NextPlay(lines, None, usage.plays, available)
     free_left = max(0, table.free_per_day - usage.plays)
     cost = 0 if free_left else table.cost
     if free_left and table.cost:
         lines.append(_("games.free_left", free=free_left))
     if cost > available:
         lines.append(_("games.insufficient", cost=cost, available=available))
-        return lines, None, usage.plays
+        return NextPlay(lines, None, usage.plays, available)
     offer = await services.games.create_offer(
         member_id,
         table.game,
@@ -307,7 +318,7 @@ async def _next_play(
     else:
         label = _("games.scratch.buy", cost=cost) if cost else _("games.scratch.buy_free")
         button = InlineKeyboardButton(label, callback_data=game_data("buy", offer.id))
-    return lines, button, usage.plays
+    return NextPlay(lines, button, usage.plays, available)
 
 
 async def _open_game(update: Update, context: BotContext, game: str) -> None:
@@ -339,14 +350,14 @@ async def _open_game(update: Update, context: BotContext, game: str) -> None:
         await message.reply_text("\n".join(lines), reply_markup=keyboard)
         return
     now = _now()
-    status, button, played = await _next_play(context, member.id, table, now, _)
-    if played == 0:
+    next_play = await _next_play(context, member.id, table, now, _)
+    if next_play.played == 0:
         campaign = active_campaign(local_today(now, config), config)
         lines[1:1] = [*render_odds(config, table, campaign, _), ""]
-    lines += status
-    if button is not None:
-        rows.insert(0, [button])
-    if played:
+    lines += next_play.status
+    if next_play.button is not None:
+        rows.insert(0, [next_play.button])
+    if next_play.played:
         rows.append(
             [InlineKeyboardButton(_("games.odds_button"), callback_data=game_data("odds", game))]
         )
@@ -507,15 +518,15 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
         lines = [_("games.wheel.landed", prize=drawn_label)]
     lines += _prize_lines(played, config, _)
     now = _now()
-    status, button, _played = await _next_play(context, played.member_id, table, now, _)
-    available = await services.ledger.available(played.member_id, now)
-    lines.append(_cost_line(played, available, _))
-    lines += status[1:]  # the balance is in the cost line already
+    next_play = await _next_play(context, played.member_id, table, now, _)
+    lines.append(_cost_line(played, next_play.available, _))
+    lines += next_play.status[1:]  # the balance is in the cost line already
     if picture is not None and picture.numbered:
         legend = _("list.separator").join(
             _("games.wheel.slice", number=i + 1, prize=label) for i, label in enumerate(labels)
         )
         lines.append(_("games.wheel.legend", legend=legend))
+    button = next_play.button
     keyboard = InlineKeyboardMarkup([[button]]) if button is not None else None
     chat_id = query.message.chat.id
     if picture is None:
@@ -657,13 +668,15 @@ async def _scratch_cells(
     await query.answer()
     lines, rows = _card_view(card, table, config, _, reveal_after)
     if card.revealed:
-        available = await services.ledger.available(member.id, now)
-        lines.append(_("games.balance", points=available))
-        if table is not None:
-            status, button, _played = await _next_play(context, member.id, table, now, _)
-            lines += status[1:]
-            if button is not None:
-                rows.append([button])
+        if table is None:
+            available = await services.ledger.available(member.id, now)
+            lines.append(_("games.balance", points=available))
+        else:
+            next_play = await _next_play(context, member.id, table, now, _)
+            lines.append(_("games.balance", points=next_play.available))
+            lines += next_play.status[1:]
+            if next_play.button is not None:
+                rows.append([next_play.button])
     await edit_in_place(update, "\n".join(lines), InlineKeyboardMarkup(rows))
     if card.revealed and query.message is not None:
         await _send_voucher_qr(context, query.message.chat.id, card.voucher, _)
