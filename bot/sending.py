@@ -14,6 +14,8 @@ On the way out, python-telegram-bot passes every parameter through a generic con
 A request whose parameters are plain values and inline keyboards of plain buttons (every
 member-facing reply) is encoded here directly, to the same JSON; anything else (files,
 dates, `Defaults` that insert values, a rate limiter) takes python-telegram-bot's path.
+On the way in, the keyboard under a tapped message is dropped before parsing (nothing
+reads it; see `drop_tapped_keyboards`).
 """
 
 from __future__ import annotations
@@ -175,4 +177,22 @@ class MemberBot(ExtBot[None]):
             )
         if endpoint in _MESSAGE_METHODS and isinstance(result, dict) and not _READ_BACK.get():
             return True
+        if endpoint == "getUpdates" and isinstance(result, list):
+            drop_tapped_keyboards(result)
         return result
+
+
+def drop_tapped_keyboards(updates: list[JSONDict]) -> None:
+    """Remove the keyboard of the message each tapped button sits on, before it is parsed.
+
+    A tap carries the whole message it was made on, keyboard included: a mall shelf is a
+    dozen buttons to build objects for, on every tap. Handlers act on the button's data and
+    edit or answer; none reads the old keyboard back (code that would must not rely on
+    `callback_query.message.reply_markup`, which is always None here).
+    """
+    for update in updates:
+        query = update.get("callback_query")
+        if isinstance(query, dict):
+            message = query.get("message")
+            if isinstance(message, dict):
+                message.pop("reply_markup", None)

@@ -14,6 +14,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
+    Message,
     WebAppInfo,
 )
 from telegram.constants import ParseMode
@@ -30,6 +31,21 @@ _SENT = {
     "date": 1_700_000_000,
     "chat": {"id": 42, "type": "private"},
     "text": "ok",
+}
+
+_TAP = {
+    "update_id": 5,
+    "callback_query": {
+        "id": "q5",
+        "from": {"id": 42, "is_bot": False, "first_name": "小明"},
+        "chat_instance": "c",
+        "data": "mall:cat:home:0",
+        "message": {
+            **_SENT,
+            "text": "🛒 积分商城",
+            "reply_markup": {"inline_keyboard": [[{"text": "家居", "callback_data": "x"}]]},
+        },
+    },
 }
 
 
@@ -68,6 +84,8 @@ class RecordingRequest(BaseRequest):
         self.sent.append((endpoint, decoded, files))
         if endpoint == "getMe":
             return 200, json.dumps({"ok": True, "result": _ME}).encode()
+        if endpoint == "getUpdates":
+            return 200, json.dumps({"ok": True, "result": [_TAP]}).encode()
         if len(str(decoded.get("text", ""))) > 4096:
             body = {"ok": False, "error_code": 400, "description": "Bad Request: text too long"}
             return 400, json.dumps(body).encode()
@@ -150,3 +168,13 @@ async def test_an_error_from_the_api_is_still_the_usual_exception() -> None:
         with pytest.raises(BadRequest, match="too long"):
             await bot.send_message(42, "x" * 5000)
     assert request.sent[-1][0] == "sendMessage"
+
+
+async def test_a_tap_arrives_whole_but_for_the_keyboard_it_was_made_on() -> None:
+    request = RecordingRequest()
+    async with MemberBot(TOKEN, request=request, get_updates_request=request) as bot:
+        (update,) = await bot.get_updates()
+    query = update.callback_query
+    assert query is not None and query.data == "mall:cat:home:0" and query.from_user.id == 42
+    assert isinstance(query.message, Message) and query.message.text == "🛒 积分商城"
+    assert query.message.reply_markup is None
