@@ -30,6 +30,9 @@ from storage.store import connect_sync, migrate
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "777000:E2E-BENCH"
 TELEGRAM_BASE = 10_000_000
+# Each seeded lot: a purchase worth enough that a member redeeming and spinning all run long
+# never runs short (a refusal would be cheaper work than the redemption it replaces).
+LOT_POINTS = 2000
 
 
 def build_ledger(path: Path, members: int, lots_per_member: int) -> int:
@@ -51,23 +54,26 @@ def build_ledger(path: Path, members: int, lots_per_member: int) -> int:
     lots = members * lots_per_member
     conn.executemany(
         "INSERT INTO operations (id, kind, idempotency_key, fingerprint, member_id, points,"
-        " actor, created_at) VALUES (?, 'purchase', ?, 'bench', ?, 500, 'bench', ?)",
-        ((i, f"seed:{i}", (i - 1) % members + 1, now - 86_400) for i in range(1, lots + 1)),
+        " actor, created_at) VALUES (?, 'purchase', ?, 'bench', ?, ?, 'bench', ?)",
+        (
+            (i, f"seed:{i}", (i - 1) % members + 1, LOT_POINTS, now - 86_400)
+            for i in range(1, lots + 1)
+        ),
     )
     source = conn.execute("SELECT id FROM accounts WHERE name = 'purchase'").fetchone()[0]
     conn.execute(
         "INSERT INTO postings (operation_id, account_id, amount)"
-        " SELECT id, ?, -500 FROM operations WHERE true",
+        " SELECT id, ?, -points FROM operations WHERE true",
         (source,),
     )
     conn.execute(
         "INSERT INTO postings (operation_id, account_id, amount)"
-        " SELECT o.id, a.id, 500 FROM operations AS o JOIN accounts AS a"
+        " SELECT o.id, a.id, o.points FROM operations AS o JOIN accounts AS a"
         " ON a.member_id = o.member_id"
     )
     conn.execute(
         "INSERT INTO lots (member_id, operation_id, points, remainder, expires_at)"
-        " SELECT member_id, id, 500, 500, ? FROM operations WHERE true",
+        " SELECT member_id, id, points, points, ? FROM operations WHERE true",
         (year,),
     )
     conn.execute("COMMIT")
@@ -86,6 +92,13 @@ def write_config(path: Path, database: Path) -> Path:
     text = text.replace('path = "data/pointsbot.sqlite3"', f'path = "{database}"')
     text = text.replace('synchronous = "FULL"', 'synchronous = "NORMAL"')
     text = text.replace("flood_updates = 20", "flood_updates = 1000")
+    # The bag every redeeming member buys is a festival item: enough stock and no per-member
+    # cap for the whole run, so each redemption is a real one (not a "sold out" alert).
+    text = text.replace(
+        "price = 300\nstock = 200\nper_member_limit = 2", "price = 300\nstock = 100000000"
+    )
+    if "stock = 100000000" not in text:
+        raise RuntimeError("config.example.toml changed: the bench cannot stock its item")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -129,7 +142,13 @@ MIX: tuple[tuple[float, tuple[tuple[str, str], ...]], ...] = (
     (0.20, (("text", "/mall"), ("tap", "mall:cat:home"))),
     (
         0.10,
-        (("text", "/mall"), ("tap", "mall:cat:home"), ("tap", "mall:buy:"), ("tap", "mall:ok:")),
+        (
+            ("text", "/mall"),
+            ("tap", "mall:cat:home"),
+            ("tap", "mall:item:"),
+            ("tap", "mall:buy:"),
+            ("tap", "mall:ok:"),
+        ),
     ),
     (0.15, (("text", "/wheel"), ("tap", "game"))),
 )
