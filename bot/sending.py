@@ -107,11 +107,9 @@ def _plain_keyboard(markup: InlineKeyboardMarkup) -> dict[str, object] | None:
 
 
 def plain_parameters(data: JSONDict) -> list[RequestParameter] | None:
-    """The request's parameters when all are plain values or plain keyboards, else None.
-
-    Unset values (None, or a default whose value is None) are left out, as python-telegram-bot
-    does; a `DefaultValue` is its value (the caller makes sure no `Defaults` apply).
-    """
+    """The request's parameters when all are plain values or plain keyboards, else None."""
+    # Unset values (None, or a default whose value is None) are left out, as PTB does; a
+    # `DefaultValue` is its own value (the caller makes sure no `Defaults` apply).
     parameters: list[RequestParameter] = []
     for name, value in data.items():
         if isinstance(value, DefaultValue):
@@ -131,8 +129,7 @@ def plain_parameters(data: JSONDict) -> list[RequestParameter] | None:
 
 
 class MemberBot(ExtBot[None]):
-    """`ExtBot` that encodes plain replies directly and, while serving an update, does not
-    build `Message`s nobody reads."""
+    """`ExtBot` that encodes plain replies itself and parses nothing nobody reads."""
 
     async def _post(
         self,
@@ -145,8 +142,7 @@ class MemberBot(ExtBot[None]):
         pool_timeout: ODVInput[float] = DEFAULT_NONE,
         api_kwargs: JSONDict | None = None,
     ) -> Any:
-        """Post (plain requests encoded directly); a sent or edited message comes back as True
-        unless read back."""
+        """Post; while an update is served a sent or edited message comes back as True."""
         parameters = None
         if (
             data is not None
@@ -183,13 +179,11 @@ class MemberBot(ExtBot[None]):
 
 
 def drop_tapped_keyboards(updates: list[JSONDict]) -> None:
-    """Remove the keyboard of the message each tapped button sits on, before it is parsed.
-
-    A tap carries the whole message it was made on, keyboard included: a mall shelf is a
-    dozen buttons to build objects for, on every tap. Handlers act on the button's data and
-    edit or answer; none reads the old keyboard back (code that would must not rely on
-    `callback_query.message.reply_markup`, which is always None here).
-    """
+    """Remove the keyboard of the message each tapped button sits on, before it is parsed."""
+    # A tap carries the whole message it was made on, keyboard included: a mall shelf is a
+    # dozen buttons to build objects for, on every tap. Handlers act on the button's data and
+    # edit or answer; none reads the old keyboard back (code that would must not rely on
+    # `callback_query.message.reply_markup`, which is always None here).
     for update in updates:
         query = update.get("callback_query")
         if isinstance(query, dict):

@@ -275,11 +275,10 @@ def _cost_line(play: Play, available: int, _: Texts) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NextPlay:
-    """What the member can do next: status lines, the Spin / Buy button (None when no play is
-    possible), the plays already had today and the points available now."""
+    """What the member can do next, and the day's plays and points behind it."""
 
     status: list[str]
-    button: InlineKeyboardButton | None
+    button: InlineKeyboardButton | None  # Spin / Buy; None when no play is possible
     played: int
     available: int
 
