@@ -32,7 +32,12 @@ GAME_TRIGGERS: Final = (
 # The day's prize totals (storage/migrations/0007_game_budget.sql).
 BUDGET_TRIGGERS: Final = ("game_plays_count_budget", "game_day_budget_no_delete")
 # Members' lifetime earnings (storage/migrations/0008_lifetime_earned.sql).
-EARNED_TRIGGERS: Final = ("lots_count_earned", "member_earned_no_delete", "earn_kinds_fixed")
+EARNED_TRIGGERS: Final = (
+    "lots_count_earned",
+    "member_earned_no_delete",
+    "earn_kinds_fixed",
+    "earn_kinds_fixed_update",
+)
 SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
 # Triggers surveys and suggestions rest on (storage/migrations/0006_surveys.sql).
 SURVEY_TRIGGERS: Final = (

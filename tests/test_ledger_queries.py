@@ -122,19 +122,18 @@ def test_lifetime_earned_counts_earnings_only_as_they_are_booked(
     assert ledger.balance(conn, bob, T0).lifetime_earned == 17
 
 
-def test_an_upgraded_database_recounts_lifetime_earnings(conn: sqlite3.Connection) -> None:
-    alice, bob = _earnings_of_every_kind(conn)
+def test_an_upgraded_database_recounts_lifetime_earnings(tmp_path: Path) -> None:
     # The same ledger in a database from before the totals existed (schema 7), upgraded.
-    conn.executescript(
-        "DROP TRIGGER lots_count_earned; DROP TRIGGER member_earned_no_delete;"
-        " DROP TRIGGER earn_kinds_fixed; DROP TABLE member_earned; DROP TABLE earn_kinds;"
-        " PRAGMA user_version = 7;"
-    )
-    assert migrate(conn) == [8]
-    assert ledger.balance(conn, alice, T0).lifetime_earned == 68
-    assert ledger.balance(conn, bob, T0).lifetime_earned == 13
+    old = connect_sync(tmp_path / "schema7.db")
+    migrate(old, target=7)
+    alice, bob = _earnings_of_every_kind(old)
+    assert migrate(old) == [8]
+    assert ledger.balance(old, alice, T0).lifetime_earned == 68
+    assert ledger.balance(old, bob, T0).lifetime_earned == 13
     with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
-        conn.execute("DELETE FROM member_earned WHERE member_id = ?", (alice,))
+        old.execute("DELETE FROM member_earned WHERE member_id = ?", (alice,))
+    assert audit(old).ok, str(audit(old))
+    old.close()
 
 
 def test_the_database_counts_the_kinds_the_ledger_calls_earnings(
@@ -144,6 +143,8 @@ def test_the_database_counts_the_kinds_the_ledger_calls_earnings(
     assert kinds == ledger.EARN_KINDS
     with pytest.raises(sqlite3.IntegrityError, match="migration"):
         conn.execute("DELETE FROM earn_kinds WHERE kind = 'purchase'")
+    with pytest.raises(sqlite3.IntegrityError, match="migration"):
+        conn.execute("UPDATE earn_kinds SET kind = 'refund' WHERE kind = 'purchase'")
 
 
 def test_balance_of_unknown_member(conn: sqlite3.Connection) -> None:

@@ -43,3 +43,8 @@ CREATE TRIGGER earn_kinds_fixed BEFORE DELETE ON earn_kinds
 BEGIN
     SELECT RAISE(ABORT, 'earning kinds are changed by a migration, which recounts the totals');
 END;
+
+CREATE TRIGGER earn_kinds_fixed_update BEFORE UPDATE ON earn_kinds
+BEGIN
+    SELECT RAISE(ABORT, 'earning kinds are changed by a migration, which recounts the totals');
+END;
