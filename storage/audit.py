@@ -31,13 +31,6 @@ GAME_TRIGGERS: Final = (
 )
 # The day's prize totals (storage/migrations/0007_game_budget.sql).
 BUDGET_TRIGGERS: Final = ("game_plays_count_budget", "game_day_budget_no_delete")
-# Members' lifetime earnings (storage/migrations/0008_lifetime_earned.sql).
-EARNED_TRIGGERS: Final = (
-    "lots_count_earned",
-    "member_earned_no_delete",
-    "earn_kinds_fixed",
-    "earn_kinds_fixed_update",
-)
 SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
 # Triggers surveys and suggestions rest on (storage/migrations/0006_surveys.sql).
 SURVEY_TRIGGERS: Final = (
@@ -294,20 +287,6 @@ _BUDGET_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     ),
 )
 
-# Lifetime earnings against the lots (only once migration 8 created the totals).
-_EARNED_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
-    (
-        # A member's lifetime total is the sum of the lots earning operations created.
-        "member_earned",
-        "member, lifetime total, sum of earning lots",
-        "SELECT m, t, s FROM (SELECT m.id AS m, e.points AS t, coalesce(("
-        "SELECT sum(l.points) FROM lots AS l JOIN operations AS o ON o.id = l.operation_id"
-        " WHERE l.member_id = m.id AND o.kind IN (SELECT kind FROM earn_kinds)), 0) AS s"
-        " FROM members AS m LEFT JOIN member_earned AS e ON e.member_id = m.id)"
-        " WHERE coalesce(t, 0) <> s",
-    ),
-)
-
 # Surveys and suggestions against the ledger (only once migration 6 created their tables): a
 # reward is paid exactly for a completed response or an approved suggestion, once, by a
 # 'survey' operation of the right member, amount and key; and a completed response answered
@@ -406,9 +385,6 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         has_budget = "game_day_budget" in tables
         if has_budget:
             row_checks += _BUDGET_CHECKS
-        has_earned = "member_earned" in tables
-        if has_earned:
-            row_checks += _EARNED_CHECKS
         has_surveys = all(table in tables for table in SURVEY_TABLES)
         if has_surveys:
             row_checks += _SURVEY_CHECKS
@@ -435,8 +411,6 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += SURVEY_TRIGGERS
         if has_budget:
             required += BUDGET_TRIGGERS
-        if has_earned:
-            required += EARNED_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)

@@ -1221,11 +1221,13 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
             (member_id, _ts(now)),
         )
     )
-    # Kept by a trigger on every earning lot (migrations/0008_lifetime_earned.sql).
-    earned = conn.execute(
-        "SELECT points FROM member_earned WHERE member_id = ?", (member_id,)
-    ).fetchone()
-    lifetime = 0 if earned is None else earned[0]
+    earned_kinds = sorted(EARN_KINDS)
+    lifetime = conn.execute(
+        "SELECT coalesce(sum(l.points), 0) FROM lots AS l"
+        " JOIN operations AS o ON o.id = l.operation_id"
+        " WHERE l.member_id = ? AND o.kind IN (SELECT value FROM json_each(?))",
+        (member_id, json.dumps(earned_kinds)),
+    ).fetchone()[0]
     return Balance(
         member_id=member_id,
         available=sum(points for _, points in expiring),

@@ -97,56 +97,6 @@ def test_lifetime_earned_ignores_refunds_and_transfers(conn: sqlite3.Connection)
     assert ledger.balance(conn, bob, T0).available == 30
 
 
-def _earnings_of_every_kind(conn: sqlite3.Connection) -> tuple[int, int]:
-    alice, bob = new_member(conn, 1), new_member(conn, 2)
-    earn(conn, alice, 50, None, "a")
-    earn(conn, alice, 7, T0 + DAY, "b", kind="birthday")
-    ledger.earn_many(conn, [request(alice, 11, "bulk1"), request(bob, 13, "bulk2")])
-    spent = ledger.spend(conn, alice, 20, key="s", actor="m", reason=None, reference=None, now=T0)
-    ledger.refund(
-        conn, spent.operation_id, key="r", actor="o", reason=None, merchant_fault=True, now=T0
-    )
-    ledger.transfer(conn, alice, bob, 30, key="t", actor="m", reason=None, now=T0)
-    ledger.adjust(conn, bob, 5, key="adj", actor="admin", reason="till error", now=T0)
-    return alice, bob
-
-
-def test_lifetime_earned_counts_earnings_only_as_they_are_booked(
-    conn: sqlite3.Connection,
-) -> None:
-    alice, bob = _earnings_of_every_kind(conn)
-    # Purchases, birthdays and bulk imports count; refunds, transfers, adjustments do not.
-    assert ledger.balance(conn, alice, T0).lifetime_earned == 68
-    assert ledger.balance(conn, bob, T0).lifetime_earned == 13
-    earn(conn, bob, 4, None, "c", kind="game")
-    assert ledger.balance(conn, bob, T0).lifetime_earned == 17
-
-
-def test_an_upgraded_database_recounts_lifetime_earnings(tmp_path: Path) -> None:
-    # The same ledger in a database from before the totals existed (schema 7), upgraded.
-    old = connect_sync(tmp_path / "schema7.db")
-    migrate(old, target=7)
-    alice, bob = _earnings_of_every_kind(old)
-    assert migrate(old) == [8]
-    assert ledger.balance(old, alice, T0).lifetime_earned == 68
-    assert ledger.balance(old, bob, T0).lifetime_earned == 13
-    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
-        old.execute("DELETE FROM member_earned WHERE member_id = ?", (alice,))
-    assert audit(old).ok, str(audit(old))
-    old.close()
-
-
-def test_the_database_counts_the_kinds_the_ledger_calls_earnings(
-    conn: sqlite3.Connection,
-) -> None:
-    kinds = {row[0] for row in conn.execute("SELECT kind FROM earn_kinds")}
-    assert kinds == ledger.EARN_KINDS
-    with pytest.raises(sqlite3.IntegrityError, match="migration"):
-        conn.execute("DELETE FROM earn_kinds WHERE kind = 'purchase'")
-    with pytest.raises(sqlite3.IntegrityError, match="migration"):
-        conn.execute("UPDATE earn_kinds SET kind = 'refund' WHERE kind = 'purchase'")
-
-
 def test_balance_of_unknown_member(conn: sqlite3.Connection) -> None:
     with pytest.raises(NotFound):
         ledger.balance(conn, 999, T0)
