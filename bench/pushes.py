@@ -37,7 +37,10 @@ def _config(path: Path, *, rate: float = 25) -> Config:
     config = load_config(ROOT / "config.example.toml")
     push = config.push.model_copy(update={"rate_per_second": rate})
     storage = StorageConfig(path=str(path), synchronous="NORMAL")
-    return config.model_copy(update={"storage": storage, "push": push})
+    # One member asks /balance back to back to time it: lift the flood limit, which would
+    # (rightly) answer the 21st ask within 10 s with "slow down" and then nothing.
+    limits = config.limits.model_copy(update={"flood_updates": 1000})
+    return config.model_copy(update={"storage": storage, "push": push, "limits": limits})
 
 
 def build_database(path: Path, members: int, lots: int, config: Config) -> int:
