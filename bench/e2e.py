@@ -5,7 +5,9 @@ loop through a mix of /balance, a /history page, browsing the mall, redeeming wi
 confirmation and spinning the wheel, waiting for each reply before the next step. The bot
 runs in its own process (bench/_e2e_bot.py) so its CPU and peak memory are its own. The
 baseline, in the same run on the same sandbox, is the fastest bare python-telegram-bot
-echo bot we can build (aiohttp transport, concurrent updates) driven by the same members.
+echo bot we can build (aiohttp transport, concurrent updates) driven by the same members;
+between them, the floor: pointsbot's plumbing making pointsbot's requests, with no work of
+its own, the ceiling of any pointsbot's throughput.
 """
 
 from __future__ import annotations
@@ -362,8 +364,13 @@ def main(argv: list[str] | None = None) -> None:
         # Saturation: every member taps again the moment the answer settles (closed loop),
         # so latency there is mostly queueing; then members who read about `think` seconds
         # between taps, which is what a crowd of that size looks like.
-        for label, think in (("saturated", 0.0), (f"think {args.think:g}s", args.think)):
-            for kind in ("echo", "pointsbot"):
+        # The floor (saturated only) is pointsbot's plumbing making pointsbot's requests with
+        # none of its work: the most any pointsbot could reach (bench/_e2e_bot.py).
+        for label, think, kinds in (
+            ("saturated", 0.0, ("echo", "floor", "pointsbot")),
+            (f"think {args.think:g}s", args.think, ("echo", "pointsbot")),
+        ):
+            for kind in kinds:
                 result = asyncio.run(run_load(kind, config, concurrent, seconds, warmup, think))
                 results[(kind, think)] = result
                 print(
@@ -379,8 +386,13 @@ def main(argv: list[str] | None = None) -> None:
                             f" worst {worst * 1000:.1f} ms"
                         )
             if not think:
-                ratio = results[("pointsbot", 0.0)].rate / results[("echo", 0.0)].rate
+                echo, floor = results[("echo", 0.0)].rate, results[("floor", 0.0)].rate
+                ratio = results[("pointsbot", 0.0)].rate / echo
                 print(f"pointsbot/echo saturated throughput ratio {ratio:.2f}")
+                print(
+                    f"floor/echo {floor / echo:.2f} (pointsbot's requests, none of its work),"
+                    f" pointsbot/floor {results[('pointsbot', 0.0)].rate / floor:.2f}"
+                )
         print(
             "targets: >= 1,000 updates/s sustained, p99 <= 50 ms at 500 members,"
             " ratio >= 0.6 of the echo bot, peak RSS <= 250 MB"

@@ -1,4 +1,4 @@
-"""A small run of the end-to-end benchmark: the real bot process, the echo bot, the figures."""
+"""A small run of the end-to-end benchmark: the real bot process, the baselines, the figures."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     e2e.main(["--members", "2000", "--concurrent", "10", "--seconds", "1", "--think", "0.1"])
     out = capsys.readouterr().out
     figures = re.findall(
-        r"^(echo|pointsbot)\s+(?:saturated|think 0.1s)\s+10 members: ([\d,]+) updates/s,"
+        r"^(echo|floor|pointsbot)\s+(?:saturated|think 0.1s)\s+10 members: ([\d,]+) updates/s,"
         r" p50 [\d.]+ ms, p99 [\d.]+ ms \(handled p99 [\d.]+ ms\),"
         r" peak RSS (\d+) MB, timeouts (\d+)$",
         out,
         re.MULTILINE,
     )
-    assert [kind for kind, *_ in figures] == ["echo", "pointsbot"] * 2, out
+    assert [kind for kind, *_ in figures] == ["echo", "floor", "pointsbot", "echo", "pointsbot"], (
+        out
+    )
     for _kind, rate, rss, timeouts in figures:
         assert int(rate.replace(",", "")) > 0
         assert 0 < int(rss) < 1000
         assert timeouts == "0"
     assert "pointsbot/echo saturated throughput ratio" in out
+    assert re.search(r"^floor/echo [\d.]+ .*, pointsbot/floor [\d.]+$", out, re.MULTILINE), out
