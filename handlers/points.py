@@ -23,6 +23,7 @@ KIND_LABELS: dict[str, str] = {
     "purchase": N_("kind.purchase"),
     "birthday": N_("kind.birthday"),
     "survey": N_("kind.survey"),
+    "feedback": N_("kind.feedback"),
     "game": N_("kind.game"),
     "share_bonus": N_("kind.share_bonus"),
     "compensation": N_("kind.compensation"),

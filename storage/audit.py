@@ -289,8 +289,8 @@ _BUDGET_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 
 # Surveys and suggestions against the ledger (only once migration 6 created their tables): a
 # reward is paid exactly for a completed response or an approved suggestion, once, by a
-# 'survey' operation of the right member, amount and key; and a completed response answered
-# every question.
+# 'survey' (a suggestion's: 'feedback') operation of the right member, amount and key; and a
+# completed response answered every question.
 _SURVEY_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     (
         "survey_reward",
@@ -331,7 +331,9 @@ _SURVEY_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
         " o.points, o.idempotency_key FROM feedback AS f"
         " LEFT JOIN operations AS o ON o.id = f.reward_operation_id"
         " WHERE (f.status = 'approved' AND f.reward_points > 0) <> (o.id IS NOT NULL)"
-        " OR (o.id IS NOT NULL AND (o.kind <> 'survey' OR o.member_id <> f.member_id"
+        # 'survey': how rewards approved before migration 8 were booked (operations never change).
+        " OR (o.id IS NOT NULL AND (o.kind NOT IN ('feedback', 'survey')"
+        " OR o.member_id <> f.member_id"
         " OR o.points <> f.reward_points OR o.idempotency_key <> 'feedback:' || f.id))",
     ),
     (

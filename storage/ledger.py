@@ -37,7 +37,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EARN_KINDS: Final = frozenset(
-    {"purchase", "birthday", "survey", "game", "share_bonus", "compensation", "campaign"}
+    {
+        "purchase",
+        "birthday",
+        "survey",
+        "feedback",
+        "game",
+        "share_bonus",
+        "compensation",
+        "campaign",
+    }
 )
 # The sink a spend goes to decides its operation kind (and so the statement line).
 SPEND_SINKS: Final[Mapping[str, str]] = {"redeemed": "redeem", "game_cost": "game_play"}

@@ -937,7 +937,7 @@ def review_feedback(
                 conn,
                 item.member_id,
                 points,
-                kind="survey",
+                kind="feedback",
                 key=f"feedback:{feedback_id}",
                 actor=actor,
                 expires_at=reward_expires_at,

@@ -82,6 +82,8 @@ async def test_a_suggestion_in_two_steps_then_approved(sandbox: Sandbox) -> None
         "已为您发放 20 积分。"
     )
     assert await available(sandbox, who) == 20
+    [statement] = await chat.send("/history")
+    assert "建议奖励  +20 · 单号 feedback:1" in (statement.text or "")
     # The queue is empty now.
     [empty] = await admin.send("/feedback_queue")
     assert empty.text == "没有待审核的建议。"

@@ -341,7 +341,9 @@ def test_feedback_is_paid_once_when_approved(conn: sqlite3.Connection, alice: Me
         "telegram:9",
     )
     assert balance(conn, alice) == 20
-    assert ledger.operation(conn, approved.reward_operation_id or 0).key == f"feedback:{item.id}"
+    paid = ledger.operation(conn, approved.reward_operation_id or 0)
+    # Its own kind: the statement says "suggestion reward", not "survey reward".
+    assert (paid.key, paid.kind) == (f"feedback:{item.id}", "feedback")
     with pytest.raises(InvalidState) as caught:
         review_feedback(
             conn,
@@ -481,6 +483,25 @@ def test_the_audit_finds_an_approval_that_was_not_paid(
     )
     checks = {v.check for v in audit(fresh, integrity="none").violations}
     assert checks == {"feedback_reward", "triggers"}
+
+
+@pytest.mark.parametrize(("kind", "ok"), [("survey", True), ("purchase", False)])
+def test_the_audit_knows_how_suggestions_were_paid_before_they_had_a_kind(
+    fresh: sqlite3.Connection, alice: Member, kind: str, ok: bool
+) -> None:
+    # Before migration 8 a suggestion's reward was booked as a 'survey' operation, and
+    # operations never change: the audit accepts that, and nothing else but 'feedback'.
+    item = file(fresh, alice, "tg:1:1")
+    paid = ledger.earn(
+        fresh, alice.id, 20, kind=kind, key="feedback:1", actor="x", expires_at=None, now=T0
+    )
+    fresh.execute(
+        "UPDATE feedback SET status = 'approved', reviewed_at = 1, reviewed_by = 'x',"
+        " reward_points = 20, reward_operation_id = ? WHERE id = ?",
+        (paid.operation_id, item.id),
+    )
+    checks = {v.check for v in audit(fresh, integrity="none").violations}
+    assert checks == (set() if ok else {"feedback_reward"})
 
 
 async def test_the_async_facade_writes_one_transaction_per_answer(
