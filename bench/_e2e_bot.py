@@ -31,16 +31,15 @@ from telegram.ext import (
     BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
-    Defaults,
     MessageHandler,
     SimpleUpdateProcessor,
     filters,
 )
 
-from bot.app import build_application, running, settle_collector
+from bot.app import build_application, member_bot, running, settle_collector
 from bot.config import load_config
 from bot.qr import qr_png
-from bot.sending import MemberBot, read_back
+from bot.sending import read_back
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor, member_key
 
@@ -143,14 +142,7 @@ async def _floor_tap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def _serve_floor(base_url: str, token: str, stop: asyncio.Event) -> None:
     """pointsbot's plumbing with handlers that only make pointsbot's requests."""
-    bot = MemberBot(
-        token,
-        base_url,
-        base_url.replace("/bot", "/file/bot", 1),
-        AiohttpRequest(),
-        AiohttpRequest(connection_pool_size=2),
-        defaults=Defaults(tzinfo=ZoneInfo("Asia/Shanghai")),
-    )
+    bot = member_bot(token, base_url, ZoneInfo("Asia/Shanghai"))
     floor: Application = (  # type: ignore[type-arg]
         ApplicationBuilder().bot(bot).concurrent_updates(_ReportingPerMember()).build()
     )

@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -82,6 +82,17 @@ def catalog_entries(config: Config) -> list[CatalogEntry]:
     ]
 
 
+def member_bot(token: str, base_url: str | None, tz: tzinfo) -> ExtBot[None]:
+    """The bot object pointsbot serves with: MemberBot over the aiohttp transport."""
+    request, updates_request = AiohttpRequest(), AiohttpRequest(connection_pool_size=2)
+    defaults = Defaults(tzinfo=tz)
+    if base_url:  # the sandbox or a self-hosted Bot API server
+        file_url = base_url.replace("/bot", "/file/bot", 1)
+        return MemberBot(token, base_url, file_url, request, updates_request, defaults=defaults)
+    # PTB's default, the public Bot API; handlers see a plain ExtBot either way.
+    return MemberBot(token, request=request, get_updates_request=updates_request, defaults=defaults)
+
+
 def build_application(
     config: Config,
     token: str,
@@ -100,20 +111,10 @@ def build_application(
     # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
     store = Store(config.storage.path, synchronous=config.storage.synchronous)
     persistence = StorePersistence(store)
-    request, updates_request = AiohttpRequest(), AiohttpRequest(connection_pool_size=2)
-    defaults = Defaults(tzinfo=config.program.tz)
-    url = base_url or config.telegram.base_url
-    if url:  # the sandbox or a self-hosted Bot API server
-        file_url = url.replace("/bot", "/file/bot", 1)
-        bot = MemberBot(token, url, file_url, request, updates_request, defaults=defaults)
-    else:  # PTB's default, the public Bot API
-        bot = MemberBot(
-            token, request=request, get_updates_request=updates_request, defaults=defaults
-        )
-    member_bot: ExtBot[None] = bot  # handlers see a plain ExtBot
+    bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz)
     builder = (
         ApplicationBuilder()
-        .bot(member_bot)
+        .bot(bot)
         .context_types(context_types)
         .job_queue(JobQueue[BotContext]())
         .persistence(persistence)
