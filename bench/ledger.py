@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.clock import system_clock
 from bot.config import Config, load_config
 from bot.imports import import_purchases
 from storage.audit import audit
@@ -148,11 +149,13 @@ def _purchase_csv(
             )
 
 
-def _csv_import(db: Path, csv_path: Path, config: Config, batch: int, total: int) -> float:
+def _csv_import(
+    db: Path, csv_path: Path, config: Config, batch: int, total: int, now: datetime
+) -> float:
     """`pointsbot import-purchases` minus the printing: bot.imports.import_purchases."""
     conn = connect_sync(db, synchronous="FULL")
     started = time.perf_counter()
-    summary = import_purchases(conn, csv_path, config, actor="bench", batch_size=batch)
+    summary = import_purchases(conn, csv_path, config, actor="bench", now=now, batch_size=batch)
     elapsed = time.perf_counter() - started
     assert summary.ok and summary.imported == total, summary
     report = audit(conn, integrity="none")
@@ -241,8 +244,9 @@ def main(argv: list[str] | None = None) -> None:
         _fresh_database(import_db, members)
         _fresh_database(raw_db, members)
         config = load_config(SAMPLE_CONFIG)
-        _purchase_csv(csv_path, import_db, purchases, members, datetime.now(UTC), config)
-        import_time = _csv_import(import_db, csv_path, config, batch, purchases)
+        now = system_clock()
+        _purchase_csv(csv_path, import_db, purchases, members, now, config)
+        import_time = _csv_import(import_db, csv_path, config, batch, purchases, now)
         raw_time = _raw_import(raw_db, purchases, batch, members)
         size = csv_path.stat().st_size / 1e6
         print(

@@ -20,7 +20,7 @@ from pathlib import Path
 from bot.app import build_application, running
 from bot.config import Config, StorageConfig, load_config
 from bot.jobs import Scheduler, Sender
-from bot.rules import end_of_day, local_today
+from bot.programme.calendar import end_of_day, local_today
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from storage.ledger import Ledger

@@ -6,18 +6,19 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, JobQueue
 
 import handlers
+from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
 from bot.jobs import Scheduler, Sender
 from bot.persistence import StorePersistence, conversation_timeouts
-from bot.policy import with_announced
+from bot.programme.policy import with_announced
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor
@@ -101,6 +102,7 @@ def build_application(
     base_url: str | None = None,
     schedule_jobs: bool = True,
     update_processor: PerMemberUpdateProcessor | None = None,
+    clock: Clock = system_clock,
 ) -> BotApp:
     """Build the Application for this configuration (nothing is opened before it starts)."""
     quiet_http_logs()
@@ -109,8 +111,14 @@ def build_application(
     context_types = ContextTypes(context=BotContext, bot_data=Services)
     # Order matters: PTB restores conversations in initialize(), before post_init, so the
     # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
-    store = Store(config.storage.path, synchronous=config.storage.synchronous)
-    persistence = StorePersistence(store)
+    # One clock for everything: tests move it by replacing `services.clock`, so the store,
+    # the persistence and the jobs read it through the services at each call.
+    store = Store(
+        config.storage.path,
+        synchronous=config.storage.synchronous,
+        clock=lambda: services.clock(),
+    )
+    persistence = StorePersistence(store, clock=lambda: services.clock())
     bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz)
     builder = (
         ApplicationBuilder()
@@ -129,6 +137,7 @@ def build_application(
     services.config = config
     services.i18n = services_i18n
     services.schedule_jobs = schedule_jobs
+    services.clock = clock
     services.store = store
     handlers.register(app)
     persistence.timeouts = conversation_timeouts(app.handlers)
@@ -150,13 +159,15 @@ async def _post_init(app: BotApp) -> None:
     services.mall = Mall(services.store)
     services.games = Games(services.store)
     services.surveys = Surveys(services.store)
-    services.scheduler = Scheduler(config, services.pushes, services.ledger)
+    services.scheduler = Scheduler(
+        config, services.pushes, services.ledger, clock=lambda: services.clock()
+    )
     services.sender = Sender(
         app.bot, services.pushes, config, services.i18n, clock=lambda: services.clock()
     )
     # The catalog in the configuration is the source of names and prices; stock and sales
     # live in the database and survive this sync (storage.mall.sync_catalog).
-    await services.mall.sync_catalog(catalog_entries(config), datetime.now(UTC))
+    await services.mall.sync_catalog(catalog_entries(config), services.clock())
     await _publish_commands(app)
     if services.schedule_jobs:
         _schedule_jobs(app)

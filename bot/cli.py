@@ -10,12 +10,13 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from bot.clock import Clock, system_clock
 from bot.config import TOKEN_ENV, Config, ConfigError, load_config, token_from_env
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ def _load(path: Path) -> Config:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def cli_clock() -> Clock:
+    """The CLI's clock: the real one, unless the caller (a test) hands its own in `obj`."""
+    obj = click.get_current_context().find_root().obj
+    clock = obj.get("clock") if isinstance(obj, dict) else None
+    return clock if clock is not None else system_clock
 
 
 @click.group()
@@ -164,7 +172,7 @@ def import_purchases_command(
     before), 1 when some rows were skipped, 2 when the file cannot be read (nothing written).
     """
     from bot.imports import REASONS, ImportFileError, RejectedRow, import_purchases
-    from bot.policy import load_announced
+    from bot.programme.policy import load_announced
 
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
@@ -190,6 +198,7 @@ def import_purchases_command(
                 csv_file,
                 config,
                 actor=actor or f"import:{csv_file.name}",
+                now=cli_clock()(),
                 progress=progress,
                 on_reject=on_reject,
             )
@@ -333,8 +342,8 @@ def schedule_policy_change(
     from pydantic import ValidationError
 
     from bot.i18n import I18n
-    from bot.policy import schedule_change
-    from bot.rules import RuleError
+    from bot.programme.errors import RuleError
+    from bot.programme.policy import schedule_change
     from storage.errors import InvalidRequest
 
     config = _load(config_path)
@@ -348,7 +357,7 @@ def schedule_policy_change(
             months=months,
             years=years,
             actor=actor,
-            now=datetime.now(UTC),
+            now=cli_clock()(),
         )
     except RuleError as exc:
         language = config.program.default_language

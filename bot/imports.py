@@ -16,14 +16,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Final
 
 from bot.config import Config
 from bot.i18n import I18n
-from bot.rules import RuleError, award_purchase, parse_amount
+from bot.programme.errors import RuleError
+from bot.programme.purchases import award_purchase, parse_amount
 from storage.errors import Conflict, NotFound
 from storage.ledger import EarnRequest, OperationResult, earn_many, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
@@ -392,7 +393,7 @@ def import_purchases(
     config: Config,
     *,
     actor: str,
-    now: datetime | None = None,
+    now: datetime,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     on_reject: Callable[[RejectedRow], None] | None = None,
@@ -400,7 +401,7 @@ def import_purchases(
 ) -> ImportSummary:
     """Award the points of every good purchase row of a CSV file (or its lines), one
     transaction per batch, skipping bad rows; raises ImportFileError before writing anything."""
-    when = datetime.now(UTC) if now is None else now
+    when = now
     writer = _Writer(conn, actor=actor, now=when, keep_rejected=keep_rejected, on_reject=on_reject)
     with _gc_paused():
         if not isinstance(source, Path):

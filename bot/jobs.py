@@ -11,33 +11,28 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.clock import Clock, system_clock
 from bot.config import Config
 from bot.i18n import N_, I18n, resolve_language
-from bot.rules import end_of_day, expires_at, local_today
+from bot.programme.calendar import end_of_day, local_today
+from bot.programme.expiry import expires_at
 from storage.errors import Conflict
 from storage.ledger import Ledger
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
-
-
-def system_clock() -> datetime:
-    """The real time (tests inject their own clock instead)."""
-    return datetime.now(UTC)
 
 
 def birthday_dates(day: date, config: Config) -> list[tuple[int, int]]:
@@ -87,17 +82,21 @@ class DailyReport:
 class Scheduler:
     """The daily jobs over one store; `now` is always passed in, so tests choose the day."""
 
-    def __init__(self, config: Config, pushes: Pushes, ledger: Ledger) -> None:
+    def __init__(
+        self, config: Config, pushes: Pushes, ledger: Ledger, clock: Clock = system_clock
+    ) -> None:
         self.config = config
         self.pushes = pushes
         self.ledger = ledger
+        # When a job finished, for the record (the job's own "now" may be a catch-up day).
+        self.clock = clock
 
     async def sweep(self, now: datetime) -> int:
         """Book every expired remainder (idempotent); record the day; return lots booked."""
         report = await self.ledger.expire_due(now)
         day = local_today(now, self.config)
         summary = f"{report.lots} lots, {report.points} points"
-        await self.pushes.record_job(SWEEP_JOB, day, now, datetime.now(UTC), summary)
+        await self.pushes.record_job(SWEEP_JOB, day, now, self.clock(), summary)
         log.info("expiry sweep for %s: %s", day, summary)
         return report.lots
 
@@ -178,7 +177,7 @@ class Scheduler:
         summary = (
             f"{report.birthdays} birthdays, {report.gifts} gifts, {report.reminders} reminders"
         )
-        await self.pushes.record_job(DAILY_JOB, today, now, datetime.now(UTC), summary)
+        await self.pushes.record_job(DAILY_JOB, today, now, self.clock(), summary)
         log.info("daily pushes for %s: %s", today, summary)
         return report
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Final
 
 from telegram.ext import BasePersistence, ConversationHandler, PersistenceInput
 
+from bot.clock import Clock, system_clock
 from storage.persistence import Conversations, StateChange
 from storage.store import Store
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 # much. The writes are tiny and batched, one transaction per run.
 UPDATE_INTERVAL: Final = 5.0
 
-Clock = Callable[[], datetime]
 # python-telegram-bot's shapes (telegram.ext._utils.types, which is private).
 ConversationKey = tuple[int | str, ...]
 CDCData = tuple[list[tuple[str, float, dict[str, Any]]], dict[str, str]]
@@ -52,7 +52,7 @@ class StorePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], Any]):
         )
         self.store = store
         self.conversations = Conversations(store)
-        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.clock: Clock = clock or system_clock
         # A conversation that times out in memory is not restored after it would have:
         # PTB keeps no timeout for restored states. Filled from the handlers by the app.
         self.timeouts: dict[str, timedelta] = {}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from telegram import Message, Update
 
-from bot.rules import RuleError, award_purchase, display_expiry, expires_at, parse_amount
+from bot.programme.calendar import display_expiry
+from bot.programme.errors import RuleError
+from bot.programme.expiry import expires_at
+from bot.programme.purchases import award_purchase, parse_amount
 from handlers.common import BotContext, Texts, texts_for
 from handlers.points import format_code, render_balance, signed
 from storage.errors import Conflict, InsufficientPoints, NotFound
@@ -69,7 +71,7 @@ async def purchase(update: Update, context: BotContext) -> None:
     member = await _member_by_code(code_text, message, _, context)
     if member is None:
         return
-    now = datetime.now(UTC)
+    now = context.services.clock()
     try:
         amount = parse_amount(amount_text, config)
         # The message's own time, so a redelivered update computes the identical request.
@@ -158,7 +160,7 @@ async def adjust(update: Update, context: BotContext) -> None:
     if member is None:
         return
     config, ledger = context.services.config, context.services.ledger
-    now = datetime.now(UTC)
+    now = context.services.clock()
     try:
         await ledger.adjust(
             member.id,
@@ -202,7 +204,7 @@ async def member_info(update: Update, context: BotContext) -> None:
     if member is None:
         return
     config, ledger = context.services.config, context.services.ledger
-    now = datetime.now(UTC)
+    now = context.services.clock()
     summary = await ledger.balance(member.id, now)
     lots = await ledger.lots(member.id)
     tz = config.program.tz

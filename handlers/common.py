@@ -9,36 +9,23 @@ from telegram import InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
-from bot.config import Config
+from bot.clock import Clock, system_clock
 from bot.i18n import I18n, resolve_language
-from bot.jobs import Clock, Scheduler, Sender, system_clock
+from bot.jobs import Scheduler, Sender
+from bot.programme.context import Programme
 from bot.wheel import RandomSource, SystemRandomSource
-from storage.games import Games
-from storage.ledger import Ledger
-from storage.mall import Mall
-from storage.members import Member, Members, Profile
-from storage.pushes import Pushes
-from storage.store import Store
-from storage.surveys import Surveys
+from storage.members import Member, Profile
 
 if TYPE_CHECKING:
     from handlers.flood import FloodGuard
 
 
-class Services:
+class Services(Programme):
     """The application's services, reached by handlers as `context.bot_data` (set at build)."""
 
-    config: Config
     i18n: I18n
-    store: Store
-    members: Members
-    ledger: Ledger
-    pushes: Pushes
     scheduler: Scheduler
     sender: Sender
-    mall: Mall
-    games: Games
-    surveys: Surveys
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.

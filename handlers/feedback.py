@@ -23,7 +23,8 @@ from telegram.warnings import PTBUserWarning
 
 from bot.config import Config
 from bot.i18n import N_
-from bot.rules import expires_at, local_today
+from bot.programme.calendar import local_today
+from bot.programme.expiry import expires_at
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code

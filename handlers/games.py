@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 
 from bot.config import Config, GameCampaign, GamePrize, ScratchConfig
 from bot.i18n import N_
+from bot.programme.calendar import display_expiry, end_of_day, local_today
+from bot.programme.expiry import expires_at
 from bot.qr import qr_png
-from bot.rules import display_expiry, end_of_day, expires_at, local_today
 from bot.sending import read_back
 from bot.wheel import (
     CELLS,
@@ -100,10 +101,6 @@ def game_data(action: str, *args: object) -> str:
 
 
 # --- rendering -------------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def prize_label(config: Config, game: str, prize_id: str, _: Texts) -> str:
@@ -192,9 +189,9 @@ def render_all_odds(config: Config, now: datetime, _: Texts) -> str:
     return "\n\n".join(blocks) if blocks else _("games.closed")
 
 
-def render_game_rules(config: Config, _: Texts) -> list[str]:
+def render_game_rules(config: Config, now: datetime, _: Texts) -> list[str]:
     """The games' part of /rules (with a blank line after it), or nothing without games."""
-    campaign = active_campaign(local_today(_now(), config), config)
+    campaign = active_campaign(local_today(now, config), config)
     lines = []
     for game in GAMES:
         table = game_table(config, game)
@@ -348,7 +345,7 @@ async def _open_game(update: Update, context: BotContext, game: str) -> None:
         keyboard = InlineKeyboardMarkup(rows) if rows else None
         await message.reply_text("\n".join(lines), reply_markup=keyboard)
         return
-    now = _now()
+    now = context.services.clock()
     next_play = await _next_play(context, member.id, table, now, _)
     if next_play.played == 0:
         campaign = active_campaign(local_today(now, config), config)
@@ -380,7 +377,7 @@ async def odds_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     _ = await texts_for(update, context)
-    await message.reply_text(render_all_odds(context.services.config, _now(), _))
+    await message.reply_text(render_all_odds(context.services.config, context.services.clock(), _))
 
 
 # --- playing ---------------------------------------------------------------------------------
@@ -411,7 +408,7 @@ async def _play_offer(
         refusal = N_("games.closed") if table is None else N_("button.expired")
         await query.answer(_(refusal), show_alert=True)
         return None
-    now = _now()
+    now = context.services.clock()
     day = local_today(now, config)
     campaign = active_campaign(day, config)
     rng = services.game_random
@@ -516,7 +513,7 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     else:
         lines = [_("games.wheel.landed", prize=drawn_label)]
     lines += _prize_lines(played, config, _)
-    now = _now()
+    now = context.services.clock()
     next_play = await _next_play(context, played.member_id, table, now, _)
     lines.append(_cost_line(played, next_play.available, _))
     lines += next_play.status[1:]  # the balance is in the cost line already
@@ -643,7 +640,7 @@ async def _scratch_cells(
         return
     table = game_table(config, "scratch")
     reveal_after = _reveal_after(config)
-    now = _now()
+    now = context.services.clock()
     try:
         card = await services.games.scratch(
             card_id,
@@ -725,7 +722,8 @@ async def game_callback(update: Update, context: BotContext) -> None:
         await query.answer()
         if query.message is not None:
             await context.bot.send_message(
-                query.message.chat.id, render_all_odds(context.services.config, _now(), _)
+                query.message.chat.id,
+                render_all_odds(context.services.config, context.services.clock(), _),
             )
 
 
@@ -749,7 +747,7 @@ async def prizes(update: Update, context: BotContext) -> None:
     if not found:
         await message.reply_text(_("games.prizes.empty"))
         return
-    now = _now()
+    now = context.services.clock()
     lines = [_("games.prizes.title", total=total, shown=len(found))]
     for voucher in found:
         label = prize_label(config, voucher.game, voucher.prize_id, _)

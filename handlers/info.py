@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from telegram import Update
 
 from bot.config import Config
 from bot.i18n import N_
-from bot.rules import local_today
+from bot.programme.calendar import local_today
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
@@ -35,7 +35,7 @@ POLICY_TEXTS = {
 }
 
 
-def render_rules(config: Config, _: Texts) -> str:
+def render_rules(config: Config, now: datetime, _: Texts) -> str:
     """The programme rules in plain words, generated from the loaded configuration."""
     lang = _.language
     program, earn, expiry = config.program, config.earn, config.expiry
@@ -57,7 +57,7 @@ def render_rules(config: Config, _: Texts) -> str:
         )
     if config.birthday.gift_points:
         lines.append(_("rules.earn.birthday", points=config.birthday.gift_points))
-    today = local_today(datetime.now(UTC), config)
+    today = local_today(now, config)
     for campaign in config.campaigns:
         if campaign.ends < today:
             continue  # over: no longer part of what members can expect
@@ -108,8 +108,8 @@ def render_rules(config: Config, _: Texts) -> str:
         )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
     lines.append("")
-    lines += render_game_rules(config, _)
-    lines += render_survey_rules(config, datetime.now(UTC), _)
+    lines += render_game_rules(config, now, _)
+    lines += render_survey_rules(config, now, _)
 
     lines.append(_("rules.returns.heading"))
     lines.append(_("rules.returns.window", days=config.redemption.return_window_days))
@@ -179,7 +179,9 @@ async def rules(update: Update, context: BotContext) -> None:
     if update.effective_message is None:
         return
     _ = await texts_for(update, context)
-    await update.effective_message.reply_text(render_rules(context.services.config, _))
+    await update.effective_message.reply_text(
+        render_rules(context.services.config, context.services.clock(), _)
+    )
 
 
 async def menu_callback(update: Update, context: BotContext) -> None:

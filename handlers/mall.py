@@ -9,15 +9,17 @@ the store on every tap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.config import Config, MallItem
 from bot.i18n import N_
+from bot.programme.calendar import display_expiry
+from bot.programme.errors import RuleError
+from bot.programme.mall import deduction_points, mall_price
 from bot.qr import qr_png
-from bot.rules import RuleError, deduction_points, display_expiry, mall_price
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.errors import (
     InsufficientPoints,
@@ -94,10 +96,6 @@ def redemption_data(action: str, *args: object) -> str:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _visible(config: Config, states: dict[str, ItemState], now: datetime) -> list[MallItem]:
     """Items a member can see now: listed, not delisted, inside their window."""
     shown = []
@@ -116,9 +114,8 @@ def _price_label(item: MallItem, now: datetime, config: Config, _: Texts) -> str
 
 
 def _home(
-    config: Config, states: dict[str, ItemState], available: int, _: Texts
+    config: Config, states: dict[str, ItemState], available: int, now: datetime, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup]:
-    now = _now()
     shown = _visible(config, states, now)
     rows = [
         [InlineKeyboardButton(c.name.get(_.language), callback_data=mall_data("cat", c.id, 0))]
@@ -133,12 +130,16 @@ def _home(
 
 
 def _shelf(
-    config: Config, states: dict[str, ItemState], category_id: str, page: int, _: Texts
+    config: Config,
+    states: dict[str, ItemState],
+    category_id: str,
+    page: int,
+    now: datetime,
+    _: Texts,
 ) -> tuple[str, InlineKeyboardMarkup] | None:
     category = config.mall.category(category_id)
     if category is None:
         return None
-    now = _now()
     items = [i for i in _visible(config, states, now) if i.category == category_id]
     pages = max(1, -(-len(items) // ITEMS_PER_PAGE))
     if page >= pages:
@@ -179,9 +180,8 @@ def _deduction_amounts(config: Config) -> list[int]:
 
 
 def _item_card(
-    item: MallItem, state: ItemState, config: Config, _: Texts
+    item: MallItem, state: ItemState, config: Config, now: datetime, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup]:
-    now = _now()
     lang = _.language
     lines = [f"🎁 {item.name.get(lang)}", item.description.get(lang), ""]
     if item.kind == "deduction":
@@ -284,7 +284,9 @@ async def mall(update: Update, context: BotContext) -> None:
     member = await member_for(user, context)
     _ = await texts_for(update, context)
     available = await context.services.ledger.available(member.id)
-    text, keyboard = _home(context.services.config, await _states(context), available, _)
+    text, keyboard = _home(
+        context.services.config, await _states(context), available, context.services.clock(), _
+    )
     await message.reply_text(text, reply_markup=keyboard)
 
 
@@ -308,10 +310,10 @@ async def mall_callback(update: Update, context: BotContext) -> None:
         member = await member_for(user, context)
         available = await context.services.ledger.available(member.id)
         await query.answer()
-        await edit_in_place(update, *_home(config, states, available, _))
+        await edit_in_place(update, *_home(config, states, available, context.services.clock(), _))
         return
     if action == "cat":
-        view = _shelf(config, states, args[0], int(args[1]), _)
+        view = _shelf(config, states, args[0], int(args[1]), context.services.clock(), _)
         if view is None:
             await query.answer(_("button.expired"), show_alert=True)
             return
@@ -325,7 +327,7 @@ async def mall_callback(update: Update, context: BotContext) -> None:
         return
     if action == "item":
         await query.answer()
-        await edit_in_place(update, *_item_card(item, state, config, _))
+        await edit_in_place(update, *_item_card(item, state, config, context.services.clock(), _))
         return
     await _offer(update, context, _, item, int(args[1]) if action == "deduct" else None)
 
@@ -338,7 +340,7 @@ async def _offer(
     assert query is not None and user is not None
     services = context.services
     config = services.config
-    now = _now()
+    now = context.services.clock()
     if (item.kind == "deduction") != (yuan is not None):
         await query.answer(_("button.expired"), show_alert=True)
         return
@@ -434,7 +436,7 @@ async def _settle_offer(
         return
     try:
         redemption = await services.mall.redeem(
-            offer_id, member.id, now=_now(), actor=f"telegram:{user.id}"
+            offer_id, member.id, now=context.services.clock(), actor=f"telegram:{user.id}"
         )
     except OfferExpired:
         await query.answer(_("button.expired"), show_alert=True)
@@ -495,7 +497,7 @@ async def _redemptions_view(
     lines = [_("redemptions.title", page=page + 1, pages=pages, total=total)]
     rows: list[list[InlineKeyboardButton]] = []
     deadline = timedelta(days=config.redemption.return_window_days)
-    now = _now()
+    now = context.services.clock()
     for redemption in found:
         day = redemption.created_at.astimezone(config.program.tz).date().isoformat()
         lines.append(
@@ -583,7 +585,11 @@ async def _request_return(
     window = timedelta(days=services.config.redemption.return_window_days)
     try:
         redemption = await services.mall.request_return(
-            code, member_id, now=_now(), window=window, actor=f"member:{member_id}"
+            code,
+            member_id,
+            now=context.services.clock(),
+            window=window,
+            actor=f"member:{member_id}",
         )
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)

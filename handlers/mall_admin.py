@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import resolve_language
-from bot.rules import expires_at
+from bot.programme.expiry import expires_at
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts
 from handlers.mall import STATUS_LABELS, redemption_title
@@ -75,7 +75,9 @@ async def _redemption_step(
         return None
     code = args[0].upper()[:16]
     try:
-        redemption = await step(code, reason, f"telegram:{message.chat_id}", datetime.now(UTC))
+        redemption = await step(
+            code, reason, f"telegram:{message.chat_id}", context.services.clock()
+        )
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_code", code=code))
         return None
@@ -117,7 +119,9 @@ async def stock(update: Update, context: BotContext) -> None:
         await message.reply_text(_("mall_admin.stock.invalid", value=amount[:16], limit=MAX_STOCK))
         return
     try:
-        state = await context.services.mall.set_stock(sku, int(amount), now=datetime.now(UTC))
+        state = await context.services.mall.set_stock(
+            sku, int(amount), now=context.services.clock()
+        )
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_sku", sku=sku))
         return
@@ -141,7 +145,7 @@ async def delist(update: Update, context: BotContext) -> None:
     services = context.services
     config = services.config
     sku = args[0].upper()[:24]
-    now = datetime.now(UTC)
+    now = context.services.clock()
     try:
         report = await services.mall.delist(
             sku,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.config import Config
 from bot.i18n import N_
+from bot.programme.calendar import display_expiry
 from bot.qr import qr_png
-from bot.rules import display_expiry
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.ledger import Balance, Statement, StatementLine
 
@@ -142,7 +142,7 @@ async def balance(update: Update, context: BotContext) -> None:
     member = await member_for(user, context)
     _ = await texts_for(update, context)
     services = context.services
-    summary = await services.ledger.balance(member.id, datetime.now(services.config.program.tz))
+    summary = await services.ledger.balance(member.id, services.clock())
     await message.reply_text(render_balance(summary, services.config, _))
 
 

@@ -18,7 +18,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.config import Config
 from bot.jobs import celebration_day, gift_allowed
-from bot.rules import local_today
+from bot.programme.calendar import local_today
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
 from storage.errors import InvalidRequest

@@ -31,7 +31,8 @@ from telegram.warnings import PTBUserWarning
 from bot.charts import Bar, Panel, chart_painter
 from bot.config import Config, Survey, SurveyQuestion
 from bot.i18n import N_
-from bot.rules import display_expiry, expires_at
+from bot.programme.calendar import display_expiry
+from bot.programme.expiry import expires_at
 from bot.surveys import known_survey_ids, open_surveys, option_label, survey_spec
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for

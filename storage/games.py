@@ -28,7 +28,7 @@ from storage.errors import (
     OfferExpired,
     StoreError,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _now, _ts, atomic
+from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
 from storage.store import Store
 
 T = TypeVar("T")
@@ -666,7 +666,7 @@ class Games:
         now: datetime | None = None,
     ) -> GameOffer:
         """Record what a Spin / Buy button will play; raises NotFound, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: create_offer(c, member_id, game, cost, local_day=local_day, now=when, ttl=ttl)
         )
@@ -689,7 +689,7 @@ class Games:
     ) -> Play:
         """Play an offer once (a repeat is `replayed`); raises OfferExpired, PriceChanged,
         LimitReached, InsufficientPoints, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: play(
                 c,
@@ -726,7 +726,7 @@ class Games:
     ) -> Play:
         """Uncover cells, revealing and paying the card once; raises NotFound,
         InvalidState, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         chosen = tuple(cells)
         return await self._write(
             lambda c: scratch(
@@ -758,5 +758,5 @@ class Games:
         self, code: str, *, actor: str, now: datetime | None = None
     ) -> PrizeVoucher:
         """Accept a prize voucher at the till; raises NotFound, InvalidState."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: use_voucher(c, code, actor=actor, now=when))

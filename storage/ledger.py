@@ -1392,10 +1392,6 @@ def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Itera
 # --- the async facade ----------------------------------------------------------------------
 
 
-def _now(now: datetime | None) -> datetime:
-    return datetime.now(UTC) if now is None else now
-
-
 def _as_sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
     """Run `fn` as the only work of its Store.write transaction (no savepoint needed)."""
 
@@ -1437,7 +1433,7 @@ class Ledger:
         now: datetime | None = None,
     ) -> OperationResult:
         """Credit a member as one new lot; raises NotFound, Conflict, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: earn(
                 c,
@@ -1467,7 +1463,7 @@ class Ledger:
         now: datetime | None = None,
     ) -> OperationResult:
         """Spend unexpired points; raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: spend(
                 c,
@@ -1494,7 +1490,7 @@ class Ledger:
         now: datetime | None = None,
     ) -> OperationResult:
         """Refund a spend once; raises NotFound, AlreadyReversed, Conflict."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: refund(
                 c,
@@ -1521,7 +1517,7 @@ class Ledger:
     ) -> OperationResult:
         """Transfer points keeping their expiry; raises InsufficientPoints, NotFound, Conflict,
         InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: transfer(
                 c, from_member, to_member, points, key=key, actor=actor, reason=reason, now=when
@@ -1540,7 +1536,7 @@ class Ledger:
         now: datetime | None = None,
     ) -> OperationResult:
         """An admin correction; raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: adjust(
                 c,
@@ -1567,7 +1563,7 @@ class Ledger:
     ) -> OperationResult:
         """Extend the validity of a member's lots to `until`; raises NotFound, Conflict,
         InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         chosen = None if lot_ids is None else tuple(lot_ids)
         return await self._write(
             lambda c: extend_validity(
@@ -1586,7 +1582,7 @@ class Ledger:
         self, now: datetime | None = None, *, batch: int = 1000, actor: str = "system:expiry"
     ) -> ExpiryReport:
         """Book every due lot as expired, one transaction per batch so members' taps interleave."""
-        when = _now(now)
+        when = self._store.now(now)
         lots = points = 0
         cursor: tuple[int, int] | None = (-(2**63), 0)
         while cursor is not None:
@@ -1605,12 +1601,12 @@ class Ledger:
 
     async def balance(self, member_id: int, now: datetime | None = None) -> Balance:
         """Spendable points and their expiry schedule; raises NotFound."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._store.lookup(lambda c: balance(c, member_id, when))
 
     async def available(self, member_id: int, now: datetime | None = None) -> int:
         """Spendable points now (one indexed query: for views that show only the total)."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._store.lookup(lambda c: available(c, member_id, when))
 
     async def plan_spend(
@@ -1618,7 +1614,7 @@ class Ledger:
     ) -> tuple[tuple[datetime | None, int], ...]:
         """Which (expires_at, points) a spend would consume now; raises InsufficientPoints,
         NotFound, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._store.lookup(lambda c: plan_spend(c, member_id, points, when))
 
     async def lots(self, member_id: int) -> list[Lot]:

@@ -28,7 +28,7 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _now, _ts, _ts_or_none, atomic
+from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, _ts_or_none, atomic
 from storage.store import Store
 
 T = TypeVar("T")
@@ -722,7 +722,7 @@ class Mall:
         self, entries: Sequence[CatalogEntry], now: datetime | None = None
     ) -> None:
         """Bring the catalog in line with the configuration; raises InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         chosen = tuple(entries)
         await self._write(lambda c: sync_catalog(c, chosen, when))
 
@@ -755,7 +755,7 @@ class Mall:
     ) -> Offer:
         """Record what a confirmation button will redeem; raises NotFound, SoldOut,
         NotAvailable, LimitReached, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: create_offer(
                 c, member_id, sku, points, now=when, ttl=ttl, deduction_yuan=deduction_yuan
@@ -767,7 +767,7 @@ class Mall:
     ) -> Redemption:
         """Redeem an offer once (a repeat is `replayed`); raises OfferExpired, NotAvailable,
         SoldOut, LimitReached, InsufficientPoints."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: redeem(c, offer_id, member_id, now=when, actor=actor))
 
     async def redemptions(
@@ -792,7 +792,7 @@ class Mall:
         now: datetime | None = None,
     ) -> Redemption:
         """A member returns a redemption; raises NotFound, InvalidState, ReturnWindowClosed."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: request_return(c, code, member_id, now=when, window=window, actor=actor)
         )
@@ -801,26 +801,26 @@ class Mall:
         self, code: str, *, actor: str, now: datetime | None = None
     ) -> Redemption:
         """An operator accepts returned goods; raises NotFound, InvalidState."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: approve_return(c, code, actor=actor, now=when))
 
     async def reject_return(
         self, code: str, *, actor: str, reason: str, now: datetime | None = None
     ) -> Redemption:
         """An operator refuses a return; raises NotFound, InvalidState, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: reject_return(c, code, actor=actor, reason=reason, now=when)
         )
 
     async def fulfil(self, code: str, *, actor: str, now: datetime | None = None) -> Redemption:
         """Hand over the goods or accept the voucher; raises NotFound, InvalidState."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: fulfil(c, code, actor=actor, now=when))
 
     async def set_stock(self, sku: str, left: int, *, now: datetime | None = None) -> ItemState:
         """Make `left` more units available; raises NotFound, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: set_stock(c, sku, left, now=when))
 
     async def delist(
@@ -836,7 +836,7 @@ class Mall:
     ) -> DelistReport:
         """Withdraw an item, refunding and compensating open redemptions; raises NotFound,
         InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: delist(
                 c,

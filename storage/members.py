@@ -207,7 +207,7 @@ class Members:
         self, profile: Profile, *, payload: str | None = None, now: datetime | None = None
     ) -> tuple[Member, bool]:
         """Register a member at /start (or refresh a returning one); return (member, is_new)."""
-        when = now or datetime.now(UTC)
+        when = self._store.now(now)
         member, is_new = await self._store.write(
             lambda c: register_member(c, profile, payload, when)
         )

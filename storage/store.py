@@ -7,6 +7,7 @@ import re
 import sqlite3
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -111,9 +112,16 @@ class Store:
     """The database: `async with Store(path) as store:` opens, migrates and closes it."""
 
     def __init__(
-        self, path: str | Path, *, synchronous: Synchronous = "FULL", migrate: bool = True
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        migrate: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.path = Path(path)
+        # The application's clock: "now" for a write or read that is not told the time.
+        self.clock = clock
         self.synchronous: Synchronous = synchronous
         self._migrate = migrate
         self._writer: aiosqlite.Connection | None = None
@@ -173,6 +181,14 @@ class Store:
     def is_open(self) -> bool:
         """True between open() and close()."""
         return self._writer is not None
+
+    def now(self, now: datetime | None = None) -> datetime:
+        """`now` when given, else the store's clock; raises RuntimeError with neither."""
+        if now is not None:
+            return now
+        if self.clock is None:
+            raise RuntimeError("the store has no clock: pass now=")
+        return self.clock()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one `BEGIN IMMEDIATE` transaction on the single writer thread."""

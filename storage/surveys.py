@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from storage import ledger
 from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _now, _ts, atomic
+from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
 from storage.pushes import Push, enqueue
 from storage.store import Store
 
@@ -993,7 +993,7 @@ class Surveys:
     ) -> Progress:
         """Open (or resume) the member's response; raises NotFound, AlreadyCompleted,
         SurveyClosed."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: start(c, spec, member_id, now=when))
 
     async def choose(
@@ -1008,7 +1008,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Answer a single-choice question; see `choose`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: choose(
                 c,
@@ -1032,7 +1032,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Tick or untick a multiple-choice option; see `toggle`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: toggle(c, spec, member_id, position, option_id, now=when)
         )
@@ -1048,7 +1048,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Done on a multiple-choice question; see `confirm_choices`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: confirm_choices(
                 c,
@@ -1073,7 +1073,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Answer a rating question; see `rate`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: rate(
                 c,
@@ -1100,7 +1100,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Answer a free-text question; see `write_text`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: write_text(
                 c,
@@ -1126,7 +1126,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Skip an optional question; see `skip`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: skip(
                 c,
@@ -1150,7 +1150,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Progress:
         """Keep the earlier answer and move on; see `keep`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: keep(
                 c,
@@ -1167,7 +1167,7 @@ class Surveys:
         self, spec: SurveySpec, member_id: int, position: int, *, now: datetime | None = None
     ) -> Progress:
         """Go back to the previous question; see `back`."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(lambda c: back(c, spec, member_id, position, now=when))
 
     async def stats(self, spec: SurveySpec) -> SurveyStats:
@@ -1185,7 +1185,7 @@ class Surveys:
         now: datetime | None = None,
     ) -> Feedback:
         """File a suggestion; raises NotFound, LimitReached, InvalidRequest."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: submit_feedback(
                 c,
@@ -1222,7 +1222,7 @@ class Surveys:
         notice: Callable[[Feedback], Push] | None = None,
     ) -> Feedback:
         """Approve (and pay) or reject a suggestion once; raises NotFound, InvalidState."""
-        when = _now(now)
+        when = self._store.now(now)
         return await self._write(
             lambda c: review_feedback(
                 c,

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
 from bot.app import build_application, running
+from bot.clock import FixedClock
 from bot.config import Config, StorageConfig, load_config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
@@ -18,6 +21,10 @@ from storage.audit import audit
 from storage.members import Member
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+# The instant every conversation test runs at unless it moves the clock: noon in Shanghai on
+# a Wednesday when every dated window of the sample programme (items, surveys) is open and
+# none of its campaigns or sales runs. The suite passes on any real date.
+NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 ADMIN_ID = 100000001  # the sample programme's operator
 MEMBER_ID = 5001
 
@@ -73,13 +80,21 @@ async def sandbox(
         config = change(config)
     async with BotApiEmulator() as emu:
         # Tests run the daily jobs themselves, each with the "now" it needs.
-        app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
+        app = build_application(
+            config,
+            emu.token,
+            base_url=emu.base_url,
+            schedule_jobs=False,
+            clock=FixedClock(NOW),
+        )
+        # Telegram dates messages by the bot's clock too, wherever a test moves it.
+        emu.clock = lambda: app.bot_data.clock()
         async with running(app, poll_timeout=1):
             yield Sandbox(emu, app, config)
 
 
-# Lots seeded by `member_with` last about 200 days from the start of the run.
-SEED_EXPIRY = datetime.now(UTC) + timedelta(days=200)
+# Lots seeded by `member_with` last 200 days from NOW.
+SEED_EXPIRY = NOW + timedelta(days=200)
 
 
 async def member_with(sandbox: Sandbox, user_id: int, points: int, lang: str = "zh-hans") -> Member:
@@ -108,3 +123,16 @@ async def assert_audit_ok(sandbox: Sandbox) -> None:
     """The running bot's ledger (and mall, games, surveys) passes the audit."""
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
+
+
+class PinnedCliRunner(CliRunner):
+    """A CliRunner whose commands run at a chosen instant instead of the real time."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        super().__init__()
+        self.clock = FixedClock(now)
+
+    def invoke(self, cli: Any, args: Any = None, **extra: Any) -> Result:  # type: ignore[override]
+        """Invoke `cli` with this runner's clock in the click context object."""
+        extra.setdefault("obj", {"clock": self.clock})
+        return super().invoke(cli, args, **extra)

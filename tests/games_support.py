@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from bot.config import Config, WheelConfig
+from tests.conftest import NOW
 
 # A prize table whose total weight (40) is above every other randbelow() bound a play asks
 # for (a pointer position below 71 is the exception, and 71 is not 40): ForcedDraws can tell
@@ -45,7 +46,7 @@ class ForcedDraws:
 
 def today_local(config: Config) -> date:
     """The programme's today."""
-    return datetime.now(UTC).astimezone(config.program.tz).date()
+    return NOW.astimezone(config.program.tz).date()
 
 
 def wheel_document(**changes: Any) -> dict[str, Any]:

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from bot.app import build_application, running
+from bot.clock import FixedClock
 from bot.config import Config
 from bot.sandbox.server import BotApiEmulator
 from handlers.common import BotApp
 from storage.audit import audit
+from tests.conftest import NOW
 
 
 @asynccontextmanager
@@ -19,9 +21,14 @@ async def bot_on(
     emu: BotApiEmulator, config: Config, clock: Callable[[], datetime] | None = None
 ) -> AsyncIterator[BotApp]:
     """One run of the bot: built, started, and (leaving the block) stopped and shut down."""
-    app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
-    if clock is not None:
-        app.bot_data.clock = clock
+    app = build_application(
+        config,
+        emu.token,
+        base_url=emu.base_url,
+        schedule_jobs=False,
+        clock=clock or FixedClock(NOW),
+    )
+    emu.clock = lambda: app.bot_data.clock()
     async with running(app, poll_timeout=1):
         yield app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from bot.imports import import_purchases
 from storage.audit import audit
 from storage.members import Member, luhn_digit
 from storage.store import connect_sync
-from tests.conftest import Sandbox
+from tests.conftest import NOW, Sandbox
 
 
 async def new_member(sandbox: Sandbox, user_id: int = 8001) -> Member:
@@ -83,7 +83,7 @@ async def test_a_receipt_reused_for_another_amount_is_refused(sandbox: Sandbox) 
 
 def green_today(config: Config) -> Config:
     """A campaign running today that doubles eco purchases."""
-    today = date.today()
+    today = NOW.astimezone(config.program.tz).date()
     campaign = Campaign(
         id="today",
         name=Localized.model_validate({"zh-CN": "今日双倍", "en": "Double Today"}),
@@ -246,14 +246,16 @@ async def test_a_receipt_entered_at_the_till_is_not_awarded_again_by_the_csv_imp
     member = await new_member(sandbox)
     await sandbox.admin().send(f"/purchase {member.member_code} 100 eco R-TILL-1")
     # The nightly POS export lists the same receipt, amount written differently, later on.
-    bought = datetime.now(sandbox.config.program.tz).replace(microsecond=0).isoformat()
+    bought = NOW.astimezone(sandbox.config.program.tz).replace(microsecond=0).isoformat()
     lines = [
         "receipt_id,member_code,amount,category,purchased_at\n",
         f"R-TILL-1,{member.member_code},100.00,eco,{bought}\n",
     ]
     conn = connect_sync(sandbox.config.storage.path)
     try:
-        summary = import_purchases(conn, lines, sandbox.config, actor="import:pos.csv")
+        summary = import_purchases(
+            conn, lines, sandbox.config, actor="import:pos.csv", now=sandbox.services.clock()
+        )
     finally:
         conn.close()
     assert (summary.imported, summary.replayed, summary.skipped_total) == (0, 1, 0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from bot.config import Config, MallDiscount, MallItem
 from bot.sandbox.client import ChatClient
-from tests.conftest import SEED_EXPIRY, Sandbox, assert_audit_ok, available, member_with
+from tests.conftest import NOW, SEED_EXPIRY, Sandbox, assert_audit_ok, available, member_with
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ async def test_per_member_limit(sandbox: Sandbox) -> None:
 
 def future_item(config: Config) -> Config:
     """An item whose availability window opens tomorrow."""
-    start = datetime.now(UTC) + timedelta(days=1)
+    start = NOW + timedelta(days=1)
     item = MallItem.model_validate(
         {
             "sku": "SOON-01",
@@ -228,7 +228,7 @@ async def test_forged_and_stale_buttons_change_nothing(sandbox: Sandbox) -> None
         owner.id,
         "BAG-01",
         300,
-        now=datetime.now(UTC) - timedelta(hours=1),
+        now=NOW - timedelta(hours=1),
         ttl=timedelta(minutes=10),
     )
     await owner_chat.tap_data(owner_confirmation.message_id, f"mall:ok:{stale.id}", expect=0)
@@ -280,7 +280,7 @@ async def test_voucher_return_inside_the_window_refunds_at_once(sandbox: Sandbox
 
 async def test_return_outside_the_window_is_refused(sandbox: Sandbox) -> None:
     member = await member_with(sandbox, 9502, 1000)
-    old = datetime.now(UTC) - timedelta(days=8)
+    old = NOW - timedelta(days=8)
     offer = await sandbox.services.mall.create_offer(
         member.id, "VOUCHER-10", 800, now=old, ttl=timedelta(minutes=10)
     )
@@ -401,7 +401,7 @@ async def test_bad_operator_input(sandbox: Sandbox, command: str, answer: str) -
 
 def sale_today(config: Config) -> Config:
     """A 20% sale on the home shelf running today."""
-    today = datetime.now(config.program.tz).date()
+    today = NOW.astimezone(config.program.tz).date()
     sale = MallDiscount.model_validate(
         {
             "id": "today",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from bot.programme.calendar import end_of_day
 from bot.qr import qr_png
-from bot.rules import end_of_day
 from bot.sandbox.server import image_size
 from storage.members import Member
-from tests.conftest import Sandbox
+from tests.conftest import NOW, Sandbox
 
 
 async def registered(sandbox: Sandbox, user_id: int, language: str = "zh-hans") -> Member:
@@ -37,7 +37,7 @@ async def earn(
 async def test_balance_groups_expiry_by_local_day(sandbox: Sandbox) -> None:
     member = await registered(sandbox, 7001)
     tz = sandbox.config.program.tz
-    today = datetime.now(tz).date()
+    today = NOW.astimezone(tz).date()
     soon, later = today + timedelta(days=20), today + timedelta(days=200)
     # Two lots ending on the same local day are one line; a never-expiring lot comes last.
     await earn(sandbox, member, 100, "a", expires_at=end_of_day(soon, sandbox.config))
@@ -62,7 +62,7 @@ async def test_balance_groups_expiry_by_local_day(sandbox: Sandbox) -> None:
 
 async def test_expired_points_are_not_shown_as_available(sandbox: Sandbox) -> None:
     member = await registered(sandbox, 7002, "en")
-    now = datetime.now(UTC)
+    now = NOW
     await earn(sandbox, member, 50, "old", expires_at=now + timedelta(seconds=1), now=now)
     await earn(sandbox, member, 20, "new", expires_at=now + timedelta(days=30), now=now)
     await sandbox.services.ledger.spend(
@@ -97,7 +97,7 @@ async def test_balance_from_the_menu_button(sandbox: Sandbox) -> None:
 
 async def test_history_pages_back_and_forth(sandbox: Sandbox) -> None:
     member = await registered(sandbox, 7010, "en")
-    expiry = datetime.now(UTC) + timedelta(days=300)
+    expiry = NOW + timedelta(days=300)
     for i in range(1, 20):  # 19 purchases of i points: 3 pages of 8, 8, 3
         await sandbox.services.ledger.earn(
             member.id,

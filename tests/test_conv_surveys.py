@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bot.config import Config, Survey
-from bot.rules import display_expiry, expires_at
+from bot.programme.calendar import display_expiry
+from bot.programme.expiry import expires_at
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from storage.audit import audit

@@ -7,12 +7,11 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 
 from bot.cli import main
 from bot.config import Config, load_config
@@ -28,6 +27,7 @@ from storage import ledger
 from storage.audit import audit
 from storage.members import Profile, luhn_digit, member_ids_by_code, register_member
 from storage.store import connect_sync, migrate
+from tests.conftest import PinnedCliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "config.example.toml"
@@ -98,9 +98,8 @@ def flat(output: str) -> str:
 
 
 def yesterday() -> str:
-    """A purchase time the real clock accepts (the command imports at the current time); tests
-    using it buy general goods, which no campaign of the sample multiplies."""
-    return (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="seconds")
+    """A purchase time the command accepts (it imports at NOW)."""
+    return (NOW - timedelta(days=1)).isoformat(timespec="seconds")
 
 
 def write_csv(path: Path, *rows: str) -> Path:
@@ -481,11 +480,11 @@ def test_the_command_imports_and_exits_0_when_every_row_went_in(
         f"R2,{codes['bob']},10,general,{when}",
     )
     args = ["import-purchases", str(path), "--config", str(config_file)]
-    first = CliRunner().invoke(main, args)
+    first = PinnedCliRunner(NOW).invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "2 rows read" in first.output
     assert "imported 2 (110 points)" in flat(first.output)
-    again = CliRunner().invoke(main, args)
+    again = PinnedCliRunner(NOW).invoke(main, args)
     assert again.exit_code == 0, again.output
     assert "already imported 2" in flat(again.output)
     record = ledger.operation(conn, 1)
@@ -501,7 +500,7 @@ def test_the_command_lists_skipped_rows_and_exits_1(
     rows += [f"X{n},{STRANGER},10,general,{when}" for n in range(60)]
     path = write_csv(tmp_path / "till.csv", *rows)
     errors = tmp_path / "errors.csv"
-    result = CliRunner().invoke(
+    result = PinnedCliRunner(NOW).invoke(
         main,
         [
             "import-purchases",
@@ -543,7 +542,9 @@ def test_the_command_exits_2_when_the_file_cannot_be_read(
 ) -> None:
     path = tmp_path / "till.csv"
     path.write_bytes(content)
-    result = CliRunner().invoke(main, ["import-purchases", str(path), "--config", str(config_file)])
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -552,7 +553,9 @@ def test_the_command_exits_2_when_the_file_cannot_be_read(
 
 def test_the_command_exits_2_without_a_database(config_file: Path, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "till.csv", f"R1,{STRANGER},10,general,{yesterday()}")
-    result = CliRunner().invoke(main, ["import-purchases", str(path), "--config", str(config_file)])
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
     assert result.exit_code == 2
     assert "init-db" in result.output
 

@@ -13,11 +13,11 @@ import pytest
 
 from bot.config import Config
 from bot.jobs import Scheduler, Sender, birthday_dates, gift_allowed
-from bot.rules import end_of_day
+from bot.programme.calendar import end_of_day
 from storage.audit import audit
 from storage.members import Member
 from storage.pushes import MARKETING, SERVICE, Push
-from tests.conftest import Sandbox
+from tests.conftest import NOW, Sandbox
 
 NUDGE = "到期后无法使用，去积分商城看看吧。"
 SHANGHAI_MIDNIGHT_MAR_15 = datetime(2027, 3, 14, 16, 0, 30, tzinfo=UTC)  # 00:00:30 in Shanghai
@@ -132,7 +132,7 @@ async def expiring_lot(
         key=key,
         actor="t",
         expires_at=end_of_day(last_day, sandbox.config),
-        now=datetime.now(UTC) - timedelta(days=300),
+        now=NOW - timedelta(days=300),
     )
 
 
@@ -178,12 +178,12 @@ async def test_the_mall_button_in_a_reminder_opens_the_mall(sandbox: Sandbox) ->
 
 async def test_the_sweep_books_expired_points_and_the_ledger_still_audits(sandbox: Sandbox) -> None:
     erin = await member(sandbox, 6012)
-    yesterday = datetime.now(sandbox.config.program.tz).date() - timedelta(days=1)
+    yesterday = NOW.astimezone(sandbox.config.program.tz).date() - timedelta(days=1)
     await expiring_lot(sandbox, erin, 40, yesterday, "old")
     await expiring_lot(sandbox, erin, 60, yesterday + timedelta(days=100), "new")
-    booked = await sandbox.services.scheduler.sweep(datetime.now(UTC))
+    booked = await sandbox.services.scheduler.sweep(NOW)
     assert booked == 1
-    assert await sandbox.services.scheduler.sweep(datetime.now(UTC)) == 0
+    assert await sandbox.services.scheduler.sweep(NOW) == 0
     assert await available(sandbox, erin) == 60
     [statement] = await sandbox.member(6012).send("/history")
     assert "过期  -40" in (statement.text or "")
@@ -215,7 +215,7 @@ async def test_catch_up_runs_a_missed_day_at_the_next_start(sandbox: Sandbox) ->
 
 async def enqueue(sandbox: Sandbox, members: list[Member], category: str, key: str) -> None:
     pushes = [Push(f"{key}:{m.id}", m.id, category, "push.birthday", {}) for m in members]
-    await sandbox.services.pushes.enqueue(pushes, datetime.now(UTC))
+    await sandbox.services.pushes.enqueue(pushes, NOW)
 
 
 async def test_429_is_honoured_and_the_message_still_arrives_once(sandbox: Sandbox) -> None:
@@ -310,11 +310,13 @@ async def test_the_running_bot_schedules_the_daily_jobs_and_catches_up(
             daily = jobs["daily-pushes"].next_t
             assert daily is not None and daily.astimezone(tz).time().hour == 9
             services = app.bot_data
+            # This bot runs the real JobQueue on the real clock.
+            today = services.clock().astimezone(tz).date()
             for _ in range(100):  # the catch-up runs a second after start
-                if await services.pushes.job_ran("expiry_sweep", datetime.now(tz).date()):
+                if await services.pushes.job_ran("expiry_sweep", today):
                     break
                 await asyncio.sleep(0.05)
-            assert await services.pushes.job_ran("expiry_sweep", datetime.now(tz).date())
+            assert await services.pushes.job_ran("expiry_sweep", today)
 
 
 async def test_an_interactive_reply_never_waits_behind_a_broadcast(sandbox: Sandbox) -> None:

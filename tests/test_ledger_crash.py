@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from storage.audit import audit
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
+from tests.conftest import NOW
 
 KILLS = 24
 
@@ -91,7 +91,7 @@ def database(tmp_path: Path) -> Path:
     conn = connect_sync(path)
     migrate(conn)
     for telegram_id in range(1, 5):
-        register_member(conn, Profile(telegram_id, f"m{telegram_id}"), None, datetime.now(UTC))
+        register_member(conn, Profile(telegram_id, f"m{telegram_id}"), None, NOW)
     conn.close()
     return path
 

@@ -6,12 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from bot.app import refresh_policies
 from bot.cli import main
-from bot.rules import expires_at, last_valid_day
-from tests.conftest import SAMPLE, Sandbox
+from bot.programme.expiry import expires_at, last_valid_day
+from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox
 
 BOT_TEXT = "🎂"
 
@@ -27,7 +26,7 @@ def config_file(sandbox: Sandbox, tmp_path: Path) -> Path:
 
 
 def schedule(config: Path, effective: date, *extra: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
+    result = PinnedCliRunner().invoke(
         main,
         [
             "schedule-policy-change",
@@ -45,7 +44,7 @@ async def test_a_change_too_soon_is_refused_with_the_reason(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     await sandbox.member(3001).send("/start")
-    soon = datetime.now(sandbox.config.program.tz).date() + timedelta(days=29)
+    soon = NOW.astimezone(sandbox.config.program.tz).date() + timedelta(days=29)
     code, output = schedule(
         config_file(sandbox, tmp_path), soon, "--mode", "rolling", "--months", "6"
     )
@@ -61,7 +60,7 @@ async def test_an_announced_change_notifies_everyone_once_and_applies_only_after
 ) -> None:
     for user_id, lang in ((3002, "zh-hans"), (3003, "en")):
         await sandbox.member(user_id, language_code=lang).send("/start")
-    today = datetime.now(sandbox.config.program.tz).date()
+    today = NOW.astimezone(sandbox.config.program.tz).date()
     effective = today + timedelta(days=45)
     config = config_file(sandbox, tmp_path)
     code, output = schedule(config, effective, "--mode", "rolling", "--months", "6")
@@ -108,7 +107,7 @@ def test_the_configuration_file_cannot_smuggle_a_change_in(tmp_path: Path) -> No
         ),
         encoding="utf-8",
     )
-    result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
+    result = PinnedCliRunner().invoke(main, ["check-config", "--config", str(path)])
     assert result.exit_code == 2
     assert "[expiry.scheduled]" in result.output and "schedule-policy-change" in result.output
 

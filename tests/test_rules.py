@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config, load_config
-from bot.rules import (
-    RuleError,
-    award_purchase,
-    display_expiry,
-    expires_at,
-    last_valid_day,
-    parse_amount,
-    purchase_points,
-)
+from bot.programme.calendar import display_expiry
+from bot.programme.errors import RuleError
+from bot.programme.expiry import expires_at, last_valid_day
+from bot.programme.purchases import award_purchase, parse_amount, purchase_points
+from tests.conftest import NOW
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 
@@ -90,7 +86,7 @@ def test_year_end_expiry(config: Config) -> None:
 
 
 def test_never_expiring_policy(config: Config) -> None:
-    assert expires_at(datetime.now(UTC), with_expiry(config, mode="never")) is None
+    assert expires_at(NOW, with_expiry(config, mode="never")) is None
 
 
 SHANGHAI_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from telegram import Chat, Message, Update, User
 
 from bot.sending import read_back
 from bot.updates import PerMemberUpdateProcessor, member_key
-from tests.conftest import Sandbox
+from tests.conftest import NOW, Sandbox
 
 
 def text_update(update_id: int, user_id: int, text: str) -> Update:
     user = User(user_id, "m", is_bot=False)
     chat = Chat(user_id, Chat.PRIVATE)
-    message = Message(update_id, datetime.now(UTC), chat, from_user=user, text=text)
+    message = Message(update_id, NOW, chat, from_user=user, text=text)
     return Update(update_id, message=message)
 
 

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.config import Config
-from bot.rules import award_purchase, expires_at
+from bot.programme.expiry import expires_at
+from bot.programme.purchases import award_purchase
 from storage.ledger import Ledger
 from storage.members import Members, Profile
 from storage.store import Store

@@ -27,6 +27,8 @@ from typing import Any, Final, Literal, NamedTuple, Self
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from bot.clock import Clock, system_clock
+
 JSONDict = dict[str, Any]
 
 EventKind = Literal["message", "edit", "delete", "photo", "document", "callback_answer"]
@@ -870,6 +872,7 @@ class BotApiEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         record_calls: bool = True,
+        clock: Clock = system_clock,
     ) -> None:
         bot_id, sep, _ = token.partition(":")
         if not sep or not bot_id.isdigit():
@@ -881,6 +884,8 @@ class BotApiEmulator:
         self.host = host
         self.port = port
         self.record_calls = record_calls
+        # Telegram's clock, which dates every message; tests share the bot's clock with it.
+        self.clock = clock
         self.calls: list[ApiCall] = []
         self.webhook_url = ""
         self.menu_buttons: dict[int | None, JSONDict] = {}
@@ -970,6 +975,10 @@ class BotApiEmulator:
         self._updates_event.set()
         runner, self._runner = self._runner, None
         await runner.cleanup()
+
+    def _seconds(self) -> int:
+        """Now on Telegram's clock, as the Bot API dates messages: whole Unix seconds."""
+        return int(self.clock().timestamp())
 
     @property
     def base_url(self) -> str:
@@ -1158,7 +1167,7 @@ class BotApiEmulator:
         if msg is None or msg.from_bot or msg.kind != "text":
             raise ValueError(f"user {user_id} has no text message {message_id} to edit")
         msg.text, msg.entities = text, _command_entities(text)
-        msg.edit_date = int(time.time())
+        msg.edit_date = self._seconds()
         return self._enqueue("edited_message", self._message_dict(msg))
 
     def user_sends_sticker(self, user_id: int, emoji: str = "👍") -> int:
@@ -1260,7 +1269,7 @@ class BotApiEmulator:
         return {
             "chat": user.chat_dict(),
             "from": user.to_dict(),
-            "date": int(time.time()),
+            "date": self._seconds(),
             "old_chat_member": member(old),
             "new_chat_member": member(new),
         }
@@ -1372,7 +1381,7 @@ class BotApiEmulator:
             message_id=chat.next_message_id,
             from_bot=from_bot,
             kind=kind,
-            date=int(time.time()),
+            date=self._seconds(),
             **fields,
         )
         chat.next_message_id += 1
@@ -1404,7 +1413,7 @@ class BotApiEmulator:
             kind=kind,
             chat_id=chat.user.id,
             message_id=message_id,
-            timestamp=time.time(),
+            timestamp=self.clock().timestamp(),
             **fields,
         )
         chat.events.append(event)
@@ -1894,7 +1903,7 @@ class BotApiEmulator:
 
     def _finish_edit(self, chat: _Chat, msg: SandboxMessage, params: JSONDict) -> JSONDict:
         """Stamp the edit, record it as an output and return the edited Message."""
-        msg.edit_date = int(time.time())
+        msg.edit_date = self._seconds()
         self._emit(chat, "edit", msg.message_id, msg, reply_markup=params.get("reply_markup"))
         return self._message_dict(msg)
 

@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta
 
 from bot.config import Config, ScheduledPolicy
 from bot.i18n import N_
-from bot.rules import RuleError, local_today
+from bot.programme.calendar import local_today
+from bot.programme.errors import RuleError
 from storage.pushes import PolicyChange, announce_policy_change, policy_changes
 
 NOTICE_KEYS = {

@@ -1,0 +1,37 @@
+"""What every programme function works with: the rules in force, the one clock, the stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.wheel import RandomSource
+from storage.games import Games
+from storage.ledger import Ledger
+from storage.mall import Mall
+from storage.members import Members
+from storage.pushes import Pushes
+from storage.store import Store
+from storage.surveys import Surveys
+
+
+class Programme:
+    """The programme's state as its functions see it (no Telegram types); the application's
+    services extend it."""
+
+    config: Config
+    clock: Clock
+    store: Store
+    members: Members
+    ledger: Ledger
+    mall: Mall
+    games: Games
+    surveys: Surveys
+    pushes: Pushes
+    # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
+    game_random: RandomSource
+
+    def now(self) -> datetime:
+        """Now, on the programme's one clock."""
+        return self.clock()
