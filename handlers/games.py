@@ -23,7 +23,6 @@ from bot.i18n import N_
 from bot.programme import games as programme
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
-from bot.programme.expiry import expires_at
 from bot.programme.game_rules import CELLS, GAMES, GameTable, prize_symbol, winning_symbol
 from bot.qr import qr_png
 from bot.sending import read_back
@@ -215,7 +214,7 @@ def _prize_lines(play: Play, campaign: GameCampaign | None, config: Config, _: T
     label = prize_label(config, play.game, play.prize_id, _)
     lines = []
     if play.prize_kind == "points":
-        lot_expiry = expires_at(play.revealed_at or play.created_at, config)
+        lot_expiry = programme.prize_expiry(play, config)
         if lot_expiry is None:
             lines.append(_("games.won_points_never", points=play.prize_points))
         else:

@@ -20,7 +20,7 @@ from storage.ledger import Ledger
 from storage.members import Members, Profile
 from storage.store import Store
 from tests.conftest import NOW, SAMPLE
-from tests.games_support import P10, P100, THANKS, ForcedDraws, with_wheel
+from tests.games_support import BAG, P10, P100, THANKS, ForcedDraws, with_wheel
 
 # The test campaign's first local day: set here, never read off the real date.
 FESTIVAL_STARTS = date(2027, 1, 1)
@@ -179,3 +179,38 @@ async def test_a_switched_off_game_refuses_its_offer(programme: Programme) -> No
     assert refused.value.key == "games.closed"
     closed = await games.next_play(programme, member_id, "wheel")
     assert (closed.refused, closed.offer_id, closed.available) == ("closed", None, 100)
+
+
+async def test_a_voucher_lasts_through_its_last_local_day_and_is_accepted_once(
+    programme: Programme,
+) -> None:
+    config = programme.config
+    assert config.wheel is not None
+    won_on = FESTIVAL_STARTS - timedelta(days=1)
+    pin(programme, local(config, won_on, 23, 30))
+    member_id = await member_holding(programme, 10)
+    bag = await spin_next(programme, member_id, BAG)
+    voucher = bag.play.voucher
+    assert voucher is not None
+    last_day = won_on + timedelta(days=config.wheel.voucher_days)
+    assert voucher.expires_at == local(config, last_day + timedelta(days=1), 0, 0)
+
+    pin(programme, local(config, last_day, 23, 59))
+    [held], total = await games.member_vouchers(programme, member_id, limit=5)
+    assert (held.status, total) == ("issued", 1)
+    pin(programme, local(config, last_day + timedelta(days=1), 0, 0))
+    [held], _ = await games.member_vouchers(programme, member_id, limit=5)
+    assert held.status == "expired"
+    refused = await games.fulfil_voucher(programme, voucher.code, "till")
+    assert (refused.refused, refused.voucher.status) == ("expired", "issued")
+
+    # The refusal changed nothing: on its last day (the clock set back) it is accepted, once.
+    pin(programme, local(config, last_day, 12, 0))
+    accepted = await games.fulfil_voucher(programme, voucher.code.lower(), "till")
+    assert (accepted.refused, accepted.voucher.status, accepted.voucher.used_by) == (
+        None,
+        "used",
+        "till",
+    )
+    again = await games.fulfil_voucher(programme, voucher.code, "till")
+    assert (again.refused, again.voucher.used_at) == ("used", accepted.voucher.used_at)

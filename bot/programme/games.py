@@ -173,6 +173,11 @@ def voucher_expiry(now: datetime, config: Config) -> datetime:
     return end_of_day(local_today(now, config) + timedelta(days=days), config)
 
 
+def prize_expiry(play: Play, config: Config) -> datetime | None:
+    """When the points a play paid expire (None: never): the policy of the day it paid."""
+    return expires_at(play.revealed_at or play.created_at, config)
+
+
 def paid_campaign(config: Config, play: Play) -> GameCampaign | None:
     """The game campaign a points prize was multiplied by (None if none, or it left the
     configuration)."""
