@@ -13,7 +13,7 @@ from bot.clock import Clock, system_clock
 from bot.i18n import I18n, resolve_language
 from bot.jobs import Scheduler, Sender
 from bot.programme.context import Programme
-from bot.wheel import RandomSource, SystemRandomSource
+from bot.programme.game_rules import RandomSource, SystemRandomSource
 from storage.members import Member, Profile
 
 if TYPE_CHECKING:

@@ -11,42 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 
-from bot.config import Config, GameCampaign, GamePrize, ScratchConfig
+from bot.config import Config, GameCampaign, GamePrize
 from bot.i18n import N_
-from bot.programme.calendar import display_expiry, end_of_day, local_today
-from bot.programme.expiry import expires_at
+from bot.programme import games as programme
+from bot.programme.calendar import display_expiry
+from bot.programme.errors import RuleError
+from bot.programme.game_rules import CELLS, GAMES, GameTable, prize_symbol, winning_symbol
 from bot.qr import qr_png
 from bot.sending import read_back
-from bot.wheel import (
-    CELLS,
-    GAMES,
-    PICTURE_CACHE,
-    STOPS_PER_SLICE,
-    GameTable,
-    WheelPicture,
-    active_campaign,
-    draw,
-    expected_points,
-    game_table,
-    odds,
-    painter_for,
-    percent_text,
-    points_text,
-    prize_points,
-    prize_symbol,
-    scratch_layout,
-    winning_symbol,
-)
+from bot.wheel import PICTURE_CACHE, STOPS_PER_SLICE, WheelPicture, painter_for
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.errors import InsufficientPoints, InvalidState, LimitReached, NotFound, OfferExpired
-from storage.games import Outcome, Play, PlayRules, PriceChanged, PrizeVoucher
+from storage.games import Play, PriceChanged, PrizeVoucher
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +93,29 @@ def prize_label(config: Config, game: str, prize_id: str, _: Texts) -> str:
     return prize_id if prize is None else prize.label.get(_.language)
 
 
+def percent_text(probability: Fraction) -> str:
+    """A probability in percent, to two decimals without trailing zeros: 12.5, 0.05, <0.01."""
+    value = probability * 100
+    if 0 < value < Fraction(1, 100):
+        return "<0.01"  # a prize that can be won never reads as 0%
+    return _decimal_text(value)
+
+
+def points_text(value: Fraction) -> str:
+    """An average number of points to two decimals without trailing zeros: 17.5, 3.33."""
+    return _decimal_text(value)
+
+
+def _decimal_text(value: Fraction) -> str:
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    rounded = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP).normalize()
+    return format(rounded, "f")
+
+
+def _multiplier_text(campaign: GameCampaign) -> str:
+    return format(campaign.multiplier.normalize(), "f")
+
+
 def _price_line(table: GameTable, _: Texts) -> str:
     if table.cost == 0:
         return _("games.odds.price_zero", limit=table.daily_limit)
@@ -131,19 +138,16 @@ def _odds_line(table: GameTable, prize: GamePrize, points: int, percent: str, _:
     return _("games.odds.line", prize=label, percent=percent)
 
 
-def render_odds(
-    config: Config, table: GameTable, campaign: GameCampaign | None, _: Texts
-) -> list[str]:
+def render_odds(shown: programme.Disclosure, _: Texts) -> list[str]:
     """The disclosure of one game: price and limits, every prize's probability, the expected
     return against the cost, the budget rule and any campaign."""
     lang = _.language
+    table, campaign, expected = shown.table, shown.campaign, shown.expected
     lines = [_price_line(table, _), _("games.odds.heading")]
-    table_odds = odds(table, campaign)
-    for entry in table_odds:
+    for entry in shown.odds:
         lines.append(
             _odds_line(table, entry.prize, entry.points, percent_text(entry.probability), _)
         )
-    expected = expected_points(table_odds)
     if table.cost:
         rate = percent_text(expected / table.cost)
         lines.append(
@@ -159,7 +163,7 @@ def render_odds(
                 "games.odds.campaign",
                 campaign=campaign.name.get(lang),
                 ends=campaign.ends.isoformat(),
-                multiplier=format(campaign.multiplier.normalize(), "f"),
+                multiplier=_multiplier_text(campaign),
             )
         )
     if any(p.kind == "points" for p in table.prizes):
@@ -180,23 +184,18 @@ def render_odds(
 
 def render_all_odds(config: Config, now: datetime, _: Texts) -> str:
     """/odds: the disclosure of every game that is open."""
-    campaign = active_campaign(local_today(now, config), config)
-    blocks = []
-    for game in GAMES:
-        table = game_table(config, game)
-        if table is not None:
-            blocks.append("\n".join([_(TITLES[game]), *render_odds(config, table, campaign, _)]))
+    blocks = [
+        "\n".join([_(TITLES[shown.table.game]), *render_odds(shown, _)])
+        for shown in programme.disclosures(config, now)
+    ]
     return "\n\n".join(blocks) if blocks else _("games.closed")
 
 
 def render_game_rules(config: Config, now: datetime, _: Texts) -> list[str]:
     """The games' part of /rules (with a blank line after it), or nothing without games."""
-    campaign = active_campaign(local_today(now, config), config)
     lines = []
-    for game in GAMES:
-        table = game_table(config, game)
-        if table is not None:
-            lines += [_(TITLES[game]), *render_odds(config, table, campaign, _)]
+    for shown in programme.disclosures(config, now):
+        lines += [_(TITLES[shown.table.game]), *render_odds(shown, _)]
     return [_("rules.games.heading"), *lines, ""] if lines else []
 
 
@@ -210,43 +209,25 @@ def _legend(table: GameTable, _: Texts) -> str:
     return _("list.separator").join(entries)
 
 
-def _voucher_expiry(now: datetime, config: Config) -> datetime:
-    """A voucher won today can be used through the local day `voucher_days` from today."""
-    # Without a [wheel] section any more, a card bought before still pays a month's voucher.
-    days = config.wheel.voucher_days if config.wheel is not None else 30
-    return end_of_day(local_today(now, config) + timedelta(days=days), config)
-
-
-def _play_rules(table: GameTable) -> PlayRules:
-    return PlayRules(
-        cost=table.cost,
-        free_per_day=table.free_per_day,
-        daily_limit=table.daily_limit,
-        daily_budget=table.daily_budget,
-    )
-
-
-def _prize_lines(play: Play, config: Config, _: Texts) -> list[str]:
+def _prize_lines(play: Play, campaign: GameCampaign | None, config: Config, _: Texts) -> list[str]:
     """What a revealed play won, the budget fallback if it applied, and the campaign."""
     label = prize_label(config, play.game, play.prize_id, _)
     lines = []
     if play.prize_kind == "points":
-        lot_expiry = expires_at(play.revealed_at or play.created_at, config)
+        lot_expiry = programme.prize_expiry(play, config)
         if lot_expiry is None:
             lines.append(_("games.won_points_never", points=play.prize_points))
         else:
             day = display_expiry(lot_expiry, config).isoformat()
             lines.append(_("games.won_points", points=play.prize_points, day=day))
-        if play.campaign is not None and config.wheel is not None:
-            campaign = next((c for c in config.wheel.campaigns if c.id == play.campaign), None)
-            if campaign is not None:
-                lines.append(
-                    _(
-                        "games.campaign_applied",
-                        campaign=campaign.name.get(_.language),
-                        multiplier=format(campaign.multiplier.normalize(), "f"),
-                    )
+        if campaign is not None:
+            lines.append(
+                _(
+                    "games.campaign_applied",
+                    campaign=campaign.name.get(_.language),
+                    multiplier=_multiplier_text(campaign),
                 )
+            )
     elif play.prize_kind == "voucher" and play.voucher is not None:
         day = display_expiry(play.voucher.expires_at, config).isoformat()
         lines.append(_("games.won_voucher", prize=label, code=play.voucher.code, day=day))
@@ -270,51 +251,29 @@ def _cost_line(play: Play, available: int, _: Texts) -> str:
 # --- the next play ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class NextPlay:
-    """What the member can do next, and the day's plays and points behind it."""
+def _status_lines(coming: programme.NextPlay, _: Texts) -> list[str]:
+    """The day's plays and the balance, then why no play is offered or the free plays left."""
+    lines = [_("games.status", played=coming.played, limit=coming.limit, points=coming.available)]
+    if coming.refused == "limit":
+        lines.append(_("games.limit_reached", limit=coming.limit))
+        return lines
+    if coming.free_left and coming.price:
+        lines.append(_("games.free_left", free=coming.free_left))
+    if coming.refused == "points":
+        lines.append(_("games.insufficient", cost=coming.cost, available=coming.available))
+    return lines
 
-    status: list[str]
-    button: InlineKeyboardButton | None  # Spin / Buy; None when no play is possible
-    played: int
-    available: int
 
-
-async def _next_play(
-    context: BotContext, member_id: int, table: GameTable, now: datetime, _: Texts
-) -> NextPlay:
-    """The status, and an offer for the next play when one is possible."""
-    services = context.services
-    config = services.config
-    day = local_today(now, config)
-    usage = await services.games.day_usage(member_id, table.game, day)
-    available = await services.ledger.available(member_id, now)
-    lines = [_("games.status", played=usage.plays, limit=table.daily_limit, points=available)]
-    if usage.plays >= table.daily_limit:
-        lines.append(_("games.limit_reached", limit=table.daily_limit))
-        return NextPlay(lines, None, usage.plays, available)
-    free_left = max(0, table.free_per_day - usage.plays)
-    cost = 0 if free_left else table.cost
-    if free_left and table.cost:
-        lines.append(_("games.free_left", free=free_left))
-    if cost > available:
-        lines.append(_("games.insufficient", cost=cost, available=available))
-        return NextPlay(lines, None, usage.plays, available)
-    offer = await services.games.create_offer(
-        member_id,
-        table.game,
-        cost,
-        local_day=day,
-        ttl=timedelta(minutes=table.offer_minutes),
-        now=now,
-    )
-    if table.game == "wheel":
+def _play_button(coming: programme.NextPlay, _: Texts) -> InlineKeyboardButton | None:
+    """The Spin / Buy button for the offer, or None when no play is offered."""
+    if coming.offer_id is None:
+        return None
+    cost = coming.cost
+    if coming.game == "wheel":
         label = _("games.wheel.spin", cost=cost) if cost else _("games.wheel.spin_free")
-        button = InlineKeyboardButton(label, callback_data=game_data("spin", offer.id))
-    else:
-        label = _("games.scratch.buy", cost=cost) if cost else _("games.scratch.buy_free")
-        button = InlineKeyboardButton(label, callback_data=game_data("buy", offer.id))
-    return NextPlay(lines, button, usage.plays, available)
+        return InlineKeyboardButton(label, callback_data=game_data("spin", coming.offer_id))
+    label = _("games.scratch.buy", cost=cost) if cost else _("games.scratch.buy_free")
+    return InlineKeyboardButton(label, callback_data=game_data("buy", coming.offer_id))
 
 
 async def _open_game(update: Update, context: BotContext, game: str) -> None:
@@ -323,40 +282,35 @@ async def _open_game(update: Update, context: BotContext, game: str) -> None:
     if user is None or message is None:
         return
     _ = await texts_for(update, context)
-    config = context.services.config
-    table = game_table(config, game)
     member = await member_for(user, context)
+    home = await programme.open_game(context.services, member.id, game, cards=OPEN_CARDS_SHOWN)
+    coming = home.next_play
     rows: list[list[InlineKeyboardButton]] = []
-    lines = [_(TITLES[game])] if table is not None else [_("games.closed")]
-    if game == "scratch":
-        # Cards already paid for can always be finished, even after the game closed.
-        cards = await context.services.games.unrevealed_cards(member.id, limit=OPEN_CARDS_SHOWN)
-        if cards:
-            lines.append(_("games.scratch.open_cards", count=len(cards)))
-            rows += [
+    lines = [_(TITLES[game])] if coming is not None else [_("games.closed")]
+    if home.open_cards:
+        lines.append(_("games.scratch.open_cards", count=len(home.open_cards)))
+        rows += [
+            [
+                InlineKeyboardButton(
+                    _("games.scratch.continue", id=c.id), callback_data=game_data("card", c.id)
+                )
+            ]
+            for c in home.open_cards
+        ]
+    if coming is not None:
+        if home.disclosure is not None:
+            lines[1:1] = [*render_odds(home.disclosure, _), ""]
+        lines += _status_lines(coming, _)
+        if (button := _play_button(coming, _)) is not None:
+            rows.insert(0, [button])
+        if coming.played:
+            rows.append(
                 [
                     InlineKeyboardButton(
-                        _("games.scratch.continue", id=c.id), callback_data=game_data("card", c.id)
+                        _("games.odds_button"), callback_data=game_data("odds", game)
                     )
                 ]
-                for c in cards
-            ]
-    if table is None:
-        keyboard = InlineKeyboardMarkup(rows) if rows else None
-        await message.reply_text("\n".join(lines), reply_markup=keyboard)
-        return
-    now = context.services.clock()
-    next_play = await _next_play(context, member.id, table, now, _)
-    if next_play.played == 0:
-        campaign = active_campaign(local_today(now, config), config)
-        lines[1:1] = [*render_odds(config, table, campaign, _), ""]
-    lines += next_play.status
-    if next_play.button is not None:
-        rows.insert(0, [next_play.button])
-    if next_play.played:
-        rows.append(
-            [InlineKeyboardButton(_("games.odds_button"), callback_data=game_data("odds", game))]
-        )
+            )
     keyboard = InlineKeyboardMarkup(rows) if rows else None
     await message.reply_text("\n".join(lines), reply_markup=keyboard)
 
@@ -396,50 +350,21 @@ async def _drop_keyboard(update: Update) -> None:
 
 async def _play_offer(
     update: Update, context: BotContext, _: Texts, game: str, offer_id: int
-) -> tuple[Play, GameTable] | None:
-    """Draw and play an offer; answer the tap with the reason when it cannot be played."""
+) -> programme.PlayResult | None:
+    """Spin or buy on an offer; answer the tap with the reason when it cannot be played."""
     query, user = update.callback_query, update.effective_user
     assert query is not None and user is not None
     services = context.services
-    config = services.config
-    table = game_table(config, game)
     member = await services.members.by_telegram_id(user.id)
-    if table is None or member is None:
-        refusal = N_("games.closed") if table is None else N_("button.expired")
-        await query.answer(_(refusal), show_alert=True)
+    if member is None:
+        await query.answer(_("button.expired"), show_alert=True)
         return None
-    now = context.services.clock()
-    day = local_today(now, config)
-    campaign = active_campaign(day, config)
-    rng = services.game_random
-    prize = table.prizes[draw(table, rng)]
-    fallback = table.fallback
-    scratch_card = game == "scratch"
+    play = programme.spin if game == "wheel" else programme.buy_card
     try:
-        played = await services.games.play(
-            offer_id,
-            member.id,
-            game=game,
-            local_day=day,
-            rules=_play_rules(table),
-            drawn=Outcome(
-                prize.id,
-                prize.kind,
-                prize_points(prize, campaign),
-                scratch_layout(table, prize, rng) if scratch_card else None,
-            ),
-            fallback=Outcome(
-                fallback.id,
-                fallback.kind,
-                prize_points(fallback, campaign),
-                scratch_layout(table, fallback, rng) if scratch_card else None,
-            ),
-            campaign=None if campaign is None else campaign.id,
-            prize_expires_at=expires_at(now, config),
-            voucher_expires_at=_voucher_expiry(now, config),
-            actor=f"telegram:{user.id}",
-            now=now,
-        )
+        result = await play(services, offer_id, member.id, f"telegram:{user.id}")
+    except RuleError as exc:
+        await query.answer(_(exc.key, **exc.params), show_alert=True)
+        return None
     except OfferExpired:
         await query.answer(_("button.expired"), show_alert=True)
         return None
@@ -454,14 +379,14 @@ async def _play_offer(
             _("games.insufficient_short", short=exc.requested - exc.available), show_alert=True
         )
         return None
-    if played.replayed:
+    if result.play.replayed:
         # A double tap or a redelivered update: the play exists once already.
         done = N_("games.already_played") if game == "wheel" else N_("games.already_bought")
         await query.answer(_(done))
         return None
     await query.answer()
     await _drop_keyboard(update)
-    return played, table
+    return result
 
 
 async def _send_voucher_qr(
@@ -480,10 +405,9 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     result = await _play_offer(update, context, _, "wheel", offer_id)
     if result is None:
         return
-    played, table = result
+    played, table, campaign = result.play, result.table, result.campaign
     services = context.services
     config = services.config
-    assert config.wheel is not None  # a table exists
     labels = [p.label.get(_.language) for p in table.prizes]
     drawn_index = table.index(played.drawn_prize_id)
     winner = drawn_index if drawn_index is not None else 0
@@ -492,12 +416,9 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
     # cached, instead of drawing each spin afresh.
     stop = services.game_random.randbelow(STOPS_PER_SLICE)
     position = 0.15 + 0.7 * stop / (STOPS_PER_SLICE - 1)
-    campaign = None
-    if played.campaign is not None and played.prize_kind == "points":
-        campaign = next((c for c in config.wheel.campaigns if c.id == played.campaign), None)
-    badge = "" if campaign is None else f"×{format(campaign.multiplier.normalize(), 'f')}"
+    badge = "" if campaign is None else f"×{_multiplier_text(campaign)}"
     picture: WheelPicture | None = None
-    painter = painter_for(config.wheel.font)
+    painter = painter_for(config.wheel.font if config.wheel is not None else "")
     weights = [p.weight for p in table.prizes]
     try:
         picture = painter.cached(labels, weights, winner, position, badge)
@@ -512,17 +433,17 @@ async def _spin(update: Update, context: BotContext, _: Texts, offer_id: int) ->
         lines = [_("games.wheel.landed_numbered", number=winner + 1, prize=drawn_label)]
     else:
         lines = [_("games.wheel.landed", prize=drawn_label)]
-    lines += _prize_lines(played, config, _)
-    now = context.services.clock()
-    next_play = await _next_play(context, played.member_id, table, now, _)
-    lines.append(_cost_line(played, next_play.available, _))
-    lines += next_play.status[1:]  # the balance is in the cost line already
+    lines += _prize_lines(played, campaign, config, _)
+    lines.append(_cost_line(played, result.available, _))
+    button = None
+    if result.next_play is not None:
+        lines += _status_lines(result.next_play, _)[1:]  # the balance is in the cost line
+        button = _play_button(result.next_play, _)
     if picture is not None and picture.numbered:
         legend = _("list.separator").join(
             _("games.wheel.slice", number=i + 1, prize=label) for i, label in enumerate(labels)
         )
         lines.append(_("games.wheel.legend", legend=legend))
-    button = next_play.button
     keyboard = InlineKeyboardMarkup([[button]]) if button is not None else None
     chat_id = query.message.chat.id
     if picture is None:
@@ -562,9 +483,10 @@ async def _send_wheel(
 
 
 def _card_view(
-    card: Play, table: GameTable | None, config: Config, _: Texts, reveal_after: int
+    view: programme.CardView, config: Config, _: Texts
 ) -> tuple[list[str], list[list[InlineKeyboardButton]]]:
     """A scratch card as text and its 3×3 grid of cells (uncovered ones show their symbol)."""
+    card, reveal_after = view.card, view.reveal_after
     layout = card.layout or ("?",) * CELLS
     rows = [
         [
@@ -578,8 +500,8 @@ def _card_view(
     ]
     if not card.revealed:
         lines = [_("games.scratch.card", id=card.id, count=reveal_after)]
-        if table is not None:
-            lines.append(_("games.scratch.legend", legend=_legend(table, _)))
+        if view.table is not None:
+            lines.append(_("games.scratch.legend", legend=_legend(view.table, _)))
         lines.append(_("games.scratch.progress", done=card.scratch_count, count=reveal_after))
         rows.append(
             [
@@ -599,7 +521,14 @@ def _card_view(
                 prize=prize_label(config, "scratch", card.prize_id, _),
             )
         )
-    lines += _prize_lines(card, config, _)
+    lines += _prize_lines(card, view.campaign, config, _)
+    coming = view.next_play
+    if coming is not None:  # revealed just now: the balance and the next card
+        lines.append(_("games.balance", points=coming.available))
+        if coming.refused != "closed":
+            lines += _status_lines(coming, _)[1:]
+            if (button := _play_button(coming, _)) is not None:
+                rows.append([button])
     return lines, rows
 
 
@@ -610,20 +539,13 @@ async def _buy(update: Update, context: BotContext, _: Texts, offer_id: int) -> 
     result = await _play_offer(update, context, _, "scratch", offer_id)
     if result is None:
         return
-    card, table = result
-    available = await context.services.ledger.available(card.member_id)
-    lines, rows = _card_view(card, table, context.services.config, _, table.reveal_after)
-    lines.append(_cost_line(card, available, _))
+    card, table = result.play, result.table
+    view = programme.CardView(card, table, table.reveal_after, result.campaign, None)
+    lines, rows = _card_view(view, context.services.config, _)
+    lines.append(_cost_line(card, result.available, _))
     await context.bot.send_message(
         query.message.chat.id, "\n".join(lines), reply_markup=InlineKeyboardMarkup(rows)
     )
-
-
-def _reveal_after(config: Config) -> int:
-    """Cells to uncover before a card shows whole (kept if the card game was switched off)."""
-    wheel = config.wheel
-    card = wheel.scratch if wheel is not None and wheel.scratch is not None else ScratchConfig()
-    return card.reveal_after
 
 
 async def _scratch_cells(
@@ -633,24 +555,13 @@ async def _scratch_cells(
     query, user = update.callback_query, update.effective_user
     assert query is not None and user is not None
     services = context.services
-    config = services.config
     member = await services.members.by_telegram_id(user.id)
     if member is None:
         await query.answer(_("button.expired"), show_alert=True)
         return
-    table = game_table(config, "scratch")
-    reveal_after = _reveal_after(config)
-    now = context.services.clock()
     try:
-        card = await services.games.scratch(
-            card_id,
-            member.id,
-            cells,
-            reveal_after=reveal_after,
-            prize_expires_at=expires_at(now, config),
-            voucher_expires_at=_voucher_expiry(now, config),
-            actor=f"telegram:{user.id}",
-            now=now,
+        view = await programme.scratch_cells(
+            services, card_id, member.id, cells, f"telegram:{user.id}"
         )
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)
@@ -658,21 +569,12 @@ async def _scratch_cells(
     except InvalidState:
         await query.answer(_("games.scratch.finished"), show_alert=True)
         return
+    card = view.card
     if card.replayed:
         await query.answer(_("games.scratch.cell_done"))
         return
     await query.answer()
-    lines, rows = _card_view(card, table, config, _, reveal_after)
-    if card.revealed:
-        if table is None:
-            available = await services.ledger.available(member.id, now)
-            lines.append(_("games.balance", points=available))
-        else:
-            next_play = await _next_play(context, member.id, table, now, _)
-            lines.append(_("games.balance", points=next_play.available))
-            lines += next_play.status[1:]
-            if next_play.button is not None:
-                rows.append([next_play.button])
+    lines, rows = _card_view(view, services.config, _)
     await edit_in_place(update, "\n".join(lines), InlineKeyboardMarkup(rows))
     if card.revealed and query.message is not None:
         await _send_voucher_qr(context, query.message.chat.id, card.voucher, _)
@@ -687,13 +589,12 @@ async def _show_card(update: Update, context: BotContext, _: Texts, card_id: int
     try:
         if member is None:
             raise NotFound("not a member")
-        card = await services.games.card(card_id, member.id)
+        view = await programme.show_card(services, card_id, member.id)
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)
         return
     await query.answer()
-    config = services.config
-    lines, rows = _card_view(card, game_table(config, "scratch"), config, _, _reveal_after(config))
+    lines, rows = _card_view(view, services.config, _)
     await edit_in_place(update, "\n".join(lines), InlineKeyboardMarkup(rows))
 
 
@@ -730,11 +631,6 @@ async def game_callback(update: Update, context: BotContext) -> None:
 # --- prize vouchers ----------------------------------------------------------------------------
 
 
-def _voucher_status(voucher: PrizeVoucher, now: datetime, _: Texts) -> str:
-    status = "expired" if voucher.status == "issued" and voucher.is_expired(now) else voucher.status
-    return _(VOUCHER_STATUS.get(status, N_("games.voucher.issued")))
-
-
 async def prizes(update: Update, context: BotContext) -> None:
     """/prizes: the member's voucher prizes with their codes, status and last valid day."""
     user, message = update.effective_user, update.effective_message
@@ -743,20 +639,19 @@ async def prizes(update: Update, context: BotContext) -> None:
     _ = await texts_for(update, context)
     member = await member_for(user, context)
     config = context.services.config
-    found, total = await context.services.games.vouchers(member.id, limit=PRIZES_SHOWN)
-    if not found:
+    held, total = await programme.member_vouchers(context.services, member.id, limit=PRIZES_SHOWN)
+    if not held:
         await message.reply_text(_("games.prizes.empty"))
         return
-    now = context.services.clock()
-    lines = [_("games.prizes.title", total=total, shown=len(found))]
-    for voucher in found:
-        label = prize_label(config, voucher.game, voucher.prize_id, _)
+    lines = [_("games.prizes.title", total=total, shown=len(held))]
+    for entry in held:
+        voucher = entry.voucher
         lines.append(
             _(
                 "games.prizes.line",
                 code=voucher.code,
-                prize=label,
-                status=_voucher_status(voucher, now, _),
+                prize=prize_label(config, voucher.game, voucher.prize_id, _),
+                status=_(VOUCHER_STATUS.get(entry.status, N_("games.voucher.issued"))),
                 day=display_expiry(voucher.expires_at, config).isoformat(),
             )
         )
@@ -778,19 +673,20 @@ async def fulfil_prize(update: Update, context: BotContext) -> None:
     user = update.effective_user
     assert user is not None
     try:
-        voucher = await context.services.games.use_voucher(code, actor=f"telegram:{user.id}")
+        fulfilment = await programme.fulfil_voucher(
+            context.services, code, actor=f"telegram:{user.id}"
+        )
     except NotFound:
         await message.reply_text(_("games.admin.not_found", code=code))
         return
-    except InvalidState as exc:
-        current = await context.services.games.voucher_by_code(code)
-        if exc.status == "expired":
-            day = display_expiry(current.expires_at, config).isoformat()
-            await message.reply_text(_("games.admin.expired", code=code, day=day))
-        else:
-            used = current.used_at or current.created_at
-            when = used.astimezone(config.program.tz).strftime("%Y-%m-%d %H:%M")
-            await message.reply_text(_("games.admin.used", code=code, when=when))
-        return
-    label = prize_label(config, voucher.game, voucher.prize_id, _)
-    await message.reply_text(_("games.admin.done", code=voucher.code, prize=label))
+    voucher = fulfilment.voucher
+    if fulfilment.refused == "expired":
+        day = display_expiry(voucher.expires_at, config).isoformat()
+        await message.reply_text(_("games.admin.expired", code=code, day=day))
+    elif fulfilment.refused is not None:
+        used = voucher.used_at or voucher.created_at
+        when = used.astimezone(config.program.tz).strftime("%Y-%m-%d %H:%M")
+        await message.reply_text(_("games.admin.used", code=code, when=when))
+    else:
+        label = prize_label(config, voucher.game, voucher.prize_id, _)
+        await message.reply_text(_("games.admin.done", code=voucher.code, prize=label))

@@ -18,28 +18,23 @@ import pytest
 from PIL import Image
 
 from bot.config import ConfigError, GameCampaign, load_config, parse_config
-from bot.wheel import (
-    CENTER,
-    RADIUS,
-    SIZE,
+from bot.programme.game_rules import (
     SYMBOLS,
     GameTable,
     SystemRandomSource,
-    WheelPainter,
     active_campaign,
     draw,
     expected_points,
     game_table,
     odds,
-    percent_text,
-    points_text,
     prize_points,
     prize_symbol,
     scratch_layout,
-    slice_colour,
     winning_symbol,
 )
+from bot.wheel import CENTER, RADIUS, SIZE, WheelPainter, slice_colour
 from handlers.common import Services
+from handlers.games import percent_text, points_text
 from tests.games_support import SeededRandom
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from bot.clock import Clock
 from bot.config import Config
-from bot.wheel import RandomSource
+from bot.programme.game_rules import RandomSource
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
