@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from bot.programme.birthdays import parse_birthday
 from bot.sandbox.client import ChatClient
-from handlers.settings import parse_birthday
 from tests.conftest import Sandbox
 
 TODAY = date(2026, 11, 25)
