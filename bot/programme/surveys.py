@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from bot.config import Config, Survey, SurveyQuestion
 from bot.i18n import N_
@@ -240,19 +240,45 @@ async def toggle_option(
     return await _answer(programme, member_id, survey_id, position, answer, option)
 
 
-async def confirm_choices(
-    programme: Programme, member_id: int, survey_id: str, position: int, actor: str
-) -> SurveyStep:
-    """Done: the ticked options answer the multiple-choice question."""
+class _Settle(Protocol):
+    """A store call that settles the question at a position (and pays on the last one)."""
 
+    def __call__(
+        self,
+        spec: SurveySpec,
+        member_id: int,
+        position: int,
+        *,
+        reward_expires_at: datetime | None,
+        actor: str,
+        now: datetime | None = None,
+    ) -> Awaitable[Progress]: ...
+
+
+async def _settle(
+    programme: Programme,
+    member_id: int,
+    survey_id: str,
+    position: int,
+    actor: str,
+    settle: _Settle,
+) -> SurveyStep:
     async def answer(
         spec: SurveySpec, question: SurveyQuestion, expiry: datetime | None, now: datetime
     ) -> Progress:
-        return await programme.surveys.confirm_choices(
+        return await settle(
             spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
         )
 
     return await _answer(programme, member_id, survey_id, position, answer)
+
+
+async def confirm_choices(
+    programme: Programme, member_id: int, survey_id: str, position: int, actor: str
+) -> SurveyStep:
+    """Done: the ticked options answer the multiple-choice question."""
+    settle = programme.surveys.confirm_choices
+    return await _settle(programme, member_id, survey_id, position, actor, settle)
 
 
 async def rate_question(
@@ -274,30 +300,16 @@ async def keep_answer(
     programme: Programme, member_id: int, survey_id: str, position: int, actor: str
 ) -> SurveyStep:
     """Keep the text given before (after Back) as the answer."""
-
-    async def answer(
-        spec: SurveySpec, question: SurveyQuestion, expiry: datetime | None, now: datetime
-    ) -> Progress:
-        return await programme.surveys.keep(
-            spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
-        )
-
-    return await _answer(programme, member_id, survey_id, position, answer)
+    settle = programme.surveys.keep
+    return await _settle(programme, member_id, survey_id, position, actor, settle)
 
 
 async def skip_question(
     programme: Programme, member_id: int, survey_id: str, position: int, actor: str
 ) -> SurveyStep:
     """Skip an optional question."""
-
-    async def answer(
-        spec: SurveySpec, question: SurveyQuestion, expiry: datetime | None, now: datetime
-    ) -> Progress:
-        return await programme.surveys.skip(
-            spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
-        )
-
-    return await _answer(programme, member_id, survey_id, position, answer)
+    settle = programme.surveys.skip
+    return await _settle(programme, member_id, survey_id, position, actor, settle)
 
 
 async def go_back(
