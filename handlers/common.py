@@ -88,6 +88,8 @@ class Services(Programme):
         self._config = config
         self.scheduler.config = config
         self.sender.config = config
+        self.flood.limit = config.limits.flood_updates
+        self.flood.seconds = config.limits.flood_seconds
 
     async def refresh_policies(self) -> None:
         """Pick up expiry-policy changes announced (by the CLI) since the bot started."""

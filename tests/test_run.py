@@ -91,9 +91,11 @@ async def test_the_services_are_built_complete_and_share_one_config_and_clock(
     assert services.scheduler.pushes is services.pushes
     assert services.sender.pushes is services.pushes
     # A new configuration reaches everyone who holds one.
-    changed = sandbox.config.model_copy(update={"surveys": []})
+    limits = sandbox.config.limits.model_copy(update={"flood_updates": 3})
+    changed = sandbox.config.model_copy(update={"surveys": [], "limits": limits})
     services.config = changed
     assert services.scheduler.config is changed and services.sender.config is changed
+    assert services.flood.limit == 3
     # Moving the clock moves it for the store, the jobs and the sender.
     later = NOW + timedelta(days=3)
     services.clock = lambda: later
