@@ -27,12 +27,10 @@ from storage.surveys import Surveys
 
 
 class Services(Programme):
-    """The application's services, reached by handlers as `context.bot_data`.
+    """The application's services, reached by handlers as `context.bot_data`."""
 
-    python-telegram-bot creates it with no arguments (ContextTypes); `wire` then builds
-    everything in it, once, before the application starts.
-    """
-
+    # python-telegram-bot creates this with no arguments (ContextTypes); `wire` then builds
+    # everything in it, once, in build_application, before the application starts.
     i18n: I18n
     scheduler: Scheduler
     sender: Sender
