@@ -16,20 +16,13 @@ import handlers
 from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
-from bot.jobs import Scheduler, Sender
 from bot.persistence import StorePersistence, conversation_timeouts
-from bot.programme.policy import with_announced
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor
 from handlers.common import BotApp, BotContext, Services, texts_for
-from storage.games import Games
-from storage.ledger import Ledger
-from storage.mall import CatalogEntry, Mall
-from storage.members import Members
-from storage.pushes import Pushes
+from storage.mall import CatalogEntry
 from storage.store import Store
-from storage.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +100,17 @@ def build_application(
     """Build the Application for this configuration (nothing is opened before it starts)."""
     quiet_http_logs()
     redact_token_in_logs(token)
-    services_i18n = i18n or I18n.load(config.program.default_language)
     context_types = ContextTypes(context=BotContext, bot_data=Services)
     # Order matters: PTB restores conversations in initialize(), before post_init, so the
     # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
-    # One clock for everything: tests move it by replacing `services.clock`, so the store,
-    # the persistence and the jobs read it through the services at each call.
+    # One clock for everything: tests move it by replacing `services.clock`, so the store
+    # and the persistence read it through the services at each call.
     store = Store(
         config.storage.path,
         synchronous=config.storage.synchronous,
-        clock=lambda: services.clock(),
+        clock=lambda: app.bot_data.clock(),
     )
-    persistence = StorePersistence(store, clock=lambda: services.clock())
+    persistence = StorePersistence(store, clock=lambda: app.bot_data.clock())
     bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz)
     builder = (
         ApplicationBuilder()
@@ -133,12 +125,14 @@ def build_application(
         .post_shutdown(_post_shutdown)
     )
     app: BotApp = builder.build()
-    services = app.bot_data
-    services.config = config
-    services.i18n = services_i18n
-    services.schedule_jobs = schedule_jobs
-    services.clock = clock
-    services.store = store
+    app.bot_data.wire(
+        config=config,
+        i18n=i18n or I18n.load(config.program.default_language),
+        store=store,
+        bot=app.bot,
+        clock=clock,
+        schedule_jobs=schedule_jobs,
+    )
     handlers.register(app)
     persistence.timeouts = conversation_timeouts(app.handlers)
     app.add_error_handler(_on_error)
@@ -148,26 +142,13 @@ def build_application(
 async def _post_init(app: BotApp) -> None:
     # Order matters: the store must be open before the first update is processed.
     services = app.bot_data
-    config = services.config
     if not services.store.is_open:  # the persistence opened it, unless nothing is persistent
         await services.store.open()
-    services.pushes = Pushes(services.store)
     # Announced expiry-policy changes live in the database; the rules read them off config.
-    config = services.config = with_announced(config, await services.pushes.policy_changes())
-    services.members = Members(services.store)
-    services.ledger = Ledger(services.store)
-    services.mall = Mall(services.store)
-    services.games = Games(services.store)
-    services.surveys = Surveys(services.store)
-    services.scheduler = Scheduler(
-        config, services.pushes, services.ledger, clock=lambda: services.clock()
-    )
-    services.sender = Sender(
-        app.bot, services.pushes, config, services.i18n, clock=lambda: services.clock()
-    )
+    await services.refresh_policies()
     # The catalog in the configuration is the source of names and prices; stock and sales
     # live in the database and survive this sync (storage.mall.sync_catalog).
-    await services.mall.sync_catalog(catalog_entries(config), services.clock())
+    await services.mall.sync_catalog(catalog_entries(services.config), services.clock())
     await _publish_commands(app)
     if services.schedule_jobs:
         _schedule_jobs(app)
@@ -208,22 +189,16 @@ async def _sweep_job(context: BotContext) -> None:
     await services.scheduler.sweep(services.clock())
 
 
-async def refresh_policies(services: Services) -> None:
-    """Pick up expiry-policy changes announced (by the CLI) since the bot started."""
-    config = with_announced(services.config, await services.pushes.policy_changes())
-    services.config = services.scheduler.config = services.sender.config = config
-
-
 async def _daily_job(context: BotContext) -> None:
     services = context.bot_data
-    await refresh_policies(services)
+    await services.refresh_policies()
     await services.scheduler.daily(services.clock())
     services.sender.wake()
 
 
 async def _catch_up_job(context: BotContext) -> None:
     services = context.bot_data
-    await refresh_policies(services)
+    await services.refresh_policies()
     if done := await services.scheduler.catch_up(services.clock()):
         log.info("caught up: %s", ", ".join(done))
         services.sender.wake()
@@ -231,15 +206,11 @@ async def _catch_up_job(context: BotContext) -> None:
 
 async def _post_stop(app: BotApp) -> None:
     # Order matters: the sender stops while the bot can still record what it sent.
-    sender = getattr(app.bot_data, "sender", None)
-    if sender is not None:
-        await sender.stop()
+    await app.bot_data.sender.stop()
 
 
 async def _post_shutdown(app: BotApp) -> None:
-    store = getattr(app.bot_data, "store", None)
-    if store is not None:
-        await store.close()
+    await app.bot_data.store.close()
 
 
 async def _publish_commands(app: BotApp) -> None:

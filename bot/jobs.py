@@ -21,6 +21,7 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.clock import Clock, system_clock
 from bot.config import Config
 from bot.i18n import N_, I18n, resolve_language
+from bot.programme.birthdays import birthday_dates, gift_allowed
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.expiry import expires_at
 from storage.errors import Conflict
@@ -33,40 +34,6 @@ SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
-
-
-def birthday_dates(day: date, config: Config) -> list[tuple[int, int]]:
-    """The (month, day) birthdays celebrated on local `day` (29 Feb by the configured policy)."""
-    dates = [(day.month, day.day)]
-    leap = day.year % 4 == 0 and (day.year % 100 != 0 or day.year % 400 == 0)
-    if not leap:
-        policy = config.birthday.feb29_in_common_years
-        if (policy == "feb28" and (day.month, day.day) == (2, 28)) or (
-            policy == "mar1" and (day.month, day.day) == (3, 1)
-        ):
-            dates.append((2, 29))
-    return dates
-
-
-def celebration_day(month: int, day: int, year: int, config: Config) -> date:
-    """The local day a birthday is celebrated in `year`."""
-    try:
-        return date(year, month, day)
-    except ValueError:  # 29 February in a common year
-        return (
-            date(year, 2, 28)
-            if config.birthday.feb29_in_common_years == "feb28"
-            else date(year, 3, 1)
-        )
-
-
-def gift_allowed(entered_at: datetime | None, celebrated: date, config: Config) -> bool:
-    """False when the birthday was entered within `min_days_before` days before the date."""
-    if entered_at is None:
-        return True
-    entered = local_today(entered_at, config)
-    window_start = celebrated - timedelta(days=config.birthday.min_days_before)
-    return not window_start < entered <= celebrated
 
 
 @dataclass(frozen=True, slots=True)

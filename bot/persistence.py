@@ -20,6 +20,7 @@ from typing import Any, Final
 from telegram.ext import BasePersistence, ConversationHandler, PersistenceInput
 
 from bot.clock import Clock, system_clock
+from bot.ptb_private import CDCData, ConversationKey
 from storage.persistence import Conversations, StateChange
 from storage.store import Store
 
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 # How often PTB hands changed states over (it also does on stop): a crash loses at most this
 # much. The writes are tiny and batched, one transaction per run.
 UPDATE_INTERVAL: Final = 5.0
-
-# python-telegram-bot's shapes (telegram.ext._utils.types, which is private).
-ConversationKey = tuple[int | str, ...]
-CDCData = tuple[list[tuple[str, float, dict[str, Any]]], dict[str, str]]
 
 
 class StorePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], Any]):

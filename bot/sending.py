@@ -26,24 +26,20 @@ from contextvars import ContextVar, Token
 from typing import Any, Final
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-from telegram._utils.defaultvalue import DEFAULT_NONE, DefaultValue
-from telegram._utils.types import JSONDict, ODVInput
 from telegram.ext import ExtBot
 from telegram.request import RequestData
-from telegram.request._requestparameter import RequestParameter
+
+from bot.ptb_private import (
+    DEFAULT_NONE,
+    MESSAGE_METHODS,
+    DefaultValue,
+    JSONDict,
+    ODVInput,
+    RequestParameter,
+    inline_button_fields,
+)
 
 _READ_BACK: ContextVar[bool] = ContextVar("read_back_sent_messages", default=True)
-# Methods PTB answers with Message.de_json unless the result is True (Bot._send_message).
-_MESSAGE_METHODS: Final = frozenset(
-    (
-        "sendMessage",
-        "sendPhoto",
-        "sendDocument",
-        "editMessageText",
-        "editMessageCaption",
-        "editMessageReplyMarkup",
-    )
-)
 
 
 def stop_reading_back() -> Token[bool]:
@@ -70,7 +66,7 @@ def read_back() -> Iterator[None]:
 # field set (a web app, a login url, a style, ...) goes through python-telegram-bot.
 _PLAIN_BUTTON_FIELDS: Final = ("text", "callback_data", "url")
 _OTHER_BUTTON_FIELDS: Final = tuple(
-    f for f in InlineKeyboardButton.__slots__ if f not in _PLAIN_BUTTON_FIELDS
+    f for f in inline_button_fields() if f not in _PLAIN_BUTTON_FIELDS
 )
 _PLAIN_VALUES: Final = (str, int, float)
 
@@ -131,6 +127,7 @@ def plain_parameters(data: JSONDict) -> list[RequestParameter] | None:
 class MemberBot(ExtBot[None]):
     """`ExtBot` that encodes plain replies itself and parses nothing nobody reads."""
 
+    # Overrides the private Bot._post (bot/ptb_private.py: BOT_POST, BOT_POST_PARAMETERS).
     async def _post(
         self,
         endpoint: str,
@@ -171,7 +168,7 @@ class MemberBot(ExtBot[None]):
                 connect_timeout=connect_timeout,
                 pool_timeout=pool_timeout,
             )
-        if endpoint in _MESSAGE_METHODS and isinstance(result, dict) and not _READ_BACK.get():
+        if endpoint in MESSAGE_METHODS and isinstance(result, dict) and not _READ_BACK.get():
             return True
         if endpoint == "getUpdates" and isinstance(result, list):
             drop_tapped_keyboards(result)

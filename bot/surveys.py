@@ -1,16 +1,15 @@
-"""Reward surveys as the programme defines them: what the store is told, which surveys a member
-may answer now, and the operators' CSV export of the answers."""
+"""The operators' CSV export of survey answers (the survey rules are in
+bot/programme/surveys.py)."""
 
 from __future__ import annotations
 
 import csv
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Final, TextIO
 
-from bot.config import Config, Survey, SurveyQuestion
-from storage.surveys import QuestionSpec, ResponseAnswer, SurveySpec, iter_response_answers
+from bot.config import Config, SurveyQuestion
+from storage.surveys import ResponseAnswer, iter_response_answers
 
 EXPORT_COLUMNS: Final = (
     "response_id",
@@ -28,34 +27,6 @@ EXPORT_COLUMNS: Final = (
 )
 # A spreadsheet runs a cell starting with one of these as a formula: members' text is data.
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
-
-
-def survey_spec(survey: Survey, config: Config) -> SurveySpec:
-    """The survey as the store checks answers against it."""
-    tz = config.program.tz
-    return SurveySpec(
-        id=survey.id,
-        reward_points=survey.reward_points,
-        opens_at=survey.opens_at(tz),
-        closes_at=survey.closes_at(tz),
-        questions=tuple(
-            QuestionSpec(
-                id=q.id,
-                kind=q.kind,
-                required=q.required,
-                options=tuple(o.id for o in q.options),
-                max_choices=q.max_choices,
-                max_length=q.max_length,
-            )
-            for q in survey.questions
-        ),
-    )
-
-
-def open_surveys(config: Config, now: datetime) -> list[Survey]:
-    """The surveys members may answer at `now`, in configuration order."""
-    tz = config.program.tz
-    return [s for s in config.surveys if s.opens_at(tz) <= now < s.closes_at(tz)]
 
 
 def option_label(question: SurveyQuestion | None, option_id: str, language: str) -> str:

@@ -6,10 +6,10 @@ import json
 from typing import Final
 
 import aiohttp
-from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from bot.ptb_private import DefaultValue, ODVInput
 
 _USER_AGENT: Final = BaseRequest.USER_AGENT
 _JSON_HEADERS: Final = {"User-Agent": _USER_AGENT, "Content-Type": "application/json"}

@@ -18,7 +18,7 @@ from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.feedback import feedback_conversation, feedback_queue, review_callback
-from handlers.flood import FloodGuard, flood_guard
+from handlers.flood import flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
@@ -58,8 +58,6 @@ def register(app: BotApp) -> None:
     """Add every handler; order matters: features first, fallbacks last."""
     # Private chats only; an edited message is ignored on purpose (it must not redo an action).
     incoming = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
-    limits = app.bot_data.config.limits
-    app.bot_data.flood = FloodGuard(limits.flood_updates, limits.flood_seconds)
     # Group -1 runs before everything: a flood is answered here and goes no further.
     app.add_handler(TypeHandler(Update, flood_guard), group=-1)
     # Every update is checked against the handlers in order until one takes it: what members

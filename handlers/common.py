@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from telegram import InlineKeyboardMarkup, Message, Update, User
+from telegram import Bot, InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.clock import Clock, system_clock
+from bot.config import Config
 from bot.i18n import I18n, resolve_language
 from bot.jobs import Scheduler, Sender
 from bot.programme.context import Programme
 from bot.programme.game_rules import RandomSource, SystemRandomSource
-from storage.members import Member, Profile
-
-if TYPE_CHECKING:
-    from handlers.flood import FloodGuard
+from bot.programme.policy import with_announced
+from bot.ratelimit import FloodGuard
+from storage.games import Games
+from storage.ledger import Ledger
+from storage.mall import Mall
+from storage.members import Member, Members, Profile
+from storage.pushes import Pushes
+from storage.store import Store
+from storage.surveys import Surveys
 
 
 class Services(Programme):
-    """The application's services, reached by handlers as `context.bot_data` (set at build)."""
+    """The application's services, reached by handlers as `context.bot_data`."""
 
+    # python-telegram-bot creates this with no arguments (ContextTypes); `wire` then builds
+    # everything in it, once, in build_application, before the application starts.
     i18n: I18n
     scheduler: Scheduler
     sender: Sender
+    flood: FloodGuard
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
@@ -38,7 +47,51 @@ class Services(Programme):
         self.clock: Clock = system_clock
         # Tests drive the daily jobs themselves with a chosen "now".
         self.schedule_jobs = True
-        self.flood: FloodGuard
+
+    def wire(
+        self,
+        *,
+        config: Config,
+        i18n: I18n,
+        store: Store,
+        bot: Bot,
+        clock: Clock,
+        schedule_jobs: bool,
+    ) -> None:
+        """Build every service over `store` (which opens later, in post_init)."""
+        self.clock = clock
+        self.i18n = i18n
+        self.schedule_jobs = schedule_jobs
+        self.store = store
+        self.members = Members(store)
+        self.ledger = Ledger(store)
+        self.mall = Mall(store)
+        self.games = Games(store)
+        self.surveys = Surveys(store)
+        self.pushes = Pushes(store)
+        # Tests move the clock by replacing `self.clock`: the jobs read it through here.
+        self.scheduler = Scheduler(config, self.pushes, self.ledger, clock=lambda: self.clock())
+        self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
+        self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)
+        self.config = config
+
+    @property
+    def config(self) -> Config:
+        """The programme's rules in force."""
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        # Everyone who holds the rules gets the new ones at once: no one keeps an old copy.
+        self._config = config
+        self.scheduler.config = config
+        self.sender.config = config
+        self.flood.limit = config.limits.flood_updates
+        self.flood.seconds = config.limits.flood_seconds
+
+    async def refresh_policies(self) -> None:
+        """Pick up expiry-policy changes announced (by the CLI) since the bot started."""
+        self.config = with_announced(self.config, await self.pushes.policy_changes())
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

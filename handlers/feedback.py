@@ -1,10 +1,6 @@
-"""Rewarded suggestions: /feedback files one for review (a few a day per member); operators
-approve or reject them from /feedback_queue, and only an approved one earns points.
-
-The decision, the payment (ledger key 'feedback:<id>') and the notice to the member are one
-store transaction, so an approval pays exactly once however often its button is tapped, and
-the member hears about it through the outbox even if the bot restarts right after.
-"""
+"""Rewarded suggestions: /feedback files one for review; operators approve or reject them
+from /feedback_queue. The rules (how many a day, how long, what an approval pays, the notice)
+are in bot/programme/feedback.py."""
 
 from __future__ import annotations
 
@@ -23,13 +19,18 @@ from telegram.warnings import PTBUserWarning
 
 from bot.config import Config
 from bot.i18n import N_
-from bot.programme.calendar import local_today
-from bot.programme.expiry import expires_at
+from bot.programme.errors import RuleError
+from bot.programme.feedback import (
+    SuggestionLength,
+    SuggestionTerms,
+    may_suggest,
+    review_suggestion,
+    suggest,
+)
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
-from storage.errors import InvalidState, LimitReached, NotFound
-from storage.pushes import SERVICE, Push
+from storage.errors import InvalidState, NotFound
 from storage.surveys import Feedback
 
 FEEDBACK_PREFIX: Final = "fb"
@@ -38,7 +39,6 @@ WRITING: Final = "feedback.writing"
 FEEDBACK_TIMEOUT_SECONDS: Final = 900
 # Suggestions shown per /feedback_queue, oldest first, each with its own buttons.
 QUEUE_SHOWN: Final = 5
-EXCERPT_LENGTH: Final = 40
 # Ids in buttons are below this; anything larger is forged.
 MAX_ID: Final = 10**12
 
@@ -75,31 +75,11 @@ def decode_review(data: str) -> tuple[bool, int] | None:
 # --- members ---------------------------------------------------------------------------------
 
 
-def excerpt(text: str, length: int = EXCERPT_LENGTH) -> str:
-    """The start of a suggestion on one line, for notices."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= length else flat[: length - 1] + "…"
-
-
-def _prompt(config: Config, _: Texts) -> str:
-    settings = config.feedback
-    lines = [_("feedback.prompt", min=settings.min_length, max=settings.max_length)]
-    if settings.reward_points:
-        lines.append(_("feedback.prompt_reward", points=settings.reward_points))
+def _prompt(terms: SuggestionTerms, _: Texts) -> str:
+    lines = [_("feedback.prompt", min=terms.min_length, max=terms.max_length)]
+    if terms.reward_points:
+        lines.append(_("feedback.prompt_reward", points=terms.reward_points))
     return "\n".join(lines)
-
-
-async def _refuse_over_limit(
-    message: Message, context: BotContext, member_id: int, _: Texts
-) -> bool:
-    """Tell the member when today's suggestions are used up; True then."""
-    services = context.services
-    config = services.config
-    today = local_today(services.clock(), config)
-    if await services.surveys.feedback_count(member_id, today) < config.feedback.daily_limit:
-        return False
-    await message.reply_text(_("feedback.limit", limit=config.feedback.daily_limit))
-    return True
 
 
 async def feedback_command(update: Update, context: BotContext) -> object:
@@ -108,19 +88,18 @@ async def feedback_command(update: Update, context: BotContext) -> object:
     if user is None or message is None or message.text is None:
         return ConversationHandler.END
     _ = await texts_for(update, context)
-    config = context.services.config
-    if not config.feedback.enabled:
-        await message.reply_text(_("feedback.disabled"))
-        return ConversationHandler.END
     member = await member_for(user, context)
-    if await _refuse_over_limit(message, context, member.id, _):
+    try:
+        terms = await may_suggest(context.services, member.id)
+    except RuleError as exc:
+        await message.reply_text(_(exc.key, **exc.params))
         return ConversationHandler.END
     # Everything after the command, line breaks kept.
     parts = message.text.split(maxsplit=1)
     text = parts[1].strip() if len(parts) > 1 else ""
     if text:
         return await _file(message, context, member.id, text, _)
-    await message.reply_text(_prompt(config, _))
+    await message.reply_text(_prompt(terms, _))
     return WRITING
 
 
@@ -131,17 +110,16 @@ async def feedback_button(update: Update, context: BotContext) -> object:
         return None
     await query.answer()
     _ = await texts_for(update, context)
-    config = context.services.config
     message = query.message
     if not isinstance(message, Message):
         return None
-    if not config.feedback.enabled:
-        await message.reply_text(_("feedback.disabled"))
-        return ConversationHandler.END
     member = await member_for(user, context)
-    if await _refuse_over_limit(message, context, member.id, _):
+    try:
+        terms = await may_suggest(context.services, member.id)
+    except RuleError as exc:
+        await message.reply_text(_(exc.key, **exc.params))
         return ConversationHandler.END
-    await message.reply_text(_prompt(config, _))
+    await message.reply_text(_prompt(terms, _))
     return WRITING
 
 
@@ -152,38 +130,26 @@ async def feedback_text(update: Update, context: BotContext) -> object:
         return WRITING
     _ = await texts_for(update, context)
     member = await member_for(user, context)
-    return await _file(message, context, member.id, message.text.strip(), _)
+    return await _file(message, context, member.id, message.text, _)
 
 
 async def _file(
     message: Message, context: BotContext, member_id: int, text: str, _: Texts
 ) -> object:
-    """Check the length, file the suggestion (once per message), thank the member."""
-    services = context.services
-    config = services.config
-    settings = config.feedback
-    if len(text) < settings.min_length:
-        await message.reply_text(_("feedback.too_short", min=settings.min_length, length=len(text)))
-        return WRITING
-    if len(text) > settings.max_length:
-        await message.reply_text(_("feedback.too_long", max=settings.max_length, length=len(text)))
-        return WRITING
-    now = services.clock()
+    """File the suggestion (once per message) and thank the member; a bad length asks again."""
     try:
-        filed = await services.surveys.submit_feedback(
-            member_id,
-            text,
-            source=f"tg:{message.chat_id}:{message.message_id}",
-            local_day=local_today(now, config),
-            daily_limit=settings.daily_limit,
-            now=now,
+        filed, terms = await suggest(
+            context.services, member_id, text, source=f"tg:{message.chat_id}:{message.message_id}"
         )
-    except LimitReached as exc:
-        await message.reply_text(_("feedback.limit", limit=exc.limit))
+    except SuggestionLength as exc:
+        await message.reply_text(_(exc.key, **exc.params))
+        return WRITING
+    except RuleError as exc:
+        await message.reply_text(_(exc.key, **exc.params))
         return ConversationHandler.END
     lines = [_("feedback.thanks", id=filed.id)]
-    if settings.reward_points:
-        lines.append(_("feedback.thanks_reward", points=settings.reward_points))
+    if terms.reward_points:
+        lines.append(_("feedback.thanks_reward", points=terms.reward_points))
     await message.reply_text("\n".join(lines))
     return ConversationHandler.END
 
@@ -283,21 +249,6 @@ async def feedback_queue(update: Update, context: BotContext) -> None:
         )
 
 
-def notice_for(item: Feedback) -> Push:
-    """The member's notice of the decision (rendered in their language when sent)."""
-    if item.status == "approved":
-        key = N_("feedback.notice_approved") if item.reward_points else N_("feedback.notice_thanks")
-    else:
-        key = N_("feedback.notice_rejected")
-    return Push(
-        dedupe_key=f"feedback:{item.id}:decision",
-        member_id=item.member_id,
-        category=SERVICE,
-        message_key=key,
-        params={"points": item.reward_points, "excerpt": excerpt(item.text)},
-    )
-
-
 async def review_callback(update: Update, context: BotContext) -> None:
     """Approve / Reject: operators only; the store decides once and pays once."""
     query, user = update.callback_query, update.effective_user
@@ -314,16 +265,9 @@ async def review_callback(update: Update, context: BotContext) -> None:
         await query.answer(_("admin.denied"), show_alert=True)
         return
     approve, feedback_id = decoded
-    now = services.clock()
     try:
-        item = await services.surveys.review_feedback(
-            feedback_id,
-            approve=approve,
-            reward_points=config.feedback.reward_points,
-            reward_expires_at=expires_at(now, config),
-            actor=f"telegram:{user.id}",
-            now=now,
-            notice=notice_for,
+        item = await review_suggestion(
+            services, feedback_id, approve=approve, actor=f"telegram:{user.id}"
         )
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)

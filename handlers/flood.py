@@ -1,51 +1,14 @@
-"""A per-member flood limit: beyond it the bot answers politely once and does no work."""
+"""The flood limit at the door: a member over it (bot/ratelimit.py) is answered politely once
+and the update does no work."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
 from handlers.common import BotContext, texts_for
-
-
-class FloodGuard:
-    """A sliding window of each member's recent updates."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._seen: dict[int, deque[float]] = {}
-        self._told: dict[int, float] = {}
-
-    def check(self, user_id: int, now: float) -> tuple[bool, bool]:
-        """(allowed, tell): whether to do the work, and whether to say why not (once a window)."""
-        seen = self._seen.setdefault(user_id, deque())
-        while seen and seen[0] <= now - self.seconds:
-            seen.popleft()
-        if len(seen) < self.limit:
-            seen.append(now)
-            return True, False
-        told = self._told.get(user_id)
-        tell = told is None or told <= now - self.seconds
-        if tell:
-            self._told[user_id] = now
-        return False, tell
-
-    @property
-    def tracked(self) -> int:
-        """How many members the window holds."""
-        return len(self._seen)
-
-    def forget_idle(self, now: float) -> None:
-        """Drop members quiet for a whole window (keeps memory flat over a long run)."""
-        for user_id in [
-            u for u, seen in self._seen.items() if not seen or seen[-1] <= now - self.seconds
-        ]:
-            del self._seen[user_id]
-            self._told.pop(user_id, None)
 
 
 async def flood_guard(update: Update, context: BotContext) -> None:

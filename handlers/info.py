@@ -9,6 +9,7 @@ from telegram import Update
 
 from bot.config import Config
 from bot.i18n import N_
+from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
@@ -55,8 +56,12 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
                 limit=earn.share_bonus_daily_limit,
             )
         )
-    if config.birthday.gift_points:
-        lines.append(_("rules.earn.birthday", points=config.birthday.gift_points))
+    # The terms the birthday job and /settings apply (bot/programme/birthdays.py).
+    birthday = birthday_terms(config)
+    if birthday is not None:
+        lines.append(
+            _("rules.earn.birthday", points=birthday.gift_points, days=birthday.min_days_before)
+        )
     today = local_today(now, config)
     for campaign in config.campaigns:
         if campaign.ends < today:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import warnings
-from datetime import date, timedelta
 
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
@@ -16,20 +14,14 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot.config import Config
-from bot.jobs import celebration_day, gift_allowed
-from bot.programme.calendar import local_today
+from bot.programme.birthdays import NotABirthday, save_birthday
+from bot.programme.errors import RuleError
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
-from storage.errors import InvalidRequest
 from storage.pushes import Preferences
 
 SETTINGS_PREFIX = "set"
 ASK_BIRTHDAY = 0
-# 03-15, 3/15, 1990-03-15, 1990/3/15, 3月15日, 1990年3月15日
-BIRTHDAY = re.compile(
-    r"^\s*(?:(?P<year>\d{4})\s*[-/.年]\s*)?(?P<month>\d{1,2})\s*[-/.月]\s*(?P<day>\d{1,2})\s*日?\s*$"
-)
 
 
 def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
@@ -114,59 +106,26 @@ async def ask_birthday(update: Update, context: BotContext) -> int:
     return ASK_BIRTHDAY
 
 
-def parse_birthday(text: str, today: date) -> tuple[int, int, int | None] | None:
-    """(month, day, year or None) from what the member typed, or None when it is no date."""
-    match = BIRTHDAY.match(text)
-    if match is None:
-        return None
-    month, day = int(match["month"]), int(match["day"])
-    year = int(match["year"]) if match["year"] else None
-    try:
-        date(year or 2000, month, day)  # 2000 is a leap year: 29 February is a real birthday
-    except ValueError:
-        return None
-    if year is not None and not today.year - 120 <= year <= today.year:
-        return None
-    if year is not None and date(year, month, day) > today:
-        return None
-    return month, day, year
-
-
-def next_celebration(month: int, day: int, today: date, config: Config) -> date:
-    """The next local day (today included) this birthday is celebrated."""
-    this_year = celebration_day(month, day, today.year, config)
-    return this_year if this_year >= today else celebration_day(month, day, today.year + 1, config)
-
-
 async def receive_birthday(update: Update, context: BotContext) -> int:
-    """The member typed a date: validate it, keep it, and say what it means for the gift."""
+    """The member typed a date: keep it (bot/programme/birthdays.py says when it may change)
+    and say what it means for the gift."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None or message.text is None:
         return ASK_BIRTHDAY
     _ = await texts_for(update, context)
-    services = context.services
-    config = services.config
-    now = services.clock()
-    today = local_today(now, config)
-    parsed = parse_birthday(message.text, today)
-    if parsed is None:
-        await message.reply_text(_("settings.birthday_invalid", value=message.text[:32]))
-        return ASK_BIRTHDAY
-    month, day, year = parsed
     try:
-        await services.pushes.set_birthday(
-            user.id, month, day, year, now=now, change_allowed_after=now - timedelta(days=365)
-        )
-    except InvalidRequest:
-        await message.reply_text(_("settings.birthday_change_too_soon"))
+        saved = await save_birthday(context.services, user.id, message.text)
+    except NotABirthday as exc:
+        await message.reply_text(_(exc.key, **exc.params))
+        return ASK_BIRTHDAY
+    except RuleError as exc:  # a change too soon: nothing changed
+        await message.reply_text(_(exc.key, **exc.params))
         return ConversationHandler.END
-    upcoming = next_celebration(month, day, today, config)
-    lines = [_("settings.birthday_saved", month=month, day=day)]
-    gift = config.birthday.gift_points
-    if gift and not gift_allowed(now, upcoming, config):
-        lines.append(_("settings.birthday_no_gift_this_year", days=config.birthday.min_days_before))
-    elif gift:
-        lines.append(_("settings.birthday_gift", points=gift))
+    lines = [_("settings.birthday_saved", month=saved.month, day=saved.day)]
+    if saved.gift is not None and not saved.gift_on_next:
+        lines.append(_("settings.birthday_no_gift_this_year", days=saved.gift.min_days_before))
+    elif saved.gift is not None:
+        lines.append(_("settings.birthday_gift", points=saved.gift.gift_points))
     await message.reply_text("\n".join(lines))
     return ConversationHandler.END
 

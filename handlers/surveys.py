@@ -1,11 +1,11 @@
 """Reward surveys: /surveys lists what a member may answer, a persistent conversation asks one
 question at a time, and operators read the results with /survey_stats.
 
-Every answer is written to the store as it is given and the conversation state is persisted
-(bot/persistence.py), so a member who stops, cancels or meets a restarted bot continues at the
-same question. A button carries the survey and the question it answers; the store re-checks
-that it is the question being asked, so a double tap or an old message answers nothing twice,
-and the reward is credited once, with the last answer.
+The rules (which surveys are open, answering, the reward paid once) are in
+bot/programme/surveys.py. Every answer is written to the store as it is given and the
+conversation state is persisted (bot/persistence.py), so a member who stops, cancels or meets
+a restarted bot continues at the same question. A button carries the survey and the question
+it answers; the store re-checks that it is the question being asked.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
@@ -32,8 +32,27 @@ from bot.charts import Bar, Panel, chart_painter
 from bot.config import Config, Survey, SurveyQuestion
 from bot.i18n import N_
 from bot.programme.calendar import display_expiry
-from bot.programme.expiry import expires_at
-from bot.surveys import known_survey_ids, open_surveys, option_label, survey_spec
+from bot.programme.errors import RuleError
+from bot.programme.feedback import suggestion_terms
+from bot.programme.surveys import (
+    NotATextQuestion,
+    SurveyGone,
+    SurveyStep,
+    answer_text,
+    choose_option,
+    closing_day,
+    confirm_choices,
+    go_back,
+    keep_answer,
+    open_survey,
+    open_surveys,
+    rate_question,
+    skip_question,
+    survey_results,
+    surveys_for,
+    toggle_option,
+)
+from bot.surveys import known_survey_ids, option_label
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.feedback import feedback_data
@@ -43,9 +62,7 @@ from storage.surveys import (
     InvalidAnswer,
     Progress,
     StaleQuestion,
-    SurveyChanged,
     SurveyClosed,
-    SurveySpec,
     SurveyStats,
 )
 
@@ -108,20 +125,16 @@ def _title(survey: Survey, _: Texts) -> str:
     return survey.title.get(_.language)
 
 
-def _closing_day(survey: Survey, config: Config) -> str:
-    """The last local day to answer (a survey closing at midnight closed the day before)."""
-    return display_expiry(survey.closes_at(config.program.tz), config).isoformat()
-
-
 def _reward_line(survey: Survey, config: Config, _: Texts) -> str:
     if survey.reward_points:
         return _(
             "survey.reward_line",
             points=survey.reward_points,
             count=len(survey.questions),
-            day=_closing_day(survey, config),
+            day=closing_day(survey, config).isoformat(),
         )
-    return _("survey.no_reward_line", count=len(survey.questions), day=_closing_day(survey, config))
+    day = closing_day(survey, config).isoformat()
+    return _("survey.no_reward_line", count=len(survey.questions), day=day)
 
 
 def render_question(
@@ -231,22 +244,17 @@ def _rating_row(survey: Survey, position: int, rated: int | None) -> list[Inline
     ]
 
 
-async def _completion_text(
-    survey: Survey, progress: Progress, context: BotContext, _: Texts
-) -> str:
+def _completion_text(step: SurveyStep, config: Config, _: Texts) -> str:
     """Thanks, the reward credited and its expiry, and the balance now."""
-    services = context.services
-    config = services.config
-    lines = [_("survey.completed", title=_title(survey, _))]
-    if progress.reward_points and progress.completed_at is not None:
-        expiry = expires_at(progress.completed_at, config)
-        if expiry is None:
-            lines.append(_("survey.rewarded_never", points=progress.reward_points))
+    lines = [_("survey.completed", title=_title(step.survey, _))]
+    reward = step.reward
+    if reward is not None:
+        if reward.expires_at is None:
+            lines.append(_("survey.rewarded_never", points=reward.points))
         else:
-            day = display_expiry(expiry, config).isoformat()
-            lines.append(_("survey.rewarded", points=progress.reward_points, day=day))
-        available = await services.ledger.available(progress.member_id, services.clock())
-        lines.append(_("survey.balance", points=available))
+            day = display_expiry(reward.expires_at, config).isoformat()
+            lines.append(_("survey.rewarded", points=reward.points, day=day))
+        lines.append(_("survey.balance", points=reward.available))
     lines.append(_("survey.more"))
     return "\n".join(lines)
 
@@ -260,16 +268,13 @@ async def surveys_command(update: Update, context: BotContext) -> None:
     if user is None or message is None:
         return
     _ = await texts_for(update, context)
-    services = context.services
-    config = services.config
+    config = context.services.config
     member = await member_for(user, context)
-    done = await services.surveys.responses(member.id)
+    offered = await surveys_for(context.services, member.id)
     lines = [_("survey.list_title")]
     rows = []
-    for survey in open_surveys(config, services.clock()):
-        response = done.get(survey.id)
-        if response is not None and response.completed:
-            continue
+    for offer in offered.offers:
+        survey, response = offer.survey, offer.response
         lines.append(
             _(
                 "survey.list_line",
@@ -291,10 +296,9 @@ async def surveys_command(update: Update, context: BotContext) -> None:
         rows.append([InlineKeyboardButton(label, callback_data=survey_data("o", survey.id))])
     if not rows:
         lines = [_("survey.none_open")]
-    completed = sum(1 for r in done.values() if r.completed)
-    if completed:
-        lines.append(_("survey.completed_count", count=completed))
-    if config.feedback.enabled:
+    if offered.completed:
+        lines.append(_("survey.completed_count", count=offered.completed))
+    if suggestion_terms(config) is not None:
         lines.append(_("survey.feedback_hint"))
         rows.append(
             [InlineKeyboardButton(_("feedback.button"), callback_data=feedback_data("new"))]
@@ -314,61 +318,33 @@ def _closed_text(exc: SurveyClosed, config: Config, _: Texts) -> str:
     return _("survey.closed", day=display_expiry(exc.closes_at, config).isoformat())
 
 
-def _closed(spec: SurveySpec, now: datetime) -> SurveyClosed:
-    """Why a survey that is not open at `now` refuses answers."""
-    reason: Literal["not_open", "closed"] = "not_open" if now < spec.opens_at else "closed"
-    return SurveyClosed(reason, spec.opens_at, spec.closes_at)
-
-
 async def _apply(
     context: BotContext,
-    spec: SurveySpec,
-    survey: Survey,
     member_id: int,
     telegram_id: int,
+    survey_id: str,
     action: str,
     numbers: tuple[int, ...],
-    now: datetime,
-) -> Progress:
-    """Do what a button asks in the store; raises what the store raises, InvalidAnswer for a
-    question or option the survey does not have."""
-    surveys = context.services.surveys
+) -> SurveyStep:
+    """Do the programme action a button asks for; raises what bot/programme/surveys.py
+    raises."""
+    services, actor = context.services, f"telegram:{telegram_id}"
     if action == "o":
-        return await surveys.start(spec, member_id, now=now)
+        return await open_survey(services, member_id, survey_id)
     position = numbers[0]
-    if position >= len(survey.questions):
-        raise InvalidAnswer("position")
-    question = survey.questions[position]
-    if action in ("p", "t") and numbers[1] >= len(question.options):
-        raise InvalidAnswer("option")
-    if action == "t":
-        return await surveys.toggle(
-            spec, member_id, position, question.options[numbers[1]].id, now=now
-        )
-    if action == "b":
-        return await surveys.back(spec, member_id, position, now=now)
-    expiry = expires_at(now, context.services.config)
-    actor = f"telegram:{telegram_id}"
     if action == "p":
-        option = question.options[numbers[1]].id
-        return await surveys.choose(
-            spec, member_id, position, option, reward_expires_at=expiry, actor=actor, now=now
-        )
+        return await choose_option(services, member_id, survey_id, position, numbers[1], actor)
+    if action == "t":
+        return await toggle_option(services, member_id, survey_id, position, numbers[1])
     if action == "r":
-        return await surveys.rate(
-            spec, member_id, position, numbers[1], reward_expires_at=expiry, actor=actor, now=now
-        )
-    if action == "k":
-        return await surveys.keep(
-            spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
-        )
+        return await rate_question(services, member_id, survey_id, position, numbers[1], actor)
     if action == "d":
-        return await surveys.confirm_choices(
-            spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
-        )
-    return await surveys.skip(
-        spec, member_id, position, reward_expires_at=expiry, actor=actor, now=now
-    )
+        return await confirm_choices(services, member_id, survey_id, position, actor)
+    if action == "k":
+        return await keep_answer(services, member_id, survey_id, position, actor)
+    if action == "b":
+        return await go_back(services, member_id, survey_id, position)
+    return await skip_question(services, member_id, survey_id, position, actor)
 
 
 async def survey_button(update: Update, context: BotContext) -> object:
@@ -385,18 +361,11 @@ async def survey_button(update: Update, context: BotContext) -> object:
         await query.answer(_("button.expired"), show_alert=True)
         return None
     action, survey_id, numbers = decoded
-    survey = config.survey(survey_id)
-    if survey is None:
-        await query.answer(_("survey.gone"), show_alert=True)
-        return ConversationHandler.END
-    spec = survey_spec(survey, config)
-    now = services.clock()
     try:
-        try:
-            progress = await _apply(context, spec, survey, member.id, user.id, action, numbers, now)
-        except SurveyChanged:
-            # Questions changed under the member: start over (the question says why).
-            progress = await services.surveys.start(spec, member.id, now=now)
+        step = await _apply(context, member.id, user.id, survey_id, action, numbers)
+    except SurveyGone as exc:
+        await query.answer(_(exc.key), show_alert=True)
+        return ConversationHandler.END
     except AlreadyCompleted:
         await query.answer(_("survey.already_completed"), show_alert=True)
         return ConversationHandler.END
@@ -416,18 +385,16 @@ async def survey_button(update: Update, context: BotContext) -> object:
         await query.answer(_("button.expired"), show_alert=True)
         return None
     await query.answer()
-    if progress.completed:
-        await edit_in_place(update, await _completion_text(survey, progress, context, _), None)
+    if step.progress.completed:
+        await edit_in_place(update, _completion_text(step, config, _), None)
         return ConversationHandler.END
-    text, keyboard = render_question(survey, progress, config, _)
+    text, keyboard = render_question(step.survey, step.progress, config, _)
     await edit_in_place(update, text, keyboard)
     return ANSWERING
 
 
-async def _send_question(
-    message: Message, survey: Survey, progress: Progress, config: Config, _: Texts
-) -> None:
-    text, keyboard = render_question(survey, progress, config, _)
+async def _send_question(message: Message, step: SurveyStep, config: Config, _: Texts) -> None:
+    text, keyboard = render_question(step.survey, step.progress, config, _)
     await message.reply_text(text, reply_markup=keyboard)
 
 
@@ -438,82 +405,42 @@ async def survey_text(update: Update, context: BotContext) -> object:
     if user is None or message is None or message.text is None:
         return ANSWERING
     _ = await texts_for(update, context)
-    services = context.services
-    config = services.config
+    config = context.services.config
     member = await member_for(user, context)
-    active = await services.surveys.active_response(member.id)
-    if active is None:
-        await message.reply_text(_("survey.none_active"))
-        return ConversationHandler.END
-    survey = config.survey(active.survey_id)
-    if survey is None:
-        await message.reply_text(_("survey.gone"))
-        return ConversationHandler.END
-    spec = survey_spec(survey, config)
-    now = services.clock()
-    if active.definition != spec.definition:
-        restarted = await _restart(context, survey, member.id, now, message, _)
-        return ANSWERING if restarted else ConversationHandler.END
-    if not spec.is_open(now):
-        await message.reply_text(_closed_text(_closed(spec, now), config, _))
-        return ConversationHandler.END
-    question = survey.questions[active.position]
-    if question.kind != "text":
-        await message.reply_text(_("survey.use_buttons"))
-        await _send_question(message, survey, active, config, _)
-        return ANSWERING
     try:
-        progress = await services.surveys.write_text(
-            spec,
+        step = await answer_text(
+            context.services,
             member.id,
-            active.position,
             message.text,
             source=f"tg:{message.chat_id}:{message.message_id}",
-            reward_expires_at=expires_at(now, config),
             actor=f"telegram:{user.id}",
-            now=now,
         )
+    except NotATextQuestion as exc:
+        await message.reply_text(_(exc.key))
+        await _send_question(message, exc.step, config, _)
+        return ANSWERING
+    except RuleError as exc:  # no survey being answered, or it left the configuration
+        await message.reply_text(_(exc.key))
+        return ConversationHandler.END
     except SurveyClosed as exc:
         await message.reply_text(_closed_text(exc, config, _))
         return ConversationHandler.END
     except AlreadyCompleted:
         await message.reply_text(_("survey.already_completed"))
         return ConversationHandler.END
-    except SurveyChanged:
-        restarted = await _restart(context, survey, member.id, now, message, _)
-        return ANSWERING if restarted else ConversationHandler.END
     except StaleQuestion:
         return ANSWERING  # another answer landed first: the member sees its next question
     except InvalidAnswer as exc:
         key = REFUSALS.get(exc.reason, N_("survey.use_buttons"))
         await message.reply_text(_(key, limit=exc.limit, length=len(message.text.strip())))
         return ANSWERING
-    if progress.replayed:
+    if step.progress.replayed:
         return ANSWERING
-    if progress.completed:
-        await message.reply_text(await _completion_text(survey, progress, context, _))
+    if step.progress.completed:
+        await message.reply_text(_completion_text(step, config, _))
         return ConversationHandler.END
-    await _send_question(message, survey, progress, config, _)
+    await _send_question(message, step, config, _)
     return ANSWERING
-
-
-async def _restart(
-    context: BotContext, survey: Survey, member_id: int, now: datetime, message: Message, _: Texts
-) -> bool:
-    """Start a changed survey over and show its first question; False when it is closed."""
-    config = context.services.config
-    try:
-        progress = await context.services.surveys.start(
-            survey_spec(survey, config), member_id, now=now
-        )
-    except SurveyClosed as exc:
-        await message.reply_text(_closed_text(exc, config, _))
-        return False
-    except AlreadyCompleted:
-        await message.reply_text(_("survey.already_completed"))
-        return False
-    await _send_question(message, survey, progress, config, _)
-    return True
 
 
 async def cancel_survey(update: Update, context: BotContext) -> object:
@@ -548,22 +475,19 @@ def survey_conversation() -> ConversationHandler:  # type: ignore[type-arg]
 
 def render_survey_rules(config: Config, now: datetime, _: Texts) -> list[str]:
     """The surveys' and suggestions' part of /rules (with a blank line after it), or nothing."""
+    # The same surveys /surveys offers, and the terms a suggestion is filed and paid on.
     lines = []
     for survey in open_surveys(config, now):
         lines.append(
             _("rules.surveys.line", title=_title(survey, _), reward=_reward_line(survey, config, _))
         )
-    if config.feedback.enabled:
-        if config.feedback.reward_points:
-            lines.append(
-                _(
-                    "rules.surveys.feedback",
-                    points=config.feedback.reward_points,
-                    limit=config.feedback.daily_limit,
-                )
-            )
-        else:
-            lines.append(_("rules.surveys.feedback_no_reward", limit=config.feedback.daily_limit))
+    terms = suggestion_terms(config)
+    if terms is not None and terms.reward_points:
+        lines.append(
+            _("rules.surveys.feedback", points=terms.reward_points, limit=terms.daily_limit)
+        )
+    elif terms is not None:
+        lines.append(_("rules.surveys.feedback_no_reward", limit=terms.daily_limit))
     return [_("rules.surveys.heading"), *lines, ""] if lines else []
 
 
@@ -673,13 +597,16 @@ async def survey_stats_command(update: Update, context: BotContext) -> None:
     services = context.services
     config = services.config
     args = context.args or []
-    survey = config.survey(args[0]) if len(args) == 1 else None
-    if survey is None:
+    if len(args) != 1:
         ids = ", ".join(known_survey_ids(config, [])) or "-"
-        key = "survey.stats.usage" if len(args) != 1 else "survey.stats.unknown"
-        await message.reply_text(_(key, id=args[0][:32] if args else "", ids=ids))
+        await message.reply_text(_("survey.stats.usage", ids=ids))
         return
-    stats = await services.surveys.stats(survey_spec(survey, config))
+    try:
+        survey, stats = await survey_results(services, args[0])
+    except SurveyGone:
+        ids = ", ".join(known_survey_ids(config, [])) or "-"
+        await message.reply_text(_("survey.stats.unknown", id=args[0][:32], ids=ids))
+        return
     lines, panels = render_stats(survey, stats, _)
     for chunk in _chunks(lines):
         await message.reply_text(chunk)

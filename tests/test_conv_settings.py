@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from bot.programme.birthdays import parse_birthday
 from bot.sandbox.client import ChatClient
-from handlers.settings import parse_birthday
 from tests.conftest import Sandbox
 
 TODAY = date(2026, 11, 25)
@@ -135,3 +135,29 @@ async def test_forged_settings_button(sandbox: Sandbox) -> None:
 )
 def test_parse_birthday(text: str, parsed: tuple[int, int, int | None] | None) -> None:
     assert parse_birthday(text, TODAY) == parsed
+
+
+async def test_the_same_birthday_typed_again_keeps_the_gift_it_was_promised(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.services.clock = lambda: datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    chat = await open_settings(sandbox)
+    await chat.tap("🎂 设置生日")
+    await chat.send("05-20")
+    # Ten days before the date the member types it again: nothing changed, so the gift stands
+    # (the birthday job judges the first entry, and so does the reply).
+    sandbox.services.clock = lambda: datetime(2027, 5, 10, 4, 0, tzinfo=UTC)
+    await chat.send("/settings")
+    await chat.tap("🎂 修改生日")
+    [again] = await chat.send("05-20")
+    assert again.text == "🎂 已保存生日：5 月 20 日。\n生日当天您将收到 88 积分生日礼。"
+
+
+async def test_the_rules_state_the_birthday_terms_the_gift_is_given_on(sandbox: Sandbox) -> None:
+    birthday = sandbox.config.birthday
+    [rules] = await sandbox.member(5102).send("/rules")
+    assert (
+        f"• 生日当天赠送 {birthday.gift_points} 积分（请在 /settings 中填写生日；"
+        f"生日前 {birthday.min_days_before} 天内才填写或修改的，当年不赠送；"
+        "生日一年内只能修改一次）。"
+    ) in (rules.text or "")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import Config
-from handlers.flood import FloodGuard
+from bot.ratelimit import FloodGuard
 from tests.conftest import Sandbox
 
 

@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from bot.config import Config
-from bot.jobs import Scheduler, Sender, birthday_dates, gift_allowed
+from bot.jobs import Scheduler, Sender
+from bot.programme.birthdays import birthday_dates, gift_allowed
 from bot.programme.calendar import end_of_day
 from storage.audit import audit
 from storage.members import Member

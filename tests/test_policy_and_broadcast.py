@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import refresh_policies
 from bot.cli import main
 from bot.programme.expiry import expires_at, last_valid_day
 from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox
@@ -70,7 +69,7 @@ async def test_an_announced_change_notifies_everyone_once_and_applies_only_after
     again, output = schedule(config, effective, "--mode", "rolling", "--months", "3")
     assert again == 2 and "already announced" in output
     services = sandbox.services
-    await refresh_policies(services)
+    await services.refresh_policies()
     await services.sender.drain()
     zh = [m.text or "" for m in sandbox.emu.messages(3002) if m.from_bot]
     en = [m.text or "" for m in sandbox.emu.messages(3003) if m.from_bot]

@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from bot.app import redact_token_in_logs
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
+from tests.conftest import NOW, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "424242:TOPSECRET-never-in-a-log"
@@ -78,3 +80,24 @@ def test_the_token_is_scrubbed_from_messages_and_tracebacks() -> None:
     assert "calling http://api/bot<token>/getMe" in text
     assert "cannot reach http://api/bot<token>/getUpdates" in text
     assert "TOPSECRET" not in text
+
+
+async def test_the_services_are_built_complete_and_share_one_config_and_clock(
+    sandbox: Sandbox,
+) -> None:
+    services = sandbox.services
+    # Built once, at build time: nothing is filled in later by the handlers or post_init.
+    assert services.flood.limit == sandbox.config.limits.flood_updates
+    assert services.scheduler.pushes is services.pushes
+    assert services.sender.pushes is services.pushes
+    # A new configuration reaches everyone who holds one.
+    limits = sandbox.config.limits.model_copy(update={"flood_updates": 3})
+    changed = sandbox.config.model_copy(update={"surveys": [], "limits": limits})
+    services.config = changed
+    assert services.scheduler.config is changed and services.sender.config is changed
+    assert services.flood.limit == 3
+    # Moving the clock moves it for the store, the jobs and the sender.
+    later = NOW + timedelta(days=3)
+    services.clock = lambda: later
+    assert services.store.now(None) == later
+    assert services.scheduler.clock() == later and services.sender.clock() == later

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.config import ConfigError, load_config, parse_config
-from bot.surveys import open_surveys, survey_spec
+from bot.programme.surveys import open_surveys, survey_spec
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 RAW: dict[str, Any] = tomllib.loads(SAMPLE.read_text(encoding="utf-8"))

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from bot.cli import main
 from bot.config import load_config
-from bot.surveys import EXPORT_COLUMNS, survey_spec
+from bot.programme.surveys import survey_spec
+from bot.surveys import EXPORT_COLUMNS
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 from storage.surveys import choose, confirm_choices, rate, skip, start, toggle, write_text

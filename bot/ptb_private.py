@@ -1,0 +1,78 @@
+"""Every private python-telegram-bot API pointsbot leans on, in one place.
+
+python-telegram-bot may change its underscored modules and methods in any release without
+notice. pointsbot uses a few of them to send replies without PTB's generic encoding
+(bot/sending.py), to speak PTB's timeout convention in its transport (bot/transport.py) and to
+name the shapes its persistence stores (bot/persistence.py). They are imported or named here
+only, and tests/test_ptb_private.py checks each one (it exists, takes the parameters we pass,
+behaves as we rely on), so an upgrade that moves one fails there, by name, not in production.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from telegram import InlineKeyboardButton
+
+try:
+    # The sentinel PTB uses for "not given, use the default" in every timeout and flag.
+    from telegram._utils.defaultvalue import DEFAULT_NONE, DefaultValue
+
+    # PTB's type aliases: a JSON object, and "a value or the default sentinel".
+    from telegram._utils.types import JSONDict, ODVInput
+
+    # The shapes BasePersistence hands over: a conversation's key, the callback-data cache.
+    from telegram.ext._utils.types import CDCData, ConversationKey
+
+    # One parameter of a Bot API request, as PTB's transports encode it.
+    from telegram.request._requestparameter import RequestParameter
+except ImportError as exc:  # pragma: no cover - only on a python-telegram-bot upgrade
+    raise ImportError(
+        f"python-telegram-bot changed a private API pointsbot uses ({exc}); "
+        "bot/ptb_private.py must follow (see tests/test_ptb_private.py)"
+    ) from exc
+
+__all__ = (
+    "BOT_POST",
+    "BOT_POST_PARAMETERS",
+    "DEFAULT_NONE",
+    "MESSAGE_METHODS",
+    "CDCData",
+    "ConversationKey",
+    "DefaultValue",
+    "JSONDict",
+    "inline_button_fields",
+    "ODVInput",
+    "RequestParameter",
+)
+
+# The method every Bot API call goes through (Bot._post -> Bot._do_post), which MemberBot
+# overrides, and the parameters it is called with and passes on.
+BOT_POST: Final = "_post"
+BOT_POST_PARAMETERS: Final = (
+    "endpoint",
+    "data",
+    "read_timeout",
+    "write_timeout",
+    "connect_timeout",
+    "pool_timeout",
+    "api_kwargs",
+)
+
+# Methods PTB answers with `Message.de_json(result)` unless `_post` returned True
+# (Bot._send_message): MemberBot returns True for these while an update is served.
+MESSAGE_METHODS: Final = frozenset(
+    (
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageReplyMarkup",
+    )
+)
+
+
+def inline_button_fields() -> tuple[str, ...]:
+    """Every field an inline button can carry (its `__slots__`: PTB lists no fields publicly)."""
+    return tuple(InlineKeyboardButton.__slots__)

@@ -1,0 +1,138 @@
+"""The private python-telegram-bot APIs in bot/ptb_private.py are still there and still behave
+as pointsbot relies on: a library upgrade that moves one fails here, naming it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import telegram
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.ext import Defaults, ExtBot
+from telegram.request import BaseRequest, HTTPXRequest
+
+from bot import ptb_private
+from bot.sending import MemberBot
+
+# (module, name) of every private import in bot/ptb_private.py.
+PRIVATE_IMPORTS = [
+    ("telegram._utils.defaultvalue", "DEFAULT_NONE"),
+    ("telegram._utils.defaultvalue", "DefaultValue"),
+    ("telegram._utils.types", "JSONDict"),
+    ("telegram._utils.types", "ODVInput"),
+    ("telegram.ext._utils.types", "CDCData"),
+    ("telegram.ext._utils.types", "ConversationKey"),
+    ("telegram.request._requestparameter", "RequestParameter"),
+]
+UPGRADED = f"python-telegram-bot {telegram.__version__}"
+
+
+@pytest.mark.parametrize(("module", "name"), PRIVATE_IMPORTS)
+def test_each_private_name_is_still_where_we_import_it_from(module: str, name: str) -> None:
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        pytest.fail(f"{UPGRADED} has no module {module} (bot/ptb_private.py imports {name})")
+    assert hasattr(found, name), f"{UPGRADED}: {module} has no {name} any more"
+    assert getattr(ptb_private, name) is getattr(found, name)
+
+
+def test_bot_post_still_takes_the_parameters_memberbot_is_called_with() -> None:
+    method = getattr(ExtBot, ptb_private.BOT_POST, None)
+    assert method is not None, f"{UPGRADED}: ExtBot.{ptb_private.BOT_POST} is gone"
+    theirs = list(inspect.signature(method).parameters)[1:]
+    assert theirs == list(ptb_private.BOT_POST_PARAMETERS), (
+        f"{UPGRADED}: ExtBot.{ptb_private.BOT_POST} now takes {theirs}; MemberBot overrides it "
+        f"with {list(ptb_private.BOT_POST_PARAMETERS)}"
+    )
+    ours = list(inspect.signature(MemberBot._post).parameters)[1:]
+    assert ours == theirs
+
+
+class _SentBot(ExtBot[None]):
+    """A bot whose every Bot API call answers `_result`, with no network (PTB freezes a bot's
+    public attributes, hence the underscores)."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__("123:abc")
+        self._result = result
+        self._endpoints: list[str] = []
+
+    async def _post(self, endpoint: str, data: Any = None, **kwargs: Any) -> Any:
+        self._endpoints.append(endpoint)
+        return self._result
+
+
+def _message_json() -> dict[str, object]:
+    return {
+        "message_id": 7,
+        "date": 1_700_000_000,
+        "chat": {"id": 42, "type": "private"},
+        "text": "hi",
+    }
+
+
+async def _call_each_message_method(bot: _SentBot) -> list[object]:
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("ok", callback_data="x")]])
+    return [
+        await bot.send_message(42, "hi", reply_markup=keyboard),
+        await bot.send_photo(42, "AgACAgIAAxkBAAIB"),
+        await bot.send_document(42, "BQACAgIAAxkBAAIC"),
+        await bot.edit_message_text("hi", chat_id=42, message_id=7),
+        await bot.edit_message_caption(chat_id=42, message_id=7, caption="c"),
+        await bot.edit_message_reply_markup(chat_id=42, message_id=7, reply_markup=keyboard),
+    ]
+
+
+async def test_a_true_answer_to_a_message_method_is_returned_unparsed() -> None:
+    bot = _SentBot(True)
+    results = await _call_each_message_method(bot)
+    assert set(bot._endpoints) == ptb_private.MESSAGE_METHODS
+    for endpoint, result in zip(bot._endpoints, results, strict=True):
+        assert result is True, f"{UPGRADED}: {endpoint} no longer passes True through"
+    # ...and a message answer is still parsed: the work MemberBot saves is real.
+    parsed = await _call_each_message_method(_SentBot(_message_json()))
+    assert all(isinstance(r, Message) for r in parsed)
+
+
+def test_the_default_sentinel_is_a_default_value_of_none() -> None:
+    assert isinstance(ptb_private.DEFAULT_NONE, ptb_private.DefaultValue)
+    assert ptb_private.DEFAULT_NONE.value is None
+    # The transport compares timeouts against BaseRequest's public alias of the sentinel.
+    assert BaseRequest.DEFAULT_NONE is ptb_private.DEFAULT_NONE
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["小明", 42, 1.5, True, {"inline_keyboard": [[{"text": "ok", "callback_data": "x"}]]}],
+)
+def test_a_plain_request_parameter_encodes_as_ptb_would(value: object) -> None:
+    ours = ptb_private.RequestParameter("p", value, None)
+    theirs = ptb_private.RequestParameter.from_input("p", value)
+    assert (ours.name, ours.json_value, ours.input_files) == (
+        theirs.name,
+        theirs.json_value,
+        theirs.input_files,
+    ), f"{UPGRADED}: RequestParameter encodes {value!r} differently"
+
+
+def test_inline_button_fields_list_every_field_a_button_takes() -> None:
+    fields = set(ptb_private.inline_button_fields())
+    takes = set(inspect.signature(InlineKeyboardButton).parameters) - {"api_kwargs"}
+    assert takes <= fields, f"{UPGRADED}: InlineKeyboardButton fields {takes - fields} unlisted"
+
+
+def test_the_bot_sends_through_its_request_and_defaults_without_api_values() -> None:
+    request, updates = HTTPXRequest(), HTTPXRequest()
+    bot = ExtBot("123:abc", request=request, get_updates_request=updates)
+    assert bot.request is request  # MemberBot posts every reply through it
+    # With only a time zone set, no value is inserted into requests: MemberBot may encode.
+    assert Defaults(tzinfo=ZoneInfo("Asia/Shanghai")).api_defaults == {}
+
+
+def test_persistence_shapes_are_what_our_store_writes() -> None:
+    assert ptb_private.ConversationKey == tuple[int | str, ...]
+    assert ptb_private.CDCData == tuple[list[tuple[str, float, dict[str, Any]]], dict[str, str]]
