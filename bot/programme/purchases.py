@@ -143,9 +143,9 @@ def check_receipt(receipt: str) -> str:
 
 
 def purchase_key(receipt: str | None, source: str | None = None) -> str:
-    """The idempotency key of a purchase: its receipt, so one receipt earns once whichever
-    till, import or seed books it; without one, the unique `source` it was entered from
-    (a till message, see `till.command_source`: a redelivered update must not award twice)."""
+    """The idempotency key of a purchase, by receipt, else by the `source` it was entered from."""
+    # The receipt, so one receipt earns once whichever till, import or seed books it; without
+    # one, the till message (`till.command_source`): a redelivered update must not award twice.
     if receipt:
         return f"purchase:{receipt}"
     if not source:
@@ -162,8 +162,8 @@ def purchase_request(
     now: datetime,
     source: str | None = None,
 ) -> EarnRequest:
-    """The ledger operation booking an award: the same for the till, the import and the seed,
-    so the second of them to book a receipt is a replay, not a conflict."""
+    """The ledger operation booking an award, for the till, the import and the seed alike."""
+    # One builder, so the second of them to book a receipt is a replay, not a conflict.
     return EarnRequest(
         member_id=member_id,
         points=award.points,
