@@ -1,9 +1,10 @@
-"""Bulk import of till purchases from CSV: the bot's purchase rule, the ledger's `earn_many`.
+"""Bulk import of till purchases from CSV: the programme's purchase rule and ledger request
+(the till's and the demo seed's too), written with the ledger's `earn_many`.
 
 Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV shape,
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
-looks the batch's member codes up in one query and writes it with `earn_many`, one
-transaction per batch.
+looks the batch's member codes up in one query, builds each row's request with
+`purchase_request` and writes the batch with `earn_many`, one transaction per batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from typing import Final
 from bot.config import Config
 from bot.i18n import I18n
 from bot.programme.errors import RuleError
-from bot.programme.purchases import award_purchase, parse_amount
+from bot.programme.purchases import (
+    PurchaseAward,
+    award_purchase,
+    parse_amount,
+    purchase_key,
+    purchase_request,
+)
 from storage.errors import Conflict, NotFound
 from storage.ledger import EarnRequest, OperationResult, earn_many, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
@@ -108,11 +115,9 @@ class ImportSummary:
         return self.skipped_total == 0
 
 
-# (points, expires_at, meta) of a purchase, as the shared rule awards it.
-_Award = tuple[int, datetime | None, dict[str, str]]
 # A row that passed every check needing no database: (line, fields, receipt id, member code,
 # the award, or the refusal that stands if the member exists: an unknown member comes first).
-_Candidate = tuple[int, list[str], str, str, _Award | RejectedRow]
+_Candidate = tuple[int, list[str], str, str, PurchaseAward | RejectedRow]
 _Prepared = RejectedRow | _Candidate
 
 
@@ -252,7 +257,7 @@ class _Preparer:
                     out.append(RejectedRow(line, "member_code", message, tuple(fields)))
                     continue
                 self.valid_codes.add(code)
-            outcome: _Award | RejectedRow
+            outcome: PurchaseAward | RejectedRow
             moment = _parse_time(when, config)
             try:
                 amount = parse_amount(amount_text, config)
@@ -260,8 +265,7 @@ class _Preparer:
                     message = f"“{when}” is not an ISO 8601 time"
                     outcome = RejectedRow(line, "date", message, tuple(fields))
                 else:
-                    award = award_purchase(amount, category.strip() or None, moment, now, config)
-                    outcome = (award.points, award.expires_at, award.meta())
+                    outcome = award_purchase(amount, category.strip() or None, moment, now, config)
             except RuleError as err:
                 outcome = self._refusal(line, fields, err)
             out.append((line, fields, receipt, code, outcome))
@@ -312,27 +316,18 @@ class _Writer:
             elif isinstance(outcome, RejectedRow):
                 refused_by_rule.append((receipt, outcome))
             else:
-                points, expires_at, meta = outcome
                 requests.append(
-                    EarnRequest(
-                        member_id=member_id,
-                        points=points,
-                        kind="purchase",
-                        key=f"purchase:{receipt}",
-                        actor=self.actor,
-                        expires_at=expires_at,
-                        now=self.now,
-                        reference=receipt,
-                        meta=meta,
+                    purchase_request(
+                        member_id, outcome, receipt=receipt, actor=self.actor, now=self.now
                     )
                 )
                 written.append(item)
         if refused_by_rule:
             # A receipt imported before whose points have since expired (or that today's
             # rules would refuse) is already in the ledger: report it as such, not as bad.
-            known = existing_keys(self.conn, [f"purchase:{r}" for r, _row in refused_by_rule])
+            known = existing_keys(self.conn, [purchase_key(r) for r, _row in refused_by_rule])
             for receipt, row in refused_by_rule:
-                if f"purchase:{receipt}" in known:
+                if purchase_key(receipt) in known:
                     self.summary.replayed += 1
                 else:
                     rejected.append(row)

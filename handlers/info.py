@@ -11,6 +11,7 @@ from bot.config import Config
 from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
+from bot.programme.purchases import campaigns_ahead, points_per_yuan
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
@@ -45,7 +46,7 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     lines.append(_("rules.earn.heading"))
     lines.append(_("rules.earn.base"))
     for category in earn.categories:
-        per_yuan = _number(Decimal(earn.points_per_yuan) * category.multiplier)
+        per_yuan = _number(points_per_yuan(category, config))
         lines.append(_("rules.earn.category", category=category.name.get(lang), points=per_yuan))
     lines.append(_("rules.earn.rounding"))
     if earn.share_bonus_points:
@@ -63,12 +64,9 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
             _("rules.earn.birthday", points=birthday.gift_points, days=birthday.min_days_before)
         )
     today = local_today(now, config)
-    for campaign in config.campaigns:
-        if campaign.ends < today:
-            continue  # over: no longer part of what members can expect
-        scope = _("list.separator").join(
-            c.name.get(lang) for c in earn.categories if campaign.applies(campaign.starts, c.id)
-        )
+    # Campaigns over are no longer part of what members can expect.
+    for campaign, categories in campaigns_ahead(today, config):
+        scope = _("list.separator").join(c.name.get(lang) for c in categories)
         lines.append(
             _(
                 "rules.earn.campaign",

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 
-from bot.config import Campaign, Config, Localized
-from bot.imports import import_purchases
+from bot.config import Campaign, Category, Config, Localized
+from bot.imports import ImportSummary, import_purchases
+from bot.programme.adjustments import adjust_points
+from bot.programme.errors import RuleError
+from bot.programme.purchases import award_purchase, purchase_points, record_purchase
+from bot.programme.till import command_source
+from bot.sandbox.seed import DEMO_PURCHASES, DEMO_USER_ID, seed_demo
 from storage.audit import audit
 from storage.members import Member, luhn_digit
 from storage.store import connect_sync
@@ -247,16 +252,135 @@ async def test_a_receipt_entered_at_the_till_is_not_awarded_again_by_the_csv_imp
     await sandbox.admin().send(f"/purchase {member.member_code} 100 eco R-TILL-1")
     # The nightly POS export lists the same receipt, amount written differently, later on.
     bought = NOW.astimezone(sandbox.config.program.tz).replace(microsecond=0).isoformat()
-    lines = [
-        "receipt_id,member_code,amount,category,purchased_at\n",
-        f"R-TILL-1,{member.member_code},100.00,eco,{bought}\n",
-    ]
+    summary = import_rows(sandbox, [f"R-TILL-1,{member.member_code},100.00,eco,{bought}"])
+    assert (summary.imported, summary.replayed, summary.skipped_total) == (0, 1, 0)
+    assert await available(sandbox, member) == 200
+
+
+def import_rows(
+    sandbox: Sandbox, rows: Iterable[str], now: datetime | None = None
+) -> ImportSummary:
+    """`pointsbot import-purchases` of these CSV rows into the running bot's database."""
+    lines = ["receipt_id,member_code,amount,category,purchased_at\n", *(r + "\n" for r in rows)]
     conn = connect_sync(sandbox.config.storage.path)
     try:
-        summary = import_purchases(
-            conn, lines, sandbox.config, actor="import:pos.csv", now=sandbox.services.clock()
+        return import_purchases(
+            conn,
+            lines,
+            sandbox.config,
+            actor="import:pos.csv",
+            now=now or sandbox.services.clock(),
         )
     finally:
         conn.close()
-    assert (summary.imported, summary.replayed, summary.skipped_total) == (0, 1, 0)
-    assert await available(sandbox, member) == 200
+
+
+async def test_the_demo_seed_books_purchases_as_the_till_and_the_import_do(
+    sandbox: Sandbox,
+) -> None:
+    services, tz = sandbox.services, sandbox.config.program.tz
+    await seed_demo(services, NOW)
+    member = await services.members.by_telegram_id(DEMO_USER_ID)
+    assert member is not None
+    before, balance = await operations(sandbox), await available(sandbox, member)
+    # The POS export of the same receipts: every one is already booked, none conflicts.
+    rows = [
+        f"{receipt},{member.member_code},{amount},{category},"
+        + (NOW - timedelta(days=days)).astimezone(tz).isoformat()
+        for days, amount, category, receipt in DEMO_PURCHASES
+    ]
+    summary = import_rows(sandbox, rows)
+    assert (summary.imported, summary.replayed, summary.skipped_total) == (0, len(rows), 0)
+    # The newest receipt typed at the till the moment it was bought: the seed booked it.
+    days, amount, category, receipt = DEMO_PURCHASES[-1]
+    bought = NOW - timedelta(days=days)
+    services.clock = lambda: bought
+    points = award_purchase(Decimal(amount), category, bought, bought, sandbox.config).points
+    [reply] = await sandbox.admin().send(
+        f"/purchase {member.member_code} {amount} {category} {receipt}"
+    )
+    assert reply.text == f"ℹ️ 小票 {receipt} 已经记过账（{points} 积分），没有重复记录。"
+    assert (await operations(sandbox), await available(sandbox, member)) == (before, balance)
+
+
+def sample_campaign(config: Config) -> tuple[Campaign, Category, Category]:
+    """The sample programme's first campaign, a category it multiplies and one it leaves."""
+    campaign = config.campaigns[0]
+    inside = [c for c in config.earn.categories if campaign.applies(campaign.starts, c.id)]
+    outside = [c for c in config.earn.categories if c not in inside]
+    return campaign, inside[0], outside[0]
+
+
+def local(day_offset: int, clock: time, config: Config) -> Callable[[Campaign], datetime]:
+    """A local time on the day `day_offset` after a campaign's first day (-1: the day before)."""
+    tz = config.program.tz
+    return lambda c: datetime.combine(c.starts + timedelta(days=day_offset), clock, tzinfo=tz)
+
+
+@pytest.mark.parametrize(
+    ("when", "running"),
+    [
+        ("eve 23:30", False),
+        ("first day 00:30", True),
+        ("last day 23:30", True),
+        ("day after 00:30", False),
+    ],
+)
+async def test_a_campaign_starts_and_ends_at_local_midnight_at_the_till_and_in_the_import(
+    sandbox: Sandbox, when: str, running: bool
+) -> None:
+    config = sandbox.config
+    campaign, eco, plain = sample_campaign(config)
+    days = (campaign.ends - campaign.starts).days
+    moment = {
+        "eve 23:30": local(-1, time(23, 30), config),
+        "first day 00:30": local(0, time(0, 30), config),
+        "last day 23:30": local(days, time(23, 30), config),
+        "day after 00:30": local(days + 1, time(0, 30), config),
+    }[when](campaign)
+    sandbox.services.clock = lambda: moment
+    member = await new_member(sandbox)
+    admin = sandbox.admin("en")
+    base = purchase_points(Decimal(100), eco, config)
+    expected = int(base * campaign.multiplier) if running else base
+    [reply] = await admin.send(f"/purchase {member.member_code} 100 {eco.id} R-C1")
+    assert f": {expected} points." in (reply.text or "")
+    assert (f"{campaign.name.en} ×" in (reply.text or "")) is running
+    [other] = await admin.send(f"/purchase {member.member_code} 100 {plain.id} R-C2")
+    assert f": {purchase_points(Decimal(100), plain, config)} points." in (other.text or "")
+    # The night's export writes the same local time without an offset: the same day, the
+    # same campaign, so the same operations.
+    written = moment.replace(tzinfo=None).isoformat()
+    summary = import_rows(
+        sandbox,
+        [
+            f"R-C1,{member.member_code},100,{eco.id},{written}",
+            f"R-C2,{member.member_code},100.00,{plain.id},{written}",
+        ],
+        now=moment + timedelta(hours=3),
+    )
+    assert (summary.imported, summary.replayed, summary.skipped_total) == (0, 2, 0)
+
+
+async def test_a_redelivered_till_command_books_once(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    services, source = sandbox.services, command_source(100000001, 77)
+    # The same message handled twice (Telegram redelivers an update after a restart).
+    first, again = [
+        await record_purchase(
+            services, member.member_code, "30", purchased_at=NOW, source=source, actor="t"
+        )
+        for _ in range(2)
+    ]
+    assert (first.status, first.points, first.available) == ("recorded", 30, 30)
+    assert (again.status, again.points, again.available) == ("replayed", 30, None)
+    for _ in range(2):
+        adjusted = await adjust_points(
+            services, member.member_code, "-10", "更正", adjusted_at=NOW, source=source, actor="t"
+        )
+    assert adjusted.available == await available(sandbox, member) == 20
+    with pytest.raises(RuleError) as excinfo:
+        await adjust_points(
+            services, member.member_code, "-21", "更正", adjusted_at=NOW, source="x", actor="t"
+        )
+    assert excinfo.value.params == {"available": 20, "requested": 21}

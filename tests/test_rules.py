@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import dataclasses
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.config import Config, load_config
+from bot.programme.adjustments import (
+    MAX_ADJUSTMENT,
+    MAX_REASON_LENGTH,
+    adjustment_key,
+    adjustment_reason,
+    parse_adjustment,
+)
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at, last_valid_day
-from bot.programme.purchases import award_purchase, parse_amount, purchase_points
+from bot.programme.purchases import (
+    award_purchase,
+    campaigns_ahead,
+    check_receipt,
+    parse_amount,
+    points_per_yuan,
+    purchase_key,
+    purchase_points,
+    purchase_request,
+)
+from bot.programme.till import command_source
 from tests.conftest import NOW
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -131,3 +149,90 @@ def test_award_refusals(
     with pytest.raises(RuleError) as excinfo:
         award_purchase(Decimal(amount), category, bought, SHANGHAI_NOON, config)
     assert excinfo.value.key == key
+
+
+# --- one booking for the till, the import and the seed ----------------------------------------
+
+
+def test_a_receipt_is_the_key_whoever_books_it() -> None:
+    till_message = command_source(-100, 42)
+    assert purchase_key("R-1", till_message) == purchase_key("R-1") == "purchase:R-1"
+    # No receipt: the till message itself, so a redelivered update is a replay.
+    assert purchase_key(None, till_message) == purchase_key("", till_message)
+    assert purchase_key(None, till_message) == "purchase:tg:-100:42"
+    with pytest.raises(ValueError, match="source"):
+        purchase_key(None)
+
+
+def test_the_till_and_the_import_ask_the_ledger_for_the_same_operation(config: Config) -> None:
+    # The till: amount typed "¥100", the message's time; the import: "100.00", read later.
+    typed = award_purchase(parse_amount("¥100", config), "eco", NOW, NOW, config)
+    later = NOW + timedelta(hours=12)
+    exported = award_purchase(parse_amount("100.00", config), "eco", NOW, later, config)
+    till = purchase_request(
+        7, typed, receipt="R-1", source=command_source(1, 2), actor="telegram:1", now=NOW
+    )
+    imported = purchase_request(7, exported, receipt="R-1", actor="import:pos.csv", now=later)
+    # Only who booked it and when differ: key, points, expiry, reference and facts agree.
+    assert dataclasses.replace(till, actor=imported.actor, now=imported.now) == imported
+    assert (imported.key, imported.kind, imported.reference) == ("purchase:R-1", "purchase", "R-1")
+    assert (imported.points, imported.expires_at) == (200, expires_at(NOW, config))
+    assert imported.meta == typed.meta()
+
+
+@pytest.mark.parametrize("receipt", ["R/1", "a b", "R:1", "x" * 65, ""])
+def test_a_till_receipt_holds_letters_digits_dash_and_underscore(receipt: str) -> None:
+    with pytest.raises(RuleError) as excinfo:
+        check_receipt(receipt)
+    assert excinfo.value.key == "admin.receipt_invalid"
+    assert check_receipt("POS_7-0001") == "POS_7-0001"
+
+
+def test_the_rates_the_rules_announce_are_the_rates_awarded(config: Config) -> None:
+    for category in config.earn.categories:
+        announced = points_per_yuan(category, config) * 100
+        assert purchase_points(Decimal(100), category, config) == announced
+
+
+def test_the_campaigns_the_rules_announce_are_the_campaigns_awarded(config: Config) -> None:
+    tz = config.program.tz
+    announced = campaigns_ahead(date.min, config)
+    assert [c for c, _scope in announced] == list(config.campaigns)
+    for campaign, scope in announced:
+        noon = datetime.combine(campaign.starts, time(12), tzinfo=tz)
+        for category in config.earn.categories:
+            award = award_purchase(Decimal(100), category.id, noon, noon, config)
+            assert (award.campaign == campaign) is (category in scope)
+        # Announced through its last day, over the day after.
+        assert campaign in [c for c, _ in campaigns_ahead(campaign.ends, config)]
+        over = campaign.ends + timedelta(days=1)
+        assert campaign not in [c for c, _ in campaigns_ahead(over, config)]
+
+
+@pytest.mark.parametrize(
+    ("text", "delta"), [("+50", 50), ("-20", -20), ("７", 7), ("－5", -5), ("＋100000", 100_000)]
+)
+def test_an_adjustment_is_a_signed_whole_number(text: str, delta: int) -> None:
+    assert parse_adjustment(text) == delta
+
+
+@pytest.mark.parametrize("text", ["0", "+0", "ten", "1.5", "", "+100001", "12345678"])
+def test_an_adjustment_outside_the_limit_is_refused(text: str) -> None:
+    with pytest.raises(RuleError) as excinfo:
+        parse_adjustment(text)
+    assert (excinfo.value.key, excinfo.value.params["limit"]) == (
+        "admin.adjust.points_invalid",
+        MAX_ADJUSTMENT,
+    )
+
+
+def test_an_adjustment_needs_a_short_reason() -> None:
+    assert adjustment_reason("  补录漏记积分 ") == "补录漏记积分"
+    for text, key in (
+        ("  ", "admin.adjust.reason_missing"),
+        ("长" * (MAX_REASON_LENGTH + 1), "admin.adjust.reason_too_long"),
+    ):
+        with pytest.raises(RuleError) as excinfo:
+            adjustment_reason(text)
+        assert excinfo.value.key == key
+    assert adjustment_key(command_source(5, 9)) == "adjust:tg:5:9"

@@ -9,6 +9,7 @@ from bot.config import Config, ScheduledPolicy
 from bot.i18n import N_
 from bot.programme.calendar import local_today
 from bot.programme.errors import RuleError
+from storage.ledger import atomic
 from storage.pushes import PolicyChange, announce_policy_change, policy_changes
 
 NOTICE_KEYS = {
@@ -64,9 +65,9 @@ def schedule_change(
         )
     # Validates the policy itself (months and years in range) before anything is written.
     ScheduledPolicy(mode=mode, months=months, years=years, effective_on=effective_on)  # type: ignore[arg-type]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = announce_policy_change(
+    # The change and every member's notice, all or nothing.
+    with atomic(conn):
+        return announce_policy_change(
             conn,
             effective_on=effective_on,
             mode=mode,
@@ -76,8 +77,3 @@ def schedule_change(
             now=now,
             message_key=NOTICE_KEYS[mode],
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result

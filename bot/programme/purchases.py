@@ -1,20 +1,31 @@
-"""Purchase points: amounts, categories, campaigns and rounding; one award for till and CSV."""
+"""Purchase points: amounts, categories, campaigns and rounding, and the one way a purchase is
+booked (its idempotency key, its ledger request), for the till, the CSV import and the demo."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Literal
 
 from bot.config import Campaign, Category, Config
 from bot.i18n import N_
 from bot.programme.calendar import display_expiry, local_today
+from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.till import find_member
+from storage.errors import Conflict
+from storage.ledger import EarnRequest, Ledger, OperationResult
+from storage.members import Member
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
 # is a typo in the date.
 CLOCK_SKEW = timedelta(minutes=10)
+# What a receipt number typed at the till may hold: it becomes part of an idempotency key
+# and of the member's statement, so no separators or markup.
+TILL_RECEIPT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_amount(text: str, config: Config) -> Decimal:
@@ -37,9 +48,14 @@ def parse_amount(text: str, config: Config) -> Decimal:
     return amount
 
 
+def points_per_yuan(category: Category, config: Config) -> Decimal:
+    """What one yuan earns in a category before any campaign (the rate /rules announces)."""
+    return config.earn.points_per_yuan * category.multiplier
+
+
 def purchase_points(amount: Decimal, category: Category, config: Config) -> int:
-    """Points for a purchase: whole yuan × points_per_yuan × category multiplier, rounded down."""
-    raw = amount * config.earn.points_per_yuan * category.multiplier
+    """Points for a purchase: amount × the category's rate, rounded down to a whole point."""
+    raw = amount * points_per_yuan(category, config)
     return int(raw.to_integral_value(rounding=ROUND_FLOOR))
 
 
@@ -77,6 +93,26 @@ def active_campaign(day: date, category: Category, config: Config) -> Campaign |
     return max(running, key=lambda c: c.multiplier, default=None)
 
 
+def campaign_points(points: int, campaign: Campaign | None) -> int:
+    """A purchase's points under a campaign: multiplied, rounded down (campaigns never stack)."""
+    if campaign is None:
+        return points
+    return int((Decimal(points) * campaign.multiplier).to_integral_value(ROUND_FLOOR))
+
+
+def campaigns_ahead(today: date, config: Config) -> list[tuple[Campaign, tuple[Category, ...]]]:
+    """Campaigns not over by local `today`, each with the categories it multiplies (what
+    /rules announces), by the same test `active_campaign` applies."""
+    return [
+        (
+            campaign,
+            tuple(c for c in config.earn.categories if campaign.applies(campaign.starts, c.id)),
+        )
+        for campaign in config.campaigns
+        if campaign.ends >= today
+    ]
+
+
 def award_purchase(
     amount: Decimal, category_id: str | None, purchased_at: datetime, now: datetime, config: Config
 ) -> PurchaseAward:
@@ -90,12 +126,119 @@ def award_purchase(
         raise RuleError(N_("error.purchase_in_future"))
     day = local_today(purchased_at, config)
     campaign = active_campaign(day, category, config)
-    points = purchase_points(amount, category, config)
-    if campaign is not None:
-        points = int((Decimal(points) * campaign.multiplier).to_integral_value(ROUND_FLOOR))
+    points = campaign_points(purchase_points(amount, category, config), campaign)
     if points <= 0:
         raise RuleError(N_("error.purchase_earns_nothing"), amount=amount)
     expiry = expires_at(purchased_at, config)
     if expiry is not None and expiry <= now:
         raise RuleError(N_("error.purchase_expired"), day=display_expiry(expiry, config))
     return PurchaseAward(amount, category, campaign, points, expiry, day)
+
+
+def check_receipt(receipt: str) -> str:
+    """A receipt number as typed at the till; raises RuleError (characters or length)."""
+    if not TILL_RECEIPT.match(receipt):
+        raise RuleError(N_("admin.receipt_invalid"), value=receipt[:64])
+    return receipt
+
+
+def purchase_key(receipt: str | None, source: str | None = None) -> str:
+    """The idempotency key of a purchase, by receipt, else by the `source` it was entered from."""
+    # The receipt, so one receipt earns once whichever till, import or seed books it; without
+    # one, the till message (`till.command_source`): a redelivered update must not award twice.
+    if receipt:
+        return f"purchase:{receipt}"
+    if not source:
+        raise ValueError("a purchase without a receipt needs the source it was entered from")
+    return f"purchase:{source}"
+
+
+def purchase_request(
+    member_id: int,
+    award: PurchaseAward,
+    *,
+    receipt: str | None,
+    actor: str,
+    now: datetime,
+    source: str | None = None,
+) -> EarnRequest:
+    """The ledger operation booking an award, for the till, the import and the seed alike."""
+    # One builder, so the second of them to book a receipt is a replay, not a conflict.
+    return EarnRequest(
+        member_id=member_id,
+        points=award.points,
+        kind="purchase",
+        key=purchase_key(receipt, source),
+        actor=actor,
+        expires_at=award.expires_at,
+        now=now,
+        reference=receipt or None,
+        meta=award.meta(),
+    )
+
+
+async def _book(ledger: Ledger, request: EarnRequest) -> OperationResult:
+    """Book one earn request through the ledger's facade; raises NotFound, Conflict."""
+    return await ledger.earn(
+        request.member_id,
+        request.points,
+        kind=request.kind,
+        key=request.key,
+        actor=request.actor,
+        expires_at=request.expires_at,
+        reason=request.reason,
+        reference=request.reference,
+        meta=request.meta,
+        now=request.now,
+    )
+
+
+# recorded: booked now; replayed: this receipt (or entry) was booked before, nothing added;
+# conflict: the receipt was booked before for a different purchase, nothing booked.
+PurchaseStatus = Literal["recorded", "replayed", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecorded:
+    """What booking a purchase did, for the operator who entered it."""
+
+    status: PurchaseStatus
+    member: Member
+    award: PurchaseAward
+    # The points booked: this award's, or the first booking's when replayed.
+    points: int
+    # The member's spendable points right after, when something was booked now.
+    available: int | None
+
+
+async def record_purchase(
+    programme: Programme,
+    member_code: str,
+    amount: str,
+    category_id: str | None = None,
+    receipt: str | None = None,
+    *,
+    purchased_at: datetime,
+    actor: str,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> PurchaseRecorded:
+    """Award a purchase (amount as entered, in yuan) to the member with this code, once per
+    receipt or source; raises RuleError (receipt, member code, amount, category, time)."""
+    if receipt is not None:
+        check_receipt(receipt)
+    member = await find_member(programme, member_code)
+    config = programme.config
+    when = programme.now() if now is None else now
+    award = award_purchase(parse_amount(amount, config), category_id, purchased_at, when, config)
+    request = purchase_request(
+        member.id, award, receipt=receipt, source=source, actor=actor, now=when
+    )
+    try:
+        result = await _book(programme.ledger, request)
+    except Conflict:
+        return PurchaseRecorded("conflict", member, award, award.points, None)
+    if result.replayed:
+        return PurchaseRecorded("replayed", member, award, result.points, None)
+    available = await programme.ledger.available(member.id, when)
+    return PurchaseRecorded("recorded", member, award, result.points, available)

@@ -78,7 +78,7 @@ async def run_demo(config: Config, *, stdin: object = None) -> int:
         async with BotApiEmulator() as emulator:
             app = build_application(programme, emulator.token, base_url=emulator.base_url)
             async with running(app, poll_timeout=1):
-                await seed_demo(app.bot_data.store, programme, app.bot_data.clock())
+                await seed_demo(app.bot_data, app.bot_data.clock())
                 client = ChatClient(
                     emulator, DEMO_USER_ID, first_name=DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE
                 )

@@ -4,14 +4,11 @@ times, earned and spent through the real ledger and rules."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
-from bot.config import Config
+from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
-from bot.programme.purchases import award_purchase
-from storage.ledger import Ledger
-from storage.members import Members, Profile
-from storage.store import Store
+from bot.programme.purchases import record_purchase
+from storage.members import Profile
 
 DEMO_USER_ID = 100000099
 DEMO_FIRST_NAME = "小绿"
@@ -27,29 +24,28 @@ DEMO_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
 )
 
 
-async def seed_demo(store: Store, config: Config, now: datetime) -> int:
+async def seed_demo(programme: Programme, now: datetime) -> int:
     """Register the demo member with purchases, a birthday gift and a redemption; return their
     member id (running it twice adds nothing: every operation has a fixed key)."""
-    members, ledger = Members(store), Ledger(store)
-    member, _ = await members.register(
+    member, _ = await programme.members.register(
         Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE),
         now=now - timedelta(days=400),
     )
     for days_ago, amount, category, receipt in DEMO_PURCHASES:
-        # Booked when it was bought, so the statement reads like a real member's.
+        # Booked when it was bought, so the statement reads like a real member's; the way the
+        # till books one (the CSV import builds the same request).
         bought = now - timedelta(days=days_ago)
-        award = award_purchase(Decimal(amount), category, bought, bought, config)
-        await ledger.earn(
-            member.id,
-            award.points,
-            kind="purchase",
-            key=f"purchase:{receipt}",
+        await record_purchase(
+            programme,
+            member.member_code,
+            amount,
+            category,
+            receipt,
+            purchased_at=bought,
             actor=DEMO_ACTOR,
-            expires_at=award.expires_at,
-            reference=receipt,
-            meta=award.meta(),
             now=bought,
         )
+    config, ledger = programme.config, programme.ledger
     await ledger.spend(
         member.id,
         50,
