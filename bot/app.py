@@ -18,6 +18,7 @@ from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
 from bot.jobs import Scheduler, Sender
 from bot.persistence import StorePersistence, conversation_timeouts
+from bot.programme.mall import catalog_entries
 from bot.programme.policy import with_announced
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
@@ -25,7 +26,7 @@ from bot.updates import PerMemberUpdateProcessor
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.games import Games
 from storage.ledger import Ledger
-from storage.mall import CatalogEntry, Mall
+from storage.mall import Mall
 from storage.members import Members
 from storage.pushes import Pushes
 from storage.store import Store
@@ -64,23 +65,6 @@ def redact_token_in_logs(token: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, TokenRedactor) and f.token == token for f in handler.filters):
             handler.addFilter(TokenRedactor(token))
-
-
-def catalog_entries(config: Config) -> list[CatalogEntry]:
-    """The configuration's mall items as the store keeps them."""
-    return [
-        CatalogEntry(
-            sku=item.sku,
-            kind=item.kind,
-            category=item.category,
-            price=item.price,
-            stock=item.stock,
-            per_member_limit=item.per_member_limit,
-            available_from=item.available_from,
-            available_until=item.available_until,
-        )
-        for item in config.mall.items
-    ]
 
 
 def member_bot(token: str, base_url: str | None, tz: tzinfo) -> ExtBot[None]:
