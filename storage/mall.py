@@ -865,7 +865,7 @@ class Mall:
         now: datetime | None = None,
     ) -> Offer:
         """Record what a confirmation button will redeem; raises NotFound, SoldOut,
-        NotAvailable, CatalogPriceChanged, LimitReached, InvalidRequest."""
+        NotAvailable, LimitReached, InvalidRequest."""
         when = self._store.now(now)
         return await self._write(
             lambda c: create_offer(
@@ -877,7 +877,7 @@ class Mall:
         self, offer_id: int, member_id: int, *, actor: str, now: datetime | None = None
     ) -> Redemption:
         """Redeem an offer once (a repeat is `replayed`); raises OfferExpired, NotAvailable,
-        CatalogPriceChanged, SoldOut, LimitReached, InsufficientPoints."""
+        SoldOut, LimitReached, InsufficientPoints."""
         when = self._store.now(now)
         return await self._write(lambda c: redeem(c, offer_id, member_id, now=when, actor=actor))
 
