@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Final
 
 from bot.config import Config, MallCategory, MallDiscount, MallItem
 from bot.i18n import N_
@@ -25,7 +26,7 @@ from storage.mall import (
 
 # Availabilities (storage.mall.ItemState.availability) that take an item off the shelves; one
 # not started yet or sold out is still shown, with the reason it cannot be redeemed.
-HIDDEN: frozenset[str] = frozenset({"delisted", "unlisted", "ended"})
+HIDDEN: Final = frozenset({"delisted", "unlisted", "ended"})
 
 
 # --- prices ----------------------------------------------------------------------------------
