@@ -17,11 +17,11 @@ from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config
 from bot.i18n import I18n
 from bot.persistence import StorePersistence, conversation_timeouts
+from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import PerMemberUpdateProcessor
 from handlers.common import BotApp, BotContext, Services, texts_for
-from storage.mall import CatalogEntry
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,23 +57,6 @@ def redact_token_in_logs(token: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, TokenRedactor) and f.token == token for f in handler.filters):
             handler.addFilter(TokenRedactor(token))
-
-
-def catalog_entries(config: Config) -> list[CatalogEntry]:
-    """The configuration's mall items as the store keeps them."""
-    return [
-        CatalogEntry(
-            sku=item.sku,
-            kind=item.kind,
-            category=item.category,
-            price=item.price,
-            stock=item.stock,
-            per_member_limit=item.per_member_limit,
-            available_from=item.available_from,
-            available_until=item.available_until,
-        )
-        for item in config.mall.items
-    ]
 
 
 def member_bot(token: str, base_url: str | None, tz: tzinfo) -> ExtBot[None]:

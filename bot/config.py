@@ -325,7 +325,8 @@ class MallConfig(_Section):
             raise ValueError("deduction_max_yuan is below deduction_min_yuan")
         shelves = [c.id for c in self.categories]
         skus = [i.sku for i in self.items]
-        for what, ids in (("category", shelves), ("item sku", skus)):
+        sales = [d.id for d in self.discounts]
+        for what, ids in (("category", shelves), ("item sku", skus), ("discount", sales)):
             if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
                 raise ValueError(f"duplicate {what} {', '.join(duplicates)}")
         for item in self.items:

@@ -9,19 +9,31 @@ the store on every tap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot.config import Config, MallItem
+from bot.config import Config, MallCategory
 from bot.i18n import N_
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
-from bot.programme.mall import deduction_points, mall_price
+from bot.programme.mall import (
+    ItemView,
+    MallHome,
+    PendingRedemption,
+    PricedItem,
+    confirm_redemption,
+    item_view,
+    mall_home,
+    offer_redemption,
+    redemptions_page,
+    request_return,
+    shelf,
+)
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.errors import (
+    CatalogPriceChanged,
     InsufficientPoints,
     InvalidState,
     LimitReached,
@@ -31,7 +43,7 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.mall import ItemState, Redemption
+from storage.mall import Redemption
 
 MALL_PREFIX = "mall"
 REDEMPTIONS_PREFIX = "red"
@@ -96,51 +108,27 @@ def redemption_data(action: str, *args: object) -> str:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _visible(config: Config, states: dict[str, ItemState], now: datetime) -> list[MallItem]:
-    """Items a member can see now: listed, not delisted, inside their window."""
-    shown = []
-    for item in config.mall.items:
-        state = states.get(item.sku)
-        if state is None or state.availability(now) in ("delisted", "unlisted", "ended"):
-            continue
-        shown.append(item)
-    return shown
-
-
-def _price_label(item: MallItem, now: datetime, config: Config, _: Texts) -> str:
-    if item.kind == "deduction":
+def _price_label(entry: PricedItem, config: Config, _: Texts) -> str:
+    if entry.price is None:
         return _("mall.deduction_rate", points=config.redemption.deduction_points_per_yuan)
-    return _("mall.points", points=mall_price(item, now, config).points)
+    return _("mall.points", points=entry.price.points)
 
 
-def _home(
-    config: Config, states: dict[str, ItemState], available: int, now: datetime, _: Texts
-) -> tuple[str, InlineKeyboardMarkup]:
-    shown = _visible(config, states, now)
+def _home(home: MallHome, _: Texts) -> tuple[str, InlineKeyboardMarkup]:
     rows = [
         [InlineKeyboardButton(c.name.get(_.language), callback_data=mall_data("cat", c.id, 0))]
-        for c in config.mall.categories
-        if any(item.category == c.id for item in shown)
+        for c in home.shelves
     ]
     rows.append(
         [InlineKeyboardButton(_("mall.my_redemptions"), callback_data=redemption_data("list", 0))]
     )
-    text = _("mall.home", points=available) if rows[:-1] else _("mall.empty")
+    text = _("mall.home", points=home.available) if home.shelves else _("mall.empty")
     return text, InlineKeyboardMarkup(rows)
 
 
 def _shelf(
-    config: Config,
-    states: dict[str, ItemState],
-    category_id: str,
-    page: int,
-    now: datetime,
-    _: Texts,
+    category: MallCategory, items: list[PricedItem], page: int, config: Config, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup] | None:
-    category = config.mall.category(category_id)
-    if category is None:
-        return None
-    items = [i for i in _visible(config, states, now) if i.category == category_id]
     pages = max(1, -(-len(items) // ITEMS_PER_PAGE))
     if page >= pages:
         return None
@@ -148,23 +136,23 @@ def _shelf(
     rows = [
         [
             InlineKeyboardButton(
-                f"{item.name.get(_.language)} · {_price_label(item, now, config, _)}",
-                callback_data=mall_data("item", item.sku),
+                f"{entry.item.name.get(_.language)} · {_price_label(entry, config, _)}",
+                callback_data=mall_data("item", entry.item.sku),
             )
         ]
-        for item in chunk
+        for entry in chunk
     ]
     nav = []
     if page > 0:
         nav.append(
             InlineKeyboardButton(
-                _("nav.prev"), callback_data=mall_data("cat", category_id, page - 1)
+                _("nav.prev"), callback_data=mall_data("cat", category.id, page - 1)
             )
         )
     if page + 1 < pages:
         nav.append(
             InlineKeyboardButton(
-                _("nav.next"), callback_data=mall_data("cat", category_id, page + 1)
+                _("nav.next"), callback_data=mall_data("cat", category.id, page + 1)
             )
         )
     if nav:
@@ -179,12 +167,11 @@ def _deduction_amounts(config: Config) -> list[int]:
     return sorted({low, high, *(y for y in DEDUCTION_PRESETS if low <= y <= high)})
 
 
-def _item_card(
-    item: MallItem, state: ItemState, config: Config, now: datetime, _: Texts
-) -> tuple[str, InlineKeyboardMarkup]:
+def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKeyboardMarkup]:
+    item, state, price = view.item, view.state, view.price
     lang = _.language
     lines = [f"🎁 {item.name.get(lang)}", item.description.get(lang), ""]
-    if item.kind == "deduction":
+    if price is None:
         lines.append(
             _(
                 "mall.card.deduction",
@@ -194,7 +181,6 @@ def _item_card(
             )
         )
     else:
-        price = mall_price(item, now, config)
         lines.append(_("mall.card.price", points=price.points))
         if price.discount is not None:
             lines.append(
@@ -215,7 +201,7 @@ def _item_card(
         lines.append(_("mall.card.until", day=until))
     if item.image:
         lines.append(item.image)  # Telegram shows the picture as the link's preview
-    availability = state.availability(now)
+    availability = view.availability
     rows: list[list[InlineKeyboardButton]] = []
     if availability == "ok" and item.kind == "deduction":
         amounts = _deduction_amounts(config)
@@ -269,11 +255,40 @@ def redemption_title(redemption: Redemption, config: Config, _: Texts) -> str:
     return name
 
 
+def _confirmation(
+    pending: PendingRedemption, config: Config, _: Texts
+) -> tuple[str, InlineKeyboardMarkup]:
+    title = pending.item.name.get(_.language)
+    if pending.yuan is not None:
+        title = _("mall.deduction_title", name=title, yuan=pending.yuan)
+    price = pending.price
+    lines = [_("mall.confirm.title", item=title), _("mall.confirm.price", points=price.points)]
+    if price.discount is not None:
+        lines.append(
+            _(
+                "mall.confirm.discount",
+                sale=price.discount.name.get(_.language),
+                percent=price.discount.percent,
+            )
+        )
+    lines += _plan_lines(pending.plan, config, _)
+    lines.append(_("mall.confirm.after", points=pending.available_after))
+    lines.append(_("mall.confirm.valid", minutes=config.mall.offer_minutes))
+    offer_id = pending.offer.id
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    _("mall.confirm.yes"), callback_data=mall_data("ok", offer_id)
+                ),
+                InlineKeyboardButton(_("mall.confirm.no"), callback_data=mall_data("no", offer_id)),
+            ]
+        ]
+    )
+    return "\n".join(lines), keyboard
+
+
 # --- member handlers -------------------------------------------------------------------------
-
-
-async def _states(context: BotContext) -> dict[str, ItemState]:
-    return {state.sku: state for state in await context.services.mall.items()}
 
 
 async def mall(update: Update, context: BotContext) -> None:
@@ -283,10 +298,7 @@ async def mall(update: Update, context: BotContext) -> None:
         return
     member = await member_for(user, context)
     _ = await texts_for(update, context)
-    available = await context.services.ledger.available(member.id)
-    text, keyboard = _home(
-        context.services.config, await _states(context), available, context.services.clock(), _
-    )
+    text, keyboard = _home(await mall_home(context.services, member.id), _)
     await message.reply_text(text, reply_markup=keyboard)
 
 
@@ -301,108 +313,56 @@ async def mall_callback(update: Update, context: BotContext) -> None:
         await query.answer(_("button.expired"), show_alert=True)
         return
     action, args = decoded
-    config = context.services.config
-    if action in ("ok", "no"):
-        await _settle_offer(update, context, _, action, int(args[0]))
-        return
-    states = await _states(context)
-    if action == "home":
-        member = await member_for(user, context)
-        available = await context.services.ledger.available(member.id)
-        await query.answer()
-        await edit_in_place(update, *_home(config, states, available, context.services.clock(), _))
-        return
-    if action == "cat":
-        view = _shelf(config, states, args[0], int(args[1]), context.services.clock(), _)
-        if view is None:
-            await query.answer(_("button.expired"), show_alert=True)
-            return
-        await query.answer()
-        await edit_in_place(update, *view)
-        return
-    item = config.mall.item(args[0])
-    state = states.get(args[0])
-    if item is None or state is None:
-        await query.answer(_("button.expired"), show_alert=True)
-        return
-    if action == "item":
-        await query.answer()
-        await edit_in_place(update, *_item_card(item, state, config, context.services.clock(), _))
-        return
-    await _offer(update, context, _, item, int(args[1]) if action == "deduct" else None)
-
-
-async def _offer(
-    update: Update, context: BotContext, _: Texts, item: MallItem, yuan: int | None
-) -> None:
-    """Redeem was tapped: check what can be checked, then show the confirmation."""
-    query, user = update.callback_query, update.effective_user
-    assert query is not None and user is not None
     services = context.services
-    config = services.config
-    now = context.services.clock()
-    if (item.kind == "deduction") != (yuan is not None):
-        await query.answer(_("button.expired"), show_alert=True)
-        return
     try:
-        points = (
-            deduction_points(yuan, config)
-            if yuan is not None
-            else mall_price(item, now, config).points
-        )
+        if action in ("ok", "no"):
+            await _settle_offer(update, context, _, action, int(args[0]))
+        elif action == "home":
+            member = await member_for(user, context)
+            home = await mall_home(services, member.id)
+            await query.answer()
+            await edit_in_place(update, *_home(home, _))
+        elif action == "cat":
+            category, items = await shelf(services, args[0])
+            view = _shelf(category, items, int(args[1]), services.config, _)
+            if view is None:
+                await query.answer(_("button.expired"), show_alert=True)
+                return
+            await query.answer()
+            await edit_in_place(update, *view)
+        elif action == "item":
+            card = _item_card(await item_view(services, args[0]), services.config, _)
+            await query.answer()
+            await edit_in_place(update, *card)
+        else:
+            await _offer(update, context, _, args[0], int(args[1]) if action == "deduct" else None)
     except RuleError as exc:
         await query.answer(_(exc.key, **exc.params), show_alert=True)
-        return
+
+
+async def _offer(update: Update, context: BotContext, _: Texts, sku: str, yuan: int | None) -> None:
+    """Redeem was tapped: price it now, record the offer, and show the confirmation."""
+    query, user = update.callback_query, update.effective_user
+    assert query is not None and user is not None
     member = await member_for(user, context)
     try:
-        plan = await services.ledger.plan_spend(member.id, points, now)
-        offer = await services.mall.create_offer(
-            member.id,
-            item.sku,
-            points,
-            now=now,
-            ttl=timedelta(minutes=config.mall.offer_minutes),
-            deduction_yuan=None if yuan is None else Decimal(yuan),
-        )
+        pending = await offer_redemption(context.services, member.id, sku, yuan)
     except InsufficientPoints as exc:
         await query.answer()
         await query.message.reply_text(  # type: ignore[union-attr]
             _(
                 "mall.insufficient",
-                price=points,
+                price=exc.requested,
                 available=exc.available,
-                short=points - exc.available,
+                short=exc.requested - exc.available,
             )
         )
         return
-    except (SoldOut, NotAvailable, LimitReached) as exc:
+    except (SoldOut, NotAvailable, LimitReached, CatalogPriceChanged) as exc:
         await query.answer(_(_refusal_key(exc), **_refusal_params(exc)), show_alert=True)
         return
-    available = await services.ledger.available(member.id, now)
-    title = item.name.get(_.language)
-    if yuan is not None:
-        title = _("mall.deduction_title", name=title, yuan=yuan)
-    lines = [_("mall.confirm.title", item=title), _("mall.confirm.price", points=points)]
-    sale = mall_price(item, now, config).discount if yuan is None else None
-    if sale is not None:
-        lines.append(
-            _("mall.confirm.discount", sale=sale.name.get(_.language), percent=sale.percent)
-        )
-    lines += _plan_lines(plan, config, _)
-    lines.append(_("mall.confirm.after", points=available - points))
-    lines.append(_("mall.confirm.valid", minutes=config.mall.offer_minutes))
-    keyboard = InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(
-                    _("mall.confirm.yes"), callback_data=mall_data("ok", offer.id)
-                ),
-                InlineKeyboardButton(_("mall.confirm.no"), callback_data=mall_data("no", offer.id)),
-            ]
-        ]
-    )
     await query.answer()
-    await edit_in_place(update, "\n".join(lines), keyboard)
+    await edit_in_place(update, *_confirmation(pending, context.services.config, _))
 
 
 def _refusal_key(exc: Exception) -> str:
@@ -412,17 +372,23 @@ def _refusal_key(exc: Exception) -> str:
         return N_("mall.limit_reached")
     if isinstance(exc, NotAvailable):
         return AVAILABILITY_ERRORS.get(exc.reason, N_("mall.delisted"))
+    if isinstance(exc, CatalogPriceChanged):
+        return N_("mall.price_changed")
     return N_("button.expired")
 
 
 def _refusal_params(exc: Exception) -> dict[str, object]:
-    return {"limit": exc.limit} if isinstance(exc, LimitReached) else {}
+    if isinstance(exc, LimitReached):
+        return {"limit": exc.limit}
+    if isinstance(exc, CatalogPriceChanged):
+        return {"offered": exc.offered, "current": exc.current}
+    return {}
 
 
 async def _settle_offer(
     update: Update, context: BotContext, _: Texts, action: str, offer_id: int
 ) -> None:
-    """Confirm or cancel: the offer must be this member's and still open."""
+    """Confirm or cancel: the offer must be this member's, still open and still at its price."""
     query, user = update.callback_query, update.effective_user
     assert query is not None and user is not None
     services = context.services
@@ -435,8 +401,8 @@ async def _settle_offer(
         await edit_in_place(update, _("mall.cancelled"), None)
         return
     try:
-        redemption = await services.mall.redeem(
-            offer_id, member.id, now=context.services.clock(), actor=f"telegram:{user.id}"
+        redeemed = await confirm_redemption(
+            services, member.id, offer_id, actor=f"telegram:{user.id}"
         )
     except OfferExpired:
         await query.answer(_("button.expired"), show_alert=True)
@@ -446,22 +412,31 @@ async def _settle_offer(
             _("mall.insufficient_short", short=exc.requested - exc.available), show_alert=True
         )
         return
+    except CatalogPriceChanged as exc:
+        # The confirmation shows a price no longer charged: replace it, and offer the new one.
+        text = _(_refusal_key(exc), **_refusal_params(exc))
+        await query.answer(text, show_alert=True)
+        again = InlineKeyboardButton(
+            _("mall.price_changed.view"), callback_data=mall_data("item", exc.sku)
+        )
+        await edit_in_place(update, text, InlineKeyboardMarkup([[again]]))
+        return
     except (SoldOut, NotAvailable, LimitReached) as exc:
         await query.answer(_(_refusal_key(exc), **_refusal_params(exc)), show_alert=True)
         return
+    redemption = redeemed.redemption
     if redemption.replayed:
         # A double tap or a redelivered update: the redemption exists once already.
         await query.answer(_("mall.already_redeemed", code=redemption.code))
         return
     await query.answer()
     config = services.config
-    available = await services.ledger.available(member.id)
     text = _(
         "mall.redeemed",
         item=redemption_title(redemption, config, _),
         code=redemption.code,
         points=redemption.points,
-        available=available,
+        available=redeemed.available,
         days=config.redemption.return_window_days,
     )
     await edit_in_place(update, text, None)
@@ -488,17 +463,18 @@ async def _redemptions_view(
     member_id: int, page: int, context: BotContext, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     config = context.services.config
-    found, total = await context.services.mall.redemptions(
-        member_id, offset=page * REDEMPTIONS_PER_PAGE, limit=REDEMPTIONS_PER_PAGE
+    found = await redemptions_page(
+        context.services,
+        member_id,
+        offset=page * REDEMPTIONS_PER_PAGE,
+        limit=REDEMPTIONS_PER_PAGE,
     )
-    if total == 0:
+    if found.total == 0:
         return _("redemptions.empty"), None
-    pages = max(1, -(-total // REDEMPTIONS_PER_PAGE))
-    lines = [_("redemptions.title", page=page + 1, pages=pages, total=total)]
+    pages = max(1, -(-found.total // REDEMPTIONS_PER_PAGE))
+    lines = [_("redemptions.title", page=page + 1, pages=pages, total=found.total)]
     rows: list[list[InlineKeyboardButton]] = []
-    deadline = timedelta(days=config.redemption.return_window_days)
-    now = context.services.clock()
-    for redemption in found:
+    for redemption, can_return in found.redemptions:
         day = redemption.created_at.astimezone(config.program.tz).date().isoformat()
         lines.append(
             _(
@@ -510,7 +486,7 @@ async def _redemptions_view(
                 status=_status(redemption, _),
             )
         )
-        if redemption.status == "issued" and now <= redemption.created_at + deadline:
+        if can_return:
             rows.append(
                 [
                     InlineKeyboardButton(
@@ -582,15 +558,8 @@ async def _request_return(
     query = update.callback_query
     assert query is not None
     services = context.services
-    window = timedelta(days=services.config.redemption.return_window_days)
     try:
-        redemption = await services.mall.request_return(
-            code,
-            member_id,
-            now=context.services.clock(),
-            window=window,
-            actor=f"member:{member_id}",
-        )
+        redemption = await request_return(services, member_id, code, actor=f"member:{member_id}")
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)
         return

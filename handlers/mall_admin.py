@@ -10,7 +10,7 @@ from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import resolve_language
-from bot.programme.expiry import expires_at
+from bot.programme.mall import delist_item
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts
 from handlers.mall import STATUS_LABELS, redemption_title
@@ -142,19 +142,11 @@ async def delist(update: Update, context: BotContext) -> None:
     if len(reason) > MAX_REASON_LENGTH:
         await message.reply_text(_("admin.adjust.reason_too_long", limit=MAX_REASON_LENGTH))
         return
-    services = context.services
-    config = services.config
+    config = context.services.config
     sku = args[0].upper()[:24]
-    now = context.services.clock()
     try:
-        report = await services.mall.delist(
-            sku,
-            reason=reason,
-            compensation_percent=config.mall.delist_compensation_percent,
-            compensation_expires_at=expires_at(now, config),
-            min_validity_days=config.expiry.refund_min_validity_days,
-            actor=f"telegram:{message.chat_id}",
-            now=now,
+        report = await delist_item(
+            context.services, sku, reason=reason, actor=f"telegram:{message.chat_id}"
         )
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_sku", sku=sku))

@@ -76,3 +76,13 @@ class InvalidState(StoreError):
     def __init__(self, status: str) -> None:
         super().__init__(f"not allowed while {status}")
         self.status = status
+
+
+class CatalogPriceChanged(StoreError):
+    """The offer's points are not what the catalog charges now (a sale ended, a price changed)."""
+
+    def __init__(self, sku: str, offered: int, current: int) -> None:
+        super().__init__(f"{sku} offered at {offered} points, the catalog charges {current}")
+        self.sku = sku
+        self.offered = offered
+        self.current = current

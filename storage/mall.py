@@ -1,4 +1,4 @@
-"""The points mall: catalog state, offers behind confirmation buttons, redemptions and returns.
+"""The points mall: catalog and prices, offers behind confirmation buttons, redemptions, returns.
 
 Like the ledger, the core is synchronous functions taking a `sqlite3.Connection`, each
 all-or-nothing through `storage.ledger.atomic`; `Mall` is the async facade. The mall tables
@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 from storage import ledger
 from storage.errors import (
+    CatalogPriceChanged,
     InvalidRequest,
     InvalidState,
     LimitReached,
@@ -45,8 +46,22 @@ ITEM_STATES_TTL: Final = 1.0  # seconds a shelf may show stock changed by anothe
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogDiscount:
+    """A sale on one SKU: `percent` off from `starts_at` until (not including) `ends_at`."""
+
+    id: str
+    percent: int
+    starts_at: datetime
+    ends_at: datetime
+
+    def runs_at(self, now: datetime) -> bool:
+        """True when the sale is on at `now`."""
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogEntry:
-    """What the configuration says about one SKU."""
+    """What the configuration says about one SKU (a bill deduction's price is per yuan)."""
 
     sku: str
     kind: str
@@ -56,6 +71,16 @@ class CatalogEntry:
     per_member_limit: int | None
     available_from: datetime | None
     available_until: datetime | None
+    discounts: tuple[CatalogDiscount, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPrice:
+    """What one unit costs at an instant: the list price less the best sale running then."""
+
+    points: int
+    list_points: int
+    discount: CatalogDiscount | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +165,31 @@ class DelistReport:
 
     item: ItemState
     cancelled: tuple[tuple[Redemption, int], ...]
+
+
+# --- the price rule ------------------------------------------------------------------------
+
+
+def unit_price(
+    list_points: int, discounts: Iterable[CatalogDiscount], now: datetime
+) -> CatalogPrice:
+    """One unit's price at `now`: the best running sale off the list price, rounded in the
+    member's favour, never free."""
+    # The one definition of a price: the programme shows it (from the configuration's
+    # entries), the store charges it (from the same entries as synced), so they cannot differ.
+    best = max((d for d in discounts if d.runs_at(now)), key=lambda d: d.percent, default=None)
+    if best is None:
+        return CatalogPrice(list_points, list_points, None)
+    # Rounded down, and at least 1 point: a sale takes at most price - 1 points off.
+    return CatalogPrice(max(1, list_points * (100 - best.percent) // 100), list_points, best)
+
+
+def deduction_price(points_per_yuan: int, yuan: Decimal) -> int:
+    """Points a bill deduction of `yuan` costs; raises InvalidRequest unless a whole number."""
+    points = yuan * points_per_yuan
+    if points != points.to_integral_value():
+        raise InvalidRequest(f"{yuan} yuan at {points_per_yuan} points a yuan is not whole points")
+    return int(points)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -245,8 +295,8 @@ def _check_entry(entry: CatalogEntry) -> None:
         raise InvalidRequest("a catalog item needs a sku")
     if entry.kind not in KINDS:
         raise InvalidRequest(f"item {entry.sku}: unknown kind {entry.kind!r}")
-    if entry.price < 0:
-        raise InvalidRequest(f"item {entry.sku}: price cannot be negative")
+    if entry.price <= 0:
+        raise InvalidRequest(f"item {entry.sku}: price must be at least 1 point")
     if entry.stock is not None and entry.stock < 0:
         raise InvalidRequest(f"item {entry.sku}: stock cannot be negative")
     if entry.per_member_limit is not None and entry.per_member_limit <= 0:
@@ -257,6 +307,46 @@ def _check_entry(entry: CatalogEntry) -> None:
         and entry.available_until <= entry.available_from
     ):
         raise InvalidRequest(f"item {entry.sku}: available_until is not after available_from")
+    ids = [discount.id for discount in entry.discounts]
+    if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+        raise InvalidRequest(f"item {entry.sku}: duplicate discounts {', '.join(duplicates)}")
+    if entry.discounts and entry.kind == "deduction":
+        raise InvalidRequest(f"item {entry.sku}: a bill deduction is priced per yuan, not on sale")
+    for discount in entry.discounts:
+        if not discount.id:
+            raise InvalidRequest(f"item {entry.sku}: a discount needs an id")
+        if isinstance(discount.percent, bool) or not 1 <= discount.percent <= 99:
+            raise InvalidRequest(f"item {entry.sku}: discount {discount.id} percent not in 1..99")
+        if _ts(discount.ends_at) <= _ts(discount.starts_at):
+            raise InvalidRequest(f"item {entry.sku}: discount {discount.id} ends before it starts")
+
+
+def _discounts(conn: sqlite3.Connection, sku: str) -> list[CatalogDiscount]:
+    return [
+        CatalogDiscount(row[0], row[1], _dt(row[2]), _dt(row[3]))
+        for row in conn.execute(
+            "SELECT discount, percent, starts_at, ends_at FROM catalog_discounts"
+            " WHERE sku = ? ORDER BY discount",
+            (sku,),
+        )
+    ]
+
+
+def _points_due(
+    conn: sqlite3.Connection, state: ItemState, yuan: Decimal | None, now: datetime
+) -> int:
+    """What the catalog charges at `now` for one unit, or for a bill deduction of `yuan`."""
+    if yuan is not None:
+        return deduction_price(state.price, yuan)
+    return unit_price(state.price, _discounts(conn, state.sku), now).points
+
+
+def _check_price(
+    conn: sqlite3.Connection, state: ItemState, points: int, yuan: Decimal | None, now: datetime
+) -> None:
+    due = _points_due(conn, state, yuan, now)
+    if points != due:
+        raise CatalogPriceChanged(state.sku, points, due)
 
 
 def _check_available(state: ItemState, now: datetime) -> None:
@@ -301,7 +391,8 @@ def _refund_return(
 
 def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime) -> None:
     """Bring the catalog in line with the configuration: new SKUs take their stock from it,
-    existing ones keep stock and sales, missing ones are unlisted; raises InvalidRequest."""
+    existing ones keep stock and units sold, missing ones are unlisted, the configured sales
+    replace the previous ones; raises InvalidRequest."""
     skus = [entry.sku for entry in entries]
     if duplicates := sorted({sku for sku in skus if skus.count(sku) > 1}):
         raise InvalidRequest(f"duplicate skus {', '.join(duplicates)}")
@@ -343,6 +434,17 @@ def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now:
             " WHERE listed = 1 AND sku NOT IN (SELECT value FROM json_each(?))",
             (now_ts, json.dumps(skus)),
         )
+        # Sales are the configuration's alone: the synced set replaces the last one.
+        conn.execute("DELETE FROM catalog_discounts")
+        conn.executemany(
+            "INSERT INTO catalog_discounts (sku, discount, percent, starts_at, ends_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (entry.sku, d.id, d.percent, _ts(d.starts_at), _ts(d.ends_at))
+                for entry in entries
+                for d in entry.discounts
+            ],
+        )
 
 
 def items(conn: sqlite3.Connection) -> list[ItemState]:
@@ -364,6 +466,11 @@ def item(conn: sqlite3.Connection, sku: str) -> ItemState:
     if row is None:
         raise NotFound(f"no catalog item {sku!r}")
     return _item_state(row)
+
+
+def price_at(conn: sqlite3.Connection, sku: str, now: datetime) -> CatalogPrice:
+    """One unit's price at `now` by the catalog and its sales; raises NotFound."""
+    return unit_price(item(conn, sku).price, _discounts(conn, sku), now)
 
 
 def purchases_count(conn: sqlite3.Connection, member_id: int, sku: str) -> int:
@@ -404,8 +511,8 @@ def create_offer(
     ttl: timedelta,
     deduction_yuan: Decimal | None = None,
 ) -> Offer:
-    """Record what a confirmation button will redeem; raises NotFound, SoldOut, NotAvailable,
-    LimitReached, InvalidRequest."""
+    """Record what a confirmation button will redeem, at the catalog's price now; raises
+    NotFound, SoldOut, NotAvailable, CatalogPriceChanged, LimitReached, InvalidRequest."""
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"points must be a positive integer, not {points!r}")
     if ttl <= timedelta(0):
@@ -428,6 +535,7 @@ def create_offer(
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
         _check_available(state, now)
+        _check_price(conn, state, points, yuan, now)
         _check_limit(conn, state, member_id)
         expires_ts = _ts(now + ttl)
         if expires_ts <= now_ts:  # a ttl under a second rounds away
@@ -453,8 +561,8 @@ def redeem(
     conn: sqlite3.Connection, offer_id: int, member_id: int, *, now: datetime, actor: str
 ) -> Redemption:
     """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
-    same redemption (replayed); raises OfferExpired, NotAvailable, SoldOut, LimitReached,
-    InsufficientPoints."""
+    same redemption (replayed); raises OfferExpired, NotAvailable, CatalogPriceChanged, SoldOut,
+    LimitReached, InsufficientPoints."""
     now_ts = _ts(now)
     with atomic(conn):
         row = conn.execute(
@@ -473,6 +581,9 @@ def redeem(
             raise OfferExpired(f"offer {offer_id} expired at {offer.expires_at.isoformat()}")
         state = item(conn, offer.sku)
         _check_available(state, now)
+        # The price when the button was shown may be gone: a sale ended at midnight, or the
+        # price changed with a new configuration. Nothing is charged at a price no longer due.
+        _check_price(conn, state, offer.points, offer.deduction_yuan, now)
         _check_limit(conn, state, member_id)
         taken = conn.execute(
             "UPDATE catalog_items SET sold = sold + 1"

@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 
 from bot.config import Config, MallDiscount, MallItem
+from bot.programme.mall import catalog_entries, sale_window
 from bot.sandbox.client import ChatClient
+from storage.errors import CatalogPriceChanged
 from tests.conftest import NOW, SEED_EXPIRY, Sandbox, assert_audit_ok, available, member_with
 
 
@@ -434,3 +436,97 @@ async def test_a_sale_is_shown_in_the_list_card_confirmation_and_rules(
     assert "积分商城活动「今日特惠」" in (rules.text or "") and "环保家居兑换享 20% 优惠" in (
         rules.text or ""
     )
+
+
+PRICE_CHANGED = "价格已变动：此确认按 {} 积分，现价为 {} 积分。未扣积分，请查看新价格后再兑换。"
+
+
+async def nothing_redeemed(sandbox: Sandbox, member_id: int) -> bool:
+    """No redemption for the member and no unit of the bag taken."""
+    _found, total = await sandbox.services.mall.redemptions(member_id)
+    return total == 0 and (await sandbox.services.mall.item("BAG-01")).sold == 0
+
+
+@pytest.mark.parametrize("configure", [[sale_today]])
+async def test_a_sale_that_ends_before_confirm_is_refused_and_charges_nothing(
+    sandbox: Sandbox, configure: list[Callable[[Config], Config]]
+) -> None:
+    member = await member_with(sandbox, 9802, 1000)
+    [sale] = sandbox.config.mall.discounts
+    _starts, ends = sale_window(sale, sandbox.config)  # the local midnight after its last day
+    sandbox.services.clock = lambda: ends - timedelta(minutes=3)
+    chat = sandbox.member(9802)
+    await open_item(chat, "环保家居", "帆布环保购物袋")
+    await chat.tap("🎁 兑换")
+    assert "所需积分：240" in (chat.last_text or "")
+    # Midnight passes while the confirmation is on screen; the offer itself is still valid.
+    sandbox.services.clock = lambda: ends + timedelta(minutes=1)
+    await chat.tap("✅ 确认兑换")
+    assert chat.last_callback_answer == PRICE_CHANGED.format(240, 300)
+    assert chat.last_text == PRICE_CHANGED.format(240, 300)
+    assert await available(sandbox, member) == 1000
+    assert await nothing_redeemed(sandbox, member.id)
+    await chat.tap("🔄 查看新价格")
+    assert "所需积分：300" in (chat.last_text or "") and "今日特惠" not in (chat.last_text or "")
+    await chat.tap("🎁 兑换")
+    await chat.tap("✅ 确认兑换", expect=2)
+    assert await available(sandbox, member) == 700
+    await assert_audit_ok(sandbox)
+
+
+def dearer_bag(config: Config) -> Config:
+    """The operator raised the canvas bag from 300 to 350 points."""
+    items = [
+        item.model_copy(update={"price": 350}) if item.sku == "BAG-01" else item
+        for item in config.mall.items
+    ]
+    return config.model_copy(update={"mall": config.mall.model_copy(update={"items": items})})
+
+
+async def test_a_price_changed_by_a_reload_is_refused_and_charges_nothing(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 9803, 1000, "en")
+    chat = sandbox.member(9803, language_code="en")
+    await open_item(chat, "Green home", "Canvas shopping bag")
+    await chat.tap("🎁 Redeem")
+    # The operator changes the price and reloads while the confirmation is on screen.
+    reloaded = dearer_bag(sandbox.services.config)
+    await sandbox.services.mall.sync_catalog(catalog_entries(reloaded), NOW)
+    sandbox.services.config = reloaded
+    await chat.tap("✅ Confirm")
+    assert chat.last_callback_answer == (
+        "The price has changed: this confirmation said 300 points, it now costs 350."
+        " Nothing was charged; please look at the new price and redeem again."
+    )
+    assert await available(sandbox, member) == 1000
+    assert await nothing_redeemed(sandbox, member.id)
+    await chat.tap("🔄 See the new price")
+    await chat.tap("🎁 Redeem")
+    await chat.tap("✅ Confirm", expect=2)
+    assert await available(sandbox, member) == 650
+
+
+async def test_a_forged_offer_price_is_refused_and_charges_nothing(sandbox: Sandbox) -> None:
+    member = await member_with(sandbox, 9804, 1000)
+    with pytest.raises(CatalogPriceChanged):
+        await sandbox.services.mall.create_offer(
+            member.id, "BAG-01", 1, now=NOW, ttl=timedelta(minutes=10)
+        )
+    # An offer tampered with in the database: the redeeming transaction still refuses it.
+    created, expires = int(NOW.timestamp()), int((NOW + timedelta(minutes=10)).timestamp())
+    forged = await sandbox.services.store.write(
+        lambda conn: (
+            conn.execute(
+                "INSERT INTO offers (member_id, sku, points, created_at, expires_at)"
+                " VALUES (?, 'BAG-01', 1, ?, ?)",
+                (member.id, created, expires),
+            ).lastrowid
+        )
+    )
+    chat = sandbox.member(9804)
+    [home] = await chat.send("/mall")
+    await chat.tap_data(home.message_id, f"mall:ok:{forged}")
+    assert chat.last_callback_answer == PRICE_CHANGED.format(1, 300)
+    assert await available(sandbox, member) == 1000
+    assert await nothing_redeemed(sandbox, member.id)

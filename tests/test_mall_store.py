@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage import ledger, mall
 from storage.audit import audit
 from storage.errors import (
+    CatalogPriceChanged,
     InsufficientPoints,
     InvalidRequest,
     InvalidState,
@@ -53,6 +58,7 @@ def entry(
     limit: int | None = None,
     available_from: datetime | None = None,
     available_until: datetime | None = None,
+    discounts: tuple[mall.CatalogDiscount, ...] = (),
 ) -> CatalogEntry:
     return CatalogEntry(
         sku=sku,
@@ -63,6 +69,7 @@ def entry(
         per_member_limit=limit,
         available_from=available_from,
         available_until=available_until,
+        discounts=discounts,
     )
 
 
@@ -362,7 +369,8 @@ def test_the_availability_window(
 
 
 def test_a_bill_deduction_keeps_its_amount(conn: sqlite3.Connection) -> None:
-    mall.sync_catalog(conn, [entry("BILL-OFF", kind="deduction", price=0)], T0)
+    # A bill deduction's catalog price is its points per yuan.
+    mall.sync_catalog(conn, [entry("BILL-OFF", kind="deduction", price=100)], T0)
     alice = new_member(conn, points=2000)
     pending = mall.create_offer(
         conn, alice, "BILL-OFF", 1250, now=T0, ttl=TTL, deduction_yuan=Decimal("12.50")
@@ -371,6 +379,176 @@ def test_a_bill_deduction_keeps_its_amount(conn: sqlite3.Connection) -> None:
     assert redemption.deduction_yuan == Decimal("12.50") and redemption.points == 1250
     with pytest.raises(InvalidRequest):
         mall.create_offer(conn, alice, "BILL-OFF", 100, now=T0, ttl=TTL)
+
+
+@pytest.mark.parametrize(
+    ("points", "yuan", "refused"),
+    [
+        pytest.param(1000, "12", CatalogPriceChanged, id="not-yuan-times-rate"),
+        pytest.param(1, "0.01", None, id="one-cent-is-one-point"),
+        pytest.param(1, "0.005", InvalidRequest, id="half-a-point"),
+    ],
+)
+def test_a_bill_deduction_costs_yuan_times_the_rate(
+    conn: sqlite3.Connection, points: int, yuan: str, refused: type[Exception] | None
+) -> None:
+    mall.sync_catalog(conn, [entry("BILL-OFF", kind="deduction", price=100)], T0)
+    alice = new_member(conn, points=2000)
+
+    def make() -> mall.Offer:
+        return mall.create_offer(
+            conn, alice, "BILL-OFF", points, now=T0, ttl=TTL, deduction_yuan=Decimal(yuan)
+        )
+
+    if refused is None:
+        assert make().points == points
+        return
+    with pytest.raises(refused):
+        make()
+    assert conn.execute("SELECT count(*) FROM offers").fetchone()[0] == 0
+
+
+# --- prices and sales --------------------------------------------------------------------------
+
+
+def sale(
+    percent: int = 20,
+    starts_at: datetime = T0 - DAY,
+    ends_at: datetime = T0 + DAY,
+    discount_id: str = "spring",
+) -> mall.CatalogDiscount:
+    return mall.CatalogDiscount(discount_id, percent, starts_at, ends_at)
+
+
+def test_an_offer_must_carry_the_catalog_price(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(price=100, discounts=(sale(20),))], T0)
+    alice = new_member(conn)
+    for wrong in (100, 79, 81, 1):
+        with pytest.raises(CatalogPriceChanged) as refused:
+            offer(conn, alice, points=wrong)
+        assert (refused.value.sku, refused.value.offered, refused.value.current) == (
+            "BAG-01",
+            wrong,
+            80,
+        )
+    assert conn.execute("SELECT count(*) FROM offers").fetchone()[0] == 0
+    assert buy(conn, alice, points=80).points == 80
+    assert available(conn, alice) == 920
+
+
+def test_a_sale_that_ends_before_the_tap_charges_nothing(conn: sqlite3.Connection) -> None:
+    ends = T0 + timedelta(minutes=5)
+    mall.sync_catalog(conn, [entry(price=300, discounts=(sale(20, ends_at=ends),))], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice, points=240, now=ends - timedelta(seconds=1))
+    before = counts(conn)
+    with pytest.raises(CatalogPriceChanged) as refused:
+        mall.redeem(conn, pending.id, alice, now=ends, actor="m")
+    assert (refused.value.offered, refused.value.current) == (240, 300)
+    assert counts(conn) == before
+    assert available(conn, alice, ends) == 1000 and mall.item(conn, "BAG-01").sold == 0
+    # The same offer redeemed while the sale still ran would have been charged 240.
+    assert mall.price_at(conn, "BAG-01", ends - timedelta(microseconds=1)).points == 240
+
+
+def test_a_price_changed_by_a_new_configuration_is_refused(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(price=100)], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice, points=100)
+    mall.sync_catalog(conn, [entry(price=120)], T0)
+    with pytest.raises(CatalogPriceChanged) as refused:
+        mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    assert (refused.value.offered, refused.value.current) == (100, 120)
+    assert available(conn, alice) == 1000 and mall.item(conn, "BAG-01").sold == 0
+
+
+def test_a_forged_offer_price_is_refused_at_redemption(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(price=100)], T0)
+    alice = new_member(conn)
+    # An offer written behind create_offer's back, one point for a 100-point item.
+    forged = conn.execute(
+        "INSERT INTO offers (member_id, sku, points, created_at, expires_at)"
+        " VALUES (?, 'BAG-01', 1, ?, ?)",
+        (alice, int(T0.timestamp()), int((T0 + TTL).timestamp())),
+    ).lastrowid
+    assert forged is not None
+    before = counts(conn)
+    with pytest.raises(CatalogPriceChanged):
+        mall.redeem(conn, forged, alice, now=T0, actor="m")
+    assert counts(conn) == before and available(conn, alice) == 1000
+
+
+def test_a_redemption_already_made_replays_after_the_price_changed(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry(price=100)], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice, points=100)
+    first = mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    mall.sync_catalog(conn, [entry(price=120)], T0)
+    again = mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    assert again.replayed and again.code == first.code and available(conn, alice) == 900
+
+
+def test_the_best_running_sale_wins(conn: sqlite3.Connection) -> None:
+    sales = (
+        sale(10, discount_id="small"),
+        sale(30, starts_at=T0 + DAY, ends_at=T0 + 2 * DAY, discount_id="later"),
+        sale(25, discount_id="big"),
+    )
+    mall.sync_catalog(conn, [entry(price=1000, discounts=sales)], T0)
+    now = mall.price_at(conn, "BAG-01", T0)
+    assert (now.points, now.list_points) == (750, 1000)
+    assert now.discount is not None and now.discount.id == "big"
+    assert mall.price_at(conn, "BAG-01", T0 + DAY).points == 700
+    assert mall.price_at(conn, "BAG-01", T0 + 2 * DAY).points == 1000
+    assert mall.price_at(conn, "BAG-01", T0 - DAY - timedelta(seconds=1)).discount is None
+
+
+def test_a_resync_replaces_the_sales(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry(price=100, discounts=(sale(50),))], T0)
+    assert mall.price_at(conn, "BAG-01", T0).points == 50
+    mall.sync_catalog(conn, [entry(price=100)], T0)
+    assert mall.price_at(conn, "BAG-01", T0).points == 100
+    assert conn.execute("SELECT count(*) FROM catalog_discounts").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(entry(discounts=(sale(0),)), id="nothing-off"),
+        pytest.param(entry(discounts=(sale(100),)), id="everything-off"),
+        pytest.param(entry(discounts=(sale(ends_at=T0 - DAY),)), id="ends-at-start"),
+        pytest.param(entry(discounts=(sale(), sale(30))), id="same-sale-twice"),
+        pytest.param(entry(discounts=(sale(discount_id=""),)), id="no-id"),
+        pytest.param(
+            entry("BILL-OFF", kind="deduction", discounts=(sale(),)), id="deduction-on-sale"
+        ),
+        pytest.param(entry(price=0), id="free"),
+    ],
+)
+def test_a_bad_sale_or_price_is_refused_at_sync(
+    conn: sqlite3.Connection, bad: CatalogEntry
+) -> None:
+    with pytest.raises(InvalidRequest, match=bad.sku):
+        mall.sync_catalog(conn, [bad], T0)
+    assert mall.items(conn) == []
+
+
+@given(
+    list_points=st.integers(min_value=1, max_value=10_000_000),
+    percent=st.integers(min_value=1, max_value=99),
+)
+def test_the_price_rule_favours_the_member_and_is_never_free(
+    list_points: int, percent: int
+) -> None:
+    price = mall.unit_price(list_points, [sale(percent)], T0)
+    exact = Fraction(list_points * (100 - percent), 100)
+    assert 1 <= price.points <= list_points
+    # Rounded down (the member's favour) by less than a point, unless that would be free.
+    assert price.points == max(1, math.floor(exact))
+    assert price.points <= exact or exact < 1
+    assert mall.unit_price(list_points, [sale(percent)], T0 + DAY).points == list_points
 
 
 @pytest.mark.parametrize("points", [0, -100, True])
