@@ -5,7 +5,7 @@ The caller decides the rules (what was drawn, the fallback, the local day, expir
 module keeps them honest: a play is written once per offer, costs and prizes are ledger
 operations keyed by the offer inside the same transaction, a card's prize is fixed when it is
 bought and paid exactly once when it is revealed. Like `storage.mall`, the core is synchronous
-functions on a `sqlite3.Connection`, each all-or-nothing through `storage.ledger.atomic`;
+functions on a `sqlite3.Connection`, each all-or-nothing through `storage.sql.atomic`;
 `Games` is the async facade.
 """
 
@@ -28,7 +28,7 @@ from storage.errors import (
     OfferExpired,
     StoreError,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
+from storage.sql import atomic, dt, dt_or_none, sole_operation, ts
 from storage.store import Store
 
 T = TypeVar("T")
@@ -184,9 +184,9 @@ def _voucher(row: Sequence[Any]) -> PrizeVoucher:
         game=row[5],
         prize_id=row[6],
         status=row[7],
-        created_at=_dt(row[8]),
-        expires_at=_dt(row[9]),
-        used_at=_dt_or_none(row[10]),
+        created_at=dt(row[8]),
+        expires_at=dt(row[9]),
+        used_at=dt_or_none(row[10]),
         used_by=row[11],
     )
 
@@ -210,8 +210,8 @@ def _play_row(conn: sqlite3.Connection, row: Sequence[Any], *, replayed: bool = 
         prize_operation_id=row[13],
         layout=None if row[14] is None else tuple(json.loads(row[14])),
         scratched=row[15],
-        created_at=_dt(row[16]),
-        revealed_at=_dt_or_none(row[17]),
+        created_at=dt(row[16]),
+        revealed_at=dt_or_none(row[17]),
         voucher=None if voucher is None else _voucher(voucher),
         replayed=replayed,
     )
@@ -291,7 +291,7 @@ def _issue_voucher(
     now_ts: int,
     expires_at: datetime,
 ) -> None:
-    expires_ts = _ts(expires_at)
+    expires_ts = ts(expires_at)
     if expires_ts <= now_ts:
         raise InvalidRequest("a prize voucher would expire the moment it is won")
     conn.execute(
@@ -356,8 +356,8 @@ def create_offer(
     _count(cost, "cost")
     if ttl <= timedelta(0):
         raise InvalidRequest("an offer must stay valid for some time")
-    now_ts = _ts(now)
-    expires_ts = max(_ts(now + ttl), now_ts + 1)  # a ttl under a second rounds away
+    now_ts = ts(now)
+    expires_ts = max(ts(now + ttl), now_ts + 1)  # a ttl under a second rounds away
     with atomic(conn):
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
@@ -373,8 +373,8 @@ def create_offer(
             game=game,
             cost=cost,
             local_day=local_day,
-            created_at=_dt(now_ts),
-            expires_at=_dt(expires_ts),
+            created_at=dt(now_ts),
+            expires_at=dt(expires_ts),
         )
 
 
@@ -403,7 +403,7 @@ def play(
     _check_rules(rules)
     _check_outcome(drawn, game)
     _check_outcome(fallback, game)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         offer = conn.execute(
             "SELECT member_id, game, cost, local_day, expires_at FROM game_offers WHERE id = ?",
@@ -528,7 +528,7 @@ def scratch(
     ):
         raise InvalidRequest(f"cells are numbered 0..{CELLS - 1}, not {list(cells)!r}")
     _count(reveal_after, "cells to reveal", low=1)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         current = card(conn, card_id, member_id)
         if current.revealed:
@@ -633,7 +633,7 @@ def use_voucher(conn: sqlite3.Connection, code: str, *, actor: str, now: datetim
             raise InvalidState("expired")
         conn.execute(
             "UPDATE game_vouchers SET status = 'used', used_at = ?, used_by = ? WHERE id = ?",
-            (_ts(now), actor, voucher.id),
+            (ts(now), actor, voucher.id),
         )
         return voucher_by_code(conn, voucher.code)
 
@@ -649,7 +649,7 @@ class Games:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(_as_sole_operation(fn))
+        return await self._store.write(sole_operation(fn))
 
     async def day_usage(self, member_id: int, game: str, day: date) -> DayUsage:
         """The member's plays of `game` on local `day`, and the prize points paid that day."""

@@ -13,11 +13,9 @@ import hashlib
 import json
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -30,6 +28,7 @@ from storage.errors import (
     NotFound,
     StoreError,
 )
+from storage.sql import atomic, dt, dt_or_none, sole_operation, ts, ts_or_none
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -205,25 +204,6 @@ class LedgerLine:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _ts(moment: datetime) -> int:
-    """Unix seconds of an aware datetime; naive ones are refused (whose midnight?)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware one")
-    return int(moment.timestamp())
-
-
-def _ts_or_none(moment: datetime | None) -> int | None:
-    return None if moment is None else _ts(moment)
-
-
-def _dt(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _dt_or_none(value: int | None) -> datetime | None:
-    return None if value is None else _dt(value)
-
-
 def _json_default(value: object) -> str:
     # Money is Decimal (STYLE.md): kept exact as a decimal string.
     if isinstance(value, Decimal):
@@ -255,37 +235,6 @@ def _positive(points: int, what: str = "points") -> None:
     # bool is an int: True points would be a bug, not a request.
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"{what} must be a positive integer, not {points!r}")
-
-
-# Set while a core function runs as the whole of a Ledger facade's Store.write transaction.
-_sole_operation = threading.local()
-
-
-@contextmanager
-def atomic(conn: sqlite3.Connection) -> Iterator[None]:
-    """Make a block all-or-nothing: a savepoint inside a transaction, else BEGIN IMMEDIATE."""
-    if getattr(_sole_operation, "conn", None) is conn:
-        # Store.write rolls the whole transaction back on any exception: a savepoint would
-        # only add two statements to every operation.
-        yield
-    elif conn.in_transaction:
-        conn.execute("SAVEPOINT ledger_operation")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO ledger_operation")
-            conn.execute("RELEASE ledger_operation")
-            raise
-        conn.execute("RELEASE ledger_operation")
-    else:
-        # IMMEDIATE: take the write lock up front, so a read never has to be upgraded.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 def _system_account(conn: sqlite3.Connection, name: str) -> int:
@@ -515,8 +464,8 @@ def _prepare_earn(req: EarnRequest) -> tuple[str, int | None, int, str | None]:
     _positive(req.points)
     if req.kind not in EARN_KINDS:
         raise InvalidRequest(f"unknown earn kind {req.kind!r}")
-    now_ts = _ts(req.now)
-    expires_ts = _ts_or_none(req.expires_at)
+    now_ts = ts(req.now)
+    expires_ts = ts_or_none(req.expires_at)
     if expires_ts is not None and expires_ts <= now_ts:
         raise InvalidRequest("points would expire the moment they are earned")
     meta_json = _meta_json(req.meta)
@@ -602,7 +551,7 @@ def spend(
     _positive(points)
     if sink not in SPEND_SINKS:
         raise InvalidRequest(f"points cannot be spent into {sink!r}")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     fingerprint = _fingerprint(
         {
             "op": "spend",
@@ -657,7 +606,7 @@ def refund(
     raises NotFound, AlreadyReversed, Conflict."""
     if min_validity_days < 0:
         raise InvalidRequest("min_validity_days cannot be negative")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     fingerprint = _fingerprint(
         {
             "op": "refund",
@@ -749,7 +698,7 @@ def transfer(
     _positive(points)
     if from_member == to_member:
         raise InvalidRequest("a member cannot transfer points to themselves")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     fingerprint = _fingerprint(
         {"op": "transfer", "from": from_member, "to": to_member, "points": points, "reason": reason}
     )
@@ -815,8 +764,8 @@ def adjust(
         raise InvalidRequest(f"an adjustment needs a non-zero integer delta, not {delta!r}")
     if not reason or not reason.strip():
         raise InvalidRequest("an adjustment needs a reason")
-    now_ts = _ts(now)
-    expires_ts = _ts_or_none(expires_at)
+    now_ts = ts(now)
+    expires_ts = ts_or_none(expires_at)
     if delta > 0 and expires_ts is not None and expires_ts <= now_ts:
         raise InvalidRequest("points would expire the moment they are credited")
     fingerprint = _fingerprint(
@@ -885,8 +834,8 @@ def extend_validity(
     """Compensation: move the remainders of unexpired lots expiring before `until` into new
     lots expiring at `until` (never shortens anything); raises NotFound, Conflict,
     InvalidRequest."""
-    now_ts = _ts(now)
-    until_ts = _ts(until)
+    now_ts = ts(now)
+    until_ts = ts(until)
     if until_ts <= now_ts:
         raise InvalidRequest("validity can only be extended into the future")
     chosen = None if lot_ids is None else sorted(set(lot_ids))
@@ -972,7 +921,7 @@ def expire_batch(
     lot keyed `expire:<lot>`; return what was booked and the cursor to continue after (None
     when done)."""
     _positive(limit, "limit")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         due = conn.execute(
             "SELECT id, member_id, remainder, expires_at FROM lots"
@@ -1211,7 +1160,7 @@ def available(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
         " WHERE member_id = a.member_id AND remainder > 0"
         " AND coalesce(expires_at, 9223372036854775807) <= ?), 0)"
         " FROM accounts AS a WHERE a.member_id = ? AND a.kind = 'member'",
-        (_ts(now), member_id),
+        (ts(now), member_id),
     ).fetchone()
     return 0 if row is None else int(row[0])
 
@@ -1221,13 +1170,13 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
     raises NotFound."""
     _require_member(conn, member_id)
     expiring = tuple(
-        (_dt_or_none(expires_at), int(points))
+        (dt_or_none(expires_at), int(points))
         for expires_at, points in conn.execute(
             "SELECT expires_at, sum(remainder) FROM lots"
             " WHERE member_id = ? AND remainder > 0"
             " AND coalesce(expires_at, 9223372036854775807) > ?"
             " GROUP BY expires_at ORDER BY coalesce(expires_at, 9223372036854775807)",
-            (member_id, _ts(now)),
+            (member_id, ts(now)),
         )
     )
     earned_kinds = sorted(EARN_KINDS)
@@ -1254,9 +1203,9 @@ def plan_spend(
     _require_member(conn, member_id)
     # The very selection `spend` makes, so a preview can never disagree with the spend.
     planned: dict[int | None, int] = {}
-    for take in _choose_lots(conn, member_id, points, _ts(now)):
+    for take in _choose_lots(conn, member_id, points, ts(now)):
         planned[take.expires_at] = planned.get(take.expires_at, 0) + take.points
-    return tuple((_dt_or_none(expires_at), taken) for expires_at, taken in planned.items())
+    return tuple((dt_or_none(expires_at), taken) for expires_at, taken in planned.items())
 
 
 def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
@@ -1268,9 +1217,9 @@ def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
             operation_id=r[2],
             points=r[3],
             remainder=r[4],
-            expires_at=_dt_or_none(r[5]),
+            expires_at=dt_or_none(r[5]),
             origin_lot_id=r[6],
-            created_at=_dt(r[7]),
+            created_at=dt(r[7]),
         )
         for r in conn.execute(
             "SELECT l.id, l.member_id, l.operation_id, l.points, l.remainder, l.expires_at,"
@@ -1298,7 +1247,7 @@ def history(
     lines = tuple(
         StatementLine(
             operation_id=r[0],
-            created_at=_dt(r[1]),
+            created_at=dt(r[1]),
             kind=r[2],
             points=r[3],
             reason=r[4],
@@ -1349,7 +1298,7 @@ def operation(conn: sqlite3.Connection, operation_id: int) -> OperationRecord:
         reason=op[7],
         reference=op[8],
         reverses_operation_id=op[9],
-        created_at=_dt(op[10]),
+        created_at=dt(op[10]),
         meta=None if op[11] is None else json.loads(op[11]),
         postings=postings,
         lots_created=result.lots_created,
@@ -1375,7 +1324,7 @@ def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Itera
         yield LedgerLine(
             posting_id=r[0],
             operation_id=r[1],
-            created_at=_dt(r[2]),
+            created_at=dt(r[2]),
             kind=r[3],
             key=r[4],
             actor=r[5],
@@ -1392,19 +1341,6 @@ def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Itera
 # --- the async facade ----------------------------------------------------------------------
 
 
-def _as_sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-    """Run `fn` as the only work of its Store.write transaction (no savepoint needed)."""
-
-    def run(conn: sqlite3.Connection) -> T:
-        _sole_operation.conn = conn
-        try:
-            return fn(conn)
-        finally:
-            _sole_operation.conn = None
-
-    return run
-
-
 class Ledger:
     """The ledger over a `Store`: every operation is one write transaction (one thread hop)."""
 
@@ -1412,7 +1348,7 @@ class Ledger:
         self._store = store
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._store.write(_as_sole_operation(fn))
+        return await self._store.write(sole_operation(fn))
 
     async def open_account(self, member_id: int) -> int:
         """Open the member's account (e.g. at registration); raises NotFound."""

@@ -1,7 +1,7 @@
 """The points mall: catalog state, offers behind confirmation buttons, redemptions and returns.
 
 Like the ledger, the core is synchronous functions taking a `sqlite3.Connection`, each
-all-or-nothing through `storage.ledger.atomic`; `Mall` is the async facade. The mall tables
+all-or-nothing through `storage.sql.atomic`; `Mall` is the async facade. The mall tables
 are state machines, but every point they move goes through the ledger with a key.
 """
 
@@ -28,7 +28,7 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, _ts_or_none, atomic
+from storage.sql import atomic, dt, dt_or_none, sole_operation, ts, ts_or_none
 from storage.store import Store
 
 T = TypeVar("T")
@@ -166,10 +166,10 @@ def _item_state(row: Sequence[Any]) -> ItemState:
         stock=row[4],
         sold=row[5],
         per_member_limit=row[6],
-        available_from=_dt_or_none(row[7]),
-        available_until=_dt_or_none(row[8]),
+        available_from=dt_or_none(row[7]),
+        available_until=dt_or_none(row[8]),
         listed=bool(row[9]),
-        delisted_at=_dt_or_none(row[10]),
+        delisted_at=dt_or_none(row[10]),
         delist_reason=row[11],
     )
 
@@ -189,10 +189,10 @@ def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
         points=row[6],
         deduction_yuan=_decimal_or_none(row[7]),
         status=row[8],
-        created_at=_dt(row[9]),
-        used_at=_dt_or_none(row[10]),
-        return_requested_at=_dt_or_none(row[11]),
-        resolved_at=_dt_or_none(row[12]),
+        created_at=dt(row[9]),
+        used_at=dt_or_none(row[10]),
+        return_requested_at=dt_or_none(row[11]),
+        resolved_at=dt_or_none(row[12]),
         note=row[13],
         spend_operation_id=row[14],
         refund_operation_id=row[15],
@@ -209,8 +209,8 @@ def _offer(row: Sequence[Any]) -> Offer:
         sku=row[2],
         points=row[3],
         deduction_yuan=_decimal_or_none(row[4]),
-        created_at=_dt(row[5]),
-        expires_at=_dt(row[6]),
+        created_at=dt(row[5]),
+        expires_at=dt(row[6]),
     )
 
 
@@ -291,7 +291,7 @@ def _refund_return(
         "UPDATE redemptions SET status = 'returned', refund_operation_id = ?,"
         " return_requested_at = coalesce(return_requested_at, ?), resolved_at = ?,"
         " handled_by = ? WHERE id = ?",
-        (refunded.operation_id, _ts(now), _ts(now), actor, redemption.id),
+        (refunded.operation_id, ts(now), ts(now), actor, redemption.id),
     )
     return _redemption_by_id(conn, redemption.id)
 
@@ -307,7 +307,7 @@ def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now:
         raise InvalidRequest(f"duplicate skus {', '.join(duplicates)}")
     for entry in entries:
         _check_entry(entry)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         conn.executemany(
             "INSERT INTO catalog_items (sku, kind, category, price, stock, per_member_limit,"
@@ -331,8 +331,8 @@ def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now:
                     entry.price,
                     entry.stock,
                     entry.per_member_limit,
-                    _ts_or_none(entry.available_from),
-                    _ts_or_none(entry.available_until),
+                    ts_or_none(entry.available_from),
+                    ts_or_none(entry.available_until),
                     now_ts,
                 )
                 for entry in entries
@@ -384,7 +384,7 @@ def set_stock(conn: sqlite3.Connection, sku: str, left: int, *, now: datetime) -
     with atomic(conn):
         cur = conn.execute(
             "UPDATE catalog_items SET stock = sold + ?, updated_at = ? WHERE sku = ?",
-            (left, _ts(now), sku),
+            (left, ts(now), sku),
         )
         if cur.rowcount == 0:
             raise NotFound(f"no catalog item {sku!r}")
@@ -418,7 +418,7 @@ def create_offer(
             raise InvalidRequest(f"not an amount of yuan: {deduction_yuan!r}") from exc
         if not yuan.is_finite() or yuan <= 0:
             raise InvalidRequest(f"a bill deduction must be a positive amount, not {yuan}")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         state = item(conn, sku)
         if (state.kind == "deduction") != (yuan is not None):
@@ -429,7 +429,7 @@ def create_offer(
             raise NotFound(f"no member {member_id}")
         _check_available(state, now)
         _check_limit(conn, state, member_id)
-        expires_ts = _ts(now + ttl)
+        expires_ts = ts(now + ttl)
         if expires_ts <= now_ts:  # a ttl under a second rounds away
             expires_ts = now_ts + 1
         cur = conn.execute(
@@ -444,8 +444,8 @@ def create_offer(
             sku=sku,
             points=points,
             deduction_yuan=yuan,
-            created_at=_dt(now_ts),
-            expires_at=_dt(expires_ts),
+            created_at=dt(now_ts),
+            expires_at=dt(expires_ts),
         )
 
 
@@ -455,7 +455,7 @@ def redeem(
     """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
     same redemption (replayed); raises OfferExpired, NotAvailable, SoldOut, LimitReached,
     InsufficientPoints."""
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         row = conn.execute(
             "SELECT id, member_id, sku, points, deduction_yuan, created_at, expires_at"
@@ -469,7 +469,7 @@ def redeem(
         done = conn.execute(_REDEMPTION_SELECT + " WHERE r.offer_id = ?", (offer_id,)).fetchone()
         if done is not None:
             return _redemption(done, replayed=True)
-        if now_ts >= _ts(offer.expires_at):
+        if now_ts >= ts(offer.expires_at):
             raise OfferExpired(f"offer {offer_id} expired at {offer.expires_at.isoformat()}")
         state = item(conn, offer.sku)
         _check_available(state, now)
@@ -573,7 +573,7 @@ def request_return(
         conn.execute(
             "UPDATE redemptions SET status = 'return_requested', return_requested_at = ?,"
             " handled_by = ? WHERE id = ?",
-            (_ts(now), actor, redemption.id),
+            (ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
@@ -601,7 +601,7 @@ def reject_return(
         conn.execute(
             "UPDATE redemptions SET status = 'return_rejected', note = ?, resolved_at = ?,"
             " handled_by = ? WHERE id = ?",
-            (reason, _ts(now), actor, redemption.id),
+            (reason, ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
@@ -614,7 +614,7 @@ def fulfil(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) ->
             raise InvalidState(redemption.status)
         conn.execute(
             "UPDATE redemptions SET status = 'used', used_at = ?, handled_by = ? WHERE id = ?",
-            (_ts(now), actor, redemption.id),
+            (ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
@@ -637,8 +637,8 @@ def delist(
         raise InvalidRequest(f"compensation percent cannot be {compensation_percent!r}")
     if min_validity_days < 0:
         raise InvalidRequest("min_validity_days cannot be negative")
-    now_ts = _ts(now)
-    expires_ts = _ts_or_none(compensation_expires_at)
+    now_ts = ts(now)
+    expires_ts = ts_or_none(compensation_expires_at)
     if compensation_percent and expires_ts is not None and expires_ts <= now_ts:
         # Checked before anything is refunded, not halfway through the redemptions.
         raise InvalidRequest("compensation points would expire the moment they are paid")
@@ -714,7 +714,7 @@ class Mall:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Nested ledger calls then add no savepoints: Store.write rolls everything back.
         try:
-            return await self._store.write(_as_sole_operation(fn))
+            return await self._store.write(sole_operation(fn))
         finally:
             self._states = None  # stock, sales or listing may have changed
 

@@ -8,9 +8,10 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from storage.errors import NotFound
+from storage.sql import dt
 from storage.store import Store
 
 MEMBER_CODE_DIGITS = 10
@@ -80,10 +81,6 @@ def new_member_code() -> str:
     return body + luhn_digit(body)
 
 
-def _ts(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 def _row_to_member(row: sqlite3.Row) -> Member:
     return Member(
         id=row["id"],
@@ -95,8 +92,8 @@ def _row_to_member(row: sqlite3.Row) -> Member:
         telegram_language=row["telegram_language"],
         language=row["language"],
         start_payload=row["start_payload"],
-        joined_at=_ts(row["joined_at"]),
-        last_seen_at=_ts(row["last_seen_at"]),
+        joined_at=dt(row["joined_at"]),
+        last_seen_at=dt(row["last_seen_at"]),
     )
 
 

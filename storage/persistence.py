@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from storage.errors import InvalidRequest
-from storage.ledger import _ts
+from storage.sql import ts
 from storage.store import Store
 
 # A conversation key: python-telegram-bot's tuple of chat and user ids (ints or strings).
@@ -47,7 +47,7 @@ def load_conversations(
 ) -> dict[Key, object]:
     """The stored states of conversation `name`, leaving out those last changed before
     `not_before` (a conversation that would have timed out)."""
-    cutoff = -1 if not_before is None else _ts(not_before)
+    cutoff = -1 if not_before is None else ts(not_before)
     return {
         tuple(json.loads(key)): json.loads(state)
         for key, state in conn.execute(
@@ -59,7 +59,7 @@ def load_conversations(
 
 def save_states(conn: sqlite3.Connection, changes: Sequence[StateChange], now: datetime) -> None:
     """Record new states (and forget ended conversations) in one go."""
-    now_ts = _ts(now)
+    now_ts = ts(now)
     upserts = []
     deletes = []
     for change in changes:
@@ -80,7 +80,7 @@ def save_states(conn: sqlite3.Connection, changes: Sequence[StateChange], now: d
 def forget_older(conn: sqlite3.Connection, name: str, not_before: datetime) -> int:
     """Forget states of conversation `name` last changed before `not_before`; how many."""
     cur = conn.execute(
-        "DELETE FROM conversations WHERE name = ? AND updated_at < ?", (name, _ts(not_before))
+        "DELETE FROM conversations WHERE name = ? AND updated_at < ?", (name, ts(not_before))
     )
     return cur.rowcount
 

@@ -11,24 +11,15 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from storage.errors import InvalidRequest, NotFound
+from storage.sql import dt, dt_or_none, ts
 from storage.store import Store
 
 SERVICE: Final = "service"
 MARKETING: Final = "marketing"
-
-
-def _ts(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise InvalidRequest("naive datetime: give a timezone")
-    return int(moment.timestamp())
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 # --- member preferences ----------------------------------------------------------------------
@@ -65,8 +56,8 @@ def preferences(conn: sqlite3.Connection, telegram_id: int) -> Preferences:
         birthday_month=row[2],
         birthday_day=row[3],
         birthday_year=row[4],
-        birthday_entered_at=_dt(row[5]),
-        birthday_changed_at=_dt(row[6]),
+        birthday_entered_at=dt_or_none(row[5]),
+        birthday_changed_at=dt_or_none(row[6]),
         marketing_opt_in=bool(row[7]),
         reachable=bool(row[8]),
     )
@@ -86,7 +77,7 @@ def set_birthday(
     was before `change_allowed_after` (None: never changed may change). Raises NotFound,
     InvalidRequest (a change too soon)."""
     current = preferences(conn, telegram_id)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     if current.birthday_month is not None:
         if (current.birthday_month, current.birthday_day, current.birthday_year) == (
             month,
@@ -166,7 +157,7 @@ class OutboxMessage:
 
 def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> int:
     """Add pushes to the outbox, skipping keys already there; return how many were new."""
-    now_ts = _ts(now)
+    now_ts = ts(now)
     rows = [
         (
             p.dedupe_key,
@@ -232,7 +223,7 @@ def mark(
     conn.execute(
         "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
         " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-        (status, error, status, _ts(now), message_id),
+        (status, error, status, ts(now), message_id),
     )
 
 
@@ -276,7 +267,7 @@ def record_job(
         "INSERT INTO job_runs (job, day, started_at, finished_at, summary) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (job, day) DO UPDATE SET finished_at = excluded.finished_at,"
         " summary = excluded.summary",
-        (job, day.isoformat(), _ts(started), _ts(finished), summary),
+        (job, day.isoformat(), ts(started), ts(finished), summary),
     )
 
 
@@ -298,7 +289,7 @@ def birthdays_on(
     found: list[BirthdayMember] = []
     for month, day in dates:
         found += [
-            BirthdayMember(row[0], _dt(row[1]))
+            BirthdayMember(row[0], dt_or_none(row[1]))
             for row in conn.execute(
                 "SELECT id, birthday_entered_at FROM members"
                 " WHERE birthday_month = ? AND birthday_day = ? ORDER BY id",
@@ -321,13 +312,13 @@ def expiring_between(conn: sqlite3.Connection, start: datetime, end: datetime) -
     """Unspent points whose lots expire in (start, end], summed per member and instant: a lot
     expiring at the end of local day D (the next midnight) is last usable on D."""
     return [
-        Expiring(row[0], datetime.fromtimestamp(row[1], UTC), int(row[2]))
+        Expiring(row[0], dt(row[1]), int(row[2]))
         for row in conn.execute(
             "SELECT member_id, expires_at, sum(remainder) FROM lots"
             " WHERE remainder > 0 AND expires_at IS NOT NULL"
             " AND expires_at > ? AND expires_at <= ?"
             " GROUP BY member_id, expires_at ORDER BY member_id, expires_at",
-            (_ts(start), _ts(end)),
+            (ts(start), ts(end)),
         )
     ]
 
@@ -456,16 +447,12 @@ class PolicyChange:
 def policy_changes(conn: sqlite3.Connection) -> list[PolicyChange]:
     """Every announced change, by effective day."""
     return [
-        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], _dt_required(r[5]), r[6])
+        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], dt(r[5]), r[6])
         for r in conn.execute(
             "SELECT id, effective_on, mode, months, years, announced_at, actor"
             " FROM policy_changes ORDER BY effective_on"
         )
     ]
-
-
-def _dt_required(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 def announce_policy_change(
@@ -486,7 +473,7 @@ def announce_policy_change(
         cur = conn.execute(
             "INSERT INTO policy_changes (effective_on, mode, months, years, announced_at, actor)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (effective_on.isoformat(), mode, months, years, _ts(now), actor),
+            (effective_on.isoformat(), mode, months, years, ts(now), actor),
         )
     except sqlite3.IntegrityError as exc:
         raise InvalidRequest(f"a change effective on {effective_on} was already announced") from exc
@@ -500,7 +487,7 @@ def announce_policy_change(
         " SELECT 'policy:' || ? || ':' || id, id, 'service', ?, ?, ? FROM members"
         # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
         " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-        (change_id, message_key, params, _ts(now)),
+        (change_id, message_key, params, ts(now)),
     ).rowcount
     [change] = [c for c in policy_changes(conn) if c.id == change_id]
     return change, notices
@@ -521,7 +508,7 @@ def create_broadcast(conn: sqlite3.Connection, text: str, actor: str, now: datet
     """Keep a broadcast for its preview; nothing is sent until it is confirmed."""
     cur = conn.execute(
         "INSERT INTO broadcasts (text, actor, created_at) VALUES (?, ?, ?)",
-        (text, actor, _ts(now)),
+        (text, actor, ts(now)),
     )
     assert cur.lastrowid is not None
     return Broadcast(cur.lastrowid, text, actor, now, None)
@@ -539,7 +526,7 @@ def confirm_broadcast(
         raise NotFound(f"no broadcast {broadcast_id} by {actor}")
     conn.execute(
         "UPDATE broadcasts SET confirmed_at = coalesce(confirmed_at, ?) WHERE id = ?",
-        (_ts(now), broadcast_id),
+        (ts(now), broadcast_id),
     )
     params = json.dumps({"text": row[0]}, ensure_ascii=False)
     return conn.execute(
@@ -547,7 +534,7 @@ def confirm_broadcast(
         " SELECT 'broadcast:' || ? || ':' || id, id, 'marketing', ?, ?, ? FROM members"
         # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
         " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-        (broadcast_id, message_key, params, _ts(now)),
+        (broadcast_id, message_key, params, ts(now)),
     ).rowcount
 
 

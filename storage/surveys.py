@@ -11,7 +11,7 @@ The caller turns the configuration into plain `SurveySpec`s (storage never reads
 configuration) and decides "now" and the reward's expiry; this module keeps the rules that
 money depends on: the open window, the question being asked, one completion, one payment.
 Like `storage.games`, the core is synchronous functions on a `sqlite3.Connection`, each
-all-or-nothing through `storage.ledger.atomic`; `Surveys` is the async facade.
+all-or-nothing through `storage.sql.atomic`; `Surveys` is the async facade.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Final, Literal, TypeVar
 
 from storage import ledger
 from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
 from storage.pushes import Push, enqueue
+from storage.sql import atomic, dt, dt_or_none, sole_operation, ts
 from storage.store import Store
 
 T = TypeVar("T")
@@ -254,7 +254,7 @@ def _check_spec(spec: SurveySpec) -> None:
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         raise InvalidRequest(f"survey {spec.id}: the reward must be an integer >= 0")
     for moment in (spec.opens_at, spec.closes_at):
-        _ts(moment)  # aware datetimes only: raises ValueError for a naive one
+        ts(moment)  # aware datetimes only: raises ValueError for a naive one
     for question in spec.questions:
         if question.kind not in QUESTION_KINDS:
             raise InvalidRequest(f"question {question.id}: unknown kind {question.kind!r}")
@@ -271,7 +271,7 @@ def _answer(row: Sequence[Any]) -> Answer:
         choices=None if row[4] is None else tuple(json.loads(row[4])),
         rating=row[5],
         text=row[6],
-        answered_at=_dt(row[7]),
+        answered_at=dt(row[7]),
     )
 
 
@@ -294,9 +294,9 @@ def _progress(conn: sqlite3.Connection, row: Sequence[Any], *, restarted: bool =
         definition=row[3],
         position=row[5],
         questions=row[4],
-        started_at=_dt(row[6]),
-        updated_at=_dt(row[7]),
-        completed_at=_dt_or_none(row[8]),
+        started_at=dt(row[6]),
+        updated_at=dt(row[7]),
+        completed_at=dt_or_none(row[8]),
         reward_points=row[9],
         reward_operation_id=row[10],
         answers=_answers(conn, row[0]),
@@ -394,7 +394,7 @@ def _advance(
 ) -> Progress:
     """Move to the next question, or complete the response after the last one."""
     response_id, member_id, position = row[0], row[2], row[5]
-    now_ts = _ts(now)
+    now_ts = ts(now)
     if position + 1 < len(spec.questions):
         conn.execute(
             "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
@@ -468,7 +468,7 @@ def start(conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: da
     survey changed since they started starts over (`restarted`). Raises NotFound,
     AlreadyCompleted, SurveyClosed."""
     _check_spec(spec)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
@@ -517,7 +517,7 @@ def choose(
         if option_id not in question.options:
             raise InvalidAnswer("option")
         _save_answer(
-            conn, row[0], question, position, "answered", now_ts=_ts(now), choices=[option_id]
+            conn, row[0], question, position, "answered", now_ts=ts(now), choices=[option_id]
         )
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
@@ -548,7 +548,7 @@ def toggle(
                 raise InvalidAnswer("too_many", question.max_choices)
             ticked.add(option_id)
         ordered = [o for o in question.options if o in ticked]
-        now_ts = _ts(now)
+        now_ts = ts(now)
         _save_answer(conn, row[0], question, position, "draft", now_ts=now_ts, choices=ordered)
         conn.execute("UPDATE survey_responses SET updated_at = ? WHERE id = ?", (now_ts, row[0]))
         return _by_id(conn, row[0])
@@ -573,7 +573,7 @@ def confirm_choices(
             raise InvalidAnswer("kind")
         current = _answers(conn, row[0]).get(question.id)
         ticked = [o for o in question.options if current and o in (current.choices or ())]
-        now_ts = _ts(now)
+        now_ts = ts(now)
         if ticked:
             _save_answer(
                 conn, row[0], question, position, "answered", now_ts=now_ts, choices=ticked
@@ -603,7 +603,7 @@ def rate(
             raise InvalidAnswer("kind")
         if isinstance(stars, bool) or not isinstance(stars, int) or stars not in RATINGS:
             raise InvalidAnswer("rating", RATINGS.stop - 1)
-        _save_answer(conn, row[0], question, position, "answered", now_ts=_ts(now), rating=stars)
+        _save_answer(conn, row[0], question, position, "answered", now_ts=ts(now), rating=stars)
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
 
@@ -646,7 +646,7 @@ def write_text(
             question,
             position,
             "answered",
-            now_ts=_ts(now),
+            now_ts=ts(now),
             text=cleaned,
             source=source,
         )
@@ -669,7 +669,7 @@ def skip(
         row, question = _current(conn, spec, member_id, position, now)
         if question.required:
             raise InvalidAnswer("required")
-        _save_answer(conn, row[0], question, position, "skipped", now_ts=_ts(now))
+        _save_answer(conn, row[0], question, position, "skipped", now_ts=ts(now))
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
 
@@ -704,7 +704,7 @@ def back(
             raise InvalidAnswer("first")
         conn.execute(
             "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
-            (position - 1, _ts(now), row[0]),
+            (position - 1, ts(now), row[0]),
         )
         return _by_id(conn, row[0])
 
@@ -790,8 +790,8 @@ def iter_response_answers(
         yield ResponseAnswer(
             response_id=row[0],
             member_code=row[1],
-            started_at=_dt(row[2]),
-            completed_at=_dt_or_none(row[3]),
+            started_at=dt(row[2]),
+            completed_at=dt_or_none(row[3]),
             reward_points=row[4],
             position=row[5],
             question_id=row[6],
@@ -828,9 +828,9 @@ def _feedback(row: Sequence[Any], *, replayed: bool = False) -> Feedback:
         member_name=row[4] or "",
         text=row[5],
         local_day=date.fromisoformat(row[6]),
-        created_at=_dt(row[7]),
+        created_at=dt(row[7]),
         status=row[8],
-        reviewed_at=_dt_or_none(row[9]),
+        reviewed_at=dt_or_none(row[9]),
         reviewed_by=row[10],
         reward_points=row[11],
         reward_operation_id=row[12],
@@ -886,7 +886,7 @@ def submit_feedback(
         cur = conn.execute(
             "INSERT INTO feedback (member_id, source, text, local_day, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (member_id, source, cleaned, local_day.isoformat(), _ts(now)),
+            (member_id, source, cleaned, local_day.isoformat(), ts(now)),
         )
         assert cur.lastrowid is not None
         return feedback_item(conn, cur.lastrowid)
@@ -925,7 +925,7 @@ def review_feedback(
         raise InvalidRequest("the reward must be an integer >= 0")
     if not actor or not actor.strip():
         raise InvalidRequest("say who reviewed the suggestion")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         item = feedback_item(conn, feedback_id)
         if item.status != "pending":
@@ -974,7 +974,7 @@ class Surveys:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(_as_sole_operation(fn))
+        return await self._store.write(sole_operation(fn))
 
     async def progress(self, survey_id: str, member_id: int) -> Progress | None:
         """The member's response to a survey, or None."""
