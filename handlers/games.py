@@ -45,8 +45,15 @@ from bot.wheel import (
 )
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
-from storage.errors import InsufficientPoints, InvalidState, LimitReached, NotFound, OfferExpired
-from storage.games import Outcome, Play, PlayRules, PriceChanged, PrizeVoucher
+from storage.errors import (
+    InsufficientPoints,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    OfferExpired,
+    PriceChanged,
+)
+from storage.games import Outcome, Play, PlayRules, PrizeVoucher
 
 log = logging.getLogger(__name__)
 

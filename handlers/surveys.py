@@ -37,17 +37,15 @@ from bot.surveys import known_survey_ids, open_surveys, option_label, survey_spe
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.feedback import feedback_data
-from storage.errors import NotFound
-from storage.surveys import (
+from storage.errors import (
     AlreadyCompleted,
     InvalidAnswer,
-    Progress,
+    NotFound,
     StaleQuestion,
     SurveyChanged,
     SurveyClosed,
-    SurveySpec,
-    SurveyStats,
 )
+from storage.surveys import Progress, SurveySpec, SurveyStats
 
 log = logging.getLogger(__name__)
 

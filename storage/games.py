@@ -26,7 +26,7 @@ from storage.errors import (
     LimitReached,
     NotFound,
     OfferExpired,
-    StoreError,
+    PriceChanged,
 )
 from storage.sql import atomic, dt, dt_or_none, sole_operation, ts
 from storage.store import Store
@@ -40,15 +40,6 @@ CELLS: Final = 9
 ALL_CELLS: Final = (1 << CELLS) - 1
 CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH: Final = 8
-
-
-class PriceChanged(StoreError):
-    """The button promised another price than the play costs now (a free play was used up)."""
-
-    def __init__(self, promised: int, cost: int) -> None:
-        super().__init__(f"the button said {promised} points, a play costs {cost} now")
-        self.promised = promised
-        self.cost = cost
 
 
 # --- requests and results --------------------------------------------------------------------

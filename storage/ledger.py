@@ -603,7 +603,7 @@ def refund(
     now: datetime,
 ) -> OperationResult:
     """Give a spend's points back, once, into new lots traceable to the ones it consumed;
-    raises NotFound, AlreadyReversed, Conflict."""
+    raises NotFound, AlreadyReversed, Conflict, InvalidRequest."""
     if min_validity_days < 0:
         raise InvalidRequest("min_validity_days cannot be negative")
     now_ts = ts(now)
@@ -1234,7 +1234,8 @@ def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
 def history(
     conn: sqlite3.Connection, member_id: int, *, offset: int = 0, limit: int = 20
 ) -> Statement:
-    """A page of the member's statement, newest first, and the total number of lines."""
+    """A page of the member's statement, newest first, and the total number of lines; raises
+    InvalidRequest (a bad page)."""
     if offset < 0 or limit <= 0:
         raise InvalidRequest("offset must be >= 0 and limit > 0")
     account = conn.execute("SELECT id FROM accounts WHERE member_id = ?", (member_id,)).fetchone()

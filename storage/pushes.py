@@ -156,7 +156,8 @@ class OutboxMessage:
 
 
 def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> int:
-    """Add pushes to the outbox, skipping keys already there; return how many were new."""
+    """Add pushes to the outbox, skipping keys already there; return how many were new. Raises
+    InvalidRequest (an unknown category)."""
     now_ts = ts(now)
     rows = [
         (
@@ -217,7 +218,7 @@ def mark(
     conn: sqlite3.Connection, message_id: int, status: str, now: datetime, error: str | None = None
 ) -> None:
     """Record what happened to a push: sent, unreachable, skipped or failed (or still pending
-    after a transient error, counting the attempt)."""
+    after a transient error, counting the attempt); raises InvalidRequest (an unknown status)."""
     if status not in ("pending", "sent", "unreachable", "skipped", "failed"):
         raise InvalidRequest(f"unknown outbox status {status!r}")
     conn.execute(

@@ -23,10 +23,20 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 from storage import ledger
-from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
+from storage.errors import (
+    AlreadyCompleted,
+    InvalidAnswer,
+    InvalidRequest,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    StaleQuestion,
+    SurveyChanged,
+    SurveyClosed,
+)
 from storage.pushes import Push, enqueue
 from storage.sql import atomic, dt, dt_or_none, sole_operation, ts
 from storage.store import Store
@@ -38,46 +48,6 @@ CHOICE_KINDS: Final = frozenset({"single", "multiple"})
 RATINGS: Final = range(1, 6)
 # Text answers an operator sees per question in the statistics.
 TEXT_SAMPLES: Final = 5
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class SurveyClosed(StoreError):
-    """The survey is not open now: `reason` is 'not_open' (yet) or 'closed'."""
-
-    def __init__(
-        self, reason: Literal["not_open", "closed"], opens_at: datetime, closes_at: datetime
-    ) -> None:
-        super().__init__(f"survey {reason.replace('_', ' ')}")
-        self.reason = reason
-        self.opens_at = opens_at
-        self.closes_at = closes_at
-
-
-class AlreadyCompleted(StoreError):
-    """The member completed this survey already (and was rewarded then)."""
-
-
-class StaleQuestion(StoreError):
-    """The button answers another question than the one being asked (`position`)."""
-
-    def __init__(self, position: int) -> None:
-        super().__init__(f"the question being asked is number {position + 1}")
-        self.position = position
-
-
-class SurveyChanged(StoreError):
-    """The survey's questions changed since the member started: open it again to start over."""
-
-
-class InvalidAnswer(InvalidRequest):
-    """The answer does not fit the question; `reason` says how, `limit` is the bound broken."""
-
-    def __init__(self, reason: str, limit: int = 0) -> None:
-        super().__init__(f"invalid answer: {reason}")
-        self.reason = reason
-        self.limit = limit
 
 
 # --- what the caller describes ---------------------------------------------------------------
@@ -596,7 +566,8 @@ def rate(
     actor: str,
     now: datetime,
 ) -> Progress:
-    """Answer a rating question (1–5) and move on. Raises what `choose` raises."""
+    """Answer a rating question (1–5) and move on. Raises what `choose` raises;
+    InvalidAnswer('rating', 5) for other stars."""
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "rating":
@@ -893,7 +864,8 @@ def submit_feedback(
 
 
 def pending_feedback(conn: sqlite3.Connection, *, limit: int) -> tuple[list[Feedback], int]:
-    """The oldest suggestions waiting for review, and how many wait in all."""
+    """The oldest suggestions waiting for review, and how many wait in all; raises
+    InvalidRequest (limit <= 0)."""
     if limit <= 0:
         raise InvalidRequest("limit must be > 0")
     total = conn.execute("SELECT count(*) FROM feedback WHERE status = 'pending'").fetchone()[0]

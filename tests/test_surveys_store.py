@@ -12,18 +12,23 @@ import pytest
 
 from storage import ledger
 from storage.audit import audit
-from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound
+from storage.errors import (
+    AlreadyCompleted,
+    InvalidAnswer,
+    InvalidRequest,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    StaleQuestion,
+    SurveyChanged,
+    SurveyClosed,
+)
 from storage.members import Member, Profile, register_member
 from storage.pushes import SERVICE, Push
 from storage.store import Store, connect_sync, migrate
 from storage.surveys import (
-    AlreadyCompleted,
     Feedback,
-    InvalidAnswer,
     QuestionSpec,
-    StaleQuestion,
-    SurveyChanged,
-    SurveyClosed,
     Surveys,
     SurveySpec,
     back,
