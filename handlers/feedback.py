@@ -29,8 +29,8 @@ from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
 from storage.errors import InvalidState, LimitReached, NotFound
+from storage.feedback import Feedback
 from storage.pushes import SERVICE, Push
-from storage.surveys import Feedback
 
 FEEDBACK_PREFIX: Final = "fb"
 # The conversation's one state: the member is typing a suggestion.
