@@ -18,7 +18,7 @@ from typing import Any, Final
 from storage import ledger
 from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, required_now, ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +93,12 @@ def submit_feedback(
     source: str,
     local_day: date,
     daily_limit: int,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Feedback:
     """File a suggestion for review, at most `daily_limit` per member and local day; the same
     `source` again returns the first (replayed). Raises NotFound, LimitReached,
     InvalidRequest."""
+    now = required_now(now)
     cleaned = text.strip()
     if not cleaned:
         raise InvalidRequest("a suggestion needs some text")
@@ -146,12 +147,13 @@ def review_feedback(
     reward_points: int,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
     notice: Callable[[Feedback], Push] | None = None,
 ) -> Feedback:
     """Approve (paying `reward_points`, once, keyed 'feedback:<id>') or reject a pending
     suggestion, and queue the member's `notice` in the same transaction. Raises NotFound,
     InvalidState(the status it has), InvalidRequest."""
+    now = required_now(now)
     if isinstance(reward_points, bool) or not isinstance(reward_points, int) or reward_points < 0:
         raise InvalidRequest("the reward must be an integer >= 0")
     if not actor or not actor.strip():

@@ -28,7 +28,8 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.sql import atomic, dt, dt_or_none, sole_operation, ts, ts_or_none
+from storage.facade import Facade, looks_up, writes
+from storage.sql import atomic, dt, dt_or_none, required_now, ts, ts_or_none
 from storage.store import Store
 
 T = TypeVar("T")
@@ -299,9 +300,12 @@ def _refund_return(
 # --- catalog -------------------------------------------------------------------------------
 
 
-def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime) -> None:
+def sync_catalog(
+    conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime | None = None
+) -> None:
     """Bring the catalog in line with the configuration: new SKUs take their stock from it,
     existing ones keep stock and sales, missing ones are unlisted; raises InvalidRequest."""
+    now = required_now(now)
     skus = [entry.sku for entry in entries]
     if duplicates := sorted({sku for sku in skus if skus.count(sku) > 1}):
         raise InvalidRequest(f"duplicate skus {', '.join(duplicates)}")
@@ -376,9 +380,12 @@ def purchases_count(conn: sqlite3.Connection, member_id: int, sku: str) -> int:
     return int(row[0])
 
 
-def set_stock(conn: sqlite3.Connection, sku: str, left: int, *, now: datetime) -> ItemState:
+def set_stock(
+    conn: sqlite3.Connection, sku: str, left: int, *, now: datetime | None = None
+) -> ItemState:
     """Make `left` more units available from now on (stock = sold + left); raises NotFound,
     InvalidRequest."""
+    now = required_now(now)
     if isinstance(left, bool) or not isinstance(left, int) or left < 0:
         raise InvalidRequest(f"units left must be a whole number >= 0, not {left!r}")
     with atomic(conn):
@@ -400,12 +407,13 @@ def create_offer(
     sku: str,
     points: int,
     *,
-    now: datetime,
+    now: datetime | None = None,
     ttl: timedelta,
     deduction_yuan: Decimal | None = None,
 ) -> Offer:
     """Record what a confirmation button will redeem; raises NotFound, SoldOut, NotAvailable,
     LimitReached, InvalidRequest."""
+    now = required_now(now)
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"points must be a positive integer, not {points!r}")
     if ttl <= timedelta(0):
@@ -450,11 +458,17 @@ def create_offer(
 
 
 def redeem(
-    conn: sqlite3.Connection, offer_id: int, member_id: int, *, now: datetime, actor: str
+    conn: sqlite3.Connection,
+    offer_id: int,
+    member_id: int,
+    *,
+    now: datetime | None = None,
+    actor: str,
 ) -> Redemption:
     """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
     same redemption (replayed); raises OfferExpired, NotAvailable, SoldOut, LimitReached,
     InsufficientPoints."""
+    now = required_now(now)
     now_ts = ts(now)
     with atomic(conn):
         row = conn.execute(
@@ -549,12 +563,13 @@ def request_return(
     code: str,
     member_id: int,
     *,
-    now: datetime,
+    now: datetime | None = None,
     window: timedelta,
     actor: str,
 ) -> Redemption:
     """A member returns a redemption: goods wait for an operator, anything else is refunded at
     once; raises NotFound, InvalidState, ReturnWindowClosed."""
+    now = required_now(now)
     with atomic(conn):
         try:
             redemption = redemption_by_code(conn, code)
@@ -578,9 +593,12 @@ def request_return(
         return _redemption_by_id(conn, redemption.id)
 
 
-def approve_return(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+def approve_return(
+    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+) -> Redemption:
     """An operator accepts returned goods: the points come back; raises NotFound,
     InvalidState."""
+    now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status != "return_requested":
@@ -589,10 +607,11 @@ def approve_return(conn: sqlite3.Connection, code: str, *, actor: str, now: date
 
 
 def reject_return(
-    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime
+    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime | None = None
 ) -> Redemption:
     """An operator refuses a return, saying why; the member may still use what they got;
     raises NotFound, InvalidState, InvalidRequest."""
+    now = required_now(now)
     _require_text(reason, "a rejection reason")
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
@@ -606,8 +625,11 @@ def reject_return(
         return _redemption_by_id(conn, redemption.id)
 
 
-def fulfil(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+def fulfil(
+    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+) -> Redemption:
     """Hand over the goods or accept the voucher at the till; raises NotFound, InvalidState."""
+    now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status not in ("issued", "return_rejected"):
@@ -628,10 +650,11 @@ def delist(
     compensation_expires_at: datetime | None,
     min_validity_days: int,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> DelistReport:
     """Withdraw an item for good: refund every open redemption as the merchant's fault, plus a
     compensation bonus; a repeat finds nothing open; raises NotFound, InvalidRequest."""
+    now = required_now(now)
     _require_text(reason, "a delisting reason")
     if isinstance(compensation_percent, bool) or compensation_percent < 0:
         raise InvalidRequest(f"compensation percent cannot be {compensation_percent!r}")
@@ -702,29 +725,21 @@ def delist(
 # --- the async facade ----------------------------------------------------------------------
 
 
-class Mall:
+class Mall(Facade):
     """The mall over a `Store`: every write is one transaction (one thread hop)."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         # Every view of a shelf shows every item's stock: (read at, states), kept until a
         # mall write here or ITEM_STATES_TTL seconds, whichever comes first.
         self._states: tuple[float, tuple[ItemState, ...]] | None = None
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
+        """Run `fn` as one whole write transaction, then drop the cached shelf."""
         try:
-            return await self._store.write(sole_operation(fn))
+            return await super()._write(fn)
         finally:
             self._states = None  # stock, sales or listing may have changed
-
-    async def sync_catalog(
-        self, entries: Sequence[CatalogEntry], now: datetime | None = None
-    ) -> None:
-        """Bring the catalog in line with the configuration; raises InvalidRequest."""
-        when = self._store.now(now)
-        chosen = tuple(entries)
-        await self._write(lambda c: sync_catalog(c, chosen, when))
 
     async def items(self) -> list[ItemState]:
         """Every SKU ever configured, by sku (at most ITEM_STATES_TTL seconds old; a redemption
@@ -735,117 +750,17 @@ class Mall:
             cached = self._states = (now, tuple(await self._store.lookup(items)))
         return list(cached[1])
 
-    async def item(self, sku: str) -> ItemState:
-        """One SKU's state; raises NotFound."""
-        return await self._store.lookup(lambda c: item(c, sku))
-
-    async def purchases_count(self, member_id: int, sku: str) -> int:
-        """How many of the SKU the member holds toward its limit."""
-        return await self._store.lookup(lambda c: purchases_count(c, member_id, sku))
-
-    async def create_offer(
-        self,
-        member_id: int,
-        sku: str,
-        points: int,
-        *,
-        ttl: timedelta,
-        deduction_yuan: Decimal | None = None,
-        now: datetime | None = None,
-    ) -> Offer:
-        """Record what a confirmation button will redeem; raises NotFound, SoldOut,
-        NotAvailable, LimitReached, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: create_offer(
-                c, member_id, sku, points, now=when, ttl=ttl, deduction_yuan=deduction_yuan
-            )
-        )
-
-    async def redeem(
-        self, offer_id: int, member_id: int, *, actor: str, now: datetime | None = None
-    ) -> Redemption:
-        """Redeem an offer once (a repeat is `replayed`); raises OfferExpired, NotAvailable,
-        SoldOut, LimitReached, InsufficientPoints."""
-        when = self._store.now(now)
-        return await self._write(lambda c: redeem(c, offer_id, member_id, now=when, actor=actor))
-
-    async def redemptions(
-        self, member_id: int, *, offset: int = 0, limit: int = 10
-    ) -> tuple[list[Redemption], int]:
-        """A page of the member's redemptions, newest first, and the total."""
-        return await self._store.lookup(
-            lambda c: redemptions(c, member_id, offset=offset, limit=limit)
-        )
-
-    async def redemption_by_code(self, code: str) -> Redemption:
-        """The redemption with this code, typed in any case; raises NotFound."""
-        return await self._store.lookup(lambda c: redemption_by_code(c, code))
-
-    async def request_return(
-        self,
-        code: str,
-        member_id: int,
-        *,
-        window: timedelta,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Redemption:
-        """A member returns a redemption; raises NotFound, InvalidState, ReturnWindowClosed."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: request_return(c, code, member_id, now=when, window=window, actor=actor)
-        )
-
-    async def approve_return(
-        self, code: str, *, actor: str, now: datetime | None = None
-    ) -> Redemption:
-        """An operator accepts returned goods; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(lambda c: approve_return(c, code, actor=actor, now=when))
-
-    async def reject_return(
-        self, code: str, *, actor: str, reason: str, now: datetime | None = None
-    ) -> Redemption:
-        """An operator refuses a return; raises NotFound, InvalidState, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: reject_return(c, code, actor=actor, reason=reason, now=when)
-        )
-
-    async def fulfil(self, code: str, *, actor: str, now: datetime | None = None) -> Redemption:
-        """Hand over the goods or accept the voucher; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(lambda c: fulfil(c, code, actor=actor, now=when))
-
-    async def set_stock(self, sku: str, left: int, *, now: datetime | None = None) -> ItemState:
-        """Make `left` more units available; raises NotFound, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(lambda c: set_stock(c, sku, left, now=when))
-
-    async def delist(
-        self,
-        sku: str,
-        *,
-        reason: str,
-        compensation_percent: int,
-        compensation_expires_at: datetime | None,
-        min_validity_days: int,
-        actor: str,
-        now: datetime | None = None,
-    ) -> DelistReport:
-        """Withdraw an item, refunding and compensating open redemptions; raises NotFound,
-        InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: delist(
-                c,
-                sku,
-                reason=reason,
-                compensation_percent=compensation_percent,
-                compensation_expires_at=compensation_expires_at,
-                min_validity_days=min_validity_days,
-                actor=actor,
-                now=when,
-            )
-        )
+    # Each runs this module's sync function of the same name.
+    sync_catalog = writes(sync_catalog)
+    item = looks_up(item)
+    purchases_count = looks_up(purchases_count)
+    create_offer = writes(create_offer)
+    redeem = writes(redeem)
+    redemptions = looks_up(redemptions)
+    redemption_by_code = looks_up(redemption_by_code)
+    request_return = writes(request_return)
+    approve_return = writes(approve_return)
+    reject_return = writes(reject_return)
+    fulfil = writes(fulfil)
+    set_stock = writes(set_stock)
+    delist = writes(delist)

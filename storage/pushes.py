@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from storage.errors import InvalidRequest, NotFound
+from storage.facade import Facade, looks_up, reads, writes
+from storage.members import member_count
 from storage.sql import dt, dt_or_none, ts
-from storage.store import Store
 
 SERVICE: Final = "service"
 MARKETING: Final = "marketing"
@@ -329,106 +330,6 @@ def member_ids(conn: sqlite3.Connection) -> list[int]:
     return [int(row[0]) for row in conn.execute("SELECT id FROM members ORDER BY id")]
 
 
-class Pushes:
-    """The async facade over the outbox, preferences and job runs."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def preferences(self, telegram_id: int) -> Preferences:
-        """A member's preferences; raises NotFound."""
-        return await self._store.lookup(lambda c: preferences(c, telegram_id))
-
-    async def set_birthday(
-        self,
-        telegram_id: int,
-        month: int,
-        day: int,
-        year: int | None,
-        *,
-        now: datetime,
-        change_allowed_after: datetime | None,
-    ) -> Preferences:
-        """Record a birthday; raises NotFound, InvalidRequest."""
-        return await self._store.write(
-            lambda c: set_birthday(
-                c, telegram_id, month, day, year, now=now, change_allowed_after=change_allowed_after
-            )
-        )
-
-    async def set_marketing(self, telegram_id: int, opt_in: bool) -> Preferences:
-        """Turn marketing messages on or off; raises NotFound."""
-        return await self._store.write(lambda c: set_marketing(c, telegram_id, opt_in))
-
-    async def set_reachable(self, telegram_id: int, reachable: bool) -> bool:
-        """Record whether Telegram lets us reach this user."""
-        return await self._store.write(lambda c: set_reachable(c, telegram_id, reachable))
-
-    async def enqueue(self, pushes: Sequence[Push], now: datetime) -> int:
-        """Add pushes, skipping dedupe keys already there; return how many were new."""
-        return await self._store.write(lambda c: enqueue(c, pushes, now))
-
-    async def due(self, *, marketing: bool, limit: int) -> list[OutboxMessage]:
-        """The oldest pending pushes."""
-        return await self._store.read(lambda c: due(c, marketing=marketing, limit=limit))
-
-    async def mark(
-        self, message_id: int, status: str, now: datetime, error: str | None = None
-    ) -> None:
-        """Record what happened to a push."""
-        await self._store.write(lambda c: mark(c, message_id, status, now, error))
-
-    async def counts(self) -> dict[str, int]:
-        """How many pushes are in each status."""
-        return await self._store.read(outbox_counts)
-
-    async def policy_changes(self) -> list[PolicyChange]:
-        """Every announced expiry-policy change."""
-        return await self._store.read(policy_changes)
-
-    async def create_broadcast(self, text: str, actor: str, now: datetime) -> Broadcast:
-        """Keep a broadcast for its preview."""
-        return await self._store.write(lambda c: create_broadcast(c, text, actor, now))
-
-    async def confirm_broadcast(
-        self, broadcast_id: int, actor: str, now: datetime, message_key: str
-    ) -> int:
-        """Queue a previewed broadcast for every member; raises NotFound."""
-        return await self._store.write(
-            lambda c: confirm_broadcast(c, broadcast_id, actor, now, message_key)
-        )
-
-    async def member_ids(self) -> list[int]:
-        """Every member's id."""
-        return await self._store.read(member_ids)
-
-    async def member_count(self) -> int:
-        """How many members there are."""
-        return await self._store.read(member_count)
-
-    async def record_job(
-        self, job: str, day: date, started: datetime, finished: datetime, summary: str
-    ) -> None:
-        """Record that a daily job finished for a local day."""
-        await self._store.write(lambda c: record_job(c, job, day, started, finished, summary))
-
-    async def job_ran(self, job: str, day: date) -> bool:
-        """True when the job finished for that local day."""
-        return await self._store.lookup(lambda c: job_ran(c, job, day))
-
-    async def last_run_day(self, job: str) -> date | None:
-        """The latest local day the job finished for."""
-        return await self._store.lookup(lambda c: last_run_day(c, job))
-
-    async def birthdays_on(self, dates: Sequence[tuple[int, int]]) -> list[BirthdayMember]:
-        """Members whose birthday is one of `dates`."""
-        return await self._store.read(lambda c: birthdays_on(c, dates))
-
-    async def expiring_between(self, start: datetime, end: datetime) -> list[Expiring]:
-        """Unspent points expiring in (start, end], per member and instant."""
-        return await self._store.read(lambda c: expiring_between(c, start, end))
-
-
 # --- announced policy changes and broadcasts ---------------------------------------------
 
 
@@ -539,6 +440,28 @@ def confirm_broadcast(
     ).rowcount
 
 
-def member_count(conn: sqlite3.Connection) -> int:
-    """How many members there are (a broadcast's audience)."""
-    return int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
+# --- the async facade ----------------------------------------------------------------------
+
+
+class Pushes(Facade):
+    """The async facade over the outbox, preferences and job runs."""
+
+    # Each runs this module's sync function of the same name (`counts`: outbox_counts).
+    preferences = looks_up(preferences)
+    set_birthday = writes(set_birthday)
+    set_marketing = writes(set_marketing)
+    set_reachable = writes(set_reachable)
+    enqueue = writes(enqueue)
+    due = reads(due)
+    mark = writes(mark)
+    counts = reads(outbox_counts)
+    policy_changes = reads(policy_changes)
+    create_broadcast = writes(create_broadcast)
+    confirm_broadcast = writes(confirm_broadcast)
+    member_ids = reads(member_ids)
+    member_count = reads(member_count)
+    record_job = writes(record_job)
+    job_ran = looks_up(job_ran)
+    last_run_day = looks_up(last_run_day)
+    birthdays_on = reads(birthdays_on)
+    expiring_between = reads(expiring_between)

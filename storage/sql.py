@@ -39,6 +39,13 @@ def dt_or_none(value: int | None) -> datetime | None:
     return None if value is None else dt(value)
 
 
+def required_now(now: datetime | None) -> datetime:
+    """`now` as given (a facade fills it in from the store's clock); raises TypeError for None."""
+    if now is None:
+        raise TypeError("pass now= (only a facade fills it in from the store's clock)")
+    return now
+
+
 # Set while a core function runs as the whole of a facade's Store.write transaction.
 _sole_operation = threading.local()
 

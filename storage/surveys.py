@@ -19,12 +19,12 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Final, TypeVar
+from datetime import datetime
+from typing import Any, Final
 
-from storage import ledger
+from storage import feedback, ledger
 from storage.errors import (
     AlreadyCompleted,
     InvalidAnswer,
@@ -34,19 +34,8 @@ from storage.errors import (
     SurveyChanged,
     SurveyClosed,
 )
-from storage.feedback import (
-    Feedback,
-    feedback_count,
-    feedback_item,
-    pending_feedback,
-    review_feedback,
-    submit_feedback,
-)
-from storage.pushes import Push
-from storage.sql import atomic, dt, dt_or_none, sole_operation, ts
-from storage.store import Store
-
-T = TypeVar("T")
+from storage.facade import Facade, looks_up, reads, writes
+from storage.sql import atomic, dt, dt_or_none, required_now, ts
 
 QUESTION_KINDS: Final = ("single", "multiple", "rating", "text")
 CHOICE_KINDS: Final = frozenset({"single", "multiple"})
@@ -417,10 +406,13 @@ def active_response(conn: sqlite3.Connection, member_id: int) -> Progress | None
     return None if row is None else _progress(conn, row)
 
 
-def start(conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: datetime) -> Progress:
+def start(
+    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: datetime | None = None
+) -> Progress:
     """Open the member's response (a new one, or the unfinished one where they left it); a
     survey changed since they started starts over (`restarted`). Raises NotFound,
     AlreadyCompleted, SurveyClosed."""
+    now = required_now(now)
     _check_spec(spec)
     now_ts = ts(now)
     with atomic(conn):
@@ -459,11 +451,12 @@ def choose(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Answer a single-choice question and move on (completing after the last question).
     Raises NotFound, AlreadyCompleted, SurveyChanged, SurveyClosed, StaleQuestion,
     InvalidAnswer."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "single":
@@ -483,10 +476,11 @@ def toggle(
     position: int,
     option_id: str,
     *,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Tick or untick an option of a multiple-choice question (confirmed later with Done).
     Raises what `choose` raises; InvalidAnswer('too_many') beyond max_choices."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "multiple":
@@ -516,11 +510,12 @@ def confirm_choices(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Done on a multiple-choice question: keep the ticked options and move on (nothing
     ticked skips an optional question). Raises what `choose` raises; InvalidAnswer('required')
     when a required question has nothing ticked."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "multiple":
@@ -548,10 +543,11 @@ def rate(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Answer a rating question (1–5) and move on. Raises what `choose` raises;
     InvalidAnswer('rating', 5) for other stars."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "rating":
@@ -572,11 +568,12 @@ def write_text(
     source: str | None = None,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Answer a free-text question and move on; the message `source` already answered a
     question returns the response unchanged (replayed). Raises what `choose` raises;
     InvalidAnswer('empty') or ('too_long', max_length)."""
+    now = required_now(now)
     with atomic(conn):
         if source is not None:
             taken = conn.execute(
@@ -616,10 +613,11 @@ def skip(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Skip an optional question and move on. Raises what `choose` raises;
     InvalidAnswer('required') for a required question."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.required:
@@ -636,10 +634,11 @@ def keep(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Keep the answer given before (after Back) and move on. Raises what `choose` raises;
     InvalidAnswer('nothing') when there is no finished answer to keep."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         given = _answers(conn, row[0]).get(question.id)
@@ -649,10 +648,16 @@ def keep(
 
 
 def back(
-    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, position: int, *, now: datetime
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    *,
+    now: datetime | None = None,
 ) -> Progress:
     """Go back to the previous question (its answer is kept until changed). Raises what
     `choose` raises; InvalidAnswer('first') on the first question."""
+    now = required_now(now)
     with atomic(conn):
         row, _question = _current(conn, spec, member_id, position, now)
         if position == 0:
@@ -768,272 +773,26 @@ def survey_ids_with_responses(conn: sqlite3.Connection) -> list[str]:
 # --- the async facade ----------------------------------------------------------------------
 
 
-class Surveys:
+class Surveys(Facade):
     """Surveys and suggestions over a `Store`: every write is one transaction (one hop)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(sole_operation(fn))
-
-    async def progress(self, survey_id: str, member_id: int) -> Progress | None:
-        """The member's response to a survey, or None."""
-        return await self._store.lookup(lambda c: progress(c, survey_id, member_id))
-
-    async def responses(self, member_id: int) -> dict[str, Progress]:
-        """Every response of the member, by survey id."""
-        return await self._store.lookup(lambda c: responses(c, member_id))
-
-    async def active_response(self, member_id: int) -> Progress | None:
-        """The unfinished response the member touched last."""
-        return await self._store.lookup(lambda c: active_response(c, member_id))
-
-    async def start(
-        self, spec: SurveySpec, member_id: int, *, now: datetime | None = None
-    ) -> Progress:
-        """Open (or resume) the member's response; raises NotFound, AlreadyCompleted,
-        SurveyClosed."""
-        when = self._store.now(now)
-        return await self._write(lambda c: start(c, spec, member_id, now=when))
-
-    async def choose(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        option_id: str,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a single-choice question; see `choose`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: choose(
-                c,
-                spec,
-                member_id,
-                position,
-                option_id,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def toggle(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        option_id: str,
-        *,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Tick or untick a multiple-choice option; see `toggle`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: toggle(c, spec, member_id, position, option_id, now=when)
-        )
-
-    async def confirm_choices(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Done on a multiple-choice question; see `confirm_choices`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: confirm_choices(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def rate(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        stars: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a rating question; see `rate`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: rate(
-                c,
-                spec,
-                member_id,
-                position,
-                stars,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def write_text(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        text: str,
-        *,
-        source: str | None = None,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a free-text question; see `write_text`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: write_text(
-                c,
-                spec,
-                member_id,
-                position,
-                text,
-                source=source,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def skip(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Skip an optional question; see `skip`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: skip(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def keep(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Keep the earlier answer and move on; see `keep`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: keep(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def back(
-        self, spec: SurveySpec, member_id: int, position: int, *, now: datetime | None = None
-    ) -> Progress:
-        """Go back to the previous question; see `back`."""
-        when = self._store.now(now)
-        return await self._write(lambda c: back(c, spec, member_id, position, now=when))
-
-    async def stats(self, spec: SurveySpec) -> SurveyStats:
-        """The survey's results."""
-        return await self._store.read(lambda c: survey_stats(c, spec))
-
-    async def submit_feedback(
-        self,
-        member_id: int,
-        text: str,
-        *,
-        source: str,
-        local_day: date,
-        daily_limit: int,
-        now: datetime | None = None,
-    ) -> Feedback:
-        """File a suggestion; raises NotFound, LimitReached, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: submit_feedback(
-                c,
-                member_id,
-                text,
-                source=source,
-                local_day=local_day,
-                daily_limit=daily_limit,
-                now=when,
-            )
-        )
-
-    async def feedback_count(self, member_id: int, local_day: date) -> int:
-        """How many suggestions the member sent on local `day`."""
-        return await self._store.lookup(lambda c: feedback_count(c, member_id, local_day))
-
-    async def pending_feedback(self, *, limit: int) -> tuple[list[Feedback], int]:
-        """The oldest pending suggestions and how many wait in all."""
-        return await self._store.read(lambda c: pending_feedback(c, limit=limit))
-
-    async def feedback_item(self, feedback_id: int) -> Feedback:
-        """One suggestion; raises NotFound."""
-        return await self._store.lookup(lambda c: feedback_item(c, feedback_id))
-
-    async def review_feedback(
-        self,
-        feedback_id: int,
-        *,
-        approve: bool,
-        reward_points: int,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-        notice: Callable[[Feedback], Push] | None = None,
-    ) -> Feedback:
-        """Approve (and pay) or reject a suggestion once; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: review_feedback(
-                c,
-                feedback_id,
-                approve=approve,
-                reward_points=reward_points,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-                notice=notice,
-            )
-        )
+    # Each runs the sync function of the same name (`stats`: survey_stats).
+    progress = looks_up(progress)
+    responses = looks_up(responses)
+    active_response = looks_up(active_response)
+    start = writes(start)
+    choose = writes(choose)
+    toggle = writes(toggle)
+    confirm_choices = writes(confirm_choices)
+    rate = writes(rate)
+    write_text = writes(write_text)
+    skip = writes(skip)
+    keep = writes(keep)
+    back = writes(back)
+    stats = reads(survey_stats)
+    # Suggestions (storage.feedback), served here as the handlers have always reached them.
+    submit_feedback = writes(feedback.submit_feedback)
+    feedback_count = looks_up(feedback.feedback_count)
+    pending_feedback = reads(feedback.pending_feedback)
+    feedback_item = looks_up(feedback.feedback_item)
+    review_feedback = writes(feedback.review_feedback)

@@ -50,7 +50,7 @@ from storage.ledger.records import (
     ExpiryReport,
     OperationResult,
 )
-from storage.sql import atomic, ts, ts_or_none
+from storage.sql import atomic, required_now, ts, ts_or_none
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,11 @@ def earn(
     reason: str | None = None,
     reference: str | None = None,
     meta: Mapping[str, Any] | None = None,
-    now: datetime,
+    now: datetime | None = None,
 ) -> OperationResult:
     """Credit a member from the `kind` source as one new lot; raises NotFound, Conflict,
     InvalidRequest."""
+    now = required_now(now)
     fingerprint, expires_ts, now_ts, meta_json = _prepare_earn(
         EarnRequest(member_id, points, kind, key, actor, expires_at, now, reason, reference, meta)
     )
@@ -141,10 +142,11 @@ def spend(
     sink: str = "redeemed",
     reason: str | None,
     reference: str | None,
-    now: datetime,
+    now: datetime | None = None,
 ) -> OperationResult:
     """Move unexpired points to a sink, soonest-expiring lots first; raises InsufficientPoints,
     NotFound, Conflict, InvalidRequest."""
+    now = required_now(now)
     require_positive(points)
     if sink not in SPEND_SINKS:
         raise InvalidRequest(f"points cannot be spent into {sink!r}")
@@ -197,10 +199,11 @@ def refund(
     reason: str | None,
     merchant_fault: bool,
     min_validity_days: int = 30,
-    now: datetime,
+    now: datetime | None = None,
 ) -> OperationResult:
     """Give a spend's points back, once, into new lots traceable to the ones it consumed;
     raises NotFound, AlreadyReversed, Conflict, InvalidRequest."""
+    now = required_now(now)
     if min_validity_days < 0:
         raise InvalidRequest("min_validity_days cannot be negative")
     now_ts = ts(now)
@@ -288,10 +291,11 @@ def transfer(
     key: str,
     actor: str,
     reason: str | None,
-    now: datetime,
+    now: datetime | None = None,
 ) -> OperationResult:
     """Move points to another member; their new lots keep each source lot's expiry;
     raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
+    now = required_now(now)
     require_positive(points)
     if from_member == to_member:
         raise InvalidRequest("a member cannot transfer points to themselves")
@@ -353,10 +357,11 @@ def adjust(
     actor: str,
     reason: str,
     expires_at: datetime | None = None,
-    now: datetime,
+    now: datetime | None = None,
 ) -> OperationResult:
     """An admin correction: a positive delta is a new lot, a negative one is consumed like a
     spend; raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
+    now = required_now(now)
     if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
         raise InvalidRequest(f"an adjustment needs a non-zero integer delta, not {delta!r}")
     if not reason or not reason.strip():
@@ -425,12 +430,13 @@ def extend_validity(
     key: str,
     actor: str,
     reason: str | None,
-    now: datetime,
+    now: datetime | None = None,
     lot_ids: Iterable[int] | None = None,
 ) -> OperationResult:
     """Compensation: move the remainders of unexpired lots expiring before `until` into new
     lots expiring at `until` (never shortens anything); raises NotFound, Conflict,
     InvalidRequest."""
+    now = required_now(now)
     now_ts = ts(now)
     until_ts = ts(until)
     if until_ts <= now_ts:

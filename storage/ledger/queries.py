@@ -22,7 +22,7 @@ from storage.ledger.records import (
     Statement,
     StatementLine,
 )
-from storage.sql import dt, dt_or_none, ts
+from storage.sql import dt, dt_or_none, required_now, ts
 
 
 def _require_member(conn: sqlite3.Connection, member_id: int) -> None:
@@ -45,8 +45,9 @@ def existing_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
     return found
 
 
-def available(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
+def available(conn: sqlite3.Connection, member_id: int, now: datetime | None = None) -> int:
     """Spendable points: the unexpired remainders (0 for a member with none)."""
+    now = required_now(now)
     # The member account's balance is the sum of all its lots' remainders (audit:
     # balance_equals_lots), so subtracting the few lots past expiry the sweep has not booked
     # yet reads a handful of rows, however many lots a regular customer has collected.
@@ -60,9 +61,10 @@ def available(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
     return 0 if row is None else int(row[0])
 
 
-def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
+def balance(conn: sqlite3.Connection, member_id: int, now: datetime | None = None) -> Balance:
     """Spendable points (unexpired remainders), their expiry schedule and lifetime earnings;
     raises NotFound."""
+    now = required_now(now)
     _require_member(conn, member_id)
     expiring = tuple(
         (dt_or_none(expires_at), int(points))
@@ -90,10 +92,11 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime) -> Balance:
 
 
 def plan_spend(
-    conn: sqlite3.Connection, member_id: int, points: int, now: datetime
+    conn: sqlite3.Connection, member_id: int, points: int, now: datetime | None = None
 ) -> tuple[tuple[datetime | None, int], ...]:
     """The (expires_at, points) a spend of `points` would consume now, soonest first, without
     writing; raises InsufficientPoints, NotFound, InvalidRequest."""
+    now = required_now(now)
     require_positive(points)
     _require_member(conn, member_id)
     # The very selection `spend` makes, so a preview can never disagree with the spend.
