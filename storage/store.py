@@ -221,8 +221,13 @@ class Store:
 
     @staticmethod
     async def _call(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-        # aiosqlite has no public "run this function in your thread": one hop per operation
-        # instead of one per statement is what makes the single writer fast (DESIGN.md).
+        """Run `fn(sqlite3_connection, *args)` on `conn`'s own thread, in one hop."""
+        # The one place that uses aiosqlite's private API (checked by tests/test_store.py on
+        # every run): `Connection._execute(fn, *args)` queues `fn` to the connection's worker
+        # thread and awaits its result, and `Connection._conn` is the sqlite3.Connection that
+        # thread owns. aiosqlite has no public "run this function in your thread": one hop per
+        # operation instead of one per statement is what makes the single writer fast
+        # (DESIGN.md). Should aiosqlite change them, change this method alone.
         result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
         return result
 
