@@ -31,7 +31,7 @@ from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
 from storage.errors import InvalidState, NotFound
-from storage.surveys import Feedback
+from storage.feedback import Feedback
 
 FEEDBACK_PREFIX: Final = "fb"
 # The conversation's one state: the member is typing a suggestion.

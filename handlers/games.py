@@ -29,8 +29,15 @@ from bot.sending import read_back
 from bot.wheel import PICTURE_CACHE, STOPS_PER_SLICE, WheelPicture, painter_for
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
-from storage.errors import InsufficientPoints, InvalidState, LimitReached, NotFound, OfferExpired
-from storage.games import Play, PriceChanged, PrizeVoucher
+from storage.errors import (
+    InsufficientPoints,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    OfferExpired,
+    PriceChanged,
+)
+from storage.games import Play, PrizeVoucher
 
 log = logging.getLogger(__name__)
 

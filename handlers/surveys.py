@@ -56,15 +56,14 @@ from bot.surveys import known_survey_ids, option_label
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.feedback import feedback_data
-from storage.errors import NotFound
-from storage.surveys import (
+from storage.errors import (
     AlreadyCompleted,
     InvalidAnswer,
-    Progress,
+    NotFound,
     StaleQuestion,
     SurveyClosed,
-    SurveyStats,
 )
+from storage.surveys import Progress, SurveyStats
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 
 class StoreError(Exception):
@@ -38,6 +39,9 @@ class InvalidRequest(StoreError, ValueError):
     """The request breaks a ledger rule (non-positive points, transfer to oneself, no reason)."""
 
 
+# --- the mall, games, surveys and suggestions -------------------------------------------------
+
+
 class SoldOut(StoreError):
     """Every unit of the item has been redeemed."""
 
@@ -71,7 +75,7 @@ class ReturnWindowClosed(StoreError):
 
 
 class InvalidState(StoreError):
-    """The redemption's status does not allow this step."""
+    """The record's status (a redemption's, card's, voucher's, suggestion's) forbids this step."""
 
     def __init__(self, status: str) -> None:
         super().__init__(f"not allowed while {status}")
@@ -86,3 +90,49 @@ class CatalogPriceChanged(StoreError):
         self.sku = sku
         self.offered = offered
         self.current = current
+
+
+class PriceChanged(StoreError):
+    """The button promised another price than the play costs now (a free play was used up)."""
+
+    def __init__(self, promised: int, cost: int) -> None:
+        super().__init__(f"the button said {promised} points, a play costs {cost} now")
+        self.promised = promised
+        self.cost = cost
+
+
+class SurveyClosed(StoreError):
+    """The survey is not open now: `reason` is 'not_open' (yet) or 'closed'."""
+
+    def __init__(
+        self, reason: Literal["not_open", "closed"], opens_at: datetime, closes_at: datetime
+    ) -> None:
+        super().__init__(f"survey {reason.replace('_', ' ')}")
+        self.reason = reason
+        self.opens_at = opens_at
+        self.closes_at = closes_at
+
+
+class AlreadyCompleted(StoreError):
+    """The member completed this survey already (and was rewarded then)."""
+
+
+class StaleQuestion(StoreError):
+    """The button answers another question than the one being asked (`position`)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"the question being asked is number {position + 1}")
+        self.position = position
+
+
+class SurveyChanged(StoreError):
+    """The survey's questions changed since the member started: open it again to start over."""
+
+
+class InvalidAnswer(InvalidRequest):
+    """The answer does not fit the question; `reason` says how, `limit` is the bound broken."""
+
+    def __init__(self, reason: str, limit: int = 0) -> None:
+        super().__init__(f"invalid answer: {reason}")
+        self.reason = reason
+        self.limit = limit

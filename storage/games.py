@@ -5,7 +5,7 @@ The caller decides the rules (what was drawn, the fallback, the local day, expir
 module keeps them honest: a play is written once per offer, costs and prizes are ledger
 operations keyed by the offer inside the same transaction, a card's prize is fixed when it is
 bought and paid exactly once when it is revealed. Like `storage.mall`, the core is synchronous
-functions on a `sqlite3.Connection`, each all-or-nothing through `storage.ledger.atomic`;
+functions on a `sqlite3.Connection`, each all-or-nothing through `storage.sql.atomic`;
 `Games` is the async facade.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 from storage import ledger
 from storage.errors import (
@@ -26,12 +26,10 @@ from storage.errors import (
     LimitReached,
     NotFound,
     OfferExpired,
-    StoreError,
+    PriceChanged,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
-from storage.store import Store
-
-T = TypeVar("T")
+from storage.facade import Facade, looks_up, writes
+from storage.sql import atomic, dt, dt_or_none, required_now, ts
 
 Game = Literal["wheel", "scratch"]
 GAMES: Final = ("wheel", "scratch")
@@ -40,15 +38,6 @@ CELLS: Final = 9
 ALL_CELLS: Final = (1 << CELLS) - 1
 CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH: Final = 8
-
-
-class PriceChanged(StoreError):
-    """The button promised another price than the play costs now (a free play was used up)."""
-
-    def __init__(self, promised: int, cost: int) -> None:
-        super().__init__(f"the button said {promised} points, a play costs {cost} now")
-        self.promised = promised
-        self.cost = cost
 
 
 # --- requests and results --------------------------------------------------------------------
@@ -184,9 +173,9 @@ def _voucher(row: Sequence[Any]) -> PrizeVoucher:
         game=row[5],
         prize_id=row[6],
         status=row[7],
-        created_at=_dt(row[8]),
-        expires_at=_dt(row[9]),
-        used_at=_dt_or_none(row[10]),
+        created_at=dt(row[8]),
+        expires_at=dt(row[9]),
+        used_at=dt_or_none(row[10]),
         used_by=row[11],
     )
 
@@ -210,8 +199,8 @@ def _play_row(conn: sqlite3.Connection, row: Sequence[Any], *, replayed: bool = 
         prize_operation_id=row[13],
         layout=None if row[14] is None else tuple(json.loads(row[14])),
         scratched=row[15],
-        created_at=_dt(row[16]),
-        revealed_at=_dt_or_none(row[17]),
+        created_at=dt(row[16]),
+        revealed_at=dt_or_none(row[17]),
         voucher=None if voucher is None else _voucher(voucher),
         replayed=replayed,
     )
@@ -291,7 +280,7 @@ def _issue_voucher(
     now_ts: int,
     expires_at: datetime,
 ) -> None:
-    expires_ts = _ts(expires_at)
+    expires_ts = ts(expires_at)
     if expires_ts <= now_ts:
         raise InvalidRequest("a prize voucher would expire the moment it is won")
     conn.execute(
@@ -348,16 +337,17 @@ def create_offer(
     cost: int,
     *,
     local_day: date,
-    now: datetime,
+    now: datetime | None = None,
     ttl: timedelta,
 ) -> GameOffer:
     """Record what a Spin / Buy button will play; raises NotFound, InvalidRequest."""
+    now = required_now(now)
     _check_game(game)
     _count(cost, "cost")
     if ttl <= timedelta(0):
         raise InvalidRequest("an offer must stay valid for some time")
-    now_ts = _ts(now)
-    expires_ts = max(_ts(now + ttl), now_ts + 1)  # a ttl under a second rounds away
+    now_ts = ts(now)
+    expires_ts = max(ts(now + ttl), now_ts + 1)  # a ttl under a second rounds away
     with atomic(conn):
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
@@ -373,8 +363,8 @@ def create_offer(
             game=game,
             cost=cost,
             local_day=local_day,
-            created_at=_dt(now_ts),
-            expires_at=_dt(expires_ts),
+            created_at=dt(now_ts),
+            expires_at=dt(expires_ts),
         )
 
 
@@ -392,18 +382,19 @@ def play(
     prize_expires_at: datetime | None,
     voucher_expires_at: datetime,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Play:
     """Play an offer once: check the daily limit, spend the cost (none for a free play), record
     the drawn prize or, when it would overrun the day's budget, the fallback. A wheel is
     revealed and paid at once; a card keeps its prize until it is scratched. A repeat returns
     the same play (replayed); raises OfferExpired, PriceChanged, LimitReached,
     InsufficientPoints, InvalidRequest."""
+    now = required_now(now)
     _check_game(game)
     _check_rules(rules)
     _check_outcome(drawn, game)
     _check_outcome(fallback, game)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         offer = conn.execute(
             "SELECT member_id, game, cost, local_day, expires_at FROM game_offers WHERE id = ?",
@@ -518,17 +509,18 @@ def scratch(
     prize_expires_at: datetime | None,
     voucher_expires_at: datetime,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Play:
     """Uncover cells of the member's card; once `reveal_after` are uncovered (or every cell is
     asked for) the card is revealed and its prize paid, once. Cells already uncovered change
     nothing (replayed); raises NotFound, InvalidState('revealed'), InvalidRequest."""
+    now = required_now(now)
     if not cells or any(
         isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < CELLS for c in cells
     ):
         raise InvalidRequest(f"cells are numbered 0..{CELLS - 1}, not {list(cells)!r}")
     _count(reveal_after, "cells to reveal", low=1)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         current = card(conn, card_id, member_id)
         if current.revealed:
@@ -620,9 +612,12 @@ def vouchers(
     return found, int(total)
 
 
-def use_voucher(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> PrizeVoucher:
+def use_voucher(
+    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+) -> PrizeVoucher:
     """Accept a prize voucher at the till, once; raises NotFound, InvalidState('used' or
     'expired')."""
+    now = required_now(now)
     if not actor or not actor.strip():
         raise InvalidRequest("say who accepted the voucher")
     with atomic(conn):
@@ -633,7 +628,7 @@ def use_voucher(conn: sqlite3.Connection, code: str, *, actor: str, now: datetim
             raise InvalidState("expired")
         conn.execute(
             "UPDATE game_vouchers SET status = 'used', used_at = ?, used_by = ? WHERE id = ?",
-            (_ts(now), actor, voucher.id),
+            (ts(now), actor, voucher.id),
         )
         return voucher_by_code(conn, voucher.code)
 
@@ -641,122 +636,16 @@ def use_voucher(conn: sqlite3.Connection, code: str, *, actor: str, now: datetim
 # --- the async facade ----------------------------------------------------------------------
 
 
-class Games:
+class Games(Facade):
     """The games over a `Store`: every write is one transaction (one thread hop)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(_as_sole_operation(fn))
-
-    async def day_usage(self, member_id: int, game: str, day: date) -> DayUsage:
-        """The member's plays of `game` on local `day`, and the prize points paid that day."""
-        return await self._store.lookup(lambda c: day_usage(c, member_id, game, day))
-
-    async def create_offer(
-        self,
-        member_id: int,
-        game: str,
-        cost: int,
-        *,
-        local_day: date,
-        ttl: timedelta,
-        now: datetime | None = None,
-    ) -> GameOffer:
-        """Record what a Spin / Buy button will play; raises NotFound, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: create_offer(c, member_id, game, cost, local_day=local_day, now=when, ttl=ttl)
-        )
-
-    async def play(
-        self,
-        offer_id: int,
-        member_id: int,
-        *,
-        game: str,
-        local_day: date,
-        rules: PlayRules,
-        drawn: Outcome,
-        fallback: Outcome,
-        campaign: str | None,
-        prize_expires_at: datetime | None,
-        voucher_expires_at: datetime,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Play:
-        """Play an offer once (a repeat is `replayed`); raises OfferExpired, PriceChanged,
-        LimitReached, InsufficientPoints, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: play(
-                c,
-                offer_id,
-                member_id,
-                game=game,
-                local_day=local_day,
-                rules=rules,
-                drawn=drawn,
-                fallback=fallback,
-                campaign=campaign,
-                prize_expires_at=prize_expires_at,
-                voucher_expires_at=voucher_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def card(self, card_id: int, member_id: int) -> Play:
-        """One of the member's scratch cards; raises NotFound."""
-        return await self._store.lookup(lambda c: card(c, card_id, member_id))
-
-    async def scratch(
-        self,
-        card_id: int,
-        member_id: int,
-        cells: Sequence[int],
-        *,
-        reveal_after: int,
-        prize_expires_at: datetime | None,
-        voucher_expires_at: datetime,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Play:
-        """Uncover cells, revealing and paying the card once; raises NotFound,
-        InvalidState, InvalidRequest."""
-        when = self._store.now(now)
-        chosen = tuple(cells)
-        return await self._write(
-            lambda c: scratch(
-                c,
-                card_id,
-                member_id,
-                chosen,
-                reveal_after=reveal_after,
-                prize_expires_at=prize_expires_at,
-                voucher_expires_at=voucher_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def unrevealed_cards(self, member_id: int, *, limit: int = 5) -> list[Play]:
-        """The member's scratch cards still to be scratched, oldest first."""
-        return await self._store.lookup(lambda c: unrevealed_cards(c, member_id, limit=limit))
-
-    async def vouchers(self, member_id: int, *, limit: int = 10) -> tuple[list[PrizeVoucher], int]:
-        """The member's newest prize vouchers and the total."""
-        return await self._store.lookup(lambda c: vouchers(c, member_id, limit=limit))
-
-    async def voucher_by_code(self, code: str) -> PrizeVoucher:
-        """The prize voucher with this code; raises NotFound."""
-        return await self._store.lookup(lambda c: voucher_by_code(c, code))
-
-    async def use_voucher(
-        self, code: str, *, actor: str, now: datetime | None = None
-    ) -> PrizeVoucher:
-        """Accept a prize voucher at the till; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(lambda c: use_voucher(c, code, actor=actor, now=when))
+    # Each runs this module's sync function of the same name.
+    day_usage = looks_up(day_usage)
+    create_offer = writes(create_offer)
+    play = writes(play)
+    card = looks_up(card)
+    scratch = writes(scratch)
+    unrevealed_cards = looks_up(unrevealed_cards)
+    vouchers = looks_up(vouchers)
+    voucher_by_code = looks_up(voucher_by_code)
+    use_voucher = writes(use_voucher)

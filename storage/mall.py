@@ -1,7 +1,7 @@
 """The points mall: catalog and prices, offers behind confirmation buttons, redemptions, returns.
 
 Like the ledger, the core is synchronous functions taking a `sqlite3.Connection`, each
-all-or-nothing through `storage.ledger.atomic`; `Mall` is the async facade. The mall tables
+all-or-nothing through `storage.sql.atomic`; `Mall` is the async facade. The mall tables
 are state machines, but every point they move goes through the ledger with a key.
 """
 
@@ -29,7 +29,8 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, _ts_or_none, atomic
+from storage.facade import Facade, looks_up, writes
+from storage.sql import atomic, dt, dt_or_none, required_now, ts, ts_or_none
 from storage.store import Store
 
 T = TypeVar("T")
@@ -216,10 +217,10 @@ def _item_state(row: Sequence[Any]) -> ItemState:
         stock=row[4],
         sold=row[5],
         per_member_limit=row[6],
-        available_from=_dt_or_none(row[7]),
-        available_until=_dt_or_none(row[8]),
+        available_from=dt_or_none(row[7]),
+        available_until=dt_or_none(row[8]),
         listed=bool(row[9]),
-        delisted_at=_dt_or_none(row[10]),
+        delisted_at=dt_or_none(row[10]),
         delist_reason=row[11],
     )
 
@@ -239,10 +240,10 @@ def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
         points=row[6],
         deduction_yuan=_decimal_or_none(row[7]),
         status=row[8],
-        created_at=_dt(row[9]),
-        used_at=_dt_or_none(row[10]),
-        return_requested_at=_dt_or_none(row[11]),
-        resolved_at=_dt_or_none(row[12]),
+        created_at=dt(row[9]),
+        used_at=dt_or_none(row[10]),
+        return_requested_at=dt_or_none(row[11]),
+        resolved_at=dt_or_none(row[12]),
         note=row[13],
         spend_operation_id=row[14],
         refund_operation_id=row[15],
@@ -259,8 +260,8 @@ def _offer(row: Sequence[Any]) -> Offer:
         sku=row[2],
         points=row[3],
         deduction_yuan=_decimal_or_none(row[4]),
-        created_at=_dt(row[5]),
-        expires_at=_dt(row[6]),
+        created_at=dt(row[5]),
+        expires_at=dt(row[6]),
     )
 
 
@@ -317,13 +318,13 @@ def _check_entry(entry: CatalogEntry) -> None:
             raise InvalidRequest(f"item {entry.sku}: a discount needs an id")
         if isinstance(discount.percent, bool) or not 1 <= discount.percent <= 99:
             raise InvalidRequest(f"item {entry.sku}: discount {discount.id} percent not in 1..99")
-        if _ts(discount.ends_at) <= _ts(discount.starts_at):
+        if ts(discount.ends_at) <= ts(discount.starts_at):
             raise InvalidRequest(f"item {entry.sku}: discount {discount.id} ends before it starts")
 
 
 def _discounts(conn: sqlite3.Connection, sku: str) -> list[CatalogDiscount]:
     return [
-        CatalogDiscount(row[0], row[1], _dt(row[2]), _dt(row[3]))
+        CatalogDiscount(row[0], row[1], dt(row[2]), dt(row[3]))
         for row in conn.execute(
             "SELECT discount, percent, starts_at, ends_at FROM catalog_discounts"
             " WHERE sku = ? ORDER BY discount",
@@ -381,7 +382,7 @@ def _refund_return(
         "UPDATE redemptions SET status = 'returned', refund_operation_id = ?,"
         " return_requested_at = coalesce(return_requested_at, ?), resolved_at = ?,"
         " handled_by = ? WHERE id = ?",
-        (refunded.operation_id, _ts(now), _ts(now), actor, redemption.id),
+        (refunded.operation_id, ts(now), ts(now), actor, redemption.id),
     )
     return _redemption_by_id(conn, redemption.id)
 
@@ -389,16 +390,19 @@ def _refund_return(
 # --- catalog -------------------------------------------------------------------------------
 
 
-def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime) -> None:
+def sync_catalog(
+    conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now: datetime | None = None
+) -> None:
     """Bring the catalog in line with the configuration: new SKUs take their stock from it,
     existing ones keep stock and units sold, missing ones are unlisted, the configured sales
     replace the previous ones; raises InvalidRequest."""
+    now = required_now(now)
     skus = [entry.sku for entry in entries]
     if duplicates := sorted({sku for sku in skus if skus.count(sku) > 1}):
         raise InvalidRequest(f"duplicate skus {', '.join(duplicates)}")
     for entry in entries:
         _check_entry(entry)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         conn.executemany(
             "INSERT INTO catalog_items (sku, kind, category, price, stock, per_member_limit,"
@@ -422,8 +426,8 @@ def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now:
                     entry.price,
                     entry.stock,
                     entry.per_member_limit,
-                    _ts_or_none(entry.available_from),
-                    _ts_or_none(entry.available_until),
+                    ts_or_none(entry.available_from),
+                    ts_or_none(entry.available_until),
                     now_ts,
                 )
                 for entry in entries
@@ -440,7 +444,7 @@ def sync_catalog(conn: sqlite3.Connection, entries: Sequence[CatalogEntry], now:
             "INSERT INTO catalog_discounts (sku, discount, percent, starts_at, ends_at)"
             " VALUES (?, ?, ?, ?, ?)",
             [
-                (entry.sku, d.id, d.percent, _ts(d.starts_at), _ts(d.ends_at))
+                (entry.sku, d.id, d.percent, ts(d.starts_at), ts(d.ends_at))
                 for entry in entries
                 for d in entry.discounts
             ],
@@ -483,15 +487,18 @@ def purchases_count(conn: sqlite3.Connection, member_id: int, sku: str) -> int:
     return int(row[0])
 
 
-def set_stock(conn: sqlite3.Connection, sku: str, left: int, *, now: datetime) -> ItemState:
+def set_stock(
+    conn: sqlite3.Connection, sku: str, left: int, *, now: datetime | None = None
+) -> ItemState:
     """Make `left` more units available from now on (stock = sold + left); raises NotFound,
     InvalidRequest."""
+    now = required_now(now)
     if isinstance(left, bool) or not isinstance(left, int) or left < 0:
         raise InvalidRequest(f"units left must be a whole number >= 0, not {left!r}")
     with atomic(conn):
         cur = conn.execute(
             "UPDATE catalog_items SET stock = sold + ?, updated_at = ? WHERE sku = ?",
-            (left, _ts(now), sku),
+            (left, ts(now), sku),
         )
         if cur.rowcount == 0:
             raise NotFound(f"no catalog item {sku!r}")
@@ -507,12 +514,13 @@ def create_offer(
     sku: str,
     points: int,
     *,
-    now: datetime,
+    now: datetime | None = None,
     ttl: timedelta,
     deduction_yuan: Decimal | None = None,
 ) -> Offer:
     """Record what a confirmation button will redeem, at the catalog's price now; raises
     NotFound, SoldOut, NotAvailable, CatalogPriceChanged, LimitReached, InvalidRequest."""
+    now = required_now(now)
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"points must be a positive integer, not {points!r}")
     if ttl <= timedelta(0):
@@ -525,7 +533,7 @@ def create_offer(
             raise InvalidRequest(f"not an amount of yuan: {deduction_yuan!r}") from exc
         if not yuan.is_finite() or yuan <= 0:
             raise InvalidRequest(f"a bill deduction must be a positive amount, not {yuan}")
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         state = item(conn, sku)
         if (state.kind == "deduction") != (yuan is not None):
@@ -537,7 +545,7 @@ def create_offer(
         _check_available(state, now)
         _check_price(conn, state, points, yuan, now)
         _check_limit(conn, state, member_id)
-        expires_ts = _ts(now + ttl)
+        expires_ts = ts(now + ttl)
         if expires_ts <= now_ts:  # a ttl under a second rounds away
             expires_ts = now_ts + 1
         cur = conn.execute(
@@ -552,18 +560,24 @@ def create_offer(
             sku=sku,
             points=points,
             deduction_yuan=yuan,
-            created_at=_dt(now_ts),
-            expires_at=_dt(expires_ts),
+            created_at=dt(now_ts),
+            expires_at=dt(expires_ts),
         )
 
 
 def redeem(
-    conn: sqlite3.Connection, offer_id: int, member_id: int, *, now: datetime, actor: str
+    conn: sqlite3.Connection,
+    offer_id: int,
+    member_id: int,
+    *,
+    now: datetime | None = None,
+    actor: str,
 ) -> Redemption:
     """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
     same redemption (replayed); raises OfferExpired, NotAvailable, CatalogPriceChanged, SoldOut,
     LimitReached, InsufficientPoints."""
-    now_ts = _ts(now)
+    now = required_now(now)
+    now_ts = ts(now)
     with atomic(conn):
         row = conn.execute(
             "SELECT id, member_id, sku, points, deduction_yuan, created_at, expires_at"
@@ -577,7 +591,7 @@ def redeem(
         done = conn.execute(_REDEMPTION_SELECT + " WHERE r.offer_id = ?", (offer_id,)).fetchone()
         if done is not None:
             return _redemption(done, replayed=True)
-        if now_ts >= _ts(offer.expires_at):
+        if now_ts >= ts(offer.expires_at):
             raise OfferExpired(f"offer {offer_id} expired at {offer.expires_at.isoformat()}")
         state = item(conn, offer.sku)
         _check_available(state, now)
@@ -660,12 +674,13 @@ def request_return(
     code: str,
     member_id: int,
     *,
-    now: datetime,
+    now: datetime | None = None,
     window: timedelta,
     actor: str,
 ) -> Redemption:
     """A member returns a redemption: goods wait for an operator, anything else is refunded at
     once; raises NotFound, InvalidState, ReturnWindowClosed."""
+    now = required_now(now)
     with atomic(conn):
         try:
             redemption = redemption_by_code(conn, code)
@@ -684,14 +699,17 @@ def request_return(
         conn.execute(
             "UPDATE redemptions SET status = 'return_requested', return_requested_at = ?,"
             " handled_by = ? WHERE id = ?",
-            (_ts(now), actor, redemption.id),
+            (ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
 
-def approve_return(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+def approve_return(
+    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+) -> Redemption:
     """An operator accepts returned goods: the points come back; raises NotFound,
     InvalidState."""
+    now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status != "return_requested":
@@ -700,10 +718,11 @@ def approve_return(conn: sqlite3.Connection, code: str, *, actor: str, now: date
 
 
 def reject_return(
-    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime
+    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime | None = None
 ) -> Redemption:
     """An operator refuses a return, saying why; the member may still use what they got;
     raises NotFound, InvalidState, InvalidRequest."""
+    now = required_now(now)
     _require_text(reason, "a rejection reason")
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
@@ -712,20 +731,23 @@ def reject_return(
         conn.execute(
             "UPDATE redemptions SET status = 'return_rejected', note = ?, resolved_at = ?,"
             " handled_by = ? WHERE id = ?",
-            (reason, _ts(now), actor, redemption.id),
+            (reason, ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
 
-def fulfil(conn: sqlite3.Connection, code: str, *, actor: str, now: datetime) -> Redemption:
+def fulfil(
+    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+) -> Redemption:
     """Hand over the goods or accept the voucher at the till; raises NotFound, InvalidState."""
+    now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status not in ("issued", "return_rejected"):
             raise InvalidState(redemption.status)
         conn.execute(
             "UPDATE redemptions SET status = 'used', used_at = ?, handled_by = ? WHERE id = ?",
-            (_ts(now), actor, redemption.id),
+            (ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
@@ -739,17 +761,18 @@ def delist(
     compensation_expires_at: datetime | None,
     min_validity_days: int,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> DelistReport:
     """Withdraw an item for good: refund every open redemption as the merchant's fault, plus a
     compensation bonus; a repeat finds nothing open; raises NotFound, InvalidRequest."""
+    now = required_now(now)
     _require_text(reason, "a delisting reason")
     if isinstance(compensation_percent, bool) or compensation_percent < 0:
         raise InvalidRequest(f"compensation percent cannot be {compensation_percent!r}")
     if min_validity_days < 0:
         raise InvalidRequest("min_validity_days cannot be negative")
-    now_ts = _ts(now)
-    expires_ts = _ts_or_none(compensation_expires_at)
+    now_ts = ts(now)
+    expires_ts = ts_or_none(compensation_expires_at)
     if compensation_percent and expires_ts is not None and expires_ts <= now_ts:
         # Checked before anything is refunded, not halfway through the redemptions.
         raise InvalidRequest("compensation points would expire the moment they are paid")
@@ -813,29 +836,21 @@ def delist(
 # --- the async facade ----------------------------------------------------------------------
 
 
-class Mall:
+class Mall(Facade):
     """The mall over a `Store`: every write is one transaction (one thread hop)."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         # Every view of a shelf shows every item's stock: (read at, states), kept until a
         # mall write here or ITEM_STATES_TTL seconds, whichever comes first.
         self._states: tuple[float, tuple[ItemState, ...]] | None = None
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
+        """Run `fn` as one whole write transaction, then drop the cached shelf."""
         try:
-            return await self._store.write(_as_sole_operation(fn))
+            return await super()._write(fn)
         finally:
             self._states = None  # stock, sales or listing may have changed
-
-    async def sync_catalog(
-        self, entries: Sequence[CatalogEntry], now: datetime | None = None
-    ) -> None:
-        """Bring the catalog in line with the configuration; raises InvalidRequest."""
-        when = self._store.now(now)
-        chosen = tuple(entries)
-        await self._write(lambda c: sync_catalog(c, chosen, when))
 
     async def items(self) -> list[ItemState]:
         """Every SKU ever configured, by sku (at most ITEM_STATES_TTL seconds old; a redemption
@@ -846,117 +861,17 @@ class Mall:
             cached = self._states = (now, tuple(await self._store.lookup(items)))
         return list(cached[1])
 
-    async def item(self, sku: str) -> ItemState:
-        """One SKU's state; raises NotFound."""
-        return await self._store.lookup(lambda c: item(c, sku))
-
-    async def purchases_count(self, member_id: int, sku: str) -> int:
-        """How many of the SKU the member holds toward its limit."""
-        return await self._store.lookup(lambda c: purchases_count(c, member_id, sku))
-
-    async def create_offer(
-        self,
-        member_id: int,
-        sku: str,
-        points: int,
-        *,
-        ttl: timedelta,
-        deduction_yuan: Decimal | None = None,
-        now: datetime | None = None,
-    ) -> Offer:
-        """Record what a confirmation button will redeem; raises NotFound, SoldOut,
-        NotAvailable, LimitReached, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: create_offer(
-                c, member_id, sku, points, now=when, ttl=ttl, deduction_yuan=deduction_yuan
-            )
-        )
-
-    async def redeem(
-        self, offer_id: int, member_id: int, *, actor: str, now: datetime | None = None
-    ) -> Redemption:
-        """Redeem an offer once (a repeat is `replayed`); raises OfferExpired, NotAvailable,
-        SoldOut, LimitReached, InsufficientPoints."""
-        when = self._store.now(now)
-        return await self._write(lambda c: redeem(c, offer_id, member_id, now=when, actor=actor))
-
-    async def redemptions(
-        self, member_id: int, *, offset: int = 0, limit: int = 10
-    ) -> tuple[list[Redemption], int]:
-        """A page of the member's redemptions, newest first, and the total."""
-        return await self._store.lookup(
-            lambda c: redemptions(c, member_id, offset=offset, limit=limit)
-        )
-
-    async def redemption_by_code(self, code: str) -> Redemption:
-        """The redemption with this code, typed in any case; raises NotFound."""
-        return await self._store.lookup(lambda c: redemption_by_code(c, code))
-
-    async def request_return(
-        self,
-        code: str,
-        member_id: int,
-        *,
-        window: timedelta,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Redemption:
-        """A member returns a redemption; raises NotFound, InvalidState, ReturnWindowClosed."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: request_return(c, code, member_id, now=when, window=window, actor=actor)
-        )
-
-    async def approve_return(
-        self, code: str, *, actor: str, now: datetime | None = None
-    ) -> Redemption:
-        """An operator accepts returned goods; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(lambda c: approve_return(c, code, actor=actor, now=when))
-
-    async def reject_return(
-        self, code: str, *, actor: str, reason: str, now: datetime | None = None
-    ) -> Redemption:
-        """An operator refuses a return; raises NotFound, InvalidState, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: reject_return(c, code, actor=actor, reason=reason, now=when)
-        )
-
-    async def fulfil(self, code: str, *, actor: str, now: datetime | None = None) -> Redemption:
-        """Hand over the goods or accept the voucher; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(lambda c: fulfil(c, code, actor=actor, now=when))
-
-    async def set_stock(self, sku: str, left: int, *, now: datetime | None = None) -> ItemState:
-        """Make `left` more units available; raises NotFound, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(lambda c: set_stock(c, sku, left, now=when))
-
-    async def delist(
-        self,
-        sku: str,
-        *,
-        reason: str,
-        compensation_percent: int,
-        compensation_expires_at: datetime | None,
-        min_validity_days: int,
-        actor: str,
-        now: datetime | None = None,
-    ) -> DelistReport:
-        """Withdraw an item, refunding and compensating open redemptions; raises NotFound,
-        InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: delist(
-                c,
-                sku,
-                reason=reason,
-                compensation_percent=compensation_percent,
-                compensation_expires_at=compensation_expires_at,
-                min_validity_days=min_validity_days,
-                actor=actor,
-                now=when,
-            )
-        )
+    # Each runs this module's sync function of the same name.
+    sync_catalog = writes(sync_catalog)
+    item = looks_up(item)
+    purchases_count = looks_up(purchases_count)
+    create_offer = writes(create_offer)
+    redeem = writes(redeem)
+    redemptions = looks_up(redemptions)
+    redemption_by_code = looks_up(redemption_by_code)
+    request_return = writes(request_return)
+    approve_return = writes(approve_return)
+    reject_return = writes(reject_return)
+    fulfil = writes(fulfil)
+    set_stock = writes(set_stock)
+    delist = writes(delist)

@@ -8,9 +8,11 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from storage.errors import NotFound
+from storage.facade import Facade, looks_up, reads
+from storage.sql import dt
 from storage.store import Store
 
 MEMBER_CODE_DIGITS = 10
@@ -80,10 +82,6 @@ def new_member_code() -> str:
     return body + luhn_digit(body)
 
 
-def _ts(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 def _row_to_member(row: sqlite3.Row) -> Member:
     return Member(
         id=row["id"],
@@ -95,8 +93,8 @@ def _row_to_member(row: sqlite3.Row) -> Member:
         telegram_language=row["telegram_language"],
         language=row["language"],
         start_payload=row["start_payload"],
-        joined_at=_ts(row["joined_at"]),
-        last_seen_at=_ts(row["last_seen_at"]),
+        joined_at=dt(row["joined_at"]),
+        last_seen_at=dt(row["last_seen_at"]),
     )
 
 
@@ -184,16 +182,29 @@ def member_codes_by_id(conn: sqlite3.Connection, member_ids: Collection[int]) ->
     }
 
 
+def member_by_code(conn: sqlite3.Connection, member_code: str) -> Member:
+    """The member with this code; raises NotFound."""
+    row = conn.execute("SELECT * FROM members WHERE member_code = ?", (member_code,)).fetchone()
+    if row is None:
+        raise NotFound(f"no member with code {member_code}")
+    return _row_to_member(row)
+
+
+def member_count(conn: sqlite3.Connection) -> int:
+    """How many members are registered (a broadcast's audience)."""
+    return int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
+
+
 # Members looked up most recently, kept in memory: nearly every update starts by finding
 # its member, and only this repository changes what a Member holds.
 MEMBER_CACHE = 20_000
 
 
-class Members:
+class Members(Facade):
     """The members repository (the one writer of members' rows in the running bot)."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         self._cache: OrderedDict[int, Member] = OrderedDict()
 
     def _remember(self, member: Member) -> Member:
@@ -221,19 +232,6 @@ class Members:
         member = await self._store.lookup(lambda c: _get_by_telegram_id(c, telegram_id))
         return None if member is None else self._remember(member)
 
-    async def by_code(self, member_code: str) -> Member:
-        """Return the member with this code; raises NotFound."""
-
-        def fetch(conn: sqlite3.Connection) -> Member:
-            row = conn.execute(
-                "SELECT * FROM members WHERE member_code = ?", (member_code,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no member with code {member_code}")
-            return _row_to_member(row)
-
-        return await self._store.lookup(fetch)
-
     async def set_language(self, telegram_id: int, language: str | None) -> None:
         """Remember the member's /language choice (None: follow Telegram); raises NotFound."""
 
@@ -247,8 +245,6 @@ class Members:
         self._cache.pop(telegram_id, None)
         await self._store.write(update)
 
-    async def count(self) -> int:
-        """Return how many members are registered."""
-        return await self._store.read(
-            lambda c: int(c.execute("SELECT count(*) FROM members").fetchone()[0])
-        )
+    # Each runs this module's sync function.
+    by_code = looks_up(member_by_code)
+    count = reads(member_count)

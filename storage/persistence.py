@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from storage.errors import InvalidRequest
-from storage.ledger import _ts
-from storage.store import Store
+from storage.facade import Facade, reads, writes
+from storage.sql import ts
 
 # A conversation key: python-telegram-bot's tuple of chat and user ids (ints or strings).
 Key = tuple[int | str, ...]
@@ -47,7 +47,7 @@ def load_conversations(
 ) -> dict[Key, object]:
     """The stored states of conversation `name`, leaving out those last changed before
     `not_before` (a conversation that would have timed out)."""
-    cutoff = -1 if not_before is None else _ts(not_before)
+    cutoff = -1 if not_before is None else ts(not_before)
     return {
         tuple(json.loads(key)): json.loads(state)
         for key, state in conn.execute(
@@ -59,7 +59,7 @@ def load_conversations(
 
 def save_states(conn: sqlite3.Connection, changes: Sequence[StateChange], now: datetime) -> None:
     """Record new states (and forget ended conversations) in one go."""
-    now_ts = _ts(now)
+    now_ts = ts(now)
     upserts = []
     deletes = []
     for change in changes:
@@ -80,7 +80,7 @@ def save_states(conn: sqlite3.Connection, changes: Sequence[StateChange], now: d
 def forget_older(conn: sqlite3.Connection, name: str, not_before: datetime) -> int:
     """Forget states of conversation `name` last changed before `not_before`; how many."""
     cur = conn.execute(
-        "DELETE FROM conversations WHERE name = ? AND updated_at < ?", (name, _ts(not_before))
+        "DELETE FROM conversations WHERE name = ? AND updated_at < ?", (name, ts(not_before))
     )
     return cur.rowcount
 
@@ -95,26 +95,15 @@ def conversation_counts(conn: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-class Conversations:
+class Conversations(Facade):
     """Conversation states over a `Store`: one write transaction per batch of changes."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def load(self, name: str, *, not_before: datetime | None = None) -> dict[Key, object]:
-        """The stored states of conversation `name` (none older than `not_before`)."""
-        return await self._store.read(lambda c: load_conversations(c, name, not_before=not_before))
+    load = reads(load_conversations)
+    forget_older = writes(forget_older)
+    counts = reads(conversation_counts)
 
     async def save(self, changes: Sequence[StateChange], now: datetime) -> None:
         """Record a batch of state changes in one transaction."""
         batch = tuple(changes)
         if batch:
             await self._store.write(lambda c: save_states(c, batch, now))
-
-    async def forget_older(self, name: str, not_before: datetime) -> int:
-        """Forget states of conversation `name` older than `not_before`."""
-        return await self._store.write(lambda c: forget_older(c, name, not_before))
-
-    async def counts(self) -> Mapping[str, int]:
-        """How many chats are inside each conversation."""
-        return await self._store.read(conversation_counts)

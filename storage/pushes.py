@@ -11,24 +11,16 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from storage.errors import InvalidRequest, NotFound
-from storage.store import Store
+from storage.facade import Facade, looks_up, reads, writes
+from storage.members import member_count
+from storage.sql import dt, dt_or_none, ts
 
 SERVICE: Final = "service"
 MARKETING: Final = "marketing"
-
-
-def _ts(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise InvalidRequest("naive datetime: give a timezone")
-    return int(moment.timestamp())
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 # --- member preferences ----------------------------------------------------------------------
@@ -65,8 +57,8 @@ def preferences(conn: sqlite3.Connection, telegram_id: int) -> Preferences:
         birthday_month=row[2],
         birthday_day=row[3],
         birthday_year=row[4],
-        birthday_entered_at=_dt(row[5]),
-        birthday_changed_at=_dt(row[6]),
+        birthday_entered_at=dt_or_none(row[5]),
+        birthday_changed_at=dt_or_none(row[6]),
         marketing_opt_in=bool(row[7]),
         reachable=bool(row[8]),
     )
@@ -86,7 +78,7 @@ def set_birthday(
     was before `change_allowed_after` (None: never changed may change). Raises NotFound,
     InvalidRequest (a change too soon)."""
     current = preferences(conn, telegram_id)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     if current.birthday_month is not None:
         if (current.birthday_month, current.birthday_day, current.birthday_year) == (
             month,
@@ -165,8 +157,9 @@ class OutboxMessage:
 
 
 def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> int:
-    """Add pushes to the outbox, skipping keys already there; return how many were new."""
-    now_ts = _ts(now)
+    """Add pushes to the outbox, skipping keys already there; return how many were new. Raises
+    InvalidRequest (an unknown category)."""
+    now_ts = ts(now)
     rows = [
         (
             p.dedupe_key,
@@ -226,13 +219,13 @@ def mark(
     conn: sqlite3.Connection, message_id: int, status: str, now: datetime, error: str | None = None
 ) -> None:
     """Record what happened to a push: sent, unreachable, skipped or failed (or still pending
-    after a transient error, counting the attempt)."""
+    after a transient error, counting the attempt); raises InvalidRequest (an unknown status)."""
     if status not in ("pending", "sent", "unreachable", "skipped", "failed"):
         raise InvalidRequest(f"unknown outbox status {status!r}")
     conn.execute(
         "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
         " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-        (status, error, status, _ts(now), message_id),
+        (status, error, status, ts(now), message_id),
     )
 
 
@@ -276,7 +269,7 @@ def record_job(
         "INSERT INTO job_runs (job, day, started_at, finished_at, summary) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (job, day) DO UPDATE SET finished_at = excluded.finished_at,"
         " summary = excluded.summary",
-        (job, day.isoformat(), _ts(started), _ts(finished), summary),
+        (job, day.isoformat(), ts(started), ts(finished), summary),
     )
 
 
@@ -298,7 +291,7 @@ def birthdays_on(
     found: list[BirthdayMember] = []
     for month, day in dates:
         found += [
-            BirthdayMember(row[0], _dt(row[1]))
+            BirthdayMember(row[0], dt_or_none(row[1]))
             for row in conn.execute(
                 "SELECT id, birthday_entered_at FROM members"
                 " WHERE birthday_month = ? AND birthday_day = ? ORDER BY id",
@@ -321,13 +314,13 @@ def expiring_between(conn: sqlite3.Connection, start: datetime, end: datetime) -
     """Unspent points whose lots expire in (start, end], summed per member and instant: a lot
     expiring at the end of local day D (the next midnight) is last usable on D."""
     return [
-        Expiring(row[0], datetime.fromtimestamp(row[1], UTC), int(row[2]))
+        Expiring(row[0], dt(row[1]), int(row[2]))
         for row in conn.execute(
             "SELECT member_id, expires_at, sum(remainder) FROM lots"
             " WHERE remainder > 0 AND expires_at IS NOT NULL"
             " AND expires_at > ? AND expires_at <= ?"
             " GROUP BY member_id, expires_at ORDER BY member_id, expires_at",
-            (_ts(start), _ts(end)),
+            (ts(start), ts(end)),
         )
     ]
 
@@ -335,106 +328,6 @@ def expiring_between(conn: sqlite3.Connection, start: datetime, end: datetime) -
 def member_ids(conn: sqlite3.Connection) -> list[int]:
     """Every member's id (for notices that go to everyone)."""
     return [int(row[0]) for row in conn.execute("SELECT id FROM members ORDER BY id")]
-
-
-class Pushes:
-    """The async facade over the outbox, preferences and job runs."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def preferences(self, telegram_id: int) -> Preferences:
-        """A member's preferences; raises NotFound."""
-        return await self._store.lookup(lambda c: preferences(c, telegram_id))
-
-    async def set_birthday(
-        self,
-        telegram_id: int,
-        month: int,
-        day: int,
-        year: int | None,
-        *,
-        now: datetime,
-        change_allowed_after: datetime | None,
-    ) -> Preferences:
-        """Record a birthday; raises NotFound, InvalidRequest."""
-        return await self._store.write(
-            lambda c: set_birthday(
-                c, telegram_id, month, day, year, now=now, change_allowed_after=change_allowed_after
-            )
-        )
-
-    async def set_marketing(self, telegram_id: int, opt_in: bool) -> Preferences:
-        """Turn marketing messages on or off; raises NotFound."""
-        return await self._store.write(lambda c: set_marketing(c, telegram_id, opt_in))
-
-    async def set_reachable(self, telegram_id: int, reachable: bool) -> bool:
-        """Record whether Telegram lets us reach this user."""
-        return await self._store.write(lambda c: set_reachable(c, telegram_id, reachable))
-
-    async def enqueue(self, pushes: Sequence[Push], now: datetime) -> int:
-        """Add pushes, skipping dedupe keys already there; return how many were new."""
-        return await self._store.write(lambda c: enqueue(c, pushes, now))
-
-    async def due(self, *, marketing: bool, limit: int) -> list[OutboxMessage]:
-        """The oldest pending pushes."""
-        return await self._store.read(lambda c: due(c, marketing=marketing, limit=limit))
-
-    async def mark(
-        self, message_id: int, status: str, now: datetime, error: str | None = None
-    ) -> None:
-        """Record what happened to a push."""
-        await self._store.write(lambda c: mark(c, message_id, status, now, error))
-
-    async def counts(self) -> dict[str, int]:
-        """How many pushes are in each status."""
-        return await self._store.read(outbox_counts)
-
-    async def policy_changes(self) -> list[PolicyChange]:
-        """Every announced expiry-policy change."""
-        return await self._store.read(policy_changes)
-
-    async def create_broadcast(self, text: str, actor: str, now: datetime) -> Broadcast:
-        """Keep a broadcast for its preview."""
-        return await self._store.write(lambda c: create_broadcast(c, text, actor, now))
-
-    async def confirm_broadcast(
-        self, broadcast_id: int, actor: str, now: datetime, message_key: str
-    ) -> int:
-        """Queue a previewed broadcast for every member; raises NotFound."""
-        return await self._store.write(
-            lambda c: confirm_broadcast(c, broadcast_id, actor, now, message_key)
-        )
-
-    async def member_ids(self) -> list[int]:
-        """Every member's id."""
-        return await self._store.read(member_ids)
-
-    async def member_count(self) -> int:
-        """How many members there are."""
-        return await self._store.read(member_count)
-
-    async def record_job(
-        self, job: str, day: date, started: datetime, finished: datetime, summary: str
-    ) -> None:
-        """Record that a daily job finished for a local day."""
-        await self._store.write(lambda c: record_job(c, job, day, started, finished, summary))
-
-    async def job_ran(self, job: str, day: date) -> bool:
-        """True when the job finished for that local day."""
-        return await self._store.lookup(lambda c: job_ran(c, job, day))
-
-    async def last_run_day(self, job: str) -> date | None:
-        """The latest local day the job finished for."""
-        return await self._store.lookup(lambda c: last_run_day(c, job))
-
-    async def birthdays_on(self, dates: Sequence[tuple[int, int]]) -> list[BirthdayMember]:
-        """Members whose birthday is one of `dates`."""
-        return await self._store.read(lambda c: birthdays_on(c, dates))
-
-    async def expiring_between(self, start: datetime, end: datetime) -> list[Expiring]:
-        """Unspent points expiring in (start, end], per member and instant."""
-        return await self._store.read(lambda c: expiring_between(c, start, end))
 
 
 # --- announced policy changes and broadcasts ---------------------------------------------
@@ -456,16 +349,12 @@ class PolicyChange:
 def policy_changes(conn: sqlite3.Connection) -> list[PolicyChange]:
     """Every announced change, by effective day."""
     return [
-        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], _dt_required(r[5]), r[6])
+        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], dt(r[5]), r[6])
         for r in conn.execute(
             "SELECT id, effective_on, mode, months, years, announced_at, actor"
             " FROM policy_changes ORDER BY effective_on"
         )
     ]
-
-
-def _dt_required(value: int) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 def announce_policy_change(
@@ -486,7 +375,7 @@ def announce_policy_change(
         cur = conn.execute(
             "INSERT INTO policy_changes (effective_on, mode, months, years, announced_at, actor)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (effective_on.isoformat(), mode, months, years, _ts(now), actor),
+            (effective_on.isoformat(), mode, months, years, ts(now), actor),
         )
     except sqlite3.IntegrityError as exc:
         raise InvalidRequest(f"a change effective on {effective_on} was already announced") from exc
@@ -500,7 +389,7 @@ def announce_policy_change(
         " SELECT 'policy:' || ? || ':' || id, id, 'service', ?, ?, ? FROM members"
         # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
         " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-        (change_id, message_key, params, _ts(now)),
+        (change_id, message_key, params, ts(now)),
     ).rowcount
     [change] = [c for c in policy_changes(conn) if c.id == change_id]
     return change, notices
@@ -521,7 +410,7 @@ def create_broadcast(conn: sqlite3.Connection, text: str, actor: str, now: datet
     """Keep a broadcast for its preview; nothing is sent until it is confirmed."""
     cur = conn.execute(
         "INSERT INTO broadcasts (text, actor, created_at) VALUES (?, ?, ?)",
-        (text, actor, _ts(now)),
+        (text, actor, ts(now)),
     )
     assert cur.lastrowid is not None
     return Broadcast(cur.lastrowid, text, actor, now, None)
@@ -539,7 +428,7 @@ def confirm_broadcast(
         raise NotFound(f"no broadcast {broadcast_id} by {actor}")
     conn.execute(
         "UPDATE broadcasts SET confirmed_at = coalesce(confirmed_at, ?) WHERE id = ?",
-        (_ts(now), broadcast_id),
+        (ts(now), broadcast_id),
     )
     params = json.dumps({"text": row[0]}, ensure_ascii=False)
     return conn.execute(
@@ -547,10 +436,32 @@ def confirm_broadcast(
         " SELECT 'broadcast:' || ? || ':' || id, id, 'marketing', ?, ?, ? FROM members"
         # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
         " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-        (broadcast_id, message_key, params, _ts(now)),
+        (broadcast_id, message_key, params, ts(now)),
     ).rowcount
 
 
-def member_count(conn: sqlite3.Connection) -> int:
-    """How many members there are (a broadcast's audience)."""
-    return int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
+# --- the async facade ----------------------------------------------------------------------
+
+
+class Pushes(Facade):
+    """The async facade over the outbox, preferences and job runs."""
+
+    # Each runs this module's sync function of the same name (`counts`: outbox_counts).
+    preferences = looks_up(preferences)
+    set_birthday = writes(set_birthday)
+    set_marketing = writes(set_marketing)
+    set_reachable = writes(set_reachable)
+    enqueue = writes(enqueue)
+    due = reads(due)
+    mark = writes(mark)
+    counts = reads(outbox_counts)
+    policy_changes = reads(policy_changes)
+    create_broadcast = writes(create_broadcast)
+    confirm_broadcast = writes(confirm_broadcast)
+    member_ids = reads(member_ids)
+    member_count = reads(member_count)
+    record_job = writes(record_job)
+    job_ran = looks_up(job_ran)
+    last_run_day = looks_up(last_run_day)
+    birthdays_on = reads(birthdays_on)
+    expiring_between = reads(expiring_between)

@@ -34,7 +34,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def migrations() -> list[tuple[int, str, str]]:
-    """Return the packaged migrations as (version, name, sql), in order, checked contiguous."""
+    """The packaged migrations as (version, name, sql), in order; raises MigrationError on a gap."""
     found: list[tuple[int, str, str]] = []
     for entry in resources.files("storage.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -59,7 +59,8 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, target: int | None = None) -> list[int]:
-    """Apply pending migrations up to `target`, each atomically with its version bump."""
+    """Apply pending migrations up to `target`, each atomically with its version bump; raises
+    MigrationError."""
     available = migrations()
     target = len(available) if target is None else target
     current = schema_version(conn)
@@ -191,19 +192,22 @@ class Store:
         return self.clock()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one `BEGIN IMMEDIATE` transaction on the single writer thread."""
+        """Run `fn` in one `BEGIN IMMEDIATE` transaction on the single writer thread; raises what
+        `fn` raises (after rolling back), RuntimeError when the store is closed."""
         if self._writer is None:
             raise RuntimeError("store is not open")
         return await self._call(self._writer, _in_transaction, fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the reader connection (a consistent snapshot per call)."""
+        """Run `fn` on the reader connection (a consistent snapshot per call); raises what `fn`
+        raises, RuntimeError when the store is closed."""
         if self._reader is None:
             raise RuntimeError("store is not open")
         return await self._call(self._reader, _in_read_snapshot, fn)
 
     async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a short indexed read right here on the event loop, in one snapshot."""
+        """Run a short indexed read right here on the event loop, in one snapshot; raises what `fn`
+        raises, RuntimeError when the store is closed."""
         # A lookup touching a handful of rows costs SQLite microseconds, less than the hop
         # to a reader thread and back, and it cannot queue behind the GIL as that thread
         # does under load. Scans (reports, sweeps, exports) belong in `read`.
@@ -217,8 +221,13 @@ class Store:
 
     @staticmethod
     async def _call(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-        # aiosqlite has no public "run this function in your thread": one hop per operation
-        # instead of one per statement is what makes the single writer fast (DESIGN.md).
+        """Run `fn(sqlite3_connection, *args)` on `conn`'s own thread, in one hop."""
+        # The one place that uses aiosqlite's private API (checked by tests/test_store.py on
+        # every run): `Connection._execute(fn, *args)` queues `fn` to the connection's worker
+        # thread and awaits its result, and `Connection._conn` is the sqlite3.Connection that
+        # thread owns. aiosqlite has no public "run this function in your thread": one hop per
+        # operation instead of one per statement is what makes the single writer fast
+        # (DESIGN.md). Should aiosqlite change them, change this method alone.
         result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
         return result
 

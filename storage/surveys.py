@@ -1,17 +1,16 @@
-"""Reward surveys and rewarded suggestions.
+"""Reward surveys: answered one question at a time, completed and rewarded once.
 
 A survey response is answered one question at a time and every answer is written as it is
 given, so a member who stops halfway, or whose bot restarts, continues at the same question.
 Completing a response and crediting its reward (a 'survey' ledger operation keyed
-'survey:<member>:<survey>') are one transaction; a completed response never changes. A
-suggestion (/feedback) earns points only when an operator approves it: the decision, the
-payment (keyed 'feedback:<id>') and the notice to the member are one transaction too.
+'survey:<member>:<survey>') are one transaction; a completed response never changes.
 
 The caller turns the configuration into plain `SurveySpec`s (storage never reads the
 configuration) and decides "now" and the reward's expiry; this module keeps the rules that
 money depends on: the open window, the question being asked, one completion, one payment.
 Like `storage.games`, the core is synchronous functions on a `sqlite3.Connection`, each
-all-or-nothing through `storage.ledger.atomic`; `Surveys` is the async facade.
+all-or-nothing through `storage.sql.atomic`; `Surveys` is the async facade, which also serves
+the suggestions of `storage.feedback`.
 """
 
 from __future__ import annotations
@@ -20,64 +19,29 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Final, Literal, TypeVar
+from datetime import datetime
+from typing import Any, Final
 
-from storage import ledger
-from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
-from storage.ledger import _as_sole_operation, _dt, _dt_or_none, _ts, atomic
-from storage.pushes import Push, enqueue
-from storage.store import Store
-
-T = TypeVar("T")
+from storage import feedback, ledger
+from storage.errors import (
+    AlreadyCompleted,
+    InvalidAnswer,
+    InvalidRequest,
+    NotFound,
+    StaleQuestion,
+    SurveyChanged,
+    SurveyClosed,
+)
+from storage.facade import Facade, looks_up, reads, writes
+from storage.sql import atomic, dt, dt_or_none, required_now, ts
 
 QUESTION_KINDS: Final = ("single", "multiple", "rating", "text")
 CHOICE_KINDS: Final = frozenset({"single", "multiple"})
 RATINGS: Final = range(1, 6)
 # Text answers an operator sees per question in the statistics.
 TEXT_SAMPLES: Final = 5
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class SurveyClosed(StoreError):
-    """The survey is not open now: `reason` is 'not_open' (yet) or 'closed'."""
-
-    def __init__(
-        self, reason: Literal["not_open", "closed"], opens_at: datetime, closes_at: datetime
-    ) -> None:
-        super().__init__(f"survey {reason.replace('_', ' ')}")
-        self.reason = reason
-        self.opens_at = opens_at
-        self.closes_at = closes_at
-
-
-class AlreadyCompleted(StoreError):
-    """The member completed this survey already (and was rewarded then)."""
-
-
-class StaleQuestion(StoreError):
-    """The button answers another question than the one being asked (`position`)."""
-
-    def __init__(self, position: int) -> None:
-        super().__init__(f"the question being asked is number {position + 1}")
-        self.position = position
-
-
-class SurveyChanged(StoreError):
-    """The survey's questions changed since the member started: open it again to start over."""
-
-
-class InvalidAnswer(InvalidRequest):
-    """The answer does not fit the question; `reason` says how, `limit` is the bound broken."""
-
-    def __init__(self, reason: str, limit: int = 0) -> None:
-        super().__init__(f"invalid answer: {reason}")
-        self.reason = reason
-        self.limit = limit
 
 
 # --- what the caller describes ---------------------------------------------------------------
@@ -217,27 +181,6 @@ class ResponseAnswer:
     text: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """A member's suggestion and what an operator decided."""
-
-    id: int
-    member_id: int
-    telegram_id: int
-    member_code: str
-    member_name: str
-    text: str
-    local_day: date
-    created_at: datetime
-    status: str
-    reviewed_at: datetime | None
-    reviewed_by: str | None
-    reward_points: int
-    reward_operation_id: int | None
-    # The same message was filed before (a redelivered update): nothing new was written.
-    replayed: bool = field(default=False, compare=False)
-
-
 # --- helpers -------------------------------------------------------------------------------
 
 _RESPONSE_COLUMNS: Final = (
@@ -254,7 +197,7 @@ def _check_spec(spec: SurveySpec) -> None:
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         raise InvalidRequest(f"survey {spec.id}: the reward must be an integer >= 0")
     for moment in (spec.opens_at, spec.closes_at):
-        _ts(moment)  # aware datetimes only: raises ValueError for a naive one
+        ts(moment)  # aware datetimes only: raises ValueError for a naive one
     for question in spec.questions:
         if question.kind not in QUESTION_KINDS:
             raise InvalidRequest(f"question {question.id}: unknown kind {question.kind!r}")
@@ -271,7 +214,7 @@ def _answer(row: Sequence[Any]) -> Answer:
         choices=None if row[4] is None else tuple(json.loads(row[4])),
         rating=row[5],
         text=row[6],
-        answered_at=_dt(row[7]),
+        answered_at=dt(row[7]),
     )
 
 
@@ -294,9 +237,9 @@ def _progress(conn: sqlite3.Connection, row: Sequence[Any], *, restarted: bool =
         definition=row[3],
         position=row[5],
         questions=row[4],
-        started_at=_dt(row[6]),
-        updated_at=_dt(row[7]),
-        completed_at=_dt_or_none(row[8]),
+        started_at=dt(row[6]),
+        updated_at=dt(row[7]),
+        completed_at=dt_or_none(row[8]),
         reward_points=row[9],
         reward_operation_id=row[10],
         answers=_answers(conn, row[0]),
@@ -394,7 +337,7 @@ def _advance(
 ) -> Progress:
     """Move to the next question, or complete the response after the last one."""
     response_id, member_id, position = row[0], row[2], row[5]
-    now_ts = _ts(now)
+    now_ts = ts(now)
     if position + 1 < len(spec.questions):
         conn.execute(
             "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
@@ -463,12 +406,15 @@ def active_response(conn: sqlite3.Connection, member_id: int) -> Progress | None
     return None if row is None else _progress(conn, row)
 
 
-def start(conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: datetime) -> Progress:
+def start(
+    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, *, now: datetime | None = None
+) -> Progress:
     """Open the member's response (a new one, or the unfinished one where they left it); a
     survey changed since they started starts over (`restarted`). Raises NotFound,
     AlreadyCompleted, SurveyClosed."""
+    now = required_now(now)
     _check_spec(spec)
-    now_ts = _ts(now)
+    now_ts = ts(now)
     with atomic(conn):
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
@@ -505,11 +451,12 @@ def choose(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Answer a single-choice question and move on (completing after the last question).
     Raises NotFound, AlreadyCompleted, SurveyChanged, SurveyClosed, StaleQuestion,
     InvalidAnswer."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "single":
@@ -517,7 +464,7 @@ def choose(
         if option_id not in question.options:
             raise InvalidAnswer("option")
         _save_answer(
-            conn, row[0], question, position, "answered", now_ts=_ts(now), choices=[option_id]
+            conn, row[0], question, position, "answered", now_ts=ts(now), choices=[option_id]
         )
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
@@ -529,10 +476,11 @@ def toggle(
     position: int,
     option_id: str,
     *,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Tick or untick an option of a multiple-choice question (confirmed later with Done).
     Raises what `choose` raises; InvalidAnswer('too_many') beyond max_choices."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "multiple":
@@ -548,7 +496,7 @@ def toggle(
                 raise InvalidAnswer("too_many", question.max_choices)
             ticked.add(option_id)
         ordered = [o for o in question.options if o in ticked]
-        now_ts = _ts(now)
+        now_ts = ts(now)
         _save_answer(conn, row[0], question, position, "draft", now_ts=now_ts, choices=ordered)
         conn.execute("UPDATE survey_responses SET updated_at = ? WHERE id = ?", (now_ts, row[0]))
         return _by_id(conn, row[0])
@@ -562,18 +510,19 @@ def confirm_choices(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Done on a multiple-choice question: keep the ticked options and move on (nothing
     ticked skips an optional question). Raises what `choose` raises; InvalidAnswer('required')
     when a required question has nothing ticked."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "multiple":
             raise InvalidAnswer("kind")
         current = _answers(conn, row[0]).get(question.id)
         ticked = [o for o in question.options if current and o in (current.choices or ())]
-        now_ts = _ts(now)
+        now_ts = ts(now)
         if ticked:
             _save_answer(
                 conn, row[0], question, position, "answered", now_ts=now_ts, choices=ticked
@@ -594,16 +543,18 @@ def rate(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
-    """Answer a rating question (1–5) and move on. Raises what `choose` raises."""
+    """Answer a rating question (1–5) and move on. Raises what `choose` raises;
+    InvalidAnswer('rating', 5) for other stars."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.kind != "rating":
             raise InvalidAnswer("kind")
         if isinstance(stars, bool) or not isinstance(stars, int) or stars not in RATINGS:
             raise InvalidAnswer("rating", RATINGS.stop - 1)
-        _save_answer(conn, row[0], question, position, "answered", now_ts=_ts(now), rating=stars)
+        _save_answer(conn, row[0], question, position, "answered", now_ts=ts(now), rating=stars)
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
 
@@ -617,11 +568,12 @@ def write_text(
     source: str | None = None,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Answer a free-text question and move on; the message `source` already answered a
     question returns the response unchanged (replayed). Raises what `choose` raises;
     InvalidAnswer('empty') or ('too_long', max_length)."""
+    now = required_now(now)
     with atomic(conn):
         if source is not None:
             taken = conn.execute(
@@ -646,7 +598,7 @@ def write_text(
             question,
             position,
             "answered",
-            now_ts=_ts(now),
+            now_ts=ts(now),
             text=cleaned,
             source=source,
         )
@@ -661,15 +613,16 @@ def skip(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Skip an optional question and move on. Raises what `choose` raises;
     InvalidAnswer('required') for a required question."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         if question.required:
             raise InvalidAnswer("required")
-        _save_answer(conn, row[0], question, position, "skipped", now_ts=_ts(now))
+        _save_answer(conn, row[0], question, position, "skipped", now_ts=ts(now))
         return _advance(conn, spec, row, reward_expires_at=reward_expires_at, actor=actor, now=now)
 
 
@@ -681,10 +634,11 @@ def keep(
     *,
     reward_expires_at: datetime | None,
     actor: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> Progress:
     """Keep the answer given before (after Back) and move on. Raises what `choose` raises;
     InvalidAnswer('nothing') when there is no finished answer to keep."""
+    now = required_now(now)
     with atomic(conn):
         row, question = _current(conn, spec, member_id, position, now)
         given = _answers(conn, row[0]).get(question.id)
@@ -694,17 +648,23 @@ def keep(
 
 
 def back(
-    conn: sqlite3.Connection, spec: SurveySpec, member_id: int, position: int, *, now: datetime
+    conn: sqlite3.Connection,
+    spec: SurveySpec,
+    member_id: int,
+    position: int,
+    *,
+    now: datetime | None = None,
 ) -> Progress:
     """Go back to the previous question (its answer is kept until changed). Raises what
     `choose` raises; InvalidAnswer('first') on the first question."""
+    now = required_now(now)
     with atomic(conn):
         row, _question = _current(conn, spec, member_id, position, now)
         if position == 0:
             raise InvalidAnswer("first")
         conn.execute(
             "UPDATE survey_responses SET position = ?, updated_at = ? WHERE id = ?",
-            (position - 1, _ts(now), row[0]),
+            (position - 1, ts(now), row[0]),
         )
         return _by_id(conn, row[0])
 
@@ -790,8 +750,8 @@ def iter_response_answers(
         yield ResponseAnswer(
             response_id=row[0],
             member_code=row[1],
-            started_at=_dt(row[2]),
-            completed_at=_dt_or_none(row[3]),
+            started_at=dt(row[2]),
+            completed_at=dt_or_none(row[3]),
             reward_points=row[4],
             position=row[5],
             question_id=row[6],
@@ -810,428 +770,29 @@ def survey_ids_with_responses(conn: sqlite3.Connection) -> list[str]:
     ]
 
 
-# --- feedback ----------------------------------------------------------------------------------
-
-_FEEDBACK_SELECT: Final = (
-    "SELECT f.id, f.member_id, m.telegram_id, m.member_code, m.first_name, f.text, f.local_day,"
-    " f.created_at, f.status, f.reviewed_at, f.reviewed_by, f.reward_points,"
-    " f.reward_operation_id FROM feedback AS f JOIN members AS m ON m.id = f.member_id"
-)
-
-
-def _feedback(row: Sequence[Any], *, replayed: bool = False) -> Feedback:
-    return Feedback(
-        id=row[0],
-        member_id=row[1],
-        telegram_id=row[2],
-        member_code=row[3],
-        member_name=row[4] or "",
-        text=row[5],
-        local_day=date.fromisoformat(row[6]),
-        created_at=_dt(row[7]),
-        status=row[8],
-        reviewed_at=_dt_or_none(row[9]),
-        reviewed_by=row[10],
-        reward_points=row[11],
-        reward_operation_id=row[12],
-        replayed=replayed,
-    )
-
-
-def feedback_item(conn: sqlite3.Connection, feedback_id: int) -> Feedback:
-    """One suggestion; raises NotFound."""
-    row = conn.execute(_FEEDBACK_SELECT + " WHERE f.id = ?", (feedback_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no suggestion {feedback_id}")
-    return _feedback(row)
-
-
-def feedback_count(conn: sqlite3.Connection, member_id: int, local_day: date) -> int:
-    """How many suggestions the member sent on local `day`."""
-    row = conn.execute(
-        "SELECT count(*) FROM feedback WHERE member_id = ? AND local_day = ?",
-        (member_id, local_day.isoformat()),
-    ).fetchone()
-    return int(row[0])
-
-
-def submit_feedback(
-    conn: sqlite3.Connection,
-    member_id: int,
-    text: str,
-    *,
-    source: str,
-    local_day: date,
-    daily_limit: int,
-    now: datetime,
-) -> Feedback:
-    """File a suggestion for review, at most `daily_limit` per member and local day; the same
-    `source` again returns the first (replayed). Raises NotFound, LimitReached,
-    InvalidRequest."""
-    cleaned = text.strip()
-    if not cleaned:
-        raise InvalidRequest("a suggestion needs some text")
-    if not source:
-        raise InvalidRequest("say which message the suggestion came from")
-    with atomic(conn):
-        row = conn.execute(_FEEDBACK_SELECT + " WHERE f.source = ?", (source,)).fetchone()
-        if row is not None:
-            if row[1] != member_id:
-                raise InvalidRequest(f"message {source} was filed by another member")
-            return _feedback(row, replayed=True)
-        if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
-            raise NotFound(f"no member {member_id}")
-        if feedback_count(conn, member_id, local_day) >= daily_limit:
-            raise LimitReached(daily_limit)
-        cur = conn.execute(
-            "INSERT INTO feedback (member_id, source, text, local_day, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (member_id, source, cleaned, local_day.isoformat(), _ts(now)),
-        )
-        assert cur.lastrowid is not None
-        return feedback_item(conn, cur.lastrowid)
-
-
-def pending_feedback(conn: sqlite3.Connection, *, limit: int) -> tuple[list[Feedback], int]:
-    """The oldest suggestions waiting for review, and how many wait in all."""
-    if limit <= 0:
-        raise InvalidRequest("limit must be > 0")
-    total = conn.execute("SELECT count(*) FROM feedback WHERE status = 'pending'").fetchone()[0]
-    found = [
-        _feedback(row)
-        for row in conn.execute(
-            f"{_FEEDBACK_SELECT} WHERE f.status = 'pending' ORDER BY f.id LIMIT ?",  # noqa: S608
-            (limit,),
-        )
-    ]
-    return found, int(total)
-
-
-def review_feedback(
-    conn: sqlite3.Connection,
-    feedback_id: int,
-    *,
-    approve: bool,
-    reward_points: int,
-    reward_expires_at: datetime | None,
-    actor: str,
-    now: datetime,
-    notice: Callable[[Feedback], Push] | None = None,
-) -> Feedback:
-    """Approve (paying `reward_points`, once, keyed 'feedback:<id>') or reject a pending
-    suggestion, and queue the member's `notice` in the same transaction. Raises NotFound,
-    InvalidState(the status it has), InvalidRequest."""
-    if isinstance(reward_points, bool) or not isinstance(reward_points, int) or reward_points < 0:
-        raise InvalidRequest("the reward must be an integer >= 0")
-    if not actor or not actor.strip():
-        raise InvalidRequest("say who reviewed the suggestion")
-    now_ts = _ts(now)
-    with atomic(conn):
-        item = feedback_item(conn, feedback_id)
-        if item.status != "pending":
-            raise InvalidState(item.status)
-        points = reward_points if approve else 0
-        operation_id = None
-        if points:
-            operation_id = ledger.earn(
-                conn,
-                item.member_id,
-                points,
-                kind="feedback",
-                key=f"feedback:{feedback_id}",
-                actor=actor,
-                expires_at=reward_expires_at,
-                reference=f"feedback:{feedback_id}",
-                meta={"feedback": feedback_id},
-                now=now,
-            ).operation_id
-        conn.execute(
-            "UPDATE feedback SET status = ?, reviewed_at = ?, reviewed_by = ?, reward_points = ?,"
-            " reward_operation_id = ? WHERE id = ?",
-            (
-                "approved" if approve else "rejected",
-                now_ts,
-                actor,
-                points,
-                operation_id,
-                feedback_id,
-            ),
-        )
-        decided = feedback_item(conn, feedback_id)
-        if notice is not None:
-            enqueue(conn, [notice(decided)], now)
-        return decided
-
-
 # --- the async facade ----------------------------------------------------------------------
 
 
-class Surveys:
+class Surveys(Facade):
     """Surveys and suggestions over a `Store`: every write is one transaction (one hop)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Nested ledger calls then add no savepoints: Store.write rolls everything back.
-        return await self._store.write(_as_sole_operation(fn))
-
-    async def progress(self, survey_id: str, member_id: int) -> Progress | None:
-        """The member's response to a survey, or None."""
-        return await self._store.lookup(lambda c: progress(c, survey_id, member_id))
-
-    async def responses(self, member_id: int) -> dict[str, Progress]:
-        """Every response of the member, by survey id."""
-        return await self._store.lookup(lambda c: responses(c, member_id))
-
-    async def active_response(self, member_id: int) -> Progress | None:
-        """The unfinished response the member touched last."""
-        return await self._store.lookup(lambda c: active_response(c, member_id))
-
-    async def start(
-        self, spec: SurveySpec, member_id: int, *, now: datetime | None = None
-    ) -> Progress:
-        """Open (or resume) the member's response; raises NotFound, AlreadyCompleted,
-        SurveyClosed."""
-        when = self._store.now(now)
-        return await self._write(lambda c: start(c, spec, member_id, now=when))
-
-    async def choose(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        option_id: str,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a single-choice question; see `choose`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: choose(
-                c,
-                spec,
-                member_id,
-                position,
-                option_id,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def toggle(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        option_id: str,
-        *,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Tick or untick a multiple-choice option; see `toggle`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: toggle(c, spec, member_id, position, option_id, now=when)
-        )
-
-    async def confirm_choices(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Done on a multiple-choice question; see `confirm_choices`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: confirm_choices(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def rate(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        stars: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a rating question; see `rate`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: rate(
-                c,
-                spec,
-                member_id,
-                position,
-                stars,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def write_text(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        text: str,
-        *,
-        source: str | None = None,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Answer a free-text question; see `write_text`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: write_text(
-                c,
-                spec,
-                member_id,
-                position,
-                text,
-                source=source,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def skip(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Skip an optional question; see `skip`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: skip(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def keep(
-        self,
-        spec: SurveySpec,
-        member_id: int,
-        position: int,
-        *,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-    ) -> Progress:
-        """Keep the earlier answer and move on; see `keep`."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: keep(
-                c,
-                spec,
-                member_id,
-                position,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-            )
-        )
-
-    async def back(
-        self, spec: SurveySpec, member_id: int, position: int, *, now: datetime | None = None
-    ) -> Progress:
-        """Go back to the previous question; see `back`."""
-        when = self._store.now(now)
-        return await self._write(lambda c: back(c, spec, member_id, position, now=when))
-
-    async def stats(self, spec: SurveySpec) -> SurveyStats:
-        """The survey's results."""
-        return await self._store.read(lambda c: survey_stats(c, spec))
-
-    async def submit_feedback(
-        self,
-        member_id: int,
-        text: str,
-        *,
-        source: str,
-        local_day: date,
-        daily_limit: int,
-        now: datetime | None = None,
-    ) -> Feedback:
-        """File a suggestion; raises NotFound, LimitReached, InvalidRequest."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: submit_feedback(
-                c,
-                member_id,
-                text,
-                source=source,
-                local_day=local_day,
-                daily_limit=daily_limit,
-                now=when,
-            )
-        )
-
-    async def feedback_count(self, member_id: int, local_day: date) -> int:
-        """How many suggestions the member sent on local `day`."""
-        return await self._store.lookup(lambda c: feedback_count(c, member_id, local_day))
-
-    async def pending_feedback(self, *, limit: int) -> tuple[list[Feedback], int]:
-        """The oldest pending suggestions and how many wait in all."""
-        return await self._store.read(lambda c: pending_feedback(c, limit=limit))
-
-    async def feedback_item(self, feedback_id: int) -> Feedback:
-        """One suggestion; raises NotFound."""
-        return await self._store.lookup(lambda c: feedback_item(c, feedback_id))
-
-    async def review_feedback(
-        self,
-        feedback_id: int,
-        *,
-        approve: bool,
-        reward_points: int,
-        reward_expires_at: datetime | None,
-        actor: str,
-        now: datetime | None = None,
-        notice: Callable[[Feedback], Push] | None = None,
-    ) -> Feedback:
-        """Approve (and pay) or reject a suggestion once; raises NotFound, InvalidState."""
-        when = self._store.now(now)
-        return await self._write(
-            lambda c: review_feedback(
-                c,
-                feedback_id,
-                approve=approve,
-                reward_points=reward_points,
-                reward_expires_at=reward_expires_at,
-                actor=actor,
-                now=when,
-                notice=notice,
-            )
-        )
+    # Each runs the sync function of the same name (`stats`: survey_stats).
+    progress = looks_up(progress)
+    responses = looks_up(responses)
+    active_response = looks_up(active_response)
+    start = writes(start)
+    choose = writes(choose)
+    toggle = writes(toggle)
+    confirm_choices = writes(confirm_choices)
+    rate = writes(rate)
+    write_text = writes(write_text)
+    skip = writes(skip)
+    keep = writes(keep)
+    back = writes(back)
+    stats = reads(survey_stats)
+    # Suggestions (storage.feedback), served here as the handlers have always reached them.
+    submit_feedback = writes(feedback.submit_feedback)
+    feedback_count = looks_up(feedback.feedback_count)
+    pending_feedback = reads(feedback.pending_feedback)
+    feedback_item = looks_up(feedback.feedback_item)
+    review_feedback = writes(feedback.review_feedback)

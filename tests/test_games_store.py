@@ -19,8 +19,9 @@ from storage.errors import (
     LimitReached,
     NotFound,
     OfferExpired,
+    PriceChanged,
 )
-from storage.games import Games, Outcome, Play, PlayRules, PriceChanged
+from storage.games import Games, Outcome, Play, PlayRules
 from storage.ledger import Ledger
 from storage.members import Members, Profile, register_member
 from storage.store import Store, connect_sync, migrate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import ledger
+from storage import ledger, sql
 from storage.audit import audit
 from storage.errors import AlreadyReversed, Conflict, InsufficientPoints, InvalidRequest, NotFound
 from storage.members import Profile, register_member
@@ -525,7 +525,7 @@ def test_a_failed_operation_inside_a_transaction_leaves_the_rest(
     conn: sqlite3.Connection,
 ) -> None:
     alice = new_member(conn)
-    with ledger.atomic(conn):
+    with sql.atomic(conn):
         earn(conn, alice, 10, None, "a")
         with pytest.raises(InsufficientPoints):
             spend(conn, alice, 11, "s1")

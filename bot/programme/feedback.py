@@ -18,8 +18,8 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from storage.errors import LimitReached
+from storage.feedback import Feedback
 from storage.pushes import SERVICE, Push
-from storage.surveys import Feedback
 
 # The start of a suggestion quoted in the member's notice of the decision.
 EXCERPT_LENGTH: Final = 40

@@ -9,8 +9,8 @@ from bot.config import Config, ScheduledPolicy
 from bot.i18n import N_
 from bot.programme.calendar import local_today
 from bot.programme.errors import RuleError
-from storage.ledger import atomic
 from storage.pushes import PolicyChange, announce_policy_change, policy_changes
+from storage.sql import atomic
 
 NOTICE_KEYS = {
     "rolling": N_("push.policy_change.rolling"),

@@ -19,15 +19,8 @@ from bot.programme.calendar import display_expiry
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
-from storage.surveys import (
-    InvalidAnswer,
-    Progress,
-    QuestionSpec,
-    SurveyChanged,
-    SurveyClosed,
-    SurveySpec,
-    SurveyStats,
-)
+from storage.errors import InvalidAnswer, SurveyChanged, SurveyClosed
+from storage.surveys import Progress, QuestionSpec, SurveySpec, SurveyStats
 
 
 class SurveyGone(RuleError):

@@ -1,0 +1,237 @@
+"""The ledger's read queries: balances, spend previews, lots, statements, operations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from storage.errors import (
+    InvalidRequest,
+    NotFound,
+)
+from storage.ledger.bookkeeping import choose_lots, load_result, require_positive
+from storage.ledger.records import (
+    EARN_KINDS,
+    Balance,
+    LedgerLine,
+    Lot,
+    OperationRecord,
+    Posting,
+    Statement,
+    StatementLine,
+)
+from storage.sql import dt, dt_or_none, required_now, ts
+
+
+def _require_member(conn: sqlite3.Connection, member_id: int) -> None:
+    if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
+        raise NotFound(f"no member {member_id}")
+
+
+def existing_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """Which of these idempotency keys the ledger has already applied."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            row[0]
+            for row in conn.execute(
+                "SELECT idempotency_key FROM operations"
+                " WHERE idempotency_key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys[start : start + 500])),),
+            )
+        )
+    return found
+
+
+def available(conn: sqlite3.Connection, member_id: int, now: datetime | None = None) -> int:
+    """Spendable points: the unexpired remainders (0 for a member with none)."""
+    now = required_now(now)
+    # The member account's balance is the sum of all its lots' remainders (audit:
+    # balance_equals_lots), so subtracting the few lots past expiry the sweep has not booked
+    # yet reads a handful of rows, however many lots a regular customer has collected.
+    row = conn.execute(
+        "SELECT a.balance - coalesce((SELECT sum(remainder) FROM lots"
+        " WHERE member_id = a.member_id AND remainder > 0"
+        " AND coalesce(expires_at, 9223372036854775807) <= ?), 0)"
+        " FROM accounts AS a WHERE a.member_id = ? AND a.kind = 'member'",
+        (ts(now), member_id),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def balance(conn: sqlite3.Connection, member_id: int, now: datetime | None = None) -> Balance:
+    """Spendable points (unexpired remainders), their expiry schedule and lifetime earnings;
+    raises NotFound."""
+    now = required_now(now)
+    _require_member(conn, member_id)
+    expiring = tuple(
+        (dt_or_none(expires_at), int(points))
+        for expires_at, points in conn.execute(
+            "SELECT expires_at, sum(remainder) FROM lots"
+            " WHERE member_id = ? AND remainder > 0"
+            " AND coalesce(expires_at, 9223372036854775807) > ?"
+            " GROUP BY expires_at ORDER BY coalesce(expires_at, 9223372036854775807)",
+            (member_id, ts(now)),
+        )
+    )
+    earned_kinds = sorted(EARN_KINDS)
+    lifetime = conn.execute(
+        "SELECT coalesce(sum(l.points), 0) FROM lots AS l"
+        " JOIN operations AS o ON o.id = l.operation_id"
+        " WHERE l.member_id = ? AND o.kind IN (SELECT value FROM json_each(?))",
+        (member_id, json.dumps(earned_kinds)),
+    ).fetchone()[0]
+    return Balance(
+        member_id=member_id,
+        available=sum(points for _, points in expiring),
+        expiring=expiring,
+        lifetime_earned=int(lifetime),
+    )
+
+
+def plan_spend(
+    conn: sqlite3.Connection, member_id: int, points: int, now: datetime | None = None
+) -> tuple[tuple[datetime | None, int], ...]:
+    """The (expires_at, points) a spend of `points` would consume now, soonest first, without
+    writing; raises InsufficientPoints, NotFound, InvalidRequest."""
+    now = required_now(now)
+    require_positive(points)
+    _require_member(conn, member_id)
+    # The very selection `spend` makes, so a preview can never disagree with the spend.
+    planned: dict[int | None, int] = {}
+    for take in choose_lots(conn, member_id, points, ts(now)):
+        planned[take.expires_at] = planned.get(take.expires_at, 0) + take.points
+    return tuple((dt_or_none(expires_at), taken) for expires_at, taken in planned.items())
+
+
+def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
+    """Every lot of a member, oldest first, used up or not."""
+    return [
+        Lot(
+            id=r[0],
+            member_id=r[1],
+            operation_id=r[2],
+            points=r[3],
+            remainder=r[4],
+            expires_at=dt_or_none(r[5]),
+            origin_lot_id=r[6],
+            created_at=dt(r[7]),
+        )
+        for r in conn.execute(
+            "SELECT l.id, l.member_id, l.operation_id, l.points, l.remainder, l.expires_at,"
+            " l.origin_lot_id, o.created_at FROM lots AS l"
+            " JOIN operations AS o ON o.id = l.operation_id"
+            " WHERE l.member_id = ? ORDER BY l.id",
+            (member_id,),
+        )
+    ]
+
+
+def history(
+    conn: sqlite3.Connection, member_id: int, *, offset: int = 0, limit: int = 20
+) -> Statement:
+    """A page of the member's statement, newest first, and the total number of lines; raises
+    InvalidRequest (a bad page)."""
+    if offset < 0 or limit <= 0:
+        raise InvalidRequest("offset must be >= 0 and limit > 0")
+    account = conn.execute("SELECT id FROM accounts WHERE member_id = ?", (member_id,)).fetchone()
+    if account is None:
+        _require_member(conn, member_id)
+        return Statement((), 0)
+    total = conn.execute(
+        "SELECT count(DISTINCT operation_id) FROM postings WHERE account_id = ?", (account[0],)
+    ).fetchone()[0]
+    lines = tuple(
+        StatementLine(
+            operation_id=r[0],
+            created_at=dt(r[1]),
+            kind=r[2],
+            points=r[3],
+            reason=r[4],
+            reference=r[5],
+        )
+        for r in conn.execute(
+            "SELECT o.id, o.created_at, o.kind, p.points, o.reason, o.reference"
+            " FROM (SELECT operation_id, sum(amount) AS points FROM postings"
+            "       WHERE account_id = ? GROUP BY operation_id"
+            "       ORDER BY operation_id DESC LIMIT ? OFFSET ?) AS p"
+            " JOIN operations AS o ON o.id = p.operation_id ORDER BY o.id DESC",
+            (account[0], limit, offset),
+        )
+    )
+    return Statement(lines, int(total))
+
+
+def _account_label(name: str | None, member_id: int | None) -> str:
+    return name if name is not None else f"member:{member_id}"
+
+
+def operation(conn: sqlite3.Connection, operation_id: int) -> OperationRecord:
+    """One operation with its postings and lots; raises NotFound."""
+    op = conn.execute(
+        "SELECT id, kind, idempotency_key, member_id, counterparty_id, points, actor, reason,"
+        " reference, reverses_operation_id, created_at, meta FROM operations WHERE id = ?",
+        (operation_id,),
+    ).fetchone()
+    if op is None:
+        raise NotFound(f"no operation {operation_id}")
+    postings = tuple(
+        Posting(_account_label(r[0], r[1]), r[2])
+        for r in conn.execute(
+            "SELECT a.name, a.member_id, p.amount FROM postings AS p"
+            " JOIN accounts AS a ON a.id = p.account_id WHERE p.operation_id = ? ORDER BY p.id",
+            (operation_id,),
+        )
+    )
+    result = load_result(conn, operation_id)
+    return OperationRecord(
+        id=op[0],
+        kind=op[1],
+        key=op[2],
+        member_id=op[3],
+        counterparty_id=op[4],
+        points=op[5],
+        actor=op[6],
+        reason=op[7],
+        reference=op[8],
+        reverses_operation_id=op[9],
+        created_at=dt(op[10]),
+        meta=None if op[11] is None else json.loads(op[11]),
+        postings=postings,
+        lots_created=result.lots_created,
+        consumed=result.consumed,
+    )
+
+
+def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Iterator[LedgerLine]:
+    """Yield every posting (of one member's account, or all) with its operation, in order."""
+    sql = (
+        "SELECT p.id, p.operation_id, o.created_at, o.kind, o.idempotency_key, o.actor, o.reason,"
+        " o.reference, o.reverses_operation_id, a.name, a.member_id, p.amount, o.meta"
+        " FROM postings AS p JOIN operations AS o ON o.id = p.operation_id"
+        " JOIN accounts AS a ON a.id = p.account_id"
+    )
+    params: tuple[int, ...] = ()
+    if member_id is not None:
+        sql += " WHERE a.member_id = ? ORDER BY p.operation_id, p.id"
+        params = (member_id,)
+    else:
+        sql += " ORDER BY p.id"
+    for r in conn.execute(sql, params):
+        yield LedgerLine(
+            posting_id=r[0],
+            operation_id=r[1],
+            created_at=dt(r[2]),
+            kind=r[3],
+            key=r[4],
+            actor=r[5],
+            reason=r[6],
+            reference=r[7],
+            reverses_operation_id=r[8],
+            account=_account_label(r[9], r[10]),
+            member_id=r[10],
+            amount=r[11],
+            meta=r[12],
+        )

@@ -1,0 +1,170 @@
+"""The ledger's vocabulary: operation kinds and sinks, and the values it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+EARN_KINDS: Final = frozenset(
+    {
+        "purchase",
+        "birthday",
+        "survey",
+        "feedback",
+        "game",
+        "share_bonus",
+        "compensation",
+        "campaign",
+    }
+)
+# The sink a spend goes to decides its operation kind (and so the statement line).
+SPEND_SINKS: Final[Mapping[str, str]] = {"redeemed": "redeem", "game_cost": "game_play"}
+SPEND_KINDS: Final = frozenset(SPEND_SINKS.values())
+EXPIRED_SINK: Final = "expired"
+ADJUSTMENT_SOURCE: Final = "adjustment"
+DAY_SECONDS: Final = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """Points an operation took from one lot."""
+
+    lot_id: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationResult:
+    """What an operation did; rebuilt identically from the database when its key is replayed."""
+
+    operation_id: int
+    kind: str
+    member_id: int
+    points: int
+    # The member account's ledger balance right after the operation (it still counts expired
+    # points that the next sweep will book; `balance()` gives what is spendable).
+    balance_after: int
+    lots_created: tuple[int, ...] = ()
+    consumed: tuple[Consumed, ...] = ()
+    recipient_id: int | None = None
+    recipient_balance_after: int | None = None
+    replayed: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    """What an expiry sweep booked."""
+
+    lots: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class EarnRequest:
+    """One credit of `earn_many` (a row of a purchase import)."""
+
+    member_id: int
+    points: int
+    kind: str
+    key: str
+    actor: str
+    expires_at: datetime | None
+    now: datetime
+    reason: str | None = None
+    reference: str | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A member's spendable points, when they expire, and what they ever earned."""
+
+    member_id: int
+    available: int
+    # (expires_at, points) of unexpired lots, soonest first; None (never) last.
+    expiring: tuple[tuple[datetime | None, int], ...]
+    lifetime_earned: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """A credit to a member with its own expiry."""
+
+    id: int
+    member_id: int
+    operation_id: int
+    points: int
+    remainder: int
+    expires_at: datetime | None
+    origin_lot_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One operation as a member's statement shows it."""
+
+    operation_id: int
+    created_at: datetime
+    kind: str
+    points: int  # signed, from the member's point of view
+    reason: str | None
+    reference: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A page of a member's history, newest first, and how many lines there are in all."""
+
+    lines: tuple[StatementLine, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One leg of an operation: `member:<id>` or a system account name, and a signed amount."""
+
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """An operation with its postings, created lots and consumed lots."""
+
+    id: int
+    kind: str
+    key: str
+    member_id: int
+    counterparty_id: int | None
+    points: int
+    actor: str
+    reason: str | None
+    reference: str | None
+    reverses_operation_id: int | None
+    created_at: datetime
+    meta: Mapping[str, Any] | None
+    postings: tuple[Posting, ...]
+    lots_created: tuple[int, ...]
+    consumed: tuple[Consumed, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """One posting with its operation's fields: a row of the audit-trail export."""
+
+    posting_id: int
+    operation_id: int
+    created_at: datetime
+    kind: str
+    key: str
+    actor: str
+    reason: str | None
+    reference: str | None
+    reverses_operation_id: int | None
+    account: str
+    member_id: int | None
+    amount: int
+    meta: str | None

@@ -1,0 +1,90 @@
+"""What every storage module shares: how instants are stored, and all-or-nothing blocks.
+
+Instants are stored as integer Unix seconds and read back as aware UTC datetimes. A sync core
+function makes itself atomic with `atomic(conn)`; a facade runs a whole write transaction
+through `sole_operation`, so nested `atomic` blocks need no savepoints.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def ts(moment: datetime) -> int:
+    """Unix seconds of an aware datetime; raises ValueError for a naive one (whose midnight?)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware one")
+    return int(moment.timestamp())
+
+
+def ts_or_none(moment: datetime | None) -> int | None:
+    """`ts(moment)`, or None for None."""
+    return None if moment is None else ts(moment)
+
+
+def dt(value: int) -> datetime:
+    """The aware UTC datetime of stored Unix seconds."""
+    return datetime.fromtimestamp(value, UTC)
+
+
+def dt_or_none(value: int | None) -> datetime | None:
+    """`dt(value)`, or None for NULL."""
+    return None if value is None else dt(value)
+
+
+def required_now(now: datetime | None) -> datetime:
+    """`now` as given (a facade fills it in from the store's clock); raises TypeError for None."""
+    if now is None:
+        raise TypeError("pass now= (only a facade fills it in from the store's clock)")
+    return now
+
+
+# Set while a core function runs as the whole of a facade's Store.write transaction.
+_sole_operation = threading.local()
+
+
+@contextmanager
+def atomic(conn: sqlite3.Connection) -> Iterator[None]:
+    """Make a block all-or-nothing: a savepoint inside a transaction, else BEGIN IMMEDIATE."""
+    if getattr(_sole_operation, "conn", None) is conn:
+        # Store.write rolls the whole transaction back on any exception: a savepoint would
+        # only add two statements to every operation.
+        yield
+    elif conn.in_transaction:
+        conn.execute("SAVEPOINT ledger_operation")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO ledger_operation")
+            conn.execute("RELEASE ledger_operation")
+            raise
+        conn.execute("RELEASE ledger_operation")
+    else:
+        # IMMEDIATE: take the write lock up front, so a read never has to be upgraded.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """Run `fn` as the only work of its Store.write transaction (no savepoint needed)."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        _sole_operation.conn = conn
+        try:
+            return fn(conn)
+        finally:
+            _sole_operation.conn = None
+
+    return run
