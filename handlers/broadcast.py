@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot.i18n import N_
+from bot.programme.broadcasts import BROADCAST_MESSAGE, draft_broadcast, send_broadcast
+from bot.programme.errors import RuleError
 from handlers.admin import operator_texts
 from handlers.common import BotContext, edit_in_place, texts_for
 from storage.errors import NotFound
 
 BROADCAST_PREFIX = "bc"
-MAX_BROADCAST_LENGTH = 3000  # leaves room for the frame around it within Telegram's 4096
-BROADCAST_MESSAGE = N_("push.broadcast")
 
 
 async def broadcast(update: Update, context: BotContext) -> None:
@@ -24,28 +23,26 @@ async def broadcast(update: Update, context: BotContext) -> None:
     if not text:
         await message.reply_text(_("broadcast.usage"))
         return
-    if len(text) > MAX_BROADCAST_LENGTH:
-        await message.reply_text(_("broadcast.too_long", limit=MAX_BROADCAST_LENGTH))
+    try:
+        draft = await draft_broadcast(context.services, text, actor=f"telegram:{message.chat_id}")
+    except RuleError as exc:
+        await message.reply_text(_(exc.key, **exc.params))
         return
-    services = context.services
-    actor = f"telegram:{message.chat_id}"
-    saved = await services.pushes.create_broadcast(text, actor, services.clock())
-    audience = await services.pushes.member_count()
     keyboard = InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(
-                    _("broadcast.send"), callback_data=f"{BROADCAST_PREFIX}:ok:{saved.id}"
+                    _("broadcast.send"), callback_data=f"{BROADCAST_PREFIX}:ok:{draft.id}"
                 ),
                 InlineKeyboardButton(
-                    _("broadcast.cancel"), callback_data=f"{BROADCAST_PREFIX}:no:{saved.id}"
+                    _("broadcast.cancel"), callback_data=f"{BROADCAST_PREFIX}:no:{draft.id}"
                 ),
             ]
         ]
     )
     preview = _(BROADCAST_MESSAGE, text=text)
     await message.reply_text(
-        _("broadcast.preview", preview=preview, members=audience), reply_markup=keyboard
+        _("broadcast.preview", preview=preview, members=draft.audience), reply_markup=keyboard
     )
 
 
@@ -72,9 +69,7 @@ async def broadcast_callback(update: Update, context: BotContext) -> None:
         await edit_in_place(update, _("broadcast.cancelled"))
         return
     try:
-        queued = await services.pushes.confirm_broadcast(
-            int(parts[2]), f"telegram:{user.id}", services.clock(), BROADCAST_MESSAGE
-        )
+        queued = await send_broadcast(services, int(parts[2]), actor=f"telegram:{user.id}")
     except NotFound:
         await query.answer(_("button.expired"), show_alert=True)
         return
