@@ -382,43 +382,44 @@ def schedule_policy_change(
 def backup(config_path: Path, destination: Path, force: bool) -> None:
     """Copy the database to DESTINATION while the bot runs, then verify the copy.
 
-    The copy is one consistent snapshot (the bot keeps writing meanwhile); it must pass
-    SQLite's integrity check and the ledger audit, else the exit status is 1.
+    The copy is one consistent snapshot (the bot keeps writing meanwhile), made in a temporary
+    file beside DESTINATION; only a copy that passes SQLite's integrity check and the ledger
+    audit is renamed to DESTINATION (replacing it with --force), else the exit status is 1 and
+    DESTINATION is left as it was. The database itself (or its -wal, -shm) is refused (exit 2).
     To restore: stop the bot, replace the database file with the copy (and delete its
     -wal and -shm files), run `pointsbot audit`, start the bot.
     """
-    from storage.audit import audit
-    from storage.store import backup_to, connect_sync
+    from storage.errors import BackupRefused
+    from storage.store import backup_to
 
     config = _load(config_path)
-    if destination.exists() and not force:
-        click.echo(f"error: {destination} exists (use --force to replace it)", err=True)
-        sys.exit(2)
     conn = _open_database(config, upgrade=False)
     started = time.perf_counter()
     try:
-        backup_to(conn, destination)
-    except sqlite3.Error as exc:
+        report = backup_to(conn, destination, replace=force)
+    except BackupRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (sqlite3.Error, OSError) as exc:
         click.echo(f"error: backup to {destination} failed: {exc}", err=True)
         sys.exit(2)
     finally:
         conn.close()
     copied = time.perf_counter() - started
-    check = connect_sync(destination)
-    try:
-        report = audit(check, integrity="full")
-    finally:
-        check.close()
+    if not report.ok:
+        click.echo(str(report))
+        click.echo(f"error: the copy failed verification: {destination} is unchanged", err=True)
+        sys.exit(1)
     size = destination.stat().st_size
     click.echo(f"{destination}: {size / 1_048_576:.1f} MiB in {copied:.1f} s")
     click.echo(str(report))
-    sys.exit(0 if report.ok else 1)
 
 
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:
     """Run the bot with long polling until SIGINT or SIGTERM."""
+    config = _load(config_path, to_run=True)
     token = token_from_env()
     if token is None:
         click.echo(

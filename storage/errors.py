@@ -14,6 +14,10 @@ class MigrationError(StoreError):
     """A migration failed or the database is newer than this code."""
 
 
+class BackupRefused(StoreError):
+    """A backup's destination is the live database (or one of its files), or is taken."""
+
+
 class NotFound(StoreError):
     """The member, operation or lot asked for does not exist."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
+import tempfile
 import warnings
 from collections.abc import Callable
 from datetime import datetime
@@ -15,7 +17,8 @@ from typing import Any, Final, Literal, TypeVar
 
 import aiosqlite
 
-from storage.errors import MigrationError
+from storage.audit import AuditReport, audit
+from storage.errors import BackupRefused, MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +103,86 @@ def configure(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
 
 
-def backup_to(conn: sqlite3.Connection, destination: str | Path) -> None:
-    """Write one consistent snapshot of the database to `destination` (a new file), while
-    other connections keep writing (VACUUM INTO reads inside one transaction)."""
-    target = Path(destination)
-    if target.exists():
-        target.unlink()
-    conn.execute("VACUUM INTO ?", (str(target),))
+# The files SQLite keeps beside a database: writing over any of them loses commits.
+_COMPANIONS: Final = ("", "-wal", "-shm", "-journal")
+
+
+def database_files(conn: sqlite3.Connection) -> tuple[Path, ...]:
+    """The main database file of `conn` and its -wal, -shm and -journal, symlinks resolved."""
+    main = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    database = Path(main).resolve()
+    return tuple(database.with_name(database.name + suffix) for suffix in _COMPANIONS)
+
+
+def _backup_target(conn: sqlite3.Connection, destination: Path, *, replace: bool) -> Path:
+    """Where a backup may go, resolved; raises BackupRefused."""
+    target = destination.resolve()  # follows symlinks and `..`, relative to the working folder
+    live = database_files(conn)
+    # A hard link (or a bind mount) has a path of its own: compare the files themselves too.
+    if target in live or any(
+        target.exists() and f.exists() and os.path.samefile(target, f) for f in live
+    ):
+        raise BackupRefused(
+            f"{destination} is the live database {live[0]} (or one of its files):"
+            " back up to another file"
+        )
+    if target.exists() and not replace:
+        raise BackupRefused(f"{destination} exists (use --force to replace it)")
+    # A -wal beside the destination belongs to whatever database is there and would be
+    # replayed onto the copy when it is opened.
+    wal = target.with_name(target.name + "-wal")
+    if wal.exists():
+        raise BackupRefused(f"{destination} is a database in use ({wal} exists)")
+    return target
+
+
+def backup_to(
+    conn: sqlite3.Connection, destination: str | Path, *, replace: bool = False
+) -> AuditReport:
+    """Copy the database to `destination` while other connections keep writing, and put the
+    copy there only if it passes integrity_check and the audit, whose report it returns;
+    raises BackupRefused, sqlite3.Error or OSError, with nothing at `destination` touched."""
+    target = _backup_target(conn, Path(destination), replace=replace)
+    # A temporary file in the destination's folder, so the final rename is atomic: the old
+    # destination stays whole until a verified copy replaces it. VACUUM INTO accepts an
+    # existing empty file, so mkstemp's exclusive creation also makes the name ours (and its
+    # mode 0600 keeps members' data from other accounts on the machine).
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        # One read transaction: a consistent snapshot of every commit made before it began.
+        conn.execute("VACUUM INTO ?", (str(partial),))
+        # Read-only: verifying must not change the copy (not even into WAL mode).
+        copy = sqlite3.connect(f"{partial.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            report = audit(copy, integrity="full")
+        finally:
+            copy.close()
+        if not report.ok:
+            return report
+        # VACUUM INTO does not fsync its output: make the copy durable before it counts.
+        with partial.open("rb") as written:
+            os.fsync(written.fileno())
+        if not replace and target.exists():
+            raise BackupRefused(f"{destination} exists (use --force to replace it)")
+        os.replace(partial, target)
+        _fsync_folder(target.parent)
+        return report
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform can open folders)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 class Store:
