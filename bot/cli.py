@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 import click
 
 from bot.clock import Clock, system_clock
-from bot.config import TOKEN_ENV, Config, ConfigError, load_config, token_from_env
+from bot.config import (
+    TOKEN_ENV,
+    Config,
+    ConfigError,
+    check_runnable,
+    load_config,
+    token_from_env,
+    unrunnable,
+)
 
 if TYPE_CHECKING:
     from bot.imports import Progress
@@ -35,13 +43,17 @@ config_option = click.option(
 )
 
 
-def _load(path: Path) -> Config:
-    """Load the configuration or exit 2 with the validation message."""
+def _load(path: Path, *, to_run: bool = False) -> Config:
+    """Load the configuration (`to_run`: complete enough to run the bot) or exit 2 with the
+    validation message."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        if to_run:
+            check_runnable(config, str(path))
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    return config
 
 
 def cli_clock() -> Clock:
@@ -83,6 +95,9 @@ def check_config(config_path: Path) -> None:
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
+    # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
+    for key, message in unrunnable(config).items():
+        click.echo(f"warning: {config_path}: [{key}] {message}", err=True)
 
 
 @main.command("init-db")
@@ -427,7 +442,6 @@ def run(config_path: Path) -> None:
             err=True,
         )
         sys.exit(2)
-    config = _load(config_path)
     from bot.app import build_application
 
     app = build_application(config, token)

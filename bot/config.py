@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +26,25 @@ TOKEN_ENV = "POINTSBOT_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 Language = Literal["zh-CN", "en"]
 PositiveInt = Annotated[int, Field(gt=0)]
+# Telegram user ids are positive and have at most 52 significant bits (Bot API, User.id);
+# a negative id is a group chat, never a person.
+MAX_TELEGRAM_USER_ID = 2**52 - 1
+# Points per yuan, at most: 1,000 already makes a point worth a tenth of a fen, which nobody
+# reads as money, and it keeps the largest purchase times every multiplier far inside
+# SQLite's 64-bit integers; a value like 1e12 is a typo that would mint points without end.
+MAX_POINTS_PER_YUAN = 1000
+
+
+def _telegram_user_id(value: object) -> object:
+    """Accept only a whole positive number: "123" (quoted) or 1.0 is a mistake, not an id."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a Telegram user id is a whole number without quotes, not {value!r}")
+    if not 0 < value <= MAX_TELEGRAM_USER_ID:
+        raise ValueError(f"a Telegram user id is a positive number, not {value}")
+    return value
+
+
+TelegramUserId = Annotated[int, BeforeValidator(_telegram_user_id)]
 
 
 class ConfigError(Exception):
@@ -52,8 +73,19 @@ class ProgramConfig(_Section):
     name: Localized
     timezone: str = "Asia/Shanghai"
     default_language: Language = "zh-CN"
-    admins: list[int] = Field(default_factory=list)
+    # May be empty for tooling (check-config warns); `pointsbot run` refuses (see unrunnable).
+    admins: list[TelegramUserId] = Field(default_factory=list)
     support_contact: str = ""
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _a_list(cls, value: object) -> object:
+        # TOML `admins = "100000001"` or `admins = 100000001`: pydantic would only say "list".
+        if not isinstance(value, list):
+            raise ValueError(
+                f"must be a list of Telegram user ids, e.g. admins = [100000001], not {value!r}"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -91,6 +123,25 @@ class StorageConfig(_Section):
     path: str = "data/pointsbot.sqlite3"
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
 
+    @field_validator("path")
+    @classmethod
+    def _a_file_path(cls, value: str) -> str:
+        # The store creates missing folders, so only what exists can be wrong: the path
+        # itself a folder ("/", "data/"), or a file where a folder has to be.
+        if not value.strip():
+            raise ValueError("is empty: give the database file, e.g. data/pointsbot.sqlite3")
+        path = Path(value)
+        if value.endswith(("/", "\\")) or path.is_dir():
+            raise ValueError(
+                f"{value!r} is a folder: give the database file, e.g. data/pointsbot.sqlite3"
+            )
+        for folder in path.parents:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ValueError(f"{value!r}: {str(folder)!r} is a file, not a folder")
+                break
+        return value
+
 
 class Category(_Section):
     """One purchase category and its earn multiplier."""
@@ -103,7 +154,7 @@ class Category(_Section):
 class EarnConfig(_Section):
     """[earn]: how purchases turn into points."""
 
-    points_per_yuan: PositiveInt = 1
+    points_per_yuan: int = Field(default=1, gt=0, le=MAX_POINTS_PER_YUAN)
     max_purchase_yuan: Decimal = Field(default=Decimal("50000"), gt=0)
     share_bonus_points: int = Field(default=0, ge=0)
     share_bonus_daily_limit: int = Field(default=1, ge=0)
@@ -211,6 +262,17 @@ class PushConfig(_Section):
     # A daily job missed while the bot was down is caught up at the next start, at most
     # this many days back.
     catch_up_days: int = Field(default=7, ge=0, le=60)
+
+    @field_validator("quiet_hours_end")
+    @classmethod
+    def _not_the_start(cls, value: time, info: ValidationInfo) -> time:
+        # Equal ends say neither "always" nor "never" clearly: make the operator choose.
+        if value == info.data.get("quiet_hours_start"):
+            raise ValueError(
+                f"is the same as quiet_hours_start ({value:%H:%M}): give the hours marketing"
+                " waits, e.g. 22:00:00 to 08:00:00"
+            )
+        return value
 
     @field_validator("reminder_days")
     @classmethod
@@ -667,6 +729,25 @@ class Config(_Section):
     def is_admin(self, telegram_id: int) -> bool:
         """True when this Telegram user is an operator."""
         return telegram_id in self.program.admins
+
+
+def unrunnable(config: Config) -> dict[str, str]:
+    """What keeps `pointsbot run` from starting with a valid configuration: key -> message."""
+    problems: dict[str, str] = {}
+    if not config.program.admins:
+        # Valid for tooling (a template, a check in CI), but a running programme without an
+        # operator cannot award a purchase or answer a member's complaint.
+        problems["program.admins"] = (
+            "is empty: `pointsbot run` needs at least one operator's Telegram user id"
+        )
+    return problems
+
+
+def check_runnable(config: Config, source: str) -> None:
+    """Raise ConfigError naming each key that keeps `pointsbot run` from starting."""
+    if problems := unrunnable(config):
+        lines = [f"  [{key}] {message}" for key, message in problems.items()]
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *lines]))
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

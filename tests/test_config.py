@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, load_config, parse_config
+from bot.config import (
+    MAX_POINTS_PER_YUAN,
+    MAX_TELEGRAM_USER_ID,
+    ConfigError,
+    check_runnable,
+    load_config,
+    parse_config,
+    unrunnable,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "config.example.toml"
@@ -83,6 +91,125 @@ def test_mistake_names_the_key(mutate: Any, expected: str) -> None:
     message = str(excinfo.value)
     assert message.startswith("config.toml: invalid configuration")
     assert expected in message
+
+
+# Values the file's syntax allows and the programme must not run with (issue 15, defect 9).
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["program"].update(admins="100000001"),
+            "[program.admins] must be a list of Telegram user ids",
+        ),
+        (
+            lambda d: d["program"].update(admins=100000001),
+            "[program.admins] must be a list of Telegram user ids",
+        ),
+        (
+            lambda d: d["program"].update(admins=[100000001, "100000002"]),
+            "[program.admins[2]] a Telegram user id is a whole number without quotes, not",
+        ),
+        (
+            lambda d: d["program"].update(admins=[-100000001]),
+            "[program.admins[1]] a Telegram user id is a positive number, not -100000001",
+        ),
+        (
+            lambda d: d["program"].update(admins=[0]),
+            "[program.admins[1]] a Telegram user id is a positive number, not 0",
+        ),
+        (
+            lambda d: d["program"].update(admins=[True]),
+            "[program.admins[1]] a Telegram user id is a whole number without quotes, not True",
+        ),
+        (
+            lambda d: d["program"].update(admins=[100000001.0]),
+            "[program.admins[1]] a Telegram user id is a whole number without quotes",
+        ),
+        (
+            lambda d: d["program"].update(admins=[MAX_TELEGRAM_USER_ID + 1]),
+            "[program.admins[1]] a Telegram user id is a positive number",
+        ),
+        (
+            lambda d: d["earn"].update(points_per_yuan=1e12),
+            f"[earn.points_per_yuan] Input should be less than or equal to {MAX_POINTS_PER_YUAN}",
+        ),
+        (
+            lambda d: d["earn"].update(points_per_yuan=MAX_POINTS_PER_YUAN + 1),
+            "[earn.points_per_yuan] Input should be less than or equal to",
+        ),
+        (
+            lambda d: d["push"].update(quiet_hours_end=d["push"]["quiet_hours_start"]),
+            "[push.quiet_hours_end] is the same as quiet_hours_start (22:00)",
+        ),
+        (lambda d: d["storage"].update(path="/"), "[storage.path] '/' is a folder"),
+        (lambda d: d["storage"].update(path=" "), "[storage.path] is empty"),
+        (lambda d: d["storage"].update(path="data/"), "[storage.path] 'data/' is a folder"),
+        (
+            lambda d: d["storage"].update(path=str(ROOT)),
+            f"[storage.path] {str(ROOT)!r} is a folder",
+        ),
+        (
+            lambda d: d["storage"].update(path=f"{SAMPLE}/points/bot.sqlite3"),
+            f"{str(SAMPLE)!r} is a file, not a folder",
+        ),
+    ],
+    ids=[
+        "admins a string",
+        "admins a number",
+        "an admin id quoted",
+        "an admin id negative",
+        "an admin id zero",
+        "an admin id true",
+        "an admin id a float",
+        "an admin id too long",
+        "points_per_yuan 1e12",
+        "points_per_yuan over the cap",
+        "quiet hours start equals end",
+        "storage.path the root",
+        "storage.path empty",
+        "storage.path a folder name",
+        "storage.path an existing folder",
+        "storage.path under a file",
+    ],
+)
+def test_a_value_the_programme_cannot_run_with_names_the_key(mutate: Any, expected: str) -> None:
+    document = sample()
+    mutate(document)
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(document, "config.toml")
+    message = str(excinfo.value)
+    assert message.startswith("config.toml: invalid configuration\n  [")
+    assert expected in message
+
+
+def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
+    document = sample()
+    document["program"]["admins"] = [1, MAX_TELEGRAM_USER_ID]
+    document["earn"]["points_per_yuan"] = MAX_POINTS_PER_YUAN
+    start, end = document["push"]["quiet_hours_start"], document["push"]["quiet_hours_end"]
+    document["push"].update(quiet_hours_start=end, quiet_hours_end=start)
+    # A folder that does not exist yet is fine: the store creates it.
+    document["storage"]["path"] = str(tmp_path / "not" / "yet" / "bot.sqlite3")
+    config = parse_config(document, "config.toml")
+    assert config.program.admins == [1, MAX_TELEGRAM_USER_ID]
+    assert config.earn.points_per_yuan == MAX_POINTS_PER_YUAN
+    # Quiet from 08:00 to 22:00 (the sample's hours swapped): the daytime is the quiet part.
+    assert config.push.is_quiet(config.push.quiet_hours_start)
+    assert unrunnable(config) == {}
+
+
+def test_no_admin_is_valid_for_tools_but_not_for_running() -> None:
+    document = sample()
+    document["program"]["admins"] = []
+    config = parse_config(document, "config.toml")  # valid: check-config and tools accept it
+    assert set(unrunnable(config)) == {"program.admins"}
+    with pytest.raises(ConfigError) as excinfo:
+        check_runnable(config, "config.toml")
+    assert str(excinfo.value) == (
+        "config.toml: invalid configuration\n  [program.admins] is empty: `pointsbot run` needs"
+        " at least one operator's Telegram user id"
+    )
+    check_runnable(load_config(SAMPLE), "config.example.toml")  # the sample runs
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
