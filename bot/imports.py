@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
+import io
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,7 @@ DEFAULT_BATCH: Final = 10_000
 # Rejections kept in the summary for display; `on_reject` sees every one of them.
 KEEP_REJECTED: Final = 1_000
 _CHUNK: Final = 1 << 20
+UNCLOSED_QUOTE: Final = 'a quoted field (") opened on this line does not close on it'
 
 # Why a row was skipped: a stable code (tests, --errors files) and what operators read.
 REASONS: Final[dict[str, str]] = {
@@ -125,10 +127,63 @@ def _not_utf8(line: int) -> ImportFileError:
     return ImportFileError(f"line {line} is not UTF-8 text (save the file as CSV UTF-8)")
 
 
+def _unclosed_quote(text: str, first: int) -> int | None:
+    """The first line of `text` (whole lines, the first numbered `first`) that ends inside a
+    quoted field, or None."""
+    # Our columns never hold a line break, so a record reaching past its line is a quote left
+    # open: read on, it would swallow the lines after it. The lenient reader goes on where
+    # the strict one stops; its fields then hold the line break.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    done = 0  # lines before the record being read
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error:  # a field over csv's size limit: lines swallowed, or one long line
+            fields = []
+        if fields is None:
+            return None
+        if reader.line_num - done > 1 or (fields and fields[-1][-1:] in ("\n", "\r")):
+            return first + done
+        if reader.line_num == done:
+            return None  # nothing read: the reader cannot go on
+        done = reader.line_num
+
+
+class _QuoteScan:
+    """Feeds a file's bytes, chunk by chunk, to `_unclosed_quote` in whole lines."""
+
+    def __init__(self) -> None:
+        self.held: list[bytes] = []  # the start of a line not finished yet
+        self.line = 1  # the number of the first line held
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> int | None:
+        """The first line ending inside quotes among those `chunk` finishes, or None."""
+        cut = len(chunk) if final else chunk.rfind(b"\n") + 1
+        if not cut and not final:
+            self.held.append(chunk)
+            return None
+        block = b"".join([*self.held, chunk[:cut]])
+        self.held = [chunk[cut:]]
+        first = self.line
+        self.line += block.count(b"\n")
+        if b'"' not in block:
+            return None  # the usual file: not a quote in it, nothing to parse
+        # Every byte of it has passed the UTF-8 check, and it ends where a line does.
+        return _unclosed_quote(block.decode("utf-8-sig" if first == 1 else "utf-8"), first)
+
+
+def _unclosed(line: int) -> ImportFileError:
+    return ImportFileError(
+        f'line {line} opens a quoted field (") that does not close on that line, so the lines'
+        " after it would be read as part of it; correct the quotes and import again"
+    )
+
+
 def scan_file(path: Path) -> int:
-    """Check the file is UTF-8 (a BOM is fine) and return its line count; raises
-    ImportFileError."""
+    """Check the file is UTF-8 (a BOM is fine) with no quoted field left open at the end of a
+    line, and return its line count; raises ImportFileError."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    quotes = _QuoteScan()
     newlines = 0
     tail = b""
     try:
@@ -141,6 +196,8 @@ def scan_file(path: Path) -> int:
                     raise _not_utf8(
                         newlines + chunk[: max(exc.start - held, 0)].count(b"\n") + 1
                     ) from None
+                if (broken := quotes.feed(chunk)) is not None:
+                    raise _unclosed(broken)
                 newlines += chunk.count(b"\n")
                 tail = chunk[-1:]
     except OSError as exc:
@@ -150,6 +207,8 @@ def scan_file(path: Path) -> int:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise _not_utf8(lines) from None  # it ends in the middle of a character
+    if (broken := quotes.feed(b"", final=True)) is not None:
+        raise _unclosed(broken)
     return lines
 
 
@@ -166,23 +225,49 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _Lines:
+    """A CSV reader's input: the lines of the source, those of the record being read kept,
+    and lines handed back to be read again."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._source = iter(lines)
+        self.again: list[str] = []  # last to be read first
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.again.pop() if self.again else next(self._source)
+        self.taken.append(line)
+        return line
+
+
 def _records(lines: Iterable[str]) -> Iterator[_Record]:
-    """Each CSV record with its first line number; blank lines are left out."""
-    reader = csv.reader(lines, strict=True)
-    last = 0
+    """Each CSV record with its line number; blank lines are left out. A record is one line:
+    a quoted field left open there is an unreadable record, and the lines it swallowed are
+    read again on their own."""
+    source = _Lines(lines)
+    reader = csv.reader(source, strict=True)
+    line = 1
     while True:
+        source.taken.clear()
+        record: list[str] | str
         try:
-            fields = next(reader)
+            record = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            if reader.line_num == last:
+            if not source.taken:
                 return  # nothing was consumed: the reader cannot go on
-            yield last + 1, str(exc)
-        else:
-            if fields:
-                yield last + 1, fields
-        last = reader.line_num
+            record = str(exc)
+        if len(source.taken) > 1:
+            # No column holds a line break: the quoting broke on this line.
+            source.again.extend(reversed(source.taken[1:]))
+            record = UNCLOSED_QUOTE
+        if record:
+            yield line, record
+        line += 1
 
 
 def _columns(header: list[str] | str) -> _Columns:

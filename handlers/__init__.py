@@ -13,7 +13,7 @@ from telegram.ext import (
 )
 
 from bot.i18n import N_
-from handlers.admin import adjust, member_info, purchase
+from handlers.admin import adjust, member_info, purchase, purchase_confirmation
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
@@ -97,6 +97,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("survey_stats", survey_stats_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(review_callback, pattern=r"^fb:[ar]:"))
     app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
+    app.add_handler(CallbackQueryHandler(purchase_confirmation, pattern=r"^tp:"))
     app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
     app.add_handler(CommandHandler("member", member_info, filters=incoming))
     app.add_handler(CommandHandler("fulfil", fulfil, filters=incoming))

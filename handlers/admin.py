@@ -1,19 +1,27 @@
-"""Operators at the till: /purchase, /adjust and /member (admins from the configuration only)."""
+"""Operators at the till: /purchase (with a question before a retyped one is booked), /adjust
+and /member (admins from the configuration only)."""
 
 from __future__ import annotations
 
-from telegram import Message, Update
+import re
+from typing import Final
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+
+from bot.config import Config
 from bot.programme.adjustments import adjust_points
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
-from bot.programme.purchases import record_purchase
+from bot.programme.purchases import PurchaseRecorded, confirmation_open, record_purchase
 from bot.programme.till import command_source, find_member
-from handlers.common import BotContext, Texts, texts_for
+from handlers.common import BotContext, Texts, edit_in_place, texts_for
 from handlers.points import format_code, render_balance, signed
 
 # /member lists at most this many lots so the answer stays well under Telegram's 4096 chars.
 MAX_LOTS_SHOWN = 15
+# The buttons under a retyped purchase: Yes / No and the message id of the /purchase command
+# they are about (the pending action; at most 23 bytes, well under Telegram's 64).
+CONFIRM_DATA: Final = re.compile(r"tp:(ok|no):([0-9]{1,15})")
 
 
 async def operator_texts(update: Update, context: BotContext) -> tuple[Message, Texts] | None:
@@ -33,25 +41,94 @@ def _operator(update: Update) -> str:
     return f"telegram:{update.effective_user.id if update.effective_user else 0}"
 
 
+def decode_confirmation(data: str) -> tuple[bool, int] | None:
+    """`tp:ok:<id>` / `tp:no:<id>` as (confirmed, the id of the command asked about), or None."""
+    found = CONFIRM_DATA.fullmatch(data)
+    return None if found is None else (found[1] == "ok", int(found[2]))
+
+
+def _purchase_args(args: list[str]) -> tuple[str, str, str | None, str | None] | None:
+    """`<member code> <amount> [category] [receipt]` as (code, amount, category, receipt)."""
+    if not 2 <= len(args) <= 4:
+        return None
+    code, amount, *rest = args
+    return code, amount, rest[0] if rest else None, rest[1] if len(rest) > 1 else None
+
+
+def _recorded_text(recorded: PurchaseRecorded, receipt: str | None, _: Texts) -> str:
+    """What the cashier reads about a purchase booked (now or before), or refused."""
+    if recorded.status == "conflict":
+        return _("admin.purchase.conflict", receipt=receipt or "-")
+    if recorded.status == "replayed":
+        if receipt is None:
+            return _("admin.purchase.replayed_entry", points=recorded.points)
+        return _("admin.purchase.replayed", receipt=receipt, points=recorded.points)
+    award, member = recorded.award, recorded.member
+    category = award.category.name.get(_.language)
+    if award.campaign is not None:
+        category += _(
+            "admin.purchase.campaign",
+            campaign=award.campaign.name.get(_.language),
+            multiplier=format(award.campaign.multiplier.normalize(), "f"),
+        )
+    return _(
+        "admin.purchase.done",
+        name=member.display_name,
+        code=format_code(member.member_code),
+        amount=award.amount,
+        category=category,
+        points=recorded.points,
+        balance=recorded.available,
+    )
+
+
+def _retype_question(
+    recorded: PurchaseRecorded, message_id: int, config: Config, _: Texts
+) -> tuple[str, InlineKeyboardMarkup]:
+    """Ask whether a purchase like one booked minutes ago is another one, with two buttons."""
+    award, member = recorded.award, recorded.member
+    assert recorded.earlier is not None
+    text = _(
+        "admin.purchase.retyped",
+        name=member.display_name,
+        code=format_code(member.member_code),
+        amount=award.amount,
+        category=award.category.name.get(_.language),
+        time=recorded.earlier.astimezone(config.program.tz).strftime("%H:%M"),
+    )
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    _("admin.purchase.confirm_button"), callback_data=f"tp:ok:{message_id}"
+                ),
+                InlineKeyboardButton(
+                    _("admin.purchase.cancel_button"), callback_data=f"tp:no:{message_id}"
+                ),
+            ]
+        ]
+    )
+    return text, keyboard
+
+
 async def purchase(update: Update, context: BotContext) -> None:
     """`/purchase <member code> <amount> [category] [receipt]`: award points for a purchase."""
     asked = await operator_texts(update, context)
     if asked is None:
         return
     message, _ = asked
-    args = context.args or []
-    if not 2 <= len(args) <= 4:
+    parsed = _purchase_args(context.args or [])
+    if parsed is None:
         categories = ", ".join(c.id for c in context.services.config.earn.categories)
         await message.reply_text(_("admin.purchase.usage", categories=categories))
         return
-    code, amount, *rest = args
-    receipt = rest[1] if len(rest) > 1 else None
+    code, amount, category, receipt = parsed
     try:
         recorded = await record_purchase(
             context.services,
             code,
             amount,
-            rest[0] if rest else None,
+            category,
             receipt,
             # The message's own time and id, so a redelivered update makes the same request.
             purchased_at=message.date,
@@ -61,33 +138,75 @@ async def purchase(update: Update, context: BotContext) -> None:
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))
         return
-    if recorded.status == "conflict":
-        await message.reply_text(_("admin.purchase.conflict", receipt=receipt or "-"))
+    if recorded.status == "unconfirmed":
+        # A reply to the command: the buttons act on the command Telegram shows them under.
+        text, keyboard = _retype_question(recorded, message.id, context.services.config, _)
+        await message.reply_text(text, reply_markup=keyboard, do_quote=True)
+        return
+    await message.reply_text(_recorded_text(recorded, receipt, _))
+
+
+async def purchase_confirmation(update: Update, context: BotContext) -> None:
+    """Yes or No under a retyped purchase: book the command it replies to, or nothing."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    _ = await texts_for(update, context)
+    decoded = decode_confirmation(query.data or "")
+    question = query.message
+    command = question.reply_to_message if isinstance(question, Message) else None
+    services = context.services
+    # Never trusted: the pending action is the command the question replies to, as Telegram
+    # keeps it. Asked by this very admin about that command, neither edited since: answering
+    # edits the question, so an edited one has been answered (the app drops the keyboard of a
+    # tapped message before it is parsed, bot/sending.py); and within CONFIRM_WITHIN.
+    if (
+        decoded is None
+        or not isinstance(question, Message)
+        or command is None
+        or command.id != decoded[1]
+        or command.from_user is None
+        or command.from_user.id != user.id
+        or not services.config.is_admin(user.id)
+        or question.edit_date is not None
+        or command.edit_date is not None
+        or not confirmation_open(question.date, services.clock())
+    ):
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    if not decoded[0]:
+        await query.answer()
+        await edit_in_place(update, _("admin.purchase.cancelled"))
+        return
+    parsed = _purchase_args((command.text or "").split()[1:])
+    if parsed is None:  # not a command this bot asked about
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    code, amount, category, receipt = parsed
+    try:
+        recorded = await record_purchase(
+            services,
+            code,
+            amount,
+            category,
+            receipt,
+            # The command's own time and id: the very request it would have made, so a
+            # second tap (or a redelivered one) is a replay the ledger books once.
+            purchased_at=command.date,
+            source=command_source(command.chat_id, command.id),
+            actor=_operator(update),
+            confirmed=True,
+        )
+    except RuleError as exc:
+        await query.answer()
+        await edit_in_place(update, _(exc.key, **exc.params))
         return
     if recorded.status == "replayed":
-        await message.reply_text(
-            _("admin.purchase.replayed", receipt=receipt or "-", points=recorded.points)
-        )
+        # Booked by a tap a moment ago, before this one's question showed the answer.
+        await query.answer(_("button.expired"), show_alert=True)
         return
-    award, member = recorded.award, recorded.member
-    category = award.category.name.get(_.language)
-    if award.campaign is not None:
-        category += _(
-            "admin.purchase.campaign",
-            campaign=award.campaign.name.get(_.language),
-            multiplier=format(award.campaign.multiplier.normalize(), "f"),
-        )
-    await message.reply_text(
-        _(
-            "admin.purchase.done",
-            name=member.display_name,
-            code=format_code(member.member_code),
-            amount=award.amount,
-            category=category,
-            points=recorded.points,
-            balance=recorded.available,
-        )
-    )
+    await query.answer()
+    await edit_in_place(update, _recorded_text(recorded, receipt, _))
 
 
 async def adjust(update: Update, context: BotContext) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta
@@ -15,11 +16,14 @@ from bot.programme.adjustments import adjust_points
 from bot.programme.errors import RuleError
 from bot.programme.purchases import award_purchase, purchase_points, record_purchase
 from bot.programme.till import command_source
+from bot.sandbox.client import ChatClient
 from bot.sandbox.seed import DEMO_PURCHASES, DEMO_USER_ID, seed_demo
+from bot.sandbox.server import BotEvent, SandboxMessage
 from storage.audit import audit
 from storage.members import Member, luhn_digit
 from storage.store import connect_sync
-from tests.conftest import NOW, Sandbox
+from tests.amount_cases import BAD_PARAMS, GOOD_PARAMS, refusal
+from tests.conftest import ADMIN_ID, NOW, Sandbox, assert_audit_ok
 
 
 async def new_member(sandbox: Sandbox, user_id: int = 8001) -> Member:
@@ -119,12 +123,13 @@ async def test_campaign_multiplies_and_says_so(
         ("", "用法：/purchase <会员号> <金额> [类别] [小票号]"),
         ("{code}", "用法：/purchase"),
         ("{code} 1 eco R1 extra", "用法：/purchase"),
-        ("{code} abc", "金额「abc」不是有效数字。"),
+        ("{code} abc", "金额「abc」无效：请输入数字，最多一个小数点、两位小数"),
         ("{code} -5", "金额必须大于 0（收到：-5）。"),
         ("{code} 0", "金额必须大于 0（收到：0）。"),
         ("{code} 1.005", "金额最多两位小数（收到：1.005）。"),
-        ("{code} 1e9", "超过单笔上限"),
-        ("{code} NaN", "不是有效数字"),
+        ("{code} 1e9", "金额「1e9」无效"),
+        ("{code} 50000.01", "超过单笔上限"),
+        ("{code} NaN", "金额「NaN」无效"),
         ("{code} 0.50", "消费 0.50 元不足以获得 1 积分，未记账。"),
         ("{code} 10 toys", "没有「toys」这个商品类别（可用：general, eco, refill）。"),
         ("{code} 10 eco R/1;DROP", "小票号「R/1;DROP」无效"),
@@ -145,6 +150,28 @@ async def test_bad_purchase_input_is_explained_and_changes_nothing(
     [reply] = await sandbox.admin().send(f"/purchase {arguments.format(**values)}".strip())
     assert answer.format(**values) in (reply.text or "")
     assert await operations(sandbox) == before
+
+
+@pytest.mark.parametrize(("typed", "read"), GOOD_PARAMS)
+async def test_an_amount_typed_at_the_till_is_echoed_as_read(
+    sandbox: Sandbox, typed: str, read: str
+) -> None:
+    member = await new_member(sandbox)
+    [reply] = await sandbox.admin().send(f"/purchase {member.member_code} {typed}")
+    assert f"记录消费 {read} 元（日常商品）" in (reply.text or "")
+
+
+@pytest.mark.parametrize(("typed", "key"), BAD_PARAMS)
+async def test_a_bad_amount_typed_at_the_till_is_refused_by_name(
+    sandbox: Sandbox, typed: str, key: str
+) -> None:
+    member = await new_member(sandbox)
+    [reply] = await sandbox.admin().send(f"/purchase {member.member_code} {typed}")
+    assert reply.text == refusal(typed, key)
+    sandbox.emu.add_user(ADMIN_ID, "店员", language_code="en")  # the till switched to English
+    [english] = await sandbox.admin().send(f"/purchase {member.member_code} {typed}")
+    assert english.text == refusal(typed, key, "en")
+    assert await operations(sandbox) == 0
 
 
 async def test_a_member_cannot_award_themselves_points(sandbox: Sandbox) -> None:
@@ -384,3 +411,144 @@ async def test_a_redelivered_till_command_books_once(sandbox: Sandbox) -> None:
             services, member.member_code, "-21", "更正", adjusted_at=NOW, source="x", actor="t"
         )
     assert excinfo.value.params == {"available": 20, "requested": 21}
+
+
+# --- a purchase typed twice without a receipt ----------------------------------------------
+
+
+def buttons(event: BotEvent | SandboxMessage | None) -> dict[str, str]:
+    """Label → callback data of a message's buttons."""
+    assert event is not None
+    return {b.text: b.callback_data or "" for row in event.keyboard for b in row}
+
+
+async def retyped_question(sandbox: Sandbox, member: Member, admin: ChatClient) -> BotEvent:
+    """The cashier books 100 yuan for the member, then types it again (full-width this time)."""
+    [first] = await admin.send(f"/purchase {member.member_code} 100")
+    assert "获得 100 积分" in (first.text or "") or "100 points" in (first.text or "")
+    [question] = await admin.send(f"/purchase {member.member_code} １００元")
+    assert await available(sandbox, member) == 100
+    return question
+
+
+async def test_a_retyped_purchase_is_booked_once_the_cashier_confirms(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    question = await retyped_question(sandbox, member, admin)
+    assert question.text == (
+        f"⚠️ 你在 12:00 已为 小明（{grouped(member.member_code)}）记录过一笔相同的消费："
+        "100.00 元（日常商品），没有小票号。这是另一笔消费吗？确认之前不会记账。"
+    )
+    confirm = buttons(question)["✅ 是，也记上"]
+    assert list(buttons(question)) == ["✅ 是，也记上", "✖️ 不，是同一笔"]
+    assert len(confirm.encode()) <= 64
+    before = await operations(sandbox)
+    await admin.tap("✅ 是，也记上")
+    assert admin.last_text == (
+        f"✅ 已为 小明（{grouped(member.member_code)}）记录消费 100.00 元（日常商品），"
+        "获得 100 积分。当前可用积分：200。"
+    )
+    assert await available(sandbox, member) == 200
+    # The answered question has no buttons; a tap that still arrives has expired.
+    assert buttons(sandbox.emu.message(ADMIN_ID, question.message_id)) == {}
+    await admin.tap_data(question.message_id, confirm, expect=0)
+    assert admin.last_callback_answer == "此按钮已失效，请重新操作。"
+    assert await available(sandbox, member) == 200
+    assert await operations(sandbox) == before + 1
+    await assert_audit_ok(sandbox)
+
+
+async def test_a_retyped_purchase_cancelled_books_nothing(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    question = await retyped_question(sandbox, member, admin)
+    confirm = buttons(question)["✅ 是，也记上"]
+    await admin.tap("✖️ 不，是同一笔")
+    assert admin.last_text == "已取消，未记账。"
+    await admin.tap_data(question.message_id, confirm, expect=0)
+    assert admin.last_callback_answer == "此按钮已失效，请重新操作。"
+    assert await available(sandbox, member) == 100
+
+
+async def test_a_double_tap_on_confirm_books_the_retyped_purchase_once(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    question = await retyped_question(sandbox, member, admin)
+    confirm = buttons(question)["✅ 是，也记上"]
+    before = await operations(sandbox)
+    # Both taps land before the first is answered: both carry the question with its buttons.
+    await asyncio.gather(
+        admin.tap_data(question.message_id, confirm, expect=0),
+        admin.tap_data(question.message_id, confirm, expect=0),
+    )
+    assert await operations(sandbox) == before + 1
+    assert await available(sandbox, member) == 200
+    await assert_audit_ok(sandbox)
+
+
+async def test_a_forged_or_stale_confirmation_has_expired(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    question = await retyped_question(sandbox, member, admin)
+    confirm = buttons(question)["✅ 是，也记上"]
+    command_id = int(confirm.rsplit(":", 1)[1])
+    first_reply = question.message_id - 2  # the answer to the first /purchase: no buttons
+    forged = [
+        (question.message_id, f"tp:ok:{command_id - 2}"),  # the first command, booked already
+        (question.message_id, f"tp:ok:{command_id + 1}"),
+        (question.message_id, "tp:ok:x"),
+        (question.message_id, "tp:yes:" + str(command_id)),
+        (first_reply, confirm),
+    ]
+    for message_id, data in forged:
+        await admin.tap_data(message_id, data, expect=0)
+        assert admin.last_callback_answer == "此按钮已失效，请重新操作。", data
+    # A member who is not staff, in their own chat, with a button that looks right.
+    chat = sandbox.member(8001)
+    [card] = await chat.send("/help")
+    await chat.tap_data(card.message_id, confirm, expect=0)
+    assert chat.last_callback_answer == "此按钮已失效，请重新操作。"
+    # Ten minutes on, the question has gone stale.
+    sandbox.services.clock = lambda: NOW + timedelta(minutes=10)
+    await admin.tap_data(question.message_id, confirm, expect=0)
+    assert admin.last_callback_answer == "此按钮已失效，请重新操作。"
+    assert await available(sandbox, member) == 100
+
+
+async def test_the_question_is_asked_and_answered_in_english(sandbox: Sandbox) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin("en")
+    question = await retyped_question(sandbox, member, admin)
+    assert question.text == (
+        f"⚠️ At 12:00 you recorded the same purchase for 小明 ({grouped(member.member_code)}):"
+        " 100.00 yuan (Everyday goods), without a receipt number. Is this another purchase?"
+        " Nothing is recorded until you say so."
+    )
+    assert list(buttons(question)) == ["✅ Yes, record it too", "✖️ No, it was the same"]
+    await admin.tap("✅ Yes, record it too")
+    assert (admin.last_text or "").startswith("✅ Recorded a purchase of 100.00 yuan")
+    assert await available(sandbox, member) == 200
+    await admin.tap_data(question.message_id, buttons(question)["✖️ No, it was the same"], expect=0)
+    assert admin.last_callback_answer == "This button has expired. Please start again."
+
+
+@pytest.mark.parametrize(
+    ("again", "minutes"),
+    [
+        pytest.param("100 general R-2", 0, id="with a receipt"),
+        pytest.param("100.01", 0, id="another amount"),
+        pytest.param("100 eco", 0, id="another category"),
+        pytest.param("100", 10, id="ten minutes later"),
+    ],
+)
+async def test_a_purchase_unlike_the_last_one_is_booked_without_a_question(
+    sandbox: Sandbox, again: str, minutes: int
+) -> None:
+    member = await new_member(sandbox)
+    admin = sandbox.admin()
+    await admin.send(f"/purchase {member.member_code} 100")
+    sandbox.services.clock = lambda: NOW + timedelta(minutes=minutes)
+    [reply] = await admin.send(f"/purchase {member.member_code} {again}")
+    assert (reply.text or "").startswith("✅ 已为 小明"), reply.text
+    assert reply.keyboard == ()
+    assert await available(sandbox, member) > 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import sqlite3
@@ -17,6 +18,7 @@ from bot.cli import main
 from bot.config import Config, load_config
 from bot.imports import (
     HEADER,
+    UNCLOSED_QUOTE,
     ImportFileError,
     ImportSummary,
     RejectedRow,
@@ -27,6 +29,7 @@ from storage import ledger
 from storage.audit import audit
 from storage.members import Profile, luhn_digit, member_ids_by_code, register_member
 from storage.store import connect_sync, migrate
+from tests.amount_cases import BAD_PARAMS, GOOD_PARAMS, refusal
 from tests.conftest import PinnedCliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +103,13 @@ def flat(output: str) -> str:
 def yesterday() -> str:
     """A purchase time the command accepts (it imports at NOW)."""
     return (NOW - timedelta(days=1)).isoformat(timespec="seconds")
+
+
+def csv_row(*fields: str) -> str:
+    """One CSV line (without its line break), quoted where a field needs it."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()
 
 
 def write_csv(path: Path, *rows: str) -> Path:
@@ -320,14 +330,44 @@ def test_a_rule_error_is_explained_in_the_programme_language(
     assert summary.rejected[0].message.startswith("There is no product category")
 
 
+@pytest.mark.parametrize(("typed", "read"), GOOD_PARAMS)
+def test_an_amount_in_the_file_is_read_as_the_till_reads_it(
+    conn: sqlite3.Connection, config: Config, codes: dict[str, str], typed: str, read: str
+) -> None:
+    summary = run(conn, config, csv_row("R1", codes["alice"], typed, "general", "2026-03-01"))
+    assert (summary.imported, summary.skipped_total) == (1, 0)
+    meta = ledger.operation(conn, 1).meta
+    assert meta is not None and meta["amount"] == read
+
+
+@pytest.mark.parametrize(("typed", "key"), BAD_PARAMS)
+def test_a_bad_amount_in_the_file_is_a_skipped_row_named_as_at_the_till(
+    conn: sqlite3.Connection, config: Config, codes: dict[str, str], typed: str, key: str
+) -> None:
+    alice = codes["alice"]
+    summary = run(
+        conn,
+        config,
+        csv_row("R1", alice, "10", "general", "2026-03-01"),
+        csv_row("R2", alice, typed, "general", "2026-03-01"),
+        csv_row("R3", alice, "20", "general", "2026-03-01"),
+        batch_size=1,  # the bad row's batch after a committed one, and one after it
+    )
+    assert (summary.rows, summary.imported, summary.points) == (3, 2, 30)
+    (rejected,) = summary.rejected
+    assert (rejected.line, rejected.reason) == (3, "amount")
+    assert rejected.message == refusal(typed, key)
+    assert audit(conn).ok
+
+
 def test_line_numbers_count_lines_of_the_file_across_batches(
     conn: sqlite3.Connection, config: Config, codes: dict[str, str], tmp_path: Path
 ) -> None:
     alice = codes["alice"]
     rows = [f"R{n},{alice},10,general,2026-03-01" for n in range(1, 10)]
     rows[4] = f"R5,{STRANGER},10,general,2026-03-01"  # line 6
-    rows[7] = 'R8,"multi\nline",10,general,2026-03-01'  # lines 9-10
-    rows[8] = f"R9,{alice},x,general,2026-03-01"  # so this is line 11
+    rows[7] = 'R8,"unreadable"x,10,general,2026-03-01'  # line 9
+    rows[8] = f"R9,{alice},x,general,2026-03-01"  # line 10
     path = write_csv(tmp_path / "purchases.csv", *rows)
     seen: list[RejectedRow] = []
     summary = import_purchases(
@@ -341,8 +381,8 @@ def test_line_numbers_count_lines_of_the_file_across_batches(
     )
     assert [(r.line, r.reason) for r in summary.rejected] == [
         (6, "member_unknown"),
-        (9, "member_code"),
-        (11, "amount"),
+        (9, "csv"),
+        (10, "amount"),
     ]
     assert seen == summary.rejected
     assert summary.imported == 6
@@ -432,6 +472,64 @@ def test_the_utf8_check_names_the_line_whatever_the_read_size(
     bad = tmp_path / "bad.csv"
     bad.write_bytes("绿色\n环保\n".encode() + "补充装\n".encode("gbk") + b"x\n")
     with pytest.raises(ImportFileError, match="line 3 is not UTF-8"):
+        scan_file(bad)
+
+
+def broken_quote(codes: dict[str, str]) -> list[str]:
+    """The issue's file: 16 data lines, and on line 7 a quote that never closes."""
+    when = yesterday()
+    rows = [csv_row(f"R{n}", codes["alice"], "10", "general", when) for n in range(1, 17)]
+    rows[5] = f'R6,{codes["alice"]},"10,general,{when}'
+    return rows
+
+
+def test_an_unclosed_quote_stops_the_file_before_anything_is_written(
+    conn: sqlite3.Connection, config: Config, codes: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "purchases.csv", *broken_quote(codes))
+    with pytest.raises(ImportFileError, match="line 7 opens a quoted field"):
+        import_purchases(conn, path, config, actor="t", now=NOW)
+    assert operation_count(conn) == 0
+
+
+def test_lines_handed_over_one_by_one_are_read_again_after_an_unclosed_quote(
+    conn: sqlite3.Connection, config: Config, codes: dict[str, str]
+) -> None:
+    rows = broken_quote(codes)
+    rows[11] = f'R12,"{codes["alice"]}\n",10,general,{yesterday()}'  # lines 13 and 14
+    summary = run(conn, config, *"".join(row + "\n" for row in rows).splitlines())
+    # Every line of the file is a row of the summary: none swallowed by another.
+    assert summary.rows == 17
+    assert [(r.line, r.reason) for r in summary.rejected] == [
+        (7, "csv"),
+        (13, "csv"),
+        (14, "csv"),
+    ]
+    assert summary.rejected[0].message == UNCLOSED_QUOTE
+    assert summary.imported == 14
+    assert audit(conn).ok
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 13, 1 << 20])
+def test_the_quote_check_names_the_line_whatever_the_read_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr("bot.imports._CHUNK", chunk)
+    good = tmp_path / "good.csv"
+    lines = [
+        '"receipt_id",member_code,amount,category,purchased_at',  # after the BOM
+        'R1,1234567897,"1,000",eco,"2026-03-01"',
+        'R2,1234567897,"说 ""好"", 元",eco,2026-03-01',
+        'R3,12"34,10,eco,2026-03-01',  # a stray quote inside a field: read as a character
+        'R4,1234567897,"10"x,eco,2026-03-01',  # unreadable, but on its own line
+        'R5,1234567897,10,eco,"2026-03-01',  # the last line, unfinished: only itself
+    ]
+    good.write_text("\r\n".join(lines), encoding="utf-8-sig")
+    assert scan_file(good) == 6
+    bad = tmp_path / "bad.csv"
+    broken = [*lines[:3], 'R9,"绿色,10,eco,2026-03-01', *lines[1:3]]
+    bad.write_text("\n".join(broken) + "\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="line 4 opens a quoted field"):
         scan_file(bad)
 
 
@@ -573,3 +671,47 @@ def test_json_meta_round_trips(
         "category": "eco",
         "purchased_on": "2026-12-10",
     }
+
+
+def test_the_command_skips_an_amount_it_cannot_read_and_goes_on(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    when = yesterday()
+    alice = codes["alice"]
+    rows = [csv_row(f"R{n}", alice, "10", "general", when) for n in range(1, 6)]
+    rows[1] = csv_row("R2", alice, "1e400", "general", when)
+    rows[3] = csv_row("R4", alice, "9" * 200, "general", when)
+    path = write_csv(tmp_path / "till.csv", *rows)
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "5 rows read" in result.output
+    assert "imported 3 (30 points)" in flat(result.output)
+    assert "line 3: bad amount: 金额「1e400」无效" in result.output
+    assert f"line 5: bad amount: 金额 {'9' * 24}… 超过单笔上限 50000 元。" in result.output
+
+
+def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "till.csv", *broken_quote(codes))
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "line 7 opens a quoted field" in result.output
+    assert "rows read" not in result.output
+    assert operation_count(conn) == 0
+    # Quotes corrected, every one of the 16 lines is read.
+    rows = broken_quote(codes)
+    rows[5] = rows[5].replace('"', "")
+    write_csv(path, *rows)
+    fixed = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
+    assert fixed.exit_code == 0, fixed.output
+    assert "16 rows read" in fixed.output
+    assert "imported 16 (160 points)" in flat(fixed.output)

@@ -21,16 +21,22 @@ from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at, last_valid_day
 from bot.programme.purchases import (
+    CONFIRM_WITHIN,
+    RETYPE_WINDOW,
     award_purchase,
     campaigns_ahead,
     check_receipt,
+    confirmation_open,
     parse_amount,
     points_per_yuan,
     purchase_key,
     purchase_points,
     purchase_request,
+    retyped,
 )
 from bot.programme.till import command_source
+from storage.ledger import RecentOperation
+from tests.amount_cases import BAD_PARAMS, GOOD_PARAMS, refusal, shown
 from tests.conftest import NOW
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -55,26 +61,31 @@ def test_purchase_points(config: Config, amount: str, category: str, points: int
     assert purchase_points(Decimal(amount), found, config) == points
 
 
-@pytest.mark.parametrize(
-    ("text", "key"),
-    [
-        ("abc", "error.amount_not_number"),
-        ("NaN", "error.amount_not_number"),
-        ("Infinity", "error.amount_not_number"),
-        ("0", "error.amount_not_positive"),
-        ("-5", "error.amount_not_positive"),
-        ("1.234", "error.amount_too_precise"),
-        ("1000000", "error.amount_too_large"),
-    ],
-)
-def test_bad_amounts_are_refused(config: Config, text: str, key: str) -> None:
+@pytest.mark.parametrize(("typed", "read"), GOOD_PARAMS)
+def test_an_amount_is_read_to_two_decimals(config: Config, typed: str, read: str) -> None:
+    amount = parse_amount(typed, config)
+    assert amount == Decimal(read)
+    assert str(amount) == read  # what the till echoes: "100.50 元", never "1E+4"
+
+
+@pytest.mark.parametrize(("typed", "key"), BAD_PARAMS)
+def test_a_bad_amount_is_refused_by_name(config: Config, typed: str, key: str) -> None:
     with pytest.raises(RuleError) as excinfo:
-        parse_amount(text, config)
+        parse_amount(typed, config)
     assert excinfo.value.key == key
+    assert excinfo.value.params["value"] == shown(typed)
+    assert shown(typed) in refusal(typed, key)  # both languages name it
+    assert shown(typed) in refusal(typed, key, "en")
 
 
-def test_amount_accepts_currency_sign_and_separators(config: Config) -> None:
-    assert parse_amount("¥1,288.50", config) == Decimal("1288.50")
+def test_the_cap_is_the_configured_one(config: Config) -> None:
+    lower = config.model_copy(
+        update={"earn": config.earn.model_copy(update={"max_purchase_yuan": Decimal("100")})}
+    )
+    assert parse_amount("100", lower) == Decimal("100")
+    with pytest.raises(RuleError) as excinfo:
+        parse_amount("100.01", lower)
+    assert excinfo.value.params == {"value": "100.01", "limit": Decimal("100")}
 
 
 def test_rolling_expiry_uses_the_local_day(config: Config) -> None:
@@ -186,6 +197,35 @@ def test_a_till_receipt_holds_letters_digits_dash_and_underscore(receipt: str) -
         check_receipt(receipt)
     assert excinfo.value.key == "admin.receipt_invalid"
     assert check_receipt("POS_7-0001") == "POS_7-0001"
+
+
+def booked(key: str, amount: str = "100.00", category: str = "general") -> RecentOperation:
+    """A purchase the same cashier booked for the same member a few minutes ago."""
+    meta = {"amount": amount, "category": category, "purchased_on": "2026-11-25"}
+    return RecentOperation(1, key, NOW - timedelta(minutes=5), 100, None, meta)
+
+
+def test_a_retyped_purchase_is_one_of_the_same_amount_and_category(config: Config) -> None:
+    award = award_purchase(Decimal("100"), None, NOW, NOW, config)  # general, 100.00
+    key = purchase_key(None, command_source(1, 2))
+    same = booked(purchase_key(None, command_source(1, 1)))
+    assert retyped(award, key, [same], NOW) == same
+    assert retyped(award, key, [booked("purchase:R-1")], NOW) is not None  # had a receipt
+    assert retyped(award, key, [booked("purchase:tg:1:1", amount="100.50")], NOW) is None
+    assert retyped(award, key, [booked("purchase:tg:1:1", category="eco")], NOW) is None
+    assert retyped(award, key, [], NOW) is None
+    # Booked five minutes before NOW: still the same purchase until ten minutes have passed.
+    assert retyped(award, key, [same], NOW + timedelta(minutes=4, seconds=59)) == same
+    assert retyped(award, key, [same], NOW + timedelta(minutes=5)) is None
+    # This very command booked before (a redelivered update): the ledger replays it.
+    assert retyped(award, key, [booked(key), same], NOW) is None
+
+
+def test_the_question_about_a_retyped_purchase_stays_open_ten_minutes() -> None:
+    assert RETYPE_WINDOW == CONFIRM_WITHIN == timedelta(minutes=10)
+    assert confirmation_open(NOW, NOW)
+    assert confirmation_open(NOW, NOW + timedelta(minutes=9, seconds=59))
+    assert not confirmation_open(NOW, NOW + timedelta(minutes=10))
 
 
 def test_the_rates_the_rules_announce_are_the_rates_awarded(config: Config) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Literal
+from decimal import ROUND_FLOOR, Decimal
+from typing import Final, Literal
 
 from bot.config import Campaign, Category, Config
 from bot.i18n import N_
@@ -17,7 +17,7 @@ from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.till import find_member
 from storage.errors import Conflict
-from storage.ledger import EarnRequest, Ledger, OperationResult
+from storage.ledger import EarnRequest, Ledger, OperationResult, RecentOperation
 from storage.members import Member
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
@@ -26,24 +26,55 @@ CLOCK_SKEW = timedelta(minutes=10)
 # What a receipt number typed at the till may hold: it becomes part of an idempotency key
 # and of the member's statement, so no separators or markup.
 TILL_RECEIPT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A purchase typed at the till without a receipt id is keyed by its message, so a cashier who
+# types it again would book it twice: the same member, amount and category from the same
+# cashier within this long is put to the cashier before it is booked.
+RETYPE_WINDOW: Final = timedelta(minutes=10)
+# How long the buttons of that question stay good.
+CONFIRM_WITHIN: Final = timedelta(minutes=10)
+
+
+# How an amount in yuan may be typed, at the till and in the CSV import alike: digits, at most
+# one decimal point and two decimals. Chinese input methods type full-width digits and point
+# (`１００．５`), so those count as the ASCII ones; nothing else does (no sign, grouping,
+# exponent or other digit systems: `1,0,0` must not read as 100, nor `1e4` as 10,000).
+_FULL_WIDTH: Final = str.maketrans("０１２３４５６７８９．", "0123456789.")
+_AMOUNT: Final = re.compile(r"(?P<yuan>[0-9]+)(?:\.(?P<fen>[0-9]*))?", re.ASCII)
+_CURRENCY_SIGNS: Final = ("¥", "￥")
+_YUAN: Final = "元"
+_MINUS: Final = ("-", "－", "−")
+# How much of a refused amount an error message repeats (a pasted line can be long).
+_SHOWN: Final = 24
+
+
+def _shown(text: str) -> str:
+    """The value as typed, cut short for an error message."""
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
 
 
 def parse_amount(text: str, config: Config) -> Decimal:
-    """Parse a purchase amount in yuan (up to 2 decimals, > 0, within the cap); raises RuleError."""
-    cleaned = text.strip().removeprefix("¥").removeprefix("￥").replace(",", "")
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise RuleError(N_("error.amount_not_number"), value=text) from None
-    if not amount.is_finite():
-        raise RuleError(N_("error.amount_not_number"), value=text)
-    if amount <= 0:
-        raise RuleError(N_("error.amount_not_positive"), value=text)
-    if amount != amount.quantize(Decimal("0.01")):
-        raise RuleError(N_("error.amount_too_precise"), value=text)
+    """Parse a purchase amount in yuan into a Decimal with two decimals (> 0, within the cap);
+    raises RuleError naming the value."""
+    shown = _shown(text.strip())
+    cleaned = text.strip().translate(_FULL_WIDTH)
+    for sign in _CURRENCY_SIGNS:
+        cleaned = cleaned.removeprefix(sign)
+    cleaned = cleaned.removesuffix(_YUAN)
+    negative = cleaned.startswith(_MINUS)
+    found = _AMOUNT.fullmatch(cleaned[1:] if negative else cleaned)
+    if found is None:
+        raise RuleError(N_("error.amount_not_number"), value=shown)
+    fen = found["fen"] or ""
+    if len(fen) > 2:
+        raise RuleError(N_("error.amount_too_precise"), value=shown)
+    # Built from the digits, never through arithmetic: exact whatever their number, so
+    # 200 nines compare with the cap instead of overflowing a context.
+    amount = Decimal(f"{found['yuan']}.{fen:0<2}")
+    if negative or amount <= 0:
+        raise RuleError(N_("error.amount_not_positive"), value=shown)
     if amount > config.earn.max_purchase_yuan:
         raise RuleError(
-            N_("error.amount_too_large"), value=text, limit=config.earn.max_purchase_yuan
+            N_("error.amount_too_large"), value=shown, limit=config.earn.max_purchase_yuan
         )
     return amount
 
@@ -193,9 +224,32 @@ async def _book(ledger: Ledger, request: EarnRequest) -> OperationResult:
     )
 
 
+def retyped(
+    award: PurchaseAward, key: str, recent: list[RecentOperation], now: datetime
+) -> RecentOperation | None:
+    """The earlier purchase (of `recent`: one cashier's for one member) that an award without
+    a receipt repeats within RETYPE_WINDOW of `now`, if any."""
+    if any(earlier.key == key for earlier in recent):
+        return None  # this very entry booked before: a redelivery the ledger replays
+    facts = award.meta()
+    for earlier in recent:
+        if now - earlier.created_at >= RETYPE_WINDOW:
+            continue
+        meta = earlier.meta or {}
+        if meta.get("amount") == facts["amount"] and meta.get("category") == facts["category"]:
+            return earlier
+    return None
+
+
+def confirmation_open(shown_at: datetime, now: datetime) -> bool:
+    """Whether a question shown at `shown_at` may still be answered (CONFIRM_WITHIN)."""
+    return now - shown_at < CONFIRM_WITHIN
+
+
 # recorded: booked now; replayed: this receipt (or entry) was booked before, nothing added;
-# conflict: the receipt was booked before for a different purchase, nothing booked.
-PurchaseStatus = Literal["recorded", "replayed", "conflict"]
+# conflict: the receipt was booked before for a different purchase, nothing booked;
+# unconfirmed: it looks like a retyped purchase (`retyped`), nothing booked until confirmed.
+PurchaseStatus = Literal["recorded", "replayed", "conflict", "unconfirmed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +263,8 @@ class PurchaseRecorded:
     points: int
     # The member's spendable points right after, when something was booked now.
     available: int | None
+    # When the purchase this one repeats was booked, when unconfirmed.
+    earlier: datetime | None = None
 
 
 async def record_purchase(
@@ -221,10 +277,12 @@ async def record_purchase(
     purchased_at: datetime,
     actor: str,
     source: str | None = None,
+    confirmed: bool = False,
     now: datetime | None = None,
 ) -> PurchaseRecorded:
     """Award a purchase (amount as entered, in yuan) to the member with this code, once per
-    receipt or source; raises RuleError (receipt, member code, amount, category, time)."""
+    receipt or source, and without a receipt only once `confirmed` when it repeats one of the
+    same cashier's (`retyped`); raises RuleError (receipt, member code, amount, category, time)."""
     if receipt is not None:
         check_receipt(receipt)
     member = await find_member(programme, member_code)
@@ -234,6 +292,14 @@ async def record_purchase(
     request = purchase_request(
         member.id, award, receipt=receipt, source=source, actor=actor, now=when
     )
+    if not receipt and not confirmed:
+        recent = await programme.ledger.recent_operations(
+            member.id, kind=request.kind, actor=actor, since=when - RETYPE_WINDOW
+        )
+        if (earlier := retyped(award, request.key, recent, when)) is not None:
+            return PurchaseRecorded(
+                "unconfirmed", member, award, award.points, None, earlier.created_at
+            )
     try:
         result = await _book(programme.ledger, request)
     except Conflict:

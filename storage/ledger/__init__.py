@@ -35,6 +35,7 @@ from storage.ledger.queries import (
     lots,
     operation,
     plan_spend,
+    recent_operations,
 )
 from storage.ledger.records import (
     ADJUSTMENT_SOURCE,
@@ -52,6 +53,7 @@ from storage.ledger.records import (
     OperationRecord,
     OperationResult,
     Posting,
+    RecentOperation,
     Statement,
     StatementLine,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "OperationRecord",
     "OperationResult",
     "Posting",
+    "RecentOperation",
     "Statement",
     "StatementLine",
     "adjust",
@@ -91,6 +94,7 @@ __all__ = [
     "open_account",
     "operation",
     "plan_spend",
+    "recent_operations",
     "refund",
     "spend",
     "transfer",
@@ -116,6 +120,7 @@ class Ledger(Facade):
     lots = looks_up(queries.lots)
     history = looks_up(queries.history)
     operation = looks_up(queries.operation)
+    recent_operations = looks_up(queries.recent_operations)
 
     async def expire_due(
         self, now: datetime | None = None, *, batch: int = 1000, actor: str = "system:expiry"

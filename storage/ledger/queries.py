@@ -19,6 +19,7 @@ from storage.ledger.records import (
     Lot,
     OperationRecord,
     Posting,
+    RecentOperation,
     Statement,
     StatementLine,
 )
@@ -162,6 +163,32 @@ def history(
         )
     )
     return Statement(lines, int(total))
+
+
+def recent_operations(
+    conn: sqlite3.Connection, member_id: int, *, kind: str, actor: str, since: datetime
+) -> list[RecentOperation]:
+    """The member's operations of `kind` booked by `actor` at or after `since`, newest first."""
+    # Through the member's postings (indexed by account): operations has no member index,
+    # and a member's own postings are few however big the ledger grows.
+    return [
+        RecentOperation(
+            operation_id=r[0],
+            key=r[1],
+            created_at=dt(r[2]),
+            points=r[3],
+            reference=r[4],
+            meta=None if r[5] is None else json.loads(r[5]),
+        )
+        for r in conn.execute(
+            "SELECT o.id, o.idempotency_key, o.created_at, o.points, o.reference, o.meta"
+            " FROM operations AS o WHERE o.id IN (SELECT p.operation_id FROM postings AS p"
+            "   JOIN accounts AS a ON a.id = p.account_id"
+            "   WHERE a.member_id = ? AND a.kind = 'member')"
+            " AND o.kind = ? AND o.actor = ? AND o.created_at >= ? ORDER BY o.id DESC",
+            (member_id, kind, actor, ts(since)),
+        )
+    ]
 
 
 def _account_label(name: str | None, member_id: int | None) -> str:

@@ -115,6 +115,18 @@ class StatementLine:
 
 
 @dataclass(frozen=True, slots=True)
+class RecentOperation:
+    """An operation of one actor for one member: what a check for a retyped entry compares."""
+
+    operation_id: int
+    key: str
+    created_at: datetime
+    points: int
+    reference: str | None
+    meta: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
     """A page of a member's history, newest first, and how many lines there are in all."""
 
