@@ -43,25 +43,17 @@ KNOWN_DEFECTS: Final[dict[str, str]] = {
 
 # Amounts at the till, by what the specification (issue 15 item 4) says of them.
 GOOD_AMOUNTS: Final = (
-    "1",
-    "9",
-    "25",
-    "58.5",
-    "99.99",
-    "100",
-    "100.00",
-    "１００",
-    "１２.５",
-    "50000",
-)
+    "0.5", "1", "9", "25", "58.5", "99.99", "100", "100.00", "１００", "１２.５", "49999",
+)  # fmt: skip
 REFUSED_AMOUNTS: Final = (
-    "-5", "0", "0.00", "0.001", "0.5", "NaN", "nan", "sNaN", "inf", "-inf", "Infinity", "0x10",
+    "-5", "0", "0.00", "0.001", "NaN", "nan", "sNaN", "inf", "-inf", "Infinity", "0x10",
     "1.2.3", "1e-2", "50000.01", "60000", "99999999", "abc", "¥", "1/2", "٫",
 )  # fmt: skip
 OVERFLOW_AMOUNTS: Final = ("1e400", "9" * 200, "1E999999", "9" * 60 + ".5")
 LENIENT_AMOUNTS: Final = ("1,000", "1,0,0", "1_000", "١٢٣", "1e4", "+5", "1e1")
 # Either refused or booked at the value the cashier meant; the specification is silent.
-UNSURE_AMOUNTS: Final = {"¥100": Decimal(100), "￥88": Decimal(88)}
+# (The cap itself: "under the cap" may or may not include it.)
+UNSURE_AMOUNTS: Final = {"¥100": Decimal(100), "￥88": Decimal(88), "50000": Decimal(50000)}
 
 CATEGORY_RATES: Final = {
     None: Decimal(1),
@@ -90,6 +82,16 @@ OFFER_MINUTES: Final = 10
 # and free plays the model counts stay those of one day.
 MAX_CLOCK_MOVES: Final = 30
 QUIET: Final = 0.02
+# Answers given before the amount or the points are parsed.
+BEFORE_AMOUNTS: Final = frozenset(
+    {
+        "admin.purchase.usage",
+        "admin.code_invalid",
+        "admin.member_not_found",
+        "admin.receipt_invalid",
+    }
+)
+BEFORE_ADJUSTMENTS: Final = frozenset({"admin.adjust.usage"})
 # Notices the sender pushes on its own schedule, which may land in the middle of a flow.
 NOTICES: Final = frozenset({"feedback.notice_approved", "feedback.notice_thanks"})
 
@@ -413,11 +415,25 @@ class Census:
     tried: Counter[str] = field(default_factory=Counter)
     answers: Counter[tuple[str, str]] = field(default_factory=Counter)
     legitimate: Counter[str] = field(default_factory=Counter)
+    # What the attackers' and strangers' messages were answered, by catalog message.
+    replies: Counter[str] = field(default_factory=Counter)
     hostile: int = 0
+
+    def reached(self, prefix: str, refusals: frozenset[str]) -> int:
+        """Operator inputs of a class that got past the refusals before the parser."""
+        return sum(
+            n
+            for (name, kind), n in self.answers.items()
+            if name.startswith(prefix) and kind not in refusals
+        )
 
     def report(self, world: World) -> str:
         """A readable table of the run."""
-        lines = [f"hostile inputs: {self.hostile}"]
+        lines = [
+            f"hostile inputs: {self.hostile}",
+            f"reached the amount parser: {self.reached('purchase:', BEFORE_AMOUNTS)}",
+            f"reached the adjustment parser: {self.reached('adjust:', BEFORE_ADJUSTMENTS)}",
+        ]
         lines += [f"  {name}: {count}" for name, count in sorted(self.tried.items())]
         lines.append("answers by input class:")
         by_class: dict[str, Counter[str]] = {}
@@ -426,6 +442,8 @@ class Census:
         for name in sorted(by_class):
             top = ", ".join(f"{k} {n}" for k, n in by_class[name].most_common(4))
             lines.append(f"  {name}: {top}")
+        top = ", ".join(f"{k} {n}" for k, n in self.replies.most_common(8))
+        lines.append(f"replies to hostile messages: {top}")
         lines.append(
             "legitimate flows: " + ", ".join(f"{k} {n}" for k, n in sorted(self.legitimate.items()))
         )
@@ -437,8 +455,7 @@ class Census:
 
 
 class Adversary:
-    """Victims who use the bot as meant, an operator at the till, and attackers who only
-    forge, replay and mistype; a model of the victims and a snapshot of the attackers."""
+    """Victims, an operator and attackers; a model of the victims, a snapshot of the rest."""
 
     def __init__(
         self,
@@ -473,6 +490,7 @@ class Adversary:
         self.hot: list[str] = []
         self.queries: list[tuple[str, str]] = []
         self.seen_events: dict[int, int] = {}
+        self.calls_seen = 0
         self.harvest: list[str] = []
         self.harvested: set[str] = set()
         self.clock_moves = 0
@@ -498,6 +516,7 @@ class Adversary:
         [preview] = await self.admin.send("/broadcast Fuzz notice: nobody but staff sends this")
         self.broadcast = int(self._data_on(preview.message_id, "bc:ok:").split(":")[2])
         await self.drain()
+        self.census.replies.clear()  # the welcomes of setting up are no hostile input's
         world = await self.read()
         self.start = world
         self.model = {v: Expected.of(world.members[v]) for v in self.victim_ids}
@@ -538,6 +557,13 @@ class Adversary:
             assert event is not None
             self.census.answers[(name, self.kinds.kind(event.text))] += 1
         self.queries.clear()
+        for user_id in [*self.attacker_ids, *self.stranger_ids]:
+            seen = self.seen_events.get(user_id, 0)
+            events = self.emu.events(user_id, after=seen)
+            self.seen_events[user_id] = seen + len(events)
+            self.census.replies.update(
+                self.kinds.kind(e.text) for e in events if e.kind in ("message", "photo")
+            )
 
     # --- checking ----------------------------------------------------------------------------
 
@@ -579,7 +605,9 @@ class Adversary:
                 wrong.append(f"{sku}: stock or listing changed")
         if world.confirmed_broadcasts != start.confirmed_broadcasts:
             wrong.append("a broadcast was confirmed")
-        sent_to_groups = [c for c in self.emu.calls if _chat_id(c.params) < 0]
+        calls = self.emu.calls[self.calls_seen :]
+        self.calls_seen += len(calls)
+        sent_to_groups = [c for c in calls if _chat_id(c.params) < 0]
         if sent_to_groups:
             wrong.append(f"the bot acted in a group: {sent_to_groups[:3]}")
         assert not wrong, "\n".join(wrong)
@@ -644,8 +672,8 @@ class Adversary:
         self.census.tried[name] += 1
 
     def _forged_tap(self, user_id: int, world: World) -> None:
-        """Data from the latest flow's buttons, from what stays valid (the pending broadcast,
-        the victims' redemptions), or from anything the victims and the operator were shown."""
+        """A datum from the latest flow, from what stays valid, or from anything shown."""
+        # What stays valid: the pending broadcast, the victims' redemption codes.
         rng = self.rng
         roll = rng.random()
         if self.hot and roll < 0.35:
@@ -966,8 +994,8 @@ class Adversary:
         self.census.legitimate["purchase"] += 1
 
     def _typed_before(self, victim: int, amount: Decimal, category: str | None) -> bool:
-        """The same purchase without a receipt already typed today (issue 15 item 7 has a
-        retyped one confirmed first), or one that earns nothing."""
+        """Whether the same purchase without a receipt was typed today, or it earns nothing."""
+        # Issue 15 item 7 has a retyped purchase confirmed with a button before it is booked.
         return (victim, amount, category or "general") in self.tills or (
             purchase_points(amount, category) < 1
         )
@@ -1123,8 +1151,21 @@ class Adversary:
 
         self.emu.user_sends_text(user_id, text)
         await self.emu.wait_for(user_id, lambda: bool(answers()), 30)
-        await self.clients[user_id]._settle()
+        await self.quiet(user_id)
         return answers()
+
+    async def quiet(self, user_id: int) -> None:
+        """Wait until the bot has said nothing more in the chat for a moment."""
+        emu = self.emu
+
+        def said_more(seen: int) -> Callable[[], bool]:
+            return lambda: emu.event_count(user_id) > seen
+
+        while True:
+            try:
+                await emu.wait_for(user_id, said_more(emu.event_count(user_id)), QUIET)
+            except TimeoutError:
+                return
 
     async def _photo_after(self, user_id: int, before: int) -> None:
         """Wait for the photo a step sends last (a wheel, a voucher's QR)."""
@@ -1141,7 +1182,7 @@ class Adversary:
         await client.tap_data(message_id, data, expect=0, timeout=30)
         if settle is not None:
             await self.emu.wait_for(user_id, settle, 30)
-            await client._settle()
+            await self.quiet(user_id)
         return self.kinds.kind(client.last_callback_answer)
 
     async def _move_clock(self, minutes: int) -> bool:
@@ -1322,7 +1363,6 @@ class Adversary:
         if not candidates:
             return
         victim = self.rng.choice(candidates)
-        client = self.clients[victim]
         listing = _with_button(await self.ask(victim, "/surveys"), f"sv:o:{SURVEY}")
         message = listing.message_id
         steps = [
@@ -1340,7 +1380,7 @@ class Adversary:
             if number == 2:
                 self._collect_harvest()
                 await self.burst(self.rng.randint(5, 15))
-        await client._settle()
+        await self.quiet(victim)
         self._book(victim, "survey", SURVEY_REWARD)
         self.model[victim].completed_surveys.append(SURVEY)
         self.census.legitimate["survey completed"] += 1
@@ -1434,9 +1474,17 @@ class Adversary:
             (self.legit_browse, 2),
         ]
         names = [flow for flow, weight in flows for _ in range(weight)]
+        tills = [
+            self.legit_purchase,
+            self.legit_purchase,
+            self.legit_adjust,
+            self.legit_member_lookup,
+        ]
         rounds = 0
         while self.census.hostile < budget:
             await self.rng.choice(names)()
+            if self.rng.random() < 0.7:  # the till is busy: the parsers get most of the typos
+                await self.rng.choice(tills)()
             await self.burst(self.rng.randint(3, 12))
             rounds += 1
             if rounds % 10 == 0:
