@@ -16,6 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Final
 
 from bot.i18n import I18n
+from bot.programme.adjustments import MAX_ADJUSTMENT
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotEvent, SandboxMessage
 from bot.updates import PerMemberUpdateProcessor
@@ -536,7 +537,7 @@ class Adversary:
         """Wait until the bot has taken every update, answered every tap and gone quiet."""
         emu, app = self.emu, self.sandbox.app
         processor = app.update_processor
-        assert isinstance(processor, PerMemberUpdateProcessor)
+        assert isinstance(processor, PerMemberUpdateProcessor), "who says when updates are done?"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         quiet = 0
@@ -957,8 +958,9 @@ class Adversary:
                 ]
             )
             amount = Decimal(amount_text.translate(FULL_WIDTH_DIGITS))
-            if self._typed_before(victim, amount, category):
-                amount_text, amount = "0.001", Decimal(0)
+            while self._typed_before(victim, amount, category):  # a fresh one, then
+                amount_text = f"{rng.randint(1, 49999)}.{rng.randint(0, 99):02d}"
+                amount = Decimal(amount_text)
             name = "purchase: good amount"
             code_text = rng.choice([code, code, dashed(code, rng)])
         elif roll < 0.62:
@@ -1088,7 +1090,10 @@ class Adversary:
             delta_text = rng.choice([f"{delta:+d}", str(delta)])
             name = "adjust: good"
         elif roll < 0.5:
-            delta_text, name = f"-{model.balance + rng.randint(1, 50)}", "adjust: more than held"
+            taken = model.balance + rng.randint(1, 50)
+            delta_text = f"-{taken}"
+            held = taken <= MAX_ADJUSTMENT
+            name = "adjust: more than held" if held else "adjust: over the limit"
         elif roll < 0.85:
             delta_text = rng.choice(
                 [
@@ -1112,7 +1117,7 @@ class Adversary:
         else:
             delta_text, unsure = rng.choice([("１００", 100), ("－20", -20), ("٣", 3)])
             name = "adjust: unsure points"
-        reason = rng.choice(["goodwill", "till error 收银错误", "", "x" * 201])
+        reason = rng.choice(["goodwill", "till error 收银错误", "返还", "", "x" * 201])
         code = rng.choice([self.code(victim), dashed(self.code(victim), rng)])
         text = f"/adjust {code} {delta_text} {reason}".strip()
         kind, message_id = await self.till(text)
