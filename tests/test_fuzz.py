@@ -15,14 +15,16 @@ answered to the end, suggestions approved — attackers fire bursts of:
   garbage arguments, random Unicode, the longest message, stickers, photos, edits;
 - messages in groups and channels (the operator's /purchase too): the bot must not act there.
 
-The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, letters,
-full-width digits) and amounts (-5, 0, 0.001, NaN, inf, 1e-2, over the cap; １００ and 12.5
-are fine). After every few rounds and at the end: no attacker or stranger holds anything
-they did not hold at the start (points, operations, redemptions, plays, reachability; a
-survey's reward is theirs to earn once), every victim holds exactly what the model of their
-legitimate flows says, stock moved only by those redemptions, no broadcast was confirmed,
-nothing was sent to a group, every tap was answered, the audit passes; and no ERROR was
-logged. Input classes that still meet a defect of issue 15 are left out of the runs and
+The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, spaces,
+letters, full-width digits), purchase amounts (-5, 0, 0.001, NaN, inf, 1e-2, over the cap;
+１００ and １２.５ are fine) and adjustments (1e400, 200 nines, 1,000, 0, more than held).
+
+After every few rounds and at the end: no attacker or stranger holds anything they did not
+hold at the start (points, operations, redemptions, plays, reachability; a survey's reward
+is theirs to earn once), every victim holds exactly what the model of their legitimate
+flows says, stock moved only by those redemptions, no broadcast was confirmed, nothing was
+sent to a group, every tap was answered, the audit passes; and no ERROR was logged. Input
+classes that still meet a defect of issue 15 are left out of the runs and
 pinned below with strict xfails (fuzz_support.KNOWN_DEFECTS).
 
 The census of a run (what was tried, how each class was answered, ledger operations by
@@ -43,6 +45,8 @@ import storage.members
 from bot.config import Config, LimitsConfig
 from tests.conftest import ADMIN_ID, Sandbox
 from tests.fuzz_support import (
+    BEFORE_ADJUSTMENTS,
+    BEFORE_AMOUNTS,
     KNOWN_DEFECTS,
     LENIENT_AMOUNTS,
     OVERFLOW_AMOUNTS,
@@ -107,6 +111,8 @@ async def test_the_adversary_changes_nothing_but_legitimate_flows(
     # The run reached what it is for: the parsers, the flows that move points, the ids.
     tried, done = census.tried, census.legitimate
     assert census.hostile >= UPDATES
+    assert census.reached("purchase:", BEFORE_AMOUNTS) >= 3
+    assert census.reached("adjust:", BEFORE_ADJUSTMENTS) >= 3
     assert sum(n for name, n in tried.items() if name.startswith("purchase:")) >= 5
     assert sum(n for name, n in tried.items() if name.startswith("forged mall")) >= 10
     assert sum(n for name, n in tried.items() if name.startswith("forged game")) >= 5
