@@ -1,7 +1,7 @@
 """Hostile input against the running bot, held to a model of what only legitimate flows change.
 
-Each seed (a failure replays exactly: member codes and the adversary's choices are seeded)
-makes victims, attackers, strangers and an operator through the sandbox
+Each seed (member codes, prize draws and the adversary's choices follow it; only how the bot
+interleaves members varies) makes victims, attackers, strangers and an operator through the sandbox
 (tests/fuzz_support.py). Between legitimate flows — purchases and corrections at the till
 (well-formed, mistyped, replayed receipts), mall redemptions (confirmed, double-tapped,
 cancelled, or tapped after the offer's time ran out), wheel spins, scratch cards, a survey
@@ -74,7 +74,7 @@ def configure() -> list[Callable[[Config], Config]]:
 
 @pytest.fixture
 def seeded_codes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Member codes from the test's seed: a failing run replays with the same codes."""
+    """Member codes from the test's seed: a failing run meets the same codes again."""
     seed = getattr(request, "param", 1)
     rng = random.Random(seed)
 
