@@ -1,170 +1,155 @@
-"""Hostile input: thousands of random and malformed updates, none of which breaks anything.
+"""Hostile input against the running bot, held to a model of what only legitimate flows change.
 
-Random text and Unicode, the longest messages Telegram allows, stickers, photos, edits,
-forged and unknown callback data, commands with garbage arguments, members who never sent
-/start, and updates the bot does not serve (groups, channels). Afterwards: no handler
-raised, the ledger audits clean, and the bot still answers a member normally.
+Each seed (member codes, prize draws and the adversary's choices follow it; only how the bot
+interleaves members varies) makes victims, attackers, strangers and an operator through the sandbox
+(tests/fuzz_support.py). Between legitimate flows — purchases and corrections at the till
+(well-formed, mistyped, replayed receipts), mall redemptions (confirmed, double-tapped,
+cancelled, or tapped after the offer's time ran out), wheel spins, scratch cards, a survey
+answered to the end, suggestions approved — attackers fire bursts of:
+
+- callback data taken from the victims' and the operator's messages (mall confirmations,
+  Spin / Buy, scratch cells, history pages, survey answers, suggestion reviews, a pending
+  broadcast), live and stale, and mutated (a neighbour's id, a cell past the card, wrong
+  shapes);
+- staff commands (/purchase, /adjust, /broadcast ...) with real codes, member commands with
+  garbage arguments, random Unicode, the longest message, stickers, photos, edits;
+- messages in groups and channels (the operator's /purchase too): the bot must not act there.
+
+The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, spaces,
+letters, full-width digits), purchase amounts (-5, 0, 0.001, NaN, inf, 1e-2, over the cap;
+１００ and １２.５ are fine) and adjustments (1e400, 200 nines, 1,000, 0, more than held).
+
+After every few rounds and at the end: no attacker or stranger holds anything they did not
+hold at the start (points, operations, redemptions, plays, reachability; a survey's reward
+is theirs to earn once), every victim holds exactly what the model of their legitimate
+flows says, stock moved only by those redemptions, no broadcast was confirmed, nothing was
+sent to a group, every tap was answered, the audit passes; and no ERROR was logged. Input
+classes that still meet a defect of issue 15 are left out of the runs and
+pinned below with strict xfails (fuzz_support.KNOWN_DEFECTS).
+
+The census of a run (what was tried, how each class was answered, ledger operations by
+kind) is printed: `pytest -s tests/test_fuzz.py`. Bigger runs: FUZZ_UPDATES=20000 (hostile
+inputs per seed, default 500) and FUZZ_SEEDS=5 (how many seeds, default 3).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import random
-import string
-import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from storage.audit import audit
+import storage.members
+from bot.config import Config, LimitsConfig
 from tests.conftest import ADMIN_ID, Sandbox
-
-UPDATES = 3000
-MEMBERS = 60
-COMMANDS = (
-    "/start",
-    "/balance",
-    "/history",
-    "/card",
-    "/mall",
-    "/redemptions",
-    "/settings",
-    "/rules",
-    "/help",
-    "/language",
-    "/wheel",
-    "/scratch",
-    "/odds",
-    "/cancel",
-    "/purchase",
-    "/adjust",
-    "/member",
-    "/fulfil",
-    "/stock",
-    "/delist",
-    "/broadcast",
-    "/approve_return",
-    "/nope",
+from tests.fuzz_support import (
+    BEFORE_ADJUSTMENTS,
+    BEFORE_AMOUNTS,
+    KNOWN_DEFECTS,
+    LENIENT_AMOUNTS,
+    OVERFLOW_AMOUNTS,
+    Adversary,
 )
-CALLBACK_PREFIXES = (
-    "menu:",
-    "lang:",
-    "hist:",
-    "mall:",
-    "mall:ok:",
-    "mall:buy:",
-    "mall:cat:",
-    "mall:deduct:",
-    "red:",
-    "red:rety:",
-    "red:list:",
-    "set:",
-    "set:mkt:",
-    "bc:ok:",
-    "bc:no:",
-    "game:",
-    "x",
-)
+from tests.games_support import SeededRandom
+
+UPDATES = int(os.environ.get("FUZZ_UPDATES", "500"))
+SEEDS = [20261125 + i for i in range(int(os.environ.get("FUZZ_SEEDS", "3")))]
+# Inputs that meet a defect still open are left out of the runs (and pinned below).
+INPUT_CLASSES = frozenset({"overflow_amount", "lenient_amount", "group_kick"})
 
 
-def garbage(rng: random.Random, longest: int = 80) -> str:
-    """Text from every corner of Unicode that Telegram would deliver (no surrogates, no NUL)."""
-    alphabet = (
-        string.printable
-        + "积分兑换转盘刮刮乐红米好物😀🎉👍🏽‍🔥"
-        + "\u202e\u200b\u00a0ÄÖÜßçñ"
-        + "".join(chr(c) for c in range(0x0400, 0x0420))
-    )
-    size = rng.randint(1, longest)
-    text = "".join(rng.choice(alphabet) for _ in range(size)).strip()
-    return text or "x"
+def roomy_flood_limit(config: Config) -> Config:
+    """A flood limit the attackers never reach: their inputs must reach the parsers."""
+    # The flood guard has tests of its own (test_flood.py).
+    return config.model_copy(update={"limits": LimitsConfig(flood_updates=1000, flood_seconds=1)})
 
 
-def garbage_arguments(rng: random.Random) -> str:
-    parts = [
-        rng.choice(["-1", "0", "1e9", "NaN", "∞", "9" * 40, "١٢٣", "1.005", "abc", "¥", "''"]),
-        garbage(rng, 20).replace(" ", ""),
-    ]
-    return " ".join(rng.sample(parts, k=rng.randint(0, 2)))
+@pytest.fixture
+def configure() -> list[Callable[[Config], Config]]:
+    """The sample programme with a flood limit attackers do not reach."""
+    return [roomy_flood_limit]
 
 
-async def test_thousands_of_hostile_updates_break_nothing(
-    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
-) -> None:
-    rng = random.Random(20261125)  # a fixed seed: a failure replays exactly
-    emu = sandbox.emu
-    users = [8000 + i for i in range(MEMBERS)] + [ADMIN_ID]
-    for user_id in users:
-        emu.add_user(
-            user_id, garbage(rng, 10), language_code=rng.choice(["zh-hans", "en", None, "fr"])
-        )
-    await sandbox.member(users[0]).send("/start")
-    caplog.set_level(logging.ERROR)
-    for _ in range(UPDATES):
-        user_id = rng.choice(users)
-        kind = rng.random()
-        mine = [m for m in emu.messages(user_id) if not m.from_bot and m.kind == "text"]
-        theirs = [m for m in emu.messages(user_id) if m.from_bot]
-        if kind < 0.30:
-            emu.user_sends_text(user_id, f"{rng.choice(COMMANDS)} {garbage_arguments(rng)}".strip())
-        elif kind < 0.50:
-            emu.user_sends_text(user_id, garbage(rng))
-        elif kind < 0.53:
-            emu.user_sends_text(user_id, garbage(rng, 4096)[:4096])
-        elif kind < 0.58:
-            emu.user_sends_sticker(user_id)
-        elif kind < 0.62:
-            emu.user_sends_photo(user_id)
-        elif kind < 0.66 and mine:
-            emu.user_edits_text(user_id, rng.choice(mine).message_id, garbage(rng))
-        elif kind < 0.92 and theirs:
-            message = rng.choice(theirs)
-            if message.buttons and rng.random() < 0.5:
-                data = rng.choice([b.callback_data for row in message.keyboard for b in row])
-                data = data or "x"
-            else:
-                data = (rng.choice(CALLBACK_PREFIXES) + garbage(rng, 30).replace(" ", ""))[:64]
-            emu.user_taps(user_id, message.message_id, data)
-        elif kind < 0.95:
-            emu.enqueue_raw_update(
-                {
-                    "message": {
-                        "message_id": rng.randint(1, 10**6),
-                        "date": int(time.time()),
-                        "chat": {"id": -100123, "type": "supergroup", "title": "群"},
-                        "from": {"id": user_id, "is_bot": False, "first_name": "g"},
-                        "text": rng.choice(COMMANDS),
-                    }
-                }
-            )
-        else:
-            emu.enqueue_raw_update(
-                {
-                    "channel_post": {
-                        "message_id": rng.randint(1, 10**6),
-                        "date": int(time.time()),
-                        "chat": {"id": -100999, "type": "channel", "title": "频道"},
-                        "text": garbage(rng),
-                    }
-                }
-            )
-        if rng.random() < 0.05:
-            await asyncio.sleep(0)  # let the bot breathe now and then, as a real stream would
+@pytest.fixture
+def seeded_codes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Member codes from the test's seed: a failing run meets the same codes again."""
+    seed = getattr(request, "param", 1)
+    rng = random.Random(seed)
 
-    # Wait until the bot has taken every update and gone quiet.
-    for _ in range(600):
-        if emu.pending_update_count == 0:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)
-    assert emu.pending_update_count == 0
+    def new_member_code() -> str:
+        body = str(rng.randrange(10**8, 10**9))
+        return body + storage.members.luhn_digit(body)
+
+    monkeypatch.setattr(storage.members, "new_member_code", new_member_code)
+    yield seed
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """The first ERROR records with their tracebacks, or ''."""
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not failures, "\n".join(
-        caplog.handler.format(r)
-        for r in failures[:3]  # with the traceback
+    return "\n".join(caplog.handler.format(r) for r in failures[:3])
+
+
+# A bigger run (FUZZ_UPDATES) takes about a second per fifty hostile inputs.
+@pytest.mark.timeout(max(120, UPDATES // 20))
+@pytest.mark.parametrize("seeded_codes", SEEDS, indirect=True)
+async def test_the_adversary_changes_nothing_but_legitimate_flows(
+    seeded_codes: int, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    sandbox.services.game_random = SeededRandom(seeded_codes)
+    adversary = Adversary(
+        sandbox, random.Random(seeded_codes), enabled=INPUT_CLASSES - set(KNOWN_DEFECTS)
     )
-    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
-    assert report.ok, str(report)
+    await adversary.setup()
+    world = await adversary.run(UPDATES)
+    census = adversary.census
+    print(f"\nseed {seeded_codes}\n" + census.report(world))
+    assert not errors_logged(caplog), errors_logged(caplog)
+    # The run reached what it is for: the parsers, the flows that move points, the ids.
+    tried, done = census.tried, census.legitimate
+    assert census.hostile >= UPDATES
+    assert census.reached("purchase:", BEFORE_AMOUNTS) >= 3
+    assert census.reached("adjust:", BEFORE_ADJUSTMENTS) >= 3
+    assert sum(n for name, n in tried.items() if name.startswith("purchase:")) >= 5
+    assert sum(n for name, n in tried.items() if name.startswith("forged mall")) >= 10
+    assert sum(n for name, n in tried.items() if name.startswith("forged game")) >= 5
+    assert sum(n for name, n in tried.items() if name.startswith("mutated")) >= 20
+    assert tried["staff command by a member"] >= 10
+    assert sum(n for name, n in tried.items() if name.startswith("group")) >= 5
+    assert done["redemption"] + done["spin"] + done["scratch card"] >= 2
+    assert done["purchase"] + done["purchase with receipt"] >= 2
     # And a member who just wants their points still gets them.
     [reply] = await sandbox.member(9999, language_code="en").send("/balance")
     assert (reply.text or "").startswith("💰 Available points: 0")
+
+
+def known(defect: str) -> pytest.MarkDecorator | tuple[()]:
+    """A strict xfail while the defect is open: its fix turns it into a failing XPASS."""
+    reason = KNOWN_DEFECTS.get(defect)
+    return () if reason is None else pytest.mark.xfail(strict=True, reason=reason)
+
+
+@pytest.mark.parametrize(
+    "defect", [pytest.param(name, marks=known(name)) for name in sorted(INPUT_CLASSES)]
+)
+async def test_an_input_class_left_out_of_the_runs(
+    defect: str, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    adversary = Adversary(
+        sandbox, random.Random(7), victims=1, attackers=1, strangers=0, enabled={defect}
+    )
+    await adversary.setup()
+    victim = adversary.victim_ids[0]
+    if defect == "group_kick":
+        for user_id in (victim, adversary.attacker_ids[0], ADMIN_ID):
+            adversary.group_kick(user_id)
+    else:
+        amounts = OVERFLOW_AMOUNTS if defect == "overflow_amount" else LENIENT_AMOUNTS
+        for amount in amounts:
+            await adversary.refused_purchase(victim, amount)
+    await adversary.check()
+    assert not errors_logged(caplog), errors_logged(caplog)
