@@ -28,14 +28,6 @@ from tests.conftest import ADMIN_ID, Sandbox, member_with
 # leaves them out and tests/test_fuzz.py pins each with a strict xfail. When a fix lands,
 # that xfail passes, fails as XPASS, and the class comes back here by deleting its line.
 KNOWN_DEFECTS: Final[dict[str, str]] = {
-    "overflow_amount": (
-        "issue 15 item 4: /purchase <code> 1e400 (or 200 nines) raises decimal.InvalidOperation"
-        " (an ERROR log and the generic apology)"
-    ),
-    "lenient_amount": (
-        "issue 15 item 4: /purchase books '1,000', '1,0,0', '1_000', '١٢٣', '1e4' and '+5'"
-        " instead of refusing them"
-    ),
     "group_kick": (
         "issue 15 item 2: the bot removed from a group marks the member unreachable for every"
         " later push"
