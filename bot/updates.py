@@ -52,8 +52,8 @@ MAX_REPLAYS: Final = 5
 # Done marks are written in batches: the first waits this long (seconds) for others to join
 # it; fetched batches take the waiting ones along in their own transaction.
 DONE_BATCH_SECONDS: Final = 0.05
-# Handled updates are remembered this long (Telegram delivers an unacknowledged update again
-# right after a restart; ids start over after a week without updates), and pruned as often.
+# Handled updates are kept this long (Telegram's copies after a crash come within seconds;
+# a day lets an operator look back), and pruned this often.
 KEEP_DONE: Final = timedelta(days=1)
 PRUNE_EVERY_SECONDS: Final = 3600.0
 

@@ -41,28 +41,29 @@ class JournalCounts:
 def record_fetched(
     conn: sqlite3.Connection, updates: Sequence[Mapping[str, Any]], now: datetime
 ) -> set[int]:
-    """Journal a fetched batch; return the ids journaled before (Telegram delivered them again)."""
+    """Journal a fetched batch; return the ids Telegram delivered again (already journaled)."""
     ids = [int(update["update_id"]) for update in updates]
     if not ids:
         return set()
-    seen = {
-        int(row[0])
-        for row in conn.execute(
-            "SELECT update_id FROM update_journal"
-            " WHERE update_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        )
-    }
+    row = conn.execute("SELECT update_ids FROM update_journal_last_fetch").fetchone()
+    again = set(ids) & set(json.loads(row[0]) if row else ())
     stamp = ts(now)
     conn.executemany(
-        "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)",
+        "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (update_id) DO UPDATE SET body = excluded.body,"
+        " fetched_at = excluded.fetched_at, attempts = 0, done_at = NULL",
         (
             (update_id, json.dumps(update, ensure_ascii=False, separators=(",", ":")), stamp)
             for update_id, update in zip(ids, updates, strict=True)
-            if update_id not in seen
+            if update_id not in again
         ),
     )
-    return seen
+    conn.execute(
+        "INSERT INTO update_journal_last_fetch (id, update_ids) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET update_ids = excluded.update_ids",
+        (json.dumps(ids),),
+    )
+    return again
 
 
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
@@ -106,6 +107,12 @@ def prune_done(conn: sqlite3.Connection, handled_before: datetime) -> int:
     return cur.rowcount
 
 
+def forget_all(conn: sqlite3.Connection) -> int:
+    """Forget every journaled update (a new Bot API server starting its ids over); how many."""
+    conn.execute("DELETE FROM update_journal_last_fetch")
+    return conn.execute("DELETE FROM update_journal").rowcount
+
+
 def journal_counts(conn: sqlite3.Connection) -> JournalCounts:
     """How many journaled updates wait to be handled, and how many are done."""
     unfinished, done = conn.execute(
@@ -129,7 +136,7 @@ class Journal(Facade):
         self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
     ) -> set[int]:
         """Journal a fetched batch and mark `done` handled, in one transaction; return the ids
-        of the batch that were journaled before."""
+        Telegram delivered again."""
 
         def run(conn: sqlite3.Connection) -> set[int]:
             if done:

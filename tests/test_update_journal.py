@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from bot.updates import MAX_REPLAYS, PerMemberUpdateProcessor, UpdateJournal
-from storage.journal import Journal, JournalCounts, prune_done, record_fetched
+from storage.journal import Journal, JournalCounts, forget_all, prune_done, record_fetched
 from storage.store import Store, connect_sync, migrate
 from tests.conftest import ADMIN_ID, NOW, Sandbox
 from tests.restart_support import assert_audit_ok, bot_on
@@ -51,6 +51,23 @@ def test_a_batch_is_stored_whole_and_a_second_delivery_is_recognised(tmp_path: P
     # The body is the update's JSON: python-telegram-bot reads it back to the same update.
     message = Update.de_json(json.loads(stored[2][1]), None).message
     assert message is not None and message.text == "c"
+
+
+def test_an_old_id_from_before_the_last_fetch_is_a_new_update(tmp_path: Path) -> None:
+    # Only the latest batch can come again; an id seen earlier is a Bot API server that
+    # started its ids over, and its update replaces the old row.
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    migrate(conn)
+    record_fetched(conn, [raw(1, 1, "old one"), raw(2, 1, "old two")], NOW)
+    conn.execute("UPDATE update_journal SET done_at = 1, body = NULL WHERE update_id = 1")
+    record_fetched(conn, [raw(3, 1, "three")], NOW)
+    assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
+    body, done_at = conn.execute(
+        "SELECT body, done_at FROM update_journal WHERE update_id = 1"
+    ).fetchone()
+    assert json.loads(body)["message"]["text"] == "new one" and done_at is None
+    assert forget_all(conn) == 3
+    assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
 
 
 async def test_done_updates_lose_their_body_and_are_not_replayed(tmp_path: Path) -> None:

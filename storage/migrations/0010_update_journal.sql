@@ -16,3 +16,12 @@ CREATE TABLE update_journal (
 
 CREATE INDEX update_journal_open ON update_journal (update_id) WHERE done_at IS NULL;
 CREATE INDEX update_journal_done ON update_journal (done_at) WHERE done_at IS NOT NULL;
+
+-- The ids of the latest fetched batch: the only updates Telegram can deliver again after a
+-- crash (each fetch acknowledges the batch before it). A fetched update found here is such a
+-- copy; any other id found in update_journal is a new update reusing an old id (a Bot API
+-- server that started its ids over) and replaces the old row.
+CREATE TABLE update_journal_last_fetch (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    update_ids TEXT    NOT NULL CHECK (json_valid(update_ids))
+) STRICT;
