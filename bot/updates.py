@@ -8,13 +8,15 @@ and a bounded number of members are served at the same time.
 
 python-telegram-bot also acknowledges a batch of updates to Telegram (the offset of its next
 getUpdates) as soon as it has queued them, before any handler has run: a bot killed then
-loses them for good, a cashier's purchase with them. So every batch is journaled in the
-database by the getUpdates transport before it reaches python-telegram-bot (and so before
-it can be acknowledged), each update is marked done once its handlers have finished, and at
-start the updates a crash left unfinished are handled first, oldest first. Telegram delivers
-the unacknowledged ones again too; those copies are dropped here. Handling an update twice
-is possible (killed after the handler, before its done mark was written) and safe: every
-write a member or cashier makes carries an idempotency key taken from the update.
+loses them for good, a cashier's purchase with them. So the getUpdates transport journals
+every batch in the database, and holds the next getUpdates back until that is committed;
+each update is marked done once its handlers have finished, and at start the updates a
+crash left unfinished are handled first, oldest first. (The batch is handled while it is
+being written: killed before the commit, it was never acknowledged and Telegram delivers it
+again.) The copies Telegram delivers again of the last batch fetched are dropped here.
+Handling an update twice is possible (killed after the handler, before its done mark was
+written, or before its batch was) and safe: every change a member or cashier makes is keyed
+by the update (a receipt, a till message, a single-use offer behind a button).
 """
 
 from __future__ import annotations
@@ -83,19 +85,47 @@ class UpdateJournal:
         self._starts: asyncio.Future[None] | None = None
         # Ids Telegram delivered again that were journaled before: that copy is dropped.
         self._redelivered: set[int] = set()
+        # The last run's last fetch, until this run's first: the only copies Telegram sends.
+        self._previous_fetch: set[int] = set()
+        # The batch fetched last, until it is in the journal (the next fetch waits for that).
+        self._unrecorded: list[JSONDict] | None = None
+        self._unrecorded_ids: frozenset[int] = frozenset()
+        self._recording: asyncio.Future[None] | None = None
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pruned_at: float | None = None
 
-    async def record(self, updates: list[JSONDict]) -> None:
-        """Journal a fetched batch (with the done marks waiting) before Telegram may forget it."""
+    def fetched(self, batch: list[JSONDict]) -> None:
+        """Start journaling a fetched batch; drop the copies in it (see `admit`)."""
+        ids = [int(update["update_id"]) for update in batch]
+        if self._previous_fetch:  # Telegram delivers its copies in the first fetch
+            self._redelivered.update(self._previous_fetch.intersection(ids))
+            self._previous_fetch = set()
+        self._unrecorded, self._unrecorded_ids = batch, frozenset(ids)
+        self._recording = asyncio.ensure_future(self._record(batch))
+
+    async def recorded(self) -> None:
+        """Wait until the last fetched batch is in the journal (the next fetch acknowledges it);
+        raises what writing it raised, and tries again on the next call."""
+        if self._unrecorded is None:
+            return
+        if self._recording is None:
+            self._recording = asyncio.ensure_future(self._record(self._unrecorded))
+        try:
+            await self._recording
+        except Exception:
+            self._recording = None
+            raise
+        self._unrecorded, self._unrecorded_ids, self._recording = None, frozenset(), None
+
+    async def _record(self, batch: list[JSONDict]) -> None:
+        # The done marks waiting go along, this batch's own included (written after it).
         done, self._done = self._done, []
         try:
-            seen = await self.journal.record(updates, done, self.clock())
+            await self.journal.record(batch, done, self.clock())
         except BaseException:
-            self._done[:0] = done  # written with the next batch or by the flusher
+            self._done[:0] = done
             raise
-        self._redelivered |= seen
 
     async def resume(self, bot: Bot | None, queue: asyncio.Queue[object]) -> int:
         """Queue the updates the last run left unhandled, oldest first, and start writing done
@@ -104,6 +134,7 @@ class UpdateJournal:
         await self.journal.prune_done(now - KEEP_DONE)
         self._pruned_at = asyncio.get_running_loop().time()
         unfinished = await self.journal.take_unfinished(now, max_attempts=MAX_REPLAYS)
+        self._previous_fetch = set(unfinished.last_fetch)
         for update_id in unfinished.given_up:
             log.error("update %s given up: not handled in %d replays", update_id, MAX_REPLAYS)
         queued = 0
@@ -171,18 +202,27 @@ class UpdateJournal:
             self._flusher = asyncio.create_task(self._flush_forever(), name="update-journal")
 
     async def stop(self, *, flush: bool = True) -> None:
-        """Stop the background writer and (unless told not to) write the waiting done marks."""
+        """Stop the background writer and (unless told not to) write the last fetched batch
+        and the waiting done marks."""
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = self._wake = None
         if flush:
+            try:
+                await self.recorded()
+            except Exception:  # never acknowledged: Telegram delivers it again
+                log.exception("the last fetched updates were not journaled")
             await self.flush()
 
     async def flush(self) -> None:
-        """Write the waiting done marks now."""
-        done, self._done = self._done, []
+        """Write the waiting done marks now (those of a batch not yet journaled go with it)."""
+        if self._unrecorded_ids:
+            done = [i for i in self._done if i not in self._unrecorded_ids]
+            self._done = [i for i in self._done if i in self._unrecorded_ids]
+        else:
+            done, self._done = self._done, []
         if not done:
             return
         try:
@@ -226,22 +266,25 @@ class JournalingRequest(AiohttpRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        """Send one request; a batch of updates is in the journal before it is returned."""
+        """Send one request; a getUpdates waits until the batch before it is journaled."""
+        polling = url.endswith("/getUpdates")
+        if polling:
+            # Its offset acknowledges the last batch: only once that is in the journal.
+            try:
+                await self.journal.recorded()
+            except Exception as exc:
+                log.exception("could not journal the fetched updates")
+                # PTB retries a NetworkError, backing off; the batch is written again first.
+                raise NetworkError("fetched updates not journaled; not acknowledging") from exc
         code, payload = await super().do_request(
             url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
         )
-        # The batch is acknowledged only by the offset of the next getUpdates, which PTB
-        # sends after this returns: journaled first, nothing fetched can be lost. (PTB's
-        # `post`, which hands back the parsed batch, is final: the batch is parsed here too.)
-        if code == 200 and url.endswith("/getUpdates"):
+        if polling and code == 200:
+            # Journaled while python-telegram-bot handles it. (PTB's `post`, which hands back
+            # the parsed batch, is final: the batch is parsed here too.)
             batch = self.parse_json_payload(payload).get("result")
             if isinstance(batch, list) and batch:
-                try:
-                    await self.journal.record(batch)
-                except Exception as exc:
-                    log.exception("could not journal %d fetched update(s)", len(batch))
-                    # Unacknowledged, they come again: PTB retries a NetworkError, backing off.
-                    raise NetworkError("fetched updates not journaled; fetching again") from exc
+                self.journal.fetched(batch)
         return code, payload
 
 

@@ -28,6 +28,8 @@ class Unfinished:
     # Update ids whose handling was started `max_attempts` times after restarts and never
     # finished, now marked done without another try.
     given_up: list[int]
+    # The ids of the last batch fetched: the only ones Telegram may deliver again.
+    last_fetch: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +47,7 @@ def record_fetched(
     ids = [int(update["update_id"]) for update in updates]
     if not ids:
         return set()
-    row = conn.execute("SELECT update_ids FROM update_journal_last_fetch").fetchone()
-    again = set(ids) & set(json.loads(row[0]) if row else ())
+    again = set(ids).intersection(_last_fetch(conn))
     stamp = ts(now)
     conn.executemany(
         "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
@@ -87,7 +88,12 @@ def take_unfinished(conn: sqlite3.Connection, now: datetime, *, max_attempts: in
     replay = [(int(r[0]), str(r[1])) for r in rows if r[2] < max_attempts]
     given_up = [int(r[0]) for r in rows if r[2] >= max_attempts]
     mark_done(conn, given_up, now)
-    return Unfinished(replay, given_up)
+    return Unfinished(replay, given_up, _last_fetch(conn))
+
+
+def _last_fetch(conn: sqlite3.Connection) -> list[int]:
+    row = conn.execute("SELECT update_ids FROM update_journal_last_fetch").fetchone()
+    return [int(update_id) for update_id in json.loads(row[0])] if row else []
 
 
 def count_attempts(conn: sqlite3.Connection, update_ids: Sequence[int]) -> None:
@@ -139,8 +145,11 @@ class Journal(Facade):
         Telegram delivered again."""
 
         def run(conn: sqlite3.Connection) -> set[int]:
+            again = record_fetched(conn, updates, now)
+            # After the batch: `done` may hold updates of this batch, handled before it was
+            # written (the bot journals a batch while its updates are being handled).
             if done:
                 mark_done(conn, done, now)
-            return record_fetched(conn, updates, now)
+            return again
 
         return await self._store.write(run)

@@ -123,14 +123,15 @@ async def test_a_replay_runs_once_and_the_copy_telegram_delivers_again_is_droppe
     async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
         # The last run fetched updates 1 and 2, handled 1, and was killed.
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
-        await journal.record([raw(1, 7, "handled"), raw(2, 7, "in flight")])
+        journal.fetched([raw(1, 7, "handled"), raw(2, 7, "in flight")])
+        await journal.recorded()
         await journal.journal.mark_done([1], NOW)
         # This run: update 2 is replayed first; Telegram, never told, delivers 1 and 2 again.
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
         queue: asyncio.Queue[object] = asyncio.Queue()
         assert await journal.resume(None, queue) == 1
         fetched = [raw(1, 7, "handled"), raw(2, 7, "in flight"), raw(3, 7, "new")]
-        await journal.record(fetched)
+        journal.fetched(fetched)  # then python-telegram-bot queues the batch
         for body in fetched:  # behind the replay, as python-telegram-bot queues a batch
             queue.put_nowait(Update.de_json(body, None))
         handled: list[int] = []
@@ -158,7 +159,8 @@ async def test_an_update_whose_handler_fails_is_done_and_a_cancelled_one_is_not(
 ) -> None:
     async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
-        await journal.record([raw(1, 7, "fails"), raw(2, 8, "cancelled")])
+        journal.fetched([raw(1, 7, "fails"), raw(2, 8, "cancelled")])
+        await journal.recorded()
         processor = PerMemberUpdateProcessor(journal=journal)
         started = asyncio.Event()
 
@@ -209,11 +211,15 @@ async def test_fetched_updates_are_not_acknowledged_until_journaled(
 
     monkeypatch.setattr(Journal, "record", failing_record)
     chat = sandbox.member(4502)
-    # Fetched, not journaled, so not handed to python-telegram-bot nor acknowledged: Telegram
-    # still has it, and the next fetch (after PTB's back-off) journals and serves it, once.
-    [reply] = await chat.send("/start", timeout=15)
+    # Handled while it is being journaled; the journal fails, so the next getUpdates (whose
+    # offset would tell Telegram to forget it) waits: PTB backs off for a second, the batch
+    # is written again, and only then is it acknowledged, with its done mark.
+    [reply] = await chat.send("/start")
     assert "欢迎" in (reply.text or "") and failures == 1
+    assert sandbox.emu.pending_update_count == 1
+    assert await journal.counts() == JournalCounts(unfinished=0, done=0)
     await wait_until(lambda: journal.counts(), JournalCounts(unfinished=0, done=1))
+    await wait_until(lambda: asyncio.sleep(0, sandbox.emu.pending_update_count), 0)
 
 
 async def test_an_update_left_unhandled_is_handled_once_at_the_next_start(
