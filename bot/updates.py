@@ -116,7 +116,6 @@ class UpdateJournal:
         except Exception:
             self._recording = None
             raise
-        self._unrecorded, self._unrecorded_ids, self._recording = None, frozenset(), None
 
     async def _record(self, batch: list[JSONDict]) -> None:
         # The done marks waiting go along, this batch's own included (written after it).
@@ -126,6 +125,10 @@ class UpdateJournal:
         except BaseException:
             self._done[:0] = done
             raise
+        if self._unrecorded is batch:
+            self._unrecorded, self._unrecorded_ids, self._recording = None, frozenset(), None
+            if self._done and self._wake is not None:  # marks held back for this batch
+                self._wake.set()
 
     async def resume(self, bot: Bot | None, queue: asyncio.Queue[object]) -> int:
         """Queue the updates the last run left unhandled, oldest first, and start writing done

@@ -184,6 +184,29 @@ async def test_an_update_whose_handler_fails_is_done_and_a_cancelled_one_is_not(
         assert [update_id for update_id, _ in unfinished.replay] == [2]
 
 
+async def test_an_update_handled_before_its_batch_is_written_is_marked_done_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+        journal = UpdateJournal(Journal(store), clock=lambda: NOW)
+        journal.start()
+        slow_disk = asyncio.Event()
+        real_record = Journal.record
+
+        async def slow_record(self: Journal, *args: object, **kwargs: object) -> set[int]:
+            await slow_disk.wait()
+            return await real_record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Journal, "record", slow_record)
+        journal.fetched([raw(1, 7, "quick")])
+        journal.done(text_update(1, 7, "quick"))
+        await journal.flush()  # held back: an UPDATE before the INSERT would change nothing
+        slow_disk.set()
+        await journal.recorded()
+        await wait_until(lambda: journal.journal.counts(), JournalCounts(unfinished=0, done=1))
+        await journal.stop()
+
+
 # --- the running bot -------------------------------------------------------------------------
 
 
