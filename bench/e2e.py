@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.sandbox.server import BotApiEmulator
+from storage.journal import forget_all
 from storage.store import connect_sync, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,6 +242,18 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def forget_updates(database: Path) -> None:
+    """Empty the bot's update journal: each run's new emulator starts its update ids over,
+    in chats of its own, so what the last run left there means nothing to it."""
+    conn = connect_sync(database)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        forget_all(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 @dataclass(frozen=True)
 class Result:
     """One bot's figures."""
@@ -371,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
             (f"think {args.think:g}s", args.think, ("echo", "pointsbot")),
         ):
             for kind in kinds:
+                if kind == "pointsbot":
+                    forget_updates(database)
                 result = asyncio.run(run_load(kind, config, concurrent, seconds, warmup, think))
                 results[(kind, think)] = result
                 print(

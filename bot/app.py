@@ -20,8 +20,9 @@ from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
-from bot.updates import PerMemberUpdateProcessor
+from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
 from handlers.common import BotApp, BotContext, Services, texts_for
+from storage.journal import Journal
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,17 @@ def redact_token_in_logs(token: str) -> None:
             handler.addFilter(TokenRedactor(token))
 
 
-def member_bot(token: str, base_url: str | None, tz: tzinfo) -> ExtBot[None]:
-    """The bot object pointsbot serves with: MemberBot over the aiohttp transport."""
-    request, updates_request = AiohttpRequest(), AiohttpRequest(connection_pool_size=2)
+def member_bot(
+    token: str, base_url: str | None, tz: tzinfo, journal: UpdateJournal | None = None
+) -> ExtBot[None]:
+    """The bot object pointsbot serves with: MemberBot over the aiohttp transport (its
+    getUpdates journaling each batch first when given a journal, bot/updates.py)."""
+    request = AiohttpRequest()
+    updates_request = (
+        AiohttpRequest(connection_pool_size=2)
+        if journal is None
+        else JournalingRequest(journal, connection_pool_size=2)
+    )
     defaults = Defaults(tzinfo=tz)
     if base_url:  # the sandbox or a self-hosted Bot API server
         file_url = base_url.replace("/bot", "/file/bot", 1)
@@ -94,7 +103,12 @@ def build_application(
         clock=lambda: app.bot_data.clock(),
     )
     persistence = StorePersistence(store, clock=lambda: app.bot_data.clock())
-    bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz)
+    # Every fetched update is kept until handled: journaled by the getUpdates transport,
+    # marked done by the update processor, replayed in post_init after a crash.
+    journal = UpdateJournal(Journal(store), clock=lambda: app.bot_data.clock())
+    processor = update_processor or PerMemberUpdateProcessor()
+    processor.journal = journal
+    bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz, journal)
     builder = (
         ApplicationBuilder()
         .bot(bot)
@@ -102,7 +116,7 @@ def build_application(
         .job_queue(JobQueue[BotContext]())
         .persistence(persistence)
         # Members are served concurrently, each one's updates in order (bot/updates.py).
-        .concurrent_updates(update_processor or PerMemberUpdateProcessor())
+        .concurrent_updates(processor)
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
@@ -136,7 +150,17 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
+    # Order matters: post_init runs before polling starts, so the updates a crash left
+    # unhandled are queued ahead of anything fetched now (bot/updates.py).
+    if (journal := _journal(app)) is not None:
+        await journal.resume(app.bot, app.update_queue)
     settle_collector()
+
+
+def _journal(app: BotApp) -> UpdateJournal | None:
+    """The update journal build_application gave the update processor."""
+    processor = app.update_processor
+    return processor.journal if isinstance(processor, PerMemberUpdateProcessor) else None
 
 
 # Young objects are collected after this many allocations (Python's default is 700).
@@ -193,6 +217,9 @@ async def _post_stop(app: BotApp) -> None:
 
 
 async def _post_shutdown(app: BotApp) -> None:
+    # Order matters: the last done marks are written while the store is open.
+    if (journal := _journal(app)) is not None:
+        await journal.stop(flush=app.bot_data.store.is_open)
     await app.bot_data.store.close()
 
 
