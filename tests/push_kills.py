@@ -50,6 +50,7 @@ async def child(database: str, base_url: str, token: str, interval: float) -> No
         print("ready", flush=True)
         while await sender.drain():
             pass
+        print("drained", flush=True)  # from here on a kill would measure nothing
         await request.shutdown()
 
 
@@ -92,15 +93,17 @@ async def measure(pushes: int, max_kill_after: float, interval: float, seed: int
                 assert process.stdout is not None
                 await process.stdout.readline()  # "ready": the store is open, sending starts
                 try:
-                    await asyncio.wait_for(process.wait(), timeout=draw.uniform(0, max_kill_after))
+                    drained = await asyncio.wait_for(
+                        process.stdout.readline(), timeout=draw.uniform(0, max_kill_after)
+                    )
                 except TimeoutError:
                     process.kill()
                     await process.wait()
                     kills += 1
                     continue
-                if process.returncode == 0:
+                if drained.strip() == b"drained" and await process.wait() == 0:
                     break
-                raise SystemExit(f"the child failed: exit {process.returncode}")
+                raise SystemExit(f"the child failed: exit {await process.wait()}")
             async with Store(database, clock=lambda: NOON) as store:
                 statuses = dict(
                     await store.read(
