@@ -17,6 +17,7 @@ import random
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,8 +55,29 @@ async def child(database: str, base_url: str, token: str, interval: float) -> No
         await request.shutdown()
 
 
-async def measure(pushes: int, max_kill_after: float, interval: float, seed: int) -> None:
-    """Run children under random kills until one finishes; print what arrived how often."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What arrived how often after a run under kills."""
+
+    pushes: int
+    kills: int
+    statuses: dict[str, int]
+    doubled: Counter[str]
+    lost: Counter[str]
+
+    def report(self) -> str:
+        """The measure in words, per 1,000 pushes of each kind."""
+        lines = [f"{self.pushes} pushes of each kind, {self.kills} kills; outbox {self.statuses}"]
+        for kind in (SERVICE, MARKETING):
+            lines.append(
+                f"{kind}: doubled {1000 * self.doubled[kind] / self.pushes:.1f} per 1,000,"
+                f" lost {1000 * self.lost[kind] / self.pushes:.1f} per 1,000"
+            )
+        return "\n".join(lines)
+
+
+async def measure(pushes: int, max_kill_after: float, interval: float, seed: int) -> Outcome:
+    """Run children under random kills until one finishes; count what arrived how often."""
     draw = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
         database = str(Path(folder) / "kills.sqlite3")
@@ -119,13 +141,7 @@ async def measure(pushes: int, max_kill_after: float, interval: float, seed: int
                 for kind, text in ((SERVICE, GREETING), (MARKETING, OFFER)):
                     doubled[kind] += texts[text] > 1
                     lost[kind] += texts[text] == 0
-    print(f"{pushes} pushes of each kind, {kills} kills, each within {max_kill_after} s of a start")
-    print(f"outbox: {statuses}")
-    for kind in (SERVICE, MARKETING):
-        print(
-            f"{kind}: doubled {1000 * doubled[kind] / pushes:.1f} per 1,000,"
-            f" lost {1000 * lost[kind] / pushes:.1f} per 1,000"
-        )
+    return Outcome(pushes, kills, statuses, doubled, lost)
 
 
 def main() -> None:
@@ -140,7 +156,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between pushes")
     parser.add_argument("--seed", type=int, default=15)
     args = parser.parse_args()
-    asyncio.run(measure(args.pushes, args.kill_within, args.interval, args.seed))
+    print(asyncio.run(measure(args.pushes, args.kill_within, args.interval, args.seed)).report())
 
 
 if __name__ == "__main__":

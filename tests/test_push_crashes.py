@@ -24,6 +24,7 @@ from bot.transport import NotSent
 from storage.members import Member, Profile
 from storage.pushes import MARKETING, SERVICE, Push, Pushes
 from tests.conftest import NOW, Sandbox
+from tests.push_kills import measure
 
 GREETING = "🎂 生日快乐！感谢您一直以来的支持。"
 OFFER = "📣 周末会员日"
@@ -331,3 +332,13 @@ def test_the_outbox_accepts_the_sending_and_unconfirmed_states(tmp_path: Any) ->
             "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params,"
             " created_at, status) VALUES ('x', 1, 'service', 'k', '{}', 0, 'bogus')"
         )
+
+
+async def test_under_real_kills_marketing_never_doubles_and_service_is_never_lost() -> None:
+    # The sender in a child process, SIGKILLed at random instants until a run finishes
+    # (python -m tests.push_kills measures the same with more pushes).
+    outcome = await measure(pushes=60, max_kill_after=0.08, interval=0.0, seed=8)
+    print("\n" + outcome.report())
+    assert outcome.kills >= 3
+    assert outcome.doubled[MARKETING] == 0 and outcome.lost[SERVICE] == 0
+    assert outcome.statuses.get("sending") is None and outcome.statuses.get("pending") is None
