@@ -228,6 +228,8 @@ class Sender:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        finally:
+            self._stopping.clear()  # a later drain() (or start()) sends again
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -249,11 +251,13 @@ class Sender:
             local = self.clock().astimezone(self.config.program.tz).time()
             marketing = not self.config.push.is_quiet(local)
             batch = await self.pushes.due(marketing=marketing, limit=limit)
+            handled = 0
             for message in batch:
                 if self._stopping.is_set():
                     break
                 await self._deliver(message)
-            return len(batch)
+                handled += 1
+            return handled
 
     async def _settle(self) -> None:
         """Decide the pushes a crash left 'sending' (before this sender sends anything)."""

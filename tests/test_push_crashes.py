@@ -7,6 +7,7 @@ Pushes facade on the same database. Deliveries are counted at the sandbox.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections import Counter
@@ -342,3 +343,30 @@ async def test_under_real_kills_marketing_never_doubles_and_service_is_never_los
     assert outcome.kills >= 3
     assert outcome.doubled[MARKETING] == 0 and outcome.lost[SERVICE] == 0
     assert outcome.statuses.get("sending") is None and outcome.statuses.get("pending") is None
+
+
+async def test_stopping_waits_for_the_push_in_flight_and_sends_nothing_more(
+    sandbox: Sandbox,
+) -> None:
+    [member] = await members(sandbox, 7500, 1)
+    await queue_both_kinds(sandbox, [member])
+    process = Process(sandbox)
+    started, release = asyncio.Event(), asyncio.Event()
+    send = process.send_message
+
+    async def slow(chat_id: int, text: str, **kwargs: Any) -> object:
+        started.set()
+        await release.wait()
+        return await send(chat_id, text, **kwargs)
+
+    process.send_message = slow  # type: ignore[method-assign]
+    process.sender.start()
+    await started.wait()
+    stopping = asyncio.create_task(process.sender.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # the greeting's request is still out
+    release.set()
+    await stopping
+    # Its outcome was recorded (not left in doubt), and the offer was not started.
+    assert await statuses(sandbox) == {f"svc:{member.id}": "sent", f"bc:{member.id}": "pending"}
+    assert received(sandbox, member) == {GREETING: 1}
