@@ -262,6 +262,10 @@ class PushConfig(_Section):
     # A daily job missed while the bot was down is caught up at the next start, at most
     # this many days back.
     catch_up_days: int = Field(default=7, ge=0, le=60)
+    # A marketing push that may have reached Telegram without the bot learning so (a crash or
+    # a lost answer) is not sent again (at most once) unless this is true (at least once).
+    # Service pushes are always sent again (README "Pushes").
+    resend_unconfirmed_marketing: bool = False
 
     @field_validator("quiet_hours_end")
     @classmethod

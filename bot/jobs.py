@@ -24,6 +24,7 @@ from bot.i18n import N_, I18n, resolve_language
 from bot.programme.birthdays import birthday_dates, gift_allowed
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.expiry import expires_at
+from bot.transport import NotSent, redact
 from storage.errors import Conflict
 from storage.ledger import Ledger
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
@@ -34,6 +35,8 @@ SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
+# How long `Sender.stop` waits for the request in flight (its timeouts add up to less).
+STOP_GRACE = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +176,13 @@ class Scheduler:
 
 
 class Sender:
-    """Drains the outbox at the configured rate; a block, a rate limit or a flaky network
-    each get their own treatment, and nothing is sent twice."""
+    """Drains the outbox at the configured rate, each push at least or at most once by kind."""
+
+    # Each push is marked 'sending' in a commit of its own right before its request and gets
+    # its outcome right after, so the only pushes whose fate is unknown are those a crash (or
+    # a lost answer) caught in between; the first drain after a start decides them: a service
+    # push is sent again, a marketing one is not unless configured (README "Pushes"). A
+    # block, a rate limit or a flaky network each get their own treatment.
 
     def __init__(
         self, bot: Bot, pushes: Pushes, config: Config, i18n: I18n, clock: Clock = system_clock
@@ -186,10 +194,13 @@ class Sender:
         self.clock = clock
         self.interval = 1 / config.push.rate_per_second
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         # One drain at a time: two would both read the same pending rows and send them twice.
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._next_slot = 0.0
+        # Whether this sender has decided what the previous run left 'sending'.
+        self._settled = False
         self.sent = 0
 
     def wake(self) -> None:
@@ -199,18 +210,29 @@ class Sender:
     def start(self) -> None:
         """Run the sender in the background until `stop`."""
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="outbox-sender")
 
     async def stop(self) -> None:
-        """Stop after the push in flight (its outcome is recorded first)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop after the push in flight, once its outcome is recorded."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self._stopping.set()
+        self._wake.set()
+        try:
+            # A request in flight ends within its timeouts; cancelling it instead would leave
+            # its push in doubt ('sending') for no reason.
+            await asyncio.wait_for(asyncio.shield(task), timeout=STOP_GRACE)
+        except TimeoutError:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        finally:
+            self._stopping.clear()  # a later drain() (or start()) sends again
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 sent = await self.drain()
             except Exception:  # the sender must outlive a bad row or a database hiccup
@@ -224,26 +246,58 @@ class Sender:
     async def drain(self, *, limit: int = 200) -> int:
         """Send what is due now, paced; return how many pushes were handled."""
         async with self._lock:
+            if not self._settled:
+                await self._settle()
             local = self.clock().astimezone(self.config.program.tz).time()
             marketing = not self.config.push.is_quiet(local)
             batch = await self.pushes.due(marketing=marketing, limit=limit)
+            handled = 0
             for message in batch:
+                if self._stopping.is_set():
+                    break
                 await self._deliver(message)
-            return len(batch)
+                handled += 1
+            return handled
 
-    async def _pace(self) -> None:
+    async def _settle(self) -> None:
+        """Decide the pushes a crash left 'sending' (before this sender sends anything)."""
+        resend = self.config.push.resend_unconfirmed_marketing
+        settled = await self.pushes.settle_interrupted(resend_marketing=resend)
+        self._settled = True
+        if settled.again or settled.unconfirmed:
+            log.warning(
+                "pushes interrupted while sending: %d queued again, %d marketing pushes"
+                " left unconfirmed (they may have arrived)",
+                settled.again,
+                settled.unconfirmed,
+            )
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds`, or less when stopping; False when stopping."""
+        if seconds > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return not self._stopping.is_set()
+
+    async def _pace(self) -> bool:
+        """Wait for this push's slot; False when stopping."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._next_slot > now:
-            await asyncio.sleep(self._next_slot - now)
+        wait = self._next_slot - now
         self._next_slot = max(now, self._next_slot) + self.interval
+        return await self._sleep(wait)
+
+    def _error_text(self, exc: Exception) -> str:
+        """What is kept of a failure: never the token (it would reach backups and logs)."""
+        return redact(str(exc), f"/bot{self.bot.token}/")
 
     async def _deliver(self, message: OutboxMessage) -> None:
         now = self.clock()
         if not message.reachable:
             await self.pushes.mark(message.id, "unreachable", now, "member blocked the bot")
             return
-        if message.category != SERVICE and not message.marketing_opt_in:
+        marketing = message.category != SERVICE
+        if marketing and not message.marketing_opt_in:
             await self.pushes.mark(message.id, "skipped", now, "marketing opt-out")
             return
         language = resolve_language(
@@ -267,7 +321,13 @@ class Sender:
                 ]
             )
         while True:
-            await self._pace()
+            if not await self._pace():
+                return  # stopping: the push is still pending
+            attempts = await self.pushes.start_sending(message.id)
+            if not attempts:
+                return  # no longer pending
+            # From here until the outcome is recorded the push is 'sending': a crash leaves
+            # it in doubt (see `_settle`).
             try:
                 await self.bot.send_message(message.telegram_id, text, reply_markup=markup)
             except RetryAfter as exc:
@@ -277,19 +337,37 @@ class Sender:
                     wait = exc.retry_after
                 seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
                 log.warning("rate limited by Telegram: waiting %.0f s", seconds)
-                await asyncio.sleep(seconds)
+                # Refused, so nothing arrived: pending again while waiting.
+                error = f"rate limited: retry after {seconds:.0f} s"
+                await self.pushes.mark(message.id, "pending", self.clock(), error)
+                if not await self._sleep(seconds):
+                    return
                 continue
             except Forbidden as exc:
                 await self.pushes.set_reachable(message.telegram_id, False)
-                await self.pushes.mark(message.id, "unreachable", self.clock(), str(exc))
-                return
+                await self._record(message.id, "unreachable", exc)
             except BadRequest as exc:
-                await self.pushes.mark(message.id, "failed", self.clock(), str(exc))
-                return
-            except (NetworkError, TelegramError) as exc:
-                status = "failed" if message.attempts + 1 >= MAX_ATTEMPTS else "pending"
-                await self.pushes.mark(message.id, status, self.clock(), str(exc))
-                return
-            await self.pushes.mark(message.id, "sent", self.clock())
-            self.sent += 1
+                await self._record(message.id, "failed", exc)
+            except NotSent as exc:  # no connection: certainly not delivered
+                await self._retry_later(message.id, attempts, exc)
+            except NetworkError as exc:
+                # A timeout or a dropped connection after the request left: Telegram may have
+                # delivered it, exactly as when the bot dies right after a send.
+                if marketing and not self.config.push.resend_unconfirmed_marketing:
+                    await self._record(message.id, "unconfirmed", exc)
+                else:
+                    await self._retry_later(message.id, attempts, exc)
+            except TelegramError as exc:  # Telegram answered with an error: nothing arrived
+                await self._retry_later(message.id, attempts, exc)
+            else:
+                await self.pushes.mark(message.id, "sent", self.clock())
+                self.sent += 1
             return
+
+    async def _record(self, message_id: int, status: str, exc: Exception) -> None:
+        await self.pushes.mark(message_id, status, self.clock(), self._error_text(exc))
+
+    async def _retry_later(self, message_id: int, attempts: int, exc: Exception) -> None:
+        """Pending again, or failed for good after MAX_ATTEMPTS requests."""
+        status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+        await self._record(message_id, status, exc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Final
+from urllib.parse import quote
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
@@ -14,6 +16,30 @@ from bot.ptb_private import DefaultValue, ODVInput
 _USER_AGENT: Final = BaseRequest.USER_AGENT
 _JSON_HEADERS: Final = {"User-Agent": _USER_AGENT, "Content-Type": "application/json"}
 _FORM_HEADERS: Final = {"User-Agent": _USER_AGENT}  # aiohttp writes the multipart boundary
+# The token sits in every Bot API URL as the path segment after "bot" (/bot<token>/method,
+# /file/bot<token>/path); an aiohttp error names the URL (a redirect loop, a bad URL).
+_TOKEN_SEGMENT: Final = re.compile(r"(/bot)[^/\s'\"]+")
+REDACTED: Final = "<token>"
+
+
+class NotSent(NetworkError):
+    """The request never reached the server (no connection): repeating it cannot make a
+    message arrive twice."""
+
+
+class ConnectTimedOut(NotSent, TimedOut):
+    """No connection within the connect (and pool) timeout: a TimedOut that sent nothing."""
+
+
+def redact(text: str, url: str) -> str:
+    """`text` without the bot token of `url` (as given or percent-encoded) or of any Bot API
+    URL it names."""
+    for segment in url.split("/"):
+        if segment.startswith("bot") and len(segment) > 3:
+            secret = segment[3:]
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, REDACTED)
+    return _TOKEN_SEGMENT.sub(rf"\1{REDACTED}", text)
 
 
 class AiohttpRequest(BaseRequest):
@@ -68,7 +94,8 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        """Send one request; map timeouts to TimedOut and transport errors to NetworkError."""
+        """Send one request; map timeouts to TimedOut and transport errors to NetworkError
+        (NotSent when no connection was made), their text without the token."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = (
@@ -111,7 +138,23 @@ class AiohttpRequest(BaseRequest):
                 method, url, data=body, timeout=timeout, headers=headers
             ) as response:
                 return response.status, await response.read()
-        except TimeoutError as exc:
-            raise TimedOut from exc
+        # `from None`: aiohttp's exception names the URL, token included, and a traceback
+        # that chains it would carry the token into any log; its class and redacted text
+        # are in the message.
+        except aiohttp.ConnectionTimeoutError:
+            raise ConnectTimedOut("Timed out connecting") from None
+        except TimeoutError:
+            raise TimedOut from None
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.InvalidURL,
+            aiohttp.NonHttpUrlClientError,
+        ) as exc:
+            raise NotSent(_describe(exc, url)) from None
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{exc.__class__.__name__}: {exc}") from exc
+            raise NetworkError(_describe(exc, url)) from None
+
+
+def _describe(exc: aiohttp.ClientError, url: str) -> str:
+    """The error's class and text, without the token."""
+    return redact(f"aiohttp.{exc.__class__.__name__}: {exc}", url)

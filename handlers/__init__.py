@@ -28,6 +28,7 @@ from handlers.points import balance, card, history, history_callback
 from handlers.settings import (
     birthday_conversation,
     chat_member_changed,
+    reachable_again,
     settings,
     settings_callback,
 )
@@ -58,7 +59,9 @@ def register(app: BotApp) -> None:
     """Add every handler; order matters: features first, fallbacks last."""
     # Private chats only; an edited message is ignored on purpose (it must not redo an action).
     incoming = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
-    # Group -1 runs before everything: a flood is answered here and goes no further.
+    # Group -2 first: a private update from a member marked unreachable marks them reachable.
+    app.add_handler(TypeHandler(Update, reachable_again), group=-2)
+    # Group -1 runs before everything else: a flood is answered here and goes no further.
     app.add_handler(TypeHandler(Update, flood_guard), group=-1)
     # Every update is checked against the handlers in order until one takes it: what members
     # do all day comes first. None of these overlaps a conversation below (their buttons have

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -158,10 +159,24 @@ def birthday_conversation() -> ConversationHandler:  # type: ignore[type-arg]
 
 
 async def chat_member_changed(update: Update, context: BotContext) -> None:
-    """A member blocked or unblocked the bot: pushes stop or resume."""
+    """A member blocked or unblocked the bot in their private chat: pushes stop or resume."""
     change = update.my_chat_member
-    if change is None:
+    if change is None or change.chat.type != ChatType.PRIVATE:
+        # The bot added to or removed from a group by a member says nothing about whether it
+        # can write to that member privately: pushes go to the private chat.
         return
     status = change.new_chat_member.status
     reachable = status not in (ChatMember.BANNED, ChatMember.LEFT)
     await context.services.pushes.set_reachable(change.from_user.id, reachable)
+
+
+async def reachable_again(update: Update, context: BotContext) -> None:
+    """Runs before every handler: a private update from a member marked unreachable shows the
+    bot can write to them again (a block or a 403 is not for good)."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None or chat.type != ChatType.PRIVATE:
+        return
+    if update.my_chat_member is not None:
+        return  # a block or unblock: chat_member_changed records it
+    # An in-memory check for everyone marked reachable: no database work on the hot path.
+    await context.services.pushes.seen_in_private(user.id)

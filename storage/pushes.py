@@ -18,6 +18,7 @@ from storage.errors import InvalidRequest, NotFound
 from storage.facade import Facade, looks_up, reads, writes
 from storage.members import member_count
 from storage.sql import dt, dt_or_none, ts
+from storage.store import Store
 
 SERVICE: Final = "service"
 MARKETING: Final = "marketing"
@@ -121,6 +122,13 @@ def set_reachable(conn: sqlite3.Connection, telegram_id: int, reachable: bool) -
     return cur.rowcount > 0
 
 
+def unreachable_telegram_ids(conn: sqlite3.Connection) -> list[int]:
+    """The Telegram ids of members marked unreachable."""
+    return [
+        int(row[0]) for row in conn.execute("SELECT telegram_id FROM members WHERE reachable = 0")
+    ]
+
+
 # --- the outbox --------------------------------------------------------------------------------
 
 
@@ -215,18 +223,64 @@ def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[Outbox
     ]
 
 
+def start_sending(conn: sqlite3.Connection, message_id: int) -> int:
+    """Mark a pending push as being handed to Telegram; return its requests so far, this one
+    included (0: it is no longer pending). Its own commit, right before the request: see
+    `settle_interrupted`."""
+    rows = conn.execute(
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+        " WHERE id = ? AND status = 'pending' RETURNING attempts",
+        (message_id,),
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+# What `mark` may record: back to pending (a request that certainly did not arrive, to try
+# again), or an outcome.
+MARKS: Final = ("pending", "sent", "unconfirmed", "unreachable", "skipped", "failed")
+
+
 def mark(
     conn: sqlite3.Connection, message_id: int, status: str, now: datetime, error: str | None = None
 ) -> None:
-    """Record what happened to a push: sent, unreachable, skipped or failed (or still pending
-    after a transient error, counting the attempt); raises InvalidRequest (an unknown status)."""
-    if status not in ("pending", "sent", "unreachable", "skipped", "failed"):
+    """Record what happened to a push: sent, unconfirmed (it may have arrived), unreachable,
+    skipped or failed, or pending again; raises InvalidRequest (an unknown status)."""
+    if status not in MARKS:
         raise InvalidRequest(f"unknown outbox status {status!r}")
     conn.execute(
-        "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
+        "UPDATE outbox SET status = ?, last_error = ?,"
         " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
         (status, error, status, ts(now), message_id),
     )
+
+
+INTERRUPTED: Final = "interrupted while sending: it may have arrived"
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a start found left in flight by a crash."""
+
+    # Queued again: service pushes, and marketing ones when configured so.
+    again: int
+    # Marketing pushes not sent again: they may have arrived.
+    unconfirmed: int
+
+
+def settle_interrupted(conn: sqlite3.Connection, *, resend_marketing: bool) -> Settled:
+    """At start, before anything is sent: decide each push a crash left 'sending'."""
+    # Telegram may or may not have taken it: a service push is worse lost than doubled; a
+    # marketing push is worse doubled than lost (README "Pushes").
+    again = conn.execute(
+        "UPDATE outbox SET status = 'pending', last_error = ?"
+        " WHERE status = 'sending' AND (category = 'service' OR ?)",
+        (INTERRUPTED, int(resend_marketing)),
+    ).rowcount
+    unconfirmed = conn.execute(
+        "UPDATE outbox SET status = 'unconfirmed', last_error = ? WHERE status = 'sending'",
+        (INTERRUPTED,),
+    ).rowcount
+    return Settled(again, unconfirmed)
 
 
 def outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -446,14 +500,45 @@ def confirm_broadcast(
 class Pushes(Facade):
     """The async facade over the outbox, preferences and job runs."""
 
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        # Telegram ids of members marked unreachable, read once: every private update asks
+        # `seen_in_private`, which must cost no database work for everyone else. Only this
+        # facade changes `members.reachable` in the running bot.
+        self._unreachable: set[int] | None = None
+
+    async def _unreachable_ids(self) -> set[int]:
+        if self._unreachable is None:
+            self._unreachable = set(await self._lookup(unreachable_telegram_ids))
+        return self._unreachable
+
+    async def set_reachable(self, telegram_id: int, reachable: bool) -> bool:
+        """Record that Telegram lets us reach (or not) this user; False when they are no
+        member."""
+        unreachable = await self._unreachable_ids()
+        found = await self._write(lambda c: set_reachable(c, telegram_id, reachable))
+        if found and not reachable:
+            unreachable.add(telegram_id)
+        else:
+            unreachable.discard(telegram_id)
+        return found
+
+    async def seen_in_private(self, telegram_id: int) -> bool:
+        """A user wrote to the bot in private, so it can reach them: a member marked
+        unreachable is reachable again (True when that changed anything)."""
+        if telegram_id not in await self._unreachable_ids():
+            return False  # the hot path: no database work
+        return await self.set_reachable(telegram_id, True)
+
     # Each runs this module's sync function of the same name (`counts`: outbox_counts).
     preferences = looks_up(preferences)
     set_birthday = writes(set_birthday)
     set_marketing = writes(set_marketing)
-    set_reachable = writes(set_reachable)
     enqueue = writes(enqueue)
     due = reads(due)
+    start_sending = writes(start_sending)
     mark = writes(mark)
+    settle_interrupted = writes(settle_interrupted)
     counts = reads(outbox_counts)
     policy_changes = reads(policy_changes)
     create_broadcast = writes(create_broadcast)

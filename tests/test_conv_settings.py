@@ -1,14 +1,22 @@
-"""/settings through the sandbox: a birthday (changed at most once a year), promotions."""
+"""/settings through the sandbox: a birthday (changed at most once a year), promotions, and
+whether pushes can reach a member (a block, a group, a message after a 403)."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 
 from bot.programme.birthdays import parse_birthday
 from bot.sandbox.client import ChatClient
-from tests.conftest import Sandbox
+from storage.pushes import SERVICE, Push
+from tests.conftest import NOW, Sandbox
+
+T = TypeVar("T")
 
 TODAY = date(2026, 11, 25)
 
@@ -161,3 +169,97 @@ async def test_the_rules_state_the_birthday_terms_the_gift_is_given_on(sandbox: 
         f"生日前 {birthday.min_days_before} 天内才填写或修改的，当年不赠送；"
         "生日一年内只能修改一次）。"
     ) in (rules.text or "")
+
+
+# --- whether pushes can reach a member -------------------------------------------------------
+
+GREETING = "🎂 生日快乐！感谢您一直以来的支持。"
+
+
+async def push_and_deliver(sandbox: Sandbox, user_id: int, key: str) -> list[str]:
+    """Queue a service push to the member, drain the outbox; return the bot's texts to them."""
+    member = await sandbox.services.members.by_telegram_id(user_id)
+    assert member is not None
+    push = Push(key, member.id, SERVICE, "push.birthday", {})
+    await sandbox.services.pushes.enqueue([push], NOW)
+    await sandbox.services.sender.drain()
+    return [m.text or "" for m in sandbox.emu.messages(user_id) if m.from_bot]
+
+
+async def all_handled(sandbox: Sandbox) -> None:
+    """Wait until every update the emulator holds was fetched and has finished processing."""
+    processor = sandbox.app.update_processor
+    idle = 0
+    for _ in range(500):
+        busy = (
+            sandbox.emu.pending_update_count
+            or not sandbox.app.update_queue.empty()
+            or processor.current_concurrent_updates
+        )
+        idle = 0 if busy else idle + 1
+        if idle == 3:  # idle across a few loop turns: nothing is between queue and processor
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the bot did not finish the updates")
+
+
+async def test_removing_the_bot_from_a_group_keeps_the_member_reachable(
+    sandbox: Sandbox,
+) -> None:
+    chat = sandbox.member(5201)
+    await chat.send("/start")
+    sandbox.emu.user_removes_bot_from_group(5201, group_id=-100777, title="门店群")
+    await all_handled(sandbox)
+    assert (await sandbox.services.pushes.preferences(5201)).reachable
+    assert GREETING in await push_and_deliver(sandbox, 5201, "after-group")
+
+
+async def test_blocking_in_private_still_stops_pushes_and_a_group_removal_does_not_undo_it(
+    sandbox: Sandbox,
+) -> None:
+    chat = sandbox.member(5202)
+    await chat.send("/start")
+    chat.block()
+    sandbox.emu.user_removes_bot_from_group(5202, group_id=-100778)
+    await all_handled(sandbox)
+    assert not (await sandbox.services.pushes.preferences(5202)).reachable
+    assert (await sandbox.services.pushes.counts()).get("unreachable") is None
+    await push_and_deliver(sandbox, 5202, "while-blocked")
+    assert (await sandbox.services.pushes.counts()).get("unreachable") == 1
+
+
+async def test_a_private_message_makes_a_member_marked_unreachable_reachable_again(
+    sandbox: Sandbox,
+) -> None:
+    chat = sandbox.member(5203)
+    await chat.send("/start")
+    # A 403 once (or a group removal recorded by an older version) marked them unreachable.
+    sandbox.emu.fail_next("sendMessage", error_code=403)
+    assert GREETING not in await push_and_deliver(sandbox, 5203, "refused")
+    assert not (await sandbox.services.pushes.preferences(5203)).reachable
+    # The member writes to the bot privately: it can reach them.
+    [reply] = await chat.send("/balance")
+    assert (reply.text or "").startswith("💰 可用积分")
+    assert (await sandbox.services.pushes.preferences(5203)).reachable
+    assert GREETING in await push_and_deliver(sandbox, 5203, "after-message")
+
+
+async def test_a_private_update_of_a_reachable_member_writes_nothing(sandbox: Sandbox) -> None:
+    chat = sandbox.member(5204)
+    await chat.send("/start")
+    pushes = sandbox.services.pushes
+    writes = 0
+    write = pushes._write
+
+    async def counting(fn: Callable[[sqlite3.Connection], T]) -> T:
+        nonlocal writes
+        writes += 1
+        return await write(fn)
+
+    pushes._write = counting  # type: ignore[method-assign]
+    try:
+        [reply] = await chat.send("/balance")
+    finally:
+        del pushes._write
+    assert (reply.text or "").startswith("💰 可用积分")
+    assert writes == 0  # knowing the member is reachable costs no write

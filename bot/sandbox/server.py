@@ -1248,6 +1248,13 @@ class BotApiEmulator:
         user.blocked = False
         return self._enqueue("my_chat_member", self._member_update(user, "kicked", "member"))
 
+    def user_removes_bot_from_group(self, user_id: int, group_id: int, title: str = "群") -> int:
+        """The user removes the bot from a group (``group_id`` < 0); return the update_id of the
+        ``my_chat_member`` update. The user's private chat is not affected."""
+        update = self._member_update(self.user(user_id), "member", "left")
+        update["chat"] = {"id": group_id, "type": "group", "title": title}
+        return self._enqueue("my_chat_member", update)
+
     def enqueue_raw_update(self, update: JSONDict) -> int:
         """Enqueue any update dict as-is (its update_id is assigned); return the update_id."""
         update_id = self._next_update_id
