@@ -27,12 +27,7 @@ from tests.conftest import ADMIN_ID, Sandbox, member_with
 # Input classes that run into a defect of issue 15 still open on this branch: the adversary
 # leaves them out and tests/test_fuzz.py pins each with a strict xfail. When a fix lands,
 # that xfail passes, fails as XPASS, and the class comes back here by deleting its line.
-KNOWN_DEFECTS: Final[dict[str, str]] = {
-    "group_kick": (
-        "issue 15 item 2: the bot removed from a group marks the member unreachable for every"
-        " later push"
-    ),
-}
+KNOWN_DEFECTS: Final[dict[str, str]] = {}
 
 # Amounts at the till, by what the specification (issue 15 item 4) says of them.
 GOOD_AMOUNTS: Final = (
