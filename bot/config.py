@@ -289,9 +289,8 @@ class PushConfig(_Section):
 
     def is_quiet(self, local: time) -> bool:
         """True when marketing messages must wait at this local time."""
+        # Equal start and end is refused at load, so the window is never empty.
         start, end = self.quiet_hours_start, self.quiet_hours_end
-        if start == end:
-            return False
         return start <= local < end if start < end else (local >= start or local < end)
 
 
