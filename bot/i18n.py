@@ -10,7 +10,7 @@ from typing import Any
 
 from babel.messages.pofile import read_po
 
-from bot.config import LANGUAGES
+from bot.config import LANGUAGES, Localized
 
 log = logging.getLogger(__name__)
 
@@ -77,4 +77,7 @@ class I18n:
             if template is None:
                 raise MissingMessage(key)
             log.warning("message %s missing in %s; using %s", key, language, self.default)
-        return template.format(**params)
+        # A parameter given in every language (a configured name, a list of them) is read in
+        # this one: the programme raises it without knowing who reads it.
+        shown = {k: v.get(language) if isinstance(v, Localized) else v for k, v in params.items()}
+        return template.format(**shown)

@@ -29,10 +29,12 @@ from bot.programme.errors import RuleError
 from bot.programme.purchases import (
     PurchaseAward,
     award_purchase,
+    find_category,
     parse_amount,
     purchase_key,
     purchase_request,
 )
+from bot.programme.till import compact_code
 from storage.errors import Conflict, NotFound
 from storage.ledger import EarnRequest, OperationResult, earn_many, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
@@ -335,7 +337,7 @@ class _Preparer:
                 message = f"receipt {receipt} is also on line {first}"
                 out.append(RejectedRow(line, "receipt_duplicate", message, tuple(fields)))
                 continue
-            code = code.strip()
+            code = compact_code(code)  # "1173 4896 81" as /card prints it
             if code not in self.valid_codes:
                 if not is_valid_member_code(code):
                     message = f"“{code}” is not a member code (10 digits, last a check digit)"
@@ -350,7 +352,8 @@ class _Preparer:
                     message = f"“{when}” is not an ISO 8601 time"
                     outcome = RejectedRow(line, "date", message, tuple(fields))
                 else:
-                    outcome = award_purchase(amount, category.strip() or None, moment, now, config)
+                    kind = find_category(category, config).id  # an id or a name, any case
+                    outcome = award_purchase(amount, kind, moment, now, config)
             except RuleError as err:
                 outcome = self._refusal(line, fields, err)
             out.append((line, fields, receipt, code, outcome))

@@ -12,8 +12,14 @@ from bot.config import Config
 from bot.programme.adjustments import adjust_points
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
-from bot.programme.purchases import PurchaseRecorded, confirmation_open, record_purchase
-from bot.programme.till import command_source, find_member
+from bot.programme.purchases import (
+    PurchaseRecorded,
+    category_choices,
+    category_named,
+    confirmation_open,
+    record_purchase,
+)
+from bot.programme.till import command_source, find_member, member_code, split_member_code
 from handlers.common import BotContext, Texts, edit_in_place, texts_for
 from handlers.points import format_code, render_balance, signed
 
@@ -47,12 +53,38 @@ def decode_confirmation(data: str) -> tuple[bool, int] | None:
     return None if found is None else (found[1] == "ok", int(found[2]))
 
 
-def _purchase_args(args: list[str]) -> tuple[str, str, str | None, str | None] | None:
-    """`<member code> <amount> [category] [receipt]` as (code, amount, category, receipt)."""
-    if not 2 <= len(args) <= 4:
+def _amount_words(words: list[str]) -> tuple[str, list[str]] | None:
+    """The amount typed first in `words` (a lone ¥ before it or 元 after it joined to it), and
+    the words after it."""
+    if not words:
         return None
-    code, amount, *rest = args
-    return code, amount, rest[0] if rest else None, rest[1] if len(rest) > 1 else None
+    amount, rest = words[0], words[1:]
+    if amount in ("¥", "￥") and rest:
+        amount, rest = amount + rest[0], rest[1:]
+    if rest[:1] == ["元"]:
+        amount, rest = amount + rest[0], rest[1:]
+    return amount, rest
+
+
+def _purchase_args(
+    args: list[str], config: Config
+) -> tuple[str, str, str | None, str | None] | None:
+    """`<member code> <amount> [category] [receipt]` as (code, amount, category, receipt); the
+    code may be typed in groups, the category by its name (which may hold spaces)."""
+    code, after = split_member_code(args)
+    if not code or (amount_words := _amount_words(after)) is None:
+        return None
+    amount, rest = amount_words
+    if not rest:
+        return code, amount, None, None
+    # The category is every word left, or all but the last, which is the receipt then.
+    if category_named(" ".join(rest), config) is not None:
+        return code, amount, " ".join(rest), None
+    if len(rest) > 1 and category_named(" ".join(rest[:-1]), config) is not None:
+        return code, amount, " ".join(rest[:-1]), rest[-1]
+    if len(rest) <= 2:  # an unknown category (and a receipt): refused by name
+        return code, amount, rest[0], rest[1] if len(rest) > 1 else None
+    return None
 
 
 def _recorded_text(recorded: PurchaseRecorded, receipt: str | None, _: Texts) -> str:
@@ -117,10 +149,18 @@ async def purchase(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     message, _ = asked
-    parsed = _purchase_args(context.args or [])
+    config = context.services.config
+    parsed = _purchase_args(context.args or [], config)
     if parsed is None:
-        categories = ", ".join(c.id for c in context.services.config.earn.categories)
-        await message.reply_text(_("admin.purchase.usage", categories=categories))
+        code, _after = split_member_code(context.args or [])
+        try:
+            # A code typed short takes the amount in: say the code is wrong, not the usage.
+            if code:
+                member_code(code)
+        except RuleError as exc:
+            await message.reply_text(_(exc.key, **exc.params))
+            return
+        await message.reply_text(_("admin.purchase.usage", categories=category_choices(config)))
         return
     code, amount, category, receipt = parsed
     try:
@@ -178,7 +218,7 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
         await query.answer()
         await edit_in_place(update, _("admin.purchase.cancelled"))
         return
-    parsed = _purchase_args((command.text or "").split()[1:])
+    parsed = _purchase_args((command.text or "").split()[1:], services.config)
     if parsed is None:  # not a command this bot asked about
         await query.answer(_("button.expired"), show_alert=True)
         return
@@ -215,16 +255,16 @@ async def adjust(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     message, _ = asked
-    args = context.args or []
-    if len(args) < 2:
+    code, args = split_member_code(context.args or [])
+    if not args:
         await message.reply_text(_("admin.adjust.usage"))
         return
     try:
         adjusted = await adjust_points(
             context.services,
+            code,
             args[0],
-            args[1],
-            " ".join(args[2:]),
+            " ".join(args[1:]),
             adjusted_at=message.date,
             source=command_source(message.chat_id, message.id),
             actor=_operator(update),
@@ -250,12 +290,12 @@ async def member_info(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     message, _ = asked
-    args = context.args or []
-    if len(args) != 1:
+    code, rest = split_member_code(context.args or [])
+    if not code or rest:
         await message.reply_text(_("admin.member.usage"))
         return
     try:
-        member = await find_member(context.services, args[0])
+        member = await find_member(context.services, code)
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))
         return

@@ -9,12 +9,17 @@ from handlers.menu import main_menu
 
 
 async def unknown_command(update: Update, context: BotContext) -> None:
-    """An unknown /command: say so and point to /help."""
+    """An unknown /command: say so and point to /help (/cancel with no flow open: say so)."""
     message = update.effective_message
     if message is None or message.text is None:
         return
     _ = await texts_for(update, context)
     command = message.text.split()[0].split("@")[0][:64]
+    if command.lower() == "/cancel":
+        # Every flow that waits for typed text takes /cancel itself (their fallbacks come
+        # first); one reaching here has nothing open, which is not an unknown command.
+        await message.reply_text(_("fallback.nothing_to_cancel"))
+        return
     await message.reply_text(_("fallback.unknown_command", command=command))
 
 

@@ -24,6 +24,7 @@ from bot.programme import games as programme
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
 from bot.programme.game_rules import CELLS, GAMES, GameTable, prize_symbol, winning_symbol
+from bot.programme.till import split_voucher_code, voucher_code
 from bot.qr import qr_png
 from bot.sending import read_back
 from bot.wheel import PICTURE_CACHE, STOPS_PER_SLICE, WheelPicture, painter_for
@@ -671,11 +672,11 @@ async def fulfil_prize(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     message, _ = asked
-    args = context.args or []
-    if len(args) != 1 or len(args[0]) > 16:
+    typed, after = split_voucher_code(context.args or [])
+    code = voucher_code(typed)
+    if not code or after or len(code) > 16:
         await message.reply_text(_("games.admin.usage"))
         return
-    code = args[0].strip().upper()
     config = context.services.config
     user = update.effective_user
     assert user is not None

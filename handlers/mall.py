@@ -120,7 +120,7 @@ def _home(home: MallHome, _: Texts) -> tuple[str, InlineKeyboardMarkup]:
         for c in home.shelves
     ]
     rows.append(
-        [InlineKeyboardButton(_("mall.my_redemptions"), callback_data=redemption_data("list", 0))]
+        [InlineKeyboardButton(_("mall.my_redemptions"), callback_data=redemption_data("mlist", 0))]
     )
     text = _("mall.home", points=home.available) if home.shelves else _("mall.empty")
     return text, InlineKeyboardMarkup(rows)
@@ -459,10 +459,18 @@ async def redemptions(update: Update, context: BotContext) -> None:
     await message.reply_text(text, reply_markup=keyboard)
 
 
+def _mall_row(from_mall: bool, _: Texts) -> list[InlineKeyboardButton]:
+    """The way from the redemptions list to the mall: back to it, when it was opened there."""
+    label = _("redemptions.back_to_mall") if from_mall else _("redemptions.to_mall")
+    return [InlineKeyboardButton(label, callback_data=mall_data("home"))]
+
+
 async def _redemptions_view(
-    member_id: int, page: int, context: BotContext, _: Texts
+    member_id: int, page: int, context: BotContext, _: Texts, *, from_mall: bool = False
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     config = context.services.config
+    # Paging keeps where the list was opened from ("mlist": in the mall), and so its way back.
+    listing = "mlist" if from_mall else "list"
     found = await redemptions_page(
         context.services,
         member_id,
@@ -470,7 +478,7 @@ async def _redemptions_view(
         limit=REDEMPTIONS_PER_PAGE,
     )
     if found.total == 0:
-        return _("redemptions.empty"), None
+        return _("redemptions.empty"), InlineKeyboardMarkup([_mall_row(from_mall, _)])
     pages = max(1, -(-found.total // REDEMPTIONS_PER_PAGE))
     lines = [_("redemptions.title", page=page + 1, pages=pages, total=found.total)]
     rows: list[list[InlineKeyboardButton]] = []
@@ -498,15 +506,16 @@ async def _redemptions_view(
     nav = []
     if page > 0:
         nav.append(
-            InlineKeyboardButton(_("nav.prev"), callback_data=redemption_data("list", page - 1))
+            InlineKeyboardButton(_("nav.prev"), callback_data=redemption_data(listing, page - 1))
         )
     if page + 1 < pages:
         nav.append(
-            InlineKeyboardButton(_("nav.next"), callback_data=redemption_data("list", page + 1))
+            InlineKeyboardButton(_("nav.next"), callback_data=redemption_data(listing, page + 1))
         )
     if nav:
         rows.append(nav)
-    return "\n".join(lines), InlineKeyboardMarkup(rows) if rows else None
+    rows.append(_mall_row(from_mall, _))
+    return "\n".join(lines), InlineKeyboardMarkup(rows)
 
 
 async def redemptions_callback(update: Update, context: BotContext) -> None:
@@ -521,12 +530,14 @@ async def redemptions_callback(update: Update, context: BotContext) -> None:
     if prefix != REDEMPTIONS_PREFIX or member is None or not argument or len(argument) > 16:
         await query.answer(_("button.expired"), show_alert=True)
         return
-    if action == "list":
+    if action in ("list", "mlist"):
         page = _page(argument)
         if page is None:
             await query.answer(_("button.expired"), show_alert=True)
             return
-        text, keyboard = await _redemptions_view(member.id, page, context, _)
+        text, keyboard = await _redemptions_view(
+            member.id, page, context, _, from_mall=action == "mlist"
+        )
         await query.answer()
         await edit_in_place(update, text, keyboard)
         return

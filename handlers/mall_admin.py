@@ -11,6 +11,7 @@ from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import resolve_language
 from bot.programme.mall import delist_item
+from bot.programme.till import split_voucher_code, voucher_code
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts
 from handlers.mall import STATUS_LABELS, redemption_title
@@ -65,15 +66,15 @@ async def _redemption_step(
     if asked is None:
         return None
     message, _ = asked
-    args = context.args or []
-    reason = " ".join(args[1:]).strip()
-    if not args or (needs_reason and not reason) or (not needs_reason and len(args) != 1):
+    typed, after = split_voucher_code(context.args or [])
+    reason = " ".join(after).strip()
+    if not typed or (needs_reason and not reason) or (not needs_reason and after):
         await message.reply_text(_(usage))
         return None
     if len(reason) > MAX_REASON_LENGTH:
         await message.reply_text(_("admin.adjust.reason_too_long", limit=MAX_REASON_LENGTH))
         return None
-    code = args[0].upper()[:16]
+    code = voucher_code(typed)[:16]
     try:
         redemption = await step(
             code, reason, f"telegram:{message.chat_id}", context.services.clock()

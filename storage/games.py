@@ -582,7 +582,9 @@ def unrevealed_cards(conn: sqlite3.Connection, member_id: int, *, limit: int = 5
 
 
 def _normal_code(code: str) -> str:
-    return code.strip().upper()
+    """Codes are stored upper-case without separators; people type them in any case, in
+    groups with spaces or dashes (full-width ones are read by bot.programme.till)."""
+    return "".join(code.replace("-", " ").split()).upper()
 
 
 def voucher_by_code(conn: sqlite3.Connection, code: str) -> PrizeVoucher:

@@ -266,8 +266,9 @@ def _offer(row: Sequence[Any]) -> Offer:
 
 
 def _normal_code(code: str) -> str:
-    """Codes are stored upper-case; members type them any way."""
-    return code.strip().upper()
+    """Codes are stored upper-case without separators; people type them in any case, in
+    groups with spaces or dashes (full-width ones are read by bot.programme.till)."""
+    return "".join(code.replace("-", " ").split()).upper()
 
 
 def _new_code(conn: sqlite3.Connection) -> str:

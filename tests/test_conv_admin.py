@@ -131,10 +131,17 @@ async def test_campaign_multiplies_and_says_so(
         ("{code} 50000.01", "超过单笔上限"),
         ("{code} NaN", "金额「NaN」无效"),
         ("{code} 0.50", "消费 0.50 元不足以获得 1 积分，未记账。"),
-        ("{code} 10 toys", "没有「toys」这个商品类别（可用：general, eco, refill）。"),
+        (
+            "{code} 10 toys",
+            "没有「toys」这个商品类别。可用的类别：日常商品（general）、绿色环保商品（eco）、"
+            "补充装与裸装商品（refill）。",
+        ),
         ("{code} 10 eco R/1;DROP", "小票号「R/1;DROP」无效"),
-        ("12345 10", "会员号「12345」不正确：应为 10 位数字"),
-        ("{bad_luhn} 10", "不正确：应为 10 位数字"),
+        # The short code and the amount are both digits: read as one code, refused by length.
+        ("12345 10", "会员号「12345 10」不正确：应为 10 位数字"),
+        ("12345 10元", "会员号「12345」不正确：应为 10 位数字"),
+        ("C0DE 10", "会员号「C0DE」不是数字"),
+        ("{bad_luhn} 10", "会员号有误（校验位不符）：{bad_luhn}。"),
         ("{unknown} 10", "找不到会员号为 {unknown} 的会员。"),
     ],
 )

@@ -322,7 +322,7 @@ def test_a_rule_error_is_explained_in_the_programme_language(
 ) -> None:
     summary = run(conn, config, f"R1,{codes['alice']},10,toys,2026-03-01")
     assert "toys" in summary.rejected[0].message
-    assert "general, eco, refill" in summary.rejected[0].message
+    assert "日常商品（general）、绿色环保商品（eco）" in summary.rejected[0].message
     english = config.model_copy(
         update={"program": config.program.model_copy(update={"default_language": "en"})}
     )

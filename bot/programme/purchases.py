@@ -4,12 +4,13 @@ booked (its idempotency key, its ledger request), for the till, the CSV import a
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Final, Literal
 
-from bot.config import Campaign, Category, Config
+from bot.config import Campaign, Category, Config, Localized
 from bot.i18n import N_
 from bot.programme.calendar import display_expiry, local_today
 from bot.programme.context import Programme
@@ -59,7 +60,8 @@ def parse_amount(text: str, config: Config) -> Decimal:
     cleaned = text.strip().translate(_FULL_WIDTH)
     for sign in _CURRENCY_SIGNS:
         cleaned = cleaned.removeprefix(sign)
-    cleaned = cleaned.removesuffix(_YUAN)
+    # "¥ 100" and "100 元" as some tills print them; a space inside the digits stays wrong.
+    cleaned = cleaned.removesuffix(_YUAN).strip()
     negative = cleaned.startswith(_MINUS)
     found = _AMOUNT.fullmatch(cleaned[1:] if negative else cleaned)
     if found is None:
@@ -173,6 +175,48 @@ def check_receipt(receipt: str) -> str:
     return receipt
 
 
+def _category_words(text: str) -> str:
+    """A category name as compared: full-width read as ASCII, any case, spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def category_named(text: str, config: Config) -> Category | None:
+    """The category `text` names by its id or its name in either language, in any case."""
+    if (exact := config.earn.category(text)) is not None:
+        return exact  # the id as the usage line shows it: no normalising per CSV row
+    wanted = _category_words(text)
+    for category in config.earn.categories:
+        names = (category.id, category.name.zh_CN, category.name.en)
+        if any(_category_words(name) == wanted for name in names):
+            return category
+    return None
+
+
+def category_choices(config: Config) -> Localized:
+    """The categories a cashier may type, each name with its id, in both languages."""
+    return Localized.model_validate(
+        {
+            "zh-CN": "、".join(f"{c.name.zh_CN}（{c.id}）" for c in config.earn.categories),
+            "en": ", ".join(f"{c.name.en} ({c.id})" for c in config.earn.categories),
+        }
+    )
+
+
+def find_category(text: str | None, config: Config) -> Category:
+    """The purchase category typed (id or name, any case; none: the default one); raises
+    RuleError listing the choices."""
+    if text is None or not text.strip():
+        default = config.earn.category(config.earn.default_category)
+        assert default is not None  # the configuration refuses an unknown default
+        return default
+    category = category_named(text, config)
+    if category is None:
+        raise RuleError(
+            N_("error.unknown_category"), value=_shown(text.strip()), known=category_choices(config)
+        )
+    return category
+
+
 def purchase_key(receipt: str | None, source: str | None = None) -> str:
     """The idempotency key of a purchase, by receipt, else by the `source` it was entered from."""
     # The receipt, so one receipt earns once whichever till, import or seed books it; without
@@ -271,7 +315,7 @@ async def record_purchase(
     programme: Programme,
     member_code: str,
     amount: str,
-    category_id: str | None = None,
+    category_text: str | None = None,
     receipt: str | None = None,
     *,
     purchased_at: datetime,
@@ -282,13 +326,16 @@ async def record_purchase(
 ) -> PurchaseRecorded:
     """Award a purchase (amount as entered, in yuan) to the member with this code, once per
     receipt or source, and without a receipt only once `confirmed` when it repeats one of the
-    same cashier's (`retyped`); raises RuleError (receipt, member code, amount, category, time)."""
+    same cashier's (`retyped`), in the category typed (`find_category`); raises RuleError
+    (receipt, member code, amount, category, time)."""
     if receipt is not None:
         check_receipt(receipt)
     member = await find_member(programme, member_code)
     config = programme.config
     when = programme.now() if now is None else now
-    award = award_purchase(parse_amount(amount, config), category_id, purchased_at, when, config)
+    paid = parse_amount(amount, config)
+    category = find_category(category_text, config)
+    award = award_purchase(paid, category.id, purchased_at, when, config)
     request = purchase_request(
         member.id, award, receipt=receipt, source=source, actor=actor, now=when
     )
