@@ -269,6 +269,7 @@ def _progress_bar(description: str) -> Iterator[Progress | None]:
 def export_ledger(config_path: Path, member_code: str | None, output: Path) -> None:
     """Write the audit trail as CSV: every posting with its operation, times in local time."""
     from bot.export import write_ledger_csv
+    from bot.programme.till import compact_code
     from storage.members import member_ids_by_code
 
     config = _load(config_path)
@@ -276,7 +277,8 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
     with contextlib.closing(conn):
         member_id = None
         if member_code is not None:
-            member_id = member_ids_by_code(conn, [member_code.strip()]).get(member_code.strip())
+            code = compact_code(member_code)  # "1173 4896 81" as /card prints it
+            member_id = member_ids_by_code(conn, [code]).get(code)
             if member_id is None:
                 click.echo(f"error: no member has the code {member_code}", err=True)
                 sys.exit(2)

@@ -75,6 +75,8 @@ BEFORE_AMOUNTS: Final = frozenset(
     {
         "admin.purchase.usage",
         "admin.code_invalid",
+        "admin.code_not_number",
+        "admin.code_check_digit",
         "admin.member_not_found",
         "admin.receipt_invalid",
     }

@@ -153,6 +153,10 @@ def test_a_member_s_trail_is_found_by_member_code(
     assert {r["member_code"] for r in rows} == {codes["alice"]}
     (bob,) = export(config_file, "--member", codes["bob"])
     assert (bob["key"], bob["amount"]) == ("purchase:R2", "40")
+    # Typed as /card prints it, in groups.
+    code = codes["bob"]
+    (grouped,) = export(config_file, "--member", f"{code[:4]} {code[4:8]}-{code[8:]}")
+    assert grouped == bob
 
 
 def test_the_export_can_go_to_a_file(
