@@ -229,7 +229,7 @@ async def test_reject_a_return_by_a_grouped_code_with_its_reason(sandbox: Sandbo
     member = await member_with(sandbox, 8110, 1000)
     chat = sandbox.member(8110)
     code = await redeemed_code(sandbox, member, "BAG-01", 300)
-    [listing] = await chat.send("/redemptions")
+    await chat.send("/redemptions")
     await chat.tap(f"申请退回 {code}")
     await chat.tap("确定退回")
     [rejected] = await sandbox.admin().send(f"/reject_return {code[:4]} {code[4:].lower()} 已拆封")
@@ -240,7 +240,7 @@ async def test_reject_a_return_by_a_grouped_code_with_its_reason(sandbox: Sandbo
 
 @pytest.mark.parametrize("configure", [[with_wheel()]])
 @pytest.mark.parametrize(
-    ("language", "done"), [("zh-hans", "✅ 奖品券 {code}（"), ("en", "✅ Prize")]
+    ("language", "done"), [("zh-hans", "✅ 奖品券 {code}（"), ("en", "✅ Prize voucher {code} (")]
 )
 async def test_fulfil_a_prize_voucher_typed_in_groups(
     sandbox: Sandbox, configure: list[Callable[[Config], Config]], language: str, done: str
