@@ -273,3 +273,71 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
     # The newest lines are the expiries: the statement pages from newest to oldest.
     assert lines[: len(expired)] == expired
     assert_no_internal_ids(lines)
+
+
+@pytest.mark.parametrize(
+    ("words", "refund", "bonus"),
+    [
+        (
+            ZH,
+            "积分退回  +1500 · 合作门店洗车一次 · 券码 {code} · 商家取消：合作门店停业",
+            "商家补偿  +150 · 合作门店洗车一次 · 券码 {code} · 商家取消：合作门店停业",
+        ),
+        (
+            EN,
+            "Points returned  +1500 · One car wash at a partner shop · code {code}"
+            " · cancelled by the shop: 合作门店停业",
+            "Compensation from the shop  +150 · One car wash at a partner shop · code {code}"
+            " · cancelled by the shop: 合作门店停业",
+        ),
+    ],
+    ids=["zh-CN", "en"],
+)
+async def test_a_delisted_redemption_says_what_was_cancelled_and_why(
+    sandbox: Sandbox, words: Words, refund: str, bonus: str
+) -> None:
+    user_id = 7310 if words is ZH else 7311
+    chat, member = await registered(sandbox, user_id, words)
+    await sandbox.admin().send(f"/purchase {member.member_code} 800 eco R-3001")
+    shelf = "合作门店服务" if words is ZH else "Partner services"
+    item = "合作门店洗车一次" if words is ZH else "One car wash at a partner shop"
+    await chat.send("/mall")
+    await chat.tap(shelf)
+    await chat.tap(item)
+    await chat.tap(words.redeem)
+    await chat.tap(words.confirm, expect=2)
+    [listing] = await chat.send("/redemptions")
+    [label] = [b for b in listing.buttons if b.startswith(words.return_prefix)]
+    code = label.removeprefix(words.return_prefix).strip()
+    seen = len(chat.bot_messages)
+    await sandbox.admin().send("/delist CARWASH-01 合作门店停业")
+    await chat.emu.wait_for(user_id, lambda: len(chat.bot_messages) > seen, 5)
+    lines = await statement(chat, words)
+    assert lines[:2] == [bonus.format(code=code), refund.format(code=code)]
+    assert_no_internal_ids(lines)
+
+
+@pytest.mark.parametrize(
+    ("words", "sent", "received"),
+    [
+        (ZH, "转出积分  -100 · 转给 阿芳", "转入积分  +100 · 来自 小明"),
+        (EN, "Points sent  -100 · to 阿芳", "Points received  +100 · from 小明"),
+    ],
+    ids=["zh-CN", "en"],
+)
+async def test_a_transfer_names_the_other_member(
+    sandbox: Sandbox, words: Words, sent: str, received: str
+) -> None:
+    user_id = 7320 if words is ZH else 7321
+    chat, member = await registered(sandbox, user_id, words)
+    family = sandbox.member(user_id + 100, "阿芳", words.lang)
+    await family.send("/start")
+    relative = await sandbox.services.members.by_telegram_id(user_id + 100)
+    assert relative is not None
+    await sandbox.admin().send(f"/purchase {member.member_code} 100 general R-4001")
+    # No member command moves points yet; the ledger's transfer is what one would book.
+    await sandbox.services.ledger.transfer(
+        member.id, relative.id, 100, key="family:1", actor="t", reason=None
+    )
+    assert (await statement(chat, words))[0] == sent
+    assert (await statement(family, words))[0] == received

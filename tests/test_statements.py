@@ -1,0 +1,83 @@
+"""Statement lines whose facts are missing or no longer in the configuration still read as words."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from bot.config import Config
+from bot.i18n import I18n
+from bot.programme.statements import DESCRIBERS
+from handlers.common import Texts
+from handlers.points import render_statement_line
+from storage.ledger import EARN_KINDS, SPEND_KINDS, StatementLine
+
+AT = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+I18N = I18n.load()
+
+
+def line(kind: str, points: int, **facts: object) -> StatementLine:
+    """A statement line of `kind` with only these facts."""
+    return StatementLine(
+        operation_id=1,
+        created_at=AT,
+        kind=kind,
+        points=points,
+        reason=None,
+        reference=None,
+        **facts,  # type: ignore[arg-type]
+    )
+
+
+def read(statement_line: StatementLine, config: Config, language: str = "zh-CN") -> str:
+    """The line as /history shows it, without its date and time."""
+    text = render_statement_line(statement_line, config, Texts(I18N, language))
+    return text.split("  ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("statement_line", "zh", "en"),
+    [
+        # An item taken out of the configuration, a game and a campaign that are gone.
+        (
+            line("redeem", -800, sku="GONE-1", code="ABCD2345"),
+            "兑换  -800 · 商城商品 · 券码 ABCD2345",
+            "Redeemed  -800 · a mall item · code ABCD2345",
+        ),
+        (line("game_play", -10, game="mahjong", prize="x"), "参与游戏  -10", "Game play  -10"),
+        (line("game", 5, game="mahjong"), "游戏奖励  +5", "Game prize  +5"),
+        (
+            line("purchase", 20, receipt="R1", campaign="old_campaign"),
+            "消费积分  +20 · 小票 R1 · 活动期间",
+            "Purchase  +20 · receipt R1 · during a campaign",
+        ),
+        (line("survey", 10, survey="old_survey"), "问卷奖励  +10", "Survey reward  +10"),
+        # Facts never recorded (an older operation, or meta without the key).
+        (line("purchase", 20), "消费积分  +20", "Purchase  +20"),
+        (line("redeem", -5), "兑换  -5 · 商城商品", "Redeemed  -5 · a mall item"),
+        (line("refund", 5), "积分退回  +5", "Points returned  +5"),
+        (line("transfer", -3), "转出积分  -3", "Points sent  -3"),
+        (line("expire", -7), "积分到期  -7", "Points expired  -7"),
+        # A kind the statement has no entry for yet reads as a change of points.
+        (line("notification_bonus", 5), "积分变动  +5", "Points change  +5"),
+        # A bill deduction says how much it took off.
+        (
+            line("redeem", -100, sku="BILL-OFF", code="ZZZZ2345", deduction_yuan=Decimal(10)),
+            "兑换  -100 · 积分抵现 · 抵扣 ¥10.00 · 券码 ZZZZ2345",
+            "Redeemed  -100 · Points off your bill · ¥10.00 off the bill · code ZZZZ2345",
+        ),
+    ],
+)
+def test_missing_facts_fall_back_to_words(
+    sample_config: Config, statement_line: StatementLine, zh: str, en: str
+) -> None:
+    assert read(statement_line, sample_config, "zh-CN") == zh
+    assert read(statement_line, sample_config, "en") == en
+
+
+def test_every_ledger_kind_has_a_describer() -> None:
+    # A kind the ledger can book without a describer would read as "a change of points".
+    ledger_kinds = EARN_KINDS | SPEND_KINDS | {"refund", "transfer", "adjust", "expire"}
+    assert ledger_kinds | {"extend_validity"} <= set(DESCRIBERS)
