@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,10 @@ from bot.i18n import I18n
 from bot.programme.statements import DESCRIBERS
 from handlers.common import Texts
 from handlers.points import render_statement_line
+from storage import ledger
 from storage.ledger import EARN_KINDS, SPEND_KINDS, StatementLine
+from storage.members import Profile, register_member
+from storage.store import connect_sync, migrate
 
 AT = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 I18N = I18n.load()
@@ -81,3 +85,33 @@ def test_every_ledger_kind_has_a_describer() -> None:
     # A kind the ledger can book without a describer would read as "a change of points".
     ledger_kinds = EARN_KINDS | SPEND_KINDS | {"refund", "transfer", "adjust", "expire"}
     assert ledger_kinds | {"extend_validity"} <= set(DESCRIBERS)
+
+
+def test_a_page_of_history_is_one_query_however_many_lines(tmp_path: Path) -> None:
+    conn = connect_sync(tmp_path / "statement.db")
+    migrate(conn)
+    alice, _ = register_member(conn, Profile(1, "alice"), None, AT)
+    bob, _ = register_member(conn, Profile(2, "bob"), None, AT)
+    for i in range(12):
+        ledger.earn(
+            conn,
+            alice.id,
+            10,
+            kind="purchase",
+            key=f"p{i}",
+            actor="t",
+            expires_at=None,
+            reference=f"R{i}",
+            meta={"amount": "10.00"},
+            now=AT,
+        )
+    ledger.transfer(conn, alice.id, bob.id, 5, key="t", actor="t", reason=None, now=AT)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    page = ledger.history(conn, alice.id, offset=0, limit=8)
+    conn.set_trace_callback(None)
+    # The account, the count, and the page with every fact its lines need.
+    assert len(statements) == 3 and page.total == 13 and len(page.lines) == 8
+    assert page.lines[0].counterparty == "bob"
+    assert page.lines[1].receipt == "R11" and page.lines[1].amount == Decimal("10.00")
+    conn.close()
