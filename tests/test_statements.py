@@ -70,7 +70,7 @@ def read(statement_line: StatementLine, config: Config, language: str = "zh-CN")
         (
             line("redeem", -100, sku="BILL-OFF", code="ZZZZ2345", deduction_yuan=Decimal(10)),
             "兑换  -100 · 积分抵现 · 抵扣 ¥10.00 · 券码 ZZZZ2345",
-            "Redeemed  -100 · Points off your bill · ¥10.00 off the bill · code ZZZZ2345",
+            "Redeemed  -100 · Points off your bill · ¥10.00 off · code ZZZZ2345",
         ),
     ],
 )

@@ -150,6 +150,11 @@ def game_play(line: StatementLine, config: Config, language: str) -> StatementEn
             details.append(_phrase(N_("statement.no_prize")))
         else:
             details.append(_phrase(N_("statement.won"), prize=prize.label.get(language)))
+        if prize.kind == "voucher" and line.code:
+            details.append(_phrase(N_("statement.code"), code=line.code))
+    elif line.game in GAME_WORDS and line.prize is None:
+        # The play is recorded but its prize not yet shown: a card still to be scratched.
+        details.append(_phrase(N_("statement.not_revealed")))
     return StatementEntry(_phrase(_game(line).play), tuple(details))
 
 

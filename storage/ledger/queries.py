@@ -137,7 +137,9 @@ def lots(conn: sqlite3.Connection, member_id: int) -> list[Lot]:
 # goes through a unique (so indexed) column, so a page costs the same however long the history.
 _HISTORY_SQL = """
 SELECT o.id, o.created_at, o.kind, p.points, o.reason, o.reference, o.meta,
-       r.sku, r.code, r.deduction_yuan, CASE WHEN r.status = 'cancelled' THEN r.note END,
+       r.sku, coalesce(r.code, (SELECT code FROM game_vouchers
+                         WHERE play_id = g.id AND g.revealed_at IS NOT NULL)),
+       r.deduction_yuan, CASE WHEN r.status = 'cancelled' THEN r.note END,
        g.game, CASE WHEN g.revealed_at IS NOT NULL THEN g.prize_id END,
        bought.reference, bought.meta,
        other.first_name, other.last_name,

@@ -122,7 +122,8 @@ class StatementLine:
     receipt: str | None = None
     amount: Decimal | None = None
     campaign: str | None = None
-    # The mall redemption a redeem, refund or compensation belongs to.
+    # The mall redemption a redeem, refund or compensation belongs to; `code` is its code, or
+    # the code of the voucher a game play won.
     sku: str | None = None
     code: str | None = None
     deduction_yuan: Decimal | None = None
