@@ -24,14 +24,13 @@ I18N = I18n.load()
 
 def line(kind: str, points: int, **facts: object) -> StatementLine:
     """A statement line of `kind` with only these facts."""
+    given: dict[str, object] = {"reason": None, "reference": None, **facts}
     return StatementLine(
         operation_id=1,
         created_at=AT,
         kind=kind,
         points=points,
-        reason=None,
-        reference=None,
-        **facts,  # type: ignore[arg-type]
+        **given,  # type: ignore[arg-type]
     )
 
 
@@ -64,6 +63,35 @@ def read(statement_line: StatementLine, config: Config, language: str = "zh-CN")
         (line("refund", 5), "积分退回  +5", "Points returned  +5"),
         (line("transfer", -3), "转出积分  -3", "Points sent  -3"),
         (line("expire", -7), "积分到期  -7", "Points expired  -7"),
+        # Every other kind, with its facts.
+        (line("birthday", 88, reason="2026"), "生日礼  +88", "Birthday gift  +88"),
+        (line("feedback", 20), "建议被采纳  +20", "Suggestion adopted  +20"),
+        (
+            line("game", 40, game="wheel", prize="p20", campaign="spring_festival"),
+            "转盘奖励  +40 · 活动：春节积分翻倍",
+            "Wheel prize  +40 · campaign: Spring Festival double points",
+        ),
+        (
+            line("game_play", -30, game="scratch", prize="s30"),
+            "刮刮乐  -30 · 中奖：30 积分",
+            "Scratch card  -30 · won: 30 points",
+        ),
+        (
+            line("campaign", 100, campaign="green_winter", receipt="R9", amount=Decimal(50)),
+            "活动加赠  +100 · 活动：冬季绿色消费月 · 小票 R9 · 消费 ¥50.00",
+            "Campaign bonus  +100 · campaign: Green Winter Month · receipt R9 · spent ¥50.00",
+        ),
+        (
+            line("compensation", 50, reason="系统故障"),
+            "商家补偿  +50 · 原因：系统故障",
+            "Compensation from the shop  +50 · reason: 系统故障",
+        ),
+        (
+            line("extend_validity", 0, reason="系统故障"),
+            "延长有效期  0 · 原因：系统故障",
+            "Validity extended  0 · reason: 系统故障",
+        ),
+        (line("share_bonus", 5), "分享奖励  +5", "Sharing bonus  +5"),
         # A kind the statement has no entry for yet reads as a change of points.
         (line("notification_bonus", 5), "积分变动  +5", "Points change  +5"),
         # A bill deduction says how much it took off.
