@@ -21,9 +21,13 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.clock import Clock, system_clock
 from bot.config import Config
 from bot.i18n import N_, I18n, resolve_language
-from bot.programme.birthdays import birthday_dates, gift_allowed
+from bot.programme.birthdays import (
+    birthday_dates,
+    birthday_gift_key,
+    gift_allowed,
+    give_birthday_gift,
+)
 from bot.programme.calendar import end_of_day, local_today
-from bot.programme.expiry import expires_at
 from bot.transport import NotSent, redact
 from storage.errors import Conflict
 from storage.ledger import Ledger
@@ -80,19 +84,10 @@ class Scheduler:
         for member in birthdays:
             celebrated = today
             gift = config.birthday.gift_points
-            key = f"birthday:{member.member_id}:{today.year}"
+            key = birthday_gift_key(member.member_id, celebrated)
             if gift and gift_allowed(member.birthday_entered_at, celebrated, config):
                 try:
-                    await self.ledger.earn(
-                        member.member_id,
-                        gift,
-                        kind="birthday",
-                        key=key,
-                        actor="system:birthday",
-                        expires_at=expires_at(now, config),
-                        reason=str(today.year),
-                        now=now,
-                    )
+                    await give_birthday_gift(self.ledger, config, member.member_id, celebrated, now)
                 except Conflict:
                     log.warning("birthday gift %s was already given differently", key)
                 gifts += 1

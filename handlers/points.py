@@ -7,8 +7,8 @@ from datetime import date
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.config import Config
-from bot.i18n import N_
 from bot.programme.calendar import display_expiry
+from bot.programme.statements import Phrase, describe
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from storage.ledger import Balance, Statement, StatementLine
@@ -17,31 +17,6 @@ HISTORY_PREFIX = "hist"
 HISTORY_PAGE_SIZE = 8
 # Far beyond any real statement; a larger page number in a button is forged.
 MAX_HISTORY_PAGE = 100_000
-
-# The statement's name for each operation kind.
-KIND_LABELS: dict[str, str] = {
-    "purchase": N_("kind.purchase"),
-    "birthday": N_("kind.birthday"),
-    "survey": N_("kind.survey"),
-    "feedback": N_("kind.feedback"),
-    "game": N_("kind.game"),
-    "share_bonus": N_("kind.share_bonus"),
-    "compensation": N_("kind.compensation"),
-    "campaign": N_("kind.campaign"),
-    "redeem": N_("kind.redeem"),
-    "game_play": N_("kind.game_play"),
-    "refund": N_("kind.refund"),
-    "transfer": N_("kind.transfer"),
-    "adjust": N_("kind.adjust"),
-    "extend_validity": N_("kind.extend_validity"),
-    "expire": N_("kind.expire"),
-}
-
-
-def kind_label(kind: str, _: Texts) -> str:
-    """The member-facing name of an operation kind (the raw kind if a new one is unnamed)."""
-    key = KIND_LABELS.get(kind)
-    return _(key) if key else kind
 
 
 def signed(points: int) -> str:
@@ -79,18 +54,23 @@ def render_balance(balance: Balance, config: Config, _: Texts) -> str:
     return "\n".join(lines)
 
 
-def _statement_line(line: StatementLine, config: Config, _: Texts) -> str:
+def render_phrase(phrase: Phrase, _: Texts) -> str:
+    """A programme phrase in the member's language."""
+    return _(phrase.key, **phrase.params)
+
+
+def render_statement_line(line: StatementLine, config: Config, _: Texts) -> str:
+    """One line of /history: when, what it was, the points, and what a member knows it by."""
+    entry = describe(line, config, _.language)
     local = line.created_at.astimezone(config.program.tz)
     text = _(
         "history.line",
         date=local.strftime("%Y-%m-%d %H:%M"),
-        kind=kind_label(line.kind, _),
+        kind=render_phrase(entry.what, _),
         points=signed(line.points),
     )
-    if line.reason:
-        text += _("history.reason", reason=line.reason)
-    if line.reference:
-        text += _("history.reference", reference=line.reference)
+    for detail in entry.details:
+        text += _("statement.detail", detail=render_phrase(detail, _))
     return text
 
 
@@ -107,7 +87,7 @@ def render_history(
         return _("history.empty"), None
     pages = page_count(statement.total)
     lines = [_("history.title", page=page + 1, pages=pages, total=statement.total)]
-    lines += [_statement_line(line, config, _) for line in statement.lines]
+    lines += [render_statement_line(line, config, _) for line in statement.lines]
     buttons = []
     if page > 0:
         buttons.append(

@@ -63,7 +63,7 @@ async def test_purchase_awards_points_by_category(sandbox: Sandbox) -> None:
     )
     assert await available(sandbox, member) == 257
     [statement] = await sandbox.member(8001).send("/history")
-    assert "消费积分  +257 · 单号 R-1001" in (statement.text or "")
+    assert "消费积分  +257 · 小票 R-1001 · 消费 ¥128.50" in (statement.text or "")
 
 
 async def test_purchase_without_category_uses_the_default(sandbox: Sandbox) -> None:
@@ -206,7 +206,7 @@ async def test_adjust_up_and_down_with_a_reason(sandbox: Sandbox) -> None:
     [down] = await admin.send(f"/adjust {member.member_code} -20 重复记账更正")
     assert "调整 -20 积分" in (down.text or "") and "当前可用积分：30" in (down.text or "")
     [statement] = await sandbox.member(8001).send("/history")
-    assert "人工调整  -20 · 重复记账更正" in (statement.text or "")
+    assert "人工调整  -20 · 原因：重复记账更正" in (statement.text or "")
     # An added adjustment follows the published expiry policy, like any other credit.
     [lot] = [lot for lot in await sandbox.services.ledger.lots(member.id) if lot.points == 50]
     assert lot.expires_at is not None

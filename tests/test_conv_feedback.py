@@ -83,7 +83,7 @@ async def test_a_suggestion_in_two_steps_then_approved(sandbox: Sandbox) -> None
     )
     assert await available(sandbox, who) == 20
     [statement] = await chat.send("/history")
-    assert "建议奖励  +20 · 单号 feedback:1" in (statement.text or "")
+    assert "建议被采纳  +20" in (statement.text or "")
     # The queue is empty now.
     [empty] = await admin.send("/feedback_queue")
     assert empty.text == "没有待审核的建议。"

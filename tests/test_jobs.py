@@ -187,7 +187,7 @@ async def test_the_sweep_books_expired_points_and_the_ledger_still_audits(sandbo
     assert await sandbox.services.scheduler.sweep(NOW) == 0
     assert await available(sandbox, erin) == 60
     [statement] = await sandbox.member(6012).send("/history")
-    assert "过期  -40" in (statement.text or "")
+    assert "积分到期  -40" in (statement.text or "")
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
 

@@ -17,7 +17,9 @@ from bot.i18n import N_
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
+from bot.programme.expiry import expires_at
 from storage.errors import InvalidRequest
+from storage.ledger import Ledger, OperationResult
 
 # A birthday once changed may change again only after this long.
 CHANGE_INTERVAL: Final = timedelta(days=365)
@@ -89,6 +91,29 @@ def gift_allowed(entered_at: datetime | None, celebrated: date, config: Config) 
     entered = local_today(entered_at, config)
     window_start = celebrated - timedelta(days=config.birthday.min_days_before)
     return not window_start < entered <= celebrated
+
+
+def birthday_gift_key(member_id: int, celebrated: date) -> str:
+    """The idempotency key of a member's gift for the birthday celebrated on `celebrated`."""
+    return f"birthday:{member_id}:{celebrated.year}"
+
+
+async def give_birthday_gift(
+    ledger: Ledger, config: Config, member_id: int, celebrated: date, now: datetime
+) -> OperationResult:
+    """Credit the programme's birthday gift for the birthday celebrated on local `celebrated`
+    (once a year: a replay changes nothing); raises Conflict, NotFound, InvalidRequest."""
+    # The birthday job and the demo seed both book it here, so a seeded gift is a real one.
+    return await ledger.earn(
+        member_id,
+        config.birthday.gift_points,
+        kind="birthday",
+        key=birthday_gift_key(member_id, celebrated),
+        actor="system:birthday",
+        expires_at=expires_at(now, config),
+        reason=str(celebrated.year),
+        now=now,
+    )
 
 
 @dataclass(frozen=True, slots=True)

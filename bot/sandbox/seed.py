@@ -1,68 +1,106 @@
 """The demo's sample data: a member who already holds points in lots that expire at different
-times, earned and spent through the real ledger and rules."""
+times, every one of them booked by the programme's own functions at the moment it happened,
+so /history, /redemptions, /balance and /settings tell one story."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
+from typing import Final
 
+from bot.programme.birthdays import gift_allowed, give_birthday_gift, save_birthday
+from bot.programme.calendar import local_today
 from bot.programme.context import Programme
-from bot.programme.expiry import expires_at
+from bot.programme.mall import confirm_redemption, offer_redemption
 from bot.programme.purchases import record_purchase
-from storage.members import Profile
+from storage.members import Member, Profile
 
 DEMO_USER_ID = 100000099
 DEMO_FIRST_NAME = "小绿"
 DEMO_LANGUAGE = "zh-hans"
 DEMO_ACTOR = "demo-seed"
 
-# (days ago, amount in yuan, category, receipt): old purchases expire soon, recent ones late.
+# (days ago, amount in yuan, category, receipt): old purchases expire soon, recent ones late;
+# the redemption uses the oldest points first, and part of the second lot is still left.
 DEMO_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
     (350, "128.00", "general", "DEMO-0001"),
-    (300, "66.50", "eco", "DEMO-0002"),
-    (120, "45.00", "refill", "DEMO-0003"),
-    (10, "199.00", "eco", "DEMO-0004"),
+    (330, "299.00", "general", "DEMO-0002"),
+    (300, "66.50", "eco", "DEMO-0003"),
+    (120, "45.00", "refill", "DEMO-0004"),
+    (10, "199.00", "eco", "DEMO-0005"),
 )
+# The member told us their birthday this long ago, and it was this many days ago: the gift
+# was earned (entered well before the date) and shows in the statement on that day.
+BIRTHDAY_ENTERED_DAYS_AGO: Final = 300
+BIRTHDAY_DAYS_AGO: Final = 60
+# A canvas bag redeemed in the mall a few days ago: not collected yet, still returnable.
+DEMO_REDEMPTION: Final = ("BAG-01", 5)
+
+
+def as_of(programme: Programme, moment: datetime) -> Programme:
+    """The same programme and stores with the clock at `moment`, for a step the seed replays."""
+    then = copy.copy(programme)
+    then.clock = lambda: moment
+    return then
+
+
+async def _purchase(programme: Programme, member: Member, entry: tuple[int, str, str, str]) -> None:
+    """A purchase at the till on the day it was made (the CSV import builds the same one)."""
+    days_ago, amount, category, receipt = entry
+    bought = programme.now() - timedelta(days=days_ago)
+    await record_purchase(
+        programme,
+        member.member_code,
+        amount,
+        category,
+        receipt,
+        purchased_at=bought,
+        actor=DEMO_ACTOR,
+        now=bought,
+    )
+
+
+async def _birthday(programme: Programme, member: Member) -> None:
+    """The birthday typed into /settings long ago, and the gift the birthday job gave."""
+    config, now = programme.config, programme.now()
+    celebrated = local_today(now - timedelta(days=BIRTHDAY_DAYS_AGO), config)
+    entered = now - timedelta(days=BIRTHDAY_ENTERED_DAYS_AGO)
+    saved = await save_birthday(
+        as_of(programme, entered), DEMO_USER_ID, f"{celebrated.month}-{celebrated.day}"
+    )
+    preferences = await programme.pushes.preferences(DEMO_USER_ID)
+    if not saved.gift or not gift_allowed(preferences.birthday_entered_at, celebrated, config):
+        return
+    # When the daily job runs on that day.
+    job_ran = datetime.combine(celebrated, config.push.daily_at, tzinfo=config.program.tz)
+    await give_birthday_gift(programme.ledger, config, member.id, celebrated, job_ran)
+
+
+async def _redemption(programme: Programme, member: Member) -> None:
+    """A mall redemption, offered and confirmed as the member's two taps would."""
+    if (await programme.mall.redemptions(member.id, limit=1))[1]:
+        return  # seeded before: an offer is new each time, so look instead of replaying
+    sku, days_ago = DEMO_REDEMPTION
+    then = as_of(programme, programme.now() - timedelta(days=days_ago))
+    pending = await offer_redemption(then, member.id, sku)
+    await confirm_redemption(then, member.id, pending.offer.id, actor=DEMO_ACTOR)
 
 
 async def seed_demo(programme: Programme, now: datetime) -> int:
-    """Register the demo member with purchases, a birthday gift and a redemption; return their
-    member id (running it twice adds nothing: every operation has a fixed key)."""
+    """Register the demo member with purchases, a birthday and its gift, and a redemption, in
+    the order they happened; return their member id (running it twice adds nothing)."""
+    programme = as_of(programme, now)
     member, _ = await programme.members.register(
         Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE),
         now=now - timedelta(days=400),
     )
-    for days_ago, amount, category, receipt in DEMO_PURCHASES:
-        # Booked when it was bought, so the statement reads like a real member's; the way the
-        # till books one (the CSV import builds the same request).
-        bought = now - timedelta(days=days_ago)
-        await record_purchase(
-            programme,
-            member.member_code,
-            amount,
-            category,
-            receipt,
-            purchased_at=bought,
-            actor=DEMO_ACTOR,
-            now=bought,
-        )
-    config, ledger = programme.config, programme.ledger
-    await ledger.spend(
-        member.id,
-        50,
-        key=f"redeem:{member.id}:demo",
-        actor=DEMO_ACTOR,
-        reason="环保购物袋",
-        reference="DEMO-R1",
-        now=now - timedelta(days=5),
-    )
-    if config.birthday.gift_points:
-        await ledger.earn(
-            member.id,
-            config.birthday.gift_points,
-            kind="birthday",
-            key=f"birthday:{member.id}:demo",
-            actor=DEMO_ACTOR,
-            expires_at=expires_at(now, config),
-            now=now,
-        )
+    # The statement lists operations in the order they were booked: book them as they happened.
+    older = [p for p in DEMO_PURCHASES if p[0] > BIRTHDAY_DAYS_AGO]
+    newer = [p for p in DEMO_PURCHASES if p[0] <= BIRTHDAY_DAYS_AGO]
+    for entry in older:
+        await _purchase(programme, member, entry)
+    await _birthday(programme, member)
+    for entry in newer:
+        await _purchase(programme, member, entry)
+    await _redemption(programme, member)
     return member.id

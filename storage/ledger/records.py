@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final
 
 EARN_KINDS: Final = frozenset(
@@ -22,6 +23,8 @@ EARN_KINDS: Final = frozenset(
 # The sink a spend goes to decides its operation kind (and so the statement line).
 SPEND_SINKS: Final[Mapping[str, str]] = {"redeemed": "redeem", "game_cost": "game_play"}
 SPEND_KINDS: Final = frozenset(SPEND_SINKS.values())
+# Operations whose reference is the receipt of the purchase they credit.
+RECEIPT_KINDS: Final = frozenset({"purchase", "campaign"})
 EXPIRED_SINK: Final = "expired"
 ADJUSTMENT_SOURCE: Final = "adjustment"
 DAY_SECONDS: Final = 86_400
@@ -104,7 +107,10 @@ class Lot:
 
 @dataclass(frozen=True, slots=True)
 class StatementLine:
-    """One operation as a member's statement shows it."""
+    """One operation as a member's statement shows it, with the facts a member recognises it by.
+
+    Each fact is None when the operation has none (or an older one did not record it).
+    """
 
     operation_id: int
     created_at: datetime
@@ -112,6 +118,25 @@ class StatementLine:
     points: int  # signed, from the member's point of view
     reason: str | None
     reference: str | None
+    # A purchase's (or a campaign bonus's purchase's) receipt, amount spent and campaign id.
+    receipt: str | None = None
+    amount: Decimal | None = None
+    campaign: str | None = None
+    # The mall redemption a redeem, refund or compensation belongs to; `code` is its code, or
+    # the code of the voucher a game play won.
+    sku: str | None = None
+    code: str | None = None
+    deduction_yuan: Decimal | None = None
+    # Why the shop cancelled the redemption (a delisting or an order it could not fulfil).
+    cancelled_because: str | None = None
+    # A game play or prize: which game, and the prize once the member has seen it.
+    game: str | None = None
+    prize: str | None = None
+    survey: str | None = None
+    # The other member of a transfer.
+    counterparty: str | None = None
+    # When the points an expiry booked were credited.
+    earned_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
