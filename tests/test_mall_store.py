@@ -637,7 +637,9 @@ def test_a_rejected_return_can_still_be_fulfilled(conn: sqlite3.Connection) -> N
         conn, bought.code, actor="admin:7", reason="packaging opened", now=T0 + DAY
     )
     assert (rejected.status, rejected.note) == ("return_rejected", "packaging opened")
-    used = mall.fulfil(conn, bought.code, actor="till:3", now=T0 + 2 * DAY)
+    used = mall.fulfil(
+        conn, bought.code, actor="till:3", today=(T0 + 2 * DAY).date(), now=T0 + 2 * DAY
+    )
     assert (used.status, used.used_at) == ("used", T0 + 2 * DAY)
     assert available(conn, alice) == 900 and mall.item(conn, "BAG-01").sold == 1
 
@@ -657,9 +659,9 @@ def test_an_operator_decides_only_requested_returns(conn: sqlite3.Connection, st
 def test_fulfilling_twice_is_refused(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry()], T0)
     bought = buy(conn, new_member(conn))
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(InvalidState) as refused:
-        mall.fulfil(conn, bought.code, actor="till", now=T0)
+        mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     assert refused.value.status == "used"
 
 
@@ -667,7 +669,7 @@ def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry(kind="voucher")], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(InvalidState) as refused:
         mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
     assert refused.value.status == "used" and available(conn, alice) == 900
@@ -676,7 +678,7 @@ def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
 def test_the_database_refuses_an_illegal_status_change(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry()], T0)
     bought = buy(conn, new_member(conn))
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(sqlite3.IntegrityError, match="cannot move"):
         conn.execute(
             "UPDATE redemptions SET status = 'issued', used_at = NULL WHERE id = ?", (bought.id,)
@@ -695,7 +697,7 @@ def test_delisting_refunds_open_redemptions_with_compensation(conn: sqlite3.Conn
     requested = buy(conn, carol, points=200)
     mall.request_return(conn, requested.code, carol, now=T0, window=WINDOW, actor="m")
     used = buy(conn, bob, points=200)
-    mall.fulfil(conn, used.code, actor="till", now=T0)
+    mall.fulfil(conn, used.code, actor="till", today=T0.date(), now=T0)
     when = T0 + 5 * DAY
     report = mall.delist(
         conn,
