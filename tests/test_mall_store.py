@@ -6,7 +6,7 @@ import asyncio
 import math
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -28,10 +28,12 @@ from storage.errors import (
     OfferExpired,
     ReturnWindowClosed,
     SoldOut,
+    VoucherExpired,
 )
 from storage.ledger import Ledger
 from storage.mall import CatalogEntry, Mall, Redemption
 from storage.members import Members, Profile, register_member
+from storage.pushes import SERVICE, Push
 from storage.store import Store, connect_sync, migrate
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -844,3 +846,71 @@ async def test_plan_spend_through_the_async_ledger(tmp_path: Path) -> None:
         assert await book.plan_spend(member.id, 40, T0) == ((T0 + DAY, 40),)
         with pytest.raises(InsufficientPoints):
             await book.plan_spend(member.id, 71, T0)
+
+
+# --- voucher validity (issue 16) -------------------------------------------------------------
+
+
+def buy_voucher(conn: sqlite3.Connection, member_id: int, valid_until: date | None) -> Redemption:
+    pending = offer(conn, member_id, "VOUCHER-10", 100)
+    return mall.redeem(conn, pending.id, member_id, now=T0, actor="member", valid_until=valid_until)
+
+
+def notice(redemption: Redemption) -> Push:
+    return Push(f"voucher-refund:{redemption.id}", redemption.member_id, SERVICE, "k", {})
+
+
+def test_a_voucher_keeps_the_last_day_it_was_redeemed_with(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy_voucher(conn, alice, date(2025, 3, 30))
+    assert mall.redemption_by_code(conn, bought.code).valid_until == date(2025, 3, 30)
+    # The database itself refuses to move it.
+    with pytest.raises(sqlite3.IntegrityError, match="validity never changes"):
+        conn.execute("UPDATE redemptions SET valid_until = '2025-04-30' WHERE id = ?", (bought.id,))
+    # A code with no limit stays usable.
+    unlimited = buy_voucher(conn, alice, None)
+    used = mall.fulfil(conn, unlimited.code, actor="till", today=date(2030, 1, 1), now=T0)
+    assert used.status == "used"
+
+
+def test_fulfil_checks_the_local_day_it_is_handed(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy_voucher(conn, alice, date(2025, 3, 30))
+    with pytest.raises(VoucherExpired) as refused:
+        mall.fulfil(conn, bought.code, actor="till", today=date(2025, 3, 31), now=T0 + 30 * DAY)
+    assert refused.value.valid_until == date(2025, 3, 30)
+    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+    used = mall.fulfil(conn, bought.code, actor="till", today=date(2025, 3, 30), now=T0 + 29 * DAY)
+    assert used.status == "used"
+
+
+def test_refund_lapsed_only_once_and_only_after_the_last_day(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn, points=0)
+    earn(conn, alice, 100, T0 + 20 * DAY, "short")
+    lapsing = buy_voucher(conn, alice, date(2025, 3, 30))
+    later = T0 + 40 * DAY
+    args = {"min_validity_days": 30, "actor": "system:vouchers", "now": later}
+    # Not yet: the last day itself is still the member's.
+    assert mall.vouchers_lapsed(conn, date(2025, 3, 30), ["VOUCHER-10"]) == []
+    still = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 3, 30), notice=notice(lapsing), **args
+    )
+    assert still is None
+    [due] = mall.vouchers_lapsed(conn, date(2025, 4, 10), ["VOUCHER-10"])
+    assert due.id == lapsing.id
+    assert mall.vouchers_lapsed(conn, date(2025, 4, 10), ["OTHER"]) == []
+    refunded = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 4, 10), notice=notice(lapsing), **args
+    )
+    assert refunded is not None and refunded.status == "cancelled"
+    # Back in the lot it came from, valid 30 days from the refund although that lot had lapsed.
+    assert ledger.balance(conn, alice, later).expiring == ((later + 30 * DAY, 100),)
+    assert mall.item(conn, "VOUCHER-10").sold == 0
+    again = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 4, 11), notice=notice(lapsing), **args
+    )
+    assert again is None
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
