@@ -199,10 +199,12 @@ class Scheduler:
             for redemption in await self.mall.vouchers_ending(first, last)
         ]
         reminded = await self.pushes.enqueue(reminders, now)
+        # The terms a code was redeemed under, or better ones in force now (improvements apply
+        # at once; a worse change never takes back what a member was promised).
         refunding = [t.item.sku for t in voucher_terms(config) if t.refund_if_unused]
         days = config.expiry.refund_min_validity_days
         refunded = 0
-        for redemption in await self.mall.vouchers_lapsed(today, refunding) if refunding else []:
+        for redemption in await self.mall.vouchers_lapsed(today, refunding):
             params = _voucher_params(redemption, config.mall.item(redemption.sku))
             notice = Push(
                 f"voucher-refund:{redemption.id}",

@@ -163,6 +163,8 @@ class Redemption:
     handled_by: str | None = None
     # The last local day a voucher can be used (through 23:59:59 local); None = no limit.
     valid_until: date | None = None
+    # The item's terms when redeemed: a code that lapses unused gives its points back.
+    refund_if_unused: bool = False
     replayed: bool = field(default=False, compare=False)
 
 
@@ -209,7 +211,7 @@ _REDEMPTION_SELECT: Final = (
     "SELECT r.id, r.code, r.member_id, m.telegram_id, r.sku, r.kind, r.points,"
     " r.deduction_yuan, r.status, r.created_at, r.used_at, r.return_requested_at,"
     " r.resolved_at, r.note, r.spend_operation_id, r.refund_operation_id,"
-    " r.compensation_operation_id, r.handled_by, r.valid_until"
+    " r.compensation_operation_id, r.handled_by, r.valid_until, r.refund_if_unused"
     " FROM redemptions AS r JOIN members AS m ON m.id = r.member_id"
 )
 
@@ -256,6 +258,7 @@ def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
         compensation_operation_id=row[16],
         handled_by=row[17],
         valid_until=None if row[18] is None else date.fromisoformat(row[18]),
+        refund_if_unused=bool(row[19]),
         replayed=replayed,
     )
 
@@ -617,12 +620,16 @@ def redeem(
     now: datetime | None = None,
     actor: str,
     valid_until: date | None = None,
+    refund_if_unused: bool = False,
 ) -> Redemption:
     """Redeem an offer once: take a unit, spend the points, issue a code valid through local day
-    `valid_until` (None: no limit); a repeat returns the same redemption (replayed); raises
-    OfferExpired, NotAvailable, CatalogPriceChanged, SoldOut, LimitReached,
-    InsufficientPoints."""
+    `valid_until` (None: no limit) whose points come back if it lapses unused when
+    `refund_if_unused`; a repeat returns the same redemption (replayed); raises OfferExpired,
+    NotAvailable, CatalogPriceChanged, SoldOut, LimitReached, InsufficientPoints,
+    InvalidRequest."""
     now = required_now(now)
+    if refund_if_unused and valid_until is None:
+        raise InvalidRequest("only a code with a last valid day can lapse unused")
     now_ts = ts(now)
     with atomic(conn):
         row = conn.execute(
@@ -666,8 +673,8 @@ def redeem(
         )
         cur = conn.execute(
             "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points,"
-            " deduction_yuan, status, spend_operation_id, handled_by, created_at, valid_until)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?, ?)",
+            " deduction_yuan, status, spend_operation_id, handled_by, created_at, valid_until,"
+            " refund_if_unused) VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?)",
             (
                 code,
                 offer_id,
@@ -680,6 +687,7 @@ def redeem(
                 actor,
                 now_ts,
                 None if valid_until is None else valid_until.isoformat(),
+                int(refund_if_unused),
             ),
         )
         assert cur.lastrowid is not None
@@ -825,15 +833,16 @@ def vouchers_ending(conn: sqlite3.Connection, first: date, last: date) -> list[R
 
 
 def vouchers_lapsed(conn: sqlite3.Connection, today: date, skus: Sequence[str]) -> list[Redemption]:
-    """Vouchers of these SKUs never used whose last valid day is before local day `today`,
-    by id."""
+    """Vouchers never used whose last valid day is before local day `today` and whose points
+    come back: promised so when redeemed, or the terms of these SKUs say so now; by id."""
     return [
         _redemption(row)
         for row in conn.execute(
             _REDEMPTION_SELECT  # noqa: S608 - fixed text
             + " WHERE r.valid_until IS NOT NULL"
             " AND r.status IN ('issued', 'return_rejected') AND r.valid_until < ?"
-            " AND r.sku IN (SELECT value FROM json_each(?)) ORDER BY r.id",
+            " AND (r.refund_if_unused = 1 OR r.sku IN (SELECT value FROM json_each(?)))"
+            " ORDER BY r.id",
             (today.isoformat(), json.dumps(list(skus))),
         )
     ]

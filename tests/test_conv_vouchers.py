@@ -294,6 +294,26 @@ async def test_a_lapsed_unused_voucher_is_refunded_once_when_its_terms_say_so(
     assert "⚠️" in (refused.text or "")
 
 
+@pytest.mark.parametrize("configure", [[refund_if_unused]])
+async def test_terms_withdrawn_after_redeeming_still_refund_that_voucher(
+    sandbox: Sandbox, configure: list[Callable[[Config], Config]]
+) -> None:
+    user_id = 9809
+    member = await seed_short_lived(sandbox, user_id, ZH)
+    promised = await buy(sandbox, member, user_id, ZH)
+    # The operator drops the promise for codes redeemed from now on.
+    services = sandbox.services
+    items = [i.model_copy(update={"refund_if_unused": False}) for i in services.config.mall.items]
+    mall_config = services.config.mall.model_copy(update={"items": items})
+    services.config = services.config.model_copy(update={"mall": mall_config})
+    services.clock = lambda: NEXT_MORNING
+    assert (await services.scheduler.vouchers(NEXT_MORNING)).refunded == 1
+    await services.sender.drain()
+    assert ZH.refunded.format(code=promised.code) in texts(sandbox, user_id)
+    [rules] = await sandbox.member(user_id).send("/rules")
+    assert ZH.rule_no_refund in (rules.text or "").splitlines()
+
+
 @LANGUAGES
 async def test_without_the_terms_a_lapsed_voucher_just_shows_as_expired(
     sandbox: Sandbox, words: Words

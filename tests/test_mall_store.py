@@ -866,7 +866,7 @@ def test_a_voucher_keeps_the_last_day_it_was_redeemed_with(conn: sqlite3.Connect
     bought = buy_voucher(conn, alice, date(2025, 3, 30))
     assert mall.redemption_by_code(conn, bought.code).valid_until == date(2025, 3, 30)
     # The database itself refuses to move it.
-    with pytest.raises(sqlite3.IntegrityError, match="validity never changes"):
+    with pytest.raises(sqlite3.IntegrityError, match="validity and terms never change"):
         conn.execute("UPDATE redemptions SET valid_until = '2025-04-30' WHERE id = ?", (bought.id,))
     # A code with no limit stays usable.
     unlimited = buy_voucher(conn, alice, None)
@@ -914,3 +914,36 @@ def test_refund_lapsed_only_once_and_only_after_the_last_day(conn: sqlite3.Conne
     )
     assert again is None
     assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_a_refund_promised_at_redemption_outlives_a_change_of_terms(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice, "VOUCHER-10", 100)
+    promised = mall.redeem(
+        conn,
+        pending.id,
+        alice,
+        now=T0,
+        actor="member",
+        valid_until=date(2025, 3, 30),
+        refund_if_unused=True,
+    )
+    plain = buy_voucher(conn, alice, date(2025, 3, 30))
+    assert (promised.refund_if_unused, plain.refund_if_unused) == (True, False)
+    # No SKU's terms refund any more: only the code redeemed under the promise is due.
+    assert [r.id for r in mall.vouchers_lapsed(conn, date(2025, 4, 1), [])] == [promised.id]
+    with pytest.raises(sqlite3.IntegrityError, match="never change"):
+        conn.execute("UPDATE redemptions SET refund_if_unused = 0 WHERE id = ?", (promised.id,))
+    # Without a last day there is nothing to lapse.
+    with pytest.raises(InvalidRequest):
+        mall.redeem(
+            conn,
+            offer(conn, alice, "VOUCHER-10", 100).id,
+            alice,
+            now=T0,
+            actor="member",
+            refund_if_unused=True,
+        )

@@ -303,7 +303,12 @@ async def confirm_redemption(
     item = config.mall.item(offer.sku)
     valid_until = None if item is None else voucher_last_day(item, now, config)
     redemption = await programme.mall.redeem(
-        offer_id, member_id, now=now, actor=actor, valid_until=valid_until
+        offer_id,
+        member_id,
+        now=now,
+        actor=actor,
+        valid_until=valid_until,
+        refund_if_unused=item is not None and item.refund_if_unused,
     )
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
 
