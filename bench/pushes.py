@@ -24,6 +24,7 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from storage.ledger import Ledger
+from storage.mall import Mall
 from storage.pushes import SERVICE, Push, Pushes
 from storage.store import Store, connect_sync, migrate
 
@@ -107,7 +108,7 @@ async def sweep_and_plan(path: Path, config: Config) -> tuple[float, float, int,
     """Time the nightly sweep and the daily planning (reminders for every window)."""
     async with Store(path, synchronous="NORMAL") as store:
         ledger, pushes = Ledger(store), Pushes(store)
-        scheduler = Scheduler(config, pushes, ledger)
+        scheduler = Scheduler(config, pushes, ledger, Mall(store))
         started = time.perf_counter()
         booked = await scheduler.sweep(NOW)
         swept = time.perf_counter() - started

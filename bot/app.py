@@ -188,6 +188,7 @@ def _schedule_jobs(app: BotApp) -> None:
     assert queue is not None  # python-telegram-bot[job-queue] is a dependency
     queue.run_daily(_sweep_job, push.sweep_at.replace(tzinfo=tz), name="expiry-sweep")
     queue.run_daily(_daily_job, push.daily_at.replace(tzinfo=tz), name="daily-pushes")
+    queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
     queue.run_once(_catch_up_job, 1, name="catch-up")
 
 
@@ -200,6 +201,12 @@ async def _daily_job(context: BotContext) -> None:
     services = context.bot_data
     await services.refresh_policies()
     await services.scheduler.daily(services.clock())
+    services.sender.wake()
+
+
+async def _voucher_job(context: BotContext) -> None:
+    services = context.bot_data
+    await services.scheduler.vouchers(services.clock())
     services.sender.wake()
 
 

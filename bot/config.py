@@ -338,11 +338,23 @@ class MallItem(_Section):
     available_from: datetime | None = None
     available_until: datetime | None = None
     image: str = ""
+    # A code used at a till or a partner shop (voucher, deduction, service) may be valid for
+    # this many local days, the day of redemption counting as the first; None = no limit.
+    valid_days: int | None = Field(default=None, ge=1, le=3650)
+    # The item's terms: a code that lapses unused gives its points back (merchant-fault rules).
+    refund_if_unused: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.kind != "deduction" and self.price <= 0:
             raise ValueError(f"item {self.sku}: price must be more than 0 points")
+        if self.valid_days is not None and self.kind == "goods":
+            # Goods are handed over in store; how long they wait there is not a code's validity.
+            raise ValueError(
+                f"item {self.sku}: valid_days is for a voucher, deduction or service, not goods"
+            )
+        if self.refund_if_unused and self.valid_days is None:
+            raise ValueError(f"item {self.sku}: refund_if_unused needs valid_days")
         for moment in (self.available_from, self.available_until):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError(f"item {self.sku}: give times with an offset, e.g. +08:00")
@@ -380,6 +392,8 @@ class MallConfig(_Section):
     delist_compensation_percent: int = Field(default=10, ge=0, le=100)
     deduction_min_yuan: int = Field(default=1, ge=1)
     deduction_max_yuan: int = Field(default=50, ge=1)
+    # Members are reminded this many days before a voucher's last valid day.
+    voucher_reminder_days: int = Field(default=3, ge=1, le=90)
     categories: list[MallCategory] = Field(default_factory=list)
     items: list[MallItem] = Field(default_factory=list)
     discounts: list[MallDiscount] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Scheduled work: the expiry sweep, birthday gifts, expiry reminders, and the outbox sender.
+"""Scheduled work: the expiry sweep, birthday gifts, expiry reminders, voucher validity, and
+the outbox sender.
 
 Jobs are stateless sweeps over the database (DESIGN.md "Scheduler and pushes"): each takes
 the instant it runs for, every message it plans has a dedupe key, and every daily job
@@ -19,7 +20,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.clock import Clock, system_clock
-from bot.config import Config
+from bot.config import Config, MallItem
 from bot.i18n import N_, I18n, resolve_language
 from bot.programme.birthdays import (
     birthday_dates,
@@ -28,15 +29,18 @@ from bot.programme.birthdays import (
     give_birthday_gift,
 )
 from bot.programme.calendar import end_of_day, local_today
+from bot.programme.mall import reminder_window, voucher_terms
 from bot.transport import NotSent, redact
 from storage.errors import Conflict
 from storage.ledger import Ledger
+from storage.mall import Mall, Redemption
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
 
 log = logging.getLogger(__name__)
 
 SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
+VOUCHER_JOB = "voucher_validity"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
 # How long `Sender.stop` waits for the request in flight (its timeouts add up to less).
@@ -53,15 +57,39 @@ class DailyReport:
     reminders: int
 
 
+@dataclass(frozen=True, slots=True)
+class VoucherReport:
+    """What one run of the voucher job did."""
+
+    day: date
+    reminders: int
+    refunded: int
+
+
+def _voucher_params(redemption: Redemption, item: MallItem | None) -> dict[str, object]:
+    """What a voucher push names: the item in the member's language, the code, the last day."""
+    assert redemption.valid_until is not None
+    names: object = redemption.sku
+    if item is not None:
+        names = {"zh-CN": item.name.zh_CN, "en": item.name.en}
+    return {"item": names, "code": redemption.code, "day": redemption.valid_until.isoformat()}
+
+
 class Scheduler:
     """The daily jobs over one store; `now` is always passed in, so tests choose the day."""
 
     def __init__(
-        self, config: Config, pushes: Pushes, ledger: Ledger, clock: Clock = system_clock
+        self,
+        config: Config,
+        pushes: Pushes,
+        ledger: Ledger,
+        mall: Mall,
+        clock: Clock = system_clock,
     ) -> None:
         self.config = config
         self.pushes = pushes
         self.ledger = ledger
+        self.mall = mall
         # When a job finished, for the record (the job's own "now" may be a catch-up day).
         self.clock = clock
 
@@ -146,6 +174,55 @@ class Scheduler:
         log.info("daily pushes for %s: %s", today, summary)
         return report
 
+    async def vouchers(self, now: datetime) -> VoucherReport:
+        """Remind members of codes near their last valid day, and give back the points of
+        lapsed unused codes whose item's terms say so; record the day."""
+        # Both derive their work from the database up to today (a missed day is caught up by
+        # the next run) and key each push and refund by the redemption: nothing happens twice.
+        config = self.config
+        today = local_today(now, config)
+        first, last = reminder_window(today, config)
+        reminders = [
+            Push(
+                f"voucher-expiry:{redemption.id}",
+                redemption.member_id,
+                SERVICE,
+                N_("push.voucher_reminder"),
+                _voucher_params(redemption, config.mall.item(redemption.sku)),
+                [[(N_("mall.my_redemptions"), "red:list:0")]],
+            )
+            for redemption in await self.mall.vouchers_ending(first, last)
+        ]
+        reminded = await self.pushes.enqueue(reminders, now)
+        # The terms a code was redeemed under, or better ones in force now (improvements apply
+        # at once; a worse change never takes back what a member was promised).
+        refunding = [t.item.sku for t in voucher_terms(config) if t.refund_if_unused]
+        days = config.expiry.refund_min_validity_days
+        refunded = 0
+        for redemption in await self.mall.vouchers_lapsed(today, refunding):
+            params = _voucher_params(redemption, config.mall.item(redemption.sku))
+            notice = Push(
+                f"voucher-refund:{redemption.id}",
+                redemption.member_id,
+                SERVICE,
+                N_("push.voucher_refunded"),
+                {**params, "points": redemption.points, "days": days},
+            )
+            done = await self.mall.refund_lapsed(
+                redemption.id,
+                today=today,
+                min_validity_days=days,
+                actor="system:vouchers",
+                notice=notice,
+                now=now,
+            )
+            refunded += done is not None
+        report = VoucherReport(today, reminded, refunded)
+        summary = f"{report.reminders} reminders, {report.refunded} refunded"
+        await self.pushes.record_job(VOUCHER_JOB, today, now, self.clock(), summary)
+        log.info("voucher validity for %s: %s", today, summary)
+        return report
+
     async def catch_up(self, now: datetime) -> list[str]:
         """Run what was missed while the bot was down: today's jobs if their time has passed,
         and the daily pushes of missed days (at most `catch_up_days` back)."""
@@ -167,6 +244,10 @@ class Scheduler:
                 await self.daily(now, day=day)
                 done.append(f"{DAILY_JOB} {day}")
             day += timedelta(days=1)
+        if not await self.pushes.job_ran(VOUCHER_JOB, today) and local_now >= push.daily_at:
+            # One run covers every day missed: it works from the database up to today.
+            await self.vouchers(now)
+            done.append(f"{VOUCHER_JOB} {today}")
         return done
 
 

@@ -70,7 +70,9 @@ class Services(Programme):
         self.surveys = Surveys(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
-        self.scheduler = Scheduler(config, self.pushes, self.ledger, clock=lambda: self.clock())
+        self.scheduler = Scheduler(
+            config, self.pushes, self.ledger, self.mall, clock=lambda: self.clock()
+        )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)
         self.config = config

@@ -11,6 +11,7 @@ from bot.config import Config
 from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
+from bot.programme.mall import voucher_terms
 from bot.programme.purchases import campaigns_ahead, points_per_yuan
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
@@ -110,6 +111,22 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
             )
         )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
+    # The same terms the redeeming transaction, /fulfil and the daily voucher job apply.
+    for terms in voucher_terms(config):
+        lapse = (
+            N_("rules.redeem.validity_refund")
+            if terms.refund_if_unused
+            else N_("rules.redeem.validity_no_refund")
+        )
+        lines.append(
+            _(
+                lapse,
+                item=terms.item.name.get(lang),
+                days=terms.valid_days,
+                remind=config.mall.voucher_reminder_days,
+                refund_days=expiry.refund_min_validity_days,
+            )
+        )
     lines.append("")
     lines += render_game_rules(config, now, _)
     lines += render_survey_rules(config, now, _)

@@ -43,7 +43,7 @@ from storage.errors import (
     ReturnWindowClosed,
     SoldOut,
 )
-from storage.mall import Redemption
+from storage.mall import USABLE_STATUSES, Redemption
 
 MALL_PREFIX = "mall"
 REDEMPTIONS_PREFIX = "red"
@@ -199,6 +199,9 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
     if item.available_until is not None:
         until = item.available_until.astimezone(config.program.tz).date().isoformat()
         lines.append(_("mall.card.until", day=until))
+    if item.valid_days is not None and view.valid_until is not None:
+        day = view.valid_until.isoformat()
+        lines.append(_("mall.card.valid_days", days=item.valid_days, day=day))
     if item.image:
         lines.append(item.image)  # Telegram shows the picture as the link's preview
     availability = view.availability
@@ -273,6 +276,8 @@ def _confirmation(
         )
     lines += _plan_lines(pending.plan, config, _)
     lines.append(_("mall.confirm.after", points=pending.available_after))
+    if pending.valid_until is not None:
+        lines.append(_("mall.confirm.valid_until", day=pending.valid_until.isoformat()))
     lines.append(_("mall.confirm.valid", minutes=config.mall.offer_minutes))
     offer_id = pending.offer.id
     keyboard = InlineKeyboardMarkup(
@@ -439,13 +444,16 @@ async def _settle_offer(
         available=redeemed.available,
         days=config.redemption.return_window_days,
     )
+    caption = _("mall.voucher_caption", code=redemption.code)
+    if redemption.valid_until is not None:
+        day = redemption.valid_until.isoformat()
+        remind = config.mall.voucher_reminder_days
+        text += "\n" + _("mall.redeemed.valid_until", day=day, remind=remind)
+        caption = _("mall.voucher_caption.valid_until", code=redemption.code, day=day)
     await edit_in_place(update, text, None)
     if query.message is not None:
-        await context.bot.send_photo(
-            query.message.chat.id,
-            qr_png(redemption.code),
-            caption=_("mall.voucher_caption", code=redemption.code),
-        )
+        chat_id = query.message.chat.id
+        await context.bot.send_photo(chat_id, qr_png(redemption.code), caption=caption)
 
 
 async def redemptions(update: Update, context: BotContext) -> None:
@@ -494,6 +502,11 @@ async def _redemptions_view(
                 status=_status(redemption, _),
             )
         )
+        if redemption.id in found.expired:
+            assert redemption.valid_until is not None
+            lines.append(_("redemptions.expired", day=redemption.valid_until.isoformat()))
+        elif redemption.valid_until is not None and redemption.status in USABLE_STATUSES:
+            lines.append(_("redemptions.valid_until", day=redemption.valid_until.isoformat()))
         if can_return:
             rows.append(
                 [

@@ -10,12 +10,12 @@ from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import resolve_language
-from bot.programme.mall import delist_item
+from bot.programme.mall import delist_item, fulfil_redemption
 from bot.programme.till import split_voucher_code, voucher_code
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts
 from handlers.mall import STATUS_LABELS, redemption_title
-from storage.errors import InvalidState, NotFound
+from storage.errors import InvalidState, NotFound, VoucherExpired
 from storage.mall import Redemption
 
 log = logging.getLogger(__name__)
@@ -86,16 +86,20 @@ async def _redemption_step(
         status = _(STATUS_LABELS.get(exc.status, exc.status))
         await message.reply_text(_(refused, code=code, status=status))
         return None
+    except VoucherExpired as exc:
+        day = exc.valid_until.isoformat()
+        await message.reply_text(_("mall_admin.fulfil.expired", code=code, day=day))
+        return None
     return message, _, redemption, reason
 
 
 async def fulfil(update: Update, context: BotContext) -> None:
     """`/fulfil CODE`: the cashier scanned the voucher and hands over the goods or service."""
-    mall = context.services.mall
+    services = context.services
     done = await _redemption_step(
         update,
         context,
-        lambda code, _reason, actor, now: mall.fulfil(code, actor=actor, now=now),
+        lambda code, _reason, actor, _now: fulfil_redemption(services, code, actor=actor),
         usage="mall_admin.fulfil.usage",
         refused="mall_admin.fulfil.refused",
     )

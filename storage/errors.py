@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 
@@ -76,6 +76,14 @@ class ReturnWindowClosed(StoreError):
     def __init__(self, deadline: datetime) -> None:
         super().__init__(f"returns closed at {deadline.isoformat()}")
         self.deadline = deadline
+
+
+class VoucherExpired(StoreError):
+    """The voucher's last valid day (a local day, through 23:59:59) has passed."""
+
+    def __init__(self, valid_until: date) -> None:
+        super().__init__(f"valid until {valid_until.isoformat()}")
+        self.valid_until = valid_until
 
 
 class InvalidState(StoreError):

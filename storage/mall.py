@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
@@ -28,8 +28,10 @@ from storage.errors import (
     OfferExpired,
     ReturnWindowClosed,
     SoldOut,
+    VoucherExpired,
 )
-from storage.facade import Facade, looks_up, writes
+from storage.facade import Facade, looks_up, reads, writes
+from storage.pushes import Push, enqueue
 from storage.sql import atomic, dt, dt_or_none, required_now, ts, ts_or_none
 from storage.store import Store
 
@@ -38,6 +40,8 @@ T = TypeVar("T")
 KINDS: Final = frozenset({"goods", "voucher", "deduction", "service"})
 # Redemptions that hold a unit of stock and count toward the per-member limit.
 OPEN_STATUSES: Final = ("issued", "return_requested", "return_rejected")
+# Redemptions a cashier may still accept (/fulfil): what a voucher's validity is about.
+USABLE_STATUSES: Final = ("issued", "return_rejected")
 CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH: Final = 8
 ITEM_STATES_TTL: Final = 1.0  # seconds a shelf may show stock changed by another process
@@ -157,6 +161,10 @@ class Redemption:
     refund_operation_id: int | None
     compensation_operation_id: int | None
     handled_by: str | None = None
+    # The last local day a voucher can be used (through 23:59:59 local); None = no limit.
+    valid_until: date | None = None
+    # The item's terms when redeemed: a code that lapses unused gives its points back.
+    refund_if_unused: bool = False
     replayed: bool = field(default=False, compare=False)
 
 
@@ -203,7 +211,7 @@ _REDEMPTION_SELECT: Final = (
     "SELECT r.id, r.code, r.member_id, m.telegram_id, r.sku, r.kind, r.points,"
     " r.deduction_yuan, r.status, r.created_at, r.used_at, r.return_requested_at,"
     " r.resolved_at, r.note, r.spend_operation_id, r.refund_operation_id,"
-    " r.compensation_operation_id, r.handled_by"
+    " r.compensation_operation_id, r.handled_by, r.valid_until, r.refund_if_unused"
     " FROM redemptions AS r JOIN members AS m ON m.id = r.member_id"
 )
 
@@ -249,6 +257,8 @@ def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
         refund_operation_id=row[15],
         compensation_operation_id=row[16],
         handled_by=row[17],
+        valid_until=None if row[18] is None else date.fromisoformat(row[18]),
+        refund_if_unused=bool(row[19]),
         replayed=replayed,
     )
 
@@ -386,6 +396,30 @@ def _refund_return(
         (refunded.operation_id, ts(now), ts(now), actor, redemption.id),
     )
     return _redemption_by_id(conn, redemption.id)
+
+
+def _merchant_refund(
+    conn: sqlite3.Connection,
+    redemption: Redemption,
+    *,
+    key: str,
+    actor: str,
+    reason: str,
+    min_validity_days: int,
+    now: datetime,
+) -> ledger.OperationResult:
+    """Give a redemption's points back as the merchant's fault: the exact lots they came from,
+    each valid at least `min_validity_days` from now (DESIGN.md "Refund")."""
+    return ledger.refund(
+        conn,
+        redemption.spend_operation_id,
+        key=key,
+        actor=actor,
+        reason=reason,
+        merchant_fault=True,
+        min_validity_days=min_validity_days,
+        now=now,
+    )
 
 
 # --- catalog -------------------------------------------------------------------------------
@@ -566,6 +600,19 @@ def create_offer(
         )
 
 
+def offer(conn: sqlite3.Connection, offer_id: int, member_id: int) -> Offer:
+    """The member's offer (open or not); raises OfferExpired for anyone else's or none."""
+    row = conn.execute(
+        "SELECT id, member_id, sku, points, deduction_yuan, created_at, expires_at"
+        " FROM offers WHERE id = ?",
+        (offer_id,),
+    ).fetchone()
+    # Someone else's offer looks exactly like a stale one: ids are guessable.
+    if row is None or row[1] != member_id:
+        raise OfferExpired(f"no offer {offer_id} for member {member_id}")
+    return _offer(row)
+
+
 def redeem(
     conn: sqlite3.Connection,
     offer_id: int,
@@ -573,11 +620,17 @@ def redeem(
     *,
     now: datetime | None = None,
     actor: str,
+    valid_until: date | None = None,
+    refund_if_unused: bool = False,
 ) -> Redemption:
-    """Redeem an offer once: take a unit, spend the points, issue a code; a repeat returns the
-    same redemption (replayed); raises OfferExpired, NotAvailable, CatalogPriceChanged, SoldOut,
-    LimitReached, InsufficientPoints."""
+    """Redeem an offer once: take a unit, spend the points, issue a code valid through local day
+    `valid_until` (None: no limit) whose points come back if it lapses unused when
+    `refund_if_unused`; a repeat returns the same redemption (replayed); raises OfferExpired,
+    NotAvailable, CatalogPriceChanged, SoldOut, LimitReached, InsufficientPoints,
+    InvalidRequest."""
     now = required_now(now)
+    if refund_if_unused and valid_until is None:
+        raise InvalidRequest("only a code with a last valid day can lapse unused")
     now_ts = ts(now)
     with atomic(conn):
         row = conn.execute(
@@ -621,8 +674,8 @@ def redeem(
         )
         cur = conn.execute(
             "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points,"
-            " deduction_yuan, status, spend_operation_id, handled_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?)",
+            " deduction_yuan, status, spend_operation_id, handled_by, created_at, valid_until,"
+            " refund_if_unused) VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?)",
             (
                 code,
                 offer_id,
@@ -634,6 +687,8 @@ def redeem(
                 spent.operation_id,
                 actor,
                 now_ts,
+                None if valid_until is None else valid_until.isoformat(),
+                int(refund_if_unused),
             ),
         )
         assert cur.lastrowid is not None
@@ -738,19 +793,105 @@ def reject_return(
 
 
 def fulfil(
-    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
+    conn: sqlite3.Connection,
+    code: str,
+    *,
+    actor: str,
+    today: date,
+    now: datetime | None = None,
 ) -> Redemption:
-    """Hand over the goods or accept the voucher at the till; raises NotFound, InvalidState."""
+    """Hand over the goods or accept the voucher at the till on local day `today`; raises
+    NotFound, InvalidState, VoucherExpired (after its last valid day)."""
     now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
-        if redemption.status not in ("issued", "return_rejected"):
+        if redemption.status not in USABLE_STATUSES:
             raise InvalidState(redemption.status)
+        if redemption.valid_until is not None and today > redemption.valid_until:
+            raise VoucherExpired(redemption.valid_until)
         conn.execute(
             "UPDATE redemptions SET status = 'used', used_at = ?, handled_by = ? WHERE id = ?",
             (ts(now), actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
+
+
+# --- voucher validity ---------------------------------------------------------------------
+
+
+def vouchers_ending(conn: sqlite3.Connection, first: date, last: date) -> list[Redemption]:
+    """Vouchers still usable whose last valid day is between local days `first` and `last`
+    (inclusive), by id."""
+    return [
+        _redemption(row)
+        for row in conn.execute(
+            _REDEMPTION_SELECT + " WHERE r.valid_until IS NOT NULL"
+            " AND r.status IN ('issued', 'return_rejected')"
+            " AND r.valid_until >= ? AND r.valid_until <= ? ORDER BY r.id",
+            (first.isoformat(), last.isoformat()),
+        )
+    ]
+
+
+def vouchers_lapsed(conn: sqlite3.Connection, today: date, skus: Sequence[str]) -> list[Redemption]:
+    """Vouchers never used whose last valid day is before local day `today` and whose points
+    come back: promised so when redeemed, or the terms of these SKUs say so now; by id."""
+    return [
+        _redemption(row)
+        for row in conn.execute(
+            _REDEMPTION_SELECT  # noqa: S608 - fixed text
+            + " WHERE r.valid_until IS NOT NULL"
+            " AND r.status IN ('issued', 'return_rejected') AND r.valid_until < ?"
+            " AND (r.refund_if_unused = 1 OR r.sku IN (SELECT value FROM json_each(?)))"
+            " ORDER BY r.id",
+            (today.isoformat(), json.dumps(list(skus))),
+        )
+    ]
+
+
+def refund_lapsed(
+    conn: sqlite3.Connection,
+    redemption_id: int,
+    *,
+    today: date,
+    min_validity_days: int,
+    actor: str,
+    notice: Push,
+    now: datetime | None = None,
+) -> Redemption | None:
+    """Cancel a voucher whose last valid day passed unused and give its points back as the
+    merchant's fault, telling the member (`notice`, queued in the same transaction); None when
+    it was used, refunded or is still valid; raises NotFound."""
+    now = required_now(now)
+    now_ts = ts(now)
+    with atomic(conn):
+        redemption = _redemption_by_id(conn, redemption_id)
+        if (
+            redemption.status not in USABLE_STATUSES
+            or redemption.valid_until is None
+            or today <= redemption.valid_until
+        ):
+            return None
+        refunded = _merchant_refund(
+            conn,
+            redemption,
+            key=f"voucher-lapsed:{redemption_id}",
+            actor=actor,
+            reason="voucher_lapsed",
+            min_validity_days=min_validity_days,
+            now=now,
+        )
+        conn.execute(
+            "UPDATE redemptions SET status = 'cancelled', note = ?, refund_operation_id = ?,"
+            " resolved_at = ?, handled_by = ? WHERE id = ?",
+            ("voucher_lapsed", refunded.operation_id, now_ts, actor, redemption_id),
+        )
+        conn.execute(
+            "UPDATE catalog_items SET sold = sold - 1, updated_at = ? WHERE sku = ?",
+            (now_ts, redemption.sku),
+        )
+        enqueue(conn, [notice], now)
+        return _redemption_by_id(conn, redemption_id)
 
 
 def delist(
@@ -795,13 +936,12 @@ def delist(
         cancelled: list[tuple[Redemption, int]] = []
         for redemption_id in open_ids:
             redemption = _redemption_by_id(conn, redemption_id)
-            refunded = ledger.refund(
+            refunded = _merchant_refund(
                 conn,
-                redemption.spend_operation_id,
+                redemption,
                 key=f"delist:{redemption_id}",
                 actor=actor,
                 reason=reason,
-                merchant_fault=True,
                 min_validity_days=min_validity_days,
                 now=now,
             )
@@ -867,6 +1007,7 @@ class Mall(Facade):
     item = looks_up(item)
     purchases_count = looks_up(purchases_count)
     create_offer = writes(create_offer)
+    offer = looks_up(offer)
     redeem = writes(redeem)
     redemptions = looks_up(redemptions)
     redemption_by_code = looks_up(redemption_by_code)
@@ -874,5 +1015,8 @@ class Mall(Facade):
     approve_return = writes(approve_return)
     reject_return = writes(reject_return)
     fulfil = writes(fulfil)
+    vouchers_ending = reads(vouchers_ending)
+    vouchers_lapsed = reads(vouchers_lapsed)
+    refund_lapsed = writes(refund_lapsed)
     set_stock = writes(set_stock)
     delist = writes(delist)

@@ -81,6 +81,18 @@ def test_sample_programme_validates() -> None:
             "campaign 'green_winter' names unknown categories toys",
         ),
         (lambda d: d["campaigns"][0].update(starts="soon"), "[campaigns[1].starts]"),
+        # Issue 16: a voucher's validity and what happens when it lapses unused.
+        (lambda d: d["mall"]["items"][2].update(valid_days=0), "[mall.items[3].valid_days]"),
+        (lambda d: d["mall"]["items"][2].update(valid_days=3651), "[mall.items[3].valid_days]"),
+        (
+            lambda d: d["mall"]["items"][0].update(valid_days=30),
+            "item BAG-01: valid_days is for a voucher, deduction or service, not goods",
+        ),
+        (
+            lambda d: d["mall"]["items"][4].update(refund_if_unused=True),
+            "item CARWASH-01: refund_if_unused needs valid_days",
+        ),
+        (lambda d: d["mall"].update(voucher_reminder_days=0), "[mall.voucher_reminder_days]"),
     ],
 )
 def test_mistake_names_the_key(mutate: Any, expected: str) -> None:
@@ -196,6 +208,30 @@ def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
     # Quiet from 08:00 to 22:00 (the sample's hours swapped): the daytime is the quiet part.
     assert config.push.is_quiet(config.push.quiet_hours_start)
     assert unrunnable(config) == {}
+
+
+def test_voucher_validity_keys() -> None:
+    config = load_config(SAMPLE)
+    voucher, deduction, carwash = (
+        config.mall.item(s) for s in ("VOUCHER-10", "BILL-OFF", "CARWASH-01")
+    )
+    assert voucher is not None and deduction is not None and carwash is not None
+    # The sample voucher's 30 days come from the key, not from its description.
+    assert (voucher.valid_days, voucher.refund_if_unused) == (30, False)
+    assert "30" not in voucher.description.zh_CN and "30" not in voucher.description.en
+    assert (carwash.valid_days, carwash.refund_if_unused) == (None, False)
+    assert config.mall.voucher_reminder_days == 3
+    document = sample()
+    document["mall"].pop("voucher_reminder_days")
+    document["mall"]["items"][3].update(valid_days=1, refund_if_unused=True)  # a deduction
+    document["mall"]["items"][4].update(valid_days=90)  # a service
+    changed = parse_config(document)
+    assert changed.mall.voucher_reminder_days == 3
+    assert [(i.sku, i.valid_days) for i in changed.mall.items if i.valid_days] == [
+        ("VOUCHER-10", 30),
+        ("BILL-OFF", 1),
+        ("CARWASH-01", 90),
+    ]
 
 
 def test_no_admin_is_valid_for_tools_but_not_for_running() -> None:

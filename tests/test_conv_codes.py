@@ -177,7 +177,7 @@ async def test_a_csv_row_with_a_grouped_code_and_a_category_name_imports(
     assert "玩具" in summary.rejected[1].message
     assert await available(sandbox, member) == 200 + 15 + 20
     [statement] = await sandbox.member(8107).send("/history")
-    assert "单号 R-CSV-1" in (statement.text or "")
+    assert "小票 R-CSV-1" in (statement.text or "")
 
 
 async def redeemed_code(sandbox: Sandbox, member: Member, sku: str, points: int) -> str:

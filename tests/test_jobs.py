@@ -159,7 +159,7 @@ async def test_each_reminder_window_is_sent_once_even_across_a_restart(sandbox: 
     assert last.buttons == ["🛍 去积分商城"]
     # A restart: a new scheduler and sender over the same database plan and send nothing new.
     services = sandbox.services
-    again = Scheduler(services.config, services.pushes, services.ledger)
+    again = Scheduler(services.config, services.pushes, services.ledger, services.mall)
     await again.daily(now + timedelta(hours=3))
     sender = Sender(sandbox.app.bot, services.pushes, services.config, services.i18n)
     await sender.drain()
@@ -207,7 +207,8 @@ async def test_catch_up_runs_a_missed_day_at_the_next_start(sandbox: Sandbox) ->
     # Starting again the same morning finds nothing left to do; at 09:00 today's run is due.
     assert await services.scheduler.catch_up(wednesday) == []
     assert await services.scheduler.catch_up(wednesday + timedelta(hours=1)) == [
-        "daily_pushes 2026-11-25"
+        "daily_pushes 2026-11-25",
+        "voucher_validity 2026-11-25",
     ]
 
 

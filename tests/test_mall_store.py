@@ -6,7 +6,7 @@ import asyncio
 import math
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -28,10 +28,12 @@ from storage.errors import (
     OfferExpired,
     ReturnWindowClosed,
     SoldOut,
+    VoucherExpired,
 )
 from storage.ledger import Ledger
 from storage.mall import CatalogEntry, Mall, Redemption
 from storage.members import Members, Profile, register_member
+from storage.pushes import SERVICE, Push
 from storage.store import Store, connect_sync, migrate
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -637,7 +639,9 @@ def test_a_rejected_return_can_still_be_fulfilled(conn: sqlite3.Connection) -> N
         conn, bought.code, actor="admin:7", reason="packaging opened", now=T0 + DAY
     )
     assert (rejected.status, rejected.note) == ("return_rejected", "packaging opened")
-    used = mall.fulfil(conn, bought.code, actor="till:3", now=T0 + 2 * DAY)
+    used = mall.fulfil(
+        conn, bought.code, actor="till:3", today=(T0 + 2 * DAY).date(), now=T0 + 2 * DAY
+    )
     assert (used.status, used.used_at) == ("used", T0 + 2 * DAY)
     assert available(conn, alice) == 900 and mall.item(conn, "BAG-01").sold == 1
 
@@ -657,9 +661,9 @@ def test_an_operator_decides_only_requested_returns(conn: sqlite3.Connection, st
 def test_fulfilling_twice_is_refused(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry()], T0)
     bought = buy(conn, new_member(conn))
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(InvalidState) as refused:
-        mall.fulfil(conn, bought.code, actor="till", now=T0)
+        mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     assert refused.value.status == "used"
 
 
@@ -667,7 +671,7 @@ def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry(kind="voucher")], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(InvalidState) as refused:
         mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
     assert refused.value.status == "used" and available(conn, alice) == 900
@@ -676,7 +680,7 @@ def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
 def test_the_database_refuses_an_illegal_status_change(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry()], T0)
     bought = buy(conn, new_member(conn))
-    mall.fulfil(conn, bought.code, actor="till", now=T0)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(sqlite3.IntegrityError, match="cannot move"):
         conn.execute(
             "UPDATE redemptions SET status = 'issued', used_at = NULL WHERE id = ?", (bought.id,)
@@ -695,7 +699,7 @@ def test_delisting_refunds_open_redemptions_with_compensation(conn: sqlite3.Conn
     requested = buy(conn, carol, points=200)
     mall.request_return(conn, requested.code, carol, now=T0, window=WINDOW, actor="m")
     used = buy(conn, bob, points=200)
-    mall.fulfil(conn, used.code, actor="till", now=T0)
+    mall.fulfil(conn, used.code, actor="till", today=T0.date(), now=T0)
     when = T0 + 5 * DAY
     report = mall.delist(
         conn,
@@ -842,3 +846,104 @@ async def test_plan_spend_through_the_async_ledger(tmp_path: Path) -> None:
         assert await book.plan_spend(member.id, 40, T0) == ((T0 + DAY, 40),)
         with pytest.raises(InsufficientPoints):
             await book.plan_spend(member.id, 71, T0)
+
+
+# --- voucher validity (issue 16) -------------------------------------------------------------
+
+
+def buy_voucher(conn: sqlite3.Connection, member_id: int, valid_until: date | None) -> Redemption:
+    pending = offer(conn, member_id, "VOUCHER-10", 100)
+    return mall.redeem(conn, pending.id, member_id, now=T0, actor="member", valid_until=valid_until)
+
+
+def notice(redemption: Redemption) -> Push:
+    return Push(f"voucher-refund:{redemption.id}", redemption.member_id, SERVICE, "k", {})
+
+
+def test_a_voucher_keeps_the_last_day_it_was_redeemed_with(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy_voucher(conn, alice, date(2025, 3, 30))
+    assert mall.redemption_by_code(conn, bought.code).valid_until == date(2025, 3, 30)
+    # The database itself refuses to move it.
+    with pytest.raises(sqlite3.IntegrityError, match="validity and terms never change"):
+        conn.execute("UPDATE redemptions SET valid_until = '2025-04-30' WHERE id = ?", (bought.id,))
+    # A code with no limit stays usable.
+    unlimited = buy_voucher(conn, alice, None)
+    used = mall.fulfil(conn, unlimited.code, actor="till", today=date(2030, 1, 1), now=T0)
+    assert used.status == "used"
+
+
+def test_fulfil_checks_the_local_day_it_is_handed(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    bought = buy_voucher(conn, alice, date(2025, 3, 30))
+    with pytest.raises(VoucherExpired) as refused:
+        mall.fulfil(conn, bought.code, actor="till", today=date(2025, 3, 31), now=T0 + 30 * DAY)
+    assert refused.value.valid_until == date(2025, 3, 30)
+    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+    used = mall.fulfil(conn, bought.code, actor="till", today=date(2025, 3, 30), now=T0 + 29 * DAY)
+    assert used.status == "used"
+
+
+def test_refund_lapsed_only_once_and_only_after_the_last_day(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn, points=0)
+    earn(conn, alice, 100, T0 + 20 * DAY, "short")
+    lapsing = buy_voucher(conn, alice, date(2025, 3, 30))
+    later = T0 + 40 * DAY
+    args = {"min_validity_days": 30, "actor": "system:vouchers", "now": later}
+    # Not yet: the last day itself is still the member's.
+    assert mall.vouchers_lapsed(conn, date(2025, 3, 30), ["VOUCHER-10"]) == []
+    still = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 3, 30), notice=notice(lapsing), **args
+    )
+    assert still is None
+    [due] = mall.vouchers_lapsed(conn, date(2025, 4, 10), ["VOUCHER-10"])
+    assert due.id == lapsing.id
+    assert mall.vouchers_lapsed(conn, date(2025, 4, 10), ["OTHER"]) == []
+    refunded = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 4, 10), notice=notice(lapsing), **args
+    )
+    assert refunded is not None and refunded.status == "cancelled"
+    # Back in the lot it came from, valid 30 days from the refund although that lot had lapsed.
+    assert ledger.balance(conn, alice, later).expiring == ((later + 30 * DAY, 100),)
+    assert mall.item(conn, "VOUCHER-10").sold == 0
+    again = mall.refund_lapsed(
+        conn, lapsing.id, today=date(2025, 4, 11), notice=notice(lapsing), **args
+    )
+    assert again is None
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_a_refund_promised_at_redemption_outlives_a_change_of_terms(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher")], T0)
+    alice = new_member(conn)
+    pending = offer(conn, alice, "VOUCHER-10", 100)
+    promised = mall.redeem(
+        conn,
+        pending.id,
+        alice,
+        now=T0,
+        actor="member",
+        valid_until=date(2025, 3, 30),
+        refund_if_unused=True,
+    )
+    plain = buy_voucher(conn, alice, date(2025, 3, 30))
+    assert (promised.refund_if_unused, plain.refund_if_unused) == (True, False)
+    # No SKU's terms refund any more: only the code redeemed under the promise is due.
+    assert [r.id for r in mall.vouchers_lapsed(conn, date(2025, 4, 1), [])] == [promised.id]
+    with pytest.raises(sqlite3.IntegrityError, match="never change"):
+        conn.execute("UPDATE redemptions SET refund_if_unused = 0 WHERE id = ?", (promised.id,))
+    # Without a last day there is nothing to lapse.
+    with pytest.raises(InvalidRequest):
+        mall.redeem(
+            conn,
+            offer(conn, alice, "VOUCHER-10", 100).id,
+            alice,
+            now=T0,
+            actor="member",
+            refund_if_unused=True,
+        )

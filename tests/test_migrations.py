@@ -65,3 +65,18 @@ def test_failed_migration_leaves_version_and_schema_untouched(tmp_path: Path) ->
         migrate(conn)
     assert schema_version(conn) == 0
     assert not conn.in_transaction
+
+
+@pytest.mark.parametrize("bad", ["2026-12-32", "24/12/2026", "2026-12-24 23:59", "soon"])
+def test_a_vouchers_last_day_is_a_day_or_nothing(tmp_path: Path, bad: str) -> None:
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    migrate(conn)
+    conn.execute("PRAGMA foreign_keys = OFF")  # only the column's own check is under test
+    insert = (
+        "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points,"
+        " spend_operation_id, created_at, valid_until) VALUES (?, ?, 1, 'X', 'voucher', 1, ?, 0, ?)"
+    )
+    conn.execute(insert, ("AAAAAAAA", 1, 1, "2026-12-24"))
+    conn.execute(insert, ("BBBBBBBB", 2, 2, None))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(insert, ("CCCCCCCC", 3, 3, bad))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
 from bot.config import Config, MallCategory, MallDiscount, MallItem
 from bot.i18n import N_
-from bot.programme.calendar import end_of_day
+from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from storage.mall import (
+    USABLE_STATUSES,
     CatalogDiscount,
     CatalogEntry,
     DelistReport,
@@ -105,6 +106,52 @@ def deduction_points(yuan: int, config: Config) -> int:
     return deduction_price(config.redemption.deduction_points_per_yuan, Decimal(yuan))
 
 
+# --- voucher validity ------------------------------------------------------------------------
+
+
+def voucher_last_day(item: MallItem, redeemed_at: datetime, config: Config) -> date | None:
+    """The last local day a code redeemed at `redeemed_at` can be used (through 23:59:59 local);
+    None when the item's code has no validity limit."""
+    # The day of redemption counts as the first of the `valid_days` ("30 天内有效": redeemed
+    # on 25 November, usable through 24 December).
+    if item.valid_days is None:
+        return None
+    return local_today(redeemed_at, config) + timedelta(days=item.valid_days - 1)
+
+
+def voucher_expired(redemption: Redemption, now: datetime, config: Config) -> bool:
+    """True when a code not yet used is past its last valid day at `now` (local)."""
+    return (
+        redemption.status in USABLE_STATUSES
+        and redemption.valid_until is not None
+        and local_today(now, config) > redemption.valid_until
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherTerms:
+    """What an item's terms say about its code's validity, for /rules and the daily job."""
+
+    item: MallItem
+    valid_days: int
+    refund_if_unused: bool
+
+
+def voucher_terms(config: Config) -> list[VoucherTerms]:
+    """Every configured item whose code has a validity limit, in catalog order."""
+    return [
+        VoucherTerms(item, item.valid_days, item.refund_if_unused)
+        for item in config.mall.items
+        if item.valid_days is not None
+    ]
+
+
+def reminder_window(today: date, config: Config) -> tuple[date, date]:
+    """The last valid days a reminder is due for on local day `today`: from today (a day missed
+    while the bot was down is caught up) to `voucher_reminder_days` ahead."""
+    return today, today + timedelta(days=config.mall.voucher_reminder_days)
+
+
 # --- browsing --------------------------------------------------------------------------------
 
 
@@ -169,6 +216,8 @@ class ItemView:
     state: ItemState
     price: MallPrice | None
     availability: str
+    # The last day a code redeemed now could be used; None = no limit.
+    valid_until: date | None = None
 
 
 async def item_view(programme: Programme, sku: str) -> ItemView:
@@ -179,7 +228,8 @@ async def item_view(programme: Programme, sku: str) -> ItemView:
     if item is None or state is None:
         raise RuleError(N_("button.expired"))
     price = None if item.kind == "deduction" else mall_price(item, now, config)
-    return ItemView(item, state, price, state.availability(now))
+    valid_until = voucher_last_day(item, now, config)
+    return ItemView(item, state, price, state.availability(now), valid_until)
 
 
 # --- redeeming -------------------------------------------------------------------------------
@@ -196,6 +246,8 @@ class PendingRedemption:
     price: MallPrice
     plan: tuple[tuple[datetime | None, int], ...]
     available_after: int
+    # The last day the code would be valid if confirmed today; None = no limit.
+    valid_until: date | None = None
 
 
 async def offer_redemption(
@@ -226,7 +278,8 @@ async def offer_redemption(
         deduction_yuan=None if yuan is None else Decimal(yuan),
     )
     available = await programme.ledger.available(member_id, now)
-    return PendingRedemption(offer, item, yuan, price, plan, available - price.points)
+    valid_until = voucher_last_day(item, now, config)
+    return PendingRedemption(offer, item, yuan, price, plan, available - price.points, valid_until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +293,32 @@ class Redeemed:
 async def confirm_redemption(
     programme: Programme, member_id: int, offer_id: int, *, actor: str
 ) -> Redeemed:
-    """Redeem the member's offer once, at the price it still has now; raises OfferExpired,
-    CatalogPriceChanged, InsufficientPoints, SoldOut, NotAvailable, LimitReached."""
-    now = programme.now()
-    redemption = await programme.mall.redeem(offer_id, member_id, now=now, actor=actor)
+    """Redeem the member's offer once, at the price it still has now, its code valid from the
+    day it is redeemed; raises OfferExpired, CatalogPriceChanged, InsufficientPoints, SoldOut,
+    NotAvailable, LimitReached."""
+    config, now = programme.config, programme.now()
+    offer = await programme.mall.offer(offer_id, member_id)
+    # Counted from the redeeming instant, not the offer's: a confirmation tapped after
+    # midnight gives the member the whole validity.
+    item = config.mall.item(offer.sku)
+    valid_until = None if item is None else voucher_last_day(item, now, config)
+    redemption = await programme.mall.redeem(
+        offer_id,
+        member_id,
+        now=now,
+        actor=actor,
+        valid_until=valid_until,
+        refund_if_unused=item is not None and item.refund_if_unused,
+    )
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
+
+
+async def fulfil_redemption(programme: Programme, code: str, *, actor: str) -> Redemption:
+    """Staff accept a code now: goods handed over, a voucher taken at the till, refused after
+    its last valid day; raises NotFound, InvalidState, VoucherExpired."""
+    now = programme.now()
+    today = local_today(now, programme.config)
+    return await programme.mall.fulfil(code, actor=actor, today=today, now=now)
 
 
 # --- returns and delisting -------------------------------------------------------------------
@@ -257,7 +331,12 @@ def return_deadline(redemption: Redemption, config: Config) -> datetime:
 
 def returnable(redemption: Redemption, config: Config, now: datetime) -> bool:
     """True when the member may still ask to return it."""
-    return redemption.status == "issued" and now <= return_deadline(redemption, config)
+    # A code past its last valid day is expired, not returned (its item's terms decide).
+    return (
+        redemption.status == "issued"
+        and now <= return_deadline(redemption, config)
+        and not voucher_expired(redemption, now, config)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +346,8 @@ class RedemptionsPage:
 
     redemptions: tuple[tuple[Redemption, bool], ...]
     total: int
+    # Ids of the codes on the page past their last valid day, never used.
+    expired: frozenset[int] = field(default_factory=frozenset)
 
 
 async def redemptions_page(
@@ -275,7 +356,8 @@ async def redemptions_page(
     """What /redemptions lists for a member now."""
     config, now = programme.config, programme.now()
     found, total = await programme.mall.redemptions(member_id, offset=offset, limit=limit)
-    return RedemptionsPage(tuple((r, returnable(r, config, now)) for r in found), total)
+    expired = frozenset(r.id for r in found if voucher_expired(r, now, config))
+    return RedemptionsPage(tuple((r, returnable(r, config, now)) for r in found), total, expired)
 
 
 async def request_return(
