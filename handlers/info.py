@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from telegram import Update
+from telegram.constants import MessageLimit
 
 from bot.config import Config
 from bot.i18n import N_
@@ -161,6 +162,31 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     return "\n".join(lines)
 
 
+def _packed(pieces: list[str], separator: str, limit: int) -> list[str]:
+    """Pieces joined by `separator` into as few texts of at most `limit` characters as fit."""
+    packed: list[str] = []
+    for piece in pieces:
+        if packed and len(packed[-1]) + len(separator) + len(piece) <= limit:
+            packed[-1] += separator + piece
+        else:
+            packed.append(piece)
+    return packed
+
+
+def message_parts(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
+    """A text cut into messages Telegram accepts: between sections (blank lines) where it
+    can, else between lines."""
+    # The rules grow with the programme (campaigns, sales, games, surveys): in English they
+    # pass Telegram's limit, which would refuse the whole answer.
+    sections: list[str] = []
+    for section in text.split("\n\n"):
+        lines: list[str] = []
+        for line in section.split("\n"):
+            lines += [line[i : i + limit] for i in range(0, len(line), limit)] or [line]
+        sections += _packed(lines, "\n", limit)
+    return _packed(sections, "\n\n", limit)
+
+
 async def start(update: Update, context: BotContext) -> None:
     """Register the member (or greet a returning one) and show the main menu."""
     user, message = update.effective_user, update.effective_message
@@ -207,9 +233,9 @@ async def rules(update: Update, context: BotContext) -> None:
     if update.effective_message is None:
         return
     _ = await texts_for(update, context)
-    await update.effective_message.reply_text(
-        render_rules(context.services.config, context.services.clock(), _)
-    )
+    text = render_rules(context.services.config, context.services.clock(), _)
+    for part in message_parts(text):
+        await update.effective_message.reply_text(part)
 
 
 async def menu_callback(update: Update, context: BotContext) -> None:
