@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FixedClock
-from bot.config import Config, load_config
+from bot.config import Config, MallDiscount, load_config
 from bot.i18n import I18n
 from bot.programme.birthdays import gift_allowed
 from bot.programme.errors import RuleError
@@ -20,7 +20,7 @@ from bot.programme.mall import sale_rate
 from bot.programme.purchases import award_purchase
 from handlers.common import Texts
 from handlers.info import render_rules
-from tests.conftest import NOW, Sandbox, assert_audit_ok
+from tests.conftest import NOW, Sandbox, assert_audit_ok, member_with
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 I18N = I18n.load()
@@ -397,4 +397,59 @@ async def test_a_sale_is_announced_once_on_its_first_day(sandbox: Sandbox, langu
         await services.sender.drain()
     later = [m.text or "" for m in sandbox.emu.messages(6301) if m.from_bot]
     assert sum("新年积分特惠" in t or "New Year points sale" in t for t in later) == 1
+    await assert_audit_ok(sandbox)
+
+
+def sale_of_15_today(config: Config) -> Config:
+    """A 15 % sale on the home shelf running on NOW's day."""
+    today = NOW.astimezone(config.program.tz).date()
+    sale = MallDiscount.model_validate(
+        {
+            "id": "today",
+            "name": {"zh-CN": "今日特惠", "en": "Today's sale"},
+            "starts": today,
+            "ends": today,
+            "percent": 15,
+            "categories": ["home"],
+        }
+    )
+    return config.model_copy(update={"mall": config.mall.model_copy(update={"discounts": [sale]})})
+
+
+SALE_SHOWN = {
+    "zh-hans": (
+        "环保家居",
+        "帆布环保购物袋 · 255 积分 · 85 折",
+        "🎉 今日特惠：85 折（原价 300 积分",
+        "🎁 兑换",
+        "🎉 已按「今日特惠」85 折",
+        "环保家居兑换享 85 折",
+    ),
+    "en": (
+        "Green home",
+        "Canvas shopping bag · 255 points · 15% off",
+        "🎉 Today's sale: 15% off (usually 300 points",
+        "🎁 Redeem",
+        "🎉 Today's sale: 15% off applied",
+        "15% off Green home",
+    ),
+}
+
+
+@pytest.mark.parametrize("configure", [[sale_of_15_today]])
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+async def test_a_sale_reads_the_same_on_the_shelf_the_card_and_in_the_rules(
+    sandbox: Sandbox, language: str
+) -> None:
+    shelf, button, card, redeem, confirm, rules = SALE_SHOWN[language]
+    await member_with(sandbox, 6401, 1000, language)
+    chat = sandbox.member(6401, language_code=language)
+    await chat.send("/mall")
+    await chat.tap(shelf)
+    assert button in chat.buttons()
+    await chat.tap(button)
+    assert card in (chat.last_text or "")
+    await chat.tap(redeem)
+    assert confirm in (chat.last_text or "")
+    assert rules in await rules_of(sandbox, 6401, language)
     await assert_audit_ok(sandbox)
