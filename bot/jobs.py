@@ -173,9 +173,9 @@ class Scheduler:
                 ]
         for sale in config.mall.discounts:
             if sale.starts == today:
+                key, params, buttons = sale_announcement(sale, config)
                 pushes += [
                     Push(f"sale:{sale.id}:{member_id}", member_id, MARKETING, key, params, buttons)
-                    for key, params, buttons in [sale_announcement(sale, config)]
                     for member_id in await self.pushes.member_ids()
                 ]
         await self.pushes.enqueue(pushes, now)

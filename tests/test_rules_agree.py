@@ -14,6 +14,7 @@ import pytest
 from bot.clock import FixedClock
 from bot.config import Config, MallDiscount, load_config
 from bot.i18n import I18n
+from bot.jobs import sale_announcement
 from bot.programme.birthdays import gift_allowed
 from bot.programme.errors import RuleError
 from bot.programme.mall import sale_rate
@@ -453,3 +454,31 @@ async def test_a_sale_reads_the_same_on_the_shelf_the_card_and_in_the_rules(
     assert confirm in (chat.last_text or "")
     assert rules in await rules_of(sandbox, 6401, language)
     await assert_audit_ok(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("zh-CN", "🎉 积分商城「全场特惠」今天开始！全部商品兑换享 85 折，截至 2027-01-05。"),
+        ("en", "🎉 The points mall's “Storewide sale” starts today! 15% off everything until"),
+    ],
+)
+def test_a_sale_on_everything_is_announced_as_such(
+    config: Config, language: str, expected: str
+) -> None:
+    sale = MallDiscount.model_validate(
+        {
+            "id": "all",
+            "name": {"zh-CN": "全场特惠", "en": "Storewide sale"},
+            "starts": date(2026, 12, 25),
+            "ends": date(2027, 1, 5),
+            "percent": 15,
+        }
+    )
+    key, params, buttons = sale_announcement(sale, config)
+    rendered = {
+        name: value[language] if isinstance(value, dict) else value
+        for name, value in params.items()
+    }
+    assert I18N.t(language, key, **rendered).startswith(expected)
+    assert buttons == [[("push.open_mall", "mall:home")]]

@@ -96,13 +96,6 @@ def purchase_points(amount: Decimal, category: Category, config: Config) -> int:
     return int(raw.to_integral_value(rounding=ROUND_FLOOR))
 
 
-def campaign_points(points: int, campaign: Campaign | None) -> int:
-    """A purchase's points under a campaign: multiplied, rounded down (campaigns never stack)."""
-    if campaign is None:
-        return points
-    return int((Decimal(points) * campaign.multiplier).to_integral_value(ROUND_FLOOR))
-
-
 @dataclass(frozen=True, slots=True)
 class Earning:
     """How a purchase's points are counted, step by step (what /rules shows in its example)."""
@@ -165,6 +158,13 @@ def active_campaign(day: date, category: Category, config: Config) -> Campaign |
     """The campaign with the highest multiplier running on local `day` for `category`."""
     running = [c for c in config.campaigns if c.applies(day, category.id)]
     return max(running, key=lambda c: c.multiplier, default=None)
+
+
+def campaign_points(points: int, campaign: Campaign | None) -> int:
+    """A purchase's points under a campaign: multiplied, rounded down (campaigns never stack)."""
+    if campaign is None:
+        return points
+    return int((Decimal(points) * campaign.multiplier).to_integral_value(ROUND_FLOOR))
 
 
 def campaigns_ahead(today: date, config: Config) -> list[tuple[Campaign, tuple[Category, ...]]]:
