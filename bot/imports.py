@@ -73,6 +73,7 @@ _RULE_REASONS: Final[dict[str, str]] = {
     "error.purchase_in_future": "future",
     "error.purchase_expired": "expired",
     "error.purchase_earns_nothing": "earns_nothing",
+    "error.purchase_under_one_yuan": "earns_nothing",
 }
 
 Progress = Callable[[int, int | None], None]

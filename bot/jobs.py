@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.clock import Clock, system_clock
-from bot.config import Config, MallItem
-from bot.i18n import N_, I18n, resolve_language
+from bot.config import LANGUAGES, Config, MallDiscount, MallItem
+from bot.i18n import N_, I18n, load_catalog, resolve_language
 from bot.programme.birthdays import (
     birthday_dates,
     birthday_gift_key,
@@ -29,7 +30,7 @@ from bot.programme.birthdays import (
     give_birthday_gift,
 )
 from bot.programme.calendar import end_of_day, local_today
-from bot.programme.mall import reminder_window, voucher_terms
+from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
 from bot.transport import NotSent, redact
 from storage.errors import Conflict
 from storage.ledger import Ledger
@@ -73,6 +74,33 @@ def _voucher_params(redemption: Redemption, item: MallItem | None) -> dict[str, 
     if item is not None:
         names = {"zh-CN": item.name.zh_CN, "en": item.name.en}
     return {"item": names, "code": redemption.code, "day": redemption.valid_until.isoformat()}
+
+
+@functools.cache
+def _list_separator(language: str) -> str:
+    """How a list reads in `language` (the catalogs' `list.separator`)."""
+    # The jobs plan pushes without a language at hand; the sender renders them later.
+    return load_catalog(language)[N_("list.separator")]
+
+
+def sale_announcement(
+    sale: MallDiscount, config: Config
+) -> tuple[str, dict[str, object], list[list[tuple[str, str]]]]:
+    """The message, its parameters (per language where they differ) and its button announcing
+    a points-mall sale on its first day."""
+    scope = sale_scope(sale, config)
+    params: dict[str, object] = {
+        "name": {lang: sale.name.get(lang) for lang in LANGUAGES},
+        # The same figure the mall and /rules show: 8 折 in Chinese, 20% off in English.
+        "rate": {lang: sale_rate(sale.percent, lang) for lang in LANGUAGES},
+        "ends": sale.ends.isoformat(),
+    }
+    if not scope:
+        return N_("push.sale_start_everything"), params, [[(N_("push.open_mall"), "mall:home")]]
+    params["scope"] = {
+        lang: _list_separator(lang).join(name.get(lang) for name in scope) for lang in LANGUAGES
+    }
+    return N_("push.sale_start"), params, [[(N_("push.open_mall"), "mall:home")]]
 
 
 class Scheduler:
@@ -163,6 +191,13 @@ class Scheduler:
                             "multiplier": multiplier,
                         },
                     )
+                    for member_id in await self.pushes.member_ids()
+                ]
+        for sale in config.mall.discounts:
+            if sale.starts == today:
+                key, params, buttons = sale_announcement(sale, config)
+                pushes += [
+                    Push(f"sale:{sale.id}:{member_id}", member_id, MARKETING, key, params, buttons)
                     for member_id in await self.pushes.member_ids()
                 ]
         await self.pushes.enqueue(pushes, now)

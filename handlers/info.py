@@ -6,13 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from telegram import Update
+from telegram.constants import MessageLimit
 
 from bot.config import Config
 from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
-from bot.programme.mall import voucher_terms
-from bot.programme.purchases import campaigns_ahead, points_per_yuan
+from bot.programme.mall import sale_rate, sale_scope, voucher_terms
+from bot.programme.purchases import campaigns_ahead, earn_rules
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
@@ -46,10 +47,34 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
 
     lines.append(_("rules.earn.heading"))
     lines.append(_("rules.earn.base"))
-    for category in earn.categories:
-        per_yuan = _number(points_per_yuan(category, config))
-        lines.append(_("rules.earn.category", category=category.name.get(lang), points=per_yuan))
+    today = local_today(now, config)
+    # Rates and examples from the computation every award uses (bot/programme/purchases.py).
+    for rule in earn_rules(today, config):
+        category = rule.category.name.get(lang)
+        per_yuan = _number(rule.points_per_yuan)
+        lines.append(_("rules.earn.category", category=category, points=per_yuan))
+        example = rule.example
+        in_campaigns = "".join(
+            _(
+                "rules.earn.example_campaign",
+                campaign=earning.campaign.name.get(lang),
+                points=earning.points,
+            )
+            for earning in rule.in_campaigns
+            if earning.campaign is not None
+        )
+        lines.append(
+            _(
+                "rules.earn.example",
+                category=category,
+                amount=_number(example.amount),
+                yuan=example.counted_yuan,
+                points=example.points,
+                campaigns=in_campaigns,
+            )
+        )
     lines.append(_("rules.earn.rounding"))
+    lines.append(_("rules.earn.lifetime"))
     if earn.share_bonus_points:
         lines.append(
             _(
@@ -60,11 +85,12 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     # The terms the birthday job and /settings apply (bot/programme/birthdays.py).
     birthday = birthday_terms(config)
-    if birthday is not None:
+    if birthday is not None and birthday.min_days_before:
         lines.append(
             _("rules.earn.birthday", points=birthday.gift_points, days=birthday.min_days_before)
         )
-    today = local_today(now, config)
+    elif birthday is not None:
+        lines.append(_("rules.earn.birthday_anytime", points=birthday.gift_points))
     # Campaigns over are no longer part of what members can expect.
     for campaign, categories in campaigns_ahead(today, config):
         scope = _("list.separator").join(c.name.get(lang) for c in categories)
@@ -97,16 +123,15 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     for sale in config.mall.discounts:
         if sale.ends < today:
             continue
-        shelves = [c.name.get(lang) for c in config.mall.categories if c.id in sale.categories]
-        items = [i.name.get(lang) for i in config.mall.items if i.sku in sale.skus]
-        scope = _("list.separator").join(shelves + items) or _("rules.mall.everything")
+        names = [name.get(lang) for name in sale_scope(sale, config)]
+        scope = _("list.separator").join(names) or _("rules.mall.everything")
         lines.append(
             _(
                 "rules.mall.discount",
                 sale=sale.name.get(lang),
                 starts=sale.starts.isoformat(),
                 ends=sale.ends.isoformat(),
-                percent=sale.percent,
+                rate=sale_rate(sale.percent, lang),
                 scope=scope,
             )
         )
@@ -151,6 +176,31 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         lines.append("")
         lines.append(_("rules.contact", contact=program.support_contact))
     return "\n".join(lines)
+
+
+def _packed(pieces: list[str], separator: str, limit: int) -> list[str]:
+    """Pieces joined by `separator` into as few texts of at most `limit` characters as fit."""
+    packed: list[str] = []
+    for piece in pieces:
+        if packed and len(packed[-1]) + len(separator) + len(piece) <= limit:
+            packed[-1] += separator + piece
+        else:
+            packed.append(piece)
+    return packed
+
+
+def message_parts(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
+    """A text cut into messages Telegram accepts: between sections (blank lines) where it
+    can, else between lines."""
+    # The rules grow with the programme (campaigns, sales, games, surveys): in English they
+    # pass Telegram's limit, which would refuse the whole answer.
+    sections: list[str] = []
+    for section in text.split("\n\n"):
+        lines: list[str] = []
+        for line in section.split("\n"):
+            lines += [line[i : i + limit] for i in range(0, len(line), limit)] or [line]
+        sections += _packed(lines, "\n", limit)
+    return _packed(sections, "\n\n", limit)
 
 
 async def start(update: Update, context: BotContext) -> None:
@@ -199,9 +249,9 @@ async def rules(update: Update, context: BotContext) -> None:
     if update.effective_message is None:
         return
     _ = await texts_for(update, context)
-    await update.effective_message.reply_text(
-        render_rules(context.services.config, context.services.clock(), _)
-    )
+    text = render_rules(context.services.config, context.services.clock(), _)
+    for part in message_parts(text):
+        await update.effective_message.reply_text(part)
 
 
 async def menu_callback(update: Update, context: BotContext) -> None:

@@ -28,6 +28,7 @@ from bot.programme.mall import (
     offer_redemption,
     redemptions_page,
     request_return,
+    sale_rate,
     shelf,
 )
 from bot.qr import qr_png
@@ -111,6 +112,9 @@ def redemption_data(action: str, *args: object) -> str:
 def _price_label(entry: PricedItem, config: Config, _: Texts) -> str:
     if entry.price is None:
         return _("mall.deduction_rate", points=config.redemption.deduction_points_per_yuan)
+    if entry.price.discount is not None:
+        rate = sale_rate(entry.price.discount.percent, _.language)
+        return _("mall.points_on_sale", points=entry.price.points, rate=rate)
     return _("mall.points", points=entry.price.points)
 
 
@@ -187,7 +191,7 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
                 _(
                     "mall.card.discount",
                     sale=price.discount.name.get(lang),
-                    percent=price.discount.percent,
+                    rate=sale_rate(price.discount.percent, lang),
                     list_points=price.list_points,
                     ends=price.discount.ends.isoformat(),
                 )
@@ -271,7 +275,7 @@ def _confirmation(
             _(
                 "mall.confirm.discount",
                 sale=price.discount.name.get(_.language),
-                percent=price.discount.percent,
+                rate=sale_rate(price.discount.percent, _.language),
             )
         )
     lines += _plan_lines(pending.plan, config, _)

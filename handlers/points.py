@@ -39,7 +39,7 @@ def expiry_schedule(balance: Balance, config: Config) -> list[tuple[date | None,
 
 
 def render_balance(balance: Balance, config: Config, _: Texts) -> str:
-    """The /balance answer: available points, what expires when, lifetime earned."""
+    """The /balance answer: available points, what expires when, everything received in total."""
     lines = [_("balance.available", points=balance.available)]
     if balance.available:
         lines.append(_("balance.expiring_heading"))
@@ -115,7 +115,7 @@ def decode_page(data: str) -> int | None:
 
 
 async def balance(update: Update, context: BotContext) -> None:
-    """Show the member's available points, their expiry dates and lifetime earnings."""
+    """Show the member's available points, their expiry dates and everything received in total."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
         return

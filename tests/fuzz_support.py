@@ -352,8 +352,10 @@ class Expected:
 
 
 def purchase_points(amount: Decimal, category: str | None) -> int:
-    """Points the sample programme gives for a purchase today (no campaign runs at NOW)."""
-    return int((amount * CATEGORY_RATES[category]).to_integral_value(ROUND_FLOOR))
+    """Points the sample programme gives for a purchase today (no campaign runs at NOW): per
+    full yuan, rounded down."""
+    full_yuan = amount.to_integral_value(ROUND_FLOOR)
+    return int((full_yuan * CATEGORY_RATES[category]).to_integral_value(ROUND_FLOOR))
 
 
 def code_variants(code: str) -> dict[str, str]:

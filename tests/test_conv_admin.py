@@ -59,11 +59,11 @@ async def test_purchase_awards_points_by_category(sandbox: Sandbox) -> None:
     [reply] = await sandbox.admin().send(f"/purchase {member.member_code} 128.50 eco R-1001")
     assert reply.text == (
         f"✅ 已为 小明（{grouped(member.member_code)}）记录消费 128.50 元（绿色环保商品），"
-        "获得 257 积分。当前可用积分：257。"
+        "获得 256 积分。当前可用积分：256。"  # per full yuan: 128 × 2
     )
-    assert await available(sandbox, member) == 257
+    assert await available(sandbox, member) == 256
     [statement] = await sandbox.member(8001).send("/history")
-    assert "消费积分  +257 · 小票 R-1001 · 消费 ¥128.50" in (statement.text or "")
+    assert "消费积分  +256 · 小票 R-1001 · 消费 ¥128.50" in (statement.text or "")
 
 
 async def test_purchase_without_category_uses_the_default(sandbox: Sandbox) -> None:
@@ -130,7 +130,7 @@ async def test_campaign_multiplies_and_says_so(
         ("{code} 1e9", "金额「1e9」无效"),
         ("{code} 50000.01", "超过单笔上限"),
         ("{code} NaN", "金额「NaN」无效"),
-        ("{code} 0.50", "消费 0.50 元不足以获得 1 积分，未记账。"),
+        ("{code} 0.50", "消费 0.50 元不满 1 元：积分按每满 1 元计算，不足 1 元的部分不计积分"),
         (
             "{code} 10 toys",
             "没有「toys」这个商品类别。可用的类别：日常商品（general）、绿色环保商品（eco）、"
@@ -256,7 +256,7 @@ async def test_member_lookup_shows_balance_and_lots(sandbox: Sandbox) -> None:
     text = reply.text or ""
     assert text.startswith(f"👤 小明 ({grouped(member.member_code)}), member since ")
     assert "💰 Available points: 45" in text
-    assert "Earned in total: 60 points" in text
+    assert "Received in total: 60 points" in text
     assert ": 60, 45 left, valid through " in text
 
 
@@ -276,7 +276,7 @@ async def test_the_ledger_stays_consistent_after_till_work(sandbox: Sandbox) -> 
     await admin.send(f"/adjust {member.member_code} -10 更正")
     report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
     assert report.ok, str(report)
-    assert await available(sandbox, member) == 23  # 88.80 × 1.5 = 133, then -100 -10
+    assert await available(sandbox, member) == 22  # 88 full yuan × 1.5 = 132, then -100 -10
 
 
 async def test_a_receipt_entered_at_the_till_is_not_awarded_again_by_the_csv_import(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from handlers.common import Texts
+from handlers.info import render_rules
 from tests.conftest import Sandbox
 
 
@@ -41,7 +43,7 @@ async def test_rules_in_chinese_are_generated_from_the_configuration(sandbox: Sa
     [reply] = await sandbox.member().send("/rules")
     text = reply.text or ""
     assert text.startswith("📜 红米好物「绿色消费积分」规则")
-    assert "绿色环保商品：每 1 元 2 积分" in text
+    assert "绿色环保商品：每满 1 元 2 积分" in text
     assert "12 个月内有效" in text
     assert "7 天内可申请退货" in text
     assert "有效期不少于 30 天" in text
@@ -50,10 +52,15 @@ async def test_rules_in_chinese_are_generated_from_the_configuration(sandbox: Sa
 
 
 async def test_rules_in_english_for_an_english_telegram_client(sandbox: Sandbox) -> None:
-    [reply] = await sandbox.member(language_code="en-GB").send("/rules")
-    text = reply.text or ""
+    # Longer than one Telegram message in English: sent in parts, cut between sections.
+    replies = await sandbox.member(language_code="en-GB").send("/rules", expect=2)
+    assert all(len(reply.text or "") <= 4096 for reply in replies)
+    text = "\n\n".join(reply.text or "" for reply in replies)
+    services = sandbox.services
+    whole = render_rules(services.config, services.clock(), Texts(services.i18n, "en"))
+    assert text == whole  # nothing lost or repeated at the cut
     assert "Green Consumption Points" in text
-    assert "Eco-friendly products: 2 per yuan" in text
+    assert "Eco-friendly products: 2 per full yuan" in text
     assert "12 months" in text
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in text.replace("红米好物", ""))
 

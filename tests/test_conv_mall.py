@@ -425,15 +425,15 @@ async def test_a_sale_is_shown_in_the_list_card_confirmation_and_rules(
     chat = sandbox.member(9801)
     await chat.send("/mall")
     await chat.tap("环保家居")
-    assert "帆布环保购物袋 · 240 积分" in chat.buttons()
+    assert "帆布环保购物袋 · 240 积分 · 8 折" in chat.buttons()
     await chat.tap("帆布环保购物袋")
-    assert "🎉 今日特惠：20% 优惠（原价 300 积分" in (chat.last_text or "")
+    assert "🎉 今日特惠：8 折（原价 300 积分" in (chat.last_text or "")
     await chat.tap("🎁 兑换")
-    assert "🎉 已按「今日特惠」优惠 20%" in (chat.last_text or "")
+    assert "🎉 已按「今日特惠」8 折" in (chat.last_text or "")
     await chat.tap("✅ 确认兑换", expect=2)
     assert await available(sandbox, member) == 760
     [rules] = await chat.send("/rules")
-    assert "积分商城活动「今日特惠」" in (rules.text or "") and "环保家居兑换享 20% 优惠" in (
+    assert "积分商城活动「今日特惠」" in (rules.text or "") and "环保家居兑换享 8 折" in (
         rules.text or ""
     )
 

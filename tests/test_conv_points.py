@@ -55,7 +55,7 @@ async def test_balance_groups_expiry_by_local_day(sandbox: Sandbox) -> None:
             f"• 90 积分有效至 {soon.isoformat()}",
             f"• 70 积分有效至 {later.isoformat()}",
             "• 5 积分永久有效",
-            "累计获得：205 积分",
+            "累计获得：205 积分（您账户收到过的全部积分，含消费、奖励、补偿、调整增加和家人转入）",
         ]
     )
 
@@ -81,7 +81,8 @@ async def test_balance_of_a_new_member_explains_how_to_earn(sandbox: Sandbox) ->
         [
             "💰 Available points: 0",
             "You have no points to use yet. Every purchase earns points; send /rules to see how.",
-            "Earned in total: 0 points",
+            "Received in total: 0 points (every point ever added to your account: purchases,"
+            " rewards, compensation, adjustments in your favour and transfers from family)",
         ]
     )
     # Asking was enough to become a member: a cashier can now award points to the code.

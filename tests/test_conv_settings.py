@@ -166,7 +166,7 @@ async def test_the_rules_state_the_birthday_terms_the_gift_is_given_on(sandbox: 
     [rules] = await sandbox.member(5102).send("/rules")
     assert (
         f"• 生日当天赠送 {birthday.gift_points} 积分（请在 /settings 中填写生日；"
-        f"生日前 {birthday.min_days_before} 天内才填写或修改的，当年不赠送；"
+        f"生日前不足 {birthday.min_days_before} 天（含生日当天）才填写或修改的，当年不赠送；"
         "生日一年内只能修改一次）。"
     ) in (rules.text or "")
 

@@ -70,7 +70,7 @@ EN = {
     "purchase": "Purchase",
     "receipt": r"^ · receipt DEMO-\d{4} · spent ¥\d+\.\d\d( · campaign: .+)?$",
     "available": r"Available points: (\d+)",
-    "lifetime": r"Earned in total\D*(\d+)",
+    "lifetime": r"Received in total\D*(\d+)",
     "birthday": r"Birthday: (\d\d)-(\d\d)",
 }
 

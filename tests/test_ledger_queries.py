@@ -84,16 +84,22 @@ def test_balance_groups_unexpired_remainders_by_expiry(conn: sqlite3.Connection)
     assert ledger.available(conn, alice, T0) == 80
 
 
-def test_lifetime_earned_ignores_refunds_and_transfers(conn: sqlite3.Connection) -> None:
+def test_lifetime_counts_every_point_credited_once(conn: sqlite3.Connection) -> None:
+    # What /balance shows as 累计获得 and /rules defines: earned, adjusted up, sent by family;
+    # a refund or an extension is no new point, and spending or a correction down takes none off.
     alice, bob = new_member(conn, 1), new_member(conn, 2)
-    earn(conn, alice, 50, None, "a")
+    earn(conn, alice, 50, T0 + 5 * DAY, "a")
     spent = ledger.spend(conn, alice, 20, key="s", actor="m", reason=None, reference=None, now=T0)
     ledger.refund(
         conn, spent.operation_id, key="r", actor="o", reason=None, merchant_fault=False, now=T0
     )
+    ledger.adjust(conn, alice, 100, key="up", actor="o", reason="goodwill", now=T0)
+    ledger.adjust(conn, alice, -10, key="down", actor="o", reason="typo", now=T0)
+    ledger.extend_validity(conn, alice, until=T0 + 9 * DAY, key="x", actor="o", reason=None, now=T0)
     ledger.transfer(conn, alice, bob, 30, key="t", actor="m", reason=None, now=T0)
-    assert ledger.balance(conn, alice, T0).lifetime_earned == 50
-    assert ledger.balance(conn, bob, T0).lifetime_earned == 0
+    assert ledger.balance(conn, alice, T0).lifetime_earned == 150
+    assert ledger.balance(conn, alice, T0).available == 110
+    assert ledger.balance(conn, bob, T0).lifetime_earned == 30
     assert ledger.balance(conn, bob, T0).available == 30
 
 

@@ -53,7 +53,13 @@ def with_expiry(config: Config, **changes: object) -> Config:
 
 @pytest.mark.parametrize(
     ("amount", "category", "points"),
-    [("99.99", "general", 99), ("100", "eco", 200), ("10.50", "refill", 15), ("0.99", "eco", 1)],
+    [
+        ("99.99", "general", 99),
+        ("100", "eco", 200),
+        ("10.50", "refill", 15),
+        ("99.5", "refill", 148),
+        ("0.99", "eco", 0),
+    ],
 )
 def test_purchase_points(config: Config, amount: str, category: str, points: int) -> None:
     found = config.earn.category(category)
@@ -123,7 +129,9 @@ SHANGHAI_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
 def test_award_applies_the_category_and_expiry(config: Config) -> None:
     award = award_purchase(Decimal("66.50"), "eco", SHANGHAI_NOON, SHANGHAI_NOON, config)
-    assert (award.points, award.category.id, award.campaign) == (133, "eco", None)
+    # Per full yuan: 66 × 2, the 0.50 earns nothing; no campaign, so the base is the total.
+    assert (award.points, award.category.id, award.campaign) == (132, "eco", None)
+    assert award.base_points == 132
     assert award.expires_at == expires_at(SHANGHAI_NOON, config)
     assert award.meta() == {"amount": "66.50", "category": "eco", "purchased_on": "2026-11-25"}
 
@@ -137,7 +145,7 @@ def test_campaign_multiplies_only_its_categories_and_days(config: Config) -> Non
     # green_winter: 2026-12-01..31 in Shanghai, ×2 for eco and refill.
     first_minute = datetime(2026, 11, 30, 16, 1, tzinfo=UTC)  # 1 Dec 00:01 in Shanghai
     eco = award_purchase(Decimal("10"), "eco", first_minute, first_minute, config)
-    assert eco.points == 40 and eco.campaign is not None
+    assert (eco.points, eco.base_points) == (40, 20) and eco.campaign is not None
     assert eco.meta()["campaign"] == "green_winter"
     general = award_purchase(Decimal("10"), "general", first_minute, first_minute, config)
     assert general.points == 10 and general.campaign is None
@@ -149,7 +157,7 @@ def test_campaign_multiplies_only_its_categories_and_days(config: Config) -> Non
     ("amount", "category", "bought", "key"),
     [
         ("10", "toys", SHANGHAI_NOON, "error.unknown_category"),
-        ("0.99", "general", SHANGHAI_NOON, "error.purchase_earns_nothing"),
+        ("0.99", "general", SHANGHAI_NOON, "error.purchase_under_one_yuan"),
         ("10", "eco", SHANGHAI_NOON.replace(year=2027), "error.purchase_in_future"),
         ("10", "eco", SHANGHAI_NOON.replace(year=2024), "error.purchase_expired"),
     ],

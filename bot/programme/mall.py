@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from bot.config import Config, MallCategory, MallDiscount, MallItem
+from bot.config import Config, Localized, MallCategory, MallDiscount, MallItem
 from bot.i18n import N_
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
@@ -48,6 +48,22 @@ def sale_window(discount: MallDiscount, config: Config) -> tuple[datetime, datet
     return end_of_day(discount.starts - timedelta(days=1), config), end_of_day(
         discount.ends, config
     )
+
+
+def sale_rate(percent: int, language: str) -> str:
+    """How much a sale takes off, as the member's language counts it (the catalogs add the
+    unit): zh-CN the 折 a shop writes (20 % off: "8", 15 % off: "85"), else the percent off."""
+    if language != "zh-CN":
+        return str(percent)
+    # 折 counts tenths of the price paid; a price tag writes 8 折 for 80 %, 85 折 for 85 %.
+    paid = 100 - percent
+    return str(paid // 10) if paid % 10 == 0 else str(paid)
+
+
+def sale_scope(discount: MallDiscount, config: Config) -> list[Localized]:
+    """The shelves, then the items, a sale covers by name (empty: the whole mall)."""
+    shelves = [c.name for c in config.mall.categories if c.id in discount.categories]
+    return shelves + [i.name for i in config.mall.items if i.sku in discount.skus]
 
 
 def catalog_entry(item: MallItem, config: Config) -> CatalogEntry:

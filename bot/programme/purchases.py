@@ -82,14 +82,47 @@ def parse_amount(text: str, config: Config) -> Decimal:
 
 
 def points_per_yuan(category: Category, config: Config) -> Decimal:
-    """What one yuan earns in a category before any campaign (the rate /rules announces)."""
+    """What each full yuan earns in a category before any campaign (the rate /rules announces)."""
     return config.earn.points_per_yuan * category.multiplier
 
 
+def counted_yuan(amount: Decimal) -> int:
+    """The full yuan of an amount that earn points (每满 1 元: the part under 1 yuan earns none)."""
+    return int(amount.to_integral_value(rounding=ROUND_FLOOR))
+
+
 def purchase_points(amount: Decimal, category: Category, config: Config) -> int:
-    """Points for a purchase: amount × the category's rate, rounded down to a whole point."""
-    raw = amount * points_per_yuan(category, config)
+    """Points for a purchase before any campaign: full yuan × the category's rate, rounded
+    down to a whole point."""
+    raw = counted_yuan(amount) * points_per_yuan(category, config)
     return int(raw.to_integral_value(rounding=ROUND_FLOOR))
+
+
+@dataclass(frozen=True, slots=True)
+class Earning:
+    """How a purchase's points are counted, step by step (what /rules shows in its example)."""
+
+    amount: Decimal
+    category: Category
+    # The full yuan that earn points (the part under 1 yuan earns none).
+    counted_yuan: int
+    # Points before any campaign: counted_yuan × the category's rate, rounded down.
+    base_points: int
+    # The campaign that multiplied base_points (its multiplier is campaign.multiplier), if any.
+    campaign: Campaign | None
+    # What the purchase earns: base_points, multiplied by the campaign and rounded down.
+    points: int
+
+
+def purchase_earning(
+    amount: Decimal, category: Category, campaign: Campaign | None, config: Config
+) -> Earning:
+    """The one computation of a purchase's points, under `campaign` (None: none running)."""
+    # Every award, the till's and the import's, and every sentence of /rules come from here.
+    base = purchase_points(amount, category, config)
+    return Earning(
+        amount, category, counted_yuan(amount), base, campaign, campaign_points(base, campaign)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +132,10 @@ class PurchaseAward:
     amount: Decimal
     category: Category
     campaign: Campaign | None
+    # The total: base_points, multiplied by the campaign when one ran.
     points: int
+    # The points before any campaign (points - base_points is the campaign's extra).
+    base_points: int
     expires_at: datetime | None
     purchased_on: date
 
@@ -146,6 +182,41 @@ def campaigns_ahead(today: date, config: Config) -> list[tuple[Campaign, tuple[C
     ]
 
 
+# The amount /rules works its example with: not a whole number, to show that only full yuan
+# count.
+EXAMPLE_AMOUNT: Final = Decimal("99.5")
+
+
+@dataclass(frozen=True, slots=True)
+class EarnRule:
+    """What /rules says about one category: its rate and a worked example, outside any
+    campaign and under each campaign not over yet that covers it."""
+
+    category: Category
+    points_per_yuan: Decimal
+    example: Earning
+    in_campaigns: tuple[Earning, ...]
+
+
+def earn_rules(today: date, config: Config) -> list[EarnRule]:
+    """Each category's earn rule with its worked example (EXAMPLE_AMOUNT), by the very
+    computation awards use."""
+    ahead = campaigns_ahead(today, config)
+    return [
+        EarnRule(
+            category,
+            points_per_yuan(category, config),
+            purchase_earning(EXAMPLE_AMOUNT, category, None, config),
+            tuple(
+                purchase_earning(EXAMPLE_AMOUNT, category, campaign, config)
+                for campaign, covered in ahead
+                if category in covered
+            ),
+        )
+        for category in config.earn.categories
+    ]
+
+
 def award_purchase(
     amount: Decimal, category_id: str | None, purchased_at: datetime, now: datetime, config: Config
 ) -> PurchaseAward:
@@ -158,14 +229,23 @@ def award_purchase(
     if purchased_at > now + CLOCK_SKEW:
         raise RuleError(N_("error.purchase_in_future"))
     day = local_today(purchased_at, config)
-    campaign = active_campaign(day, category, config)
-    points = campaign_points(purchase_points(amount, category, config), campaign)
-    if points <= 0:
+    earning = purchase_earning(amount, category, active_campaign(day, category, config), config)
+    if earning.counted_yuan < 1:
+        raise RuleError(N_("error.purchase_under_one_yuan"), amount=amount)
+    if earning.points <= 0:
         raise RuleError(N_("error.purchase_earns_nothing"), amount=amount)
     expiry = expires_at(purchased_at, config)
     if expiry is not None and expiry <= now:
         raise RuleError(N_("error.purchase_expired"), day=display_expiry(expiry, config))
-    return PurchaseAward(amount, category, campaign, points, expiry, day)
+    return PurchaseAward(
+        amount=amount,
+        category=category,
+        campaign=earning.campaign,
+        points=earning.points,
+        base_points=earning.base_points,
+        expires_at=expiry,
+        purchased_on=day,
+    )
 
 
 def check_receipt(receipt: str) -> str:

@@ -66,8 +66,8 @@ def available(conn: sqlite3.Connection, member_id: int, now: datetime | None = N
 
 
 def balance(conn: sqlite3.Connection, member_id: int, now: datetime | None = None) -> Balance:
-    """Spendable points (unexpired remainders), their expiry schedule and lifetime earnings;
-    raises NotFound."""
+    """Spendable points (unexpired remainders), their expiry schedule and every point ever
+    credited to the member; raises NotFound."""
     now = required_now(now)
     _require_member(conn, member_id)
     expiring = tuple(
@@ -80,12 +80,15 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime | None = Non
             (member_id, ts(now)),
         )
     )
-    earned_kinds = sorted(EARN_KINDS)
+    # Lifetime = every point ever added to the member from outside: earned, adjusted up, sent
+    # by family. A refund gives back points already counted and an extension only moves them
+    # to a new lot, so neither counts; spending and expiry never take anything off.
+    credited_kinds = sorted(EARN_KINDS | {"adjust", "transfer"})
     lifetime = conn.execute(
         "SELECT coalesce(sum(l.points), 0) FROM lots AS l"
         " JOIN operations AS o ON o.id = l.operation_id"
         " WHERE l.member_id = ? AND o.kind IN (SELECT value FROM json_each(?))",
-        (member_id, json.dumps(earned_kinds)),
+        (member_id, json.dumps(credited_kinds)),
     ).fetchone()[0]
     return Balance(
         member_id=member_id,
