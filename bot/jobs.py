@@ -89,7 +89,7 @@ class Scheduler:
                         kind="birthday",
                         key=key,
                         actor="system:birthday",
-                        expires_at=expires_at(now, config),
+                        expires_at=expires_at(now, config, "birthday"),
                         reason=str(today.year),
                         now=now,
                     )

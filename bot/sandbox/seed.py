@@ -62,7 +62,7 @@ async def seed_demo(programme: Programme, now: datetime) -> int:
             kind="birthday",
             key=f"birthday:{member.id}:demo",
             actor=DEMO_ACTOR,
-            expires_at=expires_at(now, config),
+            expires_at=expires_at(now, config, "birthday"),
             now=now,
         )
     return member.id
