@@ -36,7 +36,10 @@ def test_the_demo_member_holds_points_in_lots_with_different_expiry() -> None:
     result = run_demo("/balance\n")
     assert result.returncode == 0, result.stderr
     balance = result.stdout.split("你 › /balance", 1)[1]
-    lots = [int(n) for n in re.findall(r"• (\d+) 积分有效至 \d{4}-\d\d-\d\d", balance)]
-    assert len(lots) >= 4
+    # Purchase points last for life (one line); the birthday gift (and any campaign's extra
+    # points) have a last day.
+    dated = [int(n) for n in re.findall(r"• (\d+) 积分有效至 \d{4}-\d\d-\d\d", balance)]
+    lifetime = [int(n) for n in re.findall(r"• (\d+) 积分永久有效", balance)]
+    assert len(dated) >= 1 and len(lifetime) == 1
     available = re.search(r"可用积分：(\d+)", balance)
-    assert available is not None and int(available.group(1)) == sum(lots)
+    assert available is not None and int(available.group(1)) == sum(dated) + sum(lifetime)
