@@ -81,6 +81,8 @@ def main(verbose: bool) -> None:
 def check_config(config_path: Path) -> None:
     """Validate the configuration and print a summary."""
     config = _load(config_path)
+    # Before "OK": a file that breaks the points-value guarantee is not OK to run.
+    guarantee = _check_guarantee(config, config_path)
     program = config.program
     click.echo(f"{config_path}: OK")
     click.echo(f"  programme   {program.brand} · {program.name.zh_CN} / {program.name.en}")
@@ -98,23 +100,21 @@ def check_config(config_path: Path) -> None:
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
+    click.echo(f"  guarantee   {guarantee}")
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
     for key, message in unrunnable(config).items():
         click.echo(f"warning: {config_path}: [{key}] {message}", err=True)
-    _check_guarantee(config, config_path, label="  guarantee   ")
 
 
-def _check_guarantee(config: Config, config_path: Path, *, label: str = "") -> None:
+def _check_guarantee(config: Config, config_path: Path) -> str:
     """Compare the file with the terms members were promised (in the database, when there is
-    one); exit 2 naming each term it makes worse without notice."""
+    one) and say how it compares; exit 2 naming each term it makes worse without notice."""
     from bot.programme.policy import TermsRefused, check_terms
     from storage.store import connect_sync
 
     path = Path(config.storage.path)
     if not path.is_file():
-        if label:
-            click.echo(f"{label}no database yet: the file becomes the terms members are promised")
-        return
+        return "no database yet: the file becomes the terms members are promised"
     conn = connect_sync(path, synchronous=config.storage.synchronous)
     try:
         check_terms(conn, config, cli_clock()(), str(config_path))
@@ -124,13 +124,10 @@ def _check_guarantee(config: Config, config_path: Path, *, label: str = "") -> N
     except sqlite3.OperationalError:
         # A database from before the guarantee (no promise table yet): the first start after
         # the upgrade takes the file as the promise.
-        if label:
-            click.echo(f"{label}no terms recorded yet: the file becomes the promise at start")
-        return
+        return "no terms recorded yet: the file becomes the promise at the next start"
     finally:
         conn.close()
-    if label:
-        click.echo(f"{label}no term is worse for members than promised")
+    return "no term is worse for members than promised"
 
 
 @main.command("init-db")

@@ -7,7 +7,7 @@ import tomllib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -181,7 +181,7 @@ class EarnConfig(_Section):
 
 # Where points come from, each with its own expiry policy ([expiry.sources]); a source not
 # listed there follows the top-level [expiry] policy. ("task" and "tier" will join them.)
-EXPIRY_SOURCES: tuple[str, ...] = (
+ExpirySource = Literal[
     "purchase",
     "birthday",
     "game",
@@ -191,7 +191,8 @@ EXPIRY_SOURCES: tuple[str, ...] = (
     "share",
     "compensation",
     "adjustment",
-)
+]
+EXPIRY_SOURCES: tuple[ExpirySource, ...] = get_args(ExpirySource)
 
 
 class ExpiryPolicy(_Section):

@@ -3,12 +3,20 @@ only for what can expire, and /rules saying both, in zh-CN and en."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from bot.imports import import_purchases
 from bot.programme.calendar import end_of_day
-from tests.conftest import Sandbox, assert_audit_ok
+from storage.audit import audit
+from storage.errors import Conflict, InvalidRequest, StoreError
+from storage.ledger import EarnRequest, earn_groups
+from storage.members import Profile, register_member
+from storage.store import connect_sync, migrate
+from tests.conftest import NOW, Sandbox, assert_audit_ok
 from tests.test_jobs import deliver, member, set_birthday, texts
 
 # Noon in Shanghai on 10 December 2026: the sample's green_winter campaign doubles eco.
@@ -124,3 +132,61 @@ async def test_rules_state_each_policy_once_naming_its_sources(sandbox: Sandbox,
     start = lines.index(RULES[lang][0])
     assert lines[start : start + 4] == RULES[lang]
     await assert_audit_ok(sandbox)
+
+
+# --- the purchase and its campaign points, booked together ------------------------------------
+
+
+async def test_the_till_and_the_import_book_a_campaign_receipt_alike(sandbox: Sandbox) -> None:
+    services = sandbox.services
+    services.clock = lambda: CAMPAIGN_NOON
+    found = await member(sandbox, 7130)
+    await sandbox.admin().send(f"/purchase {found.member_code} 100 eco R-BOTH-1")
+    lines = [
+        "receipt_id,member_code,amount,category,purchased_at\n",
+        f"R-BOTH-1,{found.member_code},100.00,eco,2026-12-10T12:00:00+08:00\n",
+        f"R-BOTH-2,{found.member_code},50,eco,2026-12-10T12:00:00+08:00\n",
+    ]
+    config, later = services.config, CAMPAIGN_NOON + timedelta(hours=1)
+    summary = await services.store.write(
+        lambda conn: import_purchases(conn, lines, config, actor="import:pos.csv", now=later)
+    )
+    # The till's receipt is a replay (both of its operations); the new one books both.
+    assert (summary.imported, summary.replayed, summary.points) == (1, 1, 200)
+    last_day = end_of_day(date(2027, 12, 10), sandbox.config)
+    lots = await services.ledger.lots(found.id)
+    assert sorted(((lot.points, lot.expires_at) for lot in lots), key=str) == [
+        (100, None),
+        (100, last_day),
+        (200, None),
+        (200, last_day),
+    ]
+    await assert_audit_ok(sandbox)
+
+
+def test_a_group_is_booked_whole_or_not_at_all(tmp_path: Path) -> None:
+    conn = connect_sync(tmp_path / "ledger.sqlite3")
+    migrate(conn)
+    member_id = register_member(conn, Profile(1, "a"), None, NOW)[0].id
+    base = EarnRequest(member_id, 10, "purchase", "purchase:R1", "till", None, NOW)
+    bonus = EarnRequest(
+        member_id, 10, "campaign", "purchase:R1:campaign", "till", NOW + timedelta(days=365), NOW
+    )
+    # Booked before without its campaign points: the pair describes something else.
+    [alone] = earn_groups(conn, [(base,)])
+    assert not isinstance(alone, StoreError)
+    broken = dataclasses.replace(base, key="purchase:R2", points=0)
+    mixed, invalid = earn_groups(
+        conn, [(base, bonus), (dataclasses.replace(bonus, key="purchase:R2:campaign"), broken)]
+    )
+    assert isinstance(mixed, Conflict) and isinstance(invalid, InvalidRequest)
+    assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 1
+    pair = (dataclasses.replace(base, key="purchase:R3"), dataclasses.replace(bonus, key="c3"))
+    [first] = earn_groups(conn, [pair])
+    [again] = earn_groups(conn, [pair])
+    assert isinstance(first, tuple) and isinstance(again, tuple)
+    assert [r.replayed for r in first] == [False, False]
+    assert [r.replayed for r in again] == [True, True]
+    assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 3
+    assert audit(conn).ok
+    conn.close()

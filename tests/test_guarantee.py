@@ -3,16 +3,20 @@ notice period; improvements apply at once (check-config, `pointsbot run`, the ru
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from bot.app import build_application, running
 from bot.cli import main
-from bot.config import load_config
+from bot.clock import FixedClock
+from bot.config import Config, load_config
 from bot.programme.policy import TermsRefused, keep_promise
+from bot.sandbox.server import BotApiEmulator
 from storage.store import connect_sync, migrate
 from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox, assert_audit_ok
 
@@ -223,4 +227,35 @@ def test_unknown_terms_and_sources_are_refused_by_name(tmp_path: Path) -> None:
     )
     code, output = check(bad)
     assert code == 2 and "[expiry.sources] unknown source 'lottery'" in output
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM term_changes").fetchone() == (0,)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM term_changes").fetchone()[0] == 0
+
+
+async def test_the_running_bot_applies_a_change_at_local_midnight(
+    sample_config: Config, tmp_path: Path
+) -> None:
+    async with BotApiEmulator() as emu:
+        app = build_application(
+            sample_config, emu.token, base_url=emu.base_url, clock=FixedClock(NOW)
+        )
+        async with running(app, poll_timeout=1):
+            assert app.job_queue is not None
+            jobs = {job.name: job for job in app.job_queue.jobs()}
+            midnight = jobs["rules-in-force"].next_t
+            tz = sample_config.program.tz
+            assert midnight is not None and midnight.astimezone(tz).time() == time(0, 0)
+            path = write(tmp_path, "config.toml", SAMPLE_TEXT, Path(sample_config.storage.path))
+            code, output = schedule(
+                path, "--term", "mall.BAG-01.price", "--value", "350", "--effective", "2026-12-27"
+            )
+            assert code == 0, output
+            services = app.bot_data
+            item = services.config.mall.item("BAG-01")
+            assert item is not None and item.price == 300
+            services.clock = lambda: datetime(2026, 12, 26, 16, 0, 5, tzinfo=UTC)
+            await jobs["rules-in-force"].run(app)
+            item = services.config.mall.item("BAG-01")
+            assert item is not None and item.price == 350
+            # The store the redeeming transaction checks has the new price too.
+            listed = await services.mall.item("BAG-01")
+            assert listed is not None and listed.price == 350

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from bot.config import EXPIRY_SOURCES, Config, ExpiryPolicy
+from bot.config import EXPIRY_SOURCES, Config, ExpiryPolicy, ExpirySource
 from bot.programme.calendar import add_months, end_of_day, local_today
 
 
-def last_valid_day(earned_at: datetime, config: Config, source: str) -> date | None:
+def last_valid_day(earned_at: datetime, config: Config, source: ExpirySource) -> date | None:
     """The last local day on which points from `source` earned at `earned_at` can be used
     (None: never expire), under the policy in force on the day they were earned."""
     earned_on = local_today(earned_at, config)
@@ -25,7 +25,7 @@ def valid_through(earned_on: date, policy: ExpiryPolicy) -> date | None:
     return add_months(earned_on, policy.months)
 
 
-def expires_at(earned_at: datetime, config: Config, source: str) -> datetime | None:
+def expires_at(earned_at: datetime, config: Config, source: ExpirySource) -> datetime | None:
     """When points from `source` earned at `earned_at` expire (None: never)."""
     day = last_valid_day(earned_at, config, source)
     return None if day is None else end_of_day(day, config)
@@ -53,7 +53,7 @@ def lasts_at_least(new: ExpiryPolicy, old: ExpiryPolicy) -> bool:
     return new.months >= 12 * (old.years + 1)  # new rolling, old year_end
 
 
-def sources_in_use(config: Config) -> tuple[str, ...]:
+def sources_in_use(config: Config) -> tuple[ExpirySource, ...]:
     """The sources this programme awards points from (what /rules states an expiry for)."""
     offered = {
         "purchase": True,
@@ -70,10 +70,10 @@ def sources_in_use(config: Config) -> tuple[str, ...]:
     return tuple(source for source in EXPIRY_SOURCES if offered.get(source, True))
 
 
-def expiry_groups(config: Config, day: date) -> list[tuple[ExpiryPolicy, tuple[str, ...]]]:
+def expiry_groups(config: Config, day: date) -> list[tuple[ExpiryPolicy, tuple[ExpirySource, ...]]]:
     """The sources in use grouped by the policy for points earned on local `day` (same rule,
     one group), in the order of their first source."""
-    groups: dict[tuple[str, int], tuple[ExpiryPolicy, list[str]]] = {}
+    groups: dict[tuple[str, int], tuple[ExpiryPolicy, list[ExpirySource]]] = {}
     for source in sources_in_use(config):
         policy = config.expiry.policy_on(day, source)
         groups.setdefault(policy.rule(), (policy, []))[1].append(source)

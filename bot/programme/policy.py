@@ -130,21 +130,24 @@ def file_value(config: Config, term: str) -> Any:
 
 def normalized(term: str, value: Any) -> Any:
     """A new value for a term as stored; raises ValueError saying what is wrong with it."""
-    try:
-        if term.startswith(EXPIRY):
+    if term.startswith(EXPIRY):
+        try:
             return _policy_json(_policy(value))
-        if term.endswith(".multiplier"):
+        except ValidationError as exc:
+            raise ValueError(f"not an expiry policy for {term}: {exc}") from None
+    if term.endswith(".multiplier"):
+        try:
             number = Decimal(str(value))
-            if not 0 < number <= MAX_MULTIPLIER:
-                raise ValueError(f"a multiplier is more than 0 and at most {MAX_MULTIPLIER}")
-            return _decimal(number)
-        whole = int(str(value))
-    except (InvalidOperation, ValidationError) as exc:
-        raise ValueError(f"{value!r} is not a value for {term}") from exc
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number (a multiplier such as 1.5)") from None
+        if not 0 < number <= MAX_MULTIPLIER:
+            raise ValueError(f"a multiplier is more than 0 and at most {MAX_MULTIPLIER}")
+        return _decimal(number)
     highest = MAX_POINTS_PER_YUAN if term == EARN_RATE else MAX_PRICE
-    if not 0 < whole <= highest:
-        raise ValueError(f"{term} is a whole number from 1 to {highest}")
-    return whole
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= highest:
+        raise ValueError(f"{term} is a whole number from 1 to {highest}, not {value!r}")
+    return int(text)
 
 
 def _with_value(config: Config, term: str, value: Any) -> Config:
