@@ -14,8 +14,9 @@ import pytest
 from bot.app import build_application, running
 from bot.cli import main
 from bot.clock import FixedClock
-from bot.config import Config, load_config
+from bot.config import EXPIRY_SOURCES, Config, load_config
 from bot.programme.policy import TermsRefused, keep_promise
+from bot.programme.policy import worse as policy_worse
 from bot.sandbox.server import BotApiEmulator
 from storage.store import connect_sync, migrate
 from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox, assert_audit_ok
@@ -259,3 +260,38 @@ async def test_the_running_bot_applies_a_change_at_local_midnight(
             # The store the redeeming transaction checks has the new price too.
             listed = await services.mall.item("BAG-01")
             assert listed is not None and listed.price == 350
+
+
+def test_a_delisted_item_is_no_price_rise_and_old_configs_load(tmp_path: Path) -> None:
+    db = tmp_path / "bot.sqlite3"
+    promise(db, SAMPLE_TEXT, tmp_path)
+    sample = load_config(write(tmp_path, "config.toml", SAMPLE_TEXT, db))
+    items = [item for item in sample.mall.items if item.sku != "BAG-01"]
+    delisted = sample.model_copy(update={"mall": sample.mall.model_copy(update={"items": items})})
+    with contextlib.closing(connect_sync(db)) as conn:
+        config = keep_promise(conn, delisted, NOW, "test")
+    assert config.mall.item("BAG-01") is None
+    # A configuration from before [expiry.sources]: its one policy is every source's.
+    old = SAMPLE_TEXT.replace("[expiry.sources]", "").replace('purchase = { mode = "never" }', "")
+    old_config = load_config(write(tmp_path, "old.toml", old, db))
+    assert {old_config.expiry.policy_on(TODAY, s).rule() for s in EXPIRY_SOURCES} == {
+        ("rolling", 12)
+    }
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "worse"),
+    [
+        ({"mode": "rolling", "months": 12}, {"mode": "rolling", "months": 24}, True),
+        ({"mode": "year_end", "years": 1}, {"mode": "rolling", "months": 12}, False),
+        ({"mode": "year_end", "years": 1}, {"mode": "rolling", "months": 13}, True),
+        ({"mode": "rolling", "months": 23}, {"mode": "year_end", "years": 1}, True),
+        ({"mode": "rolling", "months": 24}, {"mode": "year_end", "years": 1}, False),
+        ({"mode": "rolling", "months": 120}, {"mode": "never"}, True),
+        ({"mode": "never"}, {"mode": "year_end", "years": 0}, False),
+    ],
+)
+def test_expiry_policies_compare_on_the_members_worst_day(
+    new: dict[str, object], old: dict[str, object], worse: bool
+) -> None:
+    assert policy_worse("expiry.game", new, old) is worse
