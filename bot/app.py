@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import tzinfo
+from datetime import time, tzinfo
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -14,7 +14,7 @@ from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, Job
 
 import handlers
 from bot.clock import Clock, system_clock
-from bot.config import LANGUAGES, Config
+from bot.config import LANGUAGES, Config, ConfigError
 from bot.i18n import I18n
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
@@ -141,7 +141,8 @@ async def _post_init(app: BotApp) -> None:
     services = app.bot_data
     if not services.store.is_open:  # the persistence opened it, unless nothing is persistent
         await services.store.open()
-    # Announced expiry-policy changes live in the database; the rules read them off config.
+    # Order matters: the points-value guarantee is checked before anything is served (it
+    # raises TermsRefused), and announced changes in force complete the rules the others read.
     await services.refresh_policies()
     # The catalog in the configuration is the source of names and prices; stock and sales
     # live in the database and survive this sync (storage.mall.sync_catalog).
@@ -186,10 +187,22 @@ def _schedule_jobs(app: BotApp) -> None:
     tz = app.bot_data.config.program.tz
     queue = app.job_queue
     assert queue is not None  # python-telegram-bot[job-queue] is a dependency
+    # Announced changes come into force at local midnight, before anything else that day.
+    queue.run_daily(_rules_job, time(0, 0, tzinfo=tz), name="rules-in-force")
     queue.run_daily(_sweep_job, push.sweep_at.replace(tzinfo=tz), name="expiry-sweep")
     queue.run_daily(_daily_job, push.daily_at.replace(tzinfo=tz), name="daily-pushes")
     queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
     queue.run_once(_catch_up_job, 1, name="catch-up")
+
+
+async def _rules_job(context: BotContext) -> None:
+    services = context.bot_data
+    try:
+        await services.refresh_policies()
+    except ConfigError:
+        # The file is read once, at start, so this cannot newly fail; if it did, keep serving
+        # yesterday's rules rather than none, and say so loudly.
+        log.exception("the rules in force could not be updated")
 
 
 async def _sweep_job(context: BotContext) -> None:

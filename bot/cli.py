@@ -81,6 +81,8 @@ def main(verbose: bool) -> None:
 def check_config(config_path: Path) -> None:
     """Validate the configuration and print a summary."""
     config = _load(config_path)
+    # Before "OK": a file that breaks the points-value guarantee is not OK to run.
+    guarantee = _check_guarantee(config, config_path)
     program = config.program
     click.echo(f"{config_path}: OK")
     click.echo(f"  programme   {program.brand} · {program.name.zh_CN} / {program.name.en}")
@@ -89,15 +91,43 @@ def check_config(config_path: Path) -> None:
     click.echo(f"  database    {config.storage.path} (synchronous={config.storage.synchronous})")
     categories = ", ".join(f"{c.id}×{c.multiplier}" for c in config.earn.categories)
     click.echo(f"  earning     {config.earn.points_per_yuan} point/yuan; {categories}")
+    from bot.programme.policy import describe_policy
+
     expiry = config.expiry
-    rule = {"rolling": f"{expiry.months} months", "year_end": f"year end +{expiry.years}"}
-    click.echo(f"  expiry      {rule.get(expiry.mode, 'never')}")
+    click.echo(f"  expiry      {describe_policy(expiry.default_policy())} (default)")
+    for source, policy in expiry.sources.items():
+        click.echo(f"              {source}: {describe_policy(policy)}")
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
+    click.echo(f"  guarantee   {guarantee}")
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
     for key, message in unrunnable(config).items():
         click.echo(f"warning: {config_path}: [{key}] {message}", err=True)
+
+
+def _check_guarantee(config: Config, config_path: Path) -> str:
+    """Compare the file with the terms members were promised (in the database, when there is
+    one) and say how it compares; exit 2 naming each term it makes worse without notice."""
+    from bot.programme.policy import TermsRefused, check_terms
+    from storage.store import connect_sync
+
+    path = Path(config.storage.path)
+    if not path.is_file():
+        return "no database yet: the file becomes the terms members are promised"
+    conn = connect_sync(path, synchronous=config.storage.synchronous)
+    try:
+        check_terms(conn, config, cli_clock()(), str(config_path))
+    except TermsRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except sqlite3.OperationalError:
+        # A database from before the guarantee (no promise table yet): the first start after
+        # the upgrade takes the file as the promise.
+        return "no terms recorded yet: the file becomes the promise at the next start"
+    finally:
+        conn.close()
+    return "no term is worse for members than promised"
 
 
 @main.command("init-db")
@@ -187,11 +217,18 @@ def import_purchases_command(
     before), 1 when some rows were skipped, 2 when the file cannot be read (nothing written).
     """
     from bot.imports import REASONS, ImportFileError, RejectedRow, import_purchases
-    from bot.programme.policy import load_announced
+    from bot.programme.policy import TermsRefused, check_terms
 
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
-    config = load_announced(conn, config)  # purchases after an announced change follow it
+    try:
+        # The rules in force (announced changes included), and never a file that breaks the
+        # points-value guarantee.
+        config = check_terms(conn, config, cli_clock()(), str(config_path))
+    except TermsRefused as exc:
+        conn.close()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.callback(conn.close)
@@ -343,36 +380,68 @@ def export_survey(
     "effective_on",
     required=True,
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="The first local day the new policy applies to points earned (YYYY-MM-DD).",
+    help="The first local day the new value applies (YYYY-MM-DD).",
 )
 @click.option(
-    "--mode", required=True, type=click.Choice(["rolling", "year_end", "never"]), help="The policy."
+    "--term",
+    help="What changes: earn.points_per_yuan, earn.<category>.multiplier,"
+    " redemption.deduction_points_per_yuan, expiry (the default), expiry.<source>,"
+    " mall.<SKU>.price (default: expiry, or expiry.<source> with --source).",
+)
+@click.option(
+    "--source", help="An expiry source (purchase, birthday, ...): --term expiry.<source>."
+)
+@click.option("--value", help="The new value of a rate, multiplier or price.")
+@click.option(
+    "--mode", type=click.Choice(["rolling", "year_end", "never"]), help="An expiry policy's mode."
 )
 @click.option("--months", default=12, show_default=True, help="rolling: months points last.")
 @click.option("--years", default=1, show_default=True, help="year_end: years after earning.")
 @click.option("--actor", default="cli", show_default=True, help="Who announces it (audit trail).")
 def schedule_policy_change(
-    config_path: Path, effective_on: datetime, mode: str, months: int, years: int, actor: str
+    config_path: Path,
+    effective_on: datetime,
+    term: str | None,
+    source: str | None,
+    value: str | None,
+    mode: str | None,
+    months: int,
+    years: int,
+    actor: str,
 ) -> None:
-    """Announce an expiry-policy change: every member is notified, and it applies only to
-    points earned from the effective day, which must be the notice period ahead or later."""
-    from pydantic import ValidationError
-
+    """Announce a change of the programme's terms: every member is told once, and it applies
+    by itself from the effective day (to points earned from then on, for expiry). A change
+    worse for members must be the notice period ahead."""
     from bot.i18n import I18n
     from bot.programme.errors import RuleError
     from bot.programme.policy import schedule_change
     from storage.errors import InvalidRequest
 
+    if term is None:
+        term = f"expiry.{source}" if source else "expiry"
+    elif source is not None:
+        click.echo("error: give --term or --source, not both", err=True)
+        sys.exit(2)
+    new: object
+    if term.startswith("expiry"):
+        if mode is None or value is not None:
+            click.echo(f"error: {term} takes --mode (and --months or --years)", err=True)
+            sys.exit(2)
+        new = {"mode": mode, "months": months, "years": years}
+    else:
+        if value is None or mode is not None:
+            click.echo(f"error: {term} takes --value", err=True)
+            sys.exit(2)
+        new = value
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
     try:
         change, notices = schedule_change(
             conn,
             config,
+            term=term,
+            value=new,
             effective_on=effective_on.date(),
-            mode=mode,
-            months=months,
-            years=years,
             actor=actor,
             now=cli_clock()(),
         )
@@ -380,15 +449,18 @@ def schedule_policy_change(
         language = config.program.default_language
         click.echo(f"error: {I18n.load(language).t(language, exc.key, **exc.params)}", err=True)
         sys.exit(2)
-    except (InvalidRequest, ValidationError) as exc:
+    except (InvalidRequest, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     finally:
         conn.close()
+    from bot.programme.policy import shown_value
+
     click.echo(
-        f"announced: from {change.effective_on} points earned follow {mode}"
-        f" (months={months}, years={years}); {notices} member notices queued"
-        " (the running bot sends them; points earned before are unchanged)"
+        f"announced: {change.term} {shown_value(change.replaces)} → {shown_value(change.value)}"
+        f" from {change.effective_on}; {notices} member notices queued (the running bot sends"
+        " them, and applies the change by itself that day; points earned before keep their"
+        " expiry)"
     )
 
 
@@ -444,14 +516,20 @@ def run(config_path: Path) -> None:
             err=True,
         )
         sys.exit(2)
+    # The points-value guarantee, before anything starts (the bot checks again at start).
+    _check_guarantee(config, config_path)
     from bot.app import build_application
 
     app = build_application(config, token)
     logging.getLogger(__name__).info("pointsbot starting (database %s)", config.storage.path)
     # run_polling installs SIGINT/SIGTERM handlers and shuts down cleanly on either.
-    app.run_polling(
-        allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"]
-    )
+    try:
+        app.run_polling(
+            allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"]
+        )
+    except ConfigError as exc:  # TermsRefused at start (a database migrated meanwhile)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.command("demo")

@@ -7,7 +7,7 @@ import tomllib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -179,6 +179,22 @@ class EarnConfig(_Section):
         return next((c for c in self.categories if c.id == category_id), None)
 
 
+# Where points come from, each with its own expiry policy ([expiry.sources]); a source not
+# listed there follows the top-level [expiry] policy. ("task" and "tier" will join them.)
+ExpirySource = Literal[
+    "purchase",
+    "birthday",
+    "game",
+    "survey",
+    "feedback",
+    "campaign",
+    "share",
+    "compensation",
+    "adjustment",
+]
+EXPIRY_SOURCES: tuple[ExpirySource, ...] = get_args(ExpirySource)
+
+
 class ExpiryPolicy(_Section):
     """How long points earned under one policy last."""
 
@@ -186,37 +202,103 @@ class ExpiryPolicy(_Section):
     months: int = Field(default=12, ge=1, le=120)
     years: int = Field(default=1, ge=0, le=10)
 
+    def rule(self) -> tuple[str, int]:
+        """The policy without the settings its mode ignores: equal rules expire alike."""
+        if self.mode == "rolling":
+            return ("rolling", self.months)
+        if self.mode == "year_end":
+            return ("year_end", self.years)
+        return ("never", 0)
+
 
 class ScheduledPolicy(ExpiryPolicy):
-    """An announced change: the policy for points earned from `effective_on` (a local day)."""
+    """An announced change: the policy for points earned from `effective_on` (a local day)
+    from one source (None: every source that follows the default)."""
 
     effective_on: date
+    source: str | None = None
+    # The policy it replaces: it applies while the file still says that one (or an earlier
+    # change brought it); None (changes announced before issue 16) applies whatever it says.
+    replaces: ExpiryPolicy | None = None
+
+
+class AnnouncedChange(_Section):
+    """An announced change of a promised term (bot/programme/policy.py), as /rules shows it."""
+
+    term: str
+    effective_on: date
+    # JSON values: the value it was announced against (None: unknown) and the new one.
+    replaces: Any = None
+    value: Any
 
 
 class ExpiryConfig(ExpiryPolicy):
-    """[expiry]: how long points last."""
+    """[expiry]: how long points last; mode/months/years are the default for every source
+    not listed in [expiry.sources]."""
 
     refund_min_validity_days: int = Field(default=30, ge=1, le=3650)
     policy_notice_days: int = Field(default=30, ge=30, le=3650)
+    sources: dict[str, ExpiryPolicy] = Field(default_factory=dict)
     # Changes announced with `pointsbot schedule-policy-change`, loaded from the database at
-    # start (never from the file: only an announced change may apply).
+    # start (never from the file: only an announced change may apply): the expiry ones as
+    # policies, and every one (any term) as announced.
     scheduled: tuple[ScheduledPolicy, ...] = ()
+    announced: tuple[AnnouncedChange, ...] = ()
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _known_sources(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for name in value:
+                if name not in EXPIRY_SOURCES:
+                    raise ValueError(
+                        f"unknown source {name!r} (sources: {', '.join(EXPIRY_SOURCES)})"
+                    )
+        return value
 
     @field_validator("scheduled")
     @classmethod
     def _in_order(cls, value: tuple[ScheduledPolicy, ...]) -> tuple[ScheduledPolicy, ...]:
         return tuple(sorted(value, key=lambda p: p.effective_on))
 
-    def policy_on(self, day: date) -> ExpiryPolicy:
-        """The policy for points earned on local `day`: the latest change in force, else this."""
-        in_force = [p for p in self.scheduled if p.effective_on <= day]
-        return in_force[-1] if in_force else self
+    def default_policy(self) -> ExpiryPolicy:
+        """The file's default policy on its own (without the other [expiry] settings)."""
+        return ExpiryPolicy(mode=self.mode, months=self.months, years=self.years)
+
+    def policy_on(self, day: date, source: str) -> ExpiryPolicy:
+        """The policy for points from `source` earned on local `day`: the file's, as every
+        announced change in force by then rewrote it."""
+        if source not in EXPIRY_SOURCES:
+            raise ValueError(f"unknown expiry source {source!r}")
+        default = self.default_on(day)
+        return _announced(self.sources.get(source, default), self.scheduled, source, day)
+
+    def default_on(self, day: date) -> ExpiryPolicy:
+        """The default policy (for sources not listed) for points earned on local `day`."""
+        return _announced(self.default_policy(), self.scheduled, None, day)
 
     def with_scheduled(self, changes: tuple[ScheduledPolicy, ...]) -> ExpiryConfig:
         """This configuration with the announced changes from the database."""
         return self.model_copy(
             update={"scheduled": tuple(sorted(changes, key=lambda p: p.effective_on))}
         )
+
+
+def _announced(
+    policy: ExpiryPolicy,
+    changes: tuple[ScheduledPolicy, ...],
+    source: str | None,
+    day: date,
+) -> ExpiryPolicy:
+    """`policy` rewritten by the changes of `source` in force on `day`, in order: a change
+    applies while the policy is still the one it replaces (an operator who has since set
+    something else in the file set something newer)."""
+    for change in changes:
+        if change.source != source or change.effective_on > day:
+            continue
+        if change.replaces is None or change.replaces.rule() == policy.rule():
+            policy = change
+    return policy
 
 
 class RedemptionConfig(_Section):
@@ -794,11 +876,12 @@ def _describe(exc: ValidationError, source: str) -> str:
 def parse_config(data: dict[str, object], source: str = "config") -> Config:
     """Validate an already-parsed TOML document; raises ConfigError naming each bad key."""
     expiry = data.get("expiry")
-    if isinstance(expiry, dict) and "scheduled" in expiry:
-        raise ConfigError(
-            f"{source}: invalid configuration\n  [expiry.scheduled] a change of the expiry"
-            " policy must be announced: use `pointsbot schedule-policy-change`"
-        )
+    for key in ("scheduled", "announced"):
+        if isinstance(expiry, dict) and key in expiry:
+            raise ConfigError(
+                f"{source}: invalid configuration\n  [expiry.{key}] a change of the rules"
+                " must be announced: use `pointsbot schedule-policy-change`"
+            )
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -1,10 +1,10 @@
 """Bulk import of till purchases from CSV: the programme's purchase rule and ledger request
-(the till's and the demo seed's too), written with the ledger's `earn_many`.
+(the till's and the demo seed's too), written with the ledger's `earn_groups`.
 
 Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV shape,
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
 looks the batch's member codes up in one query, builds each row's request with
-`purchase_request` and writes the batch with `earn_many`, one transaction per batch.
+`purchase_requests` and writes the batch with `earn_groups`, one transaction per batch.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from bot.programme.purchases import (
     find_category,
     parse_amount,
     purchase_key,
-    purchase_request,
+    purchase_requests,
 )
 from bot.programme.till import compact_code
 from storage.errors import Conflict, NotFound
-from storage.ledger import EarnRequest, OperationResult, earn_many, existing_keys
+from storage.ledger import EarnRequest, earn_groups, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
@@ -391,7 +391,7 @@ class _Writer:
             self.members.update((code, found.get(code)) for code in lookup)
         rejected: list[RejectedRow] = []
         refused_by_rule: list[tuple[str, RejectedRow]] = []
-        requests: list[EarnRequest] = []
+        requests: list[tuple[EarnRequest, ...]] = []
         written: list[_Candidate] = []
         for item in prepared:
             if isinstance(item, RejectedRow):
@@ -406,7 +406,7 @@ class _Writer:
                 refused_by_rule.append((receipt, outcome))
             else:
                 requests.append(
-                    purchase_request(
+                    purchase_requests(
                         member_id, outcome, receipt=receipt, actor=self.actor, now=self.now
                     )
                 )
@@ -423,7 +423,7 @@ class _Writer:
             rejected.sort(key=lambda r: r.line)
         if requests:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open).
-            results = earn_many(self.conn, requests)
+            results = earn_groups(self.conn, requests)
             late = self._tally(results, written)
             if late:
                 rejected += late
@@ -432,16 +432,16 @@ class _Writer:
             self._reject(row)
 
     def _tally(self, results: Iterable[object], written: list[_Candidate]) -> list[RejectedRow]:
-        """Count what earn_many did; return the rows it refused."""
+        """Count what earn_groups did; return the rows it refused."""
         summary = self.summary
         refused: list[RejectedRow] = []
         for result, (line, fields, receipt, _code, _award) in zip(results, written, strict=True):
-            if isinstance(result, OperationResult):
-                if result.replayed:
+            if isinstance(result, tuple):
+                if result[0].replayed:
                     summary.replayed += 1
                 else:
                     summary.imported += 1
-                    summary.points += result.points
+                    summary.points += sum(operation.points for operation in result)
                 continue
             if isinstance(result, Conflict):
                 reason, message = "conflict", f"receipt {receipt} was imported with other content"

@@ -15,7 +15,8 @@ from bot.i18n import I18n, resolve_language
 from bot.jobs import Scheduler, Sender
 from bot.programme.context import Programme
 from bot.programme.game_rules import RandomSource, SystemRandomSource
-from bot.programme.policy import with_announced
+from bot.programme.mall import catalog_entries
+from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
 from storage.games import Games
 from storage.ledger import Ledger
@@ -32,6 +33,8 @@ class Services(Programme):
     # python-telegram-bot creates this with no arguments (ContextTypes); `wire` then builds
     # everything in it, once, in build_application, before the application starts.
     i18n: I18n
+    # The configuration file as loaded; `config` is it completed by the announced changes.
+    file_config: Config
     scheduler: Scheduler
     sender: Sender
     flood: FloodGuard
@@ -84,6 +87,12 @@ class Services(Programme):
 
     @config.setter
     def config(self, config: Config) -> None:
+        # A configuration set here is the file's (a reload): the announced changes complete it
+        # at the next `refresh_policies`.
+        self.file_config = config
+        self._use(config)
+
+    def _use(self, config: Config) -> None:
         # Everyone who holds the rules gets the new ones at once: no one keeps an old copy.
         self._config = config
         self.scheduler.config = config
@@ -92,8 +101,18 @@ class Services(Programme):
         self.flood.seconds = config.limits.flood_seconds
 
     async def refresh_policies(self) -> None:
-        """Pick up expiry-policy changes announced (by the CLI) since the bot started."""
-        self.config = with_announced(self.config, await self.pushes.policy_changes())
+        """Put the rules in force today to use: the file completed by the changes announced
+        (by the CLI) and in force by the local day, checked against the terms members were
+        promised, which they then become; raises TermsRefused (bot/programme/policy.py)."""
+        file, now = self.file_config, self.clock()
+        config = await self.store.write(
+            lambda conn: keep_promise(conn, file, now, "the configuration")
+        )
+        prices_changed = config.mall != self._config.mall
+        self._use(config)
+        if prices_changed:
+            # A price change come into force: the redeeming transaction checks the store's.
+            await self.mall.sync_catalog(catalog_entries(config), now)
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

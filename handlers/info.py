@@ -12,7 +12,9 @@ from bot.config import Config
 from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
+from bot.programme.expiry import expiry_groups
 from bot.programme.mall import sale_rate, sale_scope, voucher_terms
+from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.games import render_game_rules, scratch, wheel
@@ -29,14 +31,6 @@ MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 def _number(value: Decimal) -> str:
     """A decimal without trailing zeros: 2, 1.5."""
     return format(value.normalize(), "f")
-
-
-# How a policy reads inside a sentence, by mode.
-POLICY_TEXTS = {
-    "rolling": N_("policy.rolling"),
-    "year_end": N_("policy.year_end"),
-    "never": N_("policy.never"),
-}
 
 
 def render_rules(config: Config, now: datetime, _: Texts) -> str:
@@ -107,13 +101,20 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     lines.append("")
 
     lines.append(_("rules.expiry.heading"))
-    if expiry.mode == "never":
-        lines.append(_("rules.expiry.never"))
-    elif expiry.mode == "year_end":
-        lines.append(_("rules.expiry.year_end", years=expiry.years))
-    else:
-        lines.append(_("rules.expiry.rolling", months=expiry.months))
-    if expiry.mode != "never":
+    # One sentence per policy, naming the sources it covers (bot/programme/expiry.py decides
+    # every lot's expiry by the same policy_on).
+    groups = expiry_groups(config, today)
+    for policy, sources in groups:
+        names = (
+            _("source.all")
+            if len(groups) == 1
+            else _("list.separator").join(_(SOURCE_NAMES[f"source.{s}"]) for s in sources)
+        )
+        policy_text = _(POLICY_TEXTS[policy.mode], months=policy.months, years=policy.years)
+        lines.append(
+            _("rules.expiry.group", sources=names[:1].upper() + names[1:], policy=policy_text)
+        )
+    if any(policy.mode != "never" for policy, _sources in groups):
         lines.append(_("rules.expiry.order"))
         lines.append(_("rules.expiry.reminders"))
     lines.append("")
@@ -123,8 +124,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     for sale in config.mall.discounts:
         if sale.ends < today:
             continue
-        names = [name.get(lang) for name in sale_scope(sale, config)]
-        scope = _("list.separator").join(names) or _("rules.mall.everything")
+        shown = [name.get(lang) for name in sale_scope(sale, config)]
+        scope = _("list.separator").join(shown) or _("rules.mall.everything")
         lines.append(
             _(
                 "rules.mall.discount",
@@ -163,15 +164,10 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
 
     lines.append(_("rules.changes.heading"))
     lines.append(_("rules.changes.notice", days=expiry.policy_notice_days))
-    for change in expiry.scheduled:
-        if change.effective_on > today:
-            lines.append(
-                _(
-                    "rules.changes.upcoming",
-                    day=change.effective_on.isoformat(),
-                    policy=_(POLICY_TEXTS[change.mode], months=change.months, years=change.years),
-                )
-            )
+    # What changes when: every announced change not in force yet (bot/programme/policy.py).
+    for change in upcoming(config, today):
+        described = describe_change(change, config, _.i18n, lang)
+        lines.append(_("rules.changes.term", day=change.effective_on.isoformat(), change=described))
     if program.support_contact:
         lines.append("")
         lines.append(_("rules.contact", contact=program.support_contact))

@@ -17,7 +17,7 @@ from typing import Any, Final
 from storage.errors import InvalidRequest, NotFound
 from storage.facade import Facade, looks_up, reads, writes
 from storage.members import member_count
-from storage.sql import dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, ts
 from storage.store import Store
 
 SERVICE: Final = "service"
@@ -388,65 +388,108 @@ def member_ids(conn: sqlite3.Connection) -> list[int]:
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyChange:
-    """An announced change of the expiry policy."""
+class TermChange:
+    """An announced change of one of the terms members were promised (values as JSON)."""
 
     id: int
+    term: str
+    # The value it was announced against (None: whatever the configuration says).
+    replaces: Any
+    value: Any
     effective_on: date
-    mode: str
-    months: int
-    years: int
     announced_at: datetime
     actor: str
 
 
-def policy_changes(conn: sqlite3.Connection) -> list[PolicyChange]:
-    """Every announced change, by effective day."""
+def term_changes(conn: sqlite3.Connection) -> list[TermChange]:
+    """Every announced change, by effective day (then announcement)."""
     return [
-        PolicyChange(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], dt(r[5]), r[6])
+        TermChange(
+            r[0],
+            r[1],
+            None if r[2] is None else json.loads(r[2]),
+            json.loads(r[3]),
+            date.fromisoformat(r[4]),
+            dt(r[5]),
+            r[6],
+        )
         for r in conn.execute(
-            "SELECT id, effective_on, mode, months, years, announced_at, actor"
-            " FROM policy_changes ORDER BY effective_on"
+            "SELECT id, term, replaces, value, effective_on, announced_at, actor"
+            " FROM term_changes ORDER BY effective_on, id"
         )
     ]
 
 
-def announce_policy_change(
+def announce_term_change(
     conn: sqlite3.Connection,
     *,
+    term: str,
+    replaces: Any,
+    value: Any,
     effective_on: date,
-    mode: str,
-    months: int,
-    years: int,
     actor: str,
     now: datetime,
     message_key: str,
-) -> tuple[PolicyChange, int]:
-    """Record a change and put a notice for every member in the outbox, in one transaction;
-    return the change and how many notices were queued. Raises InvalidRequest (a change for
-    that day exists already)."""
+    params: Mapping[str, Any],
+) -> tuple[TermChange, int]:
+    """Record a change and put a notice for every member in the outbox (one per change and
+    member), in one transaction; return the change and how many notices were queued. Raises
+    InvalidRequest (a change of that term for that day exists already)."""
     try:
         cur = conn.execute(
-            "INSERT INTO policy_changes (effective_on, mode, months, years, announced_at, actor)"
+            "INSERT INTO term_changes (term, replaces, value, effective_on, announced_at, actor)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (effective_on.isoformat(), mode, months, years, ts(now), actor),
+            (
+                term,
+                None if replaces is None else json.dumps(replaces, sort_keys=True),
+                json.dumps(value, sort_keys=True),
+                effective_on.isoformat(),
+                ts(now),
+                actor,
+            ),
         )
     except sqlite3.IntegrityError as exc:
-        raise InvalidRequest(f"a change effective on {effective_on} was already announced") from exc
+        raise InvalidRequest(
+            f"a change of {term} effective on {effective_on} was already announced"
+        ) from exc
     change_id = cur.lastrowid
-    params = json.dumps(
-        {"day": effective_on.isoformat(), "months": months, "years": years}, sort_keys=True
-    )
     # One set-based insert: a million members are one statement, not a million.
     notices = conn.execute(
         "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
         " SELECT 'policy:' || ? || ':' || id, id, 'service', ?, ?, ? FROM members"
         # WHERE true: without it SQLite reads ON CONFLICT as a join constraint.
         " WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-        (change_id, message_key, params, ts(now)),
+        (change_id, message_key, json.dumps(params, sort_keys=True, ensure_ascii=False), ts(now)),
     ).rowcount
-    [change] = [c for c in policy_changes(conn) if c.id == change_id]
+    [change] = [c for c in term_changes(conn) if c.id == change_id]
     return change, notices
+
+
+def promised_terms(conn: sqlite3.Connection) -> dict[str, tuple[Any, datetime]] | None:
+    """The terms members were last promised: value and when it became the promise, by term
+    (None: never recorded, a new database)."""
+    rows = conn.execute("SELECT term, value, recorded_at FROM promised_terms").fetchall()
+    if not rows:
+        return None
+    return {str(term): (json.loads(value), dt(at)) for term, value, at in rows}
+
+
+def record_promise(conn: sqlite3.Connection, terms: Mapping[str, Any], now: datetime) -> None:
+    """Make `terms` the promise (terms no longer offered, such as a delisted item, leave it)."""
+    with atomic(conn):
+        conn.execute(
+            "DELETE FROM promised_terms WHERE term NOT IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(terms)),),
+        )
+        conn.executemany(
+            "INSERT INTO promised_terms (term, value, recorded_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (term) DO UPDATE SET value = excluded.value,"
+            " recorded_at = excluded.recorded_at WHERE value IS NOT excluded.value",
+            [
+                (term, json.dumps(value, sort_keys=True), ts(now))
+                for term, value in sorted(terms.items())
+            ],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,7 +583,9 @@ class Pushes(Facade):
     mark = writes(mark)
     settle_interrupted = writes(settle_interrupted)
     counts = reads(outbox_counts)
-    policy_changes = reads(policy_changes)
+    term_changes = reads(term_changes)
+    promised_terms = reads(promised_terms)
+    record_promise = writes(record_promise)
     create_broadcast = writes(create_broadcast)
     confirm_broadcast = writes(confirm_broadcast)
     member_ids = reads(member_ids)

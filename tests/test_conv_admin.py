@@ -257,7 +257,8 @@ async def test_member_lookup_shows_balance_and_lots(sandbox: Sandbox) -> None:
     assert text.startswith(f"👤 小明 ({grouped(member.member_code)}), member since ")
     assert "💰 Available points: 45" in text
     assert "Received in total: 60 points" in text
-    assert ": 60, 45 left, valid through " in text
+    # The sample programme keeps purchase points for life ([expiry.sources]).
+    assert ": 60, 45 left, never expires" in text
 
 
 async def test_member_lookup_of_an_unknown_code(sandbox: Sandbox) -> None:

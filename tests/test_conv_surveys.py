@@ -57,7 +57,7 @@ async def response(sandbox: Sandbox, who: Member, survey_id: str = BENEFITS) -> 
 
 
 def reward_day(config: Config) -> str:
-    expiry = expires_at(NOW, config)
+    expiry = expires_at(NOW, config, "survey")
     assert expiry is not None
     return display_expiry(expiry, config).isoformat()
 

@@ -44,7 +44,10 @@ STRANGER = "123456789" + luhn_digit("123456789")
 
 @pytest.fixture
 def config() -> Config:
-    return load_config(SAMPLE)
+    # Purchase points that expire (the sample's never do), so the import's expiry arithmetic
+    # shows; tests/test_rules.py and test_expiry_sources.py cover the lifetime ones.
+    sample = load_config(SAMPLE)
+    return sample.model_copy(update={"expiry": sample.expiry.model_copy(update={"sources": {}})})
 
 
 @pytest.fixture
@@ -662,7 +665,14 @@ def test_json_meta_round_trips(
     conn: sqlite3.Connection, config: Config, codes: dict[str, str]
 ) -> None:
     run(conn, config, f"R1,{codes['alice']},100,eco,2026-12-10T09:00:00")
-    (line,) = [p for p in ledger.iter_ledger(conn) if p.member_id is not None]
+    # The purchase's own points, then the campaign's: two operations, booked together.
+    line, bonus = [p for p in ledger.iter_ledger(conn) if p.member_id is not None]
+    assert bonus.meta is not None
+    assert json.loads(bonus.meta) == {
+        "purchase": "purchase:R1",
+        "campaign": "green_winter",
+        "receipt": "R1",
+    }
     assert line.meta is not None
     assert json.loads(line.meta) == {
         "amount": "100.00",

@@ -51,7 +51,7 @@ async def test_a_change_too_soon_is_refused_with_the_reason(
     first = soon + timedelta(days=1)
     reason = f"生效日 {soon.isoformat()} 太早：规则变更须至少提前 30 天通知会员，"
     assert reason + f"最早可定在 {first.isoformat()}。" in output
-    assert await sandbox.services.pushes.policy_changes() == []
+    assert await sandbox.services.pushes.term_changes() == []
 
 
 async def test_an_announced_change_notifies_everyone_once_and_applies_only_after(
@@ -73,27 +73,39 @@ async def test_an_announced_change_notifies_everyone_once_and_applies_only_after
     await services.sender.drain()
     zh = [m.text or "" for m in sandbox.emu.messages(3002) if m.from_bot]
     en = [m.text or "" for m in sandbox.emu.messages(3003) if m.from_bot]
-    assert sum("积分有效期规则变更通知" in t for t in zh) == 1
+    day = effective.isoformat()
     assert (
-        sum(
-            f"points earned from {effective.isoformat()} on are valid for 6 months" in t for t in en
+        zh.count(
+            f"📢 积分规则变更通知：自 {day} 起，此后获得的积分自获得之日起 6 个月内有效，"
+            "此前获得的积分有效期不变。发送 /rules 查看完整规则。"
         )
         == 1
     )
-    # Points earned before the day keep 12 months; from the day, 6.
+    assert (
+        en.count(
+            f"📢 A change to the points rules: from {day}, points earned from then on are valid for"
+            " 6 months from the day they are earned; points earned before keep their expiry."
+            " Send /rules for the full rules."
+        )
+        == 1
+    )
+    # Bonus points earned before the day keep 12 months; from the day, 6. Purchase points
+    # are listed on their own ([expiry.sources]): the default's change leaves them for life.
     before = datetime.combine(
         effective - timedelta(days=1), datetime.min.time(), tzinfo=services.config.program.tz
     ) + timedelta(hours=12)
     after = before + timedelta(days=1)
-    assert last_valid_day(before, services.config) == date(
+    assert last_valid_day(before, services.config, "birthday") == date(
         before.year + 1, before.month, before.day
     )
-    six = last_valid_day(after, services.config)
-    assert six is not None and six < last_valid_day(before, services.config)  # type: ignore[operator]
-    assert expires_at(after, services.config) is not None
+    six = last_valid_day(after, services.config, "birthday")
+    assert six is not None and six < last_valid_day(before, services.config, "birthday")  # type: ignore[operator]
+    assert expires_at(after, services.config, "game") is not None
+    assert expires_at(after, services.config, "purchase") is None
     [rules] = await sandbox.member(3002).send("/rules")
-    assert f"即将变更：自 {effective.isoformat()} 起获得的积分自获得之日起 6 个月内有效" in (
-        rules.text or ""
+    assert (
+        f"• 自 {day} 起：此后获得的积分自获得之日起 6 个月内有效，此前获得的积分有效期不变。"
+        in (rules.text or "")
     )
 
 

@@ -31,7 +31,7 @@ from bot.programme.purchases import (
     points_per_yuan,
     purchase_key,
     purchase_points,
-    purchase_request,
+    purchase_requests,
     retyped,
 )
 from bot.programme.till import command_source
@@ -97,8 +97,8 @@ def test_the_cap_is_the_configured_one(config: Config) -> None:
 def test_rolling_expiry_uses_the_local_day(config: Config) -> None:
     # 2026-03-31 16:30 UTC is already 1 April 00:30 in Shanghai: the local day counts.
     earned = datetime(2026, 3, 31, 16, 30, tzinfo=UTC)
-    assert last_valid_day(earned, config) == date(2027, 4, 1)
-    expiry = expires_at(earned, config)
+    assert last_valid_day(earned, config, "birthday") == date(2027, 4, 1)
+    expiry = expires_at(earned, config, "birthday")
     assert expiry is not None
     assert expiry == datetime(2027, 4, 1, 16, 0, tzinfo=UTC)  # Shanghai midnight of 2 April
     assert display_expiry(expiry, config) == date(2027, 4, 1)
@@ -106,22 +106,22 @@ def test_rolling_expiry_uses_the_local_day(config: Config) -> None:
 
 def test_rolling_expiry_clamps_to_month_end(config: Config) -> None:
     earned = datetime(2026, 8, 31, 4, 0, tzinfo=UTC)
-    assert last_valid_day(earned, with_expiry(config, months=6)) == date(2027, 2, 28)
+    assert last_valid_day(earned, with_expiry(config, months=6), "game") == date(2027, 2, 28)
 
 
 def test_year_end_expiry(config: Config) -> None:
     # 31 December 23:30 in Shanghai is still 2026 there, though 15:30 UTC the same day.
     earned = datetime(2026, 12, 31, 15, 30, tzinfo=UTC)
-    assert last_valid_day(earned, with_expiry(config, mode="year_end", years=1)) == date(
+    assert last_valid_day(earned, with_expiry(config, mode="year_end", years=1), "survey") == date(
         2027, 12, 31
     )
     earned_next_year = datetime(2026, 12, 31, 16, 30, tzinfo=UTC)
     policy = with_expiry(config, mode="year_end", years=1)
-    assert last_valid_day(earned_next_year, policy) == date(2028, 12, 31)
+    assert last_valid_day(earned_next_year, policy, "survey") == date(2028, 12, 31)
 
 
 def test_never_expiring_policy(config: Config) -> None:
-    assert expires_at(NOW, with_expiry(config, mode="never")) is None
+    assert expires_at(NOW, with_expiry(config, mode="never"), "birthday") is None
 
 
 SHANGHAI_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
@@ -131,8 +131,8 @@ def test_award_applies_the_category_and_expiry(config: Config) -> None:
     award = award_purchase(Decimal("66.50"), "eco", SHANGHAI_NOON, SHANGHAI_NOON, config)
     # Per full yuan: 66 × 2, the 0.50 earns nothing; no campaign, so the base is the total.
     assert (award.points, award.category.id, award.campaign) == (132, "eco", None)
-    assert award.base_points == 132
-    assert award.expires_at == expires_at(SHANGHAI_NOON, config)
+    # The sample programme keeps purchase points for life.
+    assert award.expires_at is None and award.base_points == 132
     assert award.meta() == {"amount": "66.50", "category": "eco", "purchased_on": "2026-11-25"}
 
 
@@ -165,6 +165,9 @@ def test_campaign_multiplies_only_its_categories_and_days(config: Config) -> Non
 def test_award_refusals(
     config: Config, amount: str, category: str, bought: datetime, key: str
 ) -> None:
+    # Purchase points that can expire (the sample's never do) for the expired case.
+    dated = config.expiry.model_copy(update={"sources": {}})
+    config = config.model_copy(update={"expiry": dated})
     with pytest.raises(RuleError) as excinfo:
         award_purchase(Decimal(amount), category, bought, SHANGHAI_NOON, config)
     assert excinfo.value.key == key
@@ -188,15 +191,48 @@ def test_the_till_and_the_import_ask_the_ledger_for_the_same_operation(config: C
     typed = award_purchase(parse_amount("¥100", config), "eco", NOW, NOW, config)
     later = NOW + timedelta(hours=12)
     exported = award_purchase(parse_amount("100.00", config), "eco", NOW, later, config)
-    till = purchase_request(
+    [till] = purchase_requests(
         7, typed, receipt="R-1", source=command_source(1, 2), actor="telegram:1", now=NOW
     )
-    imported = purchase_request(7, exported, receipt="R-1", actor="import:pos.csv", now=later)
+    [imported] = purchase_requests(7, exported, receipt="R-1", actor="import:pos.csv", now=later)
     # Only who booked it and when differ: key, points, expiry, reference and facts agree.
     assert dataclasses.replace(till, actor=imported.actor, now=imported.now) == imported
     assert (imported.key, imported.kind, imported.reference) == ("purchase:R-1", "purchase", "R-1")
-    assert (imported.points, imported.expires_at) == (200, expires_at(NOW, config))
+    assert (imported.points, imported.expires_at) == (200, None)
     assert imported.meta == typed.meta()
+
+
+def test_a_campaign_purchase_is_two_lots_lifetime_and_dated(config: Config) -> None:
+    # green_winter doubles eco in December: 100 yuan = 200 own points + 200 campaign points.
+    in_campaign = datetime(2026, 12, 10, 4, 0, tzinfo=UTC)
+    award = award_purchase(Decimal("100"), "eco", in_campaign, in_campaign, config)
+    assert (award.points, award.base_points, award.bonus_points) == (400, 200, 200)
+    base, bonus = purchase_requests(7, award, receipt="R-9", actor="till", now=in_campaign)
+    assert (base.kind, base.key, base.points, base.expires_at) == (
+        "purchase",
+        "purchase:R-9",
+        200,
+        None,
+    )
+    assert (bonus.kind, bonus.key, bonus.points) == ("campaign", "purchase:R-9:campaign", 200)
+    assert bonus.expires_at == expires_at(in_campaign, config, "campaign")
+    assert display_expiry(bonus.expires_at, config) == date(2027, 12, 10)  # type: ignore[arg-type]
+    assert bonus.meta == {"purchase": "purchase:R-9", "campaign": "green_winter", "receipt": "R-9"}
+
+
+def test_the_campaign_points_of_an_old_receipt_that_have_expired_are_left_out(
+    config: Config,
+) -> None:
+    bought = datetime(2025, 12, 10, 4, 0, tzinfo=UTC)
+    campaign = config.campaigns[0].model_copy(
+        update={"starts": date(2025, 12, 1), "ends": date(2025, 12, 31)}
+    )
+    old_campaign = config.model_copy(update={"campaigns": [campaign]})
+    later = datetime(2026, 12, 20, 4, 0, tzinfo=UTC)
+    award = award_purchase(Decimal("100"), "eco", bought, later, old_campaign)
+    # 12 months later the campaign's points are gone; the purchase's own never expire.
+    assert (award.points, award.base_points, award.bonus_points) == (200, 200, 0)
+    assert len(purchase_requests(7, award, receipt="R-8", actor="till", now=later)) == 1
 
 
 @pytest.mark.parametrize("receipt", ["R/1", "a b", "R:1", "x" * 65, ""])

@@ -85,7 +85,9 @@ async def adjust_points(
             reason=why,
             # Added points follow the published expiry policy, counted from when they were
             # entered (a redelivered command computes the identical request).
-            expires_at=expires_at(adjusted_at, programme.config) if points > 0 else None,
+            expires_at=expires_at(adjusted_at, programme.config, "adjustment")
+            if points > 0
+            else None,
             now=when,
         )
     except InsufficientPoints as exc:

@@ -110,7 +110,7 @@ async def give_birthday_gift(
         kind="birthday",
         key=birthday_gift_key(member_id, celebrated),
         actor="system:birthday",
-        expires_at=expires_at(now, config),
+        expires_at=expires_at(now, config, "birthday"),
         reason=str(celebrated.year),
         now=now,
     )

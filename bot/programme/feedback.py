@@ -125,7 +125,7 @@ async def review_suggestion(
         approve=approve,
         reward_points=config.feedback.reward_points,
         # Suggestion rewards are bonus points: they expire as the policy says at approval.
-        reward_expires_at=expires_at(now, config),
+        reward_expires_at=expires_at(now, config, "feedback"),
         actor=actor,
         now=now,
         notice=decision_notice,

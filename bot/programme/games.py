@@ -175,7 +175,7 @@ def voucher_expiry(now: datetime, config: Config) -> datetime:
 
 def prize_expiry(play: Play, config: Config) -> datetime | None:
     """When the points a play paid expire (None: never): the policy of the day it paid."""
-    return expires_at(play.revealed_at or play.created_at, config)
+    return expires_at(play.revealed_at or play.created_at, config, "game")
 
 
 def paid_campaign(config: Config, play: Play) -> GameCampaign | None:
@@ -239,7 +239,7 @@ async def _play_offer(
             scratch_layout(table, fallback, rng) if card else None,
         ),
         campaign=None if campaign is None else campaign.id,
-        prize_expires_at=expires_at(now, config),
+        prize_expires_at=expires_at(now, config, "game"),
         voucher_expires_at=voucher_expiry(now, config),
         actor=actor,
         now=now,
@@ -298,7 +298,7 @@ async def scratch_cells(
         member_id,
         cells,
         reveal_after=cells_to_reveal,
-        prize_expires_at=expires_at(now, config),
+        prize_expires_at=expires_at(now, config, "game"),
         voucher_expires_at=voucher_expiry(now, config),
         actor=actor,
         now=now,

@@ -395,7 +395,7 @@ async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str
         sku,
         reason=reason,
         compensation_percent=config.mall.delist_compensation_percent,
-        compensation_expires_at=expires_at(now, config),
+        compensation_expires_at=expires_at(now, config, "compensation"),
         min_validity_days=config.expiry.refund_min_validity_days,
         actor=actor,
         now=now,

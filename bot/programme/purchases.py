@@ -17,7 +17,7 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.till import find_member
-from storage.errors import Conflict
+from storage.errors import Conflict, StoreError
 from storage.ledger import EarnRequest, Ledger, OperationResult, RecentOperation
 from storage.members import Member
 
@@ -134,10 +134,18 @@ class PurchaseAward:
     campaign: Campaign | None
     # The total: base_points, multiplied by the campaign when one ran.
     points: int
-    # The points before any campaign (points - base_points is the campaign's extra).
+    # The points before the campaign: the purchase's own lot; the rest (`bonus_points`) is
+    # the campaign's, a lot of its own under the campaign's expiry policy.
     base_points: int
     expires_at: datetime | None
     purchased_on: date
+    # When the campaign's extra points expire (None: never, or no extra points).
+    bonus_expires_at: datetime | None = None
+
+    @property
+    def bonus_points(self) -> int:
+        """The extra points the campaign adds (0 without one)."""
+        return self.points - self.base_points
 
     def meta(self) -> dict[str, str]:
         """The facts the ledger keeps with the operation, so the award can be re-derived.
@@ -234,17 +242,24 @@ def award_purchase(
         raise RuleError(N_("error.purchase_under_one_yuan"), amount=amount)
     if earning.points <= 0:
         raise RuleError(N_("error.purchase_earns_nothing"), amount=amount)
-    expiry = expires_at(purchased_at, config)
+    expiry = expires_at(purchased_at, config, "purchase")
     if expiry is not None and expiry <= now:
         raise RuleError(N_("error.purchase_expired"), day=display_expiry(expiry, config))
+    points, base = earning.points, earning.base_points
+    bonus_expiry = expires_at(purchased_at, config, "campaign") if points > base else None
+    if bonus_expiry is not None and bonus_expiry <= now:
+        # The campaign's extra points of an old receipt have expired by now: the purchase's
+        # own points are still owed, the extra ones would be gone the moment they arrive.
+        points, bonus_expiry = base, None
     return PurchaseAward(
         amount=amount,
         category=category,
         campaign=earning.campaign,
-        points=earning.points,
-        base_points=earning.base_points,
+        points=points,
+        base_points=base,
         expires_at=expiry,
         purchased_on=day,
+        bonus_expires_at=bonus_expiry,
     )
 
 
@@ -308,7 +323,7 @@ def purchase_key(receipt: str | None, source: str | None = None) -> str:
     return f"purchase:{source}"
 
 
-def purchase_request(
+def purchase_requests(
     member_id: int,
     award: PurchaseAward,
     *,
@@ -316,36 +331,48 @@ def purchase_request(
     actor: str,
     now: datetime,
     source: str | None = None,
-) -> EarnRequest:
-    """The ledger operation booking an award, for the till, the import and the seed alike."""
+) -> tuple[EarnRequest, ...]:
+    """The ledger operations booking an award, for the till, the import and the seed alike:
+    the purchase's own points, and the campaign's extra points as a lot of their own (their
+    expiry policy differs), booked together or not at all (`Ledger.earn_groups`)."""
     # One builder, so the second of them to book a receipt is a replay, not a conflict.
-    return EarnRequest(
+    key = purchase_key(receipt, source)
+    base = EarnRequest(
         member_id=member_id,
-        points=award.points,
+        points=award.base_points if award.bonus_points else award.points,
         kind="purchase",
-        key=purchase_key(receipt, source),
+        key=key,
         actor=actor,
         expires_at=award.expires_at,
         now=now,
         reference=receipt or None,
         meta=award.meta(),
     )
-
-
-async def _book(ledger: Ledger, request: EarnRequest) -> OperationResult:
-    """Book one earn request through the ledger's facade; raises NotFound, Conflict."""
-    return await ledger.earn(
-        request.member_id,
-        request.points,
-        kind=request.kind,
-        key=request.key,
-        actor=request.actor,
-        expires_at=request.expires_at,
-        reason=request.reason,
-        reference=request.reference,
-        meta=request.meta,
-        now=request.now,
+    if not award.bonus_points or award.campaign is None:
+        return (base,)
+    bonus_meta = {"purchase": key, "campaign": award.campaign.id}
+    if receipt:
+        bonus_meta["receipt"] = receipt
+    bonus = EarnRequest(
+        member_id=member_id,
+        points=award.bonus_points,
+        kind="campaign",
+        key=f"{key}:campaign",
+        actor=actor,
+        expires_at=award.bonus_expires_at,
+        now=now,
+        reference=receipt or None,
+        meta=bonus_meta,
     )
+    return (base, bonus)
+
+
+async def _book(ledger: Ledger, requests: tuple[EarnRequest, ...]) -> tuple[OperationResult, ...]:
+    """Book a purchase's operations in one transaction; raises NotFound, Conflict."""
+    [outcome] = await ledger.earn_groups([requests])
+    if isinstance(outcome, StoreError):
+        raise outcome
+    return outcome
 
 
 def retyped(
@@ -416,9 +443,10 @@ async def record_purchase(
     paid = parse_amount(amount, config)
     category = find_category(category_text, config)
     award = award_purchase(paid, category.id, purchased_at, when, config)
-    request = purchase_request(
+    requests = purchase_requests(
         member.id, award, receipt=receipt, source=source, actor=actor, now=when
     )
+    request = requests[0]
     if not receipt and not confirmed:
         recent = await programme.ledger.recent_operations(
             member.id, kind=request.kind, actor=actor, since=when - RETYPE_WINDOW
@@ -428,10 +456,11 @@ async def record_purchase(
                 "unconfirmed", member, award, award.points, None, earlier.created_at
             )
     try:
-        result = await _book(programme.ledger, request)
+        results = await _book(programme.ledger, requests)
     except Conflict:
         return PurchaseRecorded("conflict", member, award, award.points, None)
-    if result.replayed:
-        return PurchaseRecorded("replayed", member, award, result.points, None)
+    points = sum(result.points for result in results)
+    if results[0].replayed:
+        return PurchaseRecorded("replayed", member, award, points, None)
     available = await programme.ledger.available(member.id, when)
-    return PurchaseRecorded("recorded", member, award, result.points, available)
+    return PurchaseRecorded("recorded", member, award, points, available)

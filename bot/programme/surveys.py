@@ -141,7 +141,7 @@ async def _step(programme: Programme, survey: Survey, progress: Progress) -> Sur
     if not (progress.completed and progress.reward_points and progress.completed_at):
         return SurveyStep(survey, progress)
     # The reward's expiry as the store booked it: the policy at the moment of completion.
-    expiry = expires_at(progress.completed_at, programme.config)
+    expiry = expires_at(progress.completed_at, programme.config, "survey")
     available = await programme.ledger.available(progress.member_id, programme.now())
     return SurveyStep(survey, progress, SurveyReward(progress.reward_points, expiry, available))
 
@@ -189,7 +189,7 @@ async def _answer(
     now = programme.now()
     try:
         # Survey rewards are bonus points: they expire as the policy says at completion.
-        progress = await answer(spec, question, expires_at(now, config), now)
+        progress = await answer(spec, question, expires_at(now, config, "survey"), now)
     except SurveyChanged:
         # The questions changed under the member: start over (the question says why).
         progress = await programme.surveys.start(spec, member_id, now=now)
@@ -344,7 +344,7 @@ async def answer_text(
             active.position,
             text,
             source=source,
-            reward_expires_at=expires_at(now, config),
+            reward_expires_at=expires_at(now, config, "survey"),
             actor=actor,
             now=now,
         )

@@ -18,6 +18,7 @@ from storage.ledger.bookkeeping import load_result, open_account
 from storage.ledger.operations import (
     adjust,
     earn,
+    earn_groups,
     earn_many,
     expire_batch,
     expire_due,
@@ -82,6 +83,7 @@ __all__ = [
     "available",
     "balance",
     "earn",
+    "earn_groups",
     "earn_many",
     "existing_keys",
     "expire_batch",
@@ -114,6 +116,7 @@ class Ledger(Facade):
     adjust = writes(operations.adjust)
     extend_validity = writes(operations.extend_validity)
     earn_many = writes(operations.earn_many)
+    earn_groups = writes(operations.earn_groups)
     balance = looks_up(queries.balance)
     available = looks_up(queries.available)
     plan_spend = looks_up(queries.plan_spend)

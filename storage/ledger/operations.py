@@ -621,16 +621,27 @@ def earn_many(
 ) -> list[OperationResult | StoreError]:
     """Apply many credits in one transaction, each with its own key (replays are returned, not
     re-applied); return a result or the error per request, in order."""
-    outcomes: list[OperationResult | StoreError | None] = [None] * len(requests)
-    prepared: dict[int, tuple[str, int | None, int, str | None]] = {}
-    for index, req in enumerate(requests):
+    outcomes = earn_groups(conn, [(req,) for req in requests])
+    return [o if isinstance(o, StoreError) else o[0] for o in outcomes]
+
+
+def earn_groups(
+    conn: sqlite3.Connection, groups: Sequence[Sequence[EarnRequest]]
+) -> list[tuple[OperationResult, ...] | StoreError]:
+    """Apply groups of credits in one transaction, each group all or nothing: booked whole,
+    replayed whole, or refused whole (an error of one request, or a group that is part
+    replay, part new, is a Conflict: it describes something other than what was booked);
+    return the results or the error per group, in order."""
+    outcomes: list[tuple[OperationResult, ...] | StoreError | None] = [None] * len(groups)
+    prepared: dict[int, list[tuple[str, int | None, int, str | None]]] = {}
+    for index, group in enumerate(groups):
         try:
-            prepared[index] = _prepare_earn(req)
+            prepared[index] = [_prepare_earn(req) for req in group]
         except StoreError as exc:
             outcomes[index] = exc
 
     with atomic(conn):
-        keys = sorted({requests[i].key for i in prepared})
+        keys = sorted({req.key for i in prepared for req in groups[i]})
         stored = {
             str(r[0]): (int(r[1]), str(r[2]))
             for r in conn.execute(
@@ -639,7 +650,7 @@ def earn_many(
                 (json.dumps(keys),),
             )
         }
-        member_ids = sorted({requests[i].member_id for i in prepared})
+        member_ids = sorted({req.member_id for i in prepared for req in groups[i]})
         accounts: dict[int, int | None] = {}
         balances: dict[int, int] = {}
         for member_id, account_id, balance in conn.execute(
@@ -657,62 +668,75 @@ def earn_many(
         postings: list[tuple[int, int, int]] = []
         lots: list[tuple[object, ...]] = []
         fresh: dict[str, tuple[str, OperationResult]] = {}
-        for index, (fingerprint, expires_ts, now_ts, meta_json) in prepared.items():
-            req = requests[index]
-            if req.key in stored:
-                op_id, stored_fingerprint = stored[req.key]
-                outcomes[index] = (
-                    load_result(conn, op_id, replayed=True)
-                    if stored_fingerprint == fingerprint
-                    else Conflict(f"idempotency key {req.key!r} was used for a different request")
-                )
+        for index, facts in prepared.items():
+            group = groups[index]
+            replays: list[OperationResult] = []
+            error: StoreError | None = None
+            for req, (fingerprint, _expires, _now, _meta) in zip(group, facts, strict=True):
+                earlier = stored.get(req.key)
+                if earlier is not None:
+                    if earlier[1] != fingerprint:
+                        error = Conflict(
+                            f"idempotency key {req.key!r} was used for a different request"
+                        )
+                        break
+                    replays.append(load_result(conn, earlier[0], replayed=True))
+                elif req.key in fresh:
+                    if fresh[req.key][0] != fingerprint:
+                        error = Conflict(
+                            f"idempotency key {req.key!r} was used for a different request"
+                        )
+                        break
+                    replays.append(dataclasses.replace(fresh[req.key][1], replayed=True))
+                elif req.member_id not in accounts:
+                    error = NotFound(f"no member {req.member_id}")
+                    break
+            if error is None and replays and len(replays) != len(group):
+                error = Conflict(f"idempotency key {group[0].key!r}: only part of it was booked")
+            if error is not None:
+                outcomes[index] = error
                 continue
-            if req.key in fresh:
-                first_fingerprint, first = fresh[req.key]
-                outcomes[index] = (
-                    dataclasses.replace(first, replayed=True)
-                    if first_fingerprint == fingerprint
-                    else Conflict(f"idempotency key {req.key!r} was used for a different request")
-                )
+            if replays:
+                outcomes[index] = tuple(replays)
                 continue
-            if req.member_id not in accounts:
-                outcomes[index] = NotFound(f"no member {req.member_id}")
-                continue
-            account = accounts[req.member_id]
-            if account is None:
-                account = accounts[req.member_id] = open_account(conn, req.member_id)
-            op_id, lot_id = next_op, next_lot
-            next_op += 1
-            next_lot += 1
-            operations.append(
-                (
-                    op_id,
-                    req.kind,
-                    req.key,
-                    fingerprint,
-                    req.member_id,
-                    req.points,
-                    req.actor,
-                    req.reason,
-                    req.reference,
-                    now_ts,
-                    meta_json,
+            results: list[OperationResult] = []
+            for req, (fingerprint, expires_ts, now_ts, meta_json) in zip(group, facts, strict=True):
+                account = accounts[req.member_id]
+                if account is None:
+                    account = accounts[req.member_id] = open_account(conn, req.member_id)
+                op_id, lot_id = next_op, next_lot
+                next_op += 1
+                next_lot += 1
+                operations.append(
+                    (
+                        op_id,
+                        req.kind,
+                        req.key,
+                        fingerprint,
+                        req.member_id,
+                        req.points,
+                        req.actor,
+                        req.reason,
+                        req.reference,
+                        now_ts,
+                        meta_json,
+                    )
                 )
-            )
-            postings.append((op_id, sources[req.kind], -req.points))
-            postings.append((op_id, account, req.points))
-            lots.append((lot_id, req.member_id, op_id, req.points, req.points, expires_ts))
-            balances[req.member_id] += req.points
-            result = OperationResult(
-                operation_id=op_id,
-                kind=req.kind,
-                member_id=req.member_id,
-                points=req.points,
-                balance_after=balances[req.member_id],
-                lots_created=(lot_id,),
-            )
-            fresh[req.key] = (fingerprint, result)
-            outcomes[index] = result
+                postings.append((op_id, sources[req.kind], -req.points))
+                postings.append((op_id, account, req.points))
+                lots.append((lot_id, req.member_id, op_id, req.points, req.points, expires_ts))
+                balances[req.member_id] += req.points
+                result = OperationResult(
+                    operation_id=op_id,
+                    kind=req.kind,
+                    member_id=req.member_id,
+                    points=req.points,
+                    balance_after=balances[req.member_id],
+                    lots_created=(lot_id,),
+                )
+                fresh[req.key] = (fingerprint, result)
+                results.append(result)
+            outcomes[index] = tuple(results)
         conn.executemany(
             "INSERT INTO operations (id, kind, idempotency_key, fingerprint, member_id, points,"
             " actor, reason, reference, created_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

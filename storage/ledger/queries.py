@@ -166,7 +166,7 @@ LEFT JOIN game_plays AS g ON g.id = coalesce(
     (SELECT id FROM game_plays WHERE cost_operation_id = o.id),
     (SELECT id FROM game_plays WHERE prize_operation_id = o.id))
 LEFT JOIN operations AS bought ON o.kind <> 'purchase' AND o.meta IS NOT NULL
-    AND bought.id = CAST(json_extract(o.meta, '$.purchase') AS INTEGER)
+    AND bought.idempotency_key = json_extract(o.meta, '$.purchase')
     AND bought.kind = 'purchase' AND bought.member_id = o.member_id
 LEFT JOIN members AS other ON o.kind = 'transfer'
     AND other.id = iif(o.member_id = :member, o.counterparty_id, o.member_id)
