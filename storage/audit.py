@@ -29,6 +29,8 @@ GAME_TRIGGERS: Final = (
     "game_vouchers_used_once",
     "game_vouchers_no_delete",
 )
+# Returns after pickup (storage/migrations/0012_returns.sql).
+RETURNS_TRIGGERS: Final = ("redemptions_return_history_kept",)
 # The day's prize totals (storage/migrations/0007_game_budget.sql).
 BUDGET_TRIGGERS: Final = ("game_plays_count_budget", "game_day_budget_no_delete")
 SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
@@ -413,6 +415,10 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += SURVEY_TRIGGERS
         if has_budget:
             required += BUDGET_TRIGGERS
+        if has_mall and any(
+            row[1] == "return_reason" for row in conn.execute("PRAGMA table_info(redemptions)")
+        ):
+            required += RETURNS_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)
