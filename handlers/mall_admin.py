@@ -276,6 +276,9 @@ async def return_review_callback(update: Update, context: BotContext) -> None:
     try:
         current = await services.mall.redemption_by_code(code)
     except NotFound:
+        current = None
+    if current is None or current.return_requested_at is None:
+        # No such code, or no return was ever asked for it: a forged button.
         await query.answer(_("button.expired"), show_alert=True)
         return
     settled: Settlement | None = None

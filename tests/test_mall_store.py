@@ -861,7 +861,8 @@ def test_cannot_fulfil_leaves_collected_orders_alone(conn: sqlite3.Connection) -
     with pytest.raises(InvalidState):
         mall.cannot_fulfil(conn, bought.code, terms(), actor="admin", now=T0)
     with pytest.raises(InvalidRequest):
-        mall.cannot_fulfil(conn, bought.code, mall.MerchantTerms(" ", 10, None, 30), actor="a", now=T0)
+        blank = mall.MerchantTerms(" ", 10, None, 30)
+        mall.cannot_fulfil(conn, bought.code, blank, actor="a", now=T0)
     assert available(conn, alice) == 900
 
 
