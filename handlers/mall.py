@@ -264,11 +264,16 @@ def _plan_lines(plan: Sequence[tuple[datetime | None, int]], config: Config, _: 
     return lines
 
 
-def _status(redemption: Redemption, _: Texts) -> str:
+def status_key(redemption: Redemption) -> str:
+    """The catalog message naming where a redemption stands, as the member sees it."""
     if redemption.status == "used" and redemption.return_requested_at is not None:
         # Collected goods whose return staff refused are back with the member.
-        return _(STATUS_LABELS["return_rejected"])
-    return _(STATUS_LABELS.get(redemption.status, N_("redemption.status.issued")))
+        return STATUS_LABELS["return_rejected"]
+    return STATUS_LABELS.get(redemption.status, N_("redemption.status.issued"))
+
+
+def _status(redemption: Redemption, _: Texts) -> str:
+    return _(status_key(redemption))
 
 
 def _item_name(config: Config, sku: str, _: Texts) -> str:

@@ -13,7 +13,7 @@ from telegram.error import Forbidden, TelegramError
 
 from bot.config import LANGUAGES
 from bot.i18n import resolve_language
-from bot.programme import mall as rules
+from bot.programme import mall as mall_rules
 from bot.programme.mall import REJECTION_REASONS, delist_item, pending_returns
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, texts_for
@@ -25,6 +25,7 @@ from handlers.mall import (
     rejection_keyboard,
     render_return,
     review_keyboard,
+    status_key,
 )
 from storage.errors import InvalidState, NotFound
 from storage.mall import Redemption, Settlement
@@ -185,7 +186,7 @@ async def approve_return(update: Update, context: BotContext) -> None:
     done = await _redemption_step(
         update,
         context,
-        lambda code, _reason, actor, _now: rules.approve_return(services, code, actor=actor),
+        lambda code, _reason, actor, _now: mall_rules.approve_return(services, code, actor=actor),
         usage="mall_admin.approve.usage",
         refused="mall_admin.not_requested",
     )
@@ -204,7 +205,7 @@ async def reject_return(update: Update, context: BotContext) -> None:
     done = await _redemption_step(
         update,
         context,
-        lambda code, reason, actor, _now: rules.reject_return(
+        lambda code, reason, actor, _now: mall_rules.reject_return(
             services, code, reason=reason, actor=actor
         ),
         usage="mall_admin.reject.usage",
@@ -298,15 +299,15 @@ async def return_review_callback(update: Update, context: BotContext) -> None:
             await edit_in_place(update, render_return(current, config, _), review_keyboard(code, _))
             return
         if action == "a":
-            settled = await rules.approve_return(services, code, actor=actor)
+            settled = await mall_rules.approve_return(services, code, actor=actor)
         else:
             assert index is not None
             reason = _in_every_language(context, REJECTION_LABELS[REJECTION_REASONS[index]])
-            settled = await rules.reject_return(services, code, reason=reason, actor=actor)
+            settled = await mall_rules.reject_return(services, code, reason=reason, actor=actor)
     except InvalidState:
         # Another operator decided first (or a tap came twice): show what was decided.
         decided = await services.mall.redemption_by_code(code)
-        await query.answer(_("returns.already_decided", status=_(_status_key(decided))))
+        await query.answer(_("returns.already_decided", status=_(status_key(decided))))
         await edit_in_place(update, render_return(decided, config, _))
         return
     services.sender.wake()
@@ -318,12 +319,6 @@ async def return_review_callback(update: Update, context: BotContext) -> None:
     await edit_in_place(update, render_return(redemption, config, _))
 
 
-def _status_key(redemption: Redemption) -> str:
-    if redemption.status == "used" and redemption.return_requested_at is not None:
-        return STATUS_LABELS["return_rejected"]
-    return STATUS_LABELS.get(redemption.status, STATUS_LABELS["issued"])
-
-
 async def cannot_fulfil(update: Update, context: BotContext) -> None:
     """`/cannot_fulfil CODE reason`: the merchant cannot honour this order; refund it with
     compensation and tell the member."""
@@ -331,7 +326,7 @@ async def cannot_fulfil(update: Update, context: BotContext) -> None:
     done = await _redemption_step(
         update,
         context,
-        lambda code, reason, actor, _now: rules.cannot_fulfil(
+        lambda code, reason, actor, _now: mall_rules.cannot_fulfil(
             services, code, reason=reason, actor=actor
         ),
         usage="returns.cannot_fulfil.usage",
