@@ -23,7 +23,16 @@ from handlers.games import fulfil_prize, game_callback, odds_command, prizes, sc
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
 from handlers.mall import mall, mall_callback, redemptions, redemptions_callback
-from handlers.mall_admin import approve_return, delist, fulfil, reject_return, stock
+from handlers.mall_admin import (
+    approve_return,
+    cannot_fulfil,
+    delist,
+    fulfil,
+    reject_return,
+    return_review_callback,
+    returns,
+    stock,
+)
 from handlers.points import balance, card, history, history_callback
 from handlers.settings import (
     birthday_conversation,
@@ -108,6 +117,9 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("delist", delist, filters=incoming))
     app.add_handler(CommandHandler("approve_return", approve_return, filters=incoming))
     app.add_handler(CommandHandler("reject_return", reject_return, filters=incoming))
+    app.add_handler(CommandHandler("returns", returns, filters=incoming))
+    app.add_handler(CallbackQueryHandler(return_review_callback, pattern=r"^rv:"))
+    app.add_handler(CommandHandler("cannot_fulfil", cannot_fulfil, filters=incoming))
     app.add_handler(CommandHandler("fulfil_prize", fulfil_prize, filters=incoming))
     app.add_handler(CommandHandler("broadcast", broadcast, filters=incoming))
     app.add_handler(CallbackQueryHandler(broadcast_callback, pattern=r"^bc:"))

@@ -13,7 +13,7 @@ from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
 from bot.programme.expiry import expiry_groups
-from bot.programme.mall import sale_rate, sale_scope, voucher_terms
+from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_terms
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from handlers.common import BotContext, Texts, profile_from, texts_for
@@ -157,9 +157,7 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     lines += render_game_rules(config, now, _)
     lines += render_survey_rules(config, now, _)
 
-    lines.append(_("rules.returns.heading"))
-    lines.append(_("rules.returns.window", days=config.redemption.return_window_days))
-    lines.append(_("rules.returns.merchant", days=expiry.refund_min_validity_days))
+    lines += render_return_rules(config, _)
     lines.append("")
 
     lines.append(_("rules.changes.heading"))
@@ -172,6 +170,35 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         lines.append("")
         lines.append(_("rules.contact", contact=program.support_contact))
     return "\n".join(lines)
+
+
+# How each kind reads in the returns rules.
+KIND_NAMES = {
+    "goods": N_("rules.returns.kind.goods"),
+    "voucher": N_("rules.returns.kind.voucher"),
+    "deduction": N_("rules.returns.kind.deduction"),
+    "service": N_("rules.returns.kind.service"),
+}
+
+
+def render_return_rules(config: Config, _: Texts) -> list[str]:
+    """What can be cancelled, returned or not, and how: from the table the buttons obey."""
+    terms = return_terms(config)
+
+    def kinds(names: tuple[str, ...]) -> str:
+        return _("list.separator").join(_(KIND_NAMES[kind]) for kind in names)
+
+    lines = [_("rules.returns.heading"), _("rules.returns.window", days=terms.days)]
+    if terms.cancel_kinds:
+        lines.append(_("rules.returns.cancel", kinds=kinds(terms.cancel_kinds)))
+    if terms.return_kinds:
+        lines.append(_("rules.returns.after_pickup", kinds=kinds(terms.return_kinds)))
+    if terms.final_kinds:
+        lines.append(_("rules.returns.final", kinds=kinds(terms.final_kinds)))
+    lines.append(_("rules.returns.merchant", days=terms.merchant_min_days))
+    if terms.compensation_percent:
+        lines.append(_("rules.returns.compensation", percent=terms.compensation_percent))
+    return lines
 
 
 def _packed(pieces: list[str], separator: str, limit: int) -> list[str]:

@@ -8,31 +8,39 @@ the store on every tap.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import Forbidden, TelegramError
 
 from bot.config import Config, MallCategory
-from bot.i18n import N_
+from bot.i18n import N_, resolve_language
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
 from bot.programme.mall import (
+    CANCEL,
+    REJECTION_REASONS,
+    RETURN_REASONS,
     ItemView,
     MallHome,
     PendingRedemption,
     PricedItem,
+    cancel_redemption,
     confirm_redemption,
     item_view,
     mall_home,
     offer_redemption,
     redemptions_page,
     request_return,
+    return_choice,
     sale_rate,
     shelf,
 )
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.points import format_code
 from storage.errors import (
     CatalogPriceChanged,
     InsufficientPoints,
@@ -46,8 +54,13 @@ from storage.errors import (
 )
 from storage.mall import USABLE_STATUSES, Redemption
 
+log = logging.getLogger(__name__)
+
 MALL_PREFIX = "mall"
 REDEMPTIONS_PREFIX = "red"
+# Staff reviewing a return: rv:a:CODE approve, rv:r:CODE reject (pick a reason),
+# rv:n:CODE:I reject with REJECTION_REASONS[I], rv:b:CODE back to approve / reject.
+REVIEW_PREFIX = "rv"
 ITEMS_PER_PAGE = 5
 REDEMPTIONS_PER_PAGE = 5
 # Pages, amounts and offer ids in buttons are below this; anything larger is forged.
@@ -61,6 +74,18 @@ STATUS_LABELS: dict[str, str] = {
     "return_rejected": N_("redemption.status.return_rejected"),
     "returned": N_("redemption.status.returned"),
     "cancelled": N_("redemption.status.cancelled"),
+}
+RETURN_REASON_LABELS: dict[str, str] = {
+    "damaged": N_("returns.reason.damaged"),
+    "wrong_item": N_("returns.reason.wrong_item"),
+    "not_as_described": N_("returns.reason.not_as_described"),
+    "changed_mind": N_("returns.reason.changed_mind"),
+    "other": N_("returns.reason.other"),
+}
+REJECTION_LABELS: dict[str, str] = {
+    "not_brought": N_("returns.reject.not_brought"),
+    "used": N_("returns.reject.used"),
+    "incomplete": N_("returns.reject.incomplete"),
 }
 AVAILABILITY_ERRORS: dict[str, str] = {
     "not_started": N_("mall.not_started"),
@@ -246,8 +271,16 @@ def _plan_lines(plan: Sequence[tuple[datetime | None, int]], config: Config, _: 
     return lines
 
 
+def status_key(redemption: Redemption) -> str:
+    """The catalog message naming where a redemption stands, as the member sees it."""
+    if redemption.status == "used" and redemption.return_requested_at is not None:
+        # Collected goods whose return staff refused are back with the member.
+        return STATUS_LABELS["return_rejected"]
+    return STATUS_LABELS.get(redemption.status, N_("redemption.status.issued"))
+
+
 def _status(redemption: Redemption, _: Texts) -> str:
-    return _(STATUS_LABELS.get(redemption.status, N_("redemption.status.issued")))
+    return _(status_key(redemption))
 
 
 def _item_name(config: Config, sku: str, _: Texts) -> str:
@@ -494,7 +527,7 @@ async def _redemptions_view(
     pages = max(1, -(-found.total // REDEMPTIONS_PER_PAGE))
     lines = [_("redemptions.title", page=page + 1, pages=pages, total=found.total)]
     rows: list[list[InlineKeyboardButton]] = []
-    for redemption, can_return in found.redemptions:
+    for redemption, option in found.redemptions:
         day = redemption.created_at.astimezone(config.program.tz).date().isoformat()
         lines.append(
             _(
@@ -511,11 +544,12 @@ async def _redemptions_view(
             lines.append(_("redemptions.expired", day=redemption.valid_until.isoformat()))
         elif redemption.valid_until is not None and redemption.status in USABLE_STATUSES:
             lines.append(_("redemptions.valid_until", day=redemption.valid_until.isoformat()))
-        if can_return:
+        if option is not None:
+            label = "redemptions.cancel_button" if option == CANCEL else "redemptions.return_button"
             rows.append(
                 [
                     InlineKeyboardButton(
-                        _("redemptions.return_button", code=redemption.code),
+                        _(label, code=redemption.code),
                         callback_data=redemption_data("ret", redemption.code),
                     )
                 ]
@@ -536,19 +570,20 @@ async def _redemptions_view(
 
 
 async def redemptions_callback(update: Update, context: BotContext) -> None:
-    """Paging the list, asking to return one, and confirming the return."""
+    """Paging the list; cancelling an uncollected redemption or returning collected goods."""
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
     _ = await texts_for(update, context)
     prefix, _sep, rest = (query.data or "").partition(":")
     action, _sep, argument = rest.partition(":")
+    code, _sep, reason = argument.partition(":")
     member = await context.services.members.by_telegram_id(user.id)
-    if prefix != REDEMPTIONS_PREFIX or member is None or not argument or len(argument) > 16:
+    if prefix != REDEMPTIONS_PREFIX or member is None or not code or len(code) > 16:
         await query.answer(_("button.expired"), show_alert=True)
         return
-    if action in ("list", "mlist"):
-        page = _page(argument)
+    if action in ("list", "mlist") and not reason:
+        page = _page(code)
         if page is None:
             await query.answer(_("button.expired"), show_alert=True)
             return
@@ -557,52 +592,215 @@ async def redemptions_callback(update: Update, context: BotContext) -> None:
         )
         await query.answer()
         await edit_in_place(update, text, keyboard)
-        return
-    if action == "ret":
-        await query.answer()
-        keyboard = InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        _("redemptions.return_yes"), callback_data=redemption_data("rety", argument)
-                    ),
-                    InlineKeyboardButton(
-                        _("redemptions.return_no"), callback_data=redemption_data("list", 0)
-                    ),
-                ]
-            ]
-        )
-        await edit_in_place(update, _("redemptions.return_ask", code=argument), keyboard)
-        return
-    if action != "rety":
+    elif action == "ret" and not reason:
+        await _ask_return(update, context, _, member.id, code)
+    elif action == "rety" and not reason:
+        await _cancel(update, context, _, member.id, code)
+    elif action == "rs" and reason.isascii() and reason.isdigit() and len(reason) < 3:
+        index = int(reason)
+        if index >= len(RETURN_REASONS):
+            await query.answer(_("button.expired"), show_alert=True)
+            return
+        await _request_return(update, context, _, member.id, code, RETURN_REASONS[index])
+    else:
         await query.answer(_("button.expired"), show_alert=True)
-        return
-    await _request_return(update, context, _, member.id, argument)
 
 
-async def _request_return(
+async def _refuse_return(update: Update, _: Texts, context: BotContext, exc: Exception) -> None:
+    """Explain why this redemption cannot be cancelled or returned (a toast)."""
+    query = update.callback_query
+    assert query is not None
+    if isinstance(exc, ReturnWindowClosed):
+        day = exc.deadline.astimezone(context.services.config.program.tz).date().isoformat()
+        await query.answer(_("redemptions.window_closed", day=day), show_alert=True)
+    elif isinstance(exc, InvalidState):
+        status = _(STATUS_LABELS.get(exc.status, N_("redemption.status.issued")))
+        await query.answer(_("redemptions.not_returnable", status=status), show_alert=True)
+    else:  # NotFound: someone else's code, or a forged one
+        await query.answer(_("button.expired"), show_alert=True)
+
+
+async def _ask_return(
     update: Update, context: BotContext, _: Texts, member_id: int, code: str
 ) -> None:
+    """Cancel: confirm first; return: ask why (buttons whose data the store re-checks)."""
+    query = update.callback_query
+    assert query is not None
+    try:
+        redemption, option = await return_choice(context.services, member_id, code)
+    except (NotFound, InvalidState, ReturnWindowClosed) as exc:
+        await _refuse_return(update, _, context, exc)
+        return
+    await query.answer()
+    item = redemption_title(redemption, context.services.config, _)
+    back = InlineKeyboardButton(
+        _("redemptions.return_no"), callback_data=redemption_data("list", 0)
+    )
+    if option == CANCEL:
+        text = _(
+            "redemptions.cancel_ask", item=item, code=redemption.code, points=redemption.points
+        )
+        yes = InlineKeyboardButton(
+            _("redemptions.cancel_yes"), callback_data=redemption_data("rety", redemption.code)
+        )
+        await edit_in_place(update, text, InlineKeyboardMarkup([[yes, back]]))
+        return
+    rows = [
+        [
+            InlineKeyboardButton(
+                _(RETURN_REASON_LABELS[reason]),
+                callback_data=redemption_data("rs", redemption.code, index),
+            )
+        ]
+        for index, reason in enumerate(RETURN_REASONS)
+    ]
+    rows.append([back])
+    text = _("redemptions.reason_ask", item=item, code=redemption.code)
+    await edit_in_place(update, text, InlineKeyboardMarkup(rows))
+
+
+async def _cancel(update: Update, context: BotContext, _: Texts, member_id: int, code: str) -> None:
+    """Cancel an uncollected redemption: the points are back at once, no visit needed."""
     query = update.callback_query
     assert query is not None
     services = context.services
     try:
-        redemption = await request_return(services, member_id, code, actor=f"member:{member_id}")
-    except NotFound:
-        await query.answer(_("button.expired"), show_alert=True)
+        settled = await cancel_redemption(services, member_id, code, actor=f"member:{member_id}")
+    except (NotFound, InvalidState, ReturnWindowClosed) as exc:
+        await _refuse_return(update, _, context, exc)
         return
-    except ReturnWindowClosed as exc:
-        day = exc.deadline.astimezone(services.config.program.tz).date().isoformat()
-        await query.answer(_("redemptions.window_closed", day=day), show_alert=True)
-        return
-    except InvalidState as exc:
-        status = _(STATUS_LABELS.get(exc.status, N_("redemption.status.issued")))
-        await query.answer(_("redemptions.not_returnable", status=status), show_alert=True)
+    redemption = settled.redemption
+    if settled.replayed:
+        await query.answer(_("redemptions.already_cancelled", code=redemption.code))
         return
     await query.answer()
-    key = (
-        "redemptions.refunded"
-        if redemption.status == "returned"
-        else "redemptions.return_requested"
+    text = _(
+        "redemptions.cancelled",
+        item=redemption_title(redemption, services.config, _),
+        code=redemption.code,
+        points=redemption.points,
+        available=settled.available,
     )
-    await edit_in_place(update, _(key, code=redemption.code, points=redemption.points), None)
+    await edit_in_place(update, text, None)
+
+
+async def _request_return(
+    update: Update, context: BotContext, _: Texts, member_id: int, code: str, reason: str
+) -> None:
+    """File a return of collected goods with its reason, and put it in front of staff."""
+    query = update.callback_query
+    assert query is not None
+    services = context.services
+    try:
+        redemption = await request_return(
+            services, member_id, code, reason, actor=f"member:{member_id}"
+        )
+    except (NotFound, InvalidState, ReturnWindowClosed) as exc:
+        await _refuse_return(update, _, context, exc)
+        return
+    if redemption.replayed:
+        await query.answer(_("redemptions.return_pending", code=redemption.code))
+        return
+    await query.answer()
+    text = _(
+        "redemptions.return_requested",
+        item=redemption_title(redemption, services.config, _),
+        code=redemption.code,
+        points=redemption.points,
+        reason=_(RETURN_REASON_LABELS[reason]),
+    )
+    await edit_in_place(update, text, None)
+    await tell_staff(context, redemption)
+
+
+# --- staff reviewing a return ----------------------------------------------------------------
+
+
+def review_data(action: str, code: str, index: int | None = None) -> str:
+    """Callback data for a staff button on a return."""
+    return ":".join([REVIEW_PREFIX, action, code, *([] if index is None else [str(index)])])
+
+
+def render_return(redemption: Redemption, config: Config, _: Texts) -> str:
+    """A return as staff review it: who, what, why, when, and the decision once there is one."""
+    tz = config.program.tz
+    reason = redemption.return_reason
+    requested = redemption.return_requested_at or redemption.created_at
+    lines = [
+        _(
+            "returns.item",
+            name=redemption.member_name or "-",
+            member=format_code(redemption.member_code),
+            item=redemption_title(redemption, config, _),
+            code=redemption.code,
+            points=redemption.points,
+            reason=_(RETURN_REASON_LABELS[reason]) if reason in RETURN_REASON_LABELS else "-",
+            when=requested.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            day=redemption.created_at.astimezone(tz).date().isoformat(),
+        )
+    ]
+    if redemption.status != "return_requested":
+        lines.append(
+            _(
+                "returns.decided",
+                status=_status(redemption, _),
+                who=redemption.handled_by or "-",
+                note=redemption.note or "-",
+            )
+        )
+    return "\n".join(lines)
+
+
+def review_keyboard(code: str, _: Texts) -> InlineKeyboardMarkup:
+    """Approve / Reject under a return."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(_("returns.approve"), callback_data=review_data("a", code)),
+                InlineKeyboardButton(_("returns.reject"), callback_data=review_data("r", code)),
+            ]
+        ]
+    )
+
+
+def rejection_keyboard(code: str, _: Texts) -> InlineKeyboardMarkup:
+    """The reasons staff can refuse a return with, and a way back."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                _(REJECTION_LABELS[reason]), callback_data=review_data("n", code, index)
+            )
+        ]
+        for index, reason in enumerate(REJECTION_REASONS)
+    ]
+    rows.append([InlineKeyboardButton(_("returns.back"), callback_data=review_data("b", code))])
+    return InlineKeyboardMarkup(rows)
+
+
+async def staff_texts(context: BotContext, telegram_id: int) -> Texts:
+    """A translator in a staff member's language (their /language if they are a member)."""
+    services = context.services
+    member = await services.members.by_telegram_id(telegram_id)
+    language = resolve_language(
+        member.language if member else None,
+        member.telegram_language if member else None,
+        services.config.program.default_language,
+    )
+    return Texts(services.i18n, language)
+
+
+async def tell_staff(context: BotContext, redemption: Redemption) -> None:
+    """Put a new return in front of every operator, with Approve / Reject (best effort:
+    /returns lists whatever a failed message missed)."""
+    config = context.services.config
+    for admin in config.program.admins:
+        _ = await staff_texts(context, admin)
+        text = _("returns.new") + "\n" + render_return(redemption, config, _)
+        try:
+            await context.bot.send_message(
+                admin, text, reply_markup=review_keyboard(redemption.code, _)
+            )
+        except Forbidden:
+            log.info("operator %s has blocked the bot; not told about a return", admin)
+        except TelegramError:
+            log.warning("could not tell operator %s about a return", admin, exc_info=True)

@@ -1,27 +1,43 @@
-"""Operators and the mall: /fulfil, /stock, /delist, /approve_return and /reject_return."""
+"""Operators and the mall: /fulfil, /stock, /delist, returns (/returns, their Approve / Reject
+buttons, /approve_return, /reject_return) and /cannot_fulfil."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 
+from bot.config import LANGUAGES
 from bot.i18n import resolve_language
-from bot.programme.mall import delist_item, fulfil_redemption
+from bot.programme import mall as mall_rules
+from bot.programme.mall import REJECTION_REASONS, delist_item, fulfil_redemption, pending_returns
 from bot.programme.till import split_voucher_code, voucher_code
 from handlers.admin import operator_texts
-from handlers.common import BotContext, Texts
-from handlers.mall import STATUS_LABELS, redemption_title
+from handlers.common import BotContext, Texts, edit_in_place, texts_for
+from handlers.mall import (
+    REJECTION_LABELS,
+    REVIEW_PREFIX,
+    STATUS_LABELS,
+    redemption_title,
+    rejection_keyboard,
+    render_return,
+    review_keyboard,
+    status_key,
+)
 from storage.errors import InvalidState, NotFound, VoucherExpired
-from storage.mall import Redemption
+from storage.mall import Redemption, Settlement
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 200
 MAX_STOCK = 1_000_000
+# Returns shown per /returns, oldest first, each with its own buttons.
+RETURNS_SHOWN = 10
+T = TypeVar("T")
 
 
 async def _tell_member(
@@ -48,19 +64,16 @@ async def _tell_member(
         log.warning("could not tell member %s about %s", telegram_id, key, exc_info=True)
 
 
-# One step of a redemption's life, taken by an operator: (code, reason, actor, now) -> result.
-Step = Callable[[str, str, str, datetime], Awaitable[Redemption]]
-
-
 async def _redemption_step(
     update: Update,
     context: BotContext,
-    step: Step,
+    # One step of a redemption's life, taken by an operator: (code, reason, actor, now).
+    step: Callable[[str, str, str, datetime], Awaitable[T]],
     *,
     usage: str,
     refused: str,
     needs_reason: bool = False,
-) -> tuple[Message, Texts, Redemption, str] | None:
+) -> tuple[Message, Texts, T, str] | None:
     """Parse `CODE [reason]`, run the step, and explain a missing code or a wrong status."""
     asked = await operator_texts(update, context)
     if asked is None:
@@ -173,36 +186,168 @@ async def delist(update: Update, context: BotContext) -> None:
 
 
 async def approve_return(update: Update, context: BotContext) -> None:
-    """`/approve_return CODE`: the goods came back; refund the points."""
-    mall = context.services.mall
+    """`/approve_return CODE`: the goods came back; refund the points and tell the member."""
+    services = context.services
     done = await _redemption_step(
         update,
         context,
-        lambda code, _reason, actor, now: mall.approve_return(code, actor=actor, now=now),
+        lambda code, _reason, actor, _now: mall_rules.approve_return(services, code, actor=actor),
         usage="mall_admin.approve.usage",
         refused="mall_admin.not_requested",
     )
     if done is not None:
-        message, _, redemption, _reason = done
-        points = redemption.points
-        await _tell_member(context, redemption, "mall_admin.approve.member_notice", points=points)
-        await message.reply_text(_("mall_admin.approve.done", code=redemption.code, points=points))
+        message, _, settled, _reason = done
+        services.sender.wake()
+        redemption = settled.redemption
+        await message.reply_text(
+            _("mall_admin.approve.done", code=redemption.code, points=redemption.points)
+        )
 
 
 async def reject_return(update: Update, context: BotContext) -> None:
-    """`/reject_return CODE reason`: the return is refused; the member keeps the item."""
-    mall = context.services.mall
+    """`/reject_return CODE reason`: the return is refused; the member is told why."""
+    services = context.services
     done = await _redemption_step(
         update,
         context,
-        lambda code, reason, actor, now: mall.reject_return(
-            code, actor=actor, reason=reason, now=now
+        lambda code, reason, actor, _now: mall_rules.reject_return(
+            services, code, reason=reason, actor=actor
         ),
         usage="mall_admin.reject.usage",
         refused="mall_admin.not_requested",
         needs_reason=True,
     )
     if done is not None:
-        message, _, redemption, reason = done
-        await _tell_member(context, redemption, "mall_admin.reject.member_notice", reason=reason)
-        await message.reply_text(_("mall_admin.reject.done", code=redemption.code))
+        message, _, settled, _reason = done
+        services.sender.wake()
+        await message.reply_text(_("mall_admin.reject.done", code=settled.redemption.code))
+
+
+async def returns(update: Update, context: BotContext) -> None:
+    """`/returns`: the oldest returns waiting for staff, each with Approve / Reject."""
+    asked = await operator_texts(update, context)
+    if asked is None:
+        return
+    message, _ = asked
+    config = context.services.config
+    found, total = await pending_returns(context.services, limit=RETURNS_SHOWN)
+    if not found:
+        await message.reply_text(_("returns.queue_empty"))
+        return
+    await message.reply_text(_("returns.queue_title", total=total, shown=len(found)))
+    for redemption in found:
+        await message.reply_text(
+            render_return(redemption, config, _), reply_markup=review_keyboard(redemption.code, _)
+        )
+
+
+def decode_review(data: str) -> tuple[str, str, int | None] | None:
+    """(action, code, rejection reason index) of a review button, or None when malformed."""
+    parts = data.split(":")
+    if len(parts) < 3 or parts[0] != REVIEW_PREFIX:
+        return None
+    action, code, extra = parts[1], parts[2], parts[3:]
+    if not code.isascii() or not code.isalnum() or len(code) > 16:
+        return None
+    if action in ("a", "r", "b") and not extra:
+        return action, code, None
+    if action == "n" and len(extra) == 1 and extra[0].isascii() and extra[0].isdigit():
+        index = int(extra[0][:3])
+        return (action, code, index) if index < len(REJECTION_REASONS) else None
+    return None
+
+
+def _in_every_language(context: BotContext, key: str) -> Mapping[str, str]:
+    """A catalog message in every language (a member is told in theirs)."""
+    return {lang: context.services.i18n.t(lang, key) for lang in LANGUAGES}
+
+
+async def return_review_callback(update: Update, context: BotContext) -> None:
+    """Approve / Reject under a return: operators only; the store decides once."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    _ = await texts_for(update, context)
+    decoded = decode_review(query.data or "")
+    if decoded is None:
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    services = context.services
+    config = services.config
+    if not config.is_admin(user.id):
+        await query.answer(_("admin.denied"), show_alert=True)
+        return
+    action, code, index = decoded
+    actor = f"telegram:{user.id}"
+    try:
+        current = await services.mall.redemption_by_code(code)
+    except NotFound:
+        current = None
+    if current is None or current.return_requested_at is None:
+        # No such code, or no return was ever asked for it: a forged button.
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    settled: Settlement | None = None
+    try:
+        if current.status != "return_requested":
+            raise InvalidState(current.status)
+        if action == "r":
+            await query.answer()
+            await edit_in_place(
+                update,
+                render_return(current, config, _) + "\n" + _("returns.reject_ask", code=code),
+                rejection_keyboard(code, _),
+            )
+            return
+        if action == "b":
+            await query.answer()
+            await edit_in_place(update, render_return(current, config, _), review_keyboard(code, _))
+            return
+        if action == "a":
+            settled = await mall_rules.approve_return(services, code, actor=actor)
+        else:
+            assert index is not None
+            reason = _in_every_language(context, REJECTION_LABELS[REJECTION_REASONS[index]])
+            settled = await mall_rules.reject_return(services, code, reason=reason, actor=actor)
+    except InvalidState:
+        # Another operator decided first (or a tap came twice): show what was decided.
+        decided = await services.mall.redemption_by_code(code)
+        await query.answer(_("returns.already_decided", status=_(status_key(decided))))
+        await edit_in_place(update, render_return(decided, config, _))
+        return
+    services.sender.wake()
+    redemption = settled.redemption
+    if action == "a":
+        await query.answer(_("returns.approved_toast", points=redemption.points))
+    else:
+        await query.answer(_("returns.rejected_toast"))
+    await edit_in_place(update, render_return(redemption, config, _))
+
+
+async def cannot_fulfil(update: Update, context: BotContext) -> None:
+    """`/cannot_fulfil CODE reason`: the merchant cannot honour this order; refund it with
+    compensation and tell the member."""
+    services = context.services
+    done = await _redemption_step(
+        update,
+        context,
+        lambda code, reason, actor, _now: mall_rules.cannot_fulfil(
+            services, code, reason=reason, actor=actor
+        ),
+        usage="returns.cannot_fulfil.usage",
+        refused="returns.cannot_fulfil.refused",
+        needs_reason=True,
+    )
+    if done is not None:
+        message, _, settled, _reason = done
+        services.sender.wake()
+        redemption = settled.redemption
+        await message.reply_text(
+            _(
+                "returns.cannot_fulfil.done",
+                code=redemption.code,
+                item=redemption_title(redemption, services.config, _),
+                points=redemption.points,
+                bonus=settled.bonus,
+            )
+        )

@@ -31,6 +31,8 @@ GAME_TRIGGERS: Final = (
 )
 # A voucher's last valid day never changes (storage/migrations/0013_voucher_validity.sql).
 VALIDITY_TRIGGERS: Final = ("redemptions_fixed_validity",)
+# Returns after pickup (storage/migrations/0012_returns.sql).
+RETURNS_TRIGGERS: Final = ("redemptions_return_history_kept",)
 # The day's prize totals (storage/migrations/0007_game_budget.sql).
 BUDGET_TRIGGERS: Final = ("game_plays_count_budget", "game_day_budget_no_delete")
 SURVEY_TABLES: Final = ("survey_responses", "survey_answers", "feedback")
@@ -419,6 +421,10 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             row[1] == "valid_until" for row in conn.execute("PRAGMA table_info(redemptions)")
         ):
             required += VALIDITY_TRIGGERS
+        if has_mall and any(
+            row[1] == "return_reason" for row in conn.execute("PRAGMA table_info(redemptions)")
+        ):
+            required += RETURNS_TRIGGERS
         if missing := [name for name in required if name not in present]:
             violations.append(Violation("triggers", "missing " + ", ".join(missing)))
         fk = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_EXAMPLES + 1)

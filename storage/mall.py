@@ -11,8 +11,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
@@ -165,7 +165,42 @@ class Redemption:
     valid_until: date | None = None
     # The item's terms when redeemed: a code that lapses unused gives its points back.
     refund_if_unused: bool = False
+    return_reason: str | None = None
+    # Who the member is, for staff reviewing a return (/returns).
+    member_code: str = ""
+    member_name: str = ""
     replayed: bool = field(default=False, compare=False)
+
+    @property
+    def collected(self) -> bool:
+        """True once the member picked it up or used it (it stays so through a return)."""
+        return self.used_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a cancellation, a return's decision or a merchant's refund did: the redemption
+    after it, the bonus paid with it, and the member's spendable points after it."""
+
+    redemption: Redemption
+    bonus: int
+    available: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantTerms:
+    """How the merchant makes good an order it withdraws: restored points valid at least
+    `min_validity_days`, plus `compensation_percent` of the price as bonus points."""
+
+    reason: str
+    compensation_percent: int
+    compensation_expires_at: datetime | None
+    min_validity_days: int
+
+
+# A member's notice of a settlement, built inside its transaction (bot/programme/mall.py).
+Notice = Callable[[Settlement], Push]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +246,8 @@ _REDEMPTION_SELECT: Final = (
     "SELECT r.id, r.code, r.member_id, m.telegram_id, r.sku, r.kind, r.points,"
     " r.deduction_yuan, r.status, r.created_at, r.used_at, r.return_requested_at,"
     " r.resolved_at, r.note, r.spend_operation_id, r.refund_operation_id,"
-    " r.compensation_operation_id, r.handled_by, r.valid_until, r.refund_if_unused"
+    " r.compensation_operation_id, r.handled_by, r.valid_until, r.refund_if_unused,"
+    " r.return_reason, m.member_code, m.first_name"
     " FROM redemptions AS r JOIN members AS m ON m.id = r.member_id"
 )
 
@@ -259,6 +295,9 @@ def _redemption(row: Sequence[Any], *, replayed: bool = False) -> Redemption:
         handled_by=row[17],
         valid_until=None if row[18] is None else date.fromisoformat(row[18]),
         refund_if_unused=bool(row[19]),
+        return_reason=row[20],
+        member_code=row[21],
+        member_name=row[22] or "",
         replayed=replayed,
     )
 
@@ -373,29 +412,6 @@ def _check_limit(conn: sqlite3.Connection, state: ItemState, member_id: int) -> 
     limit = state.per_member_limit
     if limit is not None and purchases_count(conn, member_id, state.sku) >= limit:
         raise LimitReached(limit)
-
-
-def _refund_return(
-    conn: sqlite3.Connection, redemption: Redemption, *, actor: str, now: datetime
-) -> Redemption:
-    """Give a returned redemption's points back with their original expiry; free its unit."""
-    refunded = ledger.refund(
-        conn,
-        redemption.spend_operation_id,
-        key=f"return:{redemption.id}",
-        actor=actor,
-        reason="return",
-        merchant_fault=False,
-        now=now,
-    )
-    conn.execute("UPDATE catalog_items SET sold = sold - 1 WHERE sku = ?", (redemption.sku,))
-    conn.execute(
-        "UPDATE redemptions SET status = 'returned', refund_operation_id = ?,"
-        " return_requested_at = coalesce(return_requested_at, ?), resolved_at = ?,"
-        " handled_by = ? WHERE id = ?",
-        (refunded.operation_id, ts(now), ts(now), actor, redemption.id),
-    )
-    return _redemption_by_id(conn, redemption.id)
 
 
 def _merchant_refund(
@@ -725,71 +741,278 @@ def redemption_by_code(conn: sqlite3.Connection, code: str) -> Redemption:
 # --- returns and fulfilment ----------------------------------------------------------------
 
 
-def request_return(
+def _owned(conn: sqlite3.Connection, code: str, member_id: int) -> Redemption:
+    """The member's redemption with this code; raises NotFound."""
+    try:
+        redemption = redemption_by_code(conn, code)
+    except NotFound:
+        raise NotFound(f"member {member_id} has no redemption {code!r}") from None
+    if redemption.member_id != member_id:
+        # Someone else's code looks exactly like an unknown one.
+        raise NotFound(f"member {member_id} has no redemption {code!r}")
+    return redemption
+
+
+def _check_window(redemption: Redemption, now: datetime, window: timedelta) -> None:
+    deadline = redemption.created_at + window
+    if now > deadline:
+        raise ReturnWindowClosed(deadline)
+
+
+def _settled(
+    conn: sqlite3.Connection,
+    redemption_id: int,
+    *,
+    bonus: int,
+    now: datetime,
+    notice: Notice | None,
+) -> Settlement:
+    """The settlement as it stands after this step, with the member's notice queued in the
+    same transaction (so a notice is never lost nor sent for a step rolled back)."""
+    after = _redemption_by_id(conn, redemption_id)
+    settled = Settlement(after, bonus, ledger.available(conn, after.member_id, now))
+    if notice is not None:
+        enqueue(conn, [notice(settled)], now)
+    return settled
+
+
+def _refund_return(
+    conn: sqlite3.Connection, redemption: Redemption, *, actor: str, now: datetime
+) -> None:
+    """Give a member's return or cancellation its points back with their original expiry
+    (keyed per redemption: refunded once); free its unit."""
+    refunded = ledger.refund(
+        conn,
+        redemption.spend_operation_id,
+        key=f"return:{redemption.id}",
+        actor=actor,
+        reason="return",
+        merchant_fault=False,
+        now=now,
+    )
+    conn.execute("UPDATE catalog_items SET sold = sold - 1 WHERE sku = ?", (redemption.sku,))
+    conn.execute(
+        "UPDATE redemptions SET status = 'returned', refund_operation_id = ?,"
+        " return_requested_at = coalesce(return_requested_at, ?), resolved_at = ?,"
+        " handled_by = ? WHERE id = ?",
+        (refunded.operation_id, ts(now), ts(now), actor, redemption.id),
+    )
+
+
+def _check_merchant_terms(terms: MerchantTerms, now: datetime) -> None:
+    """Refuse terms that cannot be honoured, before anything is refunded."""
+    _require_text(terms.reason, "a reason")
+    percent = terms.compensation_percent
+    if isinstance(percent, bool) or percent < 0:
+        raise InvalidRequest(f"compensation percent cannot be {percent!r}")
+    if terms.min_validity_days < 0:
+        raise InvalidRequest("min_validity_days cannot be negative")
+    expires_ts = ts_or_none(terms.compensation_expires_at)
+    if percent and expires_ts is not None and expires_ts <= ts(now):
+        raise InvalidRequest("compensation points would expire the moment they are paid")
+
+
+def _refund_merchant_fault(
+    conn: sqlite3.Connection,
+    redemption: Redemption,
+    terms: MerchantTerms,
+    *,
+    key: str,
+    actor: str,
+    now: datetime,
+) -> int:
+    """Cancel a redemption the merchant withdraws: its points back valid at least the minimum
+    days, plus the compensation bonus (keyed `key` and `key:bonus`: paid once); return the
+    bonus. The caller settles the unit of stock."""
+    refunded = _merchant_refund(
+        conn,
+        redemption,
+        key=key,
+        actor=actor,
+        reason=terms.reason,
+        min_validity_days=terms.min_validity_days,
+        now=now,
+    )
+    bonus = redemption.points * terms.compensation_percent // 100
+    compensation_id: int | None = None
+    if bonus > 0:
+        compensation_id = ledger.earn(
+            conn,
+            redemption.member_id,
+            bonus,
+            kind="compensation",
+            key=f"{key}:bonus",
+            actor=actor,
+            expires_at=terms.compensation_expires_at,
+            reason=terms.reason,
+            reference=redemption.code,
+            now=now,
+        ).operation_id
+    conn.execute(
+        "UPDATE redemptions SET status = 'cancelled', note = ?, refund_operation_id = ?,"
+        " compensation_operation_id = ?, resolved_at = ?, handled_by = ? WHERE id = ?",
+        (terms.reason, refunded.operation_id, compensation_id, ts(now), actor, redemption.id),
+    )
+    return bonus
+
+
+def cancel_redemption(
     conn: sqlite3.Connection,
     code: str,
     member_id: int,
     *,
     now: datetime | None = None,
     window: timedelta,
+    kinds: Collection[str],
     actor: str,
-) -> Redemption:
-    """A member returns a redemption: goods wait for an operator, anything else is refunded at
-    once; raises NotFound, InvalidState, ReturnWindowClosed."""
+) -> Settlement:
+    """A member cancels what they have not collected yet (of one of `kinds`): the points come
+    back at once; a repeat by the same actor returns the same settlement (replayed); raises
+    NotFound, InvalidState, ReturnWindowClosed."""
     now = required_now(now)
     with atomic(conn):
-        try:
-            redemption = redemption_by_code(conn, code)
-        except NotFound:
-            raise NotFound(f"member {member_id} has no redemption {code!r}") from None
-        if redemption.member_id != member_id:
-            # Someone else's code looks exactly like an unknown one.
-            raise NotFound(f"member {member_id} has no redemption {code!r}")
-        if redemption.status != "issued":
+        redemption = _owned(conn, code, member_id)
+        if (
+            redemption.status == "returned"
+            and not redemption.collected
+            and redemption.handled_by == actor
+        ):
+            # A double tap or a redelivered update: refunded once already.
+            done = _settled(conn, redemption.id, bonus=0, now=now, notice=None)
+            return replace(done, replayed=True)
+        if redemption.status != "issued" or redemption.kind not in kinds:
             raise InvalidState(redemption.status)
-        deadline = redemption.created_at + window
-        if now > deadline:
-            raise ReturnWindowClosed(deadline)
-        if redemption.kind != "goods":
-            return _refund_return(conn, redemption, actor=actor, now=now)
+        _check_window(redemption, now, window)
+        _refund_return(conn, redemption, actor=actor, now=now)
+        return _settled(conn, redemption.id, bonus=0, now=now, notice=None)
+
+
+def request_return(
+    conn: sqlite3.Connection,
+    code: str,
+    member_id: int,
+    *,
+    reason: str,
+    now: datetime | None = None,
+    window: timedelta,
+    kinds: Collection[str],
+    actor: str,
+) -> Redemption:
+    """A member asks, once, to return something collected (of one of `kinds`), saying why;
+    staff inspect it and decide. The same request again returns it (replayed); raises
+    NotFound, InvalidState ('return_rejected' when a return was refused before),
+    ReturnWindowClosed, InvalidRequest."""
+    now = required_now(now)
+    _require_text(reason, "a return reason")
+    with atomic(conn):
+        redemption = _owned(conn, code, member_id)
+        if redemption.status == "return_requested" and redemption.return_reason == reason:
+            return replace(redemption, replayed=True)
+        if redemption.status == "used" and redemption.return_requested_at is not None:
+            raise InvalidState("return_rejected")  # refused once: never asked again
+        if redemption.status != "used" or redemption.kind not in kinds:
+            raise InvalidState(redemption.status)
+        _check_window(redemption, now, window)
         conn.execute(
             "UPDATE redemptions SET status = 'return_requested', return_requested_at = ?,"
-            " handled_by = ? WHERE id = ?",
-            (ts(now), actor, redemption.id),
+            " return_reason = ?, handled_by = ? WHERE id = ?",
+            (ts(now), reason, actor, redemption.id),
         )
         return _redemption_by_id(conn, redemption.id)
 
 
 def approve_return(
-    conn: sqlite3.Connection, code: str, *, actor: str, now: datetime | None = None
-) -> Redemption:
-    """An operator accepts returned goods: the points come back; raises NotFound,
-    InvalidState."""
+    conn: sqlite3.Connection,
+    code: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    notice: Notice | None = None,
+) -> Settlement:
+    """Staff accept a return: the points come back (once) and the member's `notice` is
+    queued; raises NotFound, InvalidState (not waiting for a decision)."""
     now = required_now(now)
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status != "return_requested":
             raise InvalidState(redemption.status)
-        return _refund_return(conn, redemption, actor=actor, now=now)
+        _refund_return(conn, redemption, actor=actor, now=now)
+        return _settled(conn, redemption.id, bonus=0, now=now, notice=notice)
 
 
 def reject_return(
-    conn: sqlite3.Connection, code: str, *, actor: str, reason: str, now: datetime | None = None
-) -> Redemption:
-    """An operator refuses a return, saying why; the member may still use what they got;
-    raises NotFound, InvalidState, InvalidRequest."""
+    conn: sqlite3.Connection,
+    code: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
+    notice: Notice | None = None,
+) -> Settlement:
+    """Staff refuse a return, saying why, and the member's `notice` is queued; collected goods
+    stay used, anything else may still be collected; raises NotFound, InvalidState (not
+    waiting for a decision), InvalidRequest."""
     now = required_now(now)
     _require_text(reason, "a rejection reason")
     with atomic(conn):
         redemption = redemption_by_code(conn, code)
         if redemption.status != "return_requested":
             raise InvalidState(redemption.status)
+        status = "used" if redemption.collected else "return_rejected"
         conn.execute(
-            "UPDATE redemptions SET status = 'return_rejected', note = ?, resolved_at = ?,"
-            " handled_by = ? WHERE id = ?",
-            (reason, ts(now), actor, redemption.id),
+            "UPDATE redemptions SET status = ?, note = ?, resolved_at = ?, handled_by = ?"
+            " WHERE id = ?",
+            (status, reason, ts(now), actor, redemption.id),
         )
-        return _redemption_by_id(conn, redemption.id)
+        return _settled(conn, redemption.id, bonus=0, now=now, notice=notice)
+
+
+def pending_returns(conn: sqlite3.Connection, *, limit: int) -> tuple[list[Redemption], int]:
+    """The oldest returns waiting for staff, and how many wait in all; raises InvalidRequest."""
+    if limit <= 0:
+        raise InvalidRequest("limit must be > 0")
+    total = conn.execute(
+        "SELECT count(*) FROM redemptions WHERE status = 'return_requested'"
+    ).fetchone()[0]
+    found = [
+        _redemption(row)
+        for row in conn.execute(
+            f"{_REDEMPTION_SELECT} WHERE r.status = 'return_requested'"
+            " ORDER BY r.return_requested_at, r.id LIMIT ?",
+            (limit,),
+        )
+    ]
+    return found, int(total)
+
+
+def cannot_fulfil(
+    conn: sqlite3.Connection,
+    code: str,
+    terms: MerchantTerms,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    notice: Notice | None = None,
+) -> Settlement:
+    """Staff cannot honour one order: refund it as the merchant's fault with compensation
+    (once), the unit leaves the stock, and the member's `notice` is queued; raises NotFound,
+    InvalidState (collected, or settled already), InvalidRequest."""
+    now = required_now(now)
+    _check_merchant_terms(terms, now)
+    with atomic(conn):
+        redemption = redemption_by_code(conn, code)
+        if redemption.collected or redemption.status not in OPEN_STATUSES:
+            raise InvalidState(redemption.status)
+        bonus = _refund_merchant_fault(
+            conn, redemption, terms, key=f"unfulfilled:{redemption.id}", actor=actor, now=now
+        )
+        # The unit the merchant cannot hand over is not there to redeem again.
+        conn.execute(
+            "UPDATE catalog_items SET sold = sold - 1, stock = stock - 1, updated_at = ?"
+            " WHERE sku = ?",
+            (ts(now), redemption.sku),
+        )
+        return _settled(conn, redemption.id, bonus=bonus, now=now, notice=notice)
 
 
 def fulfil(
@@ -905,19 +1128,14 @@ def delist(
     actor: str,
     now: datetime | None = None,
 ) -> DelistReport:
-    """Withdraw an item for good: refund every open redemption as the merchant's fault, plus a
-    compensation bonus; a repeat finds nothing open; raises NotFound, InvalidRequest."""
+    """Withdraw an item for good: refund every open, uncollected redemption as the merchant's
+    fault, plus a compensation bonus; a repeat finds nothing open; raises NotFound,
+    InvalidRequest."""
     now = required_now(now)
-    _require_text(reason, "a delisting reason")
-    if isinstance(compensation_percent, bool) or compensation_percent < 0:
-        raise InvalidRequest(f"compensation percent cannot be {compensation_percent!r}")
-    if min_validity_days < 0:
-        raise InvalidRequest("min_validity_days cannot be negative")
+    terms = MerchantTerms(reason, compensation_percent, compensation_expires_at, min_validity_days)
+    # Checked before anything is refunded, not halfway through the redemptions.
+    _check_merchant_terms(terms, now)
     now_ts = ts(now)
-    expires_ts = ts_or_none(compensation_expires_at)
-    if compensation_percent and expires_ts is not None and expires_ts <= now_ts:
-        # Checked before anything is refunded, not halfway through the redemptions.
-        raise InvalidRequest("compensation points would expire the moment they are paid")
     with atomic(conn):
         item(conn, sku)
         conn.execute(
@@ -925,45 +1143,21 @@ def delist(
             " WHERE sku = ? AND delisted_at IS NULL",
             (now_ts, reason, now_ts, sku),
         )
+        # Goods collected and brought back for a return stay with staff to decide.
         open_ids = [
             int(row[0])
             for row in conn.execute(
                 "SELECT id FROM redemptions WHERE sku = ?"
-                " AND status IN ('issued', 'return_requested', 'return_rejected') ORDER BY id",
+                " AND status IN ('issued', 'return_requested', 'return_rejected')"
+                " AND used_at IS NULL ORDER BY id",
                 (sku,),
             )
         ]
         cancelled: list[tuple[Redemption, int]] = []
         for redemption_id in open_ids:
             redemption = _redemption_by_id(conn, redemption_id)
-            refunded = _merchant_refund(
-                conn,
-                redemption,
-                key=f"delist:{redemption_id}",
-                actor=actor,
-                reason=reason,
-                min_validity_days=min_validity_days,
-                now=now,
-            )
-            bonus = redemption.points * compensation_percent // 100
-            compensation_id: int | None = None
-            if bonus > 0:
-                compensation_id = ledger.earn(
-                    conn,
-                    redemption.member_id,
-                    bonus,
-                    kind="compensation",
-                    key=f"delist:{redemption_id}:bonus",
-                    actor=actor,
-                    expires_at=compensation_expires_at,
-                    reason=reason,
-                    reference=redemption.code,
-                    now=now,
-                ).operation_id
-            conn.execute(
-                "UPDATE redemptions SET status = 'cancelled', note = ?, refund_operation_id = ?,"
-                " compensation_operation_id = ?, resolved_at = ?, handled_by = ? WHERE id = ?",
-                (reason, refunded.operation_id, compensation_id, now_ts, actor, redemption_id),
+            bonus = _refund_merchant_fault(
+                conn, redemption, terms, key=f"delist:{redemption_id}", actor=actor, now=now
             )
             cancelled.append((_redemption_by_id(conn, redemption_id), bonus))
         if open_ids:
@@ -1011,9 +1205,12 @@ class Mall(Facade):
     redeem = writes(redeem)
     redemptions = looks_up(redemptions)
     redemption_by_code = looks_up(redemption_by_code)
+    cancel_redemption = writes(cancel_redemption)
     request_return = writes(request_return)
     approve_return = writes(approve_return)
     reject_return = writes(reject_return)
+    pending_returns = looks_up(pending_returns)
+    cannot_fulfil = writes(cannot_fulfil)
     fulfil = writes(fulfil)
     vouchers_ending = reads(vouchers_ending)
     vouchers_lapsed = reads(vouchers_lapsed)

@@ -45,8 +45,8 @@ async def test_rules_in_chinese_are_generated_from_the_configuration(sandbox: Sa
     assert text.startswith("📜 红米好物「绿色消费积分」规则")
     assert "绿色环保商品：每满 1 元 2 积分" in text
     assert "12 个月内有效" in text
-    assert "7 天内可申请退货" in text
-    assert "有效期不少于 30 天" in text
+    assert "兑换后 7 天内，可在 /redemptions 办理取消或退货" in text
+    assert "退回的积分至少 30 天内有效" in text
     assert "至少提前 30 天通知" in text
     assert "400-800-1234" in text
 

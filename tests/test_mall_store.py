@@ -123,6 +123,30 @@ def buy(
     return mall.redeem(conn, pending.id, member_id, now=now, actor=f"member:{member_id}")
 
 
+ALL_KINDS = frozenset(mall.KINDS)
+GOODS = frozenset({"goods"})
+
+
+def cancel(
+    conn: sqlite3.Connection, code: str, member_id: int, now: datetime = T0, actor: str = "m"
+) -> mall.Settlement:
+    return mall.cancel_redemption(
+        conn, code, member_id, now=now, window=WINDOW, kinds=ALL_KINDS, actor=actor
+    )
+
+
+def ask_return(
+    conn: sqlite3.Connection,
+    code: str,
+    member_id: int,
+    now: datetime = T0,
+    reason: str = "damaged",
+) -> Redemption:
+    return mall.request_return(
+        conn, code, member_id, reason=reason, now=now, window=WINDOW, kinds=GOODS, actor="m"
+    )
+
+
 def counts(conn: sqlite3.Connection) -> tuple[int, ...]:
     return tuple(
         conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -341,7 +365,7 @@ def test_a_returned_redemption_frees_the_limit(conn: sqlite3.Connection) -> None
     mall.sync_catalog(conn, [entry(kind="voucher", limit=1)], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
-    mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
+    cancel(conn, bought.code, alice)
     assert mall.purchases_count(conn, alice, "BAG-01") == 0
     buy(conn, alice)
 
@@ -575,7 +599,7 @@ def test_codes_are_found_in_any_case_and_listed_newest_first(conn: sqlite3.Conne
 # --- returns and fulfilment ------------------------------------------------------------------
 
 
-def test_returning_a_voucher_refunds_at_once_with_the_original_expiry(
+def test_cancelling_an_uncollected_voucher_refunds_at_once_with_the_original_expiry(
     conn: sqlite3.Connection,
 ) -> None:
     mall.sync_catalog(conn, [entry("VOUCHER-10", kind="voucher", price=150)], T0)
@@ -583,10 +607,9 @@ def test_returning_a_voucher_refunds_at_once_with_the_original_expiry(
     earn(conn, alice, 100, T0 + 10 * DAY, "soon")
     earn(conn, alice, 100, T0 + 100 * DAY, "later")
     bought = buy(conn, alice, "VOUCHER-10", 150)
-    returned = mall.request_return(
-        conn, bought.code, alice, now=T0 + DAY, window=WINDOW, actor="member:1"
-    )
-    assert (returned.status, returned.resolved_at) == ("returned", T0 + DAY)
+    settled = cancel(conn, bought.code, alice, T0 + DAY, "member:1")
+    returned = settled.redemption
+    assert (returned.status, returned.resolved_at, settled.available) == ("returned", T0 + DAY, 200)
     assert ledger.balance(conn, alice, T0 + DAY).expiring == (
         (T0 + 10 * DAY, 100),
         (T0 + 100 * DAY, 100),
@@ -596,15 +619,33 @@ def test_returning_a_voucher_refunds_at_once_with_the_original_expiry(
     assert mall.item(conn, "VOUCHER-10").sold == 0
 
 
-def test_no_return_after_the_window(conn: sqlite3.Connection) -> None:
-    mall.sync_catalog(conn, [entry(kind="voucher")], T0)
+def test_a_repeated_cancel_refunds_once(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
+    first = cancel(conn, bought.code, alice, actor="member:1")
+    before = counts(conn)
+    again = cancel(conn, bought.code, alice, actor="member:1")
+    assert again.replayed and not first.replayed and again.redemption == first.redemption
+    assert counts(conn) == before and available(conn, alice) == 1000
+
+
+@pytest.mark.parametrize("step", ["cancel", "return"])
+def test_no_return_after_the_window(conn: sqlite3.Connection, step: str) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    if step == "return":
+        mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     too_late = T0 + WINDOW + timedelta(seconds=1)
     with pytest.raises(ReturnWindowClosed) as refused:
-        mall.request_return(conn, bought.code, alice, now=too_late, window=WINDOW, actor="m")
+        if step == "cancel":
+            cancel(conn, bought.code, alice, too_late)
+        else:
+            ask_return(conn, bought.code, alice, too_late)
     assert refused.value.deadline == T0 + WINDOW
-    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+    expected = "issued" if step == "cancel" else "used"
+    assert mall.redemption_by_code(conn, bought.code).status == expected
     assert available(conn, alice) == 900
 
 
@@ -613,37 +654,91 @@ def test_only_the_owner_can_return(conn: sqlite3.Connection) -> None:
     alice, bob = new_member(conn, 1), new_member(conn, 2)
     bought = buy(conn, alice)
     with pytest.raises(NotFound):
-        mall.request_return(conn, bought.code, bob, now=T0, window=WINDOW, actor="m")
-    assert mall.redemption_by_code(conn, bought.code).status == "issued"
+        cancel(conn, bought.code, bob)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
+    with pytest.raises(NotFound):
+        ask_return(conn, bought.code, bob)
+    assert mall.redemption_by_code(conn, bought.code).status == "used"
 
 
-def test_returned_goods_wait_for_an_operator_who_approves(conn: sqlite3.Connection) -> None:
+def test_collected_goods_come_back_once_staff_approve(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry(stock=3)], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
-    asked = mall.request_return(conn, bought.code, alice, now=T0 + DAY, window=WINDOW, actor="m")
-    assert (asked.status, asked.return_requested_at) == ("return_requested", T0 + DAY)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
+    asked = ask_return(conn, bought.code, alice, T0 + DAY, reason="wrong_item")
+    assert (asked.status, asked.return_requested_at, asked.return_reason, asked.used_at) == (
+        "return_requested",
+        T0 + DAY,
+        "wrong_item",
+        T0,
+    )
+    assert ask_return(conn, bought.code, alice, T0 + DAY, reason="wrong_item").replayed
+    with pytest.raises(InvalidState) as twice:
+        ask_return(conn, bought.code, alice, T0 + DAY, reason="other")
+    assert twice.value.status == "return_requested"
     assert available(conn, alice) == 900  # nothing back until the goods are
-    approved = mall.approve_return(conn, bought.code, actor="admin:7", now=T0 + 2 * DAY)
-    assert (approved.status, approved.handled_by) == ("returned", "admin:7")
+    notices: list[mall.Settlement] = []
+
+    def notice(settled: mall.Settlement) -> Push:
+        notices.append(settled)
+        return Push(f"t:{settled.redemption.id}", alice, "service", "k", {"n": settled.available})
+
+    approved = mall.approve_return(
+        conn, bought.code, actor="admin:7", now=T0 + 2 * DAY, notice=notice
+    )
+    assert (approved.redemption.status, approved.redemption.handled_by) == ("returned", "admin:7")
+    assert approved.redemption.used_at == T0 and approved.available == 1000
     assert available(conn, alice, T0 + 2 * DAY) == 1000
     assert mall.item(conn, "BAG-01").left == 3
+    assert notices == [approved]
+    queued = conn.execute("SELECT message_key, params FROM outbox").fetchall()
+    assert [tuple(row) for row in queued] == [("k", '{"n": 1000}')]
+    for step in ("approve", "reject"):
+        with pytest.raises(InvalidState) as again:
+            if step == "approve":
+                mall.approve_return(conn, bought.code, actor="admin:8", now=T0 + 3 * DAY)
+            else:
+                mall.reject_return(conn, bought.code, actor="admin:8", reason="x", now=T0)
+        assert again.value.status == "returned"
 
 
-def test_a_rejected_return_can_still_be_fulfilled(conn: sqlite3.Connection) -> None:
+def test_a_refused_return_leaves_the_goods_used_and_is_not_asked_again(
+    conn: sqlite3.Connection,
+) -> None:
     mall.sync_catalog(conn, [entry()], T0)
     alice = new_member(conn)
     bought = buy(conn, alice)
-    mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
+    ask_return(conn, bought.code, alice)
     rejected = mall.reject_return(
         conn, bought.code, actor="admin:7", reason="packaging opened", now=T0 + DAY
     )
-    assert (rejected.status, rejected.note) == ("return_rejected", "packaging opened")
-    used = mall.fulfil(
-        conn, bought.code, actor="till:3", today=(T0 + 2 * DAY).date(), now=T0 + 2 * DAY
-    )
-    assert (used.status, used.used_at) == ("used", T0 + 2 * DAY)
+    assert (rejected.redemption.status, rejected.redemption.note) == ("used", "packaging opened")
+    assert rejected.available == 900
+    with pytest.raises(InvalidState) as again:
+        ask_return(conn, bought.code, alice, T0 + DAY)
+    assert again.value.status == "return_rejected"
+    with pytest.raises(InvalidState):
+        mall.reject_return(conn, bought.code, actor="admin:8", reason="x", now=T0 + DAY)
+    with pytest.raises(InvalidState):
+        mall.fulfil(conn, bought.code, actor="till", today=(T0 + DAY).date(), now=T0 + DAY)
     assert available(conn, alice) == 900 and mall.item(conn, "BAG-01").sold == 1
+
+
+def test_pending_returns_oldest_first(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice, bob = new_member(conn, 1), new_member(conn, 2)
+    codes = []
+    for who, when in ((bob, T0 + 2 * DAY), (alice, T0 + DAY), (alice, T0 + 3 * DAY)):
+        bought = buy(conn, who)
+        mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
+        ask_return(conn, bought.code, who, when)
+        codes.append(bought.code)
+    buy(conn, bob)  # issued: not a return
+    found, total = mall.pending_returns(conn, limit=2)
+    assert total == 3 and [r.code for r in found] == [codes[1], codes[0]]
+    assert (found[0].member_name, found[0].return_reason) == ("member1", "damaged")
 
 
 @pytest.mark.parametrize("step", ["approve", "reject"])
@@ -667,24 +762,109 @@ def test_fulfilling_twice_is_refused(conn: sqlite3.Connection) -> None:
     assert refused.value.status == "used"
 
 
-def test_a_used_voucher_cannot_be_returned(conn: sqlite3.Connection) -> None:
-    mall.sync_catalog(conn, [entry(kind="voucher")], T0)
+@pytest.mark.parametrize("kind", ["voucher", "deduction", "service"])
+def test_used_vouchers_deductions_and_services_cannot_be_returned(
+    conn: sqlite3.Connection, kind: str
+) -> None:
+    mall.sync_catalog(conn, [entry(kind=kind)], T0)
     alice = new_member(conn)
-    bought = buy(conn, alice)
+    if kind == "deduction":
+        pending = mall.create_offer(
+            conn, alice, "BAG-01", 500, now=T0, ttl=TTL, deduction_yuan=Decimal(5)
+        )
+        bought = mall.redeem(conn, pending.id, alice, now=T0, actor="m")
+    else:
+        bought = buy(conn, alice)
     mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
-    with pytest.raises(InvalidState) as refused:
-        mall.request_return(conn, bought.code, alice, now=T0, window=WINDOW, actor="m")
-    assert refused.value.status == "used" and available(conn, alice) == 900
+    for attempt in (ask_return, cancel):
+        with pytest.raises(InvalidState) as refused:
+            attempt(conn, bought.code, alice)
+        assert refused.value.status == "used"
+    assert available(conn, alice) == 1000 - bought.points
 
 
 def test_the_database_refuses_an_illegal_status_change(conn: sqlite3.Connection) -> None:
     mall.sync_catalog(conn, [entry()], T0)
-    bought = buy(conn, new_member(conn))
+    alice = new_member(conn)
+    bought = buy(conn, alice)
     mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
     with pytest.raises(sqlite3.IntegrityError, match="cannot move"):
+        conn.execute("UPDATE redemptions SET status = 'issued' WHERE id = ?", (bought.id,))
+    with pytest.raises(sqlite3.IntegrityError, match="never rewritten"):
+        conn.execute("UPDATE redemptions SET used_at = NULL WHERE id = ?", (bought.id,))
+    ask_return(conn, bought.code, alice)
+    mall.reject_return(conn, bought.code, actor="admin", reason="no", now=T0)
+    # Refused once: the database itself will not take the same return again.
+    with pytest.raises(sqlite3.IntegrityError, match="cannot move"):
         conn.execute(
-            "UPDATE redemptions SET status = 'issued', used_at = NULL WHERE id = ?", (bought.id,)
+            "UPDATE redemptions SET status = 'return_requested' WHERE id = ?", (bought.id,)
         )
+    # Nothing collected is cancelled as the merchant's fault, even under a return.
+    other = buy(conn, alice)
+    mall.fulfil(conn, other.code, actor="till", today=T0.date(), now=T0)
+    ask_return(conn, other.code, alice)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        conn.execute(
+            "UPDATE redemptions SET status = 'cancelled', refund_operation_id ="
+            " (SELECT max(id) FROM operations) WHERE id = ?",
+            (other.id,),
+        )
+
+
+# --- the merchant cannot honour an order ------------------------------------------------------
+
+
+def terms(percent: int = 10, expires: datetime | None = None) -> mall.MerchantTerms:
+    return mall.MerchantTerms("out of stock", percent, expires, 30)
+
+
+def test_cannot_fulfil_refunds_with_the_minimum_validity_and_compensation(
+    conn: sqlite3.Connection,
+) -> None:
+    mall.sync_catalog(conn, [entry(price=200, stock=5)], T0)
+    alice = new_member(conn, 1, points=0)
+    earn(conn, alice, 300, T0 + 10 * DAY, "soon")
+    bought = buy(conn, alice, points=200)
+    when = T0 + 2 * DAY
+    settled = mall.cannot_fulfil(
+        conn, bought.code, terms(10, when + 365 * DAY), actor="admin:7", now=when
+    )
+    assert (settled.redemption.status, settled.redemption.note, settled.bonus) == (
+        "cancelled",
+        "out of stock",
+        20,
+    )
+    assert settled.available == 320
+    # Points due in 8 days are kept at least 30; the bonus expires like any bonus.
+    assert ledger.balance(conn, alice, when).expiring == (
+        (T0 + 10 * DAY, 100),
+        (when + 30 * DAY, 200),
+        (when + 365 * DAY, 20),
+    )
+    # The unit the merchant cannot hand over leaves the stock.
+    state = mall.item(conn, "BAG-01")
+    assert (state.stock, state.sold, state.left) == (4, 0, 4)
+    before = counts(conn)
+    with pytest.raises(InvalidState) as twice:
+        mall.cannot_fulfil(conn, bought.code, terms(), actor="admin:8", now=when)
+    assert twice.value.status == "cancelled" and counts(conn) == before
+
+
+def test_cannot_fulfil_leaves_collected_orders_alone(conn: sqlite3.Connection) -> None:
+    mall.sync_catalog(conn, [entry()], T0)
+    alice = new_member(conn)
+    bought = buy(conn, alice)
+    mall.fulfil(conn, bought.code, actor="till", today=T0.date(), now=T0)
+    with pytest.raises(InvalidState) as refused:
+        mall.cannot_fulfil(conn, bought.code, terms(), actor="admin", now=T0)
+    assert refused.value.status == "used"
+    ask_return(conn, bought.code, alice)
+    with pytest.raises(InvalidState):
+        mall.cannot_fulfil(conn, bought.code, terms(), actor="admin", now=T0)
+    with pytest.raises(InvalidRequest):
+        blank = mall.MerchantTerms(" ", 10, None, 30)
+        mall.cannot_fulfil(conn, bought.code, blank, actor="a", now=T0)
+    assert available(conn, alice) == 900
 
 
 # --- delisting -------------------------------------------------------------------------------
@@ -697,7 +877,8 @@ def test_delisting_refunds_open_redemptions_with_compensation(conn: sqlite3.Conn
     bob, carol = new_member(conn, 2), new_member(conn, 3)
     issued = buy(conn, alice, points=200)
     requested = buy(conn, carol, points=200)
-    mall.request_return(conn, requested.code, carol, now=T0, window=WINDOW, actor="m")
+    mall.fulfil(conn, requested.code, actor="till", today=T0.date(), now=T0)
+    ask_return(conn, requested.code, carol)
     used = buy(conn, bob, points=200)
     mall.fulfil(conn, used.code, actor="till", today=T0.date(), now=T0)
     when = T0 + 5 * DAY
@@ -711,11 +892,12 @@ def test_delisting_refunds_open_redemptions_with_compensation(conn: sqlite3.Conn
         actor="admin:7",
         now=when,
     )
+    # Goods collected and brought back for a return stay with staff to decide.
     assert [(r.code, r.status, r.note, bonus) for r, bonus in report.cancelled] == [
         (issued.code, "cancelled", "supplier recall", 20),
-        (requested.code, "cancelled", "supplier recall", 20),
     ]
-    assert report.item.availability(when) == "delisted" and report.item.sold == 1
+    assert report.item.availability(when) == "delisted" and report.item.sold == 2
+    assert mall.redemption_by_code(conn, requested.code).status == "return_requested"
     # The merchant's fault: points due in 5 days get 30, and a bonus on top.
     assert ledger.balance(conn, alice, when).expiring == (
         (T0 + 10 * DAY, 800),

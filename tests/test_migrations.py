@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from storage import ledger, mall
+from storage.audit import audit
 from storage.errors import MigrationError
+from storage.members import Profile, register_member
 from storage.store import Store, connect_sync, latest_version, migrate, schema_version
 
 
@@ -80,3 +84,73 @@ def test_a_vouchers_last_day_is_a_day_or_nothing(tmp_path: Path, bad: str) -> No
     conn.execute(insert, ("BBBBBBBB", 2, 2, None))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute(insert, ("CCCCCCCC", 3, 3, bad))
+
+
+# The redemptions 0003 allowed, by status: (used_at, return_requested_at, note, refunded).
+OLD_REDEMPTIONS = {
+    "issued": (False, False, None, False),
+    "used": (True, False, None, False),
+    "return_requested": (False, True, None, False),
+    "return_rejected": (False, True, "opened", False),
+    "returned": (False, True, None, True),
+    "cancelled": (False, False, "recall", True),
+}
+RETURNS_VERSION = 12  # 0012_returns.sql rebuilds the redemptions table
+
+
+def test_the_returns_migration_keeps_every_redemption(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    conn = connect_sync(tmp_path / "db.sqlite3")
+    migrate(conn, target=RETURNS_VERSION - 1)
+    member, _ = register_member(conn, Profile(1, "alice"), None, now)
+    ledger.earn(
+        conn, member.id, 10_000, kind="purchase", key="seed", actor="t", expires_at=None, now=now
+    )
+    mall.sync_catalog(
+        conn, [mall.CatalogEntry("BAG-01", "goods", "home", 100, None, None, None, None)], now
+    )
+    held = 0
+    for number, (status, (used, asked, note, refunded)) in enumerate(OLD_REDEMPTIONS.items()):
+        offer = mall.create_offer(conn, member.id, "BAG-01", 100, now=now, ttl=timedelta(hours=1))
+        spent = ledger.spend(
+            conn, member.id, 100, key=f"s{number}", actor="t", reason=None, reference=None, now=now
+        )
+        refund = (
+            ledger.refund(
+                conn,
+                spent.operation_id,
+                key=f"r{number}",
+                actor="t",
+                reason=None,
+                merchant_fault=False,
+                now=now,
+            ).operation_id
+            if refunded
+            else None
+        )
+        held += not refunded
+        conn.execute(
+            "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points, status,"
+            " spend_operation_id, refund_operation_id, note, created_at, used_at,"
+            " return_requested_at) VALUES (?, ?, ?, 'BAG-01', 'goods', 100, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                f"CODE{number:04d}", offer.id, member.id, status, spent.operation_id, refund,
+                note, int(now.timestamp()), int(now.timestamp()) if used else None,
+                int(now.timestamp()) if asked else None,
+            ),
+        )  # fmt: skip
+    conn.execute("UPDATE catalog_items SET sold = ?", (held,))
+    before = conn.execute("SELECT * FROM redemptions ORDER BY id").fetchall()
+    migrate(conn)
+    after = conn.execute("SELECT * FROM redemptions ORDER BY id").fetchall()
+    # 0012 adds return_reason (NULL for them all), later migrations more columns after it.
+    assert [
+        tuple(row)[: len(row_before)] for row, row_before in zip(after, before, strict=True)
+    ] == [tuple(row) for row in before]
+    assert {row["return_reason"] for row in after} == {None}
+    assert audit(conn).ok, str(audit(conn))
+    # 0003's returns of goods never collected are still decided as they were.
+    settled = mall.approve_return(conn, "CODE0002", actor="staff", now=now)
+    assert settled.redemption.status == "returned"
+    assert mall.fulfil(conn, "CODE0003", actor="till", today=now.date(), now=now).status == "used"
+    assert audit(conn).ok, str(audit(conn))

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from bot.config import Config, Localized, MallCategory, MallDiscount, MallItem
+from bot.config import LANGUAGES, Config, Localized, MallCategory, MallDiscount, MallItem
 from bot.i18n import N_
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from storage.errors import InvalidState, NotFound, ReturnWindowClosed
 from storage.mall import (
     USABLE_STATUSES,
     CatalogDiscount,
     CatalogEntry,
     DelistReport,
     ItemState,
+    MerchantTerms,
     Offer,
     Redemption,
+    Settlement,
     deduction_price,
     unit_price,
 )
+from storage.pushes import SERVICE, Push
 
 # Availabilities (storage.mall.ItemState.availability) that take an item off the shelves; one
 # not started yet or sold out is still shown, with the reason it cannot be redeemed.
@@ -337,30 +342,92 @@ async def fulfil_redemption(programme: Programme, code: str, *, actor: str) -> R
     return await programme.mall.fulfil(code, actor=actor, today=today, now=now)
 
 
-# --- returns and delisting -------------------------------------------------------------------
+# --- returns, cancellations and the merchant's refunds ------------------------------------
+
+CANCEL: Final = "cancel"
+RETURN: Final = "return"
+# What a member may do inside the return window with what they redeemed, by kind: (before it
+# is collected or used, after). CANCEL refunds at once with no visit; RETURN asks for a reason
+# and staff inspect the goods brought back. The /redemptions buttons, the store's checks and
+# /rules all read this one table.
+RETURNS: Final[dict[str, tuple[str | None, str | None]]] = {
+    "goods": (CANCEL, RETURN),
+    "service": (CANCEL, None),  # a service enjoyed cannot be handed back
+    "voucher": (CANCEL, None),  # a voucher used at the till took its discount
+    "deduction": (CANCEL, None),  # so did a bill deduction
+}
+# Why a member returns picked-up goods (stored as is; shown through the catalogs).
+RETURN_REASONS: Final = ("damaged", "wrong_item", "not_as_described", "changed_mind", "other")
+# Why staff refuse a return, offered as buttons; anything else is typed with /reject_return.
+REJECTION_REASONS: Final = ("not_brought", "used", "incomplete")
 
 
 def return_deadline(redemption: Redemption, config: Config) -> datetime:
-    """The last instant a member may return what they redeemed."""
+    """The last instant a member may return or cancel what they redeemed."""
     return redemption.created_at + timedelta(days=config.redemption.return_window_days)
 
 
-def returnable(redemption: Redemption, config: Config, now: datetime) -> bool:
-    """True when the member may still ask to return it."""
+def _kinds(option: str, collected: bool) -> frozenset[str]:
+    """The kinds the table lets a member CANCEL or RETURN, before or after collecting."""
+    return frozenset(kind for kind, options in RETURNS.items() if options[collected] == option)
+
+
+def _option_by_state(redemption: Redemption) -> str | None:
+    """CANCEL, RETURN or None by the redemption's kind and state alone."""
+    options = RETURNS.get(redemption.kind, (None, None))
+    if redemption.status == "issued":
+        return options[0]
+    if redemption.status == "used" and redemption.return_requested_at is None:
+        return options[1]  # a return refused once is not asked for again
+    return None
+
+
+def return_option(redemption: Redemption, config: Config, now: datetime) -> str | None:
+    """CANCEL, RETURN, or None when the member can do neither now."""
     # A code past its last valid day is expired, not returned (its item's terms decide).
-    return (
-        redemption.status == "issued"
-        and now <= return_deadline(redemption, config)
-        and not voucher_expired(redemption, now, config)
+    if now > return_deadline(redemption, config) or voucher_expired(redemption, now, config):
+        return None
+    return _option_by_state(redemption)
+
+
+def returnable(redemption: Redemption, config: Config, now: datetime) -> bool:
+    """True when the member may still cancel or return it."""
+    return return_option(redemption, config, now) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnTerms:
+    """What /rules says about returns: the window, which of the catalog's kinds can be
+    cancelled before collection, returned after it, or not returned once used, and how the
+    merchant makes good an order it withdraws."""
+
+    days: int
+    cancel_kinds: tuple[str, ...]
+    return_kinds: tuple[str, ...]
+    final_kinds: tuple[str, ...]
+    merchant_min_days: int
+    compensation_percent: int
+
+
+def return_terms(config: Config) -> ReturnTerms:
+    """The returns rules for the kinds the catalog offers, from the table the store checks."""
+    offered = [kind for kind in RETURNS if any(i.kind == kind for i in config.mall.items)]
+    return ReturnTerms(
+        days=config.redemption.return_window_days,
+        cancel_kinds=tuple(k for k in offered if RETURNS[k][0] == CANCEL),
+        return_kinds=tuple(k for k in offered if RETURNS[k][1] == RETURN),
+        final_kinds=tuple(k for k in offered if RETURNS[k][1] is None),
+        merchant_min_days=config.expiry.refund_min_validity_days,
+        compensation_percent=config.mall.delist_compensation_percent,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class RedemptionsPage:
-    """A page of a member's redemptions, newest first, each with whether it can be returned
-    now, and how many there are in all."""
+    """A page of a member's redemptions, newest first, each with what the member can do with
+    it now (CANCEL, RETURN or None), and how many there are in all."""
 
-    redemptions: tuple[tuple[Redemption, bool], ...]
+    redemptions: tuple[tuple[Redemption, str | None], ...]
     total: int
     # Ids of the codes on the page past their last valid day, never used.
     expired: frozenset[int] = field(default_factory=frozenset)
@@ -373,17 +440,166 @@ async def redemptions_page(
     config, now = programme.config, programme.now()
     found, total = await programme.mall.redemptions(member_id, offset=offset, limit=limit)
     expired = frozenset(r.id for r in found if voucher_expired(r, now, config))
-    return RedemptionsPage(tuple((r, returnable(r, config, now)) for r in found), total, expired)
+    options = tuple((r, return_option(r, config, now)) for r in found)
+    return RedemptionsPage(options, total, expired)
+
+
+async def return_choice(programme: Programme, member_id: int, code: str) -> tuple[Redemption, str]:
+    """The member's redemption and what they may do with it now; raises NotFound,
+    InvalidState, ReturnWindowClosed."""
+    config = programme.config
+    found = await programme.mall.redemption_by_code(code)
+    if found.member_id != member_id:
+        raise NotFound(f"member {member_id} has no redemption {code!r}")
+    option = _option_by_state(found)
+    if option is None:
+        refused = found.status == "used" and found.return_requested_at is not None
+        raise InvalidState("return_rejected" if refused else found.status)
+    if programme.now() > return_deadline(found, config):
+        raise ReturnWindowClosed(return_deadline(found, config))
+    return found, option
+
+
+async def cancel_redemption(
+    programme: Programme, member_id: int, code: str, *, actor: str
+) -> Settlement:
+    """Cancel what the member has not collected, inside the window: the points come back at
+    once (once; a repeat is replayed); raises NotFound, InvalidState, ReturnWindowClosed."""
+    return await programme.mall.cancel_redemption(
+        code,
+        member_id,
+        now=programme.now(),
+        window=timedelta(days=programme.config.redemption.return_window_days),
+        kinds=_kinds(CANCEL, collected=False),
+        actor=actor,
+    )
 
 
 async def request_return(
-    programme: Programme, member_id: int, code: str, *, actor: str
+    programme: Programme, member_id: int, code: str, reason: str, *, actor: str
 ) -> Redemption:
-    """A member returns a redemption inside the return window: goods wait for staff, anything
-    else is refunded at once; raises NotFound, InvalidState, ReturnWindowClosed."""
-    window = timedelta(days=programme.config.redemption.return_window_days)
+    """Ask, once, to return picked-up goods inside the window, for staff to inspect; raises
+    RuleError (an unknown reason), NotFound, InvalidState, ReturnWindowClosed."""
+    if reason not in RETURN_REASONS:
+        raise RuleError(N_("button.expired"))
     return await programme.mall.request_return(
-        code, member_id, now=programme.now(), window=window, actor=actor
+        code,
+        member_id,
+        reason=reason,
+        now=programme.now(),
+        window=timedelta(days=programme.config.redemption.return_window_days),
+        kinds=_kinds(RETURN, collected=True),
+        actor=actor,
+    )
+
+
+def item_names(redemption: Redemption, config: Config) -> dict[str, str]:
+    """The redeemed item's name in every language (a notice is rendered in the member's)."""
+    item = config.mall.item(redemption.sku)
+    names = {lang: redemption.sku if item is None else item.name.get(lang) for lang in LANGUAGES}
+    if redemption.deduction_yuan is not None:
+        names = {lang: f"{name} ¥{redemption.deduction_yuan}" for lang, name in names.items()}
+    return names
+
+
+def _notice(
+    step: str, key: str, *, no_bonus_key: str | None = None, **params: object
+) -> Callable[[Settlement], Push]:
+    """The member's service notice of a settlement (keyed per redemption and step: once);
+    `no_bonus_key` when no bonus was paid."""
+
+    def build(settled: Settlement) -> Push:
+        redemption = settled.redemption
+        return Push(
+            dedupe_key=f"redemption:{redemption.id}:{step}",
+            member_id=redemption.member_id,
+            category=SERVICE,
+            message_key=key if settled.bonus or no_bonus_key is None else no_bonus_key,
+            params={
+                "code": redemption.code,
+                "points": redemption.points,
+                "bonus": settled.bonus,
+                "available": settled.available,
+                **params,
+            },
+        )
+
+    return build
+
+
+async def pending_returns(programme: Programme, *, limit: int) -> tuple[list[Redemption], int]:
+    """The oldest returns waiting for staff, and how many wait in all."""
+    return await programme.mall.pending_returns(limit=limit)
+
+
+async def approve_return(programme: Programme, code: str, *, actor: str) -> Settlement:
+    """Staff accept returned goods: the exact points come back, the member is told with their
+    new balance; raises NotFound, InvalidState (decided already)."""
+    config = programme.config
+    found = await programme.mall.redemption_by_code(code)
+    return await programme.mall.approve_return(
+        code,
+        actor=actor,
+        now=programme.now(),
+        notice=_notice(
+            "approved", N_("mall_admin.approve.member_notice"), item=item_names(found, config)
+        ),
+    )
+
+
+async def reject_return(
+    programme: Programme, code: str, *, reason: str | Mapping[str, str], actor: str
+) -> Settlement:
+    """Staff refuse a return with a reason the member is told (typed, or in every language);
+    raises NotFound, InvalidState (decided already), InvalidRequest (no reason)."""
+    config = programme.config
+    found = await programme.mall.redemption_by_code(code)
+    note = reason if isinstance(reason, str) else reason[config.program.default_language]
+    return await programme.mall.reject_return(
+        code,
+        actor=actor,
+        reason=note,
+        now=programme.now(),
+        notice=_notice(
+            "rejected",
+            N_("mall_admin.reject.member_notice"),
+            item=item_names(found, config),
+            reason=reason if isinstance(reason, str) else dict(reason),
+        ),
+    )
+
+
+def merchant_terms(reason: str, now: datetime, config: Config) -> MerchantTerms:
+    """How the merchant makes good an order it withdraws (delisting, an order it cannot
+    honour): restored points valid at least the minimum days, plus the compensation bonus,
+    which expires like any bonus."""
+    return MerchantTerms(
+        reason=reason,
+        compensation_percent=config.mall.delist_compensation_percent,
+        compensation_expires_at=expires_at(now, config, "compensation"),
+        min_validity_days=config.expiry.refund_min_validity_days,
+    )
+
+
+async def cannot_fulfil(programme: Programme, code: str, *, reason: str, actor: str) -> Settlement:
+    """Staff cannot honour one order: it is refunded as the merchant's fault with compensation,
+    and the member is told; raises NotFound, InvalidState (collected or settled already),
+    InvalidRequest."""
+    config, now = programme.config, programme.now()
+    found = await programme.mall.redemption_by_code(code)
+    return await programme.mall.cannot_fulfil(
+        code,
+        merchant_terms(reason, now, config),
+        actor=actor,
+        now=now,
+        notice=_notice(
+            "unfulfilled",
+            N_("returns.notice_cannot_fulfil"),
+            no_bonus_key=N_("returns.notice_cannot_fulfil_plain"),
+            item=item_names(found, config),
+            reason=reason,
+            days=config.expiry.refund_min_validity_days,
+        ),
     )
 
 
@@ -391,12 +607,13 @@ async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str
     """Withdraw an item for good: open redemptions are refunded as the merchant's fault and
     compensated with bonus points that expire like any bonus; raises NotFound."""
     config, now = programme.config, programme.now()
+    terms = merchant_terms(reason, now, config)
     return await programme.mall.delist(
         sku,
         reason=reason,
-        compensation_percent=config.mall.delist_compensation_percent,
-        compensation_expires_at=expires_at(now, config, "compensation"),
-        min_validity_days=config.expiry.refund_min_validity_days,
+        compensation_percent=terms.compensation_percent,
+        compensation_expires_at=terms.compensation_expires_at,
+        min_validity_days=terms.min_validity_days,
         actor=actor,
         now=now,
     )

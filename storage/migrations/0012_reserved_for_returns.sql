@@ -1,3 +1,0 @@
--- Reserved: issue 16's returns work (another branch) rebuilds the redemptions table as
--- migration 0012. This empty placeholder only keeps the numbering without a gap on the
--- vouchers branch; when both are merged, this file goes and theirs takes its number.
