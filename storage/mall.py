@@ -30,6 +30,7 @@ from storage.errors import (
     SoldOut,
 )
 from storage.facade import Facade, looks_up, writes
+from storage.pushes import Push, enqueue
 from storage.sql import atomic, dt, dt_or_none, required_now, ts, ts_or_none
 from storage.store import Store
 
@@ -762,9 +763,12 @@ def delist(
     min_validity_days: int,
     actor: str,
     now: datetime | None = None,
+    notice: Callable[[Redemption, int, int], Push] | None = None,
 ) -> DelistReport:
     """Withdraw an item for good: refund every open redemption as the merchant's fault, plus a
-    compensation bonus; a repeat finds nothing open; raises NotFound, InvalidRequest."""
+    compensation bonus, and queue each member's `notice` (of the cancelled redemption, the
+    bonus and their points after) in the same transaction; a repeat finds nothing open;
+    raises NotFound, InvalidRequest."""
     now = required_now(now)
     _require_text(reason, "a delisting reason")
     if isinstance(compensation_percent, bool) or compensation_percent < 0:
@@ -824,7 +828,11 @@ def delist(
                 " compensation_operation_id = ?, resolved_at = ?, handled_by = ? WHERE id = ?",
                 (reason, refunded.operation_id, compensation_id, now_ts, actor, redemption_id),
             )
-            cancelled.append((_redemption_by_id(conn, redemption_id), bonus))
+            done = _redemption_by_id(conn, redemption_id)
+            cancelled.append((done, bonus))
+            if notice is not None:
+                after = ledger.available(conn, done.member_id, now)
+                enqueue(conn, [notice(done, bonus, after)], now)
         if open_ids:
             conn.execute(
                 "UPDATE catalog_items SET sold = sold - ?, updated_at = ? WHERE sku = ?",

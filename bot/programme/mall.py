@@ -13,6 +13,7 @@ from bot.programme.calendar import end_of_day
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.notices import delist_notice
 from storage.mall import (
     CatalogDiscount,
     CatalogEntry,
@@ -291,7 +292,8 @@ async def request_return(
 
 async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str) -> DelistReport:
     """Withdraw an item for good: open redemptions are refunded as the merchant's fault and
-    compensated with bonus points that expire like any bonus; raises NotFound."""
+    compensated with bonus points that expire like any bonus; each member is told through the
+    outbox in the same transaction; raises NotFound."""
     config, now = programme.config, programme.now()
     return await programme.mall.delist(
         sku,
@@ -301,4 +303,5 @@ async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str
         min_validity_days=config.expiry.refund_min_validity_days,
         actor=actor,
         now=now,
+        notice=delist_notice(config, reason),
     )

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from functools import partial
 from typing import Final, Literal
 
 from bot.config import Campaign, Category, Config
@@ -15,9 +16,10 @@ from bot.programme.calendar import display_expiry, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.notices import purchase_notice
 from bot.programme.till import find_member
 from storage.errors import Conflict
-from storage.ledger import EarnRequest, Ledger, OperationResult, RecentOperation
+from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn
 from storage.members import Member
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
@@ -208,11 +210,15 @@ def purchase_request(
     )
 
 
-async def _book(ledger: Ledger, request: EarnRequest) -> OperationResult:
-    """Book one earn request through the ledger's facade; raises NotFound, Conflict."""
-    return await ledger.earn(
-        request.member_id,
-        request.points,
+async def _book(
+    programme: Programme, request: EarnRequest, award: PurchaseAward
+) -> OperationResult:
+    """Book one earn request and queue the member's receipt in the same transaction (a replay
+    queues nothing); raises NotFound, Conflict."""
+    book = partial(
+        earn,
+        member_id=request.member_id,
+        points=request.points,
         kind=request.kind,
         key=request.key,
         actor=request.actor,
@@ -222,6 +228,9 @@ async def _book(ledger: Ledger, request: EarnRequest) -> OperationResult:
         meta=request.meta,
         now=request.now,
     )
+    campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
+    receipt = purchase_notice(award.amount, award.category.name, campaign)
+    return await programme.pushes.book_and_notify(book, receipt, request.now)
 
 
 def retyped(
@@ -301,7 +310,7 @@ async def record_purchase(
                 "unconfirmed", member, award, award.points, None, earlier.created_at
             )
     try:
-        result = await _book(programme.ledger, request)
+        result = await _book(programme, request, award)
     except Conflict:
         return PurchaseRecorded("conflict", member, award, award.points, None)
     if result.replayed:
