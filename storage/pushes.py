@@ -15,9 +15,9 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from storage import ledger
-from storage.errors import InvalidRequest, NotFound
+from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
-from storage.ledger import OperationResult
+from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
 from storage.sql import atomic, dt, dt_or_none, ts
 from storage.store import Store
@@ -384,6 +384,29 @@ def stage_import_notices(
         " first_operation = min(first_operation, excluded.first_operation)",
         [(run, member, fen, points, op) for member, op, fen, points in booked],
     )
+
+
+def earn_many_and_stage(
+    conn: sqlite3.Connection,
+    requests: Sequence[EarnRequest],
+    *,
+    run: str,
+    amounts_fen: Sequence[int],
+) -> list[OperationResult | StoreError]:
+    """`ledger.earn_many` of an import run's batch, its new purchases (each of
+    `amounts_fen`) added to the run's sums per member in the same transaction."""
+    with atomic(conn):
+        results = ledger.earn_many(conn, requests)
+        stage_import_notices(
+            conn,
+            run,
+            [
+                (r.member_id, r.operation_id, fen, r.points)
+                for r, fen in zip(results, amounts_fen, strict=True)
+                if isinstance(r, OperationResult) and not r.replayed
+            ],
+        )
+    return results
 
 
 def release_import_notices(
