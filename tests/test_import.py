@@ -518,7 +518,7 @@ def test_lines_handed_over_one_by_one_are_read_again_after_an_unclosed_quote(
         (14, "csv"),
     ]
     # In the programme's language, like every message of the import.
-    assert summary.rejected[0].message == "这一行的引号（\"）没有在本行内闭合"
+    assert summary.rejected[0].message == '这一行的引号（"）没有在本行内闭合'
     assert summary.imported == 14
     assert audit(conn).ok
 
@@ -719,7 +719,7 @@ def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
         main, ["import-purchases", str(path), "--config", str(config_file)]
     )
     assert result.exit_code == 2, result.output
-    assert "第 7 行的引号（\"）没有在本行内闭合" in result.output
+    assert '第 7 行的引号（"）没有在本行内闭合' in result.output
     assert "读取" not in result.output
     assert operation_count(conn) == 0
     # Quotes corrected, every one of the 16 lines is read.
@@ -732,3 +732,63 @@ def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
     assert fixed.exit_code == 0, fixed.output
     assert "读取 16 行" in fixed.output
     assert "本次导入 16 笔（160 积分）" in flat(fixed.output)
+
+
+def every_kind_of_skip(codes: dict[str, str]) -> list[str]:
+    """Rows the import skips for each of its reasons, and two it imports."""
+    when = yesterday()
+    alice = codes["alice"]
+    return [
+        csv_row("R1", alice, "10", "general", when),
+        csv_row("R1", alice, "10", "general", when),  # the receipt again
+        csv_row("R2", alice, "abc", "general", when),
+        csv_row("R3", "12345", "10", "general", when),
+        csv_row("R4", STRANGER, "10", "general", when),
+        csv_row("R5", alice, "10", "toys", when),
+        csv_row("R6", alice, "10", "general", "yesterday"),
+        csv_row("R7", alice, "10"),
+        csv_row("", alice, "10", "general", when),
+        csv_row("R8", alice, "0.10", "general", when),
+        "R9," + alice + ',"10"x,general,' + when,  # unreadable CSV
+        csv_row("R10", codes["bob"], "10", "general", when),
+    ]
+
+
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_the_command_speaks_the_programme_s_language_on_every_line(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "till.csv", *every_kind_of_skip(codes))
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.replace(str(path), "").splitlines()
+    assert len(lines) == 26  # read, 3 counts, 10 reasons, notified, a heading, 10 rows
+    for line in lines:
+        # Nothing English but the file's own content (quoted, receipts, times) and the names
+        # of formats (CSV, ISO 8601) and the category ids a file may use.
+        content = re.sub(r"“[^”]*”|「[^」]*」|（可用：[^）]*）|R\d+|CSV|ISO", "", line)
+        assert not LATIN_WORD.search(content), line
+        assert HAN.search(line), line
+    assert "  第 3 行：小票号在文件中重复：小票 R1 也出现在第 2 行" in lines
+    assert "  第 6 行：会员不存在：没有会员号为 " + STRANGER + " 的会员" in lines
+    assert "  通知会员            2 位" in lines
+
+
+def test_the_command_speaks_english_on_every_line_when_asked(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "till.csv", *every_kind_of_skip(codes))
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file), "--lang", "en"]
+    )
+    assert result.exit_code == 1, result.output
+    assert not HAN.search(result.output), result.output
+    assert "  line 3: receipt id repeated in the file: receipt R1 is also on line 2" in (
+        result.output.splitlines()
+    )
+    assert "members notified 2" in flat(result.output)
