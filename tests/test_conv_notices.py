@@ -16,6 +16,7 @@ from bot.config import Campaign, Config, Localized
 from bot.imports import ImportSummary, import_purchases
 from bot.programme.mall import confirm_redemption, offer_redemption
 from bot.programme.notices import transfer_points
+from bot.sandbox.seed import DEMO_USER_ID, seed_demo
 from storage.members import Member
 from storage.store import connect_sync
 from tests.conftest import ADMIN_ID, NOW, Sandbox, assert_audit_ok, member_with
@@ -352,3 +353,14 @@ async def test_notices_are_service_messages_sent_in_quiet_hours(sandbox: Sandbox
     await sandbox.admin().send(f"/adjust {who.member_code} +7 夜班补录")
     [notice] = await told(sandbox, 8115, seen)
     assert "夜班补录" in notice
+
+
+async def test_the_demo_s_history_is_not_news(sandbox: Sandbox) -> None:
+    # The seed books a year of purchases as the till would, but nobody is told of them.
+    await seed_demo(sandbox.services, NOW)
+    await sandbox.services.sender.drain()
+    assert await sandbox.services.pushes.counts() == {}
+    # Yet the demo member's balance shows those purchases.
+    member = await sandbox.services.members.by_telegram_id(DEMO_USER_ID)
+    assert member is not None
+    assert (await sandbox.services.ledger.balance(member.id)).available > 0

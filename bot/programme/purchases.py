@@ -21,6 +21,7 @@ from bot.programme.till import find_member
 from storage.errors import Conflict
 from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn
 from storage.members import Member
+from storage.pushes import Booked
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
 # is a typo in the date.
@@ -211,10 +212,10 @@ def purchase_request(
 
 
 async def _book(
-    programme: Programme, request: EarnRequest, award: PurchaseAward
+    programme: Programme, request: EarnRequest, award: PurchaseAward, *, tell_member: bool = True
 ) -> OperationResult:
     """Book one earn request and queue the member's receipt in the same transaction (a replay
-    queues nothing); raises NotFound, Conflict."""
+    queues nothing; nor does `tell_member=False`); raises NotFound, Conflict."""
     book = partial(
         earn,
         member_id=request.member_id,
@@ -229,8 +230,14 @@ async def _book(
         now=request.now,
     )
     campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
-    receipt = purchase_notice(award.amount, award.category.name, campaign)
+    receipt = (
+        purchase_notice(award.amount, award.category.name, campaign) if tell_member else _untold
+    )
     return await programme.pushes.book_and_notify(book, receipt, request.now)
+
+
+def _untold(_booked: Booked) -> None:
+    """No notice: for purchases booked as history (the demo's seed)."""
 
 
 def retyped(
@@ -288,10 +295,12 @@ async def record_purchase(
     source: str | None = None,
     confirmed: bool = False,
     now: datetime | None = None,
+    tell_member: bool = True,
 ) -> PurchaseRecorded:
     """Award a purchase (amount as entered, in yuan) to the member with this code, once per
     receipt or source, and without a receipt only once `confirmed` when it repeats one of the
-    same cashier's (`retyped`); raises RuleError (receipt, member code, amount, category, time)."""
+    same cashier's (`retyped`), the member told unless `tell_member` is False; raises RuleError
+    (receipt, member code, amount, category, time)."""
     if receipt is not None:
         check_receipt(receipt)
     member = await find_member(programme, member_code)
@@ -310,7 +319,7 @@ async def record_purchase(
                 "unconfirmed", member, award, award.points, None, earlier.created_at
             )
     try:
-        result = await _book(programme, request, award)
+        result = await _book(programme, request, award, tell_member=tell_member)
     except Conflict:
         return PurchaseRecorded("conflict", member, award, award.points, None)
     if result.replayed:

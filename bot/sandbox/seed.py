@@ -44,6 +44,7 @@ async def seed_demo(programme: Programme, now: datetime) -> int:
             purchased_at=bought,
             actor=DEMO_ACTOR,
             now=bought,
+            tell_member=False,  # history, not news: no receipt pushed at the demo's start
         )
     config, ledger = programme.config, programme.ledger
     await ledger.spend(
