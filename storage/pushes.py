@@ -376,13 +376,24 @@ def stage_import_notices(
 ) -> None:
     """Add (member id, operation id, amount in fen, points) of purchases an import run just
     booked to the run's sums per member; call it in the transaction that booked them."""
+    # Summed here first: one row written per member of the batch, not one per purchase.
+    sums: dict[int, list[int]] = {}
+    for member, operation, fen, points in booked:
+        if (total := sums.get(member)) is None:
+            sums[member] = [1, fen, points, operation]
+        else:
+            total[0] += 1
+            total[1] += fen
+            total[2] += points
+            total[3] = min(total[3], operation)
     conn.executemany(
         "INSERT INTO import_notices (run, member_id, purchases, amount_fen, points,"
-        " first_operation) VALUES (?, ?, 1, ?, ?, ?)"
-        " ON CONFLICT (run, member_id) DO UPDATE SET purchases = purchases + 1,"
+        " first_operation) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run, member_id) DO UPDATE"
+        " SET purchases = purchases + excluded.purchases,"
         " amount_fen = amount_fen + excluded.amount_fen, points = points + excluded.points,"
         " first_operation = min(first_operation, excluded.first_operation)",
-        [(run, member, fen, points, op) for member, op, fen, points in booked],
+        [(run, member, *total) for member, total in sums.items()],
     )
 
 
