@@ -3,8 +3,9 @@ till or imported), a staff adjustment, a refund with compensation, a transfer re
 
 Every notice is an outbox push of the category "service" (quiet hours hold only promotions),
 queued in the transaction that books the change (`storage.pushes.book_and_notify`), with a
-dedupe key per operation, so a booking is never told twice nor booked untold. A member may
-turn purchase receipts off in /settings; the other notices always go.
+dedupe key per operation: nothing is booked untold, and a replayed or redelivered booking
+queues nothing more. A member may turn purchase receipts off in /settings; the other
+notices always go.
 """
 
 from __future__ import annotations
