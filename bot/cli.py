@@ -18,6 +18,7 @@ import click
 
 from bot.clock import Clock, system_clock
 from bot.config import (
+    LANGUAGES,
     TOKEN_ENV,
     Config,
     ConfigError,
@@ -206,20 +207,32 @@ SHOWN_REJECTIONS = 50
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every skipped row to this CSV file, with its line number and reason.",
 )
+@click.option(
+    "--lang",
+    "language",
+    type=click.Choice(LANGUAGES),
+    help="The language of everything the import says (default: the programme's).",
+)
 def import_purchases_command(
-    csv_file: Path, config_path: Path, actor: str | None, errors_path: Path | None
+    csv_file: Path,
+    config_path: Path,
+    actor: str | None,
+    errors_path: Path | None,
+    language: str | None,
 ) -> None:
     """Award points for till purchases from CSV_FILE
     (receipt_id,member_code,amount,category,purchased_at).
 
     Bad rows are skipped and listed with their line numbers; the rest are imported. A receipt
-    imported before is not imported again. Exit status: 0 when every row is imported (now or
-    before), 1 when some rows were skipped, 2 when the file cannot be read (nothing written).
+    imported before is not imported again. Each member is sent one message summing their
+    purchases imported by the run. Exit status: 0 when every row is imported (now or before),
+    1 when some rows were skipped, 2 when the file cannot be read (nothing written).
     """
-    from bot.imports import REASONS, ImportFileError, RejectedRow, import_purchases
+    from bot.imports import ImportFileError, ImportTexts, RejectedRow, import_purchases
     from bot.programme.policy import TermsRefused, check_terms
 
     config = _load(config_path)
+    _ = ImportTexts(language or config.program.default_language)
     conn = _open_database(config, upgrade=True)
     try:
         # The rules in force (announced changes included), and never a file that breaks the
@@ -253,24 +266,34 @@ def import_purchases_command(
                 now=cli_clock()(),
                 progress=progress,
                 on_reject=on_reject,
+                texts=_,
             )
         except ImportFileError as exc:
-            click.echo(f"error: {csv_file}: {exc}", err=True)
+            click.echo(_("import.cli.error", file=csv_file, message=_.error(exc)), err=True)
             sys.exit(2)
     elapsed = time.perf_counter() - started
-    click.echo(f"{csv_file}: {summary.rows:,} rows read in {elapsed:.1f} s")
-    click.echo(f"  imported          {summary.imported:>9,}  ({summary.points:,} points)")
-    click.echo(f"  already imported  {summary.replayed:>9,}")
-    click.echo(f"  skipped           {summary.skipped_total:>9,}")
+    # Counts right-aligned in one column, in every language.
+    click.echo(
+        _("import.cli.read", file=csv_file, rows=f"{summary.rows:,}", seconds=f"{elapsed:.1f}")
+    )
+    click.echo(
+        _("import.cli.imported", count=f"{summary.imported:>9,}", points=f"{summary.points:,}")
+    )
+    click.echo(_("import.cli.replayed", count=f"{summary.replayed:>9,}"))
+    click.echo(_("import.cli.skipped", count=f"{summary.skipped_total:>9,}"))
     for reason, count in summary.skipped.most_common():
-        click.echo(f"    {REASONS.get(reason, reason):<40} {count:>9,}")
+        click.echo(_("import.cli.skipped_for", reason=_.reason(reason), count=f"{count:>9,}"))
+    click.echo(_("import.cli.notified", count=f"{summary.notified:>9,}"))
     if summary.rejected:
-        click.echo("skipped rows:")
+        click.echo(_("import.cli.skipped_rows"))
         for row in summary.rejected[:SHOWN_REJECTIONS]:
-            click.echo(f"  line {row.line}: {REASONS.get(row.reason, row.reason)}: {row.message}")
+            reason = _.reason(row.reason)
+            click.echo(_("import.cli.row", line=row.line, reason=reason, message=row.message))
         if (more := summary.skipped_total - SHOWN_REJECTIONS) > 0:
-            where = f"all in {errors_path}" if errors_path else "--errors FILE lists them all"
-            click.echo(f"  … and {more:,} more ({where})")
+            if errors_path:
+                click.echo(_("import.cli.more_in_file", count=f"{more:,}", path=errors_path))
+            else:
+                click.echo(_("import.cli.more", count=f"{more:,}"))
     sys.exit(0 if summary.ok else 1)
 
 

@@ -4,7 +4,12 @@
 Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV shape,
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
 looks the batch's member codes up in one query, builds each row's request with
-`purchase_requests` and writes the batch with `earn_groups`, one transaction per batch.
+`purchase_requests` and writes the batch with `earn_groups`, one transaction per batch, in
+which it also adds the batch's new purchases to the run's sums per member: at the end of the
+run each member is told once, their purchases in it summed (bot/programme/notices.py).
+
+Everything an import says (skipped rows, file errors, the command's summary) comes from the
+catalogs in one language: the programme's default, or the one the operator asks for.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import codecs
 import csv
 import gc
 import io
+import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +30,9 @@ from pathlib import Path
 from typing import Final
 
 from bot.config import Config
-from bot.i18n import I18n
+from bot.i18n import N_, I18n
 from bot.programme.errors import RuleError
+from bot.programme.notices import import_notice
 from bot.programme.purchases import (
     PurchaseAward,
     award_purchase,
@@ -36,33 +43,36 @@ from bot.programme.purchases import (
 )
 from bot.programme.till import compact_code
 from storage.errors import Conflict, NotFound
-from storage.ledger import EarnRequest, earn_groups, existing_keys
+from storage.ledger import EarnRequest, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
+from storage.pushes import earn_groups_and_stage, release_import_notices
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
 DEFAULT_BATCH: Final = 10_000
 # Rejections kept in the summary for display; `on_reject` sees every one of them.
 KEEP_REJECTED: Final = 1_000
 _CHUNK: Final = 1 << 20
-UNCLOSED_QUOTE: Final = 'a quoted field (") opened on this line does not close on it'
+# What `_records` yields for a record whose quoted field does not close on its line.
+UNCLOSED_QUOTE: Final = "unclosed quote"
 
-# Why a row was skipped: a stable code (tests, --errors files) and what operators read.
+# Why a row was skipped: a stable code (tests, --errors files) and the catalog message
+# operators read.
 REASONS: Final[dict[str, str]] = {
-    "csv": "unreadable CSV",
-    "columns": "wrong number of columns",
-    "receipt_missing": "empty receipt id",
-    "receipt_duplicate": "receipt id repeated in the file",
-    "member_code": "invalid member code",
-    "member_unknown": "unknown member",
-    "amount": "bad amount",
-    "date": "bad purchase time",
-    "category": "unknown category",
-    "future": "purchase in the future",
-    "expired": "points already expired",
-    "earns_nothing": "earns no points",
-    "conflict": "imported before with other content",
-    "rule": "breaks a programme rule",
-    "ledger": "refused by the ledger",
+    "csv": N_("import.reason.csv"),
+    "columns": N_("import.reason.columns"),
+    "receipt_missing": N_("import.reason.receipt_missing"),
+    "receipt_duplicate": N_("import.reason.receipt_duplicate"),
+    "member_code": N_("import.reason.member_code"),
+    "member_unknown": N_("import.reason.member_unknown"),
+    "amount": N_("import.reason.amount"),
+    "date": N_("import.reason.date"),
+    "category": N_("import.reason.category"),
+    "future": N_("import.reason.future"),
+    "expired": N_("import.reason.expired"),
+    "earns_nothing": N_("import.reason.earns_nothing"),
+    "conflict": N_("import.reason.conflict"),
+    "rule": N_("import.reason.rule"),
+    "ledger": N_("import.reason.ledger"),
 }
 _RULE_REASONS: Final[dict[str, str]] = {
     "error.amount_not_number": "amount",
@@ -86,6 +96,32 @@ _Record = tuple[int, list[str] | str]
 class ImportFileError(Exception):
     """The file cannot be imported at all (unreadable, not UTF-8, bad header); nothing written."""
 
+    def __init__(self, key: str, **params: object) -> None:
+        # A catalog message: the caller renders it in the import's language.
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+class ImportTexts:
+    """The import's messages in its one language (the programme's default unless asked)."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        self.i18n = I18n.load(language)
+
+    def __call__(self, key: str, /, **params: object) -> str:
+        """Message `key` in the import's language."""
+        return self.i18n.t(self.language, key, **params)
+
+    def reason(self, code: str) -> str:
+        """What a skip reason code means, for operators."""
+        return self(REASONS[code]) if code in REASONS else code
+
+    def error(self, exc: ImportFileError) -> str:
+        """Why a file cannot be imported."""
+        return self(exc.key, **exc.params)
+
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
@@ -105,6 +141,8 @@ class ImportSummary:
     imported: int = 0
     points: int = 0
     replayed: int = 0
+    # Members told about their purchases in this run (one message each).
+    notified: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     # The first KEEP_REJECTED rejections, in line order.
     rejected: list[RejectedRow] = field(default_factory=list)
@@ -127,7 +165,7 @@ _Prepared = RejectedRow | _Candidate
 
 
 def _not_utf8(line: int) -> ImportFileError:
-    return ImportFileError(f"line {line} is not UTF-8 text (save the file as CSV UTF-8)")
+    return ImportFileError(N_("import.file.not_utf8"), line=line)
 
 
 def _unclosed_quote(text: str, first: int) -> int | None:
@@ -176,10 +214,7 @@ class _QuoteScan:
 
 
 def _unclosed(line: int) -> ImportFileError:
-    return ImportFileError(
-        f'line {line} opens a quoted field (") that does not close on that line, so the lines'
-        " after it would be read as part of it; correct the quotes and import again"
-    )
+    return ImportFileError(N_("import.file.unclosed_quote"), line=line)
 
 
 def scan_file(path: Path) -> int:
@@ -203,8 +238,8 @@ def scan_file(path: Path) -> int:
                     raise _unclosed(broken)
                 newlines += chunk.count(b"\n")
                 tail = chunk[-1:]
-    except OSError as exc:
-        raise ImportFileError(f"cannot read it: {exc.strerror}") from None
+    except OSError:
+        raise ImportFileError(N_("import.file.unreadable")) from None
     lines = newlines + (1 if tail not in (b"", b"\n") else 0)
     try:
         decoder.decode(b"", final=True)
@@ -277,12 +312,12 @@ def _columns(header: list[str] | str) -> _Columns:
     """The getter putting a row's fields in HEADER order; raises ImportFileError."""
     expected = ",".join(HEADER)
     if isinstance(header, str):
-        raise ImportFileError(f"line 1 is not valid CSV ({header}); it must be {expected}")
+        raise ImportFileError(N_("import.file.header_invalid"), expected=expected)
     names = [name.strip().lower() for name in header]
     names[0] = names[0].removeprefix("\ufeff")
     if sorted(names) != sorted(HEADER):
         shown = ",".join(header)[:200]
-        raise ImportFileError(f"line 1 must be the header {expected} (any order), not: {shown}")
+        raise ImportFileError(N_("import.file.header_wrong"), expected=expected, shown=shown)
     return itemgetter(*(names.index(name) for name in HEADER))
 
 
@@ -290,7 +325,7 @@ def _header(records: Iterator[_Record]) -> _Columns:
     """Read the header record; raises ImportFileError."""
     first = next(records, None)
     if first is None:
-        raise ImportFileError("the file is empty; line 1 must be the header " + ",".join(HEADER))
+        raise ImportFileError(N_("import.file.empty"), expected=",".join(HEADER))
     return _columns(first[1])
 
 
@@ -306,42 +341,49 @@ def _parse_time(text: str, config: Config) -> datetime | None:
 class _Preparer:
     """The checks needing no database, for every batch of one file."""
 
-    def __init__(self, config: Config, now: datetime) -> None:
+    def __init__(self, config: Config, now: datetime, texts: ImportTexts) -> None:
         self.config = config
         self.now = now
-        self.i18n = I18n.load(config.program.default_language)
+        self.texts = texts
         self.first_line: dict[str, int] = {}
         self.valid_codes: set[str] = set()
 
     def _refusal(self, line: int, fields: list[str], err: RuleError) -> RejectedRow:
-        message = self.i18n.t(self.config.program.default_language, err.key, **err.params)
+        message = self.texts(err.key, **err.params)
         return RejectedRow(line, _RULE_REASONS.get(err.key, "rule"), message, tuple(fields))
 
     def prepare(self, batch: list[_Record], columns: _Columns) -> list[_Prepared]:
         """One outcome per record, in order."""
-        config, now = self.config, self.now
+        config, now, _ = self.config, self.now, self.texts
         out: list[_Prepared] = []
         for line, fields in batch:
             if isinstance(fields, str):
-                out.append(RejectedRow(line, "csv", fields, ()))
+                # The csv module's own words are not shown: they are English only.
+                key = (
+                    N_("import.row.unclosed_quote")
+                    if fields == UNCLOSED_QUOTE
+                    else N_("import.row.csv")
+                )
+                out.append(RejectedRow(line, "csv", _(key), ()))
                 continue
             if len(fields) != len(HEADER):
-                message = f"{len(fields)} columns, expected {len(HEADER)}"
+                message = _("import.row.columns", count=len(fields), expected=len(HEADER))
                 out.append(RejectedRow(line, "columns", message, tuple(fields)))
                 continue
             receipt, code, amount_text, category, when = columns(fields)
             receipt = receipt.strip()
             if not receipt:
-                out.append(RejectedRow(line, "receipt_missing", "empty receipt id", tuple(fields)))
+                message = _("import.row.receipt_missing")
+                out.append(RejectedRow(line, "receipt_missing", message, tuple(fields)))
                 continue
             if (first := self.first_line.setdefault(receipt, line)) != line:
-                message = f"receipt {receipt} is also on line {first}"
+                message = _("import.row.receipt_duplicate", receipt=receipt, first=first)
                 out.append(RejectedRow(line, "receipt_duplicate", message, tuple(fields)))
                 continue
             code = compact_code(code)  # "1173 4896 81" as /card prints it
             if code not in self.valid_codes:
                 if not is_valid_member_code(code):
-                    message = f"“{code}” is not a member code (10 digits, last a check digit)"
+                    message = _("import.row.member_code", code=code)
                     out.append(RejectedRow(line, "member_code", message, tuple(fields)))
                     continue
                 self.valid_codes.add(code)
@@ -350,7 +392,7 @@ class _Preparer:
             try:
                 amount = parse_amount(amount_text, config)
                 if moment is None:
-                    message = f"“{when}” is not an ISO 8601 time"
+                    message = _("import.row.date", value=when)
                     outcome = RejectedRow(line, "date", message, tuple(fields))
                 else:
                     kind = find_category(category, config).id  # an id or a name, any case
@@ -370,12 +412,16 @@ class _Writer:
         *,
         actor: str,
         now: datetime,
+        run: str,
+        texts: ImportTexts,
         keep_rejected: int,
         on_reject: Callable[[RejectedRow], None] | None,
     ) -> None:
         self.conn = conn
         self.actor = actor
         self.now = now
+        self.run = run
+        self.texts = texts
         self.keep_rejected = keep_rejected
         self.on_reject = on_reject
         self.summary = ImportSummary()
@@ -392,6 +438,7 @@ class _Writer:
         rejected: list[RejectedRow] = []
         refused_by_rule: list[tuple[str, RejectedRow]] = []
         requests: list[tuple[EarnRequest, ...]] = []
+        fen: list[int] = []  # each request's amount in fen
         written: list[_Candidate] = []
         for item in prepared:
             if isinstance(item, RejectedRow):
@@ -400,7 +447,7 @@ class _Writer:
             line, fields, receipt, code, outcome = item
             member_id = self.members[code]
             if member_id is None:
-                message = f"no member has the code {code}"
+                message = self.texts("import.row.member_unknown", code=code)
                 rejected.append(RejectedRow(line, "member_unknown", message, tuple(fields)))
             elif isinstance(outcome, RejectedRow):
                 refused_by_rule.append((receipt, outcome))
@@ -410,6 +457,7 @@ class _Writer:
                         member_id, outcome, receipt=receipt, actor=self.actor, now=self.now
                     )
                 )
+                fen.append(int(outcome.amount * 100))
                 written.append(item)
         if refused_by_rule:
             # A receipt imported before whose points have since expired (or that today's
@@ -422,8 +470,9 @@ class _Writer:
                     rejected.append(row)
             rejected.sort(key=lambda r: r.line)
         if requests:
-            # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open).
-            results = earn_groups(self.conn, requests)
+            # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open),
+            # the new purchases added to the run's sums for the members' notices in it too.
+            results = earn_groups_and_stage(self.conn, requests, run=self.run, amounts_fen=fen)
             late = self._tally(results, written)
             if late:
                 rejected += late
@@ -435,7 +484,8 @@ class _Writer:
         """Count what earn_groups did; return the rows it refused."""
         summary = self.summary
         refused: list[RejectedRow] = []
-        for result, (line, fields, receipt, _code, _award) in zip(results, written, strict=True):
+        _ = self.texts
+        for result, (line, fields, receipt, code, _award) in zip(results, written, strict=True):
             if isinstance(result, tuple):
                 if result[0].replayed:
                     summary.replayed += 1
@@ -444,11 +494,12 @@ class _Writer:
                     summary.points += sum(operation.points for operation in result)
                 continue
             if isinstance(result, Conflict):
-                reason, message = "conflict", f"receipt {receipt} was imported with other content"
+                reason, message = "conflict", _("import.row.conflict", receipt=receipt)
             elif isinstance(result, NotFound):
-                reason, message = "member_unknown", str(result)
+                reason, message = "member_unknown", _("import.row.member_unknown", code=code)
             else:
-                reason, message = "ledger", str(result)
+                # The ledger's own words are not shown: they are English only.
+                reason, message = "ledger", _("import.row.ledger")
             refused.append(RejectedRow(line, reason, message, tuple(fields)))
         return refused
 
@@ -482,30 +533,53 @@ def import_purchases(
     progress: Progress | None = None,
     on_reject: Callable[[RejectedRow], None] | None = None,
     keep_rejected: int = KEEP_REJECTED,
+    texts: ImportTexts | None = None,
 ) -> ImportSummary:
     """Award the points of every good purchase row of a CSV file (or its lines), one
-    transaction per batch, skipping bad rows; raises ImportFileError before writing anything."""
+    transaction per batch, skipping bad rows, then tell each member once what the run booked
+    for them; raises ImportFileError before writing anything. Messages are in `texts`'s
+    language (default: the programme's)."""
     when = now
-    writer = _Writer(conn, actor=actor, now=when, keep_rejected=keep_rejected, on_reject=on_reject)
+    texts = texts or ImportTexts(config.program.default_language)
+    # Names this run's sums of purchases per member until they are queued at its end.
+    run = f"{actor}:{when.isoformat()}:{secrets.token_hex(4)}"
+    writer = _Writer(
+        conn,
+        actor=actor,
+        now=when,
+        run=run,
+        texts=texts,
+        keep_rejected=keep_rejected,
+        on_reject=on_reject,
+    )
     with _gc_paused():
         if not isinstance(source, Path):
             records = _records(source)
             columns = _header(records)
-            _write_all(writer, _prepared(records, columns, config, when, batch_size), progress)
-            return writer.summary
-        total = scan_file(source) - 1  # before anything is written: the whole file is UTF-8
-        with source.open(encoding="utf-8-sig", newline="") as fh:
-            records = _records(fh)
-            columns = _header(records)
-            batches = _prepared(records, columns, config, when, batch_size)
-            _write_all(writer, batches, progress, total)
+            batches = _prepared(records, columns, config, when, batch_size, texts)
+            _write_all(writer, batches, progress)
+        else:
+            total = scan_file(source) - 1  # before anything is written: the whole file is UTF-8
+            with source.open(encoding="utf-8-sig", newline="") as fh:
+                records = _records(fh)
+                columns = _header(records)
+                batches = _prepared(records, columns, config, when, batch_size, texts)
+                _write_all(writer, batches, progress, total)
+    # Every run's sums, not only this one's: a run that stopped halfway left its own, and its
+    # members are told now (a re-run of its file finds every row booked and adds nothing).
+    writer.summary.notified = release_import_notices(conn, import_notice, when)
     return writer.summary
 
 
 def _prepared(
-    records: Iterator[_Record], columns: _Columns, config: Config, now: datetime, size: int
+    records: Iterator[_Record],
+    columns: _Columns,
+    config: Config,
+    now: datetime,
+    size: int,
+    texts: ImportTexts,
 ) -> Iterator[list[_Prepared]]:
-    preparer = _Preparer(config, now)
+    preparer = _Preparer(config, now, texts)
     for batch in _batches(records, size):
         yield preparer.prepare(batch, columns)
 

@@ -183,6 +183,7 @@ async def purchase(update: Update, context: BotContext) -> None:
         text, keyboard = _retype_question(recorded, message.id, context.services.config, _)
         await message.reply_text(text, reply_markup=keyboard, do_quote=True)
         return
+    context.services.sender.wake()  # the member's receipt was queued with the booking
     await message.reply_text(_recorded_text(recorded, receipt, _))
 
 
@@ -246,6 +247,7 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
         await query.answer(_("button.expired"), show_alert=True)
         return
     await query.answer()
+    services.sender.wake()  # the member's receipt was queued with the booking
     await edit_in_place(update, _recorded_text(recorded, receipt, _))
 
 
@@ -272,6 +274,7 @@ async def adjust(update: Update, context: BotContext) -> None:
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))
         return
+    context.services.sender.wake()  # the member's notice was queued with the adjustment
     await message.reply_text(
         _(
             "admin.adjust.done",

@@ -160,7 +160,6 @@ async def delist(update: Update, context: BotContext) -> None:
     if len(reason) > MAX_REASON_LENGTH:
         await message.reply_text(_("admin.adjust.reason_too_long", limit=MAX_REASON_LENGTH))
         return
-    config = context.services.config
     sku = args[0].upper()[:24]
     try:
         report = await delist_item(
@@ -169,16 +168,8 @@ async def delist(update: Update, context: BotContext) -> None:
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_sku", sku=sku))
         return
-    for redemption, bonus in report.cancelled:
-        await _tell_member(
-            context,
-            redemption,
-            "mall_admin.delist.member_notice",
-            reason=reason,
-            points=redemption.points,
-            bonus=bonus,
-            days=config.expiry.refund_min_validity_days,
-        )
+    # Each member's notice was queued with the refund (bot/programme/notices.py).
+    context.services.sender.wake()
     bonus_total = sum(bonus for _r, bonus in report.cancelled)
     await message.reply_text(
         _("mall_admin.delist.done", sku=sku, count=len(report.cancelled), bonus=bonus_total)

@@ -1,4 +1,5 @@
-"""/settings: birthday, marketing messages, language; and who has blocked the bot."""
+"""/settings: birthday, marketing messages, purchase receipts, language; and who has blocked
+the bot."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from bot.i18n import N_
 from bot.programme.birthdays import NotABirthday, save_birthday
 from bot.programme.errors import RuleError
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
@@ -26,16 +28,23 @@ ASK_BIRTHDAY = 0
 
 
 def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
-    """The settings buttons: birthday, marketing on/off, language."""
+    """The settings buttons: birthday, marketing on/off, receipts on/off, language."""
     birthday = (
         "settings.set_birthday" if prefs.birthday_month is None else "settings.change_birthday"
     )
     marketing = "settings.marketing_off" if prefs.marketing_opt_in else "settings.marketing_on"
     toggle = "mkt:off" if prefs.marketing_opt_in else "mkt:on"
+    receipts = "settings.receipts_off" if prefs.receipts_opt_in else "settings.receipts_on"
+    receipts_toggle = "rcp:off" if prefs.receipts_opt_in else "rcp:on"
     return InlineKeyboardMarkup(
         [
             [InlineKeyboardButton(_(birthday), callback_data=f"{SETTINGS_PREFIX}:birthday")],
             [InlineKeyboardButton(_(marketing), callback_data=f"{SETTINGS_PREFIX}:{toggle}")],
+            [
+                InlineKeyboardButton(
+                    _(receipts), callback_data=f"{SETTINGS_PREFIX}:{receipts_toggle}"
+                )
+            ],
             [InlineKeyboardButton(_("settings.language"), callback_data=f"{SETTINGS_PREFIX}:lang")],
         ]
     )
@@ -50,7 +59,8 @@ def render_settings(prefs: Preferences, _: Texts) -> str:
         if prefs.birthday_year:
             birthday = f"{prefs.birthday_year}-{birthday}"
     marketing = _("settings.on") if prefs.marketing_opt_in else _("settings.off")
-    return _("settings.summary", birthday=birthday, marketing=marketing)
+    receipts = _("settings.on") if prefs.receipts_opt_in else _("settings.off")
+    return _("settings.summary", birthday=birthday, marketing=marketing, receipts=receipts)
 
 
 async def settings(update: Update, context: BotContext) -> None:
@@ -65,7 +75,8 @@ async def settings(update: Update, context: BotContext) -> None:
 
 
 async def settings_callback(update: Update, context: BotContext) -> None:
-    """Marketing on/off and the language button (the birthday button opens a conversation)."""
+    """Marketing and receipts on/off, and the language button (the birthday button opens a
+    conversation)."""
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
@@ -75,18 +86,23 @@ async def settings_callback(update: Update, context: BotContext) -> None:
         await query.answer()
         await ask_language(update, context)
         return
-    if action not in ("mkt:on", "mkt:off"):
+    pushes = context.services.pushes
+    if action in ("mkt:on", "mkt:off"):
+        await member_for(user, context)
+        prefs = await pushes.set_marketing(user.id, action == "mkt:on")
+        on = prefs.marketing_opt_in
+        saved = N_("settings.marketing_saved_on") if on else N_("settings.marketing_saved_off")
+    elif action in ("rcp:on", "rcp:off"):
+        # Only purchase receipts: notices of adjustments, refunds and compensation always go
+        # (bot/programme/notices.py).
+        await member_for(user, context)
+        prefs = await pushes.set_receipts(user.id, action == "rcp:on")
+        on = prefs.receipts_opt_in
+        saved = N_("settings.receipts_saved_on") if on else N_("settings.receipts_saved_off")
+    else:
         await query.answer(_("button.expired"), show_alert=True)
         return
-    await member_for(user, context)
-    prefs = await context.services.pushes.set_marketing(user.id, action == "mkt:on")
-    await query.answer(
-        _(
-            "settings.marketing_saved_on"
-            if prefs.marketing_opt_in
-            else "settings.marketing_saved_off"
-        )
-    )
+    await query.answer(_(saved))
     await edit_in_place(update, render_settings(prefs, _), settings_keyboard(prefs, _))
 
 

@@ -1127,10 +1127,12 @@ def delist(
     min_validity_days: int,
     actor: str,
     now: datetime | None = None,
+    notice: Callable[[Redemption, int, int], Push] | None = None,
 ) -> DelistReport:
     """Withdraw an item for good: refund every open, uncollected redemption as the merchant's
-    fault, plus a compensation bonus; a repeat finds nothing open; raises NotFound,
-    InvalidRequest."""
+    fault, plus a compensation bonus, and queue each member's `notice` (of the cancelled
+    redemption, the bonus and their points after) in the same transaction; a repeat finds
+    nothing open; raises NotFound, InvalidRequest."""
     now = required_now(now)
     terms = MerchantTerms(reason, compensation_percent, compensation_expires_at, min_validity_days)
     # Checked before anything is refunded, not halfway through the redemptions.
@@ -1159,7 +1161,11 @@ def delist(
             bonus = _refund_merchant_fault(
                 conn, redemption, terms, key=f"delist:{redemption_id}", actor=actor, now=now
             )
-            cancelled.append((_redemption_by_id(conn, redemption_id), bonus))
+            done = _redemption_by_id(conn, redemption_id)
+            cancelled.append((done, bonus))
+            if notice is not None:
+                after = ledger.available(conn, done.member_id, now)
+                enqueue(conn, [notice(done, bonus, after)], now)
         if open_ids:
             conn.execute(
                 "UPDATE catalog_items SET sold = sold - ?, updated_at = ? WHERE sku = ?",

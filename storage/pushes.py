@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from storage.errors import InvalidRequest, NotFound
+from storage import ledger
+from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
+from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
 from storage.sql import atomic, dt, dt_or_none, ts
 from storage.store import Store
@@ -40,14 +42,16 @@ class Preferences:
     birthday_changed_at: datetime | None
     marketing_opt_in: bool
     reachable: bool
+    # Whether a message is sent for each purchase (the other notices of points always are).
+    receipts_opt_in: bool = True
 
 
 def preferences(conn: sqlite3.Connection, telegram_id: int) -> Preferences:
     """A member's preferences; raises NotFound."""
     row = conn.execute(
         "SELECT id, telegram_id, birthday_month, birthday_day, birthday_year,"
-        " birthday_entered_at, birthday_changed_at, marketing_opt_in, reachable"
-        " FROM members WHERE telegram_id = ?",
+        " birthday_entered_at, birthday_changed_at, marketing_opt_in, reachable,"
+        " receipts_opt_in FROM members WHERE telegram_id = ?",
         (telegram_id,),
     ).fetchone()
     if row is None:
@@ -62,6 +66,7 @@ def preferences(conn: sqlite3.Connection, telegram_id: int) -> Preferences:
         birthday_changed_at=dt_or_none(row[6]),
         marketing_opt_in=bool(row[7]),
         reachable=bool(row[8]),
+        receipts_opt_in=bool(row[9]),
     )
 
 
@@ -112,6 +117,22 @@ def set_marketing(conn: sqlite3.Connection, telegram_id: int, opt_in: bool) -> P
     if cur.rowcount == 0:
         raise NotFound(f"no member with Telegram id {telegram_id}")
     return preferences(conn, telegram_id)
+
+
+def set_receipts(conn: sqlite3.Connection, telegram_id: int, opt_in: bool) -> Preferences:
+    """Turn purchase receipts on or off; raises NotFound."""
+    cur = conn.execute(
+        "UPDATE members SET receipts_opt_in = ? WHERE telegram_id = ?", (int(opt_in), telegram_id)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no member with Telegram id {telegram_id}")
+    return preferences(conn, telegram_id)
+
+
+def receipts_wanted(conn: sqlite3.Connection, member_id: int) -> bool:
+    """Whether the member wants a message for each purchase (False for no such member)."""
+    row = conn.execute("SELECT receipts_opt_in FROM members WHERE id = ?", (member_id,)).fetchone()
+    return row is not None and bool(row[0])
 
 
 def set_reachable(conn: sqlite3.Connection, telegram_id: int, reachable: bool) -> bool:
@@ -289,6 +310,153 @@ def outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
         status: int(count)
         for status, count in conn.execute("SELECT status, count(*) FROM outbox GROUP BY status")
     }
+
+
+# --- points booked with their notice --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """An operation just booked, with what the notice to the member it concerns needs."""
+
+    result: OperationResult
+    # The member told: the recipient of a transfer, else the operation's member.
+    member_id: int
+    # Their spendable points right after the operation.
+    available: int
+    # Whether they want a message for each purchase (/settings).
+    receipts: bool
+
+
+# What to tell the member about an operation just booked (None: nothing).
+Notice = Callable[[Booked], Push | None]
+
+
+def booked_facts(conn: sqlite3.Connection, result: OperationResult, now: datetime) -> Booked:
+    """The facts a notice of `result` is built from, read in the booking's transaction."""
+    member = result.recipient_id if result.recipient_id is not None else result.member_id
+    return Booked(
+        result, member, ledger.available(conn, member, now), receipts_wanted(conn, member)
+    )
+
+
+def book_and_notify(
+    conn: sqlite3.Connection,
+    book: Callable[[sqlite3.Connection], OperationResult],
+    notice: Notice,
+    now: datetime,
+) -> OperationResult:
+    """Book one ledger operation with `book` and queue the notice it calls for, in one
+    transaction (booked and told, or neither); a replay queues nothing. Raises what `book`
+    raises."""
+    with atomic(conn):
+        result = book(conn)
+        if not result.replayed and (push := notice(booked_facts(conn, result, now))) is not None:
+            enqueue(conn, [push], now)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedPurchases:
+    """One member's purchases booked by one import run, summed for their one notice."""
+
+    run: str
+    member_id: int
+    purchases: int
+    amount_fen: int
+    points: int
+    first_operation: int
+    # Their spendable points when the notice is queued, and whether they want receipts.
+    available: int
+    receipts: bool
+
+
+def stage_import_notices(
+    conn: sqlite3.Connection, run: str, booked: Iterable[tuple[int, int, int, int]]
+) -> None:
+    """Add (member id, operation id, amount in fen, points) of purchases an import run just
+    booked to the run's sums per member; call it in the transaction that booked them."""
+    # Summed here first: one row written per member of the batch, not one per purchase.
+    sums: dict[int, list[int]] = {}
+    for member, operation, fen, points in booked:
+        if (total := sums.get(member)) is None:
+            sums[member] = [1, fen, points, operation]
+        else:
+            total[0] += 1
+            total[1] += fen
+            total[2] += points
+            total[3] = min(total[3], operation)
+    conn.executemany(
+        "INSERT INTO import_notices (run, member_id, purchases, amount_fen, points,"
+        " first_operation) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run, member_id) DO UPDATE"
+        " SET purchases = purchases + excluded.purchases,"
+        " amount_fen = amount_fen + excluded.amount_fen, points = points + excluded.points,"
+        " first_operation = min(first_operation, excluded.first_operation)",
+        [(run, member, *total) for member, total in sums.items()],
+    )
+
+
+def earn_groups_and_stage(
+    conn: sqlite3.Connection,
+    groups: Sequence[Sequence[EarnRequest]],
+    *,
+    run: str,
+    amounts_fen: Sequence[int],
+) -> list[tuple[OperationResult, ...] | StoreError]:
+    """`ledger.earn_groups` of an import run's batch (a purchase and its campaign's extra
+    points, say), its new purchases (each of `amounts_fen`) added to the run's sums per member
+    in the same transaction."""
+    with atomic(conn):
+        results = ledger.earn_groups(conn, groups)
+        stage_import_notices(
+            conn,
+            run,
+            [
+                (r[0].member_id, r[0].operation_id, fen, sum(one.points for one in r))
+                for r, fen in zip(results, amounts_fen, strict=True)
+                if isinstance(r, tuple) and not r[0].replayed
+            ],
+        )
+    return results
+
+
+def release_import_notices(
+    conn: sqlite3.Connection,
+    build: Callable[[ImportedPurchases], Push | None],
+    now: datetime,
+    run: str | None = None,
+) -> int:
+    """Queue the notices of an import run's sums (every run's when `run` is None: runs that
+    stopped before their end) and forget the sums, in one transaction; return how many
+    notices were queued."""
+    with atomic(conn):
+        rows = conn.execute(
+            "SELECT run, member_id, purchases, amount_fen, points, first_operation"
+            " FROM import_notices WHERE ? IS NULL OR run = ? ORDER BY run, member_id",
+            (run, run),
+        ).fetchall()
+        pushes = [
+            push
+            for r in rows
+            if (
+                push := build(
+                    ImportedPurchases(
+                        run=r[0],
+                        member_id=r[1],
+                        purchases=r[2],
+                        amount_fen=r[3],
+                        points=r[4],
+                        first_operation=r[5],
+                        available=ledger.available(conn, r[1], now),
+                        receipts=receipts_wanted(conn, r[1]),
+                    )
+                )
+            )
+            is not None
+        ]
+        conn.execute("DELETE FROM import_notices WHERE ? IS NULL OR run = ?", (run, run))
+        return enqueue(conn, pushes, now)
 
 
 # --- job runs ----------------------------------------------------------------------------------
@@ -577,6 +745,8 @@ class Pushes(Facade):
     preferences = looks_up(preferences)
     set_birthday = writes(set_birthday)
     set_marketing = writes(set_marketing)
+    set_receipts = writes(set_receipts)
+    book_and_notify = writes(book_and_notify)
     enqueue = writes(enqueue)
     due = reads(due)
     start_sending = writes(start_sending)

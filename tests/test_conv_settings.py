@@ -31,9 +31,15 @@ async def open_settings(sandbox: Sandbox, user_id: int = 5101, lang: str = "zh-h
 async def test_settings_show_what_is_set(sandbox: Sandbox) -> None:
     chat = await open_settings(sandbox)
     assert chat.last_text == (
-        "⚙️ 您的设置\n生日：未设置\n优惠活动消息：开\n（到期提醒、生日祝福等服务通知总会发送。）"
+        "⚙️ 您的设置\n生日：未设置\n优惠活动消息：开\n消费通知：开\n"
+        "（消费通知可以关闭；积分调整、退回和补偿的通知，以及到期提醒、生日祝福等服务通知总会发送。）"
     )
-    assert chat.buttons() == ["🎂 设置生日", "📣 关闭优惠活动消息", "🌐 语言 / Language"]
+    assert chat.buttons() == [
+        "🎂 设置生日",
+        "📣 关闭优惠活动消息",
+        "🧾 关闭消费通知",
+        "🌐 语言 / Language",
+    ]
 
 
 async def test_setting_a_birthday_far_ahead_promises_the_gift(sandbox: Sandbox) -> None:

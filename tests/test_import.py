@@ -18,9 +18,9 @@ from bot.cli import main
 from bot.config import Config, load_config
 from bot.imports import (
     HEADER,
-    UNCLOSED_QUOTE,
     ImportFileError,
     ImportSummary,
+    ImportTexts,
     RejectedRow,
     import_purchases,
     scan_file,
@@ -96,6 +96,14 @@ def available(conn: sqlite3.Connection, code: str) -> int:
 
 def operation_count(conn: sqlite3.Connection) -> int:
     return audit(conn, integrity="none").summary["operations"]
+
+
+EN = ImportTexts("en")
+
+
+def said(excinfo: pytest.ExceptionInfo[ImportFileError]) -> str:
+    """Why the file was refused, in English."""
+    return EN.error(excinfo.value)
 
 
 def flat(output: str) -> str:
@@ -432,8 +440,9 @@ def test_a_garbled_header_stops_the_import_before_anything_is_written(
         text.format(alice=codes["alice"]) + f"R2,{codes['bob']},10,eco,2026-03-01\n",
         encoding="utf-8",
     )
-    with pytest.raises(ImportFileError, match="line 1|empty"):
+    with pytest.raises(ImportFileError) as refused:
         import_purchases(conn, path, config, actor="t", now=NOW)
+    assert re.search("line 1|empty", said(refused))
     assert operation_count(conn) == 0
 
 
@@ -459,8 +468,9 @@ def test_a_file_that_is_not_utf8_is_refused_whole(
         f"R2,{codes['bob']},10,绿色,2026-03-01",
     ]
     path.write_bytes("\n".join(lines).encode("gbk"))
-    with pytest.raises(ImportFileError, match="line 3 is not UTF-8"):
+    with pytest.raises(ImportFileError) as refused:
         import_purchases(conn, path, config, actor="t", now=NOW)
+    assert said(refused) == "line 3 is not UTF-8 text (save the file as CSV UTF-8)"
     assert operation_count(conn) == 0
 
 
@@ -474,8 +484,9 @@ def test_the_utf8_check_names_the_line_whatever_the_read_size(
     assert scan_file(good) == 2
     bad = tmp_path / "bad.csv"
     bad.write_bytes("绿色\n环保\n".encode() + "补充装\n".encode("gbk") + b"x\n")
-    with pytest.raises(ImportFileError, match="line 3 is not UTF-8"):
+    with pytest.raises(ImportFileError) as refused:
         scan_file(bad)
+    assert said(refused).startswith("line 3 is not UTF-8")
 
 
 def broken_quote(codes: dict[str, str]) -> list[str]:
@@ -490,8 +501,9 @@ def test_an_unclosed_quote_stops_the_file_before_anything_is_written(
     conn: sqlite3.Connection, config: Config, codes: dict[str, str], tmp_path: Path
 ) -> None:
     path = write_csv(tmp_path / "purchases.csv", *broken_quote(codes))
-    with pytest.raises(ImportFileError, match="line 7 opens a quoted field"):
+    with pytest.raises(ImportFileError) as refused:
         import_purchases(conn, path, config, actor="t", now=NOW)
+    assert said(refused).startswith("line 7 opens a quoted field")
     assert operation_count(conn) == 0
 
 
@@ -508,7 +520,8 @@ def test_lines_handed_over_one_by_one_are_read_again_after_an_unclosed_quote(
         (13, "csv"),
         (14, "csv"),
     ]
-    assert summary.rejected[0].message == UNCLOSED_QUOTE
+    # In the programme's language, like every message of the import.
+    assert summary.rejected[0].message == '这一行的引号（"）没有在本行内闭合'
     assert summary.imported == 14
     assert audit(conn).ok
 
@@ -532,8 +545,9 @@ def test_the_quote_check_names_the_line_whatever_the_read_size(
     bad = tmp_path / "bad.csv"
     broken = [*lines[:3], 'R9,"绿色,10,eco,2026-03-01', *lines[1:3]]
     bad.write_text("\n".join(broken) + "\n", encoding="utf-8")
-    with pytest.raises(ImportFileError, match="line 4 opens a quoted field"):
+    with pytest.raises(ImportFileError) as refused:
         scan_file(bad)
+    assert said(refused).startswith("line 4 opens a quoted field")
 
 
 def test_a_big_file_goes_in_batch_by_batch_with_progress(
@@ -580,7 +594,7 @@ def test_the_command_imports_and_exits_0_when_every_row_went_in(
         f"R1,{codes['alice']},100,general,{when}",
         f"R2,{codes['bob']},10,general,{when}",
     )
-    args = ["import-purchases", str(path), "--config", str(config_file)]
+    args = ["import-purchases", str(path), "--config", str(config_file), "--lang", "en"]
     first = PinnedCliRunner(NOW).invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "2 rows read" in first.output
@@ -612,6 +626,8 @@ def test_the_command_lists_skipped_rows_and_exits_1(
             "ops:mei",
             "--errors",
             str(errors),
+            "--lang",
+            "en",
         ],
     )
     assert result.exit_code == 1, result.output
@@ -644,7 +660,7 @@ def test_the_command_exits_2_when_the_file_cannot_be_read(
     path = tmp_path / "till.csv"
     path.write_bytes(content)
     result = PinnedCliRunner(NOW).invoke(
-        main, ["import-purchases", str(path), "--config", str(config_file)]
+        main, ["import-purchases", str(path), "--config", str(config_file), "--lang", "en"]
     )
     assert result.exit_code == 2
     assert message in result.output
@@ -698,10 +714,11 @@ def test_the_command_skips_an_amount_it_cannot_read_and_goes_on(
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
-    assert "5 rows read" in result.output
-    assert "imported 3 (30 points)" in flat(result.output)
-    assert "line 3: bad amount: 金额「1e400」无效" in result.output
-    assert f"line 5: bad amount: 金额 {'9' * 24}… 超过单笔上限 50000 元。" in result.output
+    # In the programme's language (zh-CN), every line of it.
+    assert "读取 5 行" in result.output
+    assert "本次导入 3 笔（30 积分）" in flat(result.output)
+    assert "第 3 行：金额有误：金额「1e400」无效" in result.output
+    assert f"第 5 行：金额有误：金额 {'9' * 24}… 超过单笔上限 50000 元。" in result.output
 
 
 def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
@@ -712,8 +729,8 @@ def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
         main, ["import-purchases", str(path), "--config", str(config_file)]
     )
     assert result.exit_code == 2, result.output
-    assert "line 7 opens a quoted field" in result.output
-    assert "rows read" not in result.output
+    assert '第 7 行的引号（"）没有在本行内闭合' in result.output
+    assert "读取" not in result.output
     assert operation_count(conn) == 0
     # Quotes corrected, every one of the 16 lines is read.
     rows = broken_quote(codes)
@@ -723,5 +740,65 @@ def test_the_command_stops_at_an_unclosed_quote_with_exit_2(
         main, ["import-purchases", str(path), "--config", str(config_file)]
     )
     assert fixed.exit_code == 0, fixed.output
-    assert "16 rows read" in fixed.output
-    assert "imported 16 (160 points)" in flat(fixed.output)
+    assert "读取 16 行" in fixed.output
+    assert "本次导入 16 笔（160 积分）" in flat(fixed.output)
+
+
+def every_kind_of_skip(codes: dict[str, str]) -> list[str]:
+    """Rows the import skips for each of its reasons, and two it imports."""
+    when = yesterday()
+    alice = codes["alice"]
+    return [
+        csv_row("R1", alice, "10", "general", when),
+        csv_row("R1", alice, "10", "general", when),  # the receipt again
+        csv_row("R2", alice, "abc", "general", when),
+        csv_row("R3", "12345", "10", "general", when),
+        csv_row("R4", STRANGER, "10", "general", when),
+        csv_row("R5", alice, "10", "toys", when),
+        csv_row("R6", alice, "10", "general", "yesterday"),
+        csv_row("R7", alice, "10"),
+        csv_row("", alice, "10", "general", when),
+        csv_row("R8", alice, "0.10", "general", when),
+        "R9," + alice + ',"10"x,general,' + when,  # unreadable CSV
+        csv_row("R10", codes["bob"], "10", "general", when),
+    ]
+
+
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_the_command_speaks_the_programme_s_language_on_every_line(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "till.csv", *every_kind_of_skip(codes))
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file)]
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.replace(str(path), "").splitlines()
+    assert len(lines) == 26  # read, 3 counts, 10 reasons, notified, a heading, 10 rows
+    for line in lines:
+        # Nothing English but the file's own content (quoted, receipts, times) and the names
+        # of formats (CSV, ISO 8601) and the category ids a file may use.
+        content = re.sub(r"“[^”]*”|「[^」]*」|（可用：[^）]*）|R\d+|CSV|ISO", "", line)
+        assert not LATIN_WORD.search(content), line
+        assert HAN.search(line), line
+    assert "  第 3 行：小票号在文件中重复：小票 R1 也出现在第 2 行" in lines
+    assert "  第 6 行：会员不存在：没有会员号为 " + STRANGER + " 的会员" in lines
+    assert "  通知会员            2 位" in lines
+
+
+def test_the_command_speaks_english_on_every_line_when_asked(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "till.csv", *every_kind_of_skip(codes))
+    result = PinnedCliRunner(NOW).invoke(
+        main, ["import-purchases", str(path), "--config", str(config_file), "--lang", "en"]
+    )
+    assert result.exit_code == 1, result.output
+    assert not HAN.search(result.output), result.output
+    assert "  line 3: receipt id repeated in the file: receipt R1 is also on line 2" in (
+        result.output.splitlines()
+    )
+    assert "members notified 2" in flat(result.output)

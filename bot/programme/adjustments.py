@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from bot.i18n import N_
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.notices import adjustment_notice
 from bot.programme.till import find_member
 from storage.errors import InsufficientPoints
+from storage.ledger import adjust
 from storage.members import Member
 
 # A single adjustment beyond this is a typo (an extra zero), not a correction.
@@ -75,23 +78,25 @@ async def adjust_points(
     why = adjustment_reason(reason)
     member = await find_member(programme, member_code)
     when = programme.now() if now is None else now
-    ledger = programme.ledger
+    book = partial(
+        adjust,
+        member_id=member.id,
+        delta=points,
+        key=adjustment_key(source),
+        actor=actor,
+        reason=why,
+        # Added points follow the published expiry policy, counted from when they were
+        # entered (a redelivered command computes the identical request).
+        expires_at=expires_at(adjusted_at, programme.config, "adjustment") if points > 0 else None,
+        now=when,
+    )
     try:
-        await ledger.adjust(
-            member.id,
-            points,
-            key=adjustment_key(source),
-            actor=actor,
-            reason=why,
-            # Added points follow the published expiry policy, counted from when they were
-            # entered (a redelivered command computes the identical request).
-            expires_at=expires_at(adjusted_at, programme.config, "adjustment")
-            if points > 0
-            else None,
-            now=when,
-        )
+        # Booked and the member told in one transaction; a redelivered command tells nobody.
+        await programme.pushes.book_and_notify(book, adjustment_notice(points, why), when)
     except InsufficientPoints as exc:
         raise RuleError(
             N_("admin.adjust.insufficient"), available=exc.available, requested=exc.requested
         ) from None
-    return AdjustmentRecorded(member, points, why, await ledger.available(member.id, when))
+    return AdjustmentRecorded(
+        member, points, why, await programme.ledger.available(member.id, when)
+    )

@@ -14,6 +14,7 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.notices import delist_notice
 from storage.errors import InvalidState, NotFound, ReturnWindowClosed
 from storage.mall import (
     USABLE_STATUSES,
@@ -605,7 +606,8 @@ async def cannot_fulfil(programme: Programme, code: str, *, reason: str, actor: 
 
 async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str) -> DelistReport:
     """Withdraw an item for good: open redemptions are refunded as the merchant's fault and
-    compensated with bonus points that expire like any bonus; raises NotFound."""
+    compensated with bonus points that expire like any bonus; each member is told through the
+    outbox in the same transaction; raises NotFound."""
     config, now = programme.config, programme.now()
     terms = merchant_terms(reason, now, config)
     return await programme.mall.delist(
@@ -616,4 +618,5 @@ async def delist_item(programme: Programme, sku: str, *, reason: str, actor: str
         min_validity_days=terms.min_validity_days,
         actor=actor,
         now=now,
+        notice=delist_notice(config, reason),
     )

@@ -4,6 +4,7 @@ booked (its idempotency key, its ledger request), for the till, the CSV import a
 from __future__ import annotations
 
 import re
+import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -16,10 +17,12 @@ from bot.programme.calendar import display_expiry, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.notices import purchase_notice
 from bot.programme.till import find_member
 from storage.errors import Conflict, StoreError
-from storage.ledger import EarnRequest, Ledger, OperationResult, RecentOperation
+from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn_groups
 from storage.members import Member
+from storage.pushes import Booked
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
 # is a typo in the date.
@@ -367,12 +370,37 @@ def purchase_requests(
     return (base, bonus)
 
 
-async def _book(ledger: Ledger, requests: tuple[EarnRequest, ...]) -> tuple[OperationResult, ...]:
-    """Book a purchase's operations in one transaction; raises NotFound, Conflict."""
-    [outcome] = await ledger.earn_groups([requests])
-    if isinstance(outcome, StoreError):
-        raise outcome
-    return outcome
+async def _book(
+    programme: Programme,
+    requests: tuple[EarnRequest, ...],
+    award: PurchaseAward,
+    *,
+    tell_member: bool = True,
+) -> tuple[OperationResult, ...]:
+    """Book a purchase's operations (`purchase_requests`) and queue the member's receipt, all in
+    one transaction (a replay queues nothing; nor does `tell_member=False`); raises NotFound,
+    Conflict."""
+    booked: list[tuple[OperationResult, ...]] = []
+
+    def book(conn: sqlite3.Connection) -> OperationResult:
+        [outcome] = earn_groups(conn, [requests])
+        if isinstance(outcome, StoreError):
+            raise outcome
+        booked.append(outcome)
+        return outcome[0]  # the purchase itself: replayed exactly when the group is
+
+    campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
+    receipt = (
+        purchase_notice(award.amount, award.category.name, campaign, award.points)
+        if tell_member
+        else _untold
+    )
+    await programme.pushes.book_and_notify(book, receipt, requests[0].now)
+    return booked[-1]
+
+
+def _untold(_booked: Booked) -> None:
+    """No notice: for purchases booked as history (the demo's seed)."""
 
 
 def retyped(
@@ -430,10 +458,12 @@ async def record_purchase(
     source: str | None = None,
     confirmed: bool = False,
     now: datetime | None = None,
+    tell_member: bool = True,
 ) -> PurchaseRecorded:
     """Award a purchase (amount as entered, in yuan) to the member with this code, once per
     receipt or source, and without a receipt only once `confirmed` when it repeats one of the
-    same cashier's (`retyped`), in the category typed (`find_category`); raises RuleError
+    same cashier's (`retyped`), in the category typed (`find_category`), the member told unless
+    `tell_member` is False; raises RuleError
     (receipt, member code, amount, category, time)."""
     if receipt is not None:
         check_receipt(receipt)
@@ -456,7 +486,7 @@ async def record_purchase(
                 "unconfirmed", member, award, award.points, None, earlier.created_at
             )
     try:
-        results = await _book(programme.ledger, requests)
+        results = await _book(programme, requests, award, tell_member=tell_member)
     except Conflict:
         return PurchaseRecorded("conflict", member, award, award.points, None)
     points = sum(result.points for result in results)

@@ -57,6 +57,7 @@ async def _purchase(programme: Programme, member: Member, entry: tuple[int, str,
         purchased_at=bought,
         actor=DEMO_ACTOR,
         now=bought,
+        tell_member=False,  # history, not news: no receipt pushed at the demo's start
     )
 
 
