@@ -229,9 +229,11 @@ async def test_reject_a_return_by_a_grouped_code_with_its_reason(sandbox: Sandbo
     member = await member_with(sandbox, 8110, 1000)
     chat = sandbox.member(8110)
     code = await redeemed_code(sandbox, member, "BAG-01", 300)
+    # Picked up, then brought back: a return staff decide on.
+    await sandbox.admin().send(f"/fulfil {code}")
     await chat.send("/redemptions")
-    await chat.tap(f"申请退回 {code}")
-    await chat.tap("确定退回")
+    await chat.tap(f"申请退货 {code}")
+    await chat.tap("商品损坏或有质量问题")
     [rejected] = await sandbox.admin().send(f"/reject_return {code[:4]} {code[4:].lower()} 已拆封")
     assert rejected.text == f"已驳回 {code} 的退货申请，会员已收到通知。"
     await chat.emu.wait_for(8110, lambda: "未通过：已拆封" in (chat.last_text or ""), 5)

@@ -99,6 +99,7 @@ class Words:
     survey: str
     # The expected lines, as patterns (code: the redemption's code).
     purchase_in_campaign: str
+    campaign_bonus: str
     purchase: str
     redeemed: str
     returned: str
@@ -118,14 +119,16 @@ ZH = Words(
     voucher="满 100 减 10 元券",
     redeem="🎁 兑换",
     confirm="✅ 确认兑换",
-    return_prefix="申请退回",
-    return_yes="确定退回",
+    return_prefix="取消兑换",
+    return_yes="确定取消",
     free_spin="免费转一次",
     paid_spin="转一次（50 积分）",
     buy_card="买一张",
     scratch_all="全部刮开",
     survey="一题问卷",
-    purchase_in_campaign=r"消费积分  \+2000 · 小票 R-2001 · 消费 ¥500\.00 · 活动：今日双倍",
+    # The purchase's own points (for life) and the campaign's extra ones (dated), two lots.
+    purchase_in_campaign=r"消费积分  \+1000 · 小票 R-2001 · 消费 ¥500\.00 · 活动：今日双倍",
+    campaign_bonus=r"活动加赠  \+1000 · 活动：今日双倍 · 小票 R-2001 · 消费 ¥500\.00",
     purchase=r"消费积分  \+20 · 小票 R-2002 · 消费 ¥20\.00",
     redeemed=r"兑换  -800 · 满 100 减 10 元券 · 券码 {code}",
     returned=r"积分退回  \+800 · 满 100 减 10 元券 · 券码 {code}",
@@ -144,15 +147,18 @@ EN = Words(
     voucher="¥10 off ¥100 voucher",
     redeem="🎁 Redeem",
     confirm="✅ Confirm",
-    return_prefix="Return",
-    return_yes="Yes, return it",
+    return_prefix="Cancel",
+    return_yes="Yes, cancel it",
     free_spin="Spin for free",
     paid_spin="Spin (50 points)",
     buy_card="Get a card",
     scratch_all="Scratch all",
     survey="One question",
     purchase_in_campaign=(
-        r"Purchase  \+2000 · receipt R-2001 · spent ¥500\.00 · campaign: Double Today"
+        r"Purchase  \+1000 · receipt R-2001 · spent ¥500\.00 · campaign: Double Today"
+    ),
+    campaign_bonus=(
+        r"Campaign bonus  \+1000 · campaign: Double Today · receipt R-2001 · spent ¥500\.00"
     ),
     purchase=r"Purchase  \+20 · receipt R-2002 · spent ¥20\.00",
     redeemed=r"Redeemed  -800 · ¥10 off ¥100 voucher · code {code}",
@@ -247,9 +253,10 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
     await admin.send(f"/adjust {member.member_code} +5 补录漏记积分")
 
     lines = await statement(chat, words)
-    assert len(lines) == 9
+    assert len(lines) == 10
     for pattern in (
         words.purchase_in_campaign,
+        words.campaign_bonus,
         words.purchase,
         words.redeemed.format(code=code),
         words.returned.format(code=code),
@@ -269,7 +276,7 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
     assert await sandbox.services.scheduler.sweep(later) > 0
     lines = await statement(chat, words)
     expired = [line for line in lines if re.fullmatch(words.expired, line)]
-    assert expired and len(lines) == 9 + len(expired)
+    assert expired and len(lines) == 10 + len(expired)
     # The newest lines are the expiries: the statement pages from newest to oldest.
     assert lines[: len(expired)] == expired
     assert_no_internal_ids(lines)

@@ -66,7 +66,7 @@ def pending(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, object]]
 def test_a_purchase_is_booked_with_its_receipt_and_a_replay_queues_nothing(
     conn: sqlite3.Connection, alice: int
 ) -> None:
-    notice = purchase_notice(Decimal("12.5"), ECO, None)
+    notice = purchase_notice(Decimal("12.5"), ECO, None, 25)
     first = book_and_notify(conn, earn(alice, 25, "purchase:R1"), notice, NOW)
     again = book_and_notify(conn, earn(alice, 25, "purchase:R1"), notice, NOW)
     assert again.replayed and again.operation_id == first.operation_id
@@ -99,7 +99,7 @@ def test_receipts_off_books_the_purchase_but_queues_no_receipt_and_adjustments_s
 ) -> None:
     set_receipts(conn, 11, False)
     book_and_notify(
-        conn, earn(alice, 25, "purchase:R3"), purchase_notice(Decimal(25), ECO, None), NOW
+        conn, earn(alice, 25, "purchase:R3"), purchase_notice(Decimal(25), ECO, None, 25), NOW
     )
     assert ledger.available(conn, alice, NOW) == 25
     assert pending(conn) == []

@@ -5,7 +5,9 @@ so /history, /redemptions, /balance and /settings tell one story."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Final
 
 from bot.programme.birthdays import gift_allowed, give_birthday_gift, save_birthday
@@ -30,9 +32,11 @@ DEMO_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
     (10, "199.00", "eco", "DEMO-0005"),
 )
 # The member told us their birthday this long ago, and it was this many days ago: the gift
-# was earned (entered well before the date) and shows in the statement on that day.
+# was earned (entered well before the date) and shows in the statement on that day. It came
+# after the redemption, so the member still holds these dated bonus points beside the
+# purchase points that never expire, and /balance shows an expiry schedule.
 BIRTHDAY_ENTERED_DAYS_AGO: Final = 300
-BIRTHDAY_DAYS_AGO: Final = 60
+BIRTHDAY_DAYS_AGO: Final = 3
 # A canvas bag redeemed in the mall a few days ago: not collected yet, still returnable.
 DEMO_REDEMPTION: Final = ("BAG-01", 5)
 
@@ -95,13 +99,13 @@ async def seed_demo(programme: Programme, now: datetime) -> int:
         Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE),
         now=now - timedelta(days=400),
     )
-    # The statement lists operations in the order they were booked: book them as they happened.
-    older = [p for p in DEMO_PURCHASES if p[0] > BIRTHDAY_DAYS_AGO]
-    newer = [p for p in DEMO_PURCHASES if p[0] <= BIRTHDAY_DAYS_AGO]
-    for entry in older:
-        await _purchase(programme, member, entry)
-    await _birthday(programme, member)
-    for entry in newer:
-        await _purchase(programme, member, entry)
-    await _redemption(programme, member)
+    # The statement lists operations in the order they were booked: book them as they happened,
+    # oldest first.
+    events: list[tuple[int, Callable[[], Awaitable[None]]]] = [
+        (entry[0], partial(_purchase, programme, member, entry)) for entry in DEMO_PURCHASES
+    ]
+    events.append((BIRTHDAY_DAYS_AGO, partial(_birthday, programme, member)))
+    events.append((DEMO_REDEMPTION[1], partial(_redemption, programme, member)))
+    for _days_ago, happen in sorted(events, key=lambda event: -event[0]):
+        await happen()
     return member.id
