@@ -36,7 +36,7 @@ def _number(value: Decimal) -> str:
 def render_rules(config: Config, now: datetime, _: Texts) -> str:
     """The programme rules in plain words, generated from the loaded configuration."""
     lang = _.language
-    program, earn, expiry = config.program, config.earn, config.expiry
+    program, expiry = config.program, config.expiry
     lines = [_("rules.title", brand=program.brand, name=program.name.get(lang)), ""]
 
     lines.append(_("rules.earn.heading"))
@@ -69,14 +69,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     lines.append(_("rules.earn.rounding"))
     lines.append(_("rules.earn.lifetime"))
-    if earn.share_bonus_points:
-        lines.append(
-            _(
-                "rules.earn.share_bonus",
-                points=earn.share_bonus_points,
-                limit=earn.share_bonus_daily_limit,
-            )
-        )
+    # No sharing bonus line: the bot has no way yet to share a purchase, and /rules promises
+    # only what a member can collect ([earn] share_bonus_points waits for that flow).
     # The terms the birthday job and /settings apply (bot/programme/birthdays.py).
     birthday = birthday_terms(config)
     if birthday is not None and birthday.min_days_before:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.config import Config, MallCategory
 from bot.i18n import N_, resolve_language
@@ -35,6 +35,7 @@ from bot.programme.mall import (
     redemptions_page,
     request_return,
     return_choice,
+    returnable_after_pickup,
     sale_rate,
     shelf,
 )
@@ -481,6 +482,8 @@ async def _settle_offer(
         available=redeemed.available,
         days=config.redemption.return_window_days,
     )
+    if returnable_after_pickup(redemption.kind):
+        text += "\n" + _("mall.redeemed.returnable", days=config.redemption.return_window_days)
     caption = _("mall.voucher_caption", code=redemption.code)
     if redemption.valid_until is not None:
         day = redemption.valid_until.isoformat()
@@ -802,5 +805,9 @@ async def tell_staff(context: BotContext, redemption: Redemption) -> None:
             )
         except Forbidden:
             log.info("operator %s has blocked the bot; not told about a return", admin)
+        except BadRequest:
+            # An operator who never opened a chat with the bot ("chat not found"): /returns
+            # still lists it; a traceback would only hide the one line that matters.
+            log.warning("operator %s has no chat with the bot; not told about a return", admin)
         except TelegramError:
             log.warning("could not tell operator %s about a return", admin, exc_info=True)

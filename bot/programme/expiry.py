@@ -62,7 +62,8 @@ def sources_in_use(config: Config) -> tuple[ExpirySource, ...]:
         "game": config.wheel is not None and config.wheel.enabled,
         "survey": any(s.reward_points for s in config.surveys),
         "feedback": config.feedback.enabled and config.feedback.reward_points > 0,
-        "share": config.earn.share_bonus_points > 0,
+        # Nothing awards a sharing bonus yet (there is no way to share a purchase).
+        "share": False,
         # The merchant's compensation and staff adjustments can reach any member.
         "compensation": True,
         "adjustment": True,

@@ -363,6 +363,11 @@ RETURN_REASONS: Final = ("damaged", "wrong_item", "not_as_described", "changed_m
 REJECTION_REASONS: Final = ("not_brought", "used", "incomplete")
 
 
+def returnable_after_pickup(kind: str) -> bool:
+    """Whether what a member redeemed of this kind can still be returned once collected."""
+    return RETURNS.get(kind, (None, None))[1] == RETURN
+
+
 def return_deadline(redemption: Redemption, config: Config) -> datetime:
     """The last instant a member may return or cancel what they redeemed."""
     return redemption.created_at + timedelta(days=config.redemption.return_window_days)
