@@ -470,7 +470,7 @@ async def test_returns_lists_the_pending_ones(sandbox: Sandbox, lang: str) -> No
     day = NOW.astimezone(sandbox.config.program.tz).date()
     code_of = {9851: first.member_code, 9852: second.member_code}
     if lang == "en":
-        assert texts[0] == "🔄 2 returns are waiting; the oldest 2:"
+        assert texts[0] == "🔄 Returns waiting for a decision: 2 (the oldest 2 below)."
         assert texts[1].splitlines() == [
             f"🔄 Canvas shopping bag (code {codes[0]}, 300 points)",
             f"Member: 小明 ({code_of[9851][:4]} {code_of[9851][4:8]} {code_of[9851][8:]})",
