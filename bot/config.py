@@ -176,7 +176,10 @@ class EarnConfig(_Section):
 
     def category(self, category_id: str) -> Category | None:
         """Return the category with this id, or None."""
-        return next((c for c in self.categories if c.id == category_id), None)
+        for category in self.categories:  # a loop, not next(genexpr): once per row imported
+            if category.id == category_id:
+                return category
+        return None
 
 
 # Where points come from, each with its own expiry policy ([expiry.sources]); a source not
@@ -263,15 +266,18 @@ class ExpiryConfig(ExpiryPolicy):
 
     def default_policy(self) -> ExpiryPolicy:
         """The file's default policy on its own (without the other [expiry] settings)."""
-        return ExpiryPolicy(mode=self.mode, months=self.months, years=self.years)
+        # Built from fields already validated: no second validation (this is on the path of
+        # every point earned, a million times in a large import).
+        return ExpiryPolicy.model_construct(mode=self.mode, months=self.months, years=self.years)
 
     def policy_on(self, day: date, source: str) -> ExpiryPolicy:
         """The policy for points from `source` earned on local `day`: the file's, as every
         announced change in force by then rewrote it."""
         if source not in EXPIRY_SOURCES:
             raise ValueError(f"unknown expiry source {source!r}")
-        default = self.default_on(day)
-        return _announced(self.sources.get(source, default), self.scheduled, source, day)
+        listed = self.sources.get(source)
+        policy = self.default_on(day) if listed is None else listed
+        return _announced(policy, self.scheduled, source, day)
 
     def default_on(self, day: date) -> ExpiryPolicy:
         """The default policy (for sources not listed) for points earned on local `day`."""

@@ -5,8 +5,8 @@ Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV s
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
 looks the batch's member codes up in one query, builds each row's request with
 `purchase_requests` and writes the batch with `earn_groups`, one transaction per batch, in
-which it also adds the batch's new purchases to the run's sums per member: at the end of the
-run each member is told once, their purchases in it summed (bot/programme/notices.py).
+which it also records the operations it booked: at the end of the run each member is told
+once, their purchases in it summed (bot/programme/notices.py).
 
 Everything an import says (skipped rows, file errors, the command's summary) comes from the
 catalogs in one language: the programme's default, or the one the operator asks for.
@@ -438,7 +438,6 @@ class _Writer:
         rejected: list[RejectedRow] = []
         refused_by_rule: list[tuple[str, RejectedRow]] = []
         requests: list[tuple[EarnRequest, ...]] = []
-        fen: list[int] = []  # each request's amount in fen
         written: list[_Candidate] = []
         for item in prepared:
             if isinstance(item, RejectedRow):
@@ -457,7 +456,6 @@ class _Writer:
                         member_id, outcome, receipt=receipt, actor=self.actor, now=self.now
                     )
                 )
-                fen.append(int(outcome.amount * 100))
                 written.append(item)
         if refused_by_rule:
             # A receipt imported before whose points have since expired (or that today's
@@ -471,8 +469,8 @@ class _Writer:
             rejected.sort(key=lambda r: r.line)
         if requests:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open),
-            # the new purchases added to the run's sums for the members' notices in it too.
-            results = earn_groups_and_stage(self.conn, requests, run=self.run, amounts_fen=fen)
+            # which also records the operations booked, for the members' notices at the end.
+            results = earn_groups_and_stage(self.conn, requests, run=self.run)
             late = self._tally(results, written)
             if late:
                 rejected += late

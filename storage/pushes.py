@@ -371,30 +371,16 @@ class ImportedPurchases:
     receipts: bool
 
 
-def stage_import_notices(
-    conn: sqlite3.Connection, run: str, booked: Iterable[tuple[int, int, int, int]]
-) -> None:
-    """Add (member id, operation id, amount in fen, points) of purchases an import run just
-    booked to the run's sums per member; call it in the transaction that booked them."""
-    # Summed here first: one row written per member of the batch, not one per purchase.
-    sums: dict[int, list[int]] = {}
-    for member, operation, fen, points in booked:
-        if (total := sums.get(member)) is None:
-            sums[member] = [1, fen, points, operation]
-        else:
-            total[0] += 1
-            total[1] += fen
-            total[2] += points
-            total[3] = min(total[3], operation)
-    conn.executemany(
-        "INSERT INTO import_notices (run, member_id, purchases, amount_fen, points,"
-        " first_operation) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run, member_id) DO UPDATE"
-        " SET purchases = purchases + excluded.purchases,"
-        " amount_fen = amount_fen + excluded.amount_fen, points = points + excluded.points,"
-        " first_operation = min(first_operation, excluded.first_operation)",
-        [(run, member, *total) for member, total in sums.items()],
-    )
+def stage_import_batch(conn: sqlite3.Connection, run: str, booked: Sequence[int]) -> None:
+    """Remember the operations (ids) an import run's batch just booked, for the run's notices;
+    call it in the transaction that booked them."""
+    # One row per batch, not one per member: a batch's new operations have consecutive ids
+    # (one writer, one transaction), so their range says it all and the sums wait for the end.
+    if booked:
+        conn.execute(
+            "INSERT INTO import_batches (run, first_operation, last_operation) VALUES (?, ?, ?)",
+            (run, min(booked), max(booked)),
+        )
 
 
 def earn_groups_and_stage(
@@ -402,23 +388,36 @@ def earn_groups_and_stage(
     groups: Sequence[Sequence[EarnRequest]],
     *,
     run: str,
-    amounts_fen: Sequence[int],
 ) -> list[tuple[OperationResult, ...] | StoreError]:
     """`ledger.earn_groups` of an import run's batch (a purchase and its campaign's extra
-    points, say), its new purchases (each of `amounts_fen`) added to the run's sums per member
-    in the same transaction."""
-    with atomic(conn):
-        results = ledger.earn_groups(conn, groups)
-        stage_import_notices(
-            conn,
-            run,
-            [
-                (r[0].member_id, r[0].operation_id, fen, sum(one.points for one in r))
-                for r, fen in zip(results, amounts_fen, strict=True)
-                if isinstance(r, tuple) and not r[0].replayed
-            ],
-        )
-    return results
+    points, say), its new operations remembered for the run's notices in the same
+    transaction."""
+
+    def stage(results: list[tuple[OperationResult, ...] | StoreError]) -> None:
+        booked = [
+            one.operation_id
+            for r in results
+            if isinstance(r, tuple) and not r[0].replayed
+            for one in r
+        ]
+        stage_import_batch(conn, run, booked)
+
+    return ledger.earn_groups(conn, groups, then=stage)
+
+
+# Each member's purchases (and the campaigns' extra points on them) in an import run's
+# batches: how many, their amount in fen (stored as two-decimal text), points, first purchase.
+_IMPORT_SUMS = """
+SELECT b.run, o.member_id, sum(o.kind = 'purchase'),
+       sum(CASE WHEN o.kind = 'purchase'
+           THEN CAST(replace(json_extract(o.meta, '$.amount'), '.', '') AS INTEGER) ELSE 0 END),
+       sum(o.points), min(CASE WHEN o.kind = 'purchase' THEN o.id END)
+FROM import_batches AS b
+JOIN operations AS o ON o.id BETWEEN b.first_operation AND b.last_operation
+WHERE (:run IS NULL OR b.run = :run) AND o.kind IN ('purchase', 'campaign')
+GROUP BY b.run, o.member_id
+ORDER BY b.run, o.member_id
+"""
 
 
 def release_import_notices(
@@ -427,19 +426,16 @@ def release_import_notices(
     now: datetime,
     run: str | None = None,
 ) -> int:
-    """Queue the notices of an import run's sums (every run's when `run` is None: runs that
-    stopped before their end) and forget the sums, in one transaction; return how many
-    notices were queued."""
+    """Queue the notices of an import run's purchases, summed per member (every run's when
+    `run` is None: runs that stopped before their end), and forget the run, in one
+    transaction; return how many notices were queued."""
     with atomic(conn):
-        rows = conn.execute(
-            "SELECT run, member_id, purchases, amount_fen, points, first_operation"
-            " FROM import_notices WHERE ? IS NULL OR run = ? ORDER BY run, member_id",
-            (run, run),
-        ).fetchall()
+        rows = conn.execute(_IMPORT_SUMS, {"run": run}).fetchall()
         pushes = [
             push
             for r in rows
-            if (
+            if r[2]
+            and (
                 push := build(
                     ImportedPurchases(
                         run=r[0],
@@ -455,7 +451,7 @@ def release_import_notices(
             )
             is not None
         ]
-        conn.execute("DELETE FROM import_notices WHERE ? IS NULL OR run = ?", (run, run))
+        conn.execute("DELETE FROM import_batches WHERE ? IS NULL OR run = ?", (run, run))
         return enqueue(conn, pushes, now)
 
 

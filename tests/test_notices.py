@@ -25,7 +25,7 @@ from storage.pushes import (
     outbox_counts,
     release_import_notices,
     set_receipts,
-    stage_import_notices,
+    stage_import_batch,
 )
 from storage.store import connect_sync, migrate
 
@@ -119,22 +119,33 @@ def test_receipts_off_books_the_purchase_but_queues_no_receipt_and_adjustments_s
 def test_an_import_run_s_sums_are_queued_once_and_forgotten(
     conn: sqlite3.Connection, alice: int
 ) -> None:
-    ops = [
-        ledger.earn(
-            conn, alice, 10, kind="purchase", key=f"p{n}", actor="t", expires_at=None, now=NOW
+    def bought(n: int, amount: str, kind: str = "purchase") -> ledger.OperationResult:
+        return ledger.earn(
+            conn,
+            alice,
+            10 if kind == "purchase" else 5,
+            kind=kind,
+            key=f"p{n}:{kind}",
+            actor="t",
+            expires_at=None,
+            meta={"amount": amount} if kind == "purchase" else {"purchase": f"p{n}:purchase"},
+            now=NOW,
         )
-        for n in range(3)
-    ]
-    stage_import_notices(conn, "run-1", [(alice, ops[1].operation_id, 1050, 10)])
-    stage_import_notices(conn, "run-1", [(alice, ops[0].operation_id, 950, 10)])
-    stage_import_notices(conn, "run-1", [(alice, ops[2].operation_id, 100, 10)])
+
+    # Two batches of one run: the member is told once, their purchases summed; a campaign's
+    # extra points on a purchase add to the points, not to the purchases or the amount.
+    first = [bought(0, "9.50"), bought(1, "10.50")]
+    stage_import_batch(conn, "run-1", [op.operation_id for op in first])
+    second = [bought(2, "1.00"), bought(2, "1.00", kind="campaign")]
+    stage_import_batch(conn, "run-1", [op.operation_id for op in second])
+    stage_import_batch(conn, "run-1", [])  # a batch of replays books nothing
     later = NOW + timedelta(minutes=1)
     assert release_import_notices(conn, import_notice, later, run="run-1") == 1
     assert pending(conn) == [
         (
-            f"points:import:{alice}:{ops[0].operation_id}",
+            f"points:import:{alice}:{first[0].operation_id}",
             "notice.import",
-            {"amount": "21.00", "balance": 30, "count": 3, "points": 30},
+            {"amount": "21.00", "balance": 35, "count": 3, "points": 35},
         )
     ]
     assert release_import_notices(conn, import_notice, later) == 0  # nothing left to queue

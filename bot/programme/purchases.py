@@ -97,8 +97,7 @@ def counted_yuan(amount: Decimal) -> int:
 def purchase_points(amount: Decimal, category: Category, config: Config) -> int:
     """Points for a purchase before any campaign: full yuan × the category's rate, rounded
     down to a whole point."""
-    raw = counted_yuan(amount) * points_per_yuan(category, config)
-    return int(raw.to_integral_value(rounding=ROUND_FLOOR))
+    return purchase_earning(amount, category, None, config).base_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +121,10 @@ def purchase_earning(
 ) -> Earning:
     """The one computation of a purchase's points, under `campaign` (None: none running)."""
     # Every award, the till's and the import's, and every sentence of /rules come from here.
-    base = purchase_points(amount, category, config)
-    return Earning(
-        amount, category, counted_yuan(amount), base, campaign, campaign_points(base, campaign)
-    )
+    counted = counted_yuan(amount)
+    raw = counted * points_per_yuan(category, config)
+    base = int(raw.to_integral_value(rounding=ROUND_FLOOR))
+    return Earning(amount, category, counted, base, campaign, campaign_points(base, campaign))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -626,12 +626,16 @@ def earn_many(
 
 
 def earn_groups(
-    conn: sqlite3.Connection, groups: Sequence[Sequence[EarnRequest]]
+    conn: sqlite3.Connection,
+    groups: Sequence[Sequence[EarnRequest]],
+    *,
+    then: Callable[[list[tuple[OperationResult, ...] | StoreError]], None] | None = None,
 ) -> list[tuple[OperationResult, ...] | StoreError]:
     """Apply groups of credits in one transaction, each group all or nothing: booked whole,
     replayed whole, or refused whole (an error of one request, or a group that is part
     replay, part new, is a Conflict: it describes something other than what was booked);
-    return the results or the error per group, in order."""
+    `then` sees the outcomes inside the same transaction (the import's notices); return the
+    results or the error per group, in order."""
     outcomes: list[tuple[OperationResult, ...] | StoreError | None] = [None] * len(groups)
     prepared: dict[int, list[tuple[str, int | None, int, str | None]]] = {}
     for index, group in enumerate(groups):
@@ -750,5 +754,10 @@ def earn_groups(
             " VALUES (?, ?, ?, ?, ?, ?)",
             lots,
         )
-    assert all(o is not None for o in outcomes)
-    return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(outcomes)
+        if then is not None:
+            # In the booking transaction itself: a savepoint around the booking (an outer
+            # `atomic`) would journal every page it writes, a third of a bulk import's time.
+            then(done)
+    return done
