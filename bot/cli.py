@@ -111,6 +111,7 @@ def _check_guarantee(config: Config, config_path: Path) -> str:
     """Compare the file with the terms members were promised (in the database, when there is
     one) and say how it compares; exit 2 naming each term it makes worse without notice."""
     from bot.programme.policy import TermsRefused, check_terms
+    from storage.pushes import promised_terms
     from storage.store import connect_sync
 
     path = Path(config.storage.path)
@@ -118,6 +119,9 @@ def _check_guarantee(config: Config, config_path: Path) -> str:
         return "no database yet: the file becomes the terms members are promised"
     conn = connect_sync(path, synchronous=config.storage.synchronous)
     try:
+        if promised_terms(conn) is None:
+            # Nothing to compare with: claiming "no term is worse" would not be true.
+            return "no terms recorded yet: the file becomes the promise at the next start"
         check_terms(conn, config, cli_clock()(), str(config_path))
     except TermsRefused as exc:
         click.echo(f"error: {exc}", err=True)

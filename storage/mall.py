@@ -649,42 +649,34 @@ def redeem(
         raise InvalidRequest("only a code with a last valid day can lapse unused")
     now_ts = ts(now)
     with atomic(conn):
-        row = conn.execute(
-            "SELECT id, member_id, sku, points, deduction_yuan, created_at, expires_at"
-            " FROM offers WHERE id = ?",
-            (offer_id,),
-        ).fetchone()
-        # Someone else's offer looks exactly like a stale one: ids are guessable.
-        if row is None or row[1] != member_id:
-            raise OfferExpired(f"no offer {offer_id} for member {member_id}")
-        offer = _offer(row)
+        pending = offer(conn, offer_id, member_id)
         done = conn.execute(_REDEMPTION_SELECT + " WHERE r.offer_id = ?", (offer_id,)).fetchone()
         if done is not None:
             return _redemption(done, replayed=True)
-        if now_ts >= ts(offer.expires_at):
-            raise OfferExpired(f"offer {offer_id} expired at {offer.expires_at.isoformat()}")
-        state = item(conn, offer.sku)
+        if now_ts >= ts(pending.expires_at):
+            raise OfferExpired(f"offer {offer_id} expired at {pending.expires_at.isoformat()}")
+        state = item(conn, pending.sku)
         _check_available(state, now)
         # The price when the button was shown may be gone: a sale ended at midnight, or the
         # price changed with a new configuration. Nothing is charged at a price no longer due.
-        _check_price(conn, state, offer.points, offer.deduction_yuan, now)
+        _check_price(conn, state, pending.points, pending.deduction_yuan, now)
         _check_limit(conn, state, member_id)
         taken = conn.execute(
             "UPDATE catalog_items SET sold = sold + 1"
             " WHERE sku = ? AND (stock IS NULL OR sold < stock)",
-            (offer.sku,),
+            (pending.sku,),
         )
         if taken.rowcount == 0:
-            raise SoldOut(f"{offer.sku} is sold out")
+            raise SoldOut(f"{pending.sku} is sold out")
         code = _new_code(conn)
         spent = ledger.spend(
             conn,
             member_id,
-            offer.points,
+            pending.points,
             key=f"redeem:offer:{offer_id}",
             actor=actor,
             sink="redeemed",
-            reason=offer.sku,
+            reason=pending.sku,
             reference=code,
             now=now,
         )
@@ -696,10 +688,10 @@ def redeem(
                 code,
                 offer_id,
                 member_id,
-                offer.sku,
+                pending.sku,
                 state.kind,
-                offer.points,
-                None if offer.deduction_yuan is None else str(offer.deduction_yuan),
+                pending.points,
+                None if pending.deduction_yuan is None else str(pending.deduction_yuan),
                 spent.operation_id,
                 actor,
                 now_ts,

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bot.app import build_application, running
 from bot.cli import main
@@ -98,6 +99,13 @@ def test_a_new_database_takes_the_file_and_improvements_apply_at_once(tmp_path: 
     path = write(tmp_path, "config.toml", SAMPLE_TEXT, db)
     code, output = check(path)
     assert code == 0 and "no database yet" in output
+    # A database made by `init-db` but never started holds no promise yet: check-config says
+    # so instead of claiming nothing is worse.
+    assert CliRunner().invoke(main, ["init-db", "--config", str(path)]).exit_code == 0
+    code, output = check(
+        write(tmp_path, "worse.toml", SAMPLE_TEXT.replace("price = 300", "price = 350"), db)
+    )
+    assert code == 0 and "no terms recorded yet" in output and "no term is worse" not in output
     promise(db, SAMPLE_TEXT, tmp_path)
     better = SAMPLE_TEXT.replace("price = 300", "price = 250").replace(
         "deduction_points_per_yuan = 100", "deduction_points_per_yuan = 80"
