@@ -88,6 +88,7 @@ NOTICES: Final = frozenset({"feedback.notice_approved", "feedback.notice_thanks"
 STAFF_COMMANDS: Final = (
     "/purchase", "/adjust", "/member", "/fulfil", "/stock", "/delist", "/broadcast",
     "/approve_return", "/reject_return", "/fulfil_prize", "/feedback_queue", "/survey_stats",
+    "/returns", "/cannot_fulfil",
 )  # fmt: skip
 MEMBER_COMMANDS: Final = (
     "/start", "/balance", "/history", "/card", "/mall", "/redemptions", "/settings", "/rules",
@@ -369,7 +370,6 @@ def code_variants(code: str) -> dict[str, str]:
         "9 digits": code[:-2] + luhn_digit(code[:-2]),
         "11 digits": long_body + luhn_digit(long_body),
         "letters": code[:4] + "O" + code[5:],
-        "spaces": f"{code[:4]} {code[4:8]} {code[8:]}",
         "an extra group": "-".join(code[i : i + 3] for i in range(0, len(code), 3)) + "0",
     }
 
@@ -380,9 +380,15 @@ def unsure_code(code: str) -> str:
 
 
 def dashed(code: str, rng: random.Random) -> str:
-    """A code with the dashes the till accepts between groups."""
+    """A code with the dashes or spaces the till accepts between groups (as /card prints it)."""
     cut = rng.randint(2, MEMBER_CODE_DIGITS - 2)
-    return rng.choice([f"{code[:4]}-{code[4:8]}-{code[8:]}", f"{code[:cut]}-{code[cut:]}"])
+    return rng.choice(
+        [
+            f"{code[:4]}-{code[4:8]}-{code[8:]}",
+            f"{code[:cut]}-{code[cut:]}",
+            f"{code[:4]} {code[4:8]} {code[8:]}",
+        ]
+    )
 
 
 def garbage(rng: random.Random, longest: int = 80) -> str:
@@ -768,6 +774,8 @@ class Adversary:
             "/fulfil_prize": ["ABCDEFGH"],
             "/feedback_queue": [""],
             "/survey_stats": [SURVEY, ""],
+            "/returns": [""],
+            "/cannot_fulfil": ["ABCDEFGH gone", *(f"{c} gone" for c in redeemed)],
         }[command]
         text = f"{command} {rng.choice(args)}".strip()
         self.emu.user_sends_text(user_id, text)

@@ -15,9 +15,9 @@ answered to the end, suggestions approved — attackers fire bursts of:
   garbage arguments, random Unicode, the longest message, stickers, photos, edits;
 - messages in groups and channels (the operator's /purchase too): the bot must not act there.
 
-The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, spaces,
-letters, full-width digits), purchase amounts (-5, 0, 0.001, NaN, inf, 1e-2, over the cap;
-１００ and １２.５ are fine) and adjustments (1e400, 200 nines, 1,000, 0, more than held).
+The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, letters,
+full-width digits; groups split by spaces or dashes are valid), purchase amounts (-5, 0,
+0.001, NaN, inf, 1e-2, over the cap; １００ and １２.５ are fine) and adjustments (1e400, 200 nines, 1,000, 0, more than held).
 
 After every few rounds and at the end: no attacker or stranger holds anything they did not
 hold at the start (points, operations, redemptions, plays, reachability; a survey's reward
