@@ -17,7 +17,8 @@ answered to the end, suggestions approved — attackers fire bursts of:
 
 The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, letters,
 full-width digits; groups split by spaces or dashes are valid), purchase amounts (-5, 0,
-0.001, NaN, inf, 1e-2, over the cap; １００ and １２.５ are fine) and adjustments (1e400, 200 nines, 1,000, 0, more than held).
+0.001, NaN, inf, 1e-2, over the cap; １００ and １２.５ are fine) and adjustments (1e400,
+200 nines, 1,000, 0, more than held).
 
 After every few rounds and at the end: no attacker or stranger holds anything they did not
 hold at the start (points, operations, redemptions, plays, reachability; a survey's reward
