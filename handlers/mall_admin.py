@@ -3,16 +3,13 @@ buttons, /approve_return, /reject_return) and /cannot_fulfil."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
 from telegram import Message, Update
-from telegram.error import Forbidden, TelegramError
 
 from bot.config import LANGUAGES
-from bot.i18n import resolve_language
 from bot.programme import mall as mall_rules
 from bot.programme.mall import REJECTION_REASONS, delist_item, fulfil_redemption, pending_returns
 from bot.programme.till import split_voucher_code, voucher_code
@@ -29,39 +26,13 @@ from handlers.mall import (
     status_key,
 )
 from storage.errors import InvalidState, NotFound, VoucherExpired
-from storage.mall import Redemption, Settlement
-
-log = logging.getLogger(__name__)
+from storage.mall import Settlement
 
 MAX_REASON_LENGTH = 200
 MAX_STOCK = 1_000_000
 # Returns shown per /returns, oldest first, each with its own buttons.
 RETURNS_SHOWN = 10
 T = TypeVar("T")
-
-
-async def _tell_member(
-    context: BotContext, redemption: Redemption, key: str, **params: object
-) -> None:
-    """Tell a member what happened to their redemption, in their language (best effort)."""
-    services = context.services
-    telegram_id = redemption.telegram_id
-    member = await services.members.by_telegram_id(telegram_id)
-    language = resolve_language(
-        member.language if member else None,
-        member.telegram_language if member else None,
-        services.config.program.default_language,
-    )
-    _ = Texts(services.i18n, language)
-    item = redemption_title(redemption, services.config, _)
-    try:
-        await context.bot.send_message(
-            telegram_id, _(key, code=redemption.code, item=item, **params)
-        )
-    except Forbidden:
-        log.info("member %s has blocked the bot; not told about %s", telegram_id, key)
-    except TelegramError:
-        log.warning("could not tell member %s about %s", telegram_id, key, exc_info=True)
 
 
 async def _redemption_step(
