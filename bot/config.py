@@ -325,6 +325,44 @@ class BirthdayConfig(_Section):
     min_days_before: int = Field(default=30, ge=0, le=366)
 
 
+class FamilyConfig(_Section):
+    """[family]: households, points moved between their members, and dependants' birthdays."""
+
+    enabled: bool = True
+    # Members of one household, the head included.
+    max_members: int = Field(default=6, ge=2, le=50)
+    # An invitation (link or short code) is for one person and lapses after this long.
+    invitation_hours: int = Field(default=48, ge=1, le=24 * 14)
+    # A member who joined a household moves no points (in or out) for this many days.
+    cooling_off_days: int = Field(default=7, ge=0, le=365)
+    # The smallest transfer, and the most a sender may send / a recipient may receive per
+    # local day and per local calendar month.
+    min_transfer: int = Field(default=10, ge=1, le=1_000_000)
+    sender_daily_max: int = Field(default=2000, ge=1, le=10_000_000)
+    sender_monthly_max: int = Field(default=10000, ge=1, le=100_000_000)
+    recipient_daily_max: int = Field(default=2000, ge=1, le=10_000_000)
+    recipient_monthly_max: int = Field(default=10000, ge=1, le=100_000_000)
+    # Points from these sources stay with the member who earned them (e.g. game prizes).
+    non_transferable: tuple[ExpirySource, ...] = ("game",)
+    # The amounts offered as buttons (any other amount may be typed).
+    quick_amounts: tuple[PositiveInt, ...] = (50, 100, 200, 500)
+    # The sender may take a transfer back this long after it, if none of it was spent.
+    undo_minutes: int = Field(default=10, ge=0, le=24 * 60)
+    # Children and pets a member may add for their birthdays.
+    max_dependants: int = Field(default=4, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Self:
+        for name in ("sender_daily_max", "recipient_daily_max"):
+            if getattr(self, name) < self.min_transfer:
+                raise ValueError(f"{name} ({getattr(self, name)}) is below min_transfer")
+        if self.sender_monthly_max < self.sender_daily_max:
+            raise ValueError("sender_monthly_max is below sender_daily_max")
+        if self.recipient_monthly_max < self.recipient_daily_max:
+            raise ValueError("recipient_monthly_max is below recipient_daily_max")
+        return self
+
+
 class LimitsConfig(_Section):
     """[limits]: how much one member may ask of the bot."""
 
@@ -802,6 +840,7 @@ class Config(_Section):
     wheel: WheelConfig | None = None
     surveys: list[Survey] = Field(default_factory=list)
     feedback: FeedbackConfig = FeedbackConfig()
+    family: FamilyConfig = FamilyConfig()
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:

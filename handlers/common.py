@@ -18,6 +18,7 @@ from bot.programme.game_rules import RandomSource, SystemRandomSource
 from bot.programme.mall import catalog_entries
 from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
+from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
@@ -71,6 +72,7 @@ class Services(Programme):
         self.mall = Mall(store)
         self.games = Games(store)
         self.surveys = Surveys(store)
+        self.families = Families(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
         self.scheduler = Scheduler(

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.config import Config
 from bot.programme.game_rules import RandomSource
+from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
@@ -28,6 +29,7 @@ class Programme:
     mall: Mall
     games: Games
     surveys: Surveys
+    families: Families
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource
