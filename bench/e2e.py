@@ -79,6 +79,19 @@ def build_ledger(path: Path, members: int, lots_per_member: int) -> int:
         " SELECT member_id, id, points, points, ? FROM operations WHERE true",
         (year,),
     )
+    # Households of two (members 2k-1 and 2k), formed a month ago: past the cooling-off, so
+    # every simulated member can move points to their partner.
+    formed = now - 30 * 86_400
+    conn.execute(
+        "INSERT INTO households (id, created_by, head_id, created_at)"
+        " SELECT (id + 1) / 2, id, id, ? FROM members WHERE id % 2 = 1 AND id < ?",
+        (formed, members),
+    )
+    conn.execute(
+        "INSERT INTO household_members (household_id, member_id, joined_at)"
+        " SELECT (id + 1) / 2, id, ? FROM members WHERE id <= ? - ? % 2",
+        (formed, members, members),
+    )
     conn.execute("COMMIT")
     rows = sum(
         conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
