@@ -295,7 +295,8 @@ def render_household_for_staff(household: Household | None, _: Texts) -> str:
         return _("family.staff_none")
     head = household.member(household.head_id)
     names = _("list.separator").join(
-        _("family.staff_member", name=m.name, code=m.member_code) for m in household.members
+        _("family.staff_member", name=m.name, code=format_code(m.member_code))
+        for m in household.members
     )
     return _(
         "family.staff_line",
