@@ -23,6 +23,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from bot.i18n import N_
 from bot.programme import family
 from bot.programme.errors import RuleError
 from bot.programme.till import find_member, split_member_code
@@ -417,9 +418,9 @@ async def _pick_member(
     assert query is not None
     glance = await family.glance(context.services, member_id)
     if glance is None:
-        raise RuleError("family.not_in")
+        raise RuleError(N_("family.not_in"))
     if not glance.you_are_head:
-        raise RuleError("family.not_head")
+        raise RuleError(N_("family.not_head"))
     await query.answer()
     rows = [
         [InlineKeyboardButton(m.name, callback_data=family_data(action, m.member_id))]

@@ -65,9 +65,13 @@ def render_settings(prefs: Preferences, _: Texts, sharing: bool = False) -> str:
             birthday = f"{prefs.birthday_year}-{birthday}"
     marketing = _("settings.on") if prefs.marketing_opt_in else _("settings.off")
     receipts = _("settings.on") if prefs.receipts_opt_in else _("settings.off")
-    summary = _("settings.summary", birthday=birthday, marketing=marketing, receipts=receipts)
+    lines = _("settings.summary", birthday=birthday, marketing=marketing, receipts=receipts).split(
+        "\n"
+    )
     shared = _("settings.on") if sharing else _("settings.off")
-    return summary + "\n" + _("settings.share_state", state=shared)
+    # With the other switches, above the summary's closing note on what is always sent.
+    lines.insert(len(lines) - 1, _("settings.share_state", state=shared))
+    return "\n".join(lines)
 
 
 async def settings(update: Update, context: BotContext) -> None:

@@ -66,6 +66,12 @@ async def invitation(chat: ChatClient) -> tuple[str, str]:
     return link.split("?start=", 1)[1], code
 
 
+def payload_of(offer: BotEvent) -> str:
+    """The invitation token the accept button of an offer carries."""
+    data = offer.keyboard[0][0].callback_data or ""
+    return data.removeprefix("fam:ok:")
+
+
 def only(outputs: list[BotEvent]) -> BotEvent:
     """The one message a tap showed (its toast aside)."""
     shown_all = [e for e in outputs if e.kind != "callback_answer"]
@@ -141,6 +147,9 @@ async def test_a_household_by_link_accepted_and_the_inviter_told(sandbox: Sandbo
         "🎂 Family birthdays",
         "🚪 Leave household",
     ]
+    # A double tap of Join (the same callback again) books nothing more.
+    await bob.tap_data(offer.message_id, f"fam:ok:{payload.removeprefix('fam_')}", expect=0)
+    assert bob.last_callback_answer == "You are already in this household."
     ann_id = (await the_member(sandbox, ANN)).id
     assert [b.callback_data for row in glance.keyboard for b in row][1:3] == [
         f"tr:to:{ann_id}",
@@ -178,6 +187,8 @@ async def test_a_code_typed_then_declined_and_the_inviter_told(sandbox: Sandbox)
     closed = only(await bob.tap("❌ 不加入", message=offer))
     assert closed.text == "您已谢绝 安安 的邀请，我们会告诉 TA。"
     await told(ann, "宝宝 谢绝了您的家庭邀请。")
+    await bob.tap_data(offer.message_id, f"fam:no:{payload_of(offer)}", expect=0)
+    assert bob.last_callback_answer == "您已经谢绝过这个邀请了。"
     [again] = await bob.send(f"/join {code}")
     assert again.text == "这个邀请已经用过了。每个邀请只能使用一次，请让家人重新邀请。"
     [bob_view] = await bob.send("/family")
@@ -380,12 +391,12 @@ async def test_the_share_switch_and_the_household_at_a_glance(sandbox: Sandbox) 
     await bob.tap("✅")
     await told(ann, "🎉 小明 接受了您的邀请，已加入您的家庭。")
     [settings] = await bob.send("/settings")
-    assert (settings.text or "").splitlines()[-1] == "Share my balance with my household: off"
+    assert (settings.text or "").splitlines()[-2] == "Share my balance with my household: off"
     shared = only(await bob.tap("👨‍👩‍👧 Share my balance with my household", message=settings))
     assert (
         bob.last_callback_answer == "On: your household can see your balance and what expires soon."
     )
-    assert (shared.text or "").splitlines()[-1] == "Share my balance with my household: on"
+    assert (shared.text or "").splitlines()[-2] == "Share my balance with my household: on"
     assert "👨‍👩‍👧 Stop sharing my balance" in shared.buttons
     day = (SEED_EXPIRY - timedelta(microseconds=1)).astimezone(sandbox.config.program.tz).date()
     [view] = await ann.send("/family")
@@ -397,7 +408,7 @@ async def test_the_share_switch_and_the_household_at_a_glance(sandbox: Sandbox) 
         "💡 您的积分未对家人公开，可在 /settings 中开启。",
     ]
     off = only(await bob.tap("👨‍👩‍👧 Stop sharing my balance", message=shared))
-    assert (off.text or "").splitlines()[-1] == "Share my balance with my household: off"
+    assert (off.text or "").splitlines()[-2] == "Share my balance with my household: off"
     [hidden] = await ann.send("/family")
     assert "公开积分合计：0 积分（0 人公开）" in (hidden.text or "")
 

@@ -246,6 +246,16 @@ async def answer(
     except NotFound:
         raise RuleError(N_("family.invitation_dissolved")) from None
     except InvalidState as exc:
+        if exc.status in ("accepted", "declined"):
+            # A double tap (or a redelivered update) of the invitee's own answer.
+            again = await programme.families.invitation_by_id(invitation_id)
+            if again.answered_by == member_id:
+                key = (
+                    N_("family.already_member")
+                    if exc.status == "accepted"
+                    else N_("family.declined_before")
+                )
+                raise RuleError(key) from None
         keys = {
             "expired": N_("family.invitation_expired"),
             "own": N_("family.invitation_own"),
