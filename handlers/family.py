@@ -282,6 +282,8 @@ def family_conversation() -> ConversationHandler:  # type: ignore[type-arg]
             states={ASK_CODE: [MessageHandler(private_text, receive_code)]},
             fallbacks=[CommandHandler("cancel", cancel)],
             name="family_code",
+            # /join CODE typed while the code is being asked for is answered, not dropped.
+            allow_reentry=True,
             persistent=True,
             conversation_timeout=600,
         )

@@ -209,7 +209,10 @@ async def test_the_join_button_asks_for_the_code_until_it_is_one(sandbox: Sandbo
     assert offer.buttons == ["✅ 加入", "❌ 不加入"]
     await bob.tap("✅ 加入", message=offer)
     await told(ann, "🎉 宝宝 接受了您的邀请，已加入您的家庭。")
-    # /join alone asks too, and /cancel leaves it.
+    # /join alone asks too; /join CODE meanwhile is answered; /cancel leaves it.
+    await bob.send("/join")
+    [used] = await bob.send(f"/join {code}")
+    assert used.text == "这个邀请已经用过了。每个邀请只能使用一次，请让家人重新邀请。"
     [asked] = await bob.send("/join")
     assert asked.text == "🔑 请输入家人给您的邀请码（发送 /cancel 取消）："
     [cancelled] = await bob.send("/cancel")
