@@ -354,6 +354,33 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             click.echo(f"{output}: {count:,} postings", err=True)
 
 
+@main.command("export-households")
+@config_option
+@click.option("--household", "household_id", type=int, help="Only this household's events.")
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
+def export_households(config_path: Path, household_id: int | None, output: Path) -> None:
+    """Write the households' audit trail as CSV: who created, joined, left or was removed,
+    head changes, and dissolutions with their reason; times in local time."""
+    from bot.export import write_household_events_csv
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        if str(output) == "-":
+            write_household_events_csv(conn, sys.stdout, config, household_id)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = write_household_events_csv(conn, out, config, household_id)
+            click.echo(f"{output}: {count:,} household events", err=True)
+
+
 @main.command("export-survey")
 @click.argument("survey_id")
 @config_option

@@ -1,4 +1,5 @@
-"""The audit-trail export: every posting with its operation, as CSV, times in local time."""
+"""The audit-trail exports: every posting with its operation, and every household event, as
+CSV, times in local time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 from typing import Final, TextIO
 
 from bot.config import Config
+from storage.family import household_events
 from storage.ledger import LedgerLine, iter_ledger
 from storage.members import member_codes_by_id
 
@@ -76,4 +78,42 @@ def write_ledger_csv(
         if len(chunk) >= _CHUNK:
             flush()
     flush()
+    return count
+
+
+HOUSEHOLD_COLUMNS: Final = (
+    "event_id",
+    "household_id",
+    "at",
+    "kind",
+    "member_id",
+    "member_code",
+    "actor",
+    "reason",
+)
+
+
+def write_household_events_csv(
+    conn: sqlite3.Connection, out: TextIO, config: Config, household_id: int | None = None
+) -> int:
+    """Write the households' audit trail (created, joined, left, removed, head changed,
+    dissolved with its reason) as CSV with a header; return how many events."""
+    tz = config.program.tz
+    writer = csv.writer(out)
+    writer.writerow(HOUSEHOLD_COLUMNS)
+    count = 0
+    for event in household_events(conn, household_id):
+        writer.writerow(
+            (
+                event.id,
+                event.household_id,
+                event.at.astimezone(tz).isoformat(),
+                event.kind,
+                _text(event.member_id),
+                _text(event.member_code),
+                event.actor,
+                _text(event.reason),
+            )
+        )
+        count += 1
     return count

@@ -17,6 +17,12 @@ from handlers.admin import adjust, member_info, purchase, purchase_confirmation
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
+from handlers.family import (
+    dissolve_household,
+    family_callback,
+    family_command,
+    family_conversation,
+)
 from handlers.feedback import feedback_conversation, feedback_queue, review_callback
 from handlers.flood import flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
@@ -57,6 +63,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("prizes", N_("command.prizes")),
     ("surveys", N_("command.surveys")),
     ("feedback", N_("command.feedback")),
+    ("family", N_("command.family")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -90,6 +97,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("odds", odds_command, filters=incoming))
     app.add_handler(CommandHandler("prizes", prizes, filters=incoming))
     app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
+    app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -101,6 +109,10 @@ def register(app: BotApp) -> None:
     app.add_handler(birthday_conversation())
     app.add_handler(feedback_conversation())
     app.add_handler(survey_conversation())
+    # /join and the "join with a code" button wait for a typed invitation code.
+    app.add_handler(family_conversation())
+    # After the code conversation, whose entry is the "fam:code" button.
+    app.add_handler(CallbackQueryHandler(family_callback, pattern=r"^fam:"))
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.
     app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
     app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
@@ -123,6 +135,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("fulfil_prize", fulfil_prize, filters=incoming))
     app.add_handler(CommandHandler("broadcast", broadcast, filters=incoming))
     app.add_handler(CallbackQueryHandler(broadcast_callback, pattern=r"^bc:"))
+    app.add_handler(CommandHandler("dissolve_household", dissolve_household, filters=incoming))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))

@@ -12,6 +12,7 @@ from bot.config import Config
 from bot.programme.adjustments import adjust_points
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
+from bot.programme.family import staff_view
 from bot.programme.purchases import (
     PurchaseRecorded,
     category_choices,
@@ -22,6 +23,7 @@ from bot.programme.purchases import (
 from bot.programme.till import command_source, find_member, member_code, split_member_code
 from handlers.common import BotContext, Texts, edit_in_place, texts_for
 from handlers.points import format_code, render_balance, signed
+from storage.family import Household
 
 # /member lists at most this many lots so the answer stays well under Telegram's 4096 chars.
 MAX_LOTS_SHOWN = 15
@@ -287,6 +289,24 @@ async def adjust(update: Update, context: BotContext) -> None:
     )
 
 
+def render_household_for_staff(household: Household | None, _: Texts) -> str:
+    """The household lines of /member."""
+    if household is None:
+        return _("family.staff_none")
+    head = household.member(household.head_id)
+    names = _("list.separator").join(
+        _("family.staff_member", name=m.name, code=format_code(m.member_code))
+        for m in household.members
+    )
+    return _(
+        "family.staff_line",
+        id=household.id,
+        head=head.name if head is not None else "-",
+        count=len(household.members),
+        names=names,
+    )
+
+
 async def member_info(update: Update, context: BotContext) -> None:
     """`/member <code>`: a member's balance, expiry schedule and lots, for the operator."""
     asked = await operator_texts(update, context)
@@ -337,4 +357,5 @@ async def member_info(update: Update, context: BotContext) -> None:
         )
     if len(lots) > MAX_LOTS_SHOWN:
         lines.append(_("admin.member.more_lots", count=len(lots) - MAX_LOTS_SHOWN))
+    lines.append(render_household_for_staff(await staff_view(context.services, member.id), _))
     await message.reply_text("\n".join(lines))

@@ -13,10 +13,12 @@ from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
 from bot.programme.expiry import expiry_groups
+from bot.programme.family import token_from_payload
 from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_terms
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from handlers.common import BotContext, Texts, profile_from, texts_for
+from handlers.family import family_command, show_invitation
 from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
 from handlers.mall import mall
@@ -238,6 +240,11 @@ async def start(update: Update, context: BotContext) -> None:
         code=member.member_code,
     )
     await message.reply_text(text, reply_markup=main_menu(_))
+    # A household invitation's deep link: the member is registered as above, then sees who
+    # invites them (handlers/family.py).
+    token = token_from_payload(payload)
+    if token is not None:
+        await show_invitation(update, context, token)
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -249,6 +256,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     text = _("help.text") + "\n" + _("help.mall") + "\n" + _("help.settings")
     text += "\n" + _("help.games")
     text += "\n" + _("help.surveys")
+    text += "\n" + _("help.family")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
         text += "\n\n" + "\n".join(
@@ -256,6 +264,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         )
         text += "\n" + _("help.admin_games")
         text += "\n" + _("help.admin_surveys")
+        text += "\n" + _("help.admin_family")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))
@@ -300,3 +309,5 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await surveys_command(update, context)
     elif item == "language":
         await ask_language(update, context)
+    elif item == "family":
+        await family_command(update, context)

@@ -18,6 +18,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("wheel", N_("menu.wheel")),
     ("scratch", N_("menu.scratch")),
     ("surveys", N_("menu.surveys")),
+    ("family", N_("menu.family")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),

@@ -19,6 +19,7 @@ from telegram.warnings import PTBUserWarning
 from bot.i18n import N_
 from bot.programme.birthdays import NotABirthday, save_birthday
 from bot.programme.errors import RuleError
+from bot.programme.family import is_sharing, set_sharing
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
 from storage.pushes import Preferences
@@ -27,8 +28,9 @@ SETTINGS_PREFIX = "set"
 ASK_BIRTHDAY = 0
 
 
-def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
-    """The settings buttons: birthday, marketing on/off, receipts on/off, language."""
+def settings_keyboard(prefs: Preferences, _: Texts, sharing: bool = False) -> InlineKeyboardMarkup:
+    """The settings buttons: birthday, marketing on/off, receipts on/off, sharing the balance
+    with the household on/off, language."""
     birthday = (
         "settings.set_birthday" if prefs.birthday_month is None else "settings.change_birthday"
     )
@@ -36,6 +38,8 @@ def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
     toggle = "mkt:off" if prefs.marketing_opt_in else "mkt:on"
     receipts = "settings.receipts_off" if prefs.receipts_opt_in else "settings.receipts_on"
     receipts_toggle = "rcp:off" if prefs.receipts_opt_in else "rcp:on"
+    share = "settings.share_off" if sharing else "settings.share_on"
+    share_toggle = "share:off" if sharing else "share:on"
     return InlineKeyboardMarkup(
         [
             [InlineKeyboardButton(_(birthday), callback_data=f"{SETTINGS_PREFIX}:birthday")],
@@ -45,12 +49,13 @@ def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
                     _(receipts), callback_data=f"{SETTINGS_PREFIX}:{receipts_toggle}"
                 )
             ],
+            [InlineKeyboardButton(_(share), callback_data=f"{SETTINGS_PREFIX}:{share_toggle}")],
             [InlineKeyboardButton(_("settings.language"), callback_data=f"{SETTINGS_PREFIX}:lang")],
         ]
     )
 
 
-def render_settings(prefs: Preferences, _: Texts) -> str:
+def render_settings(prefs: Preferences, _: Texts, sharing: bool = False) -> str:
     """What the member has set."""
     if prefs.birthday_month is None or prefs.birthday_day is None:
         birthday = _("settings.birthday_unset")
@@ -60,7 +65,13 @@ def render_settings(prefs: Preferences, _: Texts) -> str:
             birthday = f"{prefs.birthday_year}-{birthday}"
     marketing = _("settings.on") if prefs.marketing_opt_in else _("settings.off")
     receipts = _("settings.on") if prefs.receipts_opt_in else _("settings.off")
-    return _("settings.summary", birthday=birthday, marketing=marketing, receipts=receipts)
+    lines = _("settings.summary", birthday=birthday, marketing=marketing, receipts=receipts).split(
+        "\n"
+    )
+    shared = _("settings.on") if sharing else _("settings.off")
+    # With the other switches, above the summary's closing note on what is always sent.
+    lines.insert(len(lines) - 1, _("settings.share_state", state=shared))
+    return "\n".join(lines)
 
 
 async def settings(update: Update, context: BotContext) -> None:
@@ -68,10 +79,13 @@ async def settings(update: Update, context: BotContext) -> None:
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
         return
-    await member_for(user, context)
+    member = await member_for(user, context)
     _ = await texts_for(update, context)
     prefs = await context.services.pushes.preferences(user.id)
-    await message.reply_text(render_settings(prefs, _), reply_markup=settings_keyboard(prefs, _))
+    sharing = await is_sharing(context.services, member.id)
+    await message.reply_text(
+        render_settings(prefs, _, sharing), reply_markup=settings_keyboard(prefs, _, sharing)
+    )
 
 
 async def settings_callback(update: Update, context: BotContext) -> None:
@@ -87,23 +101,30 @@ async def settings_callback(update: Update, context: BotContext) -> None:
         await ask_language(update, context)
         return
     pushes = context.services.pushes
+    if action not in ("mkt:on", "mkt:off", "rcp:on", "rcp:off", "share:on", "share:off"):
+        await query.answer(_("button.expired"), show_alert=True)
+        return
+    member = await member_for(user, context)
+    sharing = await is_sharing(context.services, member.id)
     if action in ("mkt:on", "mkt:off"):
-        await member_for(user, context)
         prefs = await pushes.set_marketing(user.id, action == "mkt:on")
         on = prefs.marketing_opt_in
         saved = N_("settings.marketing_saved_on") if on else N_("settings.marketing_saved_off")
     elif action in ("rcp:on", "rcp:off"):
         # Only purchase receipts: notices of adjustments, refunds and compensation always go
         # (bot/programme/notices.py).
-        await member_for(user, context)
         prefs = await pushes.set_receipts(user.id, action == "rcp:on")
         on = prefs.receipts_opt_in
         saved = N_("settings.receipts_saved_on") if on else N_("settings.receipts_saved_off")
     else:
-        await query.answer(_("button.expired"), show_alert=True)
-        return
+        # The household sees this member's balance and next expiry (/family) only when on.
+        sharing = await set_sharing(context.services, member.id, action == "share:on")
+        prefs = await pushes.preferences(user.id)
+        saved = N_("settings.share_saved_on") if sharing else N_("settings.share_saved_off")
     await query.answer(_(saved))
-    await edit_in_place(update, render_settings(prefs, _), settings_keyboard(prefs, _))
+    await edit_in_place(
+        update, render_settings(prefs, _, sharing), settings_keyboard(prefs, _, sharing)
+    )
 
 
 async def ask_birthday(update: Update, context: BotContext) -> int:

@@ -10,12 +10,16 @@ all-or-nothing through `storage.sql.atomic`; the `Families` facade serves them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from storage.errors import InvalidState, LimitReached, NotFound
-from storage.facade import Facade, looks_up, writes
+from storage.errors import Conflict, InvalidRequest, InvalidState, LimitReached, NotFound
+from storage.facade import Facade, looks_up, reads, writes
+from storage.ledger import Balance
+from storage.ledger.queries import balance as ledger_balance
+from storage.pushes import Push, enqueue
 from storage.sql import atomic, dt, required_now, ts
 
 LeftHow = Literal["left", "removed", "dissolved"]
@@ -133,13 +137,15 @@ def record_event(
     actor: str,
     now: datetime,
     reason: str | None = None,
-) -> None:
-    """Append one line to the household's audit trail."""
-    conn.execute(
+) -> int:
+    """Append one line to the household's audit trail; return its id."""
+    event_id = conn.execute(
         "INSERT INTO household_events (household_id, kind, member_id, actor, reason, at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (household_id, kind, member_id, actor, reason, ts(now)),
-    )
+    ).lastrowid
+    assert event_id is not None
+    return event_id
 
 
 def create_household(
@@ -157,8 +163,7 @@ def create_household(
         ).lastrowid
         assert household_id is not None
         conn.execute(
-            "INSERT INTO household_members (household_id, member_id, joined_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO household_members (household_id, member_id, joined_at) VALUES (?, ?, ?)",
             (household_id, member_id, ts(now)),
         )
         record_event(conn, household_id, "created", member_id=member_id, actor=actor, now=now)
@@ -184,8 +189,7 @@ def join_household(
         if len(household.members) >= max_members:
             raise LimitReached(max_members)
         conn.execute(
-            "INSERT INTO household_members (household_id, member_id, joined_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO household_members (household_id, member_id, joined_at) VALUES (?, ?, ?)",
             (household_id, member_id, ts(now)),
         )
         record_event(conn, household_id, "joined", member_id=member_id, actor=actor, now=now)
@@ -220,6 +224,419 @@ def end_stay(
         return household_id
 
 
+# --- invitations, leaving, removal, the head role, dissolution (issue 20) -------------------
+
+InvitationAnswer = Literal["accepted", "declined", "revoked"]
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A one-time invitation into a household, for one person."""
+
+    id: int
+    household_id: int
+    invited_by: int
+    inviter_name: str
+    token: str
+    code: str
+    created_at: datetime
+    expires_at: datetime
+    answer: InvitationAnswer | None
+    answered_by: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """What a member's leaving (or removal) changed: who heads the household now, whether it
+    ended, and who is still in it."""
+
+    household_id: int
+    member_id: int
+    # The stay that ended: one notice per stay, whatever is retried.
+    stay_id: int
+    event_id: int
+    new_head_id: int | None
+    ended: bool
+    remaining: tuple[HouseholdMember, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadChange:
+    """The head role handed from one member to another."""
+
+    household_id: int
+    event_id: int
+    old_head_id: int
+    new_head_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dissolution:
+    """A household dissolved by staff: who was in it when it ended."""
+
+    household_id: int
+    event_id: int
+    reason: str
+    members: tuple[HouseholdMember, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdEvent:
+    """One line of a household's audit trail."""
+
+    id: int
+    household_id: int
+    kind: str
+    member_id: int | None
+    member_code: str | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+_INVITATION_SELECT: Final = (
+    "SELECT i.id, i.household_id, i.invited_by,"
+    " trim(m.first_name || ' ' || coalesce(m.last_name, '')), i.token, i.code, i.created_at,"
+    " i.expires_at, i.answer, i.answered_by"
+    " FROM household_invitations AS i JOIN members AS m ON m.id = i.invited_by"
+)
+
+
+def _invitation(row: tuple[Any, ...]) -> Invitation:
+    return Invitation(
+        id=int(row[0]),
+        household_id=int(row[1]),
+        invited_by=int(row[2]),
+        inviter_name=str(row[3]),
+        token=str(row[4]),
+        code=str(row[5]),
+        created_at=dt(int(row[6])),
+        expires_at=dt(int(row[7])),
+        answer=row[8],
+        answered_by=None if row[9] is None else int(row[9]),
+    )
+
+
+def create_invitation(
+    conn: sqlite3.Connection,
+    member_id: int,
+    *,
+    token: str,
+    code: str,
+    expires_at: datetime,
+    max_members: int,
+    now: datetime | None = None,
+) -> Invitation:
+    """A new invitation into the member's household; raises NotFound (in no household),
+    LimitReached (the household is full) and Conflict (the token or code is taken: draw
+    again)."""
+    now = required_now(now)
+    with atomic(conn):
+        household_id = household_id_of(conn, member_id)
+        if household_id is None:
+            raise NotFound(f"member {member_id} is in no household")
+        if len(household_by_id(conn, household_id).members) >= max_members:
+            raise LimitReached(max_members)
+        try:
+            invitation_id = conn.execute(
+                "INSERT INTO household_invitations"
+                " (household_id, invited_by, token, code, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (household_id, member_id, token, code, ts(now), ts(expires_at)),
+            ).lastrowid
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("invitation token or code taken") from exc
+        return invitation_by_id(conn, int(invitation_id or 0))
+
+
+def invitation_by_id(conn: sqlite3.Connection, invitation_id: int) -> Invitation:
+    """The invitation with this id; raises NotFound."""
+    row = conn.execute(f"{_INVITATION_SELECT} WHERE i.id = ?", (invitation_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"invitation {invitation_id}")
+    return _invitation(row)
+
+
+def invitation_by_token(conn: sqlite3.Connection, token: str) -> Invitation | None:
+    """The invitation a deep link names, or None."""
+    row = conn.execute(f"{_INVITATION_SELECT} WHERE i.token = ?", (token,)).fetchone()
+    return None if row is None else _invitation(row)
+
+
+def invitation_by_code(conn: sqlite3.Connection, code: str) -> Invitation | None:
+    """The invitation a typed code names: the open one, else the latest that had it."""
+    row = conn.execute(
+        f"{_INVITATION_SELECT} WHERE i.code = ? ORDER BY i.answer IS NULL DESC, i.id DESC",
+        (code,),
+    ).fetchone()
+    return None if row is None else _invitation(row)
+
+
+def _household_open(conn: sqlite3.Connection, household_id: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM households WHERE id = ? AND dissolved_at IS NULL", (household_id,)
+    ).fetchone()
+    return row is not None
+
+
+def _revoke_open_invitations(conn: sqlite3.Connection, household_id: int, now: datetime) -> None:
+    conn.execute(
+        "UPDATE household_invitations SET answer = 'revoked', answered_at = ?"
+        " WHERE household_id = ? AND answer IS NULL",
+        (ts(now), household_id),
+    )
+
+
+def answer_invitation(
+    conn: sqlite3.Connection,
+    invitation_id: int,
+    member_id: int,
+    *,
+    accept: bool,
+    max_members: int,
+    actor: str,
+    notice: Callable[[Invitation], Push | None] | None = None,
+    now: datetime | None = None,
+) -> Invitation:
+    """Accept (joining the household) or decline an open invitation, and queue the inviter's
+    `notice`, all in one transaction. Raises NotFound (no such invitation, or the household is
+    dissolved), InvalidState (status 'accepted'/'declined'/'revoked': answered already;
+    'expired'; 'own': the inviter's own; 'in a household': the invitee is in one) and
+    LimitReached (the household is full)."""
+    now = required_now(now)
+    with atomic(conn):
+        invitation = invitation_by_id(conn, invitation_id)
+        if invitation.answer is not None:
+            raise InvalidState(invitation.answer)
+        if invitation.invited_by == member_id:
+            raise InvalidState("own")
+        if invitation.expires_at <= now:
+            raise InvalidState("expired")
+        if not _household_open(conn, invitation.household_id):
+            raise NotFound(f"household {invitation.household_id}")
+        if accept:
+            # Checked here, inside the write transaction: of two invitees accepting into the
+            # last place at once, the second finds the household full.
+            join_household(
+                conn,
+                invitation.household_id,
+                member_id,
+                max_members=max_members,
+                actor=actor,
+                now=now,
+            )
+        conn.execute(
+            "UPDATE household_invitations SET answer = ?, answered_by = ?, answered_at = ?"
+            " WHERE id = ? AND answer IS NULL",
+            ("accepted" if accept else "declined", member_id, ts(now), invitation_id),
+        )
+        answered = invitation_by_id(conn, invitation_id)
+        if notice is not None and (push := notice(answered)) is not None:
+            enqueue(conn, [push], now)
+        return answered
+
+
+def _stay_id(conn: sqlite3.Connection, member_id: int) -> int:
+    row = conn.execute(
+        "SELECT id FROM household_members WHERE member_id = ? AND left_at IS NULL", (member_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"member {member_id} is in no household")
+    return int(row[0])
+
+
+def _last_event_id(conn: sqlite3.Connection, household_id: int) -> int:
+    return int(
+        conn.execute(
+            "SELECT max(id) FROM household_events WHERE household_id = ?", (household_id,)
+        ).fetchone()[0]
+    )
+
+
+def _end_household(
+    conn: sqlite3.Connection, household_id: int, *, actor: str, reason: str, now: datetime
+) -> int:
+    conn.execute(
+        "UPDATE households SET dissolved_at = ?, dissolved_by = ?, dissolve_reason = ?"
+        " WHERE id = ?",
+        (ts(now), actor, reason, household_id),
+    )
+    _revoke_open_invitations(conn, household_id, now)
+    return record_event(
+        conn, household_id, "dissolved", member_id=None, actor=actor, now=now, reason=reason
+    )
+
+
+def leave_household(
+    conn: sqlite3.Connection,
+    member_id: int,
+    *,
+    how: Literal["left", "removed"] = "left",
+    head_id: int | None = None,
+    actor: str,
+    notices: Callable[[Departure], Sequence[Push]] | None = None,
+    now: datetime | None = None,
+) -> Departure:
+    """End the member's stay (they left, or the head `head_id` removed them): a head who
+    leaves hands the role to the longest-standing member, and the last member to leave ends
+    the household. Queues `notices` in the same transaction. Raises NotFound (in no
+    household) and InvalidState ('not head': `head_id` heads no longer; 'head': the head
+    cannot be removed)."""
+    now = required_now(now)
+    with atomic(conn):
+        household_id = household_id_of(conn, member_id)
+        if household_id is None:
+            raise NotFound(f"member {member_id} is in no household")
+        household = household_by_id(conn, household_id)
+        if head_id is not None:
+            if household.head_id != head_id:
+                raise InvalidState("not head")
+            if member_id == head_id:
+                raise InvalidState("head")
+        stay_id = _stay_id(conn, member_id)
+        end_stay(conn, member_id, how, actor=actor, now=now)
+        event_id = _last_event_id(conn, household_id)
+        # The head first, then by joining: the longest-standing of the others is next.
+        remaining = tuple(m for m in household.members if m.member_id != member_id)
+        new_head_id: int | None = None
+        ended = not remaining
+        if ended:
+            _end_household(conn, household_id, actor=actor, reason="last member left", now=now)
+        elif household.head_id == member_id:
+            new_head_id = min(remaining, key=lambda m: m.joined_at).member_id
+            conn.execute(
+                "UPDATE households SET head_id = ? WHERE id = ?", (new_head_id, household_id)
+            )
+            record_event(
+                conn, household_id, "head_changed", member_id=new_head_id, actor=actor, now=now
+            )
+        departure = Departure(
+            household_id=household_id,
+            member_id=member_id,
+            stay_id=stay_id,
+            event_id=event_id,
+            new_head_id=new_head_id,
+            ended=ended,
+            remaining=remaining,
+        )
+        if notices is not None:
+            enqueue(conn, notices(departure), now)
+        return departure
+
+
+def hand_over_head(
+    conn: sqlite3.Connection,
+    head_id: int,
+    new_head_id: int,
+    *,
+    actor: str,
+    notices: Callable[[HeadChange], Sequence[Push]] | None = None,
+    now: datetime | None = None,
+) -> HeadChange:
+    """Make another current member the head; raises NotFound (in no household), InvalidState
+    ('not head'; 'not a member': the new head is not in the household)."""
+    now = required_now(now)
+    with atomic(conn):
+        household_id = household_id_of(conn, head_id)
+        if household_id is None:
+            raise NotFound(f"member {head_id} is in no household")
+        household = household_by_id(conn, household_id)
+        if household.head_id != head_id:
+            raise InvalidState("not head")
+        if new_head_id == head_id or household.member(new_head_id) is None:
+            raise InvalidState("not a member")
+        conn.execute("UPDATE households SET head_id = ? WHERE id = ?", (new_head_id, household_id))
+        event_id = record_event(
+            conn, household_id, "head_changed", member_id=new_head_id, actor=actor, now=now
+        )
+        change = HeadChange(household_id, event_id, head_id, new_head_id)
+        if notices is not None:
+            enqueue(conn, notices(change), now)
+        return change
+
+
+def dissolve_household(
+    conn: sqlite3.Connection,
+    household_id: int,
+    *,
+    actor: str,
+    reason: str,
+    notices: Callable[[Dissolution], Sequence[Push]] | None = None,
+    now: datetime | None = None,
+) -> Dissolution:
+    """End a household (staff, with a reason): every stay ends as 'dissolved', open
+    invitations are revoked; raises NotFound (no such household, or dissolved already) and
+    InvalidRequest (no reason)."""
+    now = required_now(now)
+    if not reason.strip():
+        raise InvalidRequest("a reason is required")
+    with atomic(conn):
+        household = household_by_id(conn, household_id)
+        for member in household.members:
+            end_stay(conn, member.member_id, "dissolved", actor=actor, now=now, reason=reason)
+        event_id = _end_household(conn, household_id, actor=actor, reason=reason, now=now)
+        dissolution = Dissolution(household_id, event_id, reason, household.members)
+        if notices is not None:
+            enqueue(conn, notices(dissolution), now)
+        return dissolution
+
+
+def set_share_balance(conn: sqlite3.Connection, member_id: int, share: bool) -> bool:
+    """Turn the member's balance sharing with their household on or off; return the setting."""
+    with atomic(conn):
+        found = conn.execute(
+            "UPDATE members SET share_balance = ? WHERE id = ?", (int(share), member_id)
+        ).rowcount
+        if not found:
+            raise NotFound(f"member {member_id}")
+        return share
+
+
+def shares_balance(conn: sqlite3.Connection, member_id: int) -> bool:
+    """Whether the member shows their balance to their household."""
+    row = conn.execute("SELECT share_balance FROM members WHERE id = ?", (member_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def household_glance(
+    conn: sqlite3.Connection, member_id: int, now: datetime | None = None
+) -> tuple[Household, dict[int, Balance]] | None:
+    """The member's household and the balances of those of its members who share theirs
+    (one consistent read), or None when the member is in no household."""
+    now = required_now(now)
+    household = household_of(conn, member_id)
+    if household is None:
+        return None
+    balances = {
+        m.member_id: ledger_balance(conn, m.member_id, now)
+        for m in household.members
+        if m.shares_balance
+    }
+    return household, balances
+
+
+def household_events(
+    conn: sqlite3.Connection, household_id: int | None = None
+) -> Iterator[HouseholdEvent]:
+    """The audit trail of one household, or of all, oldest first."""
+    for row in conn.execute(
+        "SELECT e.id, e.household_id, e.kind, e.member_id, m.member_code, e.actor, e.reason,"
+        " e.at FROM household_events AS e LEFT JOIN members AS m ON m.id = e.member_id"
+        " WHERE ?1 IS NULL OR e.household_id = ?1 ORDER BY e.id",
+        (household_id,),
+    ):
+        yield HouseholdEvent(
+            id=row[0],
+            household_id=row[1],
+            kind=row[2],
+            member_id=row[3],
+            member_code=row[4],
+            actor=row[5],
+            reason=row[6],
+            at=dt(row[7]),
+        )
+
+
 class Families(Facade):
     """Async access to households (one write transaction per call)."""
 
@@ -229,3 +646,14 @@ class Families(Facade):
     create_household = writes(create_household)
     join_household = writes(join_household)
     end_stay = writes(end_stay)
+    create_invitation = writes(create_invitation)
+    invitation_by_id = looks_up(invitation_by_id)
+    invitation_by_token = looks_up(invitation_by_token)
+    invitation_by_code = looks_up(invitation_by_code)
+    answer_invitation = writes(answer_invitation)
+    leave_household = writes(leave_household)
+    hand_over_head = writes(hand_over_head)
+    dissolve_household = writes(dissolve_household)
+    set_share_balance = writes(set_share_balance)
+    shares_balance = looks_up(shares_balance)
+    household_glance = reads(household_glance)

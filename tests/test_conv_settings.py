@@ -31,13 +31,14 @@ async def open_settings(sandbox: Sandbox, user_id: int = 5101, lang: str = "zh-h
 async def test_settings_show_what_is_set(sandbox: Sandbox) -> None:
     chat = await open_settings(sandbox)
     assert chat.last_text == (
-        "⚙️ 您的设置\n生日：未设置\n优惠活动消息：开\n消费通知：开\n"
+        "⚙️ 您的设置\n生日：未设置\n优惠活动消息：开\n消费通知：开\n向家人公开积分：关\n"
         "（消费通知可以关闭；积分调整、退回和补偿的通知，以及到期提醒、生日祝福等服务通知总会发送。）"
     )
     assert chat.buttons() == [
         "🎂 设置生日",
         "📣 关闭优惠活动消息",
         "🧾 关闭消费通知",
+        "👨‍👩‍👧 向家人公开积分",
         "🌐 语言 / Language",
     ]
 
