@@ -16,6 +16,7 @@ from bot.i18n import N_
 from handlers.admin import adjust, member_info, purchase, purchase_confirmation
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
+from handlers.dependants import dependants_callback, dependants_conversation
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.feedback import feedback_conversation, feedback_queue, review_callback
 from handlers.flood import flood_guard
@@ -99,10 +100,13 @@ def register(app: BotApp) -> None:
     # Conversations waiting for typed text, the one a member opens by command first: a
     # suggestion asked for with /feedback is not taken as a survey's text answer.
     app.add_handler(birthday_conversation())
+    app.add_handler(dependants_conversation())
     app.add_handler(feedback_conversation())
     app.add_handler(survey_conversation())
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.
     app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
+    # After the family-birthday conversation, whose entries are "dep:kind:…" and "dep:chg:…".
+    app.add_handler(CallbackQueryHandler(dependants_callback, pattern=r"^dep:"))
     app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
     # Staff.
     app.add_handler(CommandHandler("feedback_queue", feedback_queue, filters=incoming))

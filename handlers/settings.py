@@ -18,6 +18,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.i18n import N_
 from bot.programme.birthdays import NotABirthday, save_birthday
+from bot.programme.dependants import dependant_gift_terms
 from bot.programme.errors import RuleError
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
@@ -27,8 +28,9 @@ SETTINGS_PREFIX = "set"
 ASK_BIRTHDAY = 0
 
 
-def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
-    """The settings buttons: birthday, marketing on/off, receipts on/off, language."""
+def settings_keyboard(prefs: Preferences, _: Texts, *, family: bool = True) -> InlineKeyboardMarkup:
+    """The settings buttons: birthday, family birthdays (when offered), marketing on/off,
+    receipts on/off, language."""
     birthday = (
         "settings.set_birthday" if prefs.birthday_month is None else "settings.change_birthday"
     )
@@ -36,9 +38,12 @@ def settings_keyboard(prefs: Preferences, _: Texts) -> InlineKeyboardMarkup:
     toggle = "mkt:off" if prefs.marketing_opt_in else "mkt:on"
     receipts = "settings.receipts_off" if prefs.receipts_opt_in else "settings.receipts_on"
     receipts_toggle = "rcp:off" if prefs.receipts_opt_in else "rcp:on"
+    # The household view (issue 20) opens the same list with the same "dep:list" data.
+    dependants = [[InlineKeyboardButton(_("settings.family_birthdays"), callback_data="dep:list")]]
     return InlineKeyboardMarkup(
         [
             [InlineKeyboardButton(_(birthday), callback_data=f"{SETTINGS_PREFIX}:birthday")],
+            *(dependants if family else []),
             [InlineKeyboardButton(_(marketing), callback_data=f"{SETTINGS_PREFIX}:{toggle}")],
             [
                 InlineKeyboardButton(
@@ -71,7 +76,9 @@ async def settings(update: Update, context: BotContext) -> None:
     await member_for(user, context)
     _ = await texts_for(update, context)
     prefs = await context.services.pushes.preferences(user.id)
-    await message.reply_text(render_settings(prefs, _), reply_markup=settings_keyboard(prefs, _))
+    family = dependant_gift_terms(context.services.config) is not None
+    keyboard = settings_keyboard(prefs, _, family=family)
+    await message.reply_text(render_settings(prefs, _), reply_markup=keyboard)
 
 
 async def settings_callback(update: Update, context: BotContext) -> None:
@@ -103,7 +110,10 @@ async def settings_callback(update: Update, context: BotContext) -> None:
         await query.answer(_("button.expired"), show_alert=True)
         return
     await query.answer(_(saved))
-    await edit_in_place(update, render_settings(prefs, _), settings_keyboard(prefs, _))
+    family = dependant_gift_terms(context.services.config) is not None
+    await edit_in_place(
+        update, render_settings(prefs, _), settings_keyboard(prefs, _, family=family)
+    )
 
 
 async def ask_birthday(update: Update, context: BotContext) -> int:
