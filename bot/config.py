@@ -887,6 +887,12 @@ class Config(_Section):
                 raise ValueError(
                     f"birthday.{kind}.item: {gift.item!r} is a bill deduction, not a gift"
                 )
+            if item.refund_if_unused:
+                # A gift left unused would come back as its price in points.
+                raise ValueError(
+                    f"birthday.{kind}.item: {gift.item!r} gives points back when unused"
+                    " (refund_if_unused), which a gift cannot"
+                )
         return self
 
     @model_validator(mode="after")

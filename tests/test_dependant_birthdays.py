@@ -78,8 +78,18 @@ async def test_a_pet_gets_its_cake_voucher_in_english(sandbox: Sandbox) -> None:
         f" {code} (see /redemptions)."
     ) in texts(sandbox, 7102)
     # A redemption like any other: listed, and the member's points untouched.
-    [listed] = await sandbox.member(7102, language_code="en").send("/redemptions")
+    chat = sandbox.member(7102, language_code="en")
+    [listed] = await chat.send("/redemptions")
     assert "Pet birthday cake voucher" in (listed.text or "")
+    assert await available(sandbox, bob) == 0
+    # But a gift, not the member's points: no cancel button, and a forged one is refused.
+    assert f"Cancel {code}" not in listed.buttons
+    for action in ("ret", "rety"):
+        await chat.tap_data(listed.message_id, f"red:{action}:{code}", expect=0)
+        assert chat.last_callback_answer == (
+            "It is “ready to use”, so it cannot be cancelled or returned. See /rules for what"
+            " can be."
+        )
     assert await available(sandbox, bob) == 0
     await assert_audit_ok(sandbox)
 

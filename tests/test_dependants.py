@@ -390,12 +390,15 @@ def sample() -> dict[str, Any]:
         ({}, "[birthday.pet] give either points"),
         ({"item": "NO-SUCH"}, "birthday.pet.item: no mall item 'NO-SUCH'"),
         ({"item": "BILL-OFF"}, "birthday.pet.item: 'BILL-OFF' is a bill deduction"),
+        ({"item": "VOUCHER-10", "refund": True}, "'VOUCHER-10' gives points back when unused"),
         ({"points": 0}, "[birthday.pet.points]"),
         ({"points": 5, "colour": "red"}, "[birthday.pet.colour]"),
     ],
 )
 def test_a_wrong_gift_names_the_key(gift: dict[str, Any], expected: str) -> None:
     document = sample()
+    if gift.pop("refund", False):
+        document["mall"]["items"][2]["refund_if_unused"] = True  # VOUCHER-10
     document["birthday"]["pet"] = gift
     with pytest.raises(ConfigError) as refused:
         parse_config(document, "config.toml")
