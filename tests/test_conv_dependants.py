@@ -237,7 +237,7 @@ async def test_rules_name_the_family_gifts(sandbox: Sandbox) -> None:
     assert "• 孩子生日：在 /settings 的「家人生日」中添加孩子，生日当天赠送 66 积分。" in rules
     pet = (
         "• 宠物生日：在 /settings 的「家人生日」中添加宠物，"
-        "生日当天赠送一张「宠物生日蛋糕兑换券」。"
+        "生日当天赠送一张「宠物生日蛋糕兑换券」（赠券不能取消换回积分）。"
     )
     assert pet in rules
     assert "• 最多可添加 4 位孩子或宠物；" in rules
