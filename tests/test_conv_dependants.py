@@ -1,5 +1,5 @@
 """Family birthdays in /settings through the sandbox: add a child and a pet, bad names and dates,
-the limit, a change too soon, removal, /cancel, stale and forged buttons, and /rules."""
+the limit, a change too soon, removal, /cancel, stale and forged buttons, /rules, a restart."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 
 from bot.config import Config
 from bot.sandbox.client import ChatClient
+from bot.sandbox.server import BotApiEmulator
 from tests.conftest import NOW, Sandbox, assert_audit_ok
+from tests.restart_support import assert_audit_ok as restart_audit_ok
+from tests.restart_support import bot_on
 
 
 async def member_id(sandbox: Sandbox, user_id: int) -> int:
@@ -259,3 +262,22 @@ async def test_time_moves_and_the_list_stays(sandbox: Sandbox) -> None:
     await chat.send("/settings")
     await chat.tap("👶🐾")
     assert "👶 小宝：5 月 20 日" in (chat.last_text or "")
+
+
+async def test_a_restart_between_name_and_birthday_loses_nothing(sample_config: Config) -> None:
+    async with BotApiEmulator() as emu:
+        chat = ChatClient(emu, 7209, first_name="小明")
+        async with bot_on(emu, sample_config):
+            await chat.send("/start")
+            await chat.send("/settings")
+            await chat.tap("👶🐾")
+            await chat.tap("➕")
+            await chat.tap("🐾 宠物")
+            await chat.send("旺财")
+        # A new process on the same database: the bot still waits for 旺财's birthday.
+        async with bot_on(emu, sample_config) as app:
+            [saved] = await chat.send("2022-06-06")
+            assert saved.text == (
+                "🎂 已保存「旺财」的生日：6 月 6 日。\n生日当天您将收到一张「宠物生日蛋糕兑换券」。"
+            )
+            await restart_audit_ok(app)
