@@ -170,3 +170,19 @@ async def test_the_members_own_birthday_and_a_childs_on_one_day(sandbox: Sandbox
     report = await sandbox.services.scheduler.daily(MIDNIGHT_MAR_15)
     assert (report.gifts, report.family_gifts) == (1, 1)
     assert await available(sandbox, frank) == 88 + 66
+
+
+async def test_a_sold_out_cake_comes_as_its_price_in_points(sandbox: Sandbox) -> None:
+    gina = await member_with(sandbox, 7107, 0)
+    await adding(sandbox, gina, "pet", "Mimi", "03-15")
+    await sandbox.services.mall.set_stock("PET-CAKE", 0)
+    assert await daily(sandbox, MIDNIGHT_MAR_15) == (1, 1)
+    await deliver(sandbox)
+    assert "🐾 祝「Mimi」生日快乐！送您 500 积分生日礼，已存入账户。" in texts(sandbox, 7107)
+    assert await available(sandbox, gina) == 500
+    assert (await sandbox.services.mall.redemptions(gina.id))[1] == 0
+    # Once: the cake back in stock the same day changes nothing.
+    await sandbox.services.mall.set_stock("PET-CAKE", 10)
+    assert await daily(sandbox, MIDNIGHT_MAR_15 + timedelta(hours=9)) == (1, 0)
+    assert await available(sandbox, gina) == 500
+    await assert_audit_ok(sandbox)

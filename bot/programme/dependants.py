@@ -376,21 +376,9 @@ async def celebrate_dependants(
             # However many children or pets come and go, no more gifts a year than the limit.
             and await dependants.gifts_in_year(member, today.year) < config.family.max_dependants
         )
-        if due and gift.points is not None:
-            await dependants.give_points(
-                member,
-                gift.points,
-                key=key,
-                expires_at=expires_at(now, config, "birthday"),
-                reason=str(today.year),
-                greeting=Push(key, member, SERVICE, with_points, {**params, "points": gift.points}),
-                now=now,
-            )
-            gifts += 1
-            continue
+        points = gift.points
         if due and gift.item is not None:
             item = gift.item
-
             greeting = functools.partial(
                 _item_greeting, key, member, with_item, dependant.name, item
             )
@@ -409,8 +397,23 @@ async def celebrate_dependants(
                 )
                 gifts += 1
                 continue
-            except StoreError as exc:  # sold out, withdrawn: the greeting still goes
-                log.warning("birthday gift %s (%s) not given: %s", key, item.sku, exc)
+            except StoreError as exc:
+                # Sold out, withdrawn, over its per-member limit: the member is not the one
+                # to lose the gift, so its list price comes as points instead.
+                log.warning("birthday gift %s (%s) given as points: %s", key, item.sku, exc)
+                points = item.price
+        if due and points is not None:
+            await dependants.give_points(
+                member,
+                points,
+                key=key,
+                expires_at=expires_at(now, config, "birthday"),
+                reason=str(today.year),
+                greeting=Push(key, member, SERVICE, with_points, {**params, "points": points}),
+                now=now,
+            )
+            gifts += 1
+            continue
         # No gift (or given already: the greeting with that key is in the outbox, and this
         # one adds nothing).
         await dependants.enqueue_greeting(Push(key, member, SERVICE, plain, params), now)
