@@ -314,8 +314,22 @@ class RedemptionConfig(_Section):
     return_window_days: int = Field(default=7, ge=1, le=365)
 
 
+class DependantGift(_Section):
+    """[birthday.child], [birthday.pet]: the gift on a member's child's or pet's birthday."""
+
+    # Exactly one: gift points, or a mall item (its SKU) given free.
+    points: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    item: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_gift(self) -> Self:
+        if (self.points is None) == (self.item is None):
+            raise ValueError('give either points = N or item = "<sku>", exactly one of them')
+        return self
+
+
 class BirthdayConfig(_Section):
-    """[birthday]: the birthday gift."""
+    """[birthday]: the birthday gift, and those for members' children and pets."""
 
     gift_points: int = Field(default=0, ge=0)
     # Where a 29 February birthday is celebrated in a common year.
@@ -323,6 +337,9 @@ class BirthdayConfig(_Section):
     # A birthday entered (or changed) fewer days than this before the date earns no gift
     # that year, so nobody sets "today" to collect a gift.
     min_days_before: int = Field(default=30, ge=0, le=366)
+    # The gift for each kind of dependant ([family] max_dependants); None: a greeting only.
+    child: DependantGift | None = None
+    pet: DependantGift | None = None
 
 
 class FamilyConfig(_Section):
@@ -852,6 +869,29 @@ class Config(_Section):
             if unknown := sorted(set(campaign.categories) - known):
                 raise ValueError(
                     f"campaign {campaign.id!r} names unknown categories {', '.join(unknown)}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _dependant_gifts_exist(self) -> Self:
+        for kind in ("child", "pet"):
+            gift: DependantGift | None = getattr(self.birthday, kind)
+            if gift is None or gift.item is None:
+                continue
+            item = self.mall.item(gift.item)
+            if item is None:
+                raise ValueError(
+                    f"birthday.{kind}.item: no mall item {gift.item!r} in [[mall.items]]"
+                )
+            if item.kind == "deduction":
+                raise ValueError(
+                    f"birthday.{kind}.item: {gift.item!r} is a bill deduction, not a gift"
+                )
+            if item.refund_if_unused:
+                # A gift left unused would come back as its price in points.
+                raise ValueError(
+                    f"birthday.{kind}.item: {gift.item!r} gives points back when unused"
+                    " (refund_if_unused), which a gift cannot"
                 )
         return self
 

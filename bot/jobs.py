@@ -30,8 +30,10 @@ from bot.programme.birthdays import (
     give_birthday_gift,
 )
 from bot.programme.calendar import end_of_day, local_today
+from bot.programme.dependants import celebrate_dependants
 from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
 from bot.transport import NotSent, redact
+from storage.dependants import Dependants
 from storage.errors import Conflict
 from storage.ledger import Ledger
 from storage.mall import Mall, Redemption
@@ -56,6 +58,9 @@ class DailyReport:
     birthdays: int
     gifts: int
     reminders: int
+    # Children's and pets' birthdays greeted, and their gifts given.
+    family_birthdays: int = 0
+    family_gifts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +118,14 @@ class Scheduler:
         ledger: Ledger,
         mall: Mall,
         clock: Clock = system_clock,
+        dependants: Dependants | None = None,
     ) -> None:
         self.config = config
         self.pushes = pushes
         self.ledger = ledger
         self.mall = mall
+        # The same store as the others (a caller that predates family birthdays passes none).
+        self.dependants = dependants or Dependants(mall._store)
         # When a job finished, for the record (the job's own "now" may be a catch-up day).
         self.clock = clock
 
@@ -201,9 +209,14 @@ class Scheduler:
                     for member_id in await self.pushes.member_ids()
                 ]
         await self.pushes.enqueue(pushes, now)
-        report = DailyReport(today, len(birthdays), gifts, reminders)
+        # Children and pets: each gift is booked with its greeting in one transaction.
+        family = await celebrate_dependants(self.dependants, config, today, now)
+        report = DailyReport(
+            today, len(birthdays), gifts, reminders, family.greetings, family.gifts
+        )
         summary = (
-            f"{report.birthdays} birthdays, {report.gifts} gifts, {report.reminders} reminders"
+            f"{report.birthdays} birthdays, {report.gifts} gifts, {report.reminders} reminders,"
+            f" {report.family_birthdays} family birthdays, {report.family_gifts} family gifts"
         )
         await self.pushes.record_job(DAILY_JOB, today, now, self.clock(), summary)
         log.info("daily pushes for %s: %s", today, summary)

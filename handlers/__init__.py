@@ -16,6 +16,7 @@ from bot.i18n import N_
 from handlers.admin import adjust, member_info, purchase, purchase_confirmation
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
+from handlers.dependants import dependants_callback, dependants_conversation
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.family import (
     dissolve_household,
@@ -107,6 +108,7 @@ def register(app: BotApp) -> None:
     # Conversations waiting for typed text, the one a member opens by command first: a
     # suggestion asked for with /feedback is not taken as a survey's text answer.
     app.add_handler(birthday_conversation())
+    app.add_handler(dependants_conversation())
     app.add_handler(feedback_conversation())
     app.add_handler(survey_conversation())
     # /join and the "join with a code" button wait for a typed invitation code.
@@ -115,6 +117,8 @@ def register(app: BotApp) -> None:
     app.add_handler(CallbackQueryHandler(family_callback, pattern=r"^fam:"))
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.
     app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
+    # After the family-birthday conversation, whose entries are "dep:kind:…" and "dep:chg:…".
+    app.add_handler(CallbackQueryHandler(dependants_callback, pattern=r"^dep:"))
     app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
     # Staff.
     app.add_handler(CommandHandler("feedback_queue", feedback_queue, filters=incoming))

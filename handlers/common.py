@@ -18,6 +18,7 @@ from bot.programme.game_rules import RandomSource, SystemRandomSource
 from bot.programme.mall import catalog_entries
 from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
+from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
@@ -73,10 +74,16 @@ class Services(Programme):
         self.games = Games(store)
         self.surveys = Surveys(store)
         self.families = Families(store)
+        self.dependants = Dependants(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
         self.scheduler = Scheduler(
-            config, self.pushes, self.ledger, self.mall, clock=lambda: self.clock()
+            config,
+            self.pushes,
+            self.ledger,
+            self.mall,
+            clock=lambda: self.clock(),
+            dependants=self.dependants,
         )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Final
 
 from telegram import Update
 from telegram.constants import MessageLimit
@@ -12,6 +13,7 @@ from bot.config import Config
 from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
+from bot.programme.dependants import dependant_gift_terms
 from bot.programme.expiry import expiry_groups
 from bot.programme.family import token_from_payload
 from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_terms
@@ -33,6 +35,42 @@ MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
 def _number(value: Decimal) -> str:
     """A decimal without trailing zeros: 2, 1.5."""
     return format(value.normalize(), "f")
+
+
+# What /rules says of each kind of dependant's gift: points, a mall item, or wishes only.
+_FAMILY_GIFT_LINES: Final = {
+    "child": (
+        N_("rules.family.child_points"),
+        N_("rules.family.child_item"),
+        N_("rules.family.child_greeting"),
+    ),
+    "pet": (
+        N_("rules.family.pet_points"),
+        N_("rules.family.pet_item"),
+        N_("rules.family.pet_greeting"),
+    ),
+}
+
+
+def family_birthday_lines(config: Config, _: Texts) -> list[str]:
+    """/rules on children's and pets' birthdays, from the terms the birthday job applies."""
+    terms = dependant_gift_terms(config)
+    if terms is None:
+        return []
+    lines = []
+    for gift in terms.gifts:
+        points, item, greeting = _FAMILY_GIFT_LINES[gift.kind]
+        if gift.points is not None:
+            lines.append(_(points, points=gift.points))
+        elif gift.item is not None:
+            lines.append(_(item, item=gift.item.name.get(_.language)))
+        else:
+            lines.append(_(greeting))
+    if terms.min_days_before:
+        lines.append(_("rules.family.terms", max=terms.max_dependants, days=terms.min_days_before))
+    else:
+        lines.append(_("rules.family.terms_anytime", max=terms.max_dependants))
+    return lines
 
 
 def render_rules(config: Config, now: datetime, _: Texts) -> str:
@@ -81,6 +119,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     elif birthday is not None:
         lines.append(_("rules.earn.birthday_anytime", points=birthday.gift_points))
+    # Children and pets: the terms the family-birthday job applies (bot/programme/dependants.py).
+    lines += family_birthday_lines(config, _)
     # Campaigns over are no longer part of what members can expect.
     for campaign, categories in campaigns_ahead(today, config):
         scope = _("list.separator").join(c.name.get(lang) for c in categories)

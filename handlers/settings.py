@@ -18,6 +18,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.i18n import N_
 from bot.programme.birthdays import NotABirthday, save_birthday
+from bot.programme.dependants import dependant_gift_terms
 from bot.programme.errors import RuleError
 from bot.programme.family import is_sharing, set_sharing
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
@@ -28,9 +29,11 @@ SETTINGS_PREFIX = "set"
 ASK_BIRTHDAY = 0
 
 
-def settings_keyboard(prefs: Preferences, _: Texts, sharing: bool = False) -> InlineKeyboardMarkup:
-    """The settings buttons: birthday, marketing on/off, receipts on/off, sharing the balance
-    with the household on/off, language."""
+def settings_keyboard(
+    prefs: Preferences, _: Texts, sharing: bool = False, *, family: bool = True
+) -> InlineKeyboardMarkup:
+    """The settings buttons: birthday, family birthdays (when offered), marketing on/off,
+    receipts on/off, sharing the balance with the household on/off, language."""
     birthday = (
         "settings.set_birthday" if prefs.birthday_month is None else "settings.change_birthday"
     )
@@ -40,9 +43,12 @@ def settings_keyboard(prefs: Preferences, _: Texts, sharing: bool = False) -> In
     receipts_toggle = "rcp:off" if prefs.receipts_opt_in else "rcp:on"
     share = "settings.share_off" if sharing else "settings.share_on"
     share_toggle = "share:off" if sharing else "share:on"
+    # The household view (issue 20) opens the same list with the same "dep:list" data.
+    dependants = [[InlineKeyboardButton(_("settings.family_birthdays"), callback_data="dep:list")]]
     return InlineKeyboardMarkup(
         [
             [InlineKeyboardButton(_(birthday), callback_data=f"{SETTINGS_PREFIX}:birthday")],
+            *(dependants if family else []),
             [InlineKeyboardButton(_(marketing), callback_data=f"{SETTINGS_PREFIX}:{toggle}")],
             [
                 InlineKeyboardButton(
@@ -83,9 +89,9 @@ async def settings(update: Update, context: BotContext) -> None:
     _ = await texts_for(update, context)
     prefs = await context.services.pushes.preferences(user.id)
     sharing = await is_sharing(context.services, member.id)
-    await message.reply_text(
-        render_settings(prefs, _, sharing), reply_markup=settings_keyboard(prefs, _, sharing)
-    )
+    family = dependant_gift_terms(context.services.config) is not None
+    keyboard = settings_keyboard(prefs, _, sharing, family=family)
+    await message.reply_text(render_settings(prefs, _, sharing), reply_markup=keyboard)
 
 
 async def settings_callback(update: Update, context: BotContext) -> None:
@@ -122,8 +128,11 @@ async def settings_callback(update: Update, context: BotContext) -> None:
         prefs = await pushes.preferences(user.id)
         saved = N_("settings.share_saved_on") if sharing else N_("settings.share_saved_off")
     await query.answer(_(saved))
+    family = dependant_gift_terms(context.services.config) is not None
     await edit_in_place(
-        update, render_settings(prefs, _, sharing), settings_keyboard(prefs, _, sharing)
+        update,
+        render_settings(prefs, _, sharing),
+        settings_keyboard(prefs, _, sharing, family=family),
     )
 
 

@@ -231,6 +231,7 @@ def test_voucher_validity_keys() -> None:
         ("VOUCHER-10", 30),
         ("BILL-OFF", 1),
         ("CARWASH-01", 90),
+        ("PET-CAKE", 30),  # the pets' birthday gift ([birthday.pet])
     ]
 
 

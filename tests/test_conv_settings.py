@@ -36,6 +36,7 @@ async def test_settings_show_what_is_set(sandbox: Sandbox) -> None:
     )
     assert chat.buttons() == [
         "🎂 设置生日",
+        "👶🐾 家人生日",
         "📣 关闭优惠活动消息",
         "🧾 关闭消费通知",
         "👨‍👩‍👧 向家人公开积分",

@@ -165,3 +165,9 @@ async def save_birthday(programme: Programme, telegram_id: int, text: str) -> Sa
     # again keeps its first entry).
     allowed = gift_allowed(saved.birthday_entered_at, upcoming, config)
     return SavedBirthday(month, day, year, upcoming, birthday_terms(config), allowed)
+
+
+def dependant_gift_key(origin_id: int, celebrated: date) -> str:
+    """The idempotency key (and greeting dedupe key) of a child's or pet's birthday celebrated
+    on `celebrated`: by its first row, so removing and adding it again gives no second gift."""
+    return f"birthday:dep:{origin_id}:{celebrated.year}"

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.config import Config
 from bot.programme.game_rules import RandomSource
+from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
@@ -30,6 +31,7 @@ class Programme:
     games: Games
     surveys: Surveys
     families: Families
+    dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource

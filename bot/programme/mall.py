@@ -15,6 +15,7 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import delist_notice
+from storage.dependants import GIFT_ACTOR
 from storage.errors import InvalidState, NotFound, ReturnWindowClosed
 from storage.mall import (
     USABLE_STATUSES,
@@ -378,9 +379,20 @@ def _kinds(option: str, collected: bool) -> frozenset[str]:
     return frozenset(kind for kind, options in RETURNS.items() if options[collected] == option)
 
 
+def birthday_gift(redemption: Redemption) -> bool:
+    """True for an uncollected item a family birthday gave (bot/programme/dependants.py)."""
+    # Redeemed by the birthday job, not the member: until collected, the redeeming actor is
+    # the last to have handled it.
+    return redemption.status == "issued" and redemption.handled_by == GIFT_ACTOR
+
+
 def _option_by_state(redemption: Redemption) -> str | None:
     """CANCEL, RETURN or None by the redemption's kind and state alone."""
     options = RETURNS.get(redemption.kind, (None, None))
+    if birthday_gift(redemption):
+        # A gift is not the member's points to take back: cancelling it would turn the
+        # item into its price in points.
+        return None
     if redemption.status == "issued":
         return options[0]
     if redemption.status == "used" and redemption.return_requested_at is None:
@@ -471,6 +483,9 @@ async def cancel_redemption(
 ) -> Settlement:
     """Cancel what the member has not collected, inside the window: the points come back at
     once (once; a repeat is replayed); raises NotFound, InvalidState, ReturnWindowClosed."""
+    found = await programme.mall.redemption_by_code(code)
+    if found.member_id == member_id and birthday_gift(found):
+        raise InvalidState(found.status)
     return await programme.mall.cancel_redemption(
         code,
         member_id,
