@@ -157,8 +157,7 @@ def create_household(
         ).lastrowid
         assert household_id is not None
         conn.execute(
-            "INSERT INTO household_members (household_id, member_id, joined_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO household_members (household_id, member_id, joined_at) VALUES (?, ?, ?)",
             (household_id, member_id, ts(now)),
         )
         record_event(conn, household_id, "created", member_id=member_id, actor=actor, now=now)
@@ -184,8 +183,7 @@ def join_household(
         if len(household.members) >= max_members:
             raise LimitReached(max_members)
         conn.execute(
-            "INSERT INTO household_members (household_id, member_id, joined_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO household_members (household_id, member_id, joined_at) VALUES (?, ?, ?)",
             (household_id, member_id, ts(now)),
         )
         record_event(conn, household_id, "joined", member_id=member_id, actor=actor, now=now)
