@@ -149,6 +149,7 @@ def _refusal(exc: TransferRefused, config: Config) -> RuleError:
     if exc.until is not None:
         # The cooling-off ends during that local day: it is the first day points may move.
         params["day"] = local_today(exc.until, config).isoformat()
+        params["days"] = config.family.cooling_off_days
     return RuleError(REFUSALS[exc.reason], **params)
 
 
@@ -184,7 +185,8 @@ async def recipients(programme: Programme, member_id: int) -> tuple[HouseholdMem
         raise RuleError(N_("transfer.alone"))
     ends = me.joined_at + timedelta(days=terms.cooling_off_days)
     if ends > now:
-        raise RuleError(N_("transfer.cooling_off"), day=local_today(ends, config).isoformat())
+        day = local_today(ends, config).isoformat()
+        raise RuleError(N_("transfer.cooling_off"), day=day, days=terms.cooling_off_days)
     return others
 
 
