@@ -232,6 +232,9 @@ async def transfer_callback(update: Update, context: BotContext) -> None:
         else:
             await _undo(update, context, _, member.id, args[0])
     except RuleError as exc:
+        if exc.key == "button.expired":
+            await query.answer(_(exc.key), show_alert=True)
+            return
         await query.answer()
         text = _(exc.key, **exc.params)
         if action in ("ok", "undo"):
