@@ -380,3 +380,78 @@ def test_bad_typed_amounts(typed: str, key: str) -> None:
     with pytest.raises(RuleError) as refused:
         parse_points(typed)
     assert refused.value.key == key
+
+
+# --- the audit -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def raw() -> Iterator[sqlite3.Connection]:
+    """A database the test tampers with; it audits it itself."""
+    connection = connect_sync(":memory:")
+    migrate(connection)
+    yield connection
+    connection.close()
+
+
+def violations(conn: sqlite3.Connection) -> set[str]:
+    return {v.check for v in audit(conn, integrity="none").violations}
+
+
+def test_the_audit_passes_transfers_of_members_who_left_since(raw: sqlite3.Connection) -> None:
+    alice, bob = member(raw, 1, 300), member(raw, 2)
+    household(raw, alice, bob)
+    sent = send(raw, alice, bob, 100)
+    undo(raw, sent.operation_id, alice, within=TTL, actor="t", now=NOW)
+    send(raw, alice, bob, 50)
+    end_stay(raw, bob, "left", actor="t", now=NOW + timedelta(hours=1))
+    assert violations(raw) == set()
+
+
+@pytest.mark.parametrize("forgery", ["other household", "no household recorded", "after leaving"])
+def test_the_audit_catches_a_transfer_across_households(
+    raw: sqlite3.Connection, forgery: str
+) -> None:
+    alice, bob, carol = member(raw, 1, 300), member(raw, 2), member(raw, 3)
+    home = household(raw, alice, bob)
+    household(raw, carol)
+    # The ledger's primitive books what it is told: the checks live in storage.transfers.
+    if forgery == "other household":
+        ledger.transfer(raw, alice, carol, 10, key="f", actor="x", reason=None, now=NOW,
+                        meta={"household": home})  # fmt: skip
+    elif forgery == "no household recorded":
+        ledger.transfer(raw, alice, bob, 10, key="f", actor="x", reason=None, now=NOW)
+    else:
+        end_stay(raw, bob, "left", actor="t", now=NOW)
+        ledger.transfer(raw, alice, bob, 10, key="f", actor="x", reason=None,
+                        now=NOW + timedelta(seconds=1), meta={"household": home})  # fmt: skip
+    assert violations(raw) == {"transfer_within_household"}
+
+
+def test_the_audit_catches_a_forged_expiry_or_origin(raw: sqlite3.Connection) -> None:
+    alice, bob = member(raw, 1, 300), member(raw, 2)
+    household(raw, alice, bob)
+    sent = send(raw, alice, bob, 100)
+    undo(raw, sent.operation_id, alice, within=TTL, actor="t", now=NOW)
+    assert violations(raw) == set()
+    raw.execute("DROP TRIGGER lots_append_only_update")
+    # The undo's lot made younger than the sender's original.
+    raw.execute(
+        "UPDATE lots SET expires_at = expires_at + 86400 WHERE operation_id ="
+        " (SELECT id FROM operations WHERE kind = 'transfer_undo')"
+    )
+    assert violations(raw) == {"triggers", "transfer_keeps_expiry"}
+
+
+def test_the_audit_catches_a_forged_undo(raw: sqlite3.Connection) -> None:
+    alice, bob = member(raw, 1, 300), member(raw, 2)
+    household(raw, alice, bob)
+    sent = send(raw, alice, bob, 100)
+    raw.execute("DROP TRIGGER operations_transfer_undo_matches")
+    raw.execute(
+        "INSERT INTO operations (kind, idempotency_key, fingerprint, member_id,"
+        " counterparty_id, points, actor, reverses_operation_id, created_at)"
+        " VALUES ('transfer_undo', 'forged', 'x', ?, ?, 0, 't', ?, 0)",
+        (bob, alice, sent.operation_id),
+    )
+    assert violations(raw) == {"triggers", "transfer_undo_matches"}
