@@ -214,7 +214,10 @@ _ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 # Transfers against household membership (only once migration 16 created households): both
-# members shared the household the transfer recorded at the instant it was booked.
+# members shared the household the transfer recorded at the instant it was booked. Times are
+# whole seconds, so a stay that ended in the very second of a transfer still covers it: the
+# booking transaction saw both members in the household, and a leave after it shares the
+# second.
 _HOUSEHOLD_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     (
         "transfer_within_household",
@@ -225,8 +228,8 @@ _HOUSEHOLD_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
         "  JOIN household_members AS b ON b.household_id = a.household_id"
         "  WHERE a.member_id = t.member_id AND b.member_id = t.counterparty_id"
         "  AND a.household_id IS json_extract(t.meta, '$.household')"
-        "  AND a.joined_at <= t.created_at AND (a.left_at IS NULL OR a.left_at > t.created_at)"
-        "  AND b.joined_at <= t.created_at AND (b.left_at IS NULL OR b.left_at > t.created_at))",
+        "  AND a.joined_at <= t.created_at AND (a.left_at IS NULL OR a.left_at >= t.created_at)"
+        "  AND b.joined_at <= t.created_at AND (b.left_at IS NULL OR b.left_at >= t.created_at))",
     ),
 )
 
