@@ -40,7 +40,6 @@ RefusalReason = Literal[
     "recipient_day",
     "recipient_month",
 ]
-OFFER_KEY: Final = "transfer:offer:{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,14 +298,14 @@ def confirm(
     sender_id: int,
     *,
     limits: TransferLimits,
+    key: str,
     actor: str,
     now: datetime | None = None,
 ) -> ledger.OperationResult:
-    """Book the sender's offer once, every rule checked again now (a repeat returns the same
-    operation, replayed); the operation records its household. Raises OfferExpired,
-    TransferRefused, InsufficientPoints (SourceHeldBack)."""
+    """Book the sender's offer once under `key` (one per offer), every rule checked again now
+    (a repeat returns the same operation, replayed); the operation records its household.
+    Raises OfferExpired, TransferRefused, InsufficientPoints (SourceHeldBack)."""
     now = required_now(now)
-    key = OFFER_KEY.format(offer_id)
     with atomic(conn):
         pending = offer(conn, offer_id, sender_id)
         done = conn.execute(
@@ -355,17 +354,18 @@ def undo(
     sender_id: int,
     *,
     within: timedelta,
+    key: str,
     actor: str,
     now: datetime | None = None,
 ) -> ledger.OperationResult:
-    """Take a transfer back (see `storage.ledger.undo_transfer`), keyed by the transfer so a
-    double tap books once; raises NotFound, AlreadyReversed, InvalidState."""
+    """Take a transfer back (see `storage.ledger.undo_transfer`) under `key` (one per
+    transfer, so a double tap books once); raises NotFound, AlreadyReversed, InvalidState."""
     return ledger.undo_transfer(
         conn,
         transfer_operation_id,
         sender_id=sender_id,
         within=within,
-        key=f"transfer:undo:{transfer_operation_id}",
+        key=key,
         actor=actor,
         now=now,
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import load_config
-from bot.programme.transfers import limits_at
+from bot.programme.transfers import limits_at, offer_key
 from storage.audit import audit
 from storage.errors import InsufficientPoints
 from storage.family import Families
@@ -51,7 +51,9 @@ async def test_50_concurrent_transfers_out_of_a_balance_that_covers_10(tmp_path:
         ledger = Ledger(store)
         outcomes = await asyncio.gather(
             *(
-                transfers.confirm(offer.id, sender, limits=limits, actor="m", now=NOW)
+                transfers.confirm(
+                    offer.id, sender, limits=limits, key=offer_key(offer.id), actor="m", now=NOW
+                )
                 for offer in offers
             ),
             *(ledger.balance(sender, NOW) for _ in range(20)),  # readers alongside
@@ -84,7 +86,9 @@ async def test_concurrent_transfers_never_pass_the_daily_limit(tmp_path: Path) -
         ]
         outcomes = await asyncio.gather(
             *(
-                transfers.confirm(offer.id, sender, limits=limits, actor="m", now=NOW)
+                transfers.confirm(
+                    offer.id, sender, limits=limits, key=offer_key(offer.id), actor="m", now=NOW
+                )
                 for offer in offers
             ),
             return_exceptions=True,

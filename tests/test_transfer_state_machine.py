@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bot.config import load_config
-from bot.programme.transfers import limits_at
+from bot.programme.transfers import limits_at, offer_key, undo_key
 from storage import ledger
 from storage.audit import audit
 from storage.errors import AlreadyReversed, InsufficientPoints, InvalidState
@@ -257,7 +257,13 @@ class TransferMachine(RuleBasedStateMachine):
         plan = self.movable(sender)
         try:
             result = confirm(
-                self.conn, offer.id, self.ids[sender], limits=limits, actor="t", now=self.now
+                self.conn,
+                offer.id,
+                self.ids[sender],
+                limits=limits,
+                key=offer_key(offer.id),
+                actor="t",
+                now=self.now,
             )
         except (TransferRefused, InsufficientPoints) as exc:
             assert expected is not None, exc
@@ -299,6 +305,7 @@ class TransferMachine(RuleBasedStateMachine):
                 done.operation_id,
                 self.ids[done.sender],
                 within=UNDO,
+                key=undo_key(done.operation_id),
                 actor="t",
                 now=self.now,
             )

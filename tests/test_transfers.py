@@ -13,7 +13,13 @@ import pytest
 
 from bot.config import Config, FamilyConfig, load_config
 from bot.programme.errors import RuleError
-from bot.programme.transfers import limits_at, parse_points, transfer_terms
+from bot.programme.transfers import (
+    limits_at,
+    offer_key,
+    parse_points,
+    transfer_terms,
+    undo_key,
+)
 from storage import ledger
 from storage.audit import audit
 from storage.errors import (
@@ -95,7 +101,9 @@ def send(
 ) -> ledger.OperationResult:
     limits = limits_at(config, at)
     offer = create_offer(conn, sender, recipient, points, limits=limits, ttl=TTL, now=at)
-    return confirm(conn, offer.id, sender, limits=limits, actor="t", now=at)
+    return confirm(
+        conn, offer.id, sender, limits=limits, key=offer_key(offer.id), actor="t", now=at
+    )
 
 
 def lots_of(conn: sqlite3.Connection, member_id: int) -> list[tuple[int, datetime | None]]:
@@ -117,7 +125,9 @@ def test_a_transfer_moves_points_with_their_expiry_and_records_the_household(
     offer = create_offer(conn, alice, bob, 350, limits=limits, ttl=TTL, now=NOW)
     # The preview: the dated lot first, then the lifetime one.
     assert offer.plan == ((EXPIRY, 300), (None, 50))
-    result = confirm(conn, offer.id, alice, limits=limits, actor="t", now=NOW)
+    result = confirm(
+        conn, offer.id, alice, limits=limits, key=offer_key(offer.id), actor="t", now=NOW
+    )
     assert lots_of(conn, bob) == [(300, EXPIRY), (50, None)]
     assert ledger.balance(conn, alice, NOW).available == 50
     record = ledger.operation(conn, result.operation_id)
@@ -130,8 +140,18 @@ def test_a_double_tap_books_once(conn: sqlite3.Connection) -> None:
     household(conn, alice, bob)
     limits = limits_at(CONFIG, NOW)
     offer = create_offer(conn, alice, bob, 100, limits=limits, ttl=TTL, now=NOW)
-    first = confirm(conn, offer.id, alice, limits=limits, actor="t", now=NOW)
-    again = confirm(conn, offer.id, alice, limits=limits, actor="t", now=NOW + timedelta(hours=1))
+    first = confirm(
+        conn, offer.id, alice, limits=limits, key=offer_key(offer.id), actor="t", now=NOW
+    )
+    again = confirm(
+        conn,
+        offer.id,
+        alice,
+        limits=limits,
+        key=offer_key(offer.id),
+        actor="t",
+        now=NOW + timedelta(hours=1),
+    )
     assert again.replayed and again.operation_id == first.operation_id
     assert ledger.balance(conn, bob, NOW).available == 100
 
@@ -142,9 +162,11 @@ def test_someone_elses_or_an_expired_offer_is_stale(conn: sqlite3.Connection) ->
     limits = limits_at(CONFIG, NOW)
     offer = create_offer(conn, alice, bob, 100, limits=limits, ttl=TTL, now=NOW)
     with pytest.raises(OfferExpired):
-        confirm(conn, offer.id, bob, limits=limits, actor="t", now=NOW)
+        confirm(conn, offer.id, bob, limits=limits, key=offer_key(offer.id), actor="t", now=NOW)
     with pytest.raises(OfferExpired):
-        confirm(conn, offer.id, alice, limits=limits, actor="t", now=NOW + TTL)
+        confirm(
+            conn, offer.id, alice, limits=limits, key=offer_key(offer.id), actor="t", now=NOW + TTL
+        )
     assert ledger.balance(conn, bob, NOW).available == 0
 
 
@@ -157,7 +179,7 @@ def test_a_confirmation_after_leaving_is_refused(conn: sqlite3.Connection, leave
     end_stay(conn, alice if leaver == "sender" else bob, "left", actor="t", now=NOW)
     later = NOW + timedelta(minutes=1)
     with pytest.raises(TransferRefused) as refused:
-        confirm(conn, offer.id, alice, limits=limits, actor="t", now=later)
+        confirm(conn, offer.id, alice, limits=limits, key=offer_key(offer.id), actor="t", now=later)
     assert refused.value.reason == ("no_household" if leaver == "sender" else "not_together")
     assert ledger.balance(conn, alice, NOW).available == 300
 
@@ -237,7 +259,15 @@ def test_an_undone_transfer_no_longer_counts_toward_the_limits(conn: sqlite3.Con
     alice, bob = member(conn, 1, 500), member(conn, 2)
     household(conn, alice, bob)
     sent = send(conn, alice, bob, 100, config=config)
-    undo(conn, sent.operation_id, alice, within=timedelta(minutes=10), actor="t", now=NOW)
+    undo(
+        conn,
+        sent.operation_id,
+        alice,
+        within=timedelta(minutes=10),
+        key=undo_key(sent.operation_id),
+        actor="t",
+        now=NOW,
+    )
     assert send(conn, alice, bob, 100, config=config).points == 100
 
 
@@ -284,12 +314,28 @@ def test_undo_in_time_returns_the_points_with_the_original_expiry(
     household(conn, alice, bob)
     sent = send(conn, alice, bob, 120)
     later = NOW + timedelta(minutes=10)
-    back = undo(conn, sent.operation_id, alice, within=timedelta(minutes=10), actor="t", now=later)
+    back = undo(
+        conn,
+        sent.operation_id,
+        alice,
+        within=timedelta(minutes=10),
+        key=undo_key(sent.operation_id),
+        actor="t",
+        now=later,
+    )
     assert back.kind == "transfer_undo" and back.points == 120
     assert ledger.balance(conn, bob, later).available == 0
     assert lots_of(conn, alice) == [(100, EXPIRY), (20, None)]
     # A double tap replays; another undo is refused.
-    again = undo(conn, sent.operation_id, alice, within=timedelta(minutes=10), actor="t", now=later)
+    again = undo(
+        conn,
+        sent.operation_id,
+        alice,
+        within=timedelta(minutes=10),
+        key=undo_key(sent.operation_id),
+        actor="t",
+        now=later,
+    )
     assert again.replayed and again.operation_id == back.operation_id
     with pytest.raises(AlreadyReversed):
         ledger.undo_transfer(
@@ -309,6 +355,7 @@ def test_undo_too_late_after_spending_or_by_someone_else(conn: sqlite3.Connectio
             first.operation_id,
             alice,
             within=window,
+            key=undo_key(first.operation_id),
             actor="t",
             now=NOW + window + timedelta(seconds=1),
         )
@@ -316,10 +363,26 @@ def test_undo_too_late_after_spending_or_by_someone_else(conn: sqlite3.Connectio
     second = send(conn, alice, bob, 100)
     ledger.spend(conn, bob, 150, key="buy", actor="m", reason=None, reference=None, now=NOW)
     with pytest.raises(InvalidState) as spent:
-        undo(conn, second.operation_id, alice, within=window, actor="t", now=NOW)
+        undo(
+            conn,
+            second.operation_id,
+            alice,
+            within=window,
+            key=undo_key(second.operation_id),
+            actor="t",
+            now=NOW,
+        )
     assert spent.value.status == "spent"
     with pytest.raises(NotFound):
-        undo(conn, second.operation_id, bob, within=window, actor="t", now=NOW)
+        undo(
+            conn,
+            second.operation_id,
+            bob,
+            within=window,
+            key=undo_key(second.operation_id),
+            actor="t",
+            now=NOW,
+        )
 
 
 def test_the_database_refuses_a_forged_undo(conn: sqlite3.Connection) -> None:
@@ -402,7 +465,15 @@ def test_the_audit_passes_transfers_of_members_who_left_since(raw: sqlite3.Conne
     alice, bob = member(raw, 1, 300), member(raw, 2)
     household(raw, alice, bob)
     sent = send(raw, alice, bob, 100)
-    undo(raw, sent.operation_id, alice, within=TTL, actor="t", now=NOW)
+    undo(
+        raw,
+        sent.operation_id,
+        alice,
+        within=TTL,
+        key=undo_key(sent.operation_id),
+        actor="t",
+        now=NOW,
+    )
     send(raw, alice, bob, 50)
     end_stay(raw, bob, "left", actor="t", now=NOW + timedelta(hours=1))
     assert violations(raw) == set()
@@ -432,7 +503,15 @@ def test_the_audit_catches_a_forged_expiry_or_origin(raw: sqlite3.Connection) ->
     alice, bob = member(raw, 1, 300), member(raw, 2)
     household(raw, alice, bob)
     sent = send(raw, alice, bob, 100)
-    undo(raw, sent.operation_id, alice, within=TTL, actor="t", now=NOW)
+    undo(
+        raw,
+        sent.operation_id,
+        alice,
+        within=TTL,
+        key=undo_key(sent.operation_id),
+        actor="t",
+        now=NOW,
+    )
     assert violations(raw) == set()
     raw.execute("DROP TRIGGER lots_append_only_update")
     # The undo's lot made younger than the sender's original.

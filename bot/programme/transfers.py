@@ -164,6 +164,16 @@ def _short(exc: InsufficientPoints) -> RuleError:
     return RuleError(N_("transfer.insufficient"), available=exc.available, requested=exc.requested)
 
 
+def offer_key(offer_id: int) -> str:
+    """The idempotency key of booking one confirmation: a double tap books once."""
+    return f"transfer:offer:{offer_id}"
+
+
+def undo_key(operation_id: int) -> str:
+    """The idempotency key of taking one transfer back."""
+    return f"transfer:undo:{operation_id}"
+
+
 def _transfers(programme: Programme) -> Transfers:
     return Transfers(programme.store)
 
@@ -331,7 +341,13 @@ async def confirm_transfer(
         raise RuleError(N_("button.expired")) from exc
     sender_name, recipient_name = await _names(programme, sender_id, pending.recipient_id)
     book = partial(
-        store.confirm, offer_id=offer_id, sender_id=sender_id, limits=limits, actor=actor, now=now
+        store.confirm,
+        offer_id=offer_id,
+        sender_id=sender_id,
+        limits=limits,
+        key=offer_key(offer_id),
+        actor=actor,
+        now=now,
     )
     try:
         result = await programme.pushes.book_and_notify(book, transfer_notice(sender_name), now)
@@ -374,6 +390,7 @@ async def undo_transfer(
         transfer_operation_id=operation_id,
         sender_id=sender_id,
         within=timedelta(minutes=terms.undo_minutes),
+        key=undo_key(operation_id),
         actor=actor,
         now=now,
     )
