@@ -320,8 +320,8 @@ async def ask_typed_amount(update: Update, context: BotContext) -> int:
         return ConversationHandler.END
     await query.answer()
     if query.message is not None:
-        text = _("transfer.ask_amount", name=choice.recipient.name, least=choice.least,
-                 most=choice.most)  # fmt: skip
+        name, least, most = choice.recipient.name, choice.least, choice.most
+        text = _("transfer.ask_amount", name=name, least=least, most=most)
         await context.bot.send_message(query.message.chat.id, text)
     return ASK_AMOUNT
 

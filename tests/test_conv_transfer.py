@@ -308,7 +308,7 @@ async def test_not_in_a_household_alone_or_cooling_off(sandbox: Sandbox) -> None
     [picker] = await alice_chat.send("/transfer")
     refused = await tap(alice_chat, "💸 小红", message=picker)
     assert refused.text == (
-        "为保障账户安全，双方加入家庭都满 7 天后才能转赠积分，2026-11-29 起即可转赠。"
+        "为保障账户安全，双方加入家庭都满 7 天后才能转赠积分，2026-11-29 12:00 起即可转赠。"
     )
     # A forged button toward someone outside the household.
     await alice_chat.tap_data(picker.message_id, "tr:amt:999:50")
@@ -324,7 +324,7 @@ async def test_a_newcomer_sees_when_the_cooling_off_ends(sandbox: Sandbox) -> No
     )
     [answer] = await alice_chat.send("/transfer")
     assert answer.text == (
-        "为保障账户安全，双方加入家庭都满 7 天后才能转赠积分，2026-12-01 起即可转赠。"
+        "为保障账户安全，双方加入家庭都满 7 天后才能转赠积分，2026-12-01 12:00 起即可转赠。"
     )
 
 

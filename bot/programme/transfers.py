@@ -143,12 +143,17 @@ def parse_points(text: str) -> int:
     return points
 
 
+def _local_minute(moment: datetime, config: Config) -> str:
+    """A local time to the minute, rounded up: points may move from the minute shown."""
+    local = (moment + timedelta(seconds=59)).astimezone(config.program.tz)
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
 def _refusal(exc: TransferRefused, config: Config) -> RuleError:
     """A store refusal as the message that explains it to the sender."""
     params: dict[str, object] = {"limit": exc.limit, "left": exc.left}
     if exc.until is not None:
-        # The cooling-off ends during that local day: it is the first day points may move.
-        params["day"] = local_today(exc.until, config).isoformat()
+        params["day"] = _local_minute(exc.until, config)
         params["days"] = config.family.cooling_off_days
     return RuleError(REFUSALS[exc.reason], **params)
 
@@ -195,7 +200,7 @@ async def recipients(programme: Programme, member_id: int) -> tuple[HouseholdMem
         raise RuleError(N_("transfer.alone"))
     ends = me.joined_at + timedelta(days=terms.cooling_off_days)
     if ends > now:
-        day = local_today(ends, config).isoformat()
+        day = _local_minute(ends, config)
         raise RuleError(N_("transfer.cooling_off"), day=day, days=terms.cooling_off_days)
     return others
 
