@@ -1,5 +1,5 @@
-"""The audit-trail exports: every posting with its operation, and every household event, as
-CSV, times in local time."""
+"""The audit-trail exports: every posting with its operation (a transfer's rows name both
+members), and every household event, as CSV, times in local time."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ COLUMNS: Final = (
     "member_code",
     "amount",
     "meta",
+    # Both sides of a transfer (and of its undo): whose points left, and who got them.
+    "transfer_from_code",
+    "transfer_to_code",
 )
 # Postings written between two look-ups of the member codes they name.
 _CHUNK: Final = 5_000
@@ -49,7 +52,8 @@ def write_ledger_csv(
     chunk: list[LedgerLine] = []
 
     def flush() -> None:
-        if missing := {p.member_id for p in chunk if p.member_id is not None} - codes.keys():
+        named = {m for p in chunk for m in (p.member_id, p.moved_from, p.moved_to) if m is not None}
+        if missing := named - codes.keys():
             codes.update(member_codes_by_id(conn, missing))
         writer.writerows(
             (
@@ -67,6 +71,8 @@ def write_ledger_csv(
                 "" if p.member_id is None else codes.get(p.member_id, ""),
                 p.amount,
                 _text(p.meta),
+                "" if p.moved_from is None else codes.get(p.moved_from, ""),
+                "" if p.moved_to is None else codes.get(p.moved_to, ""),
             )
             for p in chunk
         )

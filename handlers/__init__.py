@@ -49,6 +49,7 @@ from handlers.settings import (
     settings_callback,
 )
 from handlers.surveys import survey_conversation, survey_stats_command, surveys_command
+from handlers.transfer import transfer_callback, transfer_command, transfer_conversation
 
 # Commands shown in Telegram's menu: (command, message id of its description).
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -63,6 +64,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("odds", N_("command.odds")),
     ("prizes", N_("command.prizes")),
     ("surveys", N_("command.surveys")),
+    ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
     ("family", N_("command.family")),
     ("settings", N_("command.settings")),
@@ -99,6 +101,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("prizes", prizes, filters=incoming))
     app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
+    app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -115,6 +118,9 @@ def register(app: BotApp) -> None:
     app.add_handler(family_conversation())
     # After the code conversation, whose entry is the "fam:code" button.
     app.add_handler(CallbackQueryHandler(family_callback, pattern=r"^fam:"))
+    app.add_handler(transfer_conversation())
+    # After the transfer conversation, whose entry is the "another amount" button.
+    app.add_handler(CallbackQueryHandler(transfer_callback, pattern=r"^tr:"))
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.
     app.add_handler(CallbackQueryHandler(settings_callback, pattern=r"^set:"))
     # After the family-birthday conversation, whose entries are "dep:kind:…" and "dep:chg:…".

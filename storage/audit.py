@@ -66,6 +66,12 @@ REQUIRED_TRIGGERS: Final = (
     "accounts_no_delete",
     *MALL_TRIGGERS,
 )
+# Transfers (storage/migrations/0017_transfers.sql).
+TRANSFER_TRIGGERS: Final = (
+    "transfer_offers_fixed",
+    "transfer_offers_no_delete",
+    "operations_transfer_undo_matches",
+)
 LEDGER_TABLES: Final = ("accounts", "operations", "postings", "lots", "allocations")
 # Enough examples to act on without flooding the report on a badly broken database.
 MAX_EXAMPLES: Final = 20
@@ -178,16 +184,52 @@ _ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
         "refund, reversed operation, kind, refunded, spent",
         "SELECT r.id, s.id, s.kind, r.points, s.points FROM operations AS r"
         " JOIN operations AS s ON s.id = r.reverses_operation_id"
-        " WHERE s.kind NOT IN ('redeem', 'game_play') OR r.points <> s.points",
+        " WHERE r.kind <> 'transfer_undo'"
+        " AND (s.kind NOT IN ('redeem', 'game_play') OR r.points <> s.points)",
     ),
     (
-        # Transfers must not extend validity by ping-pong.
+        # An undo gives back exactly a transfer, between the same two members.
+        "transfer_undo_matches",
+        "undo, reversed operation, kind, members, reversed members, points, reversed points",
+        "SELECT u.id, t.id, t.kind, u.member_id || '>' || u.counterparty_id,"
+        " t.member_id || '>' || t.counterparty_id, u.points, t.points FROM operations AS u"
+        " LEFT JOIN operations AS t ON t.id = u.reverses_operation_id"
+        " WHERE u.kind = 'transfer_undo' AND (t.id IS NULL OR t.kind <> 'transfer'"
+        " OR u.member_id <> t.member_id OR u.counterparty_id IS NOT t.counterparty_id"
+        " OR u.points <> t.points)",
+    ),
+    (
+        # Transfers (and their undos) must not extend validity by ping-pong: each lot they
+        # create carries the expiry of the lot it came from, which belonged to the other side.
         "transfer_keeps_expiry",
-        "lot, origin lot, expires_at, origin expires_at",
-        "SELECT l.id, o.id, l.expires_at, o.expires_at FROM lots AS l"
-        " JOIN operations AS op ON op.id = l.operation_id AND op.kind = 'transfer'"
-        " JOIN lots AS o ON o.id = l.origin_lot_id"
-        " WHERE l.expires_at IS NOT o.expires_at",
+        "lot, origin lot, expires_at, origin expires_at, lot member, origin member",
+        "SELECT l.id, o.id, l.expires_at, o.expires_at, l.member_id, o.member_id FROM lots AS l"
+        " JOIN operations AS op ON op.id = l.operation_id"
+        " AND op.kind IN ('transfer', 'transfer_undo')"
+        " LEFT JOIN lots AS o ON o.id = l.origin_lot_id"
+        " WHERE o.id IS NULL OR l.expires_at IS NOT o.expires_at OR l.member_id = o.member_id"
+        " OR l.member_id NOT IN (op.member_id, op.counterparty_id)"
+        " OR o.member_id NOT IN (op.member_id, op.counterparty_id)",
+    ),
+)
+
+# Transfers against household membership (only once migration 16 created households): both
+# members shared the household the transfer recorded at the instant it was booked. Times are
+# whole seconds, so a stay that ended in the very second of a transfer still covers it: the
+# booking transaction saw both members in the household, and a leave after it shares the
+# second.
+_HOUSEHOLD_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "transfer_within_household",
+        "transfer, sender, recipient, recorded household",
+        "SELECT t.id, t.member_id, t.counterparty_id, json_extract(t.meta, '$.household')"
+        " FROM operations AS t WHERE t.kind = 'transfer' AND NOT EXISTS ("
+        "  SELECT 1 FROM household_members AS a"
+        "  JOIN household_members AS b ON b.household_id = a.household_id"
+        "  WHERE a.member_id = t.member_id AND b.member_id = t.counterparty_id"
+        "  AND a.household_id IS json_extract(t.meta, '$.household')"
+        "  AND a.joined_at <= t.created_at AND (a.left_at IS NULL OR a.left_at >= t.created_at)"
+        "  AND b.joined_at <= t.created_at AND (b.left_at IS NULL OR b.left_at >= t.created_at))",
     ),
 )
 
@@ -381,6 +423,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         )
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         has_mall = all(table in tables for table in MALL_TABLES)
+        has_households = "household_members" in tables
+        has_transfer_offers = "transfer_offers" in tables
         row_checks = _ROW_CHECKS + _MALL_CHECKS if has_mall else _ROW_CHECKS
         has_games = all(table in tables for table in GAME_TABLES)
         if has_games:
@@ -392,6 +436,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
         if has_budget:
             row_checks += _BUDGET_CHECKS
         has_surveys = all(table in tables for table in SURVEY_TABLES)
+        if has_households:
+            row_checks += _HOUSEHOLD_CHECKS
         if has_surveys:
             row_checks += _SURVEY_CHECKS
             summary["survey_responses"] = int(
@@ -417,6 +463,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += SURVEY_TRIGGERS
         if has_budget:
             required += BUDGET_TRIGGERS
+        if has_transfer_offers:
+            required += TRANSFER_TRIGGERS
         if has_mall and any(
             row[1] == "valid_until" for row in conn.execute("PRAGMA table_info(redemptions)")
         ):

@@ -35,6 +35,15 @@ class InsufficientPoints(StoreError):
         self.requested = requested
 
 
+class SourceHeldBack(InsufficientPoints):
+    """Enough points, but some come from sources that stay with their member (a transfer):
+    `available` is what may move, `held_back` what may not."""
+
+    def __init__(self, available: int, requested: int, held_back: int) -> None:
+        super().__init__(available, requested)
+        self.held_back = held_back
+
+
 class AlreadyReversed(StoreError):
     """The operation was already refunded or reversed."""
 

@@ -11,6 +11,7 @@ import pytest
 
 from storage import ledger
 from storage.audit import REQUIRED_TRIGGERS, audit
+from storage.family import create_household, join_household
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 
@@ -49,7 +50,12 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
         merchant_fault=True,
         now=T0,
     )
-    ledger.transfer(connection, alice, bob, 60, key="t1", actor="m", reason=None, now=T0)
+    home = create_household(connection, alice, actor="t", now=T0)
+    join_household(connection, home.id, bob, max_members=6, actor="t", now=T0)
+    ledger.transfer(
+        connection, alice, bob, 60, key="t1", actor="m", reason=None, now=T0,
+        meta={"household": home.id},
+    )  # fmt: skip
     ledger.adjust(connection, bob, -5, key="a1", actor="admin", reason="fix", now=T0)
     ledger.expire_due(connection, T0 + 35 * DAY)
     yield connection

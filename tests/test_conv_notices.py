@@ -15,7 +15,7 @@ import pytest
 from bot.config import Campaign, Config, Localized
 from bot.imports import ImportSummary, import_purchases
 from bot.programme.mall import confirm_redemption, offer_redemption
-from bot.programme.notices import transfer_points
+from bot.programme.transfers import confirm_transfer, offer_transfer
 from bot.sandbox.seed import DEMO_USER_ID, seed_demo
 from storage.members import Member
 from storage.store import connect_sync
@@ -238,8 +238,8 @@ async def test_a_withdrawn_item_tells_the_member_of_refund_and_compensation(
 @pytest.mark.parametrize(
     ("lang", "expected"),
     [
-        ("zh-hans", "🎁 妈妈 转给您 80 积分，已存入您的账户。当前可用积分：80。"),
-        ("en", "🎁 妈妈 sent you 80 points; they are in your account. Available now: 80."),
+        ("zh-hans", "🎁 小明 转给您 80 积分，已存入您的账户。当前可用积分：80。"),
+        ("en", "🎁 小明 sent you 80 points; they are in your account. Available now: 80."),
     ],
 )
 async def test_a_transfer_received_tells_the_recipient_once(
@@ -247,17 +247,13 @@ async def test_a_transfer_received_tells_the_recipient_once(
 ) -> None:
     giver = await member_with(sandbox, 8107, 200)
     taker = await member(sandbox, 8108, lang)
+    families, settled = sandbox.services.families, NOW - timedelta(days=8)
+    home = await families.create_household(giver.id, actor="t", now=settled)
+    await families.join_household(home.id, taker.id, max_members=6, actor="t", now=settled)
     seen_giver, seen_taker = sandbox.emu.event_count(8107), sandbox.emu.event_count(8108)
-    for _ in range(2):  # a repeated request (same key) moves and tells once
-        await transfer_points(
-            sandbox.services,
-            giver.id,
-            taker.id,
-            80,
-            sender_name="妈妈",
-            key="family:test:1",
-            actor="telegram:8107",
-        )
+    pending = await offer_transfer(sandbox.services, giver.id, taker.id, 80)
+    for _ in range(2):  # a repeated confirmation (the same offer) moves and tells once
+        await confirm_transfer(sandbox.services, giver.id, pending.offer.id, actor="telegram:8107")
     assert await told(sandbox, 8108, seen_taker) == [expected]
     assert await told(sandbox, 8107, seen_giver) == []  # the giver moved them themselves
     balance = await sandbox.services.ledger.balance(taker.id)

@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from bot.config import Campaign, Config, Localized, Survey
+from bot.programme.transfers import confirm_transfer, offer_transfer
 from bot.sandbox.client import ChatClient
 from storage.members import Member
 from tests.conftest import NOW, Sandbox, assert_audit_ok
@@ -342,9 +343,10 @@ async def test_a_transfer_names_the_other_member(
     relative = await sandbox.services.members.by_telegram_id(user_id + 100)
     assert relative is not None
     await sandbox.admin().send(f"/purchase {member.member_code} 100 general R-4001")
-    # No member command moves points yet; the ledger's transfer is what one would book.
-    await sandbox.services.ledger.transfer(
-        member.id, relative.id, 100, key="family:1", actor="t", reason=None
-    )
+    families, settled = sandbox.services.families, NOW - timedelta(days=8)
+    home = await families.create_household(member.id, actor="t", now=settled)
+    await families.join_household(home.id, relative.id, max_members=6, actor="t", now=settled)
+    pending = await offer_transfer(sandbox.services, member.id, relative.id, 100)
+    await confirm_transfer(sandbox.services, member.id, pending.offer.id, actor="t")
     assert (await statement(chat, words))[0] == sent
     assert (await statement(family, words))[0] == received

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.export import COLUMNS
 from storage import ledger
+from storage.family import create_household, join_household
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 
@@ -129,6 +130,8 @@ def test_columns_carry_the_operation_the_account_and_local_times(
         "member_code": codes["alice"],
         "amount": "100",
         "meta": purchase_member["meta"],
+        "transfer_from_code": "",
+        "transfer_to_code": "",
     }
     assert json.loads(purchase_member["meta"]) == {"amount": "100.00", "category": "general"}
     refund = [r for r in rows if r["kind"] == "refund"]
@@ -185,3 +188,35 @@ def test_no_database_exits_2(config_file: Path) -> None:
     result = CliRunner().invoke(main, ["export-ledger", "--config", str(config_file)])
     assert result.exit_code == 2
     assert "init-db" in result.output
+
+
+def test_a_transfer_and_its_undo_name_both_members(
+    conn: sqlite3.Connection, codes: dict[str, str], config_file: Path
+) -> None:
+    alice, bob = 1, 2
+    home = create_household(conn, alice, actor="t", now=T0)
+    join_household(conn, home.id, bob, max_members=6, actor="t", now=T0)
+    later = T0 + timedelta(days=8)
+    sent = ledger.transfer(
+        conn, alice, bob, 50, key="t", actor="m", reason=None, now=later,
+        meta={"household": home.id},
+    )  # fmt: skip
+    ledger.undo_transfer(
+        conn, sent.operation_id, sender_id=alice, within=timedelta(minutes=10), key="u",
+        actor="m", now=later,
+    )  # fmt: skip
+    rows = [r for r in export(config_file) if r["kind"].startswith("transfer")]
+    assert [(r["kind"], r["member_code"], r["amount"]) for r in rows] == [
+        ("transfer", codes["alice"], "-50"),
+        ("transfer", codes["bob"], "50"),
+        ("transfer_undo", codes["bob"], "-50"),
+        ("transfer_undo", codes["alice"], "50"),
+    ]
+    # Each row names both sides, whichever member's account it is.
+    sides = {(r["kind"], r["transfer_from_code"], r["transfer_to_code"]) for r in rows}
+    assert sides == {
+        ("transfer", codes["alice"], codes["bob"]),
+        ("transfer_undo", codes["bob"], codes["alice"]),
+    }
+    (bobs,) = [r for r in export(config_file, "--member", codes["bob"]) if r["kind"] == "transfer"]
+    assert (bobs["transfer_from_code"], bobs["transfer_to_code"]) == (codes["alice"], codes["bob"])

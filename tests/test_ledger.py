@@ -13,6 +13,7 @@ import pytest
 from storage import ledger, sql
 from storage.audit import audit
 from storage.errors import AlreadyReversed, Conflict, InsufficientPoints, InvalidRequest, NotFound
+from storage.family import create_household, join_household
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 
@@ -356,10 +357,13 @@ def test_only_spends_can_be_refunded(conn: sqlite3.Connection, target: str) -> N
 
 def test_transfer_keeps_each_lots_expiry(conn: sqlite3.Connection) -> None:
     alice, bob = new_member(conn, 1), new_member(conn, 2)
+    home = create_household(conn, alice, actor="t", now=T0)
+    join_household(conn, home.id, bob, max_members=6, actor="t", now=T0)
+    in_home = {"household": home.id}
     soon = earn(conn, alice, 30, T0 + 10 * DAY, "a").lots_created[0]
     never = earn(conn, alice, 50, None, "b").lots_created[0]
     result = ledger.transfer(
-        conn, alice, bob, 40, key="t1", actor="member", reason="family", now=T0
+        conn, alice, bob, 40, key="t1", actor="member", reason="family", now=T0, meta=in_home
     )
     assert (result.balance_after, result.recipient_id, result.recipient_balance_after) == (
         40,
@@ -370,7 +374,9 @@ def test_transfer_keeps_each_lots_expiry(conn: sqlite3.Connection) -> None:
     assert received[soon].expires_at == T0 + 10 * DAY and received[soon].points == 30
     assert received[never].expires_at is None and received[never].points == 10
     # Passing the points back does not make them any younger.
-    back = ledger.transfer(conn, bob, alice, 40, key="t2", actor="m", reason=None, now=T0)
+    back = ledger.transfer(
+        conn, bob, alice, 40, key="t2", actor="m", reason=None, now=T0, meta=in_home
+    )
     assert {lot.expires_at for lot in ledger.lots(conn, alice) if lot.id in back.lots_created} == {
         T0 + 10 * DAY,
         None,

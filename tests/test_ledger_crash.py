@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from storage.audit import audit
+from storage.family import create_household, join_household
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 from tests.conftest import NOW
@@ -56,7 +58,7 @@ while True:
         elif dice < 0.65:
             other = rng.choice([m for m in members if m != member])
             ack(ledger.transfer(conn, member, other, rng.randint(1, 100), key=key, actor="m",
-                                reason=None, now=now))
+                                reason=None, now=now, meta={"household": 1}))
         elif dice < 0.75:
             row = conn.execute("SELECT id FROM operations WHERE kind = 'redeem'"
                                " ORDER BY random() LIMIT 1").fetchone()
@@ -90,8 +92,15 @@ def database(tmp_path: Path) -> Path:
     path = tmp_path / "crash.db"
     conn = connect_sync(path)
     migrate(conn)
-    for telegram_id in range(1, 5):
-        register_member(conn, Profile(telegram_id, f"m{telegram_id}"), None, NOW)
+    ids = [
+        register_member(conn, Profile(telegram_id, f"m{telegram_id}"), None, NOW)[0].id
+        for telegram_id in range(1, 5)
+    ]
+    # One household long before the workers' clock, so their transfers stay inside it.
+    since = datetime(2024, 1, 1, tzinfo=UTC)
+    home = create_household(conn, ids[0], actor="t", now=since)
+    for other in ids[1:]:
+        join_household(conn, home.id, other, max_members=6, actor="t", now=since)
     conn.close()
     return path
 

@@ -12,6 +12,7 @@ import pytest
 from storage import ledger
 from storage.audit import audit
 from storage.errors import Conflict, InvalidRequest, NotFound
+from storage.family import Families, create_household, join_household
 from storage.members import Members, Profile, register_member
 from storage.store import Store, connect_sync, migrate
 
@@ -31,6 +32,14 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 def new_member(conn: sqlite3.Connection, telegram_id: int = 1) -> int:
     member, _ = register_member(conn, Profile(telegram_id, f"member{telegram_id}"), None, T0)
     return member.id
+
+
+def household(conn: sqlite3.Connection, *members: int) -> dict[str, int]:
+    """Put the members in one household (transfers stay inside one); the meta to record."""
+    home = create_household(conn, members[0], actor="t", now=T0 - DAY)
+    for other in members[1:]:
+        join_household(conn, home.id, other, max_members=6, actor="t", now=T0 - DAY)
+    return {"household": home.id}
 
 
 def earn(
@@ -96,7 +105,8 @@ def test_lifetime_counts_every_point_credited_once(conn: sqlite3.Connection) -> 
     ledger.adjust(conn, alice, 100, key="up", actor="o", reason="goodwill", now=T0)
     ledger.adjust(conn, alice, -10, key="down", actor="o", reason="typo", now=T0)
     ledger.extend_validity(conn, alice, until=T0 + 9 * DAY, key="x", actor="o", reason=None, now=T0)
-    ledger.transfer(conn, alice, bob, 30, key="t", actor="m", reason=None, now=T0)
+    meta = household(conn, alice, bob)
+    ledger.transfer(conn, alice, bob, 30, key="t", actor="m", reason=None, now=T0, meta=meta)
     assert ledger.balance(conn, alice, T0).lifetime_earned == 150
     assert ledger.balance(conn, alice, T0).available == 110
     assert ledger.balance(conn, bob, T0).lifetime_earned == 30
@@ -116,7 +126,10 @@ def test_history_is_newest_first_with_signed_points(conn: sqlite3.Connection) ->
     alice, bob = new_member(conn, 1), new_member(conn, 2)
     earn(conn, alice, 50, None, "a")
     ledger.spend(conn, alice, 20, key="s", actor="m", reason="tea", reference="RD-1", now=T0 + DAY)
-    ledger.transfer(conn, alice, bob, 10, key="t", actor="m", reason="mum", now=T0 + 2 * DAY)
+    meta = household(conn, alice, bob)
+    ledger.transfer(
+        conn, alice, bob, 10, key="t", actor="m", reason="mum", now=T0 + 2 * DAY, meta=meta
+    )
     statement = ledger.history(conn, alice)
     assert statement.total == 3
     assert [(line.kind, line.points) for line in statement.lines] == [
@@ -161,7 +174,8 @@ def test_operation_record_and_missing_operation(conn: sqlite3.Connection) -> Non
 def test_iter_ledger_exports_every_posting(conn: sqlite3.Connection) -> None:
     alice, bob = new_member(conn, 1), new_member(conn, 2)
     earn(conn, alice, 50, T0 + DAY, "a")
-    ledger.transfer(conn, alice, bob, 10, key="t", actor="m", reason=None, now=T0)
+    meta = household(conn, alice, bob)
+    ledger.transfer(conn, alice, bob, 10, key="t", actor="m", reason=None, now=T0, meta=meta)
     ledger.expire_due(conn, T0 + DAY)
     rows = list(ledger.iter_ledger(conn))
     assert len(rows) == 2 * conn.execute("SELECT count(*) FROM operations").fetchone()[0]
@@ -239,7 +253,13 @@ async def test_async_ledger_round_trip(tmp_path: Path) -> None:
         await book.refund(
             spent.operation_id, key="r", actor="o", reason=None, merchant_fault=True, now=T0
         )
-        await book.transfer(alice.id, bob.id, 10, key="t", actor="m", reason=None, now=T0)
+        families = Families(store)
+        home = await families.create_household(alice.id, actor="t", now=T0)
+        await families.join_household(home.id, bob.id, max_members=6, actor="t", now=T0)
+        await book.transfer(
+            alice.id, bob.id, 10, key="t", actor="m", reason=None, now=T0,
+            meta={"household": home.id},
+        )  # fmt: skip
         await book.adjust(alice.id, -5, key="a", actor="admin", reason="fix", now=T0)
         await book.extend_validity(
             alice.id, until=T0 + 20 * DAY, key="x", actor="o", reason=None, now=T0

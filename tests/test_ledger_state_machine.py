@@ -19,6 +19,7 @@ from hypothesis.stateful import (
 from storage import ledger
 from storage.audit import audit
 from storage.errors import AlreadyReversed, Conflict, InsufficientPoints, InvalidRequest
+from storage.family import create_household, join_household
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 
@@ -66,6 +67,11 @@ class LedgerMachine(RuleBasedStateMachine):
             register_member(self.conn, Profile(100 + i, f"m{i}"), None, at(T0))[0].id
             for i in range(MEMBERS)
         ]
+        # Everyone in one household from before the start: transfers stay inside it.
+        home = create_household(self.conn, self.member_ids[0], actor="t", now=at(T0 - 1))
+        for other in self.member_ids[1:]:
+            join_household(self.conn, home.id, other, max_members=6, actor="t", now=at(T0 - 1))
+        self.in_home = {"household": home.id}
         self.now = T0
         self.lots: dict[int, ModelLot] = {}
         self.spends: list[ModelSpend] = []
@@ -208,8 +214,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
         def call() -> ledger.OperationResult:
             return ledger.transfer(
-                self.conn, from_id, to_id, points, key=key, actor="m", reason=None, now=now
-            )
+                self.conn, from_id, to_id, points, key=key, actor="m", reason=None, now=now,
+                meta=self.in_home,
+            )  # fmt: skip
 
         if from_id == to_id:
             with pytest.raises(InvalidRequest):

@@ -16,6 +16,7 @@ from storage.members import Members
 from storage.pushes import Pushes
 from storage.store import Store
 from storage.surveys import Surveys
+from storage.transfers import Transfers
 
 
 class Programme:
@@ -31,6 +32,7 @@ class Programme:
     games: Games
     surveys: Surveys
     families: Families
+    transfers: Transfers
     dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.

@@ -1,5 +1,6 @@
 """What a member is told when their points change by someone else's hand: a purchase (at the
-till or imported), a staff adjustment, a refund with compensation, a transfer received.
+till or imported), a staff adjustment, a refund with compensation,
+a transfer received or taken back.
 
 Every notice is an outbox push of the category "service" (quiet hours hold only promotions),
 queued in the transaction that books the change (`storage.pushes.book_and_notify`), with a
@@ -12,12 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from functools import partial
 
 from bot.config import Config, Localized
 from bot.i18n import N_
-from bot.programme.context import Programme
-from storage.ledger import OperationResult, transfer
 from storage.mall import Redemption
 from storage.pushes import SERVICE, Booked, ImportedPurchases, Notice, Push
 
@@ -131,28 +129,21 @@ def transfer_notice(sender_name: str) -> Notice:
     return build
 
 
-async def transfer_points(
-    programme: Programme,
-    from_member: int,
-    to_member: int,
-    points: int,
-    *,
-    sender_name: str,
-    key: str,
-    actor: str,
-    reason: str | None = None,
-) -> OperationResult:
-    """Move points to another member (family) and tell the recipient, in one transaction;
-    raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
-    now = programme.now()
-    book = partial(
-        transfer,
-        from_member=from_member,
-        to_member=to_member,
-        points=points,
-        key=key,
-        actor=actor,
-        reason=reason,
-        now=now,
-    )
-    return await programme.pushes.book_and_notify(book, transfer_notice(sender_name), now)
+def undo_notice(sender_name: str) -> Notice:
+    """The notice to the member whose received transfer the sender took back (always sent)."""
+
+    def build(booked: Booked) -> Push:
+        params = {
+            "sender": sender_name,
+            "points": booked.result.points,
+            "balance": booked.available,
+        }
+        return Push(
+            _points_key(booked.result.operation_id),
+            booked.member_id,
+            SERVICE,
+            N_("notice.transfer_undone"),
+            params,
+        )
+
+    return build

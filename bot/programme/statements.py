@@ -190,6 +190,17 @@ def transfer(line: StatementLine, config: Config, language: str) -> StatementEnt
     return StatementEntry(what, tuple(who))
 
 
+def transfer_undo(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """A transfer taken back: the points back to the sender, or away from the recipient."""
+    if line.points > 0:
+        what = _phrase(N_("statement.transfer_undo_back"))
+        who = [_phrase(N_("statement.to"), name=line.counterparty)] if line.counterparty else []
+    else:
+        what = _phrase(N_("statement.transfer_undo_taken"))
+        who = [_phrase(N_("statement.from"), name=line.counterparty)] if line.counterparty else []
+    return StatementEntry(what, tuple(who))
+
+
 def adjustment(line: StatementLine, config: Config, language: str) -> StatementEntry:
     """A correction by staff, with the reason they gave."""
     return StatementEntry(_phrase(N_("kind.adjust")), tuple(_reason(line)))
@@ -232,6 +243,7 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "game_play": game_play,
     "refund": refund,
     "transfer": transfer,
+    "transfer_undo": transfer_undo,
     "adjust": adjustment,
     "extend_validity": validity_extended,
     "expire": expiry,

@@ -26,6 +26,7 @@ from storage.ledger.operations import (
     refund,
     spend,
     transfer,
+    undo_transfer,
 )
 from storage.ledger.queries import (
     available,
@@ -100,6 +101,7 @@ __all__ = [
     "refund",
     "spend",
     "transfer",
+    "undo_transfer",
 ]
 
 # --- the async facade ----------------------------------------------------------------------
@@ -113,6 +115,7 @@ class Ledger(Facade):
     spend = writes(operations.spend)
     refund = writes(operations.refund)
     transfer = writes(operations.transfer)
+    undo_transfer = writes(operations.undo_transfer)
     adjust = writes(operations.adjust)
     extend_validity = writes(operations.extend_validity)
     earn_many = writes(operations.earn_many)

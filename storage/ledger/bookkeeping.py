@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +20,7 @@ from storage.errors import (
     InsufficientPoints,
     InvalidRequest,
     NotFound,
+    SourceHeldBack,
 )
 from storage.ledger.records import Consumed, OperationResult
 
@@ -216,6 +217,89 @@ def choose_lots(conn: sqlite3.Connection, member_id: int, points: int, now: int)
     cur.close()
     if need > 0:
         raise InsufficientPoints(available, points)
+    return taken
+
+
+# The source account each lot's points first came from: a lot moved by a transfer, restored by
+# a refund or extended by compensation links back (origin_lot_id) to the lot it replaces, and
+# the root lot's operation credited it from a source account (earn: the kind's source).
+_ROOT_SOURCES = """
+WITH RECURSIVE chain (lot_id, at_lot, origin) AS (
+    SELECT id, id, origin_lot_id FROM lots WHERE id IN (SELECT value FROM json_each(:lots))
+    UNION ALL
+    SELECT c.lot_id, l.id, l.origin_lot_id FROM chain AS c JOIN lots AS l ON l.id = c.origin
+)
+SELECT c.lot_id, (SELECT a.name FROM postings AS p JOIN accounts AS a ON a.id = p.account_id
+                  WHERE p.operation_id = r.operation_id AND a.kind = 'source' LIMIT 1)
+FROM chain AS c JOIN lots AS r ON r.id = c.at_lot WHERE c.origin IS NULL
+"""
+
+
+def root_sources(conn: sqlite3.Connection, lot_ids: Iterable[int]) -> dict[int, str | None]:
+    """The source account (name) each lot's points were first credited from (None: none)."""
+    ids = sorted(set(lot_ids))
+    if not ids:
+        return {}
+    return {int(r[0]): r[1] for r in conn.execute(_ROOT_SOURCES, {"lots": json.dumps(ids)})}
+
+
+def _spendable_rows(conn: sqlite3.Connection, member_id: int, now: int) -> list[Any]:
+    return conn.execute(
+        "SELECT id, remainder, expires_at FROM lots"
+        " WHERE member_id = ? AND remainder > 0"
+        " AND coalesce(expires_at, 9223372036854775807) > ?"
+        " ORDER BY coalesce(expires_at, 9223372036854775807), id",
+        (member_id, now),
+    ).fetchall()
+
+
+def _kept(source: str | None, held_back: Collection[str]) -> bool:
+    # A lot whose root has no source is not a credit anyone can vouch for: it stays.
+    return bool(held_back) and (source is None or source in held_back)
+
+
+def movable_points(
+    conn: sqlite3.Connection, member_id: int, now: int, held_back: Collection[str]
+) -> tuple[int, int]:
+    """The member's unexpired points that may move to someone else, and those that stay
+    (their original source is in `held_back`)."""
+    rows = _spendable_rows(conn, member_id, now)
+    sources = root_sources(conn, (int(r[0]) for r in rows)) if held_back else {}
+    movable = kept = 0
+    for lot_id, remainder, _expires_at in rows:
+        if _kept(sources.get(lot_id), held_back):
+            kept += remainder
+        else:
+            movable += remainder
+    return movable, kept
+
+
+def choose_movable_lots(
+    conn: sqlite3.Connection,
+    member_id: int,
+    points: int,
+    now: int,
+    held_back: Collection[str],
+) -> list[Take]:
+    """`choose_lots` skipping lots whose original source is in `held_back` (they stay with
+    the member); raises SourceHeldBack when only those would cover it, InsufficientPoints."""
+    rows = _spendable_rows(conn, member_id, now)
+    sources = root_sources(conn, (int(r[0]) for r in rows)) if held_back else {}
+    taken: list[Take] = []
+    need, movable, kept = points, 0, 0
+    for lot_id, remainder, expires_at in rows:
+        if _kept(sources.get(lot_id), held_back):
+            kept += remainder
+            continue
+        movable += remainder
+        if need:
+            take = min(need, remainder)
+            taken.append(Take(lot_id, take, expires_at))
+            need -= take
+    if need > 0:
+        if movable + kept >= points:
+            raise SourceHeldBack(movable, points, kept)
+        raise InsufficientPoints(movable + kept, points)
     return taken
 
 

@@ -1,4 +1,5 @@
-"""The ledger's write operations: earn, spend, refund, transfer, adjust, extend, expire.
+"""The ledger's write operations: earn, spend, refund, transfer (and its undo), adjust, extend,
+expire.
 
 Each is atomic on its own (a savepoint inside the caller's transaction, or its own
 `BEGIN IMMEDIATE` otherwise) and keyed: a replayed key returns the stored result.
@@ -10,14 +11,15 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage.errors import (
     AlreadyReversed,
     Conflict,
     InvalidRequest,
+    InvalidState,
     NotFound,
     StoreError,
 )
@@ -25,6 +27,7 @@ from storage.ledger.bookkeeping import (
     Take,
     allocate,
     choose_lots,
+    choose_movable_lots,
     consumed_lots,
     create_lot,
     encode_meta,
@@ -292,23 +295,36 @@ def transfer(
     actor: str,
     reason: str | None,
     now: datetime | None = None,
+    held_back: Collection[str] = (),
+    meta: Mapping[str, Any] | None = None,
 ) -> OperationResult:
-    """Move points to another member; their new lots keep each source lot's expiry;
-    raises InsufficientPoints, NotFound, Conflict, InvalidRequest."""
+    """Move points to another member, never from lots whose original source is in
+    `held_back`; their new lots keep each source lot's expiry. The ledger's primitive: members
+    move points through `storage.transfers`, which checks the household and the limits.
+    Raises InsufficientPoints (SourceHeldBack), NotFound, Conflict, InvalidRequest."""
     now = required_now(now)
     require_positive(points)
     if from_member == to_member:
         raise InvalidRequest("a member cannot transfer points to themselves")
     now_ts = ts(now)
+    meta_json = encode_meta(meta)
     fingerprint = request_fingerprint(
-        {"op": "transfer", "from": from_member, "to": to_member, "points": points, "reason": reason}
+        {
+            "op": "transfer",
+            "from": from_member,
+            "to": to_member,
+            "points": points,
+            "reason": reason,
+            "held_back": sorted(held_back),
+            "meta": meta_json,
+        }
     )
     with atomic(conn):
         if (stored := replay(conn, key, fingerprint)) is not None:
             return stored
         sender, sender_before = member_account(conn, from_member)
         recipient, recipient_before = member_account(conn, to_member)
-        taken = choose_lots(conn, from_member, points, now_ts)
+        taken = choose_movable_lots(conn, from_member, points, now_ts, frozenset(held_back))
         op_id = insert_operation(
             conn,
             kind="transfer",
@@ -320,6 +336,7 @@ def transfer(
             actor=actor,
             now=now_ts,
             reason=reason,
+            meta=meta_json,
         )
         post(conn, op_id, [(sender, -points), (recipient, points)])
         allocate(conn, op_id, taken)
@@ -345,6 +362,97 @@ def transfer(
             consumed=consumed_lots(taken),
             recipient_id=to_member,
             recipient_balance_after=recipient_before + points,
+        )
+
+
+def undo_transfer(
+    conn: sqlite3.Connection,
+    transfer_operation_id: int,
+    *,
+    sender_id: int,
+    within: timedelta,
+    key: str,
+    actor: str,
+    now: datetime | None = None,
+) -> OperationResult:
+    """The sender takes a transfer back, once, within `within` of it and only while the
+    recipient holds every point of it untouched; the points return into new lots with the
+    sender's original expiry. Raises NotFound (not this sender's transfer), AlreadyReversed,
+    InvalidState ('undo_window_closed', 'spent'), Conflict."""
+    now = required_now(now)
+    now_ts = ts(now)
+    fingerprint = request_fingerprint(
+        {"op": "transfer_undo", "transfer": transfer_operation_id, "sender": sender_id}
+    )
+    with atomic(conn):
+        if (stored := replay(conn, key, fingerprint)) is not None:
+            return stored
+        row = conn.execute(
+            "SELECT member_id, counterparty_id, points, created_at, meta FROM operations"
+            " WHERE id = ? AND kind = 'transfer'",
+            (transfer_operation_id,),
+        ).fetchone()
+        # Someone else's transfer looks exactly like none: operation ids are guessable.
+        if row is None or row[0] != sender_id:
+            raise NotFound(f"no transfer {transfer_operation_id} by member {sender_id}")
+        _sender, recipient_id, points, created_at, meta = row
+        if (
+            conn.execute(
+                "SELECT 1 FROM operations WHERE reverses_operation_id = ?",
+                (transfer_operation_id,),
+            ).fetchone()
+            is not None
+        ):
+            raise AlreadyReversed(f"transfer {transfer_operation_id} was already taken back")
+        if now_ts > created_at + int(within.total_seconds()):
+            raise InvalidState("undo_window_closed")
+        created = conn.execute(
+            "SELECT id, points, remainder, expires_at FROM lots WHERE operation_id = ? ORDER BY id",
+            (transfer_operation_id,),
+        ).fetchall()
+        # Spent, or swept as expired: either way the recipient no longer holds all of it.
+        if any(remainder != lot_points for _id, lot_points, remainder, _exp in created):
+            raise InvalidState("spent")
+        sender_account, sender_before = member_account(conn, sender_id)
+        recipient_account, recipient_before = member_account(conn, recipient_id)
+        op_id = insert_operation(
+            conn,
+            kind="transfer_undo",
+            key=key,
+            fingerprint=fingerprint,
+            member_id=sender_id,
+            counterparty_id=recipient_id,
+            points=points,
+            actor=actor,
+            now=now_ts,
+            reverses=transfer_operation_id,
+            meta=meta,
+        )
+        post(conn, op_id, [(recipient_account, -points), (sender_account, points)])
+        taken = [Take(int(r[0]), int(r[1]), r[3]) for r in created]
+        allocate(conn, op_id, taken)
+        # The recipient's lots carried the sender's expiry: the points go back with it.
+        lots_created = tuple(
+            create_lot(
+                conn,
+                member_id=sender_id,
+                operation_id=op_id,
+                points=t.points,
+                expires_at=t.expires_at,
+                origin_lot_id=t.lot_id,
+            )
+            for t in taken
+        )
+        return OperationResult(
+            operation_id=op_id,
+            kind="transfer_undo",
+            member_id=sender_id,
+            points=points,
+            balance_after=sender_before + points,
+            lots_created=lots_created,
+            consumed=consumed_lots(taken),
+            recipient_id=recipient_id,
+            recipient_balance_after=recipient_before - points,
         )
 
 

@@ -168,7 +168,7 @@ LEFT JOIN game_plays AS g ON g.id = coalesce(
 LEFT JOIN operations AS bought ON o.kind <> 'purchase' AND o.meta IS NOT NULL
     AND bought.idempotency_key = json_extract(o.meta, '$.purchase')
     AND bought.kind = 'purchase' AND bought.member_id = o.member_id
-LEFT JOIN members AS other ON o.kind = 'transfer'
+LEFT JOIN members AS other ON o.kind IN ('transfer', 'transfer_undo')
     AND other.id = iif(o.member_id = :member, o.counterparty_id, o.member_id)
 ORDER BY o.id DESC
 """
@@ -323,7 +323,11 @@ def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Itera
     """Yield every posting (of one member's account, or all) with its operation, in order."""
     sql = (
         "SELECT p.id, p.operation_id, o.created_at, o.kind, o.idempotency_key, o.actor, o.reason,"
-        " o.reference, o.reverses_operation_id, a.name, a.member_id, p.amount, o.meta"
+        " o.reference, o.reverses_operation_id, a.name, a.member_id, p.amount, o.meta,"
+        " CASE o.kind WHEN 'transfer' THEN o.member_id"
+        "  WHEN 'transfer_undo' THEN o.counterparty_id END,"
+        " CASE o.kind WHEN 'transfer' THEN o.counterparty_id"
+        "  WHEN 'transfer_undo' THEN o.member_id END"
         " FROM postings AS p JOIN operations AS o ON o.id = p.operation_id"
         " JOIN accounts AS a ON a.id = p.account_id"
     )
@@ -348,4 +352,6 @@ def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Itera
             member_id=r[10],
             amount=r[11],
             meta=r[12],
+            moved_from=r[13],
+            moved_to=r[14],
         )

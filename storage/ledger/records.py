@@ -205,3 +205,6 @@ class LedgerLine:
     member_id: int | None
     amount: int
     meta: str | None
+    # A transfer's (or its undo's) members, from whom to whom the points moved.
+    moved_from: int | None = None
+    moved_to: int | None = None
