@@ -1,6 +1,8 @@
 """The demo's sample data: a member who already holds points in lots that expire at different
 times, every one of them booked by the programme's own functions at the moment it happened,
-so /history, /redemptions, /balance and /settings tell one story."""
+so /history, /redemptions, /balance and /settings tell one story; and their household (a
+second member who shares their balance, past the cooling-off) and a pet, so a newcomer can
+try /transfer and /family at once."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
 
+from bot.programme import family
 from bot.programme.birthdays import gift_allowed, give_birthday_gift, save_birthday
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
+from bot.programme.dependants import add_dependant, name_dependant, start_adding
 from bot.programme.mall import confirm_redemption, offer_redemption
 from bot.programme.purchases import record_purchase
 from storage.members import Member, Profile
@@ -39,6 +43,18 @@ BIRTHDAY_ENTERED_DAYS_AGO: Final = 300
 BIRTHDAY_DAYS_AGO: Final = 3
 # A canvas bag redeemed in the mall a few days ago: not collected yet, still returnable.
 DEMO_REDEMPTION: Final = ("BAG-01", 5)
+# The demo member's household: they created it and their partner joined this many days ago
+# (well past the cooling-off); the partner has purchases of their own and shares their balance.
+DEMO_PARTNER_ID: Final = 100000098
+DEMO_PARTNER_NAME: Final = "小蓝"
+HOUSEHOLD_DAYS_AGO: Final = 40
+DEMO_PARTNER_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
+    (90, "256.00", "general", "DEMO-0101"),
+    (20, "88.00", "eco", "DEMO-0102"),
+)
+# Their pet, added long ago, with a birthday coming in a few days: its gift is on the way.
+DEMO_PET: Final = ("豆豆", 200)
+DEMO_PET_BIRTHDAY_IN_DAYS: Final = 12
 
 
 def as_of(programme: Programme, moment: datetime) -> Programme:
@@ -81,6 +97,39 @@ async def _birthday(programme: Programme, member: Member) -> None:
     await give_birthday_gift(programme.ledger, config, member.id, celebrated, job_ran)
 
 
+async def _household(programme: Programme, member: Member, partner: Member) -> None:
+    """The household the demo member created, the partner's accepted invitation, and the
+    partner's choice to show their balance to it."""
+    if await programme.families.household_of(member.id) is not None:
+        return  # seeded before
+    await family.create(programme, member.id, actor=DEMO_ACTOR)
+    invitation = await family.invite(programme, member.id)
+    # Accepted at once, as a tap on the link would; the inviter's "accepted" notice is news of
+    # weeks ago, so none is queued (family.answer always queues one).
+    await programme.families.answer_invitation(
+        invitation.id,
+        partner.id,
+        accept=True,
+        max_members=programme.config.family.max_members,
+        actor=DEMO_ACTOR,
+        notice=None,
+        now=programme.now(),
+    )
+    await family.set_sharing(programme, partner.id, True)
+
+
+async def _pet(programme: Programme, member: Member, now: datetime) -> None:
+    """The pet added in /settings long ago, typed as a member types it."""
+    if await programme.dependants.dependants_of(member.id):
+        return  # seeded before
+    name, days_ago = DEMO_PET
+    then = as_of(programme, now - timedelta(days=days_ago))
+    birthday = local_today(now, programme.config) + timedelta(days=DEMO_PET_BIRTHDAY_IN_DAYS)
+    await start_adding(then, member.id, "pet")
+    await name_dependant(then, member.id, name)
+    await add_dependant(then, member.id, f"{birthday.month}-{birthday.day}")
+
+
 async def _redemption(programme: Programme, member: Member) -> None:
     """A mall redemption, offered and confirmed as the member's two taps would."""
     if (await programme.mall.redemptions(member.id, limit=1))[1]:
@@ -92,8 +141,9 @@ async def _redemption(programme: Programme, member: Member) -> None:
 
 
 async def seed_demo(programme: Programme, now: datetime) -> int:
-    """Register the demo member with purchases, a birthday and its gift, and a redemption, in
-    the order they happened; return their member id (running it twice adds nothing)."""
+    """Register the demo member with purchases, a birthday and its gift, a redemption, a
+    household with a partner, and a pet, in the order they happened; return their member id
+    (running it twice adds nothing)."""
     programme = as_of(programme, now)
     member, _ = await programme.members.register(
         Profile(DEMO_USER_ID, DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE),
@@ -106,6 +156,17 @@ async def seed_demo(programme: Programme, now: datetime) -> int:
     ]
     events.append((BIRTHDAY_DAYS_AGO, partial(_birthday, programme, member)))
     events.append((DEMO_REDEMPTION[1], partial(_redemption, programme, member)))
+    partner, _ = await programme.members.register(
+        Profile(DEMO_PARTNER_ID, DEMO_PARTNER_NAME, language_code=DEMO_LANGUAGE),
+        now=now - timedelta(days=400),
+    )
+    events += [
+        (entry[0], partial(_purchase, programme, partner, entry))
+        for entry in DEMO_PARTNER_PURCHASES
+    ]
+    household_formed = as_of(programme, now - timedelta(days=HOUSEHOLD_DAYS_AGO))
+    events.append((HOUSEHOLD_DAYS_AGO, partial(_household, household_formed, member, partner)))
+    events.append((DEMO_PET[1], partial(_pet, programme, member, now)))
     for _days_ago, happen in sorted(events, key=lambda event: -event[0]):
         await happen()
     return member.id
