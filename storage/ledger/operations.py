@@ -285,6 +285,24 @@ def refund(
         )
 
 
+def inherit_lots(
+    conn: sqlite3.Connection, operation_id: int, member_id: int, taken: Sequence[Take]
+) -> tuple[int, ...]:
+    """The member's new lots for what an operation moved to them, one per lot taken, each with
+    that lot's expiry and linked to it (origin_lot_id)."""
+    return tuple(
+        create_lot(
+            conn,
+            member_id=member_id,
+            operation_id=operation_id,
+            points=t.points,
+            expires_at=t.expires_at,
+            origin_lot_id=t.lot_id,
+        )
+        for t in taken
+    )
+
+
 def transfer(
     conn: sqlite3.Connection,
     from_member: int,
@@ -341,17 +359,7 @@ def transfer(
         post(conn, op_id, [(sender, -points), (recipient, points)])
         allocate(conn, op_id, taken)
         # Inheriting the expiry means passing points back and forth never extends them.
-        lots_created = tuple(
-            create_lot(
-                conn,
-                member_id=to_member,
-                operation_id=op_id,
-                points=t.points,
-                expires_at=t.expires_at,
-                origin_lot_id=t.lot_id,
-            )
-            for t in taken
-        )
+        lots_created = inherit_lots(conn, op_id, to_member, taken)
         return OperationResult(
             operation_id=op_id,
             kind="transfer",
@@ -432,17 +440,7 @@ def undo_transfer(
         taken = [Take(int(r[0]), int(r[1]), r[3]) for r in created]
         allocate(conn, op_id, taken)
         # The recipient's lots carried the sender's expiry: the points go back with it.
-        lots_created = tuple(
-            create_lot(
-                conn,
-                member_id=sender_id,
-                operation_id=op_id,
-                points=t.points,
-                expires_at=t.expires_at,
-                origin_lot_id=t.lot_id,
-            )
-            for t in taken
-        )
+        lots_created = inherit_lots(conn, op_id, sender_id, taken)
         return OperationResult(
             operation_id=op_id,
             kind="transfer_undo",
