@@ -7,7 +7,7 @@ import tomllib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Final, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -149,6 +149,9 @@ class Category(_Section):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     name: Localized
     multiplier: Decimal = Field(gt=0, le=100)
+    # Estimated kg CO2e avoided per yuan spent in the category (/green); 0: not counted as
+    # green. Illustrative figures in the sample, to be replaced by the programme's own.
+    impact_kg_per_yuan: Decimal = Field(default=Decimal(0), ge=0, le=100)
 
 
 class EarnConfig(_Section):
@@ -156,10 +159,21 @@ class EarnConfig(_Section):
 
     points_per_yuan: int = Field(default=1, gt=0, le=MAX_POINTS_PER_YUAN)
     max_purchase_yuan: Decimal = Field(default=Decimal("50000"), gt=0)
-    share_bonus_points: int = Field(default=0, ge=0)
-    share_bonus_daily_limit: int = Field(default=1, ge=0)
     default_category: str = "general"
     categories: list[Category] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_bonus_moved(cls, data: object) -> object:
+        if isinstance(data, dict) and {"share_bonus_points", "share_bonus_daily_limit"} & set(
+            data
+        ):
+            raise ValueError(
+                "share_bonus_points and share_bonus_daily_limit moved: the green-share bonus"
+                ' is a task now ([[tasks]] with kind = "share", repeat = "daily",'
+                " reward_points = …)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _categories_consistent(self) -> Self:
@@ -183,7 +197,7 @@ class EarnConfig(_Section):
 
 
 # Where points come from, each with its own expiry policy ([expiry.sources]); a source not
-# listed there follows the top-level [expiry] policy. ("task" and "tier" will join them.)
+# listed there follows the top-level [expiry] policy. ("tier" will join them.)
 ExpirySource = Literal[
     "purchase",
     "birthday",
@@ -192,6 +206,8 @@ ExpirySource = Literal[
     "feedback",
     "campaign",
     "share",
+    "task",
+    "badge",
     "compensation",
     "adjustment",
 ]
@@ -839,6 +855,116 @@ class FeedbackConfig(_Section):
         return self
 
 
+TaskKind = Literal[
+    "share", "review", "checkin", "purchases", "spend", "streak", "survey", "referral"
+]
+TaskRepeat = Literal["once", "daily", "weekly", "monthly"]
+# What each kind's target counts.
+TASK_TARGET_UNITS: Final[dict[str, str]] = {
+    "share": "shares",
+    "review": "reviews",
+    "checkin": "events",
+    "purchases": "purchases",
+    "spend": "yuan",
+    "streak": "weeks",
+    "survey": "surveys",
+    "referral": "friends",
+}
+
+
+class Task(_Section):
+    """[[tasks]]: a challenge members complete for points and/or a badge."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    description: Localized
+    kind: TaskKind
+    # How many of what the kind counts (TASK_TARGET_UNITS): shares, purchases, yuan, weeks...
+    target: PositiveInt = 1
+    # A task may be completed once, or once per local day, ISO week or calendar month.
+    repeat: TaskRepeat = "once"
+    # Local dates, both included; None: open-ended.
+    starts: date | None = None
+    ends: date | None = None
+    # Points paid on each completion; a badge that names this task ([[badges]] task) is earned
+    # on the first.
+    reward_points: int = Field(default=0, ge=0, le=100_000, strict=True)
+    # purchases, spend, streak, review: the categories that count (empty: every category).
+    categories: tuple[str, ...] = ()
+    # survey: the survey to complete.
+    survey: str | None = None
+    # share: credited at once, without staff review (still once per photo and within the
+    # task's target per period).
+    auto_approve: bool = False
+    # review: the member bought in one of the categories within this many days.
+    within_days: int = Field(default=30, ge=1, le=365)
+    # review: the least characters of text.
+    min_text_length: int = Field(default=15, ge=1, le=1000)
+    # referral: at most this many friends rewarded per calendar month.
+    max_per_month: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"task {self.id!r}: ends before it starts")
+        if (self.survey is None) == (self.kind == "survey"):
+            raise ValueError(f"task {self.id!r}: survey is for (and required by) kind survey")
+        if self.categories and self.kind not in ("purchases", "spend", "streak", "review"):
+            raise ValueError(f"task {self.id!r}: categories are for purchase and review tasks")
+        if self.auto_approve and self.kind != "share":
+            raise ValueError(f"task {self.id!r}: auto_approve is for share tasks")
+        return self
+
+    def open_on(self, day: date) -> bool:
+        """Whether local `day` is inside the task's window."""
+        return (self.starts is None or self.starts <= day) and (
+            self.ends is None or day <= self.ends
+        )
+
+
+BadgeMilestone = Literal["eco_spend_yuan", "green_points", "surveys_completed", "purchases"]
+
+
+class Badge(_Section):
+    """[[badges]]: a badge and how it is earned: a task done, or a milestone reached."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    emoji: str = Field(min_length=1, max_length=8)
+    # Exactly one condition: a task's first completion (the task names this badge), or a
+    # lifetime milestone reaching `threshold`.
+    task: str | None = None
+    milestone: BadgeMilestone | None = None
+    threshold: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Self:
+        if (self.task is None) == (self.milestone is None):
+            raise ValueError(f"badge {self.id!r}: give exactly one of task or milestone")
+        if (self.milestone is None) != (self.threshold is None):
+            raise ValueError(f"badge {self.id!r}: a milestone needs a threshold (and only it)")
+        return self
+
+
+class BadgeSet(_Section):
+    """[[badge_sets]]: badges that, all collected, bring a grand prize once per member."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    badges: tuple[str, ...] = Field(min_length=2)
+    # The prize: points, or a mall item given free (exactly one).
+    prize_points: int | None = Field(default=None, ge=1, le=1_000_000)
+    prize_item: str | None = None
+
+    @model_validator(mode="after")
+    def _one_prize(self) -> Self:
+        if (self.prize_points is None) == (self.prize_item is None):
+            raise ValueError(
+                f"badge set {self.id!r}: give exactly one of prize_points or prize_item"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -858,6 +984,9 @@ class Config(_Section):
     surveys: list[Survey] = Field(default_factory=list)
     feedback: FeedbackConfig = FeedbackConfig()
     family: FamilyConfig = FamilyConfig()
+    tasks: list[Task] = Field(default_factory=list)
+    badges: list[Badge] = Field(default_factory=list)
+    badge_sets: list[BadgeSet] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:
@@ -905,6 +1034,49 @@ class Config(_Section):
             if survey.closes_at(tz) <= survey.opens_at(tz):
                 raise ValueError(f"survey {survey.id!r} closes before it opens")
         return self
+
+    @model_validator(mode="after")
+    def _tasks_and_badges_consistent(self) -> Self:
+        for what, ids in (
+            ("tasks", [t.id for t in self.tasks]),
+            ("badges", [b.id for b in self.badges]),
+            ("badge_sets", [s.id for s in self.badge_sets]),
+        ):
+            if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+                raise ValueError(f"{what}: duplicate id {', '.join(duplicates)}")
+        categories = {c.id for c in self.earn.categories}
+        surveys = {s.id for s in self.surveys}
+        badged = {b.task for b in self.badges if b.task is not None}
+        for task in self.tasks:
+            if unknown := sorted(set(task.categories) - categories):
+                raise ValueError(f"task {task.id!r} names unknown categories {', '.join(unknown)}")
+            if task.survey is not None and task.survey not in surveys:
+                raise ValueError(f"task {task.id!r} names unknown survey {task.survey!r}")
+            if not task.reward_points and task.id not in badged:
+                raise ValueError(
+                    f"task {task.id!r}: give reward_points, or a badge that names this task"
+                )
+        tasks = {t.id for t in self.tasks}
+        for badge in self.badges:
+            if badge.task is not None and badge.task not in tasks:
+                raise ValueError(f"badge {badge.id!r} names unknown task {badge.task!r}")
+        badges = {b.id for b in self.badges}
+        skus = {item.sku for item in self.mall.items}
+        for badge_set in self.badge_sets:
+            if unknown := sorted(set(badge_set.badges) - badges):
+                raise ValueError(
+                    f"badge set {badge_set.id!r} names unknown badges {', '.join(unknown)}"
+                )
+            if badge_set.prize_item is not None and badge_set.prize_item not in skus:
+                raise ValueError(
+                    f"badge set {badge_set.id!r}: prize_item {badge_set.prize_item!r}"
+                    " is not in the catalog"
+                )
+        return self
+
+    def task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        return next((t for t in self.tasks if t.id == task_id), None)
 
     def survey(self, survey_id: str) -> Survey | None:
         """The survey with this id, or None."""

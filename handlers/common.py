@@ -27,6 +27,7 @@ from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
 from storage.store import Store
 from storage.surveys import Surveys
+from storage.tasks import Tasks
 from storage.transfers import Transfers
 
 
@@ -76,6 +77,7 @@ class Services(Programme):
         self.surveys = Surveys(store)
         self.families = Families(store)
         self.transfers = Transfers(store)
+        self.tasks = Tasks(store)
         self.dependants = Dependants(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.

@@ -110,8 +110,6 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     lines.append(_("rules.earn.rounding"))
     lines.append(_("rules.earn.lifetime"))
-    # No sharing bonus line: the bot has no way yet to share a purchase, and /rules promises
-    # only what a member can collect ([earn] share_bonus_points waits for that flow).
     # The terms the birthday job and /settings apply (bot/programme/birthdays.py).
     birthday = birthday_terms(config)
     if birthday is not None and birthday.min_days_before:

@@ -16,6 +16,7 @@ from storage.members import Members
 from storage.pushes import Pushes
 from storage.store import Store
 from storage.surveys import Surveys
+from storage.tasks import Tasks
 from storage.transfers import Transfers
 
 
@@ -33,6 +34,7 @@ class Programme:
     surveys: Surveys
     families: Families
     transfers: Transfers
+    tasks: Tasks
     dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.

@@ -62,8 +62,11 @@ def sources_in_use(config: Config) -> tuple[ExpirySource, ...]:
         "game": config.wheel is not None and config.wheel.enabled,
         "survey": any(s.reward_points for s in config.surveys),
         "feedback": config.feedback.enabled and config.feedback.reward_points > 0,
-        # Nothing awards a sharing bonus yet (there is no way to share a purchase).
-        "share": False,
+        # The green-share bonus is a share task's reward; other tasks pay from "task", and
+        # badge sets' grand prizes in points from "badge".
+        "share": any(t.kind == "share" and t.reward_points for t in config.tasks),
+        "task": any(t.kind != "share" and t.reward_points for t in config.tasks),
+        "badge": any(s.prize_points for s in config.badge_sets),
         # The merchant's compensation and staff adjustments can reach any member.
         "compensation": True,
         "adjustment": True,

@@ -179,6 +179,27 @@ def survey_reward(line: StatementLine, config: Config, language: str) -> Stateme
     return StatementEntry(_phrase(N_("kind.survey")), details)
 
 
+def task_reward(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """Points for a completed task (the green-share bonus among them), and its name."""
+    task = None if line.task is None else config.task(line.task)
+    details = (
+        (_phrase(N_("statement.task"), name=task.name.get(language)),) if task is not None else ()
+    )
+    label = N_("kind.share_bonus") if line.kind == "share_bonus" else N_("kind.task")
+    return StatementEntry(_phrase(label), details)
+
+
+def badge_prize(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """A badge set's grand prize, and the set."""
+    found = next((s for s in config.badge_sets if s.id == line.badge_set), None)
+    details = (
+        (_phrase(N_("statement.badge_set"), name=found.name.get(language)),)
+        if found is not None
+        else ()
+    )
+    return StatementEntry(_phrase(N_("kind.badge")), details)
+
+
 def transfer(line: StatementLine, config: Config, language: str) -> StatementEntry:
     """Points sent to or received from another member, and who."""
     if line.points < 0:
@@ -237,7 +258,9 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "survey": survey_reward,
     "feedback": labelled(N_("kind.feedback")),
     "game": game_prize,
-    "share_bonus": labelled(N_("kind.share_bonus")),
+    "share_bonus": task_reward,
+    "task": task_reward,
+    "badge": badge_prize,
     "compensation": compensation,
     "redeem": redeem,
     "game_play": game_play,

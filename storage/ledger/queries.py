@@ -228,6 +228,8 @@ def _statement_line(row: sqlite3.Row | tuple[Any, ...]) -> StatementLine:
         # A card's prize only once it is scratched open: the statement must not give it away.
         prize=prize if game is not None else _fact(facts, "prize"),
         survey=_fact(facts, "survey"),
+        task=_fact(facts, "task"),
+        badge_set=_fact(facts, "badge_set"),
         counterparty=name,
         earned_at=dt_or_none(earned_at),
     )

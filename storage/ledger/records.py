@@ -16,6 +16,8 @@ EARN_KINDS: Final = frozenset(
         "feedback",
         "game",
         "share_bonus",
+        "task",
+        "badge",
         "compensation",
         "campaign",
     }
@@ -133,6 +135,9 @@ class StatementLine:
     game: str | None = None
     prize: str | None = None
     survey: str | None = None
+    # A task reward's task, a badge-set prize's set.
+    task: str | None = None
+    badge_set: str | None = None
     # The other member of a transfer.
     counterparty: str | None = None
     # When the points an expiry booked were credited.

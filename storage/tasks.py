@@ -1,0 +1,182 @@
+"""Task progress: how far each member is in each task and period, and the completions paid.
+
+Every task kind moves progress through `advance`, inside the transaction of what caused it (a
+purchase booked, a share approved, a check-in), so progress and its cause commit together or
+not at all. The first time progress reaches the target in a period the task is completed:
+its reward is booked in the same transaction under the key `task_reward_key` (so the ledger
+itself refuses to pay one completion twice) and `notice` may queue the member's message. A
+withdrawal (a returned purchase) lowers progress but never undoes a completion. Like
+`storage.feedback`, the core is synchronous functions on a `sqlite3.Connection`; the `Tasks`
+facade serves them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage import ledger
+from storage.errors import InvalidRequest
+from storage.facade import Facade, looks_up, writes
+from storage.pushes import Push, enqueue
+from storage.sql import atomic, dt_or_none, required_now, ts
+
+
+def task_reward_key(task_id: str, member_id: int, period: str) -> str:
+    """The idempotency key of the reward for one completion."""
+    return f"task:{task_id}:{member_id}:{period}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    """What a completion pays: points from a source, with their expiry."""
+
+    points: int
+    kind: str  # the ledger source: "task", or "share_bonus" for the green-share bonus
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStep:
+    """A member's progress in one task and period, after a move (or as it stands)."""
+
+    member_id: int
+    task_id: str
+    period: str
+    progress: int
+    target: int
+    completed_at: datetime | None
+    reward_operation_id: int | None
+    # This move completed the task (its reward, if any, booked now).
+    completed_now: bool = False
+
+    @property
+    def completed(self) -> bool:
+        """The task is done for this period."""
+        return self.completed_at is not None
+
+
+def _step(row: tuple[object, ...], *, completed_now: bool = False) -> TaskStep:
+    member_id, task_id, period, progress, target, completed_at, reward = row
+    assert isinstance(member_id, int) and isinstance(progress, int) and isinstance(target, int)
+    return TaskStep(
+        member_id=member_id,
+        task_id=str(task_id),
+        period=str(period),
+        progress=progress,
+        target=target,
+        completed_at=dt_or_none(completed_at),  # type: ignore[arg-type]
+        reward_operation_id=reward if isinstance(reward, int) else None,
+        completed_now=completed_now,
+    )
+
+
+_SELECT = (
+    "SELECT member_id, task_id, period, progress, target, completed_at, reward_operation_id"
+    " FROM task_progress"
+)
+
+
+def advance(
+    conn: sqlite3.Connection,
+    member_id: int,
+    task_id: str,
+    period: str,
+    delta: int,
+    *,
+    target: int,
+    reward: Reward | None,
+    actor: str,
+    notice: Callable[[TaskStep], Push | None] | None = None,
+    now: datetime | None = None,
+) -> TaskStep:
+    """Move a member's progress by `delta` (negative: a withdrawal, never below 0); complete
+    the task the first time it reaches `target` in the period, booking `reward` and queueing
+    `notice` in the same transaction. Raises InvalidRequest (a target below 1) and the
+    ledger's errors for the reward (NotFound, Conflict)."""
+    now = required_now(now)
+    if target < 1:
+        raise InvalidRequest(f"task {task_id}: target must be at least 1")
+    now_ts = ts(now)
+    with atomic(conn):
+        conn.execute(
+            "INSERT INTO task_progress (member_id, task_id, period, progress, target, updated_at)"
+            " VALUES (?, ?, ?, max(0, ?), ?, ?)"
+            " ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
+            " progress = max(0, progress + ?), updated_at = excluded.updated_at",
+            (member_id, task_id, period, delta, target, now_ts, delta),
+        )
+        row = conn.execute(
+            _SELECT + " WHERE member_id = ? AND task_id = ? AND period = ?",
+            (member_id, task_id, period),
+        ).fetchone()
+        step = _step(row)
+        if step.completed or step.progress < step.target:
+            return step
+        operation_id = None
+        if reward is not None and reward.points > 0:
+            operation_id = ledger.earn(
+                conn,
+                member_id,
+                reward.points,
+                kind=reward.kind,
+                key=task_reward_key(task_id, member_id, period),
+                actor=actor,
+                expires_at=reward.expires_at,
+                reason=task_id,
+                meta={"task": task_id, "period": period},
+                now=now,
+            ).operation_id
+        conn.execute(
+            "UPDATE task_progress SET completed_at = ?, reward_operation_id = ?"
+            " WHERE member_id = ? AND task_id = ? AND period = ?",
+            (now_ts, operation_id, member_id, task_id, period),
+        )
+        done = TaskStep(
+            member_id,
+            task_id,
+            period,
+            step.progress,
+            step.target,
+            now,
+            operation_id,
+            completed_now=True,
+        )
+        if notice is not None and (push := notice(done)) is not None:
+            enqueue(conn, [push], now)
+        return done
+
+
+def progress_of(
+    conn: sqlite3.Connection, member_id: int, wanted: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], TaskStep]:
+    """The member's progress in each (task id, period) asked for that has any."""
+    found: dict[tuple[str, str], TaskStep] = {}
+    for task_id, period in wanted:
+        row = conn.execute(
+            _SELECT + " WHERE member_id = ? AND task_id = ? AND period = ?",
+            (member_id, task_id, period),
+        ).fetchone()
+        if row is not None:
+            found[(task_id, period)] = _step(row)
+    return found
+
+
+def completions(conn: sqlite3.Connection, member_id: int, task_id: str) -> int:
+    """How many times the member completed the task (all periods)."""
+    row = conn.execute(
+        "SELECT count(*) FROM task_progress"
+        " WHERE member_id = ? AND task_id = ? AND completed_at IS NOT NULL",
+        (member_id, task_id),
+    ).fetchone()
+    return int(row[0])
+
+
+class Tasks(Facade):
+    """Async access to task progress (one write transaction per call)."""
+
+    advance = writes(advance)
+    progress_of = looks_up(progress_of)
+    completions = looks_up(completions)
