@@ -90,12 +90,14 @@ def advance(
     reward: Reward | None,
     actor: str,
     notice: Callable[[TaskStep], Push | None] | None = None,
+    on_complete: Callable[[sqlite3.Connection, TaskStep], None] | None = None,
     now: datetime | None = None,
 ) -> TaskStep:
     """Move a member's progress by `delta` (negative: a withdrawal, never below 0); complete
-    the task the first time it reaches `target` in the period, booking `reward` and queueing
-    `notice` in the same transaction. Raises InvalidRequest (a target below 1) and the
-    ledger's errors for the reward (NotFound, Conflict)."""
+    the task the first time it reaches `target` in the period, booking `reward`, running
+    `on_complete` (a badge it earns) and queueing `notice`, all in the same transaction.
+    Raises InvalidRequest (a target below 1) and the ledger's errors for the reward
+    (NotFound, Conflict)."""
     now = required_now(now)
     if target < 1:
         raise InvalidRequest(f"task {task_id}: target must be at least 1")
@@ -144,6 +146,8 @@ def advance(
             operation_id,
             completed_now=True,
         )
+        if on_complete is not None:
+            on_complete(conn, done)
         if notice is not None and (push := notice(done)) is not None:
             enqueue(conn, [push], now)
         return done
