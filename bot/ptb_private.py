@@ -3,16 +3,18 @@
 python-telegram-bot may change its underscored modules and methods in any release without
 notice. pointsbot uses a few of them to send replies without PTB's generic encoding
 (bot/sending.py), to speak PTB's timeout convention in its transport (bot/transport.py) and to
-name the shapes its persistence stores (bot/persistence.py). They are imported or named here
+name the shapes its persistence stores (bot/persistence.py), and to end a member's other
+conversations when one asks a question (handlers/questions.py). They are imported or named here
 only, and tests/test_ptb_private.py checks each one (it exists, takes the parameters we pass,
 behaves as we rely on), so an upgrade that moves one fails there, by name, not in production.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from telegram import InlineKeyboardButton
+from telegram.ext import ConversationHandler
 
 try:
     # The sentinel PTB uses for "not given, use the default" in every timeout and flag.
@@ -40,6 +42,7 @@ __all__ = (
     "CDCData",
     "ConversationKey",
     "DefaultValue",
+    "end_conversation",
     "JSONDict",
     "inline_button_fields",
     "ODVInput",
@@ -76,3 +79,10 @@ MESSAGE_METHODS: Final = frozenset(
 def inline_button_fields() -> tuple[str, ...]:
     """Every field an inline button can carry (its `__slots__`: PTB lists no fields publicly)."""
     return tuple(InlineKeyboardButton.__slots__)
+
+
+def end_conversation(handler: ConversationHandler[Any], key: ConversationKey) -> None:
+    """End `handler`'s conversation for `key` the way its own timeout does (`_update_state`
+    with END): PTB has no public way to end a conversation from outside it. The state dict
+    of a persistent conversation tracks the removal, so the next persistence run forgets it."""
+    handler._update_state(ConversationHandler.END, key)

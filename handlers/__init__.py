@@ -108,8 +108,8 @@ def register(app: BotApp) -> None:
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
-    # Conversations waiting for typed text, the one a member opens by command first: a
-    # suggestion asked for with /feedback is not taken as a survey's text answer.
+    # Conversations waiting for typed text. Asking one ends the member's others
+    # (handlers/questions.py), so their order does not decide which takes a text.
     app.add_handler(birthday_conversation())
     app.add_handler(dependants_conversation())
     app.add_handler(feedback_conversation())

@@ -40,6 +40,7 @@ from bot.programme.dependants import (
 )
 from bot.programme.errors import RuleError
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.questions import asks
 from storage.dependants import KINDS
 
 DEP_PREFIX: Final = "dep"
@@ -194,6 +195,7 @@ async def _say(update: Update, context: BotContext, text: str) -> None:
         await context.bot.send_message(query.message.chat.id, text)
 
 
+@asks
 async def ask_name(update: Update, context: BotContext) -> int:
     """A kind was picked: ask for the name (or say why none can be added)."""
     query, user = update.callback_query, update.effective_user
@@ -253,6 +255,7 @@ async def receive_birthday(update: Update, context: BotContext) -> int:
     return ConversationHandler.END
 
 
+@asks
 async def ask_change(update: Update, context: BotContext) -> int:
     """A dependant's change button: ask for the new birthday (or say why not now)."""
     query, user = update.callback_query, update.effective_user

@@ -29,6 +29,7 @@ from bot.programme.errors import RuleError
 from bot.programme.till import find_member, split_member_code
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.questions import asks
 
 FAMILY_PREFIX: Final = "fam"
 ASK_CODE: Final = 0
@@ -225,6 +226,7 @@ async def _offer_for_code(update: Update, context: BotContext, text: str) -> boo
     return True
 
 
+@asks
 async def join_command(update: Update, context: BotContext) -> int:
     """/join CODE shows the invitation; /join alone asks for the code."""
     user, message = update.effective_user, update.effective_message
@@ -238,6 +240,7 @@ async def join_command(update: Update, context: BotContext) -> int:
     return ASK_CODE
 
 
+@asks
 async def ask_code(update: Update, context: BotContext) -> int:
     """The "join with a code" button: ask for the code."""
     query = update.callback_query

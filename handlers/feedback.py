@@ -30,6 +30,7 @@ from bot.programme.feedback import (
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
+from handlers.questions import asks
 from storage.errors import InvalidState, NotFound
 from storage.feedback import Feedback
 
@@ -82,6 +83,7 @@ def _prompt(terms: SuggestionTerms, _: Texts) -> str:
     return "\n".join(lines)
 
 
+@asks
 async def feedback_command(update: Update, context: BotContext) -> object:
     """/feedback [text]: file the text given, or ask for it."""
     user, message = update.effective_user, update.effective_message
@@ -103,6 +105,7 @@ async def feedback_command(update: Update, context: BotContext) -> object:
     return WRITING
 
 
+@asks
 async def feedback_button(update: Update, context: BotContext) -> object:
     """The 💡 button under /surveys: ask for the suggestion."""
     query, user = update.callback_query, update.effective_user

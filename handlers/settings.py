@@ -23,6 +23,7 @@ from bot.programme.errors import RuleError
 from bot.programme.family import is_sharing, set_sharing
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.language import ask_language
+from handlers.questions import asks
 from storage.pushes import Preferences
 
 SETTINGS_PREFIX = "set"
@@ -136,6 +137,7 @@ async def settings_callback(update: Update, context: BotContext) -> None:
     )
 
 
+@asks
 async def ask_birthday(update: Update, context: BotContext) -> int:
     """The birthday button: ask for the date."""
     query, user = update.callback_query, update.effective_user

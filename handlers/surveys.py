@@ -56,6 +56,7 @@ from bot.surveys import known_survey_ids, option_label
 from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.feedback import feedback_data
+from handlers.questions import asks
 from storage.errors import (
     AlreadyCompleted,
     InvalidAnswer,
@@ -346,6 +347,7 @@ async def _apply(
     return await skip_question(services, member_id, survey_id, position, actor)
 
 
+@asks
 async def survey_button(update: Update, context: BotContext) -> object:
     """Every survey button: open, answer, tick, Done, Back, Skip — re-checked in the store."""
     query, user = update.callback_query, update.effective_user

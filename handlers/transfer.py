@@ -39,6 +39,7 @@ from bot.programme.transfers import (
     undo_transfer,
 )
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.questions import asks
 
 TRANSFER_PREFIX = "tr"
 ASK_AMOUNT = 0
@@ -300,6 +301,7 @@ async def _undo(
     await edit_in_place(update, text, None)
 
 
+@asks
 async def ask_typed_amount(update: Update, context: BotContext) -> int:
     """ "Another amount": ask for it, saying what fits."""
     query, user = update.callback_query, update.effective_user

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import telegram
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.ext import Defaults, ExtBot
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.ext import ConversationHandler, Defaults, ExtBot, MessageHandler, filters
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot import ptb_private
@@ -136,3 +136,27 @@ def test_the_bot_sends_through_its_request_and_defaults_without_api_values() -> 
 def test_persistence_shapes_are_what_our_store_writes() -> None:
     assert ptb_private.ConversationKey == tuple[int | str, ...]
     assert ptb_private.CDCData == tuple[list[tuple[str, float, dict[str, Any]]], dict[str, str]]
+
+
+_USER = {"id": 42, "is_bot": False, "first_name": "a"}
+
+
+async def _noop(update: Update, context: object) -> None:
+    """A callback never called: only which handler would take an update matters here."""
+
+
+def test_a_conversation_ended_from_outside_no_longer_takes_text() -> None:
+    theirs = list(inspect.signature(ConversationHandler._update_state).parameters)[1:]
+    assert theirs[:2] == ["new_state", "key"], (
+        f"{UPGRADED}: ConversationHandler._update_state now takes {theirs}; "
+        "bot/ptb_private.py end_conversation must follow"
+    )
+    waiting: ConversationHandler[Any] = ConversationHandler(
+        entry_points=[], states={0: [MessageHandler(filters.TEXT, _noop)]}, fallbacks=[]
+    )
+    text = Update.de_json({"update_id": 1, "message": {**_message_json(), "from": _USER}}, None)
+    waiting._update_state(0, (42, 42))  # waiting for text, as after an entry returned 0
+    assert waiting.check_update(text) is not None
+    ptb_private.end_conversation(waiting, (42, 42))
+    assert waiting.check_update(text) is None, f"{UPGRADED}: the conversation did not end"
+    ptb_private.end_conversation(waiting, (42, 42))  # ending one that is over is harmless
