@@ -165,9 +165,7 @@ class EarnConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _share_bonus_moved(cls, data: object) -> object:
-        if isinstance(data, dict) and {"share_bonus_points", "share_bonus_daily_limit"} & set(
-            data
-        ):
+        if isinstance(data, dict) and {"share_bonus_points", "share_bonus_daily_limit"} & set(data):
             raise ValueError(
                 "share_bonus_points and share_bonus_daily_limit moved: the green-share bonus"
                 ' is a task now ([[tasks]] with kind = "share", repeat = "daily",'

@@ -7,14 +7,18 @@ store book both in the transaction of whatever caused the progress (storage/task
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
 from bot.config import Config, ExpirySource, Task
+from bot.i18n import N_
 from bot.programme.calendar import local_today
 from bot.programme.expiry import expires_at
-from storage.tasks import Reward
+from storage.pushes import SERVICE, Push
+from storage.tasks import Reward, TaskStep, advance
 
 # The ledger source each task reward comes from: the green-share bonus keeps its own.
 SHARE_SOURCE: Final = "share_bonus"
@@ -67,3 +71,57 @@ def task_move(task: Task, member_id: int, delta: int, config: Config, now: datet
     """The move `delta` makes in the task's period containing `now` (local day)."""
     period = period_of(task, local_today(now, config))
     return TaskMove(member_id, task, period, delta, reward_for(task, config, now))
+
+
+def completion_effects(
+    config: Config, now: datetime
+) -> Callable[[sqlite3.Connection, TaskStep], None] | None:
+    """What a completion earns besides its points, booked in the completing transaction (the
+    badge that names the task: the badges work of issue 21 fills this seam)."""
+    return None
+
+
+def completion_notice(task: Task) -> Callable[[TaskStep], Push | None]:
+    """The member's message when a task is completed (always sent: it is news of points)."""
+
+    message = N_("tasks.notice_completed") if task.reward_points else N_("tasks.notice_done")
+
+    def build(step: TaskStep) -> Push:
+        return Push(
+            f"task:{step.task_id}:{step.member_id}:{step.period}:done",
+            step.member_id,
+            SERVICE,
+            message,
+            {"task": {"zh-CN": task.name.zh_CN, "en": task.name.en}, "points": task.reward_points},
+        )
+
+    return build
+
+
+def advance_task(
+    conn: sqlite3.Connection,
+    task: Task,
+    member_id: int,
+    delta: int,
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+) -> TaskStep:
+    """Move a member's progress in `task` by `delta` inside the caller's transaction (the
+    purchase, approval or check-in that causes it): the period, reward, badge and message are
+    decided here. Raises what storage.tasks.advance raises."""
+    move = task_move(task, member_id, delta, config, now)
+    return advance(
+        conn,
+        member_id,
+        task.id,
+        move.period,
+        delta,
+        target=task.target,
+        reward=move.reward,
+        actor=actor,
+        notice=completion_notice(task),
+        on_complete=completion_effects(config, now),
+        now=now,
+    )
