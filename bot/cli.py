@@ -381,6 +381,33 @@ def export_households(config_path: Path, household_id: int | None, output: Path)
             click.echo(f"{output}: {count:,} household events", err=True)
 
 
+@main.command("export-tasks")
+@config_option
+@click.option("--task", "task_id", help="Only this task's progress (by task id).")
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
+def export_tasks(config_path: Path, task_id: str | None, output: Path) -> None:
+    """Write task progress and completions as CSV: member code, task, period, progress,
+    target, when completed (local time), and the reward's operation and points."""
+    from bot.export import write_tasks_csv
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        if str(output) == "-":
+            write_tasks_csv(conn, sys.stdout, config, task_id)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = write_tasks_csv(conn, out, config, task_id)
+            click.echo(f"{output}: {count:,} task rows", err=True)
+
+
 @main.command("export-survey")
 @click.argument("survey_id")
 @config_option

@@ -1,5 +1,6 @@
 """The audit-trail exports: every posting with its operation (a transfer's rows name both
-members), and every household event, as CSV, times in local time."""
+members), every household event, and every member's task progress and completions, as CSV,
+times in local time."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bot.config import Config
 from storage.family import household_events
 from storage.ledger import LedgerLine, iter_ledger
 from storage.members import member_codes_by_id
+from storage.tasks import iter_task_records
 
 COLUMNS: Final = (
     "posting_id",
@@ -119,6 +121,49 @@ def write_household_events_csv(
                 _text(event.member_code),
                 event.actor,
                 _text(event.reason),
+            )
+        )
+        count += 1
+    return count
+
+
+TASK_COLUMNS: Final = (
+    "member_code",
+    "task",
+    "period",
+    "progress",
+    "target",
+    "completed_at",
+    "reward_operation_id",
+    "reward_points",
+    "updated_at",
+)
+
+
+def write_tasks_csv(
+    conn: sqlite3.Connection, out: TextIO, config: Config, task_id: str | None = None
+) -> int:
+    """Write every member's task progress and completions (of one task, or all) as CSV with
+    a header, times in local time, with the operation and points each reward paid; return
+    how many rows."""
+    tz = config.program.tz
+    writer = csv.writer(out)
+    writer.writerow(TASK_COLUMNS)
+    count = 0
+    for record in iter_task_records(conn, task_id):
+        writer.writerow(
+            (
+                record.member_code,
+                record.task_id,
+                record.period,
+                record.progress,
+                record.target,
+                ""
+                if record.completed_at is None
+                else record.completed_at.astimezone(tz).isoformat(),
+                _text(record.reward_operation_id),
+                _text(record.reward_points),
+                record.updated_at.astimezone(tz).isoformat(),
             )
         )
         count += 1

@@ -49,6 +49,7 @@ from handlers.settings import (
     settings_callback,
 )
 from handlers.surveys import survey_conversation, survey_stats_command, surveys_command
+from handlers.tasks import tasks_command
 from handlers.transfer import transfer_callback, transfer_command, transfer_conversation
 
 # Commands shown in Telegram's menu: (command, message id of its description).
@@ -64,6 +65,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("odds", N_("command.odds")),
     ("prizes", N_("command.prizes")),
     ("surveys", N_("command.surveys")),
+    ("tasks", N_("command.tasks")),
     ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
     ("family", N_("command.family")),
@@ -100,6 +102,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("odds", odds_command, filters=incoming))
     app.add_handler(CommandHandler("prizes", prizes, filters=incoming))
     app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
+    app.add_handler(CommandHandler("tasks", tasks_command, filters=incoming))
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))

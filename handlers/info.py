@@ -28,6 +28,7 @@ from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
 from handlers.settings import settings
 from handlers.surveys import render_survey_rules, surveys_command
+from handlers.tasks import render_task_rules, tasks_command
 from handlers.transfer import render_family_rules
 
 MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
@@ -192,6 +193,7 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     lines += render_game_rules(config, now, _)
     lines += render_survey_rules(config, now, _)
     lines += render_family_rules(config, _)
+    lines += render_task_rules(config, now, _)
 
     lines += render_return_rules(config, _)
     lines.append("")
@@ -296,6 +298,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     text = _("help.text") + "\n" + _("help.mall") + "\n" + _("help.settings")
     text += "\n" + _("help.games")
     text += "\n" + _("help.surveys")
+    text += "\n" + _("help.tasks")
     if context.services.config.family.enabled:
         text += "\n" + _("help.family")
         text += "\n" + _("help.transfer")
@@ -349,6 +352,8 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await help_command(update, context)
     elif item == "surveys":
         await surveys_command(update, context)
+    elif item == "tasks":
+        await tasks_command(update, context)
     elif item == "language":
         await ask_language(update, context)
     elif item == "family":

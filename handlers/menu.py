@@ -18,6 +18,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("wheel", N_("menu.wheel")),
     ("scratch", N_("menu.scratch")),
     ("surveys", N_("menu.surveys")),
+    ("tasks", N_("menu.tasks")),
     ("family", N_("menu.family")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),

@@ -391,6 +391,37 @@ _SURVEY_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     ),
 )
 
+# Task rewards against the ledger (only once migration 19 created task_progress): every
+# completion that paid points names an operation of kind 'task' (the green-share bonus:
+# 'share_bonus') of the same member, keyed 'task:<task>:<member>:<period>' for that very
+# completion; and every such operation belongs to a completion (so none was paid twice or
+# without one).
+_TASK_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "task_reward",
+        "member, task, period, completed, operation, kind, operation member, operation points, key",
+        "SELECT p.member_id, p.task_id, p.period, p.completed_at, p.reward_operation_id,"
+        " o.kind, o.member_id, o.points, o.idempotency_key FROM task_progress AS p"
+        " LEFT JOIN operations AS o ON o.id = p.reward_operation_id"
+        " WHERE p.reward_operation_id IS NOT NULL AND (o.id IS NULL OR p.completed_at IS NULL"
+        " OR o.kind NOT IN ('task', 'share_bonus') OR o.member_id <> p.member_id"
+        " OR o.points <= 0"
+        " OR o.idempotency_key <> 'task:' || p.task_id || ':' || p.member_id || ':' || p.period)",
+    ),
+    (
+        "task_operation_has_completion",
+        "operation, kind, member, key",
+        "SELECT o.id, o.kind, o.member_id, o.idempotency_key FROM operations AS o"
+        " WHERE (o.kind IN ('task', 'share_bonus')"
+        # A range on the unique key's index rather than LIKE, which would scan every row.
+        " OR (o.idempotency_key >= 'task:' AND o.idempotency_key < 'task;'))"
+        " AND NOT EXISTS (SELECT 1 FROM task_progress AS p"
+        "   WHERE p.reward_operation_id = o.id)",
+    ),
+)
+# Triggers a completion's finality rests on (storage/migrations/0019_tasks.sql).
+TASK_TRIGGERS: Final = ("task_progress_completed_once", "task_progress_no_delete")
+
 
 def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
@@ -445,6 +476,14 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
                     "SELECT count(*) FROM survey_responses WHERE completed_at IS NOT NULL"
                 ).fetchone()[0]
             )
+        has_tasks = "task_progress" in tables
+        if has_tasks:
+            row_checks += _TASK_CHECKS
+            summary["task_completions"] = int(
+                conn.execute(
+                    "SELECT count(*) FROM task_progress WHERE completed_at IS NOT NULL"
+                ).fetchone()[0]
+            )
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
@@ -465,6 +504,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += BUDGET_TRIGGERS
         if has_transfer_offers:
             required += TRANSFER_TRIGGERS
+        if has_tasks:
+            required += TASK_TRIGGERS
         if has_mall and any(
             row[1] == "valid_until" for row in conn.execute("PRAGMA table_info(redemptions)")
         ):

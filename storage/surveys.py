@@ -3,7 +3,8 @@
 A survey response is answered one question at a time and every answer is written as it is
 given, so a member who stops halfway, or whose bot restarts, continues at the same question.
 Completing a response and crediting its reward (a 'survey' ledger operation keyed
-'survey:<member>:<survey>') are one transaction; a completed response never changes.
+'survey:<member>:<survey>') are one transaction, with whatever the spec's `on_complete` books
+(a survey task's progress); a completed response never changes.
 
 The caller turns the configuration into plain `SurveySpec`s (storage never reads the
 configuration) and decides "now" and the reward's expiry; this module keeps the rules that
@@ -19,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -68,6 +69,12 @@ class SurveySpec:
     opens_at: datetime
     closes_at: datetime
     questions: tuple[QuestionSpec, ...]
+    # What completing a response also books, in the completing transaction, called with
+    # (conn, member id, actor, now): a survey task's progress. The caller's rules decide it;
+    # it is not part of the survey's identity.
+    on_complete: Callable[[sqlite3.Connection, int, str, datetime], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def definition(self) -> str:
@@ -372,6 +379,8 @@ def _advance(
         " reward_points = ?, reward_operation_id = ? WHERE id = ?",
         (now_ts, now_ts, spec.reward_points, operation_id, response_id),
     )
+    if spec.on_complete is not None:
+        spec.on_complete(conn, member_id, actor, now)
     return _by_id(conn, response_id)
 
 

@@ -13,7 +13,7 @@ facade serves them.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +21,7 @@ from storage import ledger
 from storage.errors import InvalidRequest
 from storage.facade import Facade, looks_up, writes
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, required_now, ts
 
 
 def task_reward_key(task_id: str, member_id: int, period: str) -> str:
@@ -178,9 +178,62 @@ def completions(conn: sqlite3.Connection, member_id: int, task_id: str) -> int:
     return int(row[0])
 
 
+def completed_task_ids(conn: sqlite3.Connection, member_id: int) -> set[str]:
+    """The tasks the member completed at least once (any period)."""
+    return {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT DISTINCT task_id FROM task_progress"
+            " WHERE member_id = ? AND completed_at IS NOT NULL",
+            (member_id,),
+        )
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One row of the task export: a member's progress in one task and period."""
+
+    member_code: str
+    task_id: str
+    period: str
+    progress: int
+    target: int
+    completed_at: datetime | None
+    reward_operation_id: int | None
+    reward_points: int | None
+    updated_at: datetime
+
+
+def iter_task_records(conn: sqlite3.Connection, task_id: str | None = None) -> Iterator[TaskRecord]:
+    """Every member's progress and completions (of one task, or all), with the points each
+    reward paid, by task, period and member code."""
+    cur = conn.execute(
+        "SELECT m.member_code, p.task_id, p.period, p.progress, p.target, p.completed_at,"
+        " p.reward_operation_id, o.points, p.updated_at FROM task_progress AS p"
+        " JOIN members AS m ON m.id = p.member_id"
+        " LEFT JOIN operations AS o ON o.id = p.reward_operation_id"
+        " WHERE ?1 IS NULL OR p.task_id = ?1 ORDER BY p.task_id, p.period, m.member_code",
+        (task_id,),
+    )
+    for row in cur:
+        yield TaskRecord(
+            member_code=str(row[0]),
+            task_id=str(row[1]),
+            period=str(row[2]),
+            progress=int(row[3]),
+            target=int(row[4]),
+            completed_at=dt_or_none(row[5]),
+            reward_operation_id=row[6],
+            reward_points=row[7],
+            updated_at=dt(row[8]),
+        )
+
+
 class Tasks(Facade):
     """Async access to task progress (one write transaction per call)."""
 
     advance = writes(advance)
     progress_of = looks_up(progress_of)
     completions = looks_up(completions)
+    completed_task_ids = looks_up(completed_task_ids)

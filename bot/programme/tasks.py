@@ -8,14 +8,15 @@ store book both in the transaction of whatever caused the progress (storage/task
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Final
 
-from bot.config import Config, ExpirySource, Task
+from bot.config import TASK_TARGET_UNITS, Badge, Config, ExpirySource, Task
 from bot.i18n import N_
 from bot.programme.calendar import local_today
+from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
 from storage.pushes import SERVICE, Push
 from storage.tasks import Reward, TaskStep, advance
@@ -125,3 +126,132 @@ def advance_task(
         on_complete=completion_effects(config, now),
         now=now,
     )
+
+
+# --- what /tasks, /rules and the survey hook read (issue 21: the view, survey kind, rules) ---
+
+
+def period_days(task: Task, day: date) -> tuple[date, date] | None:
+    """The first and last local day of the period `day` falls in (None: a 'once' task)."""
+    if task.repeat == "daily":
+        return day, day
+    if task.repeat == "weekly":
+        monday = day - timedelta(days=day.weekday())
+        return monday, monday + timedelta(days=6)
+    if task.repeat == "monthly":
+        first = day.replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        return first, following - timedelta(days=1)
+    return None
+
+
+def task_deadline(task: Task, day: date) -> date | None:
+    """The last local day to complete the task in the period of `day`: the period's end or the
+    task's `ends`, whichever comes first (None: a 'once' task without an end)."""
+    bounds = period_days(task, day)
+    ends = [d for d in (bounds[1] if bounds else None, task.ends) if d is not None]
+    return min(ends) if ends else None
+
+
+def next_period_start(task: Task, day: date) -> date | None:
+    """The local day the task can be done again after the period of `day` (None: never)."""
+    bounds = period_days(task, day)
+    if bounds is None:
+        return None
+    following = bounds[1] + timedelta(days=1)
+    return following if task.open_on(following) else None
+
+
+def task_badge(config: Config, task_id: str) -> Badge | None:
+    """The badge a task's first completion earns ([[badges]] task = its id), if any."""
+    return next((badge for badge in config.badges if badge.task == task_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStanding:
+    """One open task as a member stands in it on a local day (plain data for /tasks)."""
+
+    task: Task
+    period: str
+    progress: int
+    target: int
+    # What the target counts (TASK_TARGET_UNITS): purchases, yuan, weeks, shares...
+    unit: str
+    points: int
+    badge: Badge | None
+    # The member completed the task before (any period): its badge is theirs already.
+    badge_earned: bool
+    # The last local day to complete it in this period (None: no end).
+    deadline: date | None
+    completed_at: datetime | None
+    # A completed repeating task: the local day it starts again (None: not again).
+    resets_on: date | None
+
+    @property
+    def done(self) -> bool:
+        """The task is completed for this period."""
+        return self.completed_at is not None
+
+
+def task_standings(
+    config: Config,
+    day: date,
+    steps: Mapping[tuple[str, str], TaskStep],
+    completed_ever: Collection[str] = (),
+) -> list[TaskStanding]:
+    """Every task open on local `day` with the member's progress in its current period
+    (`steps`, by (task id, period)) and whether they ever completed it."""
+    standings = []
+    for task in open_tasks(config, day):
+        period = period_of(task, day)
+        step = steps.get((task.id, period))
+        completed_at = step.completed_at if step is not None else None
+        standings.append(
+            TaskStanding(
+                task=task,
+                period=period,
+                progress=step.progress if step is not None else 0,
+                # The target the period started with is the one its completion is judged by.
+                target=step.target if step is not None else task.target,
+                unit=TASK_TARGET_UNITS[task.kind],
+                points=task.reward_points,
+                badge=task_badge(config, task.id),
+                badge_earned=task.id in completed_ever,
+                deadline=task_deadline(task, day),
+                completed_at=completed_at,
+                resets_on=next_period_start(task, day) if completed_at is not None else None,
+            )
+        )
+    return standings
+
+
+async def member_tasks(programme: Programme, member_id: int) -> list[TaskStanding]:
+    """What /tasks shows a member: the open tasks, their progress this period, the reward and
+    the deadline, on the programme's local day."""
+    config = programme.config
+    day = local_today(programme.now(), config)
+    wanted = [(task.id, period_of(task, day)) for task in open_tasks(config, day)]
+    steps = await programme.tasks.progress_of(member_id, wanted)
+    ever = await programme.tasks.completed_task_ids(member_id)
+    return task_standings(config, day, steps, ever)
+
+
+def listed_tasks(config: Config, day: date) -> list[Task]:
+    """The tasks /rules lists on local `day`: open now or opening later (not those over)."""
+    return [task for task in config.tasks if task.ends is None or day <= task.ends]
+
+
+def survey_completion_effects(
+    survey_id: str, config: Config
+) -> Callable[[sqlite3.Connection, int, str, datetime], None] | None:
+    """What completing the survey also moves, in the completing transaction: every open
+    survey task naming it (None: no task names it)."""
+    if not any(task.kind == "survey" and task.survey == survey_id for task in config.tasks):
+        return None
+
+    def effects(conn: sqlite3.Connection, member_id: int, actor: str, now: datetime) -> None:
+        for task in tasks_of_kind(config, "survey", local_today(now, config)):
+            if task.survey == survey_id:
+                advance_task(conn, task, member_id, 1, config, now, actor=actor)
+
+    return effects
