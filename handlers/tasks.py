@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Final
 
 from telegram import Update
+from telegram.constants import MessageLimit
 
 from bot.config import TASK_TARGET_UNITS, Badge, Config, Task
 from bot.i18n import N_
@@ -138,15 +139,28 @@ def render_standing(standing: TaskStanding, config: Config, today: date, _: Text
     return "\n".join(lines)
 
 
-def render_tasks(standings: list[TaskStanding], config: Config, today: date, _: Texts) -> str:
-    """The /tasks answer: every open task, the unfinished first."""
+def render_tasks(
+    standings: list[TaskStanding],
+    config: Config,
+    today: date,
+    _: Texts,
+    limit: int = MessageLimit.MAX_TEXT_LENGTH,
+) -> list[str]:
+    """The /tasks answer: every open task, the unfinished first, in one message (more, cut
+    between tasks, only when a long programme passes Telegram's limit)."""
     if not standings:
-        return _("tasks.none")
+        return [_("tasks.none")]
     ordered = sorted(standings, key=lambda s: s.done)
     left = sum(1 for s in standings if not s.done)
     blocks = [_("tasks.title", open=left, done=len(standings) - left)]
     blocks += [render_standing(s, config, today, _) for s in ordered]
-    return "\n\n".join(blocks)
+    messages: list[str] = []
+    for block in blocks:
+        if messages and len(messages[-1]) + 2 + len(block) <= limit:
+            messages[-1] += "\n\n" + block
+        else:
+            messages.append(block[:limit])
+    return messages
 
 
 async def tasks_command(update: Update, context: BotContext) -> None:
@@ -159,7 +173,8 @@ async def tasks_command(update: Update, context: BotContext) -> None:
     services = context.services
     standings = await member_tasks(services, member.id)
     today = local_today(services.clock(), services.config)
-    await message.reply_text(render_tasks(standings, services.config, today, _))
+    for text in render_tasks(standings, services.config, today, _):
+        await message.reply_text(text)
 
 
 # --- /rules ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.config import Config, Task, load_config
+from bot.i18n import I18n
 from bot.programme.calendar import local_today
 from bot.programme.tasks import (
     listed_tasks,
@@ -17,7 +18,8 @@ from bot.programme.tasks import (
     task_deadline,
     task_standings,
 )
-from handlers.tasks import progress_bar
+from handlers.common import Texts
+from handlers.tasks import progress_bar, render_tasks
 from storage.tasks import TaskStep
 from tests.conftest import SAMPLE
 
@@ -131,3 +133,17 @@ def test_closed_and_future_tasks(config: Config) -> None:
 )
 def test_progress_bar(progress: int, target: int, bar: str) -> None:
     assert progress_bar(progress, target) == bar
+
+
+def test_a_long_programme_is_cut_between_tasks(config: Config) -> None:
+    day = date(2026, 11, 25)
+    many = [task(config, "eco_monthly", id=f"eco_{n}") for n in range(40)]
+    standings = task_standings(with_tasks(config, *many), day, {})
+    texts = Texts(I18n.load(), "en")
+    [one] = render_tasks(standings[:3], config, day, texts)
+    parts = render_tasks(standings, config, day, texts)
+    assert len(parts) > 1 and all(len(p) <= 4096 for p in parts)
+    # Nothing lost, no task cut in two.
+    assert "\n\n".join(parts).count("3 green purchases this month") == 40
+    assert all(p.startswith("🎯 ") for p in parts)
+    assert one.count("\n\n") == 3
