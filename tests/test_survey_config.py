@@ -167,5 +167,11 @@ def test_survey_mistakes_name_the_key(
 def test_no_surveys_and_no_feedback_section_is_fine() -> None:
     raw = copy.deepcopy(RAW)
     del raw["surveys"], raw["feedback"]
+    # Without surveys, no task can ask for one (nor a badge or set build on such a task).
+    survey_tasks = {t["id"] for t in raw["tasks"] if t["kind"] == "survey"}
+    raw["tasks"] = [t for t in raw["tasks"] if t["id"] not in survey_tasks]
+    dropped = {b["id"] for b in raw["badges"] if b.get("task") in survey_tasks}
+    raw["badges"] = [b for b in raw["badges"] if b["id"] not in dropped]
+    raw["badge_sets"] = [s for s in raw["badge_sets"] if not dropped & set(s["badges"])]
     config = parse_config(raw)
     assert config.surveys == [] and config.feedback.enabled
