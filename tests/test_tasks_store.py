@@ -1,28 +1,32 @@
 """Task rewards against the ledger: the audit finds a reward paid without its completion, to
-the wrong completion or by the wrong kind of operation; `pointsbot export-tasks` writes every
-member's progress and completions with the reward each paid."""
+the wrong completion or by the wrong kind of operation; a survey task moves in the transaction
+that completes its survey; `pointsbot export-tasks` writes every member's progress and
+completions with the reward each paid."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.config import load_config
+from bot.config import Config, load_config
 from bot.export import TASK_COLUMNS
-from bot.programme.tasks import advance_task
+from bot.programme.tasks import advance_task, survey_completion_effects
 from storage import ledger
 from storage.audit import audit
 from storage.members import Member, Profile, register_member
 from storage.sql import ts
 from storage.store import connect_sync, migrate
+from storage.surveys import QuestionSpec, SurveySpec, progress, rate, start
+from storage.tasks import progress_of
 from tests.conftest import SAMPLE
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
@@ -179,3 +183,58 @@ def test_export_tasks_writes_progress_and_completions(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "1 task rows" in result.stderr
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def one_question_survey(config: Config) -> SurveySpec:
+    """The survey the sample's survey task names, cut to one rating question."""
+    return SurveySpec(
+        id="benefits_2026",
+        reward_points=5,
+        opens_at=NOW - timedelta(days=1),
+        closes_at=NOW + timedelta(days=1),
+        questions=(QuestionSpec("ease", "rating"),),
+        on_complete=survey_completion_effects("benefits_2026", config),
+    )
+
+
+def test_the_survey_task_completes_with_the_survey(conn: sqlite3.Connection, ann: Member) -> None:
+    spec = one_question_survey(CONFIG)
+    start(conn, spec, ann.id, now=NOW)
+    done = rate(conn, spec, ann.id, 0, 4, reward_expires_at=None, actor="member:1", now=NOW)
+    assert done.completed
+    step = progress_of(conn, ann.id, [("benefits_survey", "once")])[("benefits_survey", "once")]
+    assert step.completed and step.reward_operation_id is None
+    assert audit(conn, integrity="none").ok
+
+
+def test_a_failing_task_move_undoes_the_survey_completion(
+    conn: sqlite3.Connection, ann: Member
+) -> None:
+    def broken(conn: sqlite3.Connection, member_id: int, actor: str, now: datetime) -> None:
+        raise RuntimeError("the task could not move")
+
+    spec = dataclasses.replace(one_question_survey(CONFIG), on_complete=broken)
+    start(conn, spec, ann.id, now=NOW)
+    with pytest.raises(RuntimeError):
+        rate(conn, spec, ann.id, 0, 4, reward_expires_at=None, actor="member:1", now=NOW)
+    # One transaction: neither the completion nor its reward was kept.
+    response = progress(conn, "benefits_2026", ann.id)
+    assert response is not None and not response.completed
+    assert conn.execute("SELECT count(*) FROM operations").fetchone()[0] == 0
+
+
+def test_a_survey_task_outside_its_window_does_not_move(
+    conn: sqlite3.Connection, ann: Member
+) -> None:
+    task = CONFIG.task("benefits_survey")
+    assert task is not None
+    ended = task.model_copy(update={"ends": date(2026, 11, 1)})
+    config = CONFIG.model_copy(
+        update={"tasks": [ended if t.id == task.id else t for t in CONFIG.tasks]}
+    )
+    spec = one_question_survey(config)
+    start(conn, spec, ann.id, now=NOW)
+    assert rate(conn, spec, ann.id, 0, 4, reward_expires_at=None, actor="m", now=NOW).completed
+    assert progress_of(conn, ann.id, [("benefits_survey", "once")]) == {}
+    # A survey no task names has no hook at all.
+    assert survey_completion_effects("satisfaction_2026h2", CONFIG) is None
