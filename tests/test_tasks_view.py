@@ -114,6 +114,9 @@ def test_standings_show_progress_reward_badge_and_reset(config: Config) -> None:
     assert (answering.progress, answering.points, answering.deadline) == (0, 0, None)
     assert answering.badge is not None and answering.badge.id == "voice"
     assert not answering.badge_earned
+    # Completed in an earlier period: the badge is the member's already.
+    [again] = task_standings(with_tasks(config, survey), day, {}, {"benefits_survey"})
+    assert again.badge_earned and not again.done
 
 
 def test_closed_and_future_tasks(config: Config) -> None:
