@@ -257,11 +257,12 @@ def reached(
     conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
 ) -> list[TaskStep]:
     """These members' progress in the task and period that reached its target uncompleted."""
-    steps = progress_in(conn, task_id, period, member_ids).values()
-    return sorted(
-        (s for s in steps if not s.completed and s.progress >= s.target),
-        key=lambda s: s.member_id,
+    rows = conn.execute(
+        _SELECT + _OF_MEMBERS + " AND completed_at IS NULL AND progress >= target"
+        " ORDER BY member_id",
+        (task_id, period, json.dumps(sorted(member_ids))),
     )
+    return [_step(row) for row in rows]
 
 
 def complete(

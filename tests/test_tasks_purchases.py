@@ -327,6 +327,13 @@ async def test_the_demo_seed_moves_tasks_like_any_purchase(sandbox: Sandbox) -> 
     await seed_demo(sandbox.services, NOW)  # twice: adds nothing
     assert await sandbox.services.store.read(moved) == before
 
+    def task_notices(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT count(*) FROM outbox WHERE dedupe_key LIKE 'task:%'")
+        return int(row.fetchone()[0])
+
+    # The seed is history: its completions pay, but nobody is told about them now.
+    assert await sandbox.services.store.read(task_notices) == 0
+
 
 # --- the CSV import ---------------------------------------------------------------------------
 

@@ -409,6 +409,7 @@ async def _book(
                 programme.config,
                 requests[0].now,
                 actor=requests[0].actor,
+                tell_member=tell_member,
             )
         return outcome[0]  # the purchase itself: replayed exactly when the group is
 

@@ -106,10 +106,12 @@ def purchases_booked(
     now: datetime,
     *,
     actor: str,
+    tell_member: bool = True,
 ) -> list[TaskStep]:
     """Move the purchase tasks for purchases just booked, in the caller's transaction (the
-    one that booked them), and complete those that reach their target (reward, badge,
-    message); return the completions. Never pass a replayed purchase."""
+    one that booked them), and complete those that reach their target (reward, badge, and
+    the member's message unless `tell_member` is False: purchases booked as history, the
+    demo's seed); return the completions. Never pass a replayed purchase."""
     if not booked or not config.tasks:
         return []
     by_day: dict[date, list[Task]] = {}
@@ -175,7 +177,7 @@ def purchases_booked(
                 store.reached(conn, task_id, period, members),
                 reward=reward_for(task, config, now),
                 actor=actor,
-                notice=completion_notice(task),
+                notice=completion_notice(task) if tell_member else None,
                 on_complete=completion_effects(config, now),
                 now=now,
             )
