@@ -95,10 +95,6 @@ def streak_progress(weeks: Iterable[str], target: int, counted: Iterable[str] = 
     return runs[-1][1]
 
 
-def _counts(task: Task, category_id: str) -> bool:
-    return not task.categories or category_id in task.categories
-
-
 def purchases_booked(
     conn: sqlite3.Connection,
     booked: Sequence[BookedPurchase],
@@ -114,7 +110,9 @@ def purchases_booked(
     demo's seed); return the completions. Never pass a replayed purchase."""
     if not booked or not config.tasks:
         return []
-    by_day: dict[date, list[Task]] = {}
+    # Per local day: each open purchase task with its period, week (streaks) and categories,
+    # worked out once per day rather than once per purchase (an import books a million).
+    by_day: dict[date, list[tuple[Task, str, str | None, frozenset[str] | None]]] = {}
     moves: list[PurchaseMove] = []
     # (task id, period) -> member -> delta, for purchases and spend
     added: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -127,16 +125,21 @@ def purchases_booked(
         day = purchase.day
         if (open_ := by_day.get(day)) is None:
             open_ = by_day[day] = [
-                task for kind in PURCHASE_KINDS for task in tasks_of_kind(config, kind, day)
+                (
+                    task,
+                    period_of(task, day),
+                    iso_week(day) if task.kind == "streak" else None,
+                    frozenset(task.categories) if task.categories else None,
+                )
+                for kind in PURCHASE_KINDS
+                for task in tasks_of_kind(config, kind, day)
             ]
-        for task in open_:
-            if not _counts(task, purchase.category_id):
+        member = purchase.member_id
+        for task, period, week, categories in open_:
+            if categories is not None and purchase.category_id not in categories:
                 continue
             tasks[task.id] = task
-            period = period_of(task, day)
-            member = purchase.member_id
-            if task.kind == "streak":
-                week = iso_week(day)
+            if week is not None:
                 weeks[(task.id, period)][member][week] += 1
                 moves.append((purchase.operation_id, task.id, member, period, 1, week))
                 continue
