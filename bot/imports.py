@@ -5,8 +5,9 @@ Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV s
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
 looks the batch's member codes up in one query, builds each row's request with
 `purchase_requests` and writes the batch with `earn_groups`, one transaction per batch, in
-which it also records the operations it booked: at the end of the run each member is told
-once, their purchases in it summed (bot/programme/notices.py).
+which it also records the operations it booked (at the end of the run each member is told
+once, their purchases in it summed: bot/programme/notices.py) and moves the tasks of the
+purchases booked now (`purchases_booked`, as the till does; a replayed row moves nothing).
 
 Everything an import says (skipped rows, file errors, the command's summary) comes from the
 catalogs in one language: the programme's default, or the one the operator asks for.
