@@ -114,8 +114,8 @@ async def told(sandbox: Sandbox, user_id: int, since: int) -> list[str]:
     return [e.text or "" for e in sandbox.emu.events(user_id, after=since)]
 
 
-def shanghai(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+def shanghai(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 # --- the till ---------------------------------------------------------------------------------
