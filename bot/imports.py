@@ -5,8 +5,9 @@ Each batch of rows is checked in two steps. `_Preparer` needs no database: CSV s
 receipt id, member-code check digit, amount, time and the shared purchase rule. `_Writer`
 looks the batch's member codes up in one query, builds each row's request with
 `purchase_requests` and writes the batch with `earn_groups`, one transaction per batch, in
-which it also records the operations it booked: at the end of the run each member is told
-once, their purchases in it summed (bot/programme/notices.py).
+which it also records the operations it booked (at the end of the run each member is told
+once, their purchases in it summed: bot/programme/notices.py) and moves the tasks of the
+purchases booked now (`purchases_booked`, as the till does; a replayed row moves nothing).
 
 Everything an import says (skipped rows, file errors, the command's summary) comes from the
 catalogs in one language: the programme's default, or the one the operator asks for.
@@ -36,14 +37,16 @@ from bot.programme.notices import import_notice
 from bot.programme.purchases import (
     PurchaseAward,
     award_purchase,
+    booked_purchase,
     find_category,
     parse_amount,
     purchase_key,
     purchase_requests,
 )
+from bot.programme.task_progress import purchases_booked
 from bot.programme.till import compact_code
-from storage.errors import Conflict, NotFound
-from storage.ledger import EarnRequest, existing_keys
+from storage.errors import Conflict, NotFound, StoreError
+from storage.ledger import EarnRequest, OperationResult, existing_keys
 from storage.members import is_valid_member_code, member_ids_by_code
 from storage.pushes import earn_groups_and_stage, release_import_notices
 
@@ -87,6 +90,8 @@ _RULE_REASONS: Final[dict[str, str]] = {
 }
 
 Progress = Callable[[int, int | None], None]
+# What the ledger did with one purchase's group of requests.
+Outcome = tuple[OperationResult, ...] | StoreError
 # Puts a row's fields in HEADER order, whatever the file's column order.
 _Columns = Callable[[list[str]], tuple[str, ...]]
 # (first line of the record, its fields, or the CSV error that made it unreadable)
@@ -409,6 +414,7 @@ class _Writer:
     def __init__(
         self,
         conn: sqlite3.Connection,
+        config: Config,
         *,
         actor: str,
         now: datetime,
@@ -418,6 +424,7 @@ class _Writer:
         on_reject: Callable[[RejectedRow], None] | None,
     ) -> None:
         self.conn = conn
+        self.config = config
         self.actor = actor
         self.now = now
         self.run = run
@@ -470,13 +477,32 @@ class _Writer:
         if requests:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open),
             # which also records the operations booked, for the members' notices at the end.
-            results = earn_groups_and_stage(self.conn, requests, run=self.run)
+            results = earn_groups_and_stage(
+                self.conn, requests, run=self.run, then=self._tasks(written)
+            )
             late = self._tally(results, written)
             if late:
                 rejected += late
                 rejected.sort(key=lambda r: r.line)
         for row in rejected:
             self._reject(row)
+
+    def _tasks(self, written: list[_Candidate]) -> Callable[[list[Outcome]], None]:
+        """What moves the tasks of the purchases a batch booked now, in its transaction."""
+
+        def move(results: list[Outcome]) -> None:
+            booked = [
+                booked_purchase(result[0], award)
+                for result, (_line, _fields, _receipt, _code, award) in zip(
+                    results, written, strict=True
+                )
+                if isinstance(result, tuple)
+                and not result[0].replayed
+                and isinstance(award, PurchaseAward)
+            ]
+            purchases_booked(self.conn, booked, self.config, self.now, actor=self.actor)
+
+        return move
 
     def _tally(self, results: Iterable[object], written: list[_Candidate]) -> list[RejectedRow]:
         """Count what earn_groups did; return the rows it refused."""
@@ -543,6 +569,7 @@ def import_purchases(
     run = f"{actor}:{when.isoformat()}:{secrets.token_hex(4)}"
     writer = _Writer(
         conn,
+        config,
         actor=actor,
         now=when,
         run=run,

@@ -388,10 +388,11 @@ def earn_groups_and_stage(
     groups: Sequence[Sequence[EarnRequest]],
     *,
     run: str,
+    then: Callable[[list[tuple[OperationResult, ...] | StoreError]], None] | None = None,
 ) -> list[tuple[OperationResult, ...] | StoreError]:
     """`ledger.earn_groups` of an import run's batch (a purchase and its campaign's extra
     points, say), its new operations remembered for the run's notices in the same
-    transaction."""
+    transaction, where `then` also sees the outcomes (the purchases' tasks)."""
 
     def stage(results: list[tuple[OperationResult, ...] | StoreError]) -> None:
         booked = [
@@ -401,6 +402,8 @@ def earn_groups_and_stage(
             for one in r
         ]
         stage_import_batch(conn, run, booked)
+        if then is not None:
+            then(results)
 
     return ledger.earn_groups(conn, groups, then=stage)
 

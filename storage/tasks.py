@@ -12,13 +12,15 @@ facade serves them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from storage import ledger
-from storage.errors import InvalidRequest
+from storage.errors import InvalidRequest, StoreError
 from storage.facade import Facade, looks_up, writes
 from storage.pushes import Push, enqueue
 from storage.sql import atomic, dt, dt_or_none, required_now, ts
@@ -237,3 +239,196 @@ class Tasks(Facade):
     progress_of = looks_up(progress_of)
     completions = looks_up(completions)
     completed_task_ids = looks_up(completed_task_ids)
+
+
+# --- issue 21: purchase-driven tasks (purchases, spend, streak) -----------------------------
+# Booked purchases move progress in bulk (an import batch is thousands of them): their moves
+# are recorded per operation, progress is added per member, task and period with one
+# executemany, and only the rows that reached their target go through `complete`, which books
+# rewards and messages exactly as `advance` does.
+
+# (operation id, task id, member id, period, delta, ISO week for a streak task or None)
+PurchaseMove = tuple[int, str, int, str, int, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedMove:
+    """What one booked purchase added to one task, as recorded."""
+
+    operation_id: int
+    task_id: str
+    member_id: int
+    period: str
+    delta: int
+    week: str | None
+    withdrawn: bool
+
+
+def record_purchase_moves(conn: sqlite3.Connection, moves: Sequence[PurchaseMove]) -> None:
+    """Record what each purchase adds to each task; an operation already counted for a task is
+    refused by the primary key (IntegrityError): a purchase never counts twice."""
+    conn.executemany(
+        "INSERT INTO task_purchase_moves (operation_id, task_id, member_id, period, delta, week)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        moves,
+    )
+
+
+def add_progress(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str, str, int, int]], now: datetime
+) -> None:
+    """Add (member, task, period, delta, target) to progress, never below 0, without
+    completing anything: `reached` then `complete` do that."""
+    now_ts = ts(now)
+    conn.executemany(
+        "INSERT INTO task_progress (member_id, task_id, period, progress, target, updated_at)"
+        " VALUES (?1, ?2, ?3, max(0, ?4), ?5, ?6)"
+        " ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
+        " progress = max(0, progress + ?4), updated_at = excluded.updated_at",
+        [
+            (member, task, period, delta, target, now_ts)
+            for member, task, period, delta, target in rows
+        ],
+    )
+
+
+_OF_MEMBERS = " WHERE task_id = ? AND period = ? AND member_id IN (SELECT value FROM json_each(?))"
+
+
+def progress_in(
+    conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
+) -> dict[int, TaskStep]:
+    """Each of these members' progress in one task and period (those that have any)."""
+    rows = conn.execute(
+        _SELECT + _OF_MEMBERS,
+        (task_id, period, json.dumps(sorted(member_ids))),
+    )
+    return {step.member_id: step for step in map(_step, rows)}
+
+
+def reached(
+    conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
+) -> list[TaskStep]:
+    """These members' progress in the task and period that reached its target uncompleted."""
+    rows = conn.execute(
+        _SELECT + _OF_MEMBERS + " AND completed_at IS NULL AND progress >= target"
+        " ORDER BY member_id",
+        (task_id, period, json.dumps(sorted(member_ids))),
+    )
+    return [_step(row) for row in rows]
+
+
+def complete(
+    conn: sqlite3.Connection,
+    steps: Sequence[TaskStep],
+    *,
+    reward: Reward | None,
+    actor: str,
+    notice: Callable[[TaskStep], Push | None] | None = None,
+    on_complete: Callable[[sqlite3.Connection, TaskStep], None] | None = None,
+    now: datetime,
+) -> list[TaskStep]:
+    """Complete these reached steps of one task as `advance` does: the reward booked under
+    `task_reward_key`, `on_complete` run, `notice` queued, in the caller's transaction; raises
+    the ledger's errors (NotFound, Conflict)."""
+    if not steps:
+        return []
+    now_ts = ts(now)
+    with atomic(conn):
+        operations: list[int | None] = [None] * len(steps)
+        if reward is not None and reward.points > 0:
+            groups = [
+                [
+                    ledger.EarnRequest(
+                        member_id=step.member_id,
+                        points=reward.points,
+                        kind=reward.kind,
+                        key=task_reward_key(step.task_id, step.member_id, step.period),
+                        actor=actor,
+                        expires_at=reward.expires_at,
+                        now=now,
+                        reason=step.task_id,
+                        meta={"task": step.task_id, "period": step.period},
+                    )
+                ]
+                for step in steps
+            ]
+            for index, outcome in enumerate(ledger.earn_groups(conn, groups)):
+                if isinstance(outcome, StoreError):
+                    raise outcome
+                operations[index] = outcome[0].operation_id
+        conn.executemany(
+            "UPDATE task_progress SET completed_at = ?, reward_operation_id = ?"
+            " WHERE member_id = ? AND task_id = ? AND period = ?",
+            [
+                (now_ts, operation, step.member_id, step.task_id, step.period)
+                for step, operation in zip(steps, operations, strict=True)
+            ],
+        )
+        done = [
+            dataclasses.replace(
+                step, completed_at=now, reward_operation_id=operation, completed_now=True
+            )
+            for step, operation in zip(steps, operations, strict=True)
+        ]
+        if on_complete is not None:
+            for step in done:
+                on_complete(conn, step)
+        if notice is not None:
+            pushes = [push for step in done if (push := notice(step)) is not None]
+            if pushes:
+                enqueue(conn, pushes, now)
+        return done
+
+
+def count_streak_weeks(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str, str, str, int]]
+) -> None:
+    """Add (member, task, period, ISO week, purchases) to the weeks a streak task counts."""
+    conn.executemany(
+        "INSERT INTO task_streak_weeks (member_id, task_id, period, week, purchases)"
+        " VALUES (?1, ?2, ?3, ?4, max(0, ?5))"
+        " ON CONFLICT (task_id, period, member_id, week) DO UPDATE SET"
+        " purchases = max(0, purchases + ?5)",
+        rows,
+    )
+
+
+def streak_weeks(
+    conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
+) -> dict[int, list[str]]:
+    """The ISO weeks with a counted purchase of each of these members, in order."""
+    found: dict[int, list[str]] = {}
+    for member_id, week in conn.execute(
+        "SELECT member_id, week FROM task_streak_weeks"
+        " WHERE task_id = ? AND period = ? AND purchases > 0"
+        " AND member_id IN (SELECT value FROM json_each(?)) ORDER BY member_id, week",
+        (task_id, period, json.dumps(sorted(member_ids))),
+    ):
+        found.setdefault(int(member_id), []).append(str(week))
+    return found
+
+
+def purchase_moves(conn: sqlite3.Connection, operation_id: int) -> list[RecordedMove]:
+    """What a booked purchase (its operation) added to each task."""
+    return [
+        RecordedMove(int(op), str(task), int(member), str(period), int(delta), week, bool(gone))
+        for op, task, member, period, delta, week, gone in conn.execute(
+            "SELECT operation_id, task_id, member_id, period, delta, week,"
+            " withdrawn_at IS NOT NULL FROM task_purchase_moves WHERE operation_id = ?"
+            " ORDER BY task_id",
+            (operation_id,),
+        )
+    ]
+
+
+def mark_withdrawn(
+    conn: sqlite3.Connection, operation_id: int, task_id: str, now: datetime
+) -> bool:
+    """Mark a purchase's move in a task taken back; False if it already was (or is none)."""
+    cur = conn.execute(
+        "UPDATE task_purchase_moves SET withdrawn_at = ?"
+        " WHERE operation_id = ? AND task_id = ? AND withdrawn_at IS NULL",
+        (ts(now), operation_id, task_id),
+    )
+    return cur.rowcount == 1

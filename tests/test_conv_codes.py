@@ -97,7 +97,8 @@ async def test_purchase_with_a_grouped_code_an_amount_in_yuan_and_the_category_i
     )
     [spaced] = await sandbox.admin().send(f"/purchase {dashed(code)} ￥ 50 元 补充装与裸装商品")
     assert "记录消费 50.00 元（补充装与裸装商品），获得 75 积分。" in (spaced.text or "")
-    assert await available(sandbox, member) == 475
+    # 475 for the purchases, 30 for the third green purchase this month (the eco_monthly task)
+    assert await available(sandbox, member) == 475 + 30
 
 
 async def test_purchase_in_english_with_the_category_name_and_a_receipt(
@@ -175,7 +176,8 @@ async def test_a_csv_row_with_a_grouped_code_and_a_category_name_imports(
     assert (summary.imported, summary.skipped_total) == (3, 2)
     assert [(r.line, r.reason) for r in summary.rejected] == [(5, "member_code"), (6, "category")]
     assert "玩具" in summary.rejected[1].message
-    assert await available(sandbox, member) == 200 + 15 + 20
+    # and 30 for the third green purchase this month (the sample's eco_monthly task)
+    assert await available(sandbox, member) == 200 + 15 + 20 + 30
     [statement] = await sandbox.member(8107).send("/history")
     assert "小票 R-CSV-1" in (statement.text or "")
 

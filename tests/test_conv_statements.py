@@ -109,6 +109,7 @@ class Words:
     card_unrevealed: str
     card_lost: str
     survey_reward: str
+    task_reward: str
     adjustment: str
     expired: str
     older: str
@@ -138,6 +139,8 @@ ZH = Words(
     card_unrevealed=r"刮刮乐  -30 · 还没刮开",
     card_lost=r"刮刮乐  -30 · 未中奖",
     survey_reward=r"问卷奖励  \+10 · 「一题问卷」",
+    # The 500-yuan eco purchase completes the sample's spend task (300 yuan this month).
+    task_reward=r"任务奖励  \+50 · 「本月绿色消费满 300 元」",
     adjustment=r"人工调整  \+5 · 原因：补录漏记积分",
     expired=r"积分到期  -\d+ · 2026-11-25 获得的积分",
     older="较早 ▶",
@@ -169,6 +172,7 @@ EN = Words(
     card_unrevealed=r"Scratch card  -30 · not scratched yet",
     card_lost=r"Scratch card  -30 · no prize",
     survey_reward=r"Survey reward  \+10 · “One question”",
+    task_reward=r"Task reward  \+50 · “¥300 of green purchases this month”",
     adjustment=r"Adjustment  \+5 · reason: 补录漏记积分",
     expired=r"Points expired  -\d+ · earned 2026-11-25",
     older="Older ▶",
@@ -254,7 +258,7 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
     await admin.send(f"/adjust {member.member_code} +5 补录漏记积分")
 
     lines = await statement(chat, words)
-    assert len(lines) == 10
+    assert len(lines) == 11
     for pattern in (
         words.purchase_in_campaign,
         words.campaign_bonus,
@@ -265,6 +269,7 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
         words.wheel_spin,
         words.card_lost,
         words.survey_reward,
+        words.task_reward,
         words.adjustment,
     ):
         assert_reads(lines, pattern)
@@ -277,7 +282,7 @@ async def test_every_line_reads_in_the_members_words(sandbox: Sandbox, words: Wo
     assert await sandbox.services.scheduler.sweep(later) > 0
     lines = await statement(chat, words)
     expired = [line for line in lines if re.fullmatch(words.expired, line)]
-    assert expired and len(lines) == 10 + len(expired)
+    assert expired and len(lines) == 11 + len(expired)
     # The newest lines are the expiries: the statement pages from newest to oldest.
     assert lines[: len(expired)] == expired
     assert_no_internal_ids(lines)

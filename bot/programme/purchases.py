@@ -18,11 +18,12 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import purchase_notice
+from bot.programme.task_progress import BookedPurchase, purchases_booked
 from bot.programme.till import find_member
 from storage.errors import Conflict, StoreError
 from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn_groups
 from storage.members import Member
-from storage.pushes import Booked
+from storage.pushes import Booked, booked_facts, enqueue
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
 # is a typo in the date.
@@ -369,6 +370,17 @@ def purchase_requests(
     return (base, bonus)
 
 
+def booked_purchase(result: OperationResult, award: PurchaseAward) -> BookedPurchase:
+    """A purchase just booked (its operation, `result`), as its tasks count it."""
+    return BookedPurchase(
+        result.operation_id,
+        result.member_id,
+        award.category.id,
+        counted_yuan(award.amount),
+        award.purchased_on,
+    )
+
+
 async def _book(
     programme: Programme,
     requests: tuple[EarnRequest, ...],
@@ -386,6 +398,19 @@ async def _book(
         if isinstance(outcome, StoreError):
             raise outcome
         booked.append(outcome)
+        if not outcome[0].replayed:
+            # The receipt first, then what its tasks say (a completion) in the same
+            # transaction: the outbox sends in order. A replay counted when first booked.
+            if (push := receipt(booked_facts(conn, outcome[0], requests[0].now))) is not None:
+                enqueue(conn, [push], requests[0].now)
+            purchases_booked(
+                conn,
+                [booked_purchase(outcome[0], award)],
+                programme.config,
+                requests[0].now,
+                actor=requests[0].actor,
+                tell_member=tell_member,
+            )
         return outcome[0]  # the purchase itself: replayed exactly when the group is
 
     campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
@@ -394,7 +419,7 @@ async def _book(
         if tell_member
         else _untold
     )
-    await programme.pushes.book_and_notify(book, receipt, requests[0].now)
+    await programme.pushes.book_and_notify(book, _untold, requests[0].now)
     return booked[-1]
 
 

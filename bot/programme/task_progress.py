@@ -1,0 +1,244 @@
+"""Purchase-driven tasks (purchases, spend, streak): what booked purchases add to them, and what
+a returned purchase takes back.
+
+`purchases_booked` is THE place booked purchases turn into task moves, for every purchase path
+(the till and the demo seed through bot.programme.purchases, the CSV import through
+bot.imports, a till API): call it inside the transaction that booked them, with the purchases
+booked now (never replays). Anything else a purchase earns on being booked (the referral
+credit on a member's first purchase) belongs there too.
+
+A purchase counts, on its LOCAL day, for every open task of these kinds whose categories
+include its category (no categories: every one): `purchases` +1, `spend` + the yuan that
+earn points (`counted_yuan`), `streak` one ISO week with a purchase. A streak's progress is the
+member's current run: the consecutive weeks with a counted purchase ending at their latest
+such week (a week without one resets it); a purchase that brings any run to the target
+completes the task (a late receipt may fill the gap in an older run). Each repeat period
+(`period_of`) counts on its own and completes at most once.
+
+For an import's speed the moves are added per batch (one statement per table, not one per
+purchase) and only the progress that reached its target is completed, by `storage.tasks.
+complete`, with the reward, badge seam and message `advance_task` uses
+(tests/test_tasks_purchases.py checks the two agree).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+
+from bot.config import Config, Task
+from bot.programme.calendar import local_today
+from bot.programme.tasks import (
+    advance_task,
+    completion_effects,
+    completion_notice,
+    period_of,
+    reward_for,
+    tasks_of_kind,
+)
+from storage import tasks as store
+from storage.sql import atomic
+from storage.tasks import PurchaseMove, TaskStep
+
+PURCHASE_KINDS: Final = ("purchases", "spend", "streak")
+
+
+@dataclass(frozen=True, slots=True)
+class BookedPurchase:
+    """A purchase booked now (not a replay): its operation, member, category, the yuan that
+    earn points and its local day (bot.programme.purchases.booked_purchase builds it)."""
+
+    operation_id: int
+    member_id: int
+    category_id: str
+    counted_yuan: int
+    day: date
+
+
+def iso_week(day: date) -> str:
+    """The ISO week of a local day, as '2026-W49'."""
+    year, week, _weekday = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _week_number(week: str) -> int:
+    """A running number of an ISO week: consecutive weeks differ by one."""
+    year, number = week.split("-W")
+    return date.fromisocalendar(int(year), int(number), 1).toordinal() // 7
+
+
+def _runs(weeks: Iterable[str]) -> list[tuple[int, int]]:
+    """The runs of consecutive weeks as (last week number, length), in order."""
+    runs: list[tuple[int, int]] = []
+    for number in sorted({_week_number(week) for week in weeks}):
+        if runs and runs[-1][0] == number - 1:
+            runs[-1] = (number, runs[-1][1] + 1)
+        else:
+            runs.append((number, 1))
+    return runs
+
+
+def streak_progress(weeks: Iterable[str], target: int, counted: Iterable[str] = ()) -> int:
+    """A streak task's progress: the run ending at the latest week, or the run holding one of
+    the weeks just `counted` when that reaches the target."""
+    runs = _runs(weeks)
+    if not runs:
+        return 0
+    counted_numbers = {_week_number(week) for week in counted}
+    for last, length in runs:
+        if length >= target and any(last - length < n <= last for n in counted_numbers):
+            return length
+    return runs[-1][1]
+
+
+def purchases_booked(
+    conn: sqlite3.Connection,
+    booked: Sequence[BookedPurchase],
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+    tell_member: bool = True,
+) -> list[TaskStep]:
+    """Move the purchase tasks for purchases just booked, in the caller's transaction (the
+    one that booked them), and complete those that reach their target (reward, badge, and
+    the member's message unless `tell_member` is False: purchases booked as history, the
+    demo's seed); return the completions. Never pass a replayed purchase."""
+    if not booked or not config.tasks:
+        return []
+    # Per local day: each open purchase task with its period, week (streaks) and categories,
+    # worked out once per day rather than once per purchase (an import books a million).
+    by_day: dict[date, list[tuple[Task, str, str | None, frozenset[str] | None]]] = {}
+    moves: list[PurchaseMove] = []
+    # (task id, period) -> member -> delta, for purchases and spend
+    added: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    # (task id, period) -> member -> week -> purchases, for streaks
+    weeks: dict[tuple[str, str], dict[int, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(int))
+    )
+    tasks: dict[str, Task] = {}
+    for purchase in booked:
+        day = purchase.day
+        if (open_ := by_day.get(day)) is None:
+            open_ = by_day[day] = [
+                (
+                    task,
+                    period_of(task, day),
+                    iso_week(day) if task.kind == "streak" else None,
+                    frozenset(task.categories) if task.categories else None,
+                )
+                for kind in PURCHASE_KINDS
+                for task in tasks_of_kind(config, kind, day)
+            ]
+        member = purchase.member_id
+        for task, period, week, categories in open_:
+            if categories is not None and purchase.category_id not in categories:
+                continue
+            tasks[task.id] = task
+            if week is not None:
+                weeks[(task.id, period)][member][week] += 1
+                moves.append((purchase.operation_id, task.id, member, period, 1, week))
+                continue
+            delta = 1 if task.kind == "purchases" else purchase.counted_yuan
+            if delta <= 0:
+                continue
+            added[(task.id, period)][member] += delta
+            moves.append((purchase.operation_id, task.id, member, period, delta, None))
+    if not moves:
+        return []
+    with atomic(conn):
+        store.record_purchase_moves(conn, moves)
+        progress = [
+            (member, task_id, period, delta, tasks[task_id].target)
+            for (task_id, period), members in added.items()
+            for member, delta in members.items()
+        ]
+        if weeks:
+            store.count_streak_weeks(
+                conn,
+                [
+                    (member, task_id, period, week, n)
+                    for (task_id, period), members in weeks.items()
+                    for member, counted in members.items()
+                    for week, n in counted.items()
+                ],
+            )
+            progress += _streak_moves(conn, tasks, weeks)
+        store.add_progress(conn, progress, now)
+        touched: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for member, task_id, period, _delta, _target in progress:
+            touched[(task_id, period)].add(member)
+        done: list[TaskStep] = []
+        for (task_id, period), members in sorted(touched.items()):
+            task = tasks[task_id]
+            done += store.complete(
+                conn,
+                store.reached(conn, task_id, period, members),
+                reward=reward_for(task, config, now),
+                actor=actor,
+                notice=completion_notice(task) if tell_member else None,
+                on_complete=completion_effects(config, now),
+                now=now,
+            )
+        return done
+
+
+def _streak_moves(
+    conn: sqlite3.Connection,
+    tasks: dict[str, Task],
+    weeks: dict[tuple[str, str], dict[int, dict[str, int]]],
+) -> list[tuple[int, str, str, int, int]]:
+    """The progress deltas of streak tasks after their weeks were counted."""
+    out: list[tuple[int, str, str, int, int]] = []
+    for (task_id, period), members in weeks.items():
+        target = tasks[task_id].target
+        seen = store.streak_weeks(conn, task_id, period, members)
+        now_at = store.progress_in(conn, task_id, period, members)
+        for member, counted in members.items():
+            new = streak_progress(seen.get(member, ()), target, counted)
+            old = now_at[member].progress if member in now_at else 0
+            if new != old or member not in now_at:
+                out.append((member, task_id, period, new - old, target))
+    return out
+
+
+def withdraw_purchase(
+    conn: sqlite3.Connection,
+    operation_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+) -> list[TaskStep]:
+    """Take back what a returned purchase (its operation) added to its tasks, in the caller's
+    transaction (the return's): once (a second call takes nothing), only while the period it
+    counted for is still the task's current one and the task is open, never undoing a
+    completion already paid; return the steps moved."""
+    today = local_today(now, config)
+    moved: list[TaskStep] = []
+    with atomic(conn):
+        for move in store.purchase_moves(conn, operation_id):
+            task = config.task(move.task_id)
+            if move.withdrawn or task is None or not task.open_on(today):
+                continue
+            if period_of(task, today) != move.period:
+                continue  # a past period's progress is history
+            if not store.mark_withdrawn(conn, operation_id, task.id, now):
+                continue
+            if task.kind == "streak":
+                assert move.week is not None
+                store.count_streak_weeks(
+                    conn, [(move.member_id, task.id, move.period, move.week, -1)]
+                )
+                seen = store.streak_weeks(conn, task.id, move.period, [move.member_id])
+                current = store.progress_in(conn, task.id, move.period, [move.member_id])
+                old = current[move.member_id].progress if move.member_id in current else 0
+                delta = streak_progress(seen.get(move.member_id, ()), task.target) - old
+            else:
+                delta = -move.delta
+            moved.append(advance_task(conn, task, move.member_id, delta, config, now, actor=actor))
+    return moved
