@@ -18,6 +18,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("wheel", N_("menu.wheel")),
     ("scratch", N_("menu.scratch")),
     ("surveys", N_("menu.surveys")),
+    ("badges", N_("menu.badges")),
     ("family", N_("menu.family")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),

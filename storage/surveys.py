@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -68,6 +68,11 @@ class SurveySpec:
     opens_at: datetime
     closes_at: datetime
     questions: tuple[QuestionSpec, ...]
+    # What completing a response earns besides its reward (a badge), run in the completing
+    # transaction with the completed response.
+    on_complete: Callable[[sqlite3.Connection, Progress], None] | None = field(
+        default=None, compare=False
+    )
 
     @property
     def definition(self) -> str:
@@ -372,7 +377,10 @@ def _advance(
         " reward_points = ?, reward_operation_id = ? WHERE id = ?",
         (now_ts, now_ts, spec.reward_points, operation_id, response_id),
     )
-    return _by_id(conn, response_id)
+    completed = _by_id(conn, response_id)
+    if spec.on_complete is not None:
+        spec.on_complete(conn, completed)
+    return completed
 
 
 # --- answering -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bot.programme.calendar import display_expiry
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.tasks import survey_effects
 from storage.errors import InvalidAnswer, SurveyChanged, SurveyClosed
 from storage.surveys import Progress, QuestionSpec, SurveySpec, SurveyStats
 
@@ -67,6 +68,7 @@ def survey_spec(survey: Survey, config: Config) -> SurveySpec:
             )
             for q in survey.questions
         ),
+        on_complete=survey_effects(config),
     )
 
 

@@ -15,9 +15,11 @@ from typing import Final
 
 from bot.config import Config, ExpirySource, Task
 from bot.i18n import N_
+from bot.programme.badges import award_milestones, task_badges_effect
 from bot.programme.calendar import local_today
 from bot.programme.expiry import expires_at
 from storage.pushes import SERVICE, Push
+from storage.surveys import Progress
 from storage.tasks import Reward, TaskStep, advance
 
 # The ledger source each task reward comes from: the green-share bonus keeps its own.
@@ -76,9 +78,29 @@ def task_move(task: Task, member_id: int, delta: int, config: Config, now: datet
 def completion_effects(
     config: Config, now: datetime
 ) -> Callable[[sqlite3.Connection, TaskStep], None] | None:
-    """What a completion earns besides its points, booked in the completing transaction (the
-    badge that names the task: the badges work of issue 21 fills this seam)."""
-    return None
+    """What a completion earns besides its points, booked in the completing transaction: the
+    badges that name the task (and a set's prize they complete), for every task kind."""
+    return task_badges_effect(config, now)
+
+
+def purchase_effects(
+    conn: sqlite3.Connection, member_id: int, config: Config, now: datetime
+) -> None:
+    """What a booked purchase earns besides its points and task moves, inside its transaction:
+    the milestone badges its spend, points or count reached (the purchase hook calls this)."""
+    award_milestones(conn, member_id, config, now)
+
+
+def survey_effects(config: Config) -> Callable[[sqlite3.Connection, Progress], None]:
+    """What completing a survey earns besides its reward, inside the completing transaction
+    (storage.surveys runs it): the milestone badges counting surveys."""
+
+    def on_complete(conn: sqlite3.Connection, progress: Progress) -> None:
+        now = progress.completed_at
+        assert now is not None  # run for a completed response only
+        award_milestones(conn, progress.member_id, config, now)
+
+    return on_complete
 
 
 def completion_notice(task: Task) -> Callable[[TaskStep], Push | None]:
