@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Badge, Config, load_config
-from bot.programme.badges import award_milestones, eco_categories
+from bot.programme.badges import award_milestones, eco_categories, milestones_moved_by_purchase
 from bot.programme.mall import catalog_entries
 from bot.programme.tasks import advance_task, purchase_effects, survey_effects
 from storage import badges as badge_store
@@ -74,7 +74,7 @@ async def _purchase(
             meta={"amount": amount, "category": category, "purchased_on": "2026-11-25"},
             now=NOW,
         )
-        purchase_effects(conn, member_id, config, NOW)
+        purchase_effects(conn, member_id, config, NOW, category=category)
 
     await store.write(book)
 
@@ -359,3 +359,16 @@ async def test_milestones_skip_the_ledger_once_all_are_held(tmp_path: Path, conf
         await _purchase(store, config, member, "big", "1000.00", "eco")
         # Holding every milestone badge: nothing to compute, nothing earned.
         assert await store.write(lambda conn: award_milestones(conn, member, config, NOW)) == []
+
+
+def test_a_purchase_outside_the_green_categories_moves_only_the_purchase_count(
+    config: Config,
+) -> None:
+    # So the CSV import does not scan a member's history for eco spend on every plain purchase.
+    assert milestones_moved_by_purchase("general", config) == {"purchases"}
+    assert milestones_moved_by_purchase("eco", config) == {
+        "purchases",
+        "eco_spend_yuan",
+        "green_points",
+    }
+    assert milestones_moved_by_purchase(None, config) == milestones_moved_by_purchase("eco", config)

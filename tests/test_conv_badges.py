@@ -101,3 +101,14 @@ async def test_the_menu_button_opens_the_wall_in_english(sandbox: Sandbox) -> No
     assert "6. ✅ 📋 Member's voice (earned 2026-11-25)" in lines
     assert "1. Green pioneer: 0/4, the whole set brings 500 points" in lines
     assert picture(shown).size[0] == WIDTH
+
+
+async def test_a_set_item_prize_is_listed_in_redemptions(sandbox: Sandbox) -> None:
+    member = await member_with(sandbox, 7305, 0)
+    for task_id in ("review", "events", "benefits_survey"):
+        await complete(sandbox, member, task_id)
+    chat = sandbox.member(7305)
+    [shown] = await chat.send("/badges")
+    assert "2. 社区之星：3/3 ✅ 大奖已领取" in (shown.caption or "").splitlines()
+    replies = await chat.send("/redemptions")
+    assert any("帆布环保购物袋" in (r.text or "") for r in replies), chat.transcript()

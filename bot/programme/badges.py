@@ -13,7 +13,7 @@ and prize through the outbox.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,6 +54,13 @@ def milestone_value(figures: store.LifetimeFigures, milestone: str) -> int:
     if milestone == "surveys_completed":
         return figures.surveys_completed
     return figures.purchases
+
+
+def milestones_moved_by_purchase(category: str | None, config: Config) -> frozenset[str]:
+    """The milestones a purchase in `category` may move (None: unknown, all of them)."""
+    if category is not None and category not in eco_categories(config):
+        return frozenset({"purchases"})
+    return frozenset({"purchases", "eco_spend_yuan", "green_points"})
 
 
 def sets_with(config: Config, badge_ids: Iterable[str]) -> list[BadgeSet]:
@@ -186,11 +193,21 @@ def task_badges_effect(
 
 
 def award_milestones(
-    conn: sqlite3.Connection, member_id: int, config: Config, now: datetime
+    conn: sqlite3.Connection,
+    member_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    changed: Collection[str] | None = None,
 ) -> list[str]:
     """Give the member every milestone badge whose lifetime figure reached its threshold
-    (inside the transaction that changed the figure); returns the ids newly earned."""
-    milestones = [b for b in config.badges if b.milestone is not None]
+    (inside the transaction that changed the figure; `changed`: only the milestones that may
+    have moved, None for all); returns the ids newly earned."""
+    milestones = [
+        b
+        for b in config.badges
+        if b.milestone is not None and (changed is None or b.milestone in changed)
+    ]
     if not milestones:
         return []
     held = store.badges_of(conn, member_id)

@@ -15,7 +15,11 @@ from typing import Final
 
 from bot.config import Config, ExpirySource, Task
 from bot.i18n import N_
-from bot.programme.badges import award_milestones, task_badges_effect
+from bot.programme.badges import (
+    award_milestones,
+    milestones_moved_by_purchase,
+    task_badges_effect,
+)
 from bot.programme.calendar import local_today
 from bot.programme.expiry import expires_at
 from storage.pushes import SERVICE, Push
@@ -25,6 +29,8 @@ from storage.tasks import Reward, TaskStep, advance
 # The ledger source each task reward comes from: the green-share bonus keeps its own.
 SHARE_SOURCE: Final = "share_bonus"
 TASK_SOURCE: Final = "task"
+# What a completed survey may move among the milestones badges count.
+SURVEY_MILESTONES: Final = frozenset({"surveys_completed"})
 
 
 def period_of(task: Task, day: date) -> str:
@@ -84,11 +90,18 @@ def completion_effects(
 
 
 def purchase_effects(
-    conn: sqlite3.Connection, member_id: int, config: Config, now: datetime
+    conn: sqlite3.Connection,
+    member_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    category: str | None = None,
 ) -> None:
-    """What a booked purchase earns besides its points and task moves, inside its transaction:
-    the milestone badges its spend, points or count reached (the purchase hook calls this)."""
-    award_milestones(conn, member_id, config, now)
+    """What a booked purchase (in `category`, when known) earns besides its points and task
+    moves, inside its transaction: the milestone badges its spend, points or count reached.
+    The purchase hook calls this for every purchase path (till, CSV import, API, seed)."""
+    moved = milestones_moved_by_purchase(category, config)
+    award_milestones(conn, member_id, config, now, changed=moved)
 
 
 def survey_effects(config: Config) -> Callable[[sqlite3.Connection, Progress], None]:
@@ -98,7 +111,7 @@ def survey_effects(config: Config) -> Callable[[sqlite3.Connection, Progress], N
     def on_complete(conn: sqlite3.Connection, progress: Progress) -> None:
         now = progress.completed_at
         assert now is not None  # run for a completed response only
-        award_milestones(conn, progress.member_id, config, now)
+        award_milestones(conn, progress.member_id, config, now, changed=SURVEY_MILESTONES)
 
     return on_complete
 
