@@ -78,13 +78,17 @@ class WallPainter:
         self.latin_font = find_latin_font()
         self._lock = threading.Lock()
         self._layouts: dict[tuple[object, ...], Image.Image] = {}
+        self._fonts: dict[int, Font] = {}
+        self._drawing = threading.Lock()
         self._pictures: OrderedDict[tuple[object, ...], WallPicture] = OrderedDict()
 
     def _font(self, size: int) -> Font:
-        path = self.cjk_font or self.latin_font
-        if path is not None:
-            return ImageFont.truetype(path, size)
-        return ImageFont.load_default(size)
+        # Loaded once per size: a wall drawn for each new state must not reread font files.
+        if (font := self._fonts.get(size)) is None:
+            path = self.cjk_font or self.latin_font
+            font = ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
+            self._fonts[size] = font
+        return font
 
     def can_label(self, texts: Sequence[str]) -> bool:
         """True when every text can be drawn with the fonts at hand."""
@@ -105,6 +109,25 @@ class WallPainter:
             if (found := self._pictures.get(key)) is not None:
                 self._pictures.move_to_end(key)
                 return found
+        # One drawing at a time: the fonts and the cached layouts are shared between threads.
+        with self._drawing:
+            png, size = self._draw(title, badges, earned, sets, numbered)
+        picture = WallPicture(png, size, numbered, key)
+        with self._lock:
+            self._pictures[key] = picture
+            while len(self._pictures) > PICTURE_CACHE:
+                self._pictures.popitem(last=False)
+        return picture
+
+    def _draw(
+        self,
+        title: str,
+        badges: Sequence[str],
+        earned: Sequence[bool],
+        sets: Sequence[tuple[str, int, int]],
+        numbered: bool,
+    ) -> tuple[bytes, tuple[int, int]]:
+        """The wall's PNG and size: the cached layout, with the earned badges coloured."""
         image = self._layout(title, tuple(badges), tuple(s[0] for s in sets), numbered).copy()
         draw = ImageDraw.Draw(image)
         number_font = self._font(40)
@@ -125,13 +148,9 @@ class WallPainter:
                 draw.rectangle((left, y + 6, filled, y + 28), fill=colour)
             draw.text((right + 12, y + 5), f"{held}/{total}", font=bar_font, fill=TEXT)
         out = io.BytesIO()
-        image.save(out, format="PNG", optimize=True)
-        picture = WallPicture(out.getvalue(), image.size, numbered, key)
-        with self._lock:
-            self._pictures[key] = picture
-            while len(self._pictures) > PICTURE_CACHE:
-                self._pictures.popitem(last=False)
-        return picture
+        # A quick compression: a wall is drawn per member state, and flat colours pack well.
+        image.save(out, format="PNG", compress_level=6)
+        return out.getvalue(), image.size
 
     def _disc(
         self,
