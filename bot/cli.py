@@ -190,7 +190,11 @@ def audit_ledger(config_path: Path, quick: bool) -> None:
     config = _load(config_path)
     conn = _open_database(config, upgrade=False)
     try:
-        report = audit(conn, integrity="quick" if quick else "full")
+        report = audit(
+            conn,
+            integrity="quick" if quick else "full",
+            badge_sets={s.id: s.badges for s in config.badge_sets},
+        )
     finally:
         conn.close()
     click.echo(str(report))

@@ -14,6 +14,7 @@ from telegram.ext import (
 
 from bot.i18n import N_
 from handlers.admin import adjust, member_info, purchase, purchase_confirmation
+from handlers.badges import badges_command, badges_menu
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.dependants import dependants_callback, dependants_conversation
@@ -66,6 +67,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("prizes", N_("command.prizes")),
     ("surveys", N_("command.surveys")),
     ("tasks", N_("command.tasks")),
+    ("badges", N_("command.badges")),
     ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
     ("family", N_("command.family")),
@@ -105,9 +107,12 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("tasks", tasks_command, filters=incoming))
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
+    app.add_handler(CommandHandler("badges", badges_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
+    # Before the menu's own handler, which does not know this item.
+    app.add_handler(CallbackQueryHandler(badges_menu, pattern=r"^menu:badges$"))
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))

@@ -18,6 +18,7 @@ from bot.programme.game_rules import RandomSource, SystemRandomSource
 from bot.programme.mall import catalog_entries
 from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
+from storage.badges import Badges
 from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
@@ -78,6 +79,7 @@ class Services(Programme):
         self.families = Families(store)
         self.transfers = Transfers(store)
         self.tasks = Tasks(store)
+        self.badges = Badges(store)
         self.dependants = Dependants(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.

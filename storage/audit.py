@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -423,8 +424,68 @@ _TASK_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 TASK_TRIGGERS: Final = ("task_progress_completed_once", "task_progress_no_delete")
 
 
-def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditReport:
-    """Check every ledger invariant in one read snapshot; `integrity` picks the page check."""
+# Badges and badge-set prizes (only once migration 23 created their tables): a set's prize is
+# paid once per member and set (the primary key), by a 'badge' operation of that member keyed
+# 'badgeset:<set>:<member>' that names the set; no 'badge' operation without its prize row;
+# and the member held every badge the set had (as recorded with the prize) when it was paid.
+BADGE_TABLES: Final = ("member_badges", "badge_set_prizes")
+BADGE_TRIGGERS: Final = (
+    "member_badges_no_update",
+    "member_badges_no_delete",
+    "badge_set_prizes_no_update",
+    "badge_set_prizes_no_delete",
+)
+_BADGE_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "badge_prize_operation",
+        "member, set, operation or redemption, kind, its member, key",
+        "SELECT p.member_id, p.set_id, o.id, o.kind, o.member_id, o.idempotency_key"
+        " FROM badge_set_prizes AS p JOIN operations AS o ON o.id = p.operation_id"
+        " WHERE o.kind <> 'badge' OR o.member_id <> p.member_id"
+        " OR o.idempotency_key <> 'badgeset:' || p.set_id || ':' || p.member_id"
+        " OR json_extract(o.meta, '$.badge_set') IS NOT p.set_id"
+        " UNION ALL SELECT p.member_id, p.set_id, r.id, 'redemption', r.member_id, NULL"
+        " FROM badge_set_prizes AS p JOIN redemptions AS r ON r.id = p.redemption_id"
+        " WHERE r.member_id <> p.member_id",
+    ),
+    (
+        "badge_operation_has_prize",
+        "operation, member, key, set",
+        "SELECT o.id, o.member_id, o.idempotency_key, json_extract(o.meta, '$.badge_set')"
+        " FROM operations AS o WHERE o.kind = 'badge'"
+        " AND NOT EXISTS (SELECT 1 FROM badge_set_prizes AS p WHERE p.operation_id = o.id)",
+    ),
+    (
+        "badge_prize_set_held",
+        "member, set, badge not held when the prize was paid",
+        "SELECT p.member_id, p.set_id, j.value FROM badge_set_prizes AS p, json_each(p.badges) AS j"
+        " WHERE NOT EXISTS (SELECT 1 FROM member_badges AS b WHERE b.member_id = p.member_id"
+        "   AND b.badge_id = j.value AND b.earned_at <= p.awarded_at)",
+    ),
+)
+# With the configured sets ({set: [badges]}, as JSON): a member holding every badge of a set
+# has its prize.
+_BADGE_SET_UNPAID: Final = (
+    "WITH def AS (SELECT s.key AS set_id, b.value AS badge_id"
+    "   FROM json_each(?) AS s, json_each(s.value) AS b),"
+    " size AS (SELECT set_id, count(*) AS n FROM def GROUP BY set_id)"
+    " SELECT m.member_id, d.set_id FROM member_badges AS m JOIN def AS d"
+    "   ON d.badge_id = m.badge_id GROUP BY m.member_id, d.set_id"
+    " HAVING count(*) = (SELECT n FROM size WHERE size.set_id = d.set_id)"
+    " AND NOT EXISTS (SELECT 1 FROM badge_set_prizes AS p"
+    "   WHERE p.member_id = m.member_id AND p.set_id = d.set_id)"
+    " LIMIT ?"
+)
+
+
+def audit(
+    conn: sqlite3.Connection,
+    *,
+    integrity: Integrity = "full",
+    badge_sets: Mapping[str, Sequence[str]] | None = None,
+) -> AuditReport:
+    """Check every ledger invariant in one read snapshot; `integrity` picks the page check;
+    `badge_sets` (the configured sets' badges) adds: every complete set's prize was paid."""
     violations: list[Violation] = []
     summary: dict[str, int] = {}
     began = not conn.in_transaction
@@ -484,6 +545,21 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
                     "SELECT count(*) FROM task_progress WHERE completed_at IS NOT NULL"
                 ).fetchone()[0]
             )
+        has_badges = all(table in tables for table in BADGE_TABLES)
+        if has_badges:
+            row_checks += _BADGE_CHECKS
+            summary["badge_set_prizes"] = int(
+                conn.execute("SELECT count(*) FROM badge_set_prizes").fetchone()[0]
+            )
+            if badge_sets:
+                unpaid = conn.execute(
+                    _BADGE_SET_UNPAID,
+                    (json.dumps({k: list(v) for k, v in badge_sets.items()}), MAX_EXAMPLES + 1),
+                ).fetchall()
+                if unpaid:
+                    violations.append(
+                        Violation("badge_set_unpaid", f"(member, set) {_examples(unpaid)}")
+                    )
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
@@ -506,6 +582,8 @@ def audit(conn: sqlite3.Connection, *, integrity: Integrity = "full") -> AuditRe
             required += TRANSFER_TRIGGERS
         if has_tasks:
             required += TASK_TRIGGERS
+        if has_badges:
+            required += BADGE_TRIGGERS
         if has_mall and any(
             row[1] == "valid_until" for row in conn.execute("PRAGMA table_info(redemptions)")
         ):

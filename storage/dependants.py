@@ -337,11 +337,14 @@ def give_item(
     offer_ttl: timedelta,
     greeting: Callable[[Redemption], Push],
     now: datetime,
+    kind: str = "birthday",
+    meta: dict[str, Any] | None = None,
 ) -> Redemption | None:
-    """Give a mall item as a birthday gift: the programme credits its price as birthday
-    points (keyed `key`) and the member redeems them for it at once, with the greeting naming
-    the code, all in one transaction; None when `key` was booked already (nothing happens).
-    Raises NotFound, SoldOut, NotAvailable, LimitReached, InvalidRequest."""
+    """Give a mall item as a gift: the programme credits its price as points from the `kind`
+    source (a birthday; a badge set's prize) keyed `key`, and the member redeems them for it at
+    once, with the greeting naming the code, all in one transaction; None when `key` was
+    booked already (nothing happens). Raises NotFound, SoldOut, NotAvailable, LimitReached,
+    InvalidRequest."""
     # The redemptions table holds what points bought (its spend is what a return refunds), so
     # the gift is points given and spent on the item in the same instant: the member's
     # balance is unchanged, the ledger shows where the item's value came from, and the code
@@ -354,12 +357,13 @@ def give_item(
             conn,
             member_id,
             price,
-            kind="birthday",
+            kind=kind,
             key=key,
             actor=GIFT_ACTOR,
             expires_at=expires_at,
             reason=reason,
             reference=sku,
+            meta=meta,
             now=now,
         )
         offer = mall_store.create_offer(conn, member_id, sku, price, now=now, ttl=offer_ttl)

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.config import Config
 from bot.programme.game_rules import RandomSource
+from storage.badges import Badges
 from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
@@ -35,6 +36,7 @@ class Programme:
     families: Families
     transfers: Transfers
     tasks: Tasks
+    badges: Badges
     dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.

@@ -15,6 +15,11 @@ from typing import Final
 
 from bot.config import TASK_TARGET_UNITS, Badge, Config, ExpirySource, Task
 from bot.i18n import N_
+from bot.programme.badges import (
+    award_milestones,
+    milestones_moved_by_purchase,
+    task_badges_effect,
+)
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
@@ -24,6 +29,8 @@ from storage.tasks import Reward, TaskStep, advance
 # The ledger source each task reward comes from: the green-share bonus keeps its own.
 SHARE_SOURCE: Final = "share_bonus"
 TASK_SOURCE: Final = "task"
+# What a completed survey may move among the milestones badges count.
+SURVEY_MILESTONES: Final = frozenset({"surveys_completed"})
 
 
 def period_of(task: Task, day: date) -> str:
@@ -77,9 +84,24 @@ def task_move(task: Task, member_id: int, delta: int, config: Config, now: datet
 def completion_effects(
     config: Config, now: datetime
 ) -> Callable[[sqlite3.Connection, TaskStep], None] | None:
-    """What a completion earns besides its points, booked in the completing transaction (the
-    badge that names the task: the badges work of issue 21 fills this seam)."""
-    return None
+    """What a completion earns besides its points, booked in the completing transaction: the
+    badges that name the task (and a set's prize they complete), for every task kind."""
+    return task_badges_effect(config, now)
+
+
+def purchase_effects(
+    conn: sqlite3.Connection,
+    member_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    category: str | None = None,
+) -> None:
+    """What a booked purchase (in `category`, when known) earns besides its points and task
+    moves, inside its transaction: the milestone badges its spend, points or count reached.
+    The purchase hook calls this for every purchase path (till, CSV import, API, seed)."""
+    moved = milestones_moved_by_purchase(category, config)
+    award_milestones(conn, member_id, config, now, changed=moved)
 
 
 def completion_notice(task: Task) -> Callable[[TaskStep], Push | None]:
@@ -245,13 +267,17 @@ def survey_completion_effects(
     survey_id: str, config: Config
 ) -> Callable[[sqlite3.Connection, int, str, datetime], None] | None:
     """What completing the survey also moves, in the completing transaction: every open
-    survey task naming it (None: no task names it)."""
-    if not any(task.kind == "survey" and task.survey == survey_id for task in config.tasks):
+    survey task naming it, and the badges counting completed surveys (None: nothing)."""
+    named = any(task.kind == "survey" and task.survey == survey_id for task in config.tasks)
+    counted = any(badge.milestone in SURVEY_MILESTONES for badge in config.badges)
+    if not named and not counted:
         return None
 
     def effects(conn: sqlite3.Connection, member_id: int, actor: str, now: datetime) -> None:
         for task in tasks_of_kind(config, "survey", local_today(now, config)):
             if task.survey == survey_id:
                 advance_task(conn, task, member_id, 1, config, now, actor=actor)
+        if counted:
+            award_milestones(conn, member_id, config, now, changed=SURVEY_MILESTONES)
 
     return effects
