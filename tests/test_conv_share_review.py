@@ -94,8 +94,10 @@ async def test_a_share_approved_pays_once_and_tells_the_member(sandbox: Sandbox)
     assert await available(sandbox, who) == 20
     decided = admin.emu.message(ADMIN_ID, item.message_id)
     assert decided is not None and decided.buttons == []
-    assert (decided.text or "").splitlines()[-1].startswith(
-        "✅ 已通过 · telegram:100000001 · 2026-11-25 12:00"
+    assert (
+        (decided.text or "")
+        .splitlines()[-1]
+        .startswith("✅ 已通过 · telegram:100000001 · 2026-11-25 12:00")
     )
     # A double tap (the old button, redelivered) decides nothing more and pays nothing more.
     await admin.tap_data(item.message_id, "sq:a:1", expect=0)
@@ -130,8 +132,10 @@ async def test_a_declined_share_tells_the_member_why(sandbox: Sandbox) -> None:
     )
     decided = admin.emu.message(ADMIN_ID, item.message_id)
     assert decided is not None and decided.buttons == []
-    assert (decided.text or "").splitlines()[-1].startswith(
-        "❌ 未通过（照片或内容看不清）· telegram:100000001 ·"
+    assert (
+        (decided.text or "")
+        .splitlines()[-1]
+        .startswith("❌ 未通过（照片或内容看不清）· telegram:100000001 ·")
     )
     assert await available(sandbox, who) == 0
     # A declined share no longer counts against today's cap: another photo may be sent.
