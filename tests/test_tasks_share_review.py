@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Config
 from bot.programme.errors import RuleError
+from bot.programme.purchases import record_purchase
 from bot.programme.submissions import decide_submission, share_photo
+from bot.sandbox.client import ChatClient
+from bot.sandbox.server import BotApiEmulator
 from storage.errors import InvalidState, LimitReached
 from storage.members import Member, Profile, register_member
+from storage.persistence import conversation_counts
 from storage.store import connect_sync, migrate
 from storage.submissions import DuplicatePhoto, Photo, decide, submit
 from tests.conftest import NOW, Sandbox, assert_audit_ok
+from tests.restart_support import assert_audit_ok as restart_audit_ok
+from tests.restart_support import bot_on
 
 T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 CAPTION = "补充装洗衣液 https://example.com/refill"
@@ -152,3 +159,27 @@ async def test_a_task_removed_from_the_programme_cannot_be_approved(sandbox: San
     with pytest.raises(RuleError) as closed:
         await share_photo(services, who.id, Photo("f3", "u3"), CAPTION, source="t:3")
     assert closed.value.key == "share.closed"
+
+
+async def test_a_review_half_written_survives_a_restart(sample_config: Config) -> None:
+    async with BotApiEmulator() as emu:
+        chat = ChatClient(emu, 7404, first_name="小明")
+        async with bot_on(emu, sample_config) as app:
+            await chat.send("/start")
+            who = await app.bot_data.members.by_telegram_id(7404)
+            assert who is not None
+            await record_purchase(
+                app.bot_data, who.member_code, "30", "eco", "R-1",
+                purchased_at=NOW - timedelta(days=3), actor="till", tell_member=False,
+            )  # fmt: skip
+            await chat.send("/review")
+            await chat.tap("绿色环保商品", expect=0)
+            await chat.tap("★★★★☆", expect=0)
+        # A new process on the same database: the rating and the question are still there.
+        async with bot_on(emu, sample_config) as app:
+            assert await app.bot_data.store.read(conversation_counts) == {"review": 1}
+            [received] = await chat.send("买了环保洗洁精，去油效果很好，瓶子也能回收。")
+            assert (received.text or "").startswith("📨 已收到您的评价（编号 1）")
+            [item], _total = await app.bot_data.submissions.pending(limit=5)
+            assert (item.category, item.rating) == ("eco", 4)
+            await restart_audit_ok(app)
