@@ -347,22 +347,24 @@ def render_submission(item: Submission, config: Config, _: Texts) -> str:
                 stars=_stars(item.rating),
             )
         )
-    body = item.caption if item.kind == "share" else item.text
-    lines.append(body or "")
+    decision = ""
     if item.status in STATUS and item.decided_at is not None:
         reason = DECLINE_REASONS.get(item.reason or "")
-        lines.append(
-            _(
-                STATUS[item.status],
-                reason=_(reason[0]) if reason else "",
-                who=item.decided_by or "-",
-                when=item.decided_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            )
+        decision = _(
+            STATUS[item.status],
+            reason=_(reason[0]) if reason else "",
+            who=item.decided_by or "-",
+            when=item.decided_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         )
-    text = "\n".join(lines)
-    if item.photo is not None and len(text) > CAPTION_LIMIT:
-        text = text[: CAPTION_LIMIT - 1] + "…"
-    return text
+    body = (item.caption if item.kind == "share" else item.text) or ""
+    if item.photo is not None:
+        # A photo's caption is short: the member's words are cut, never the decision.
+        room = CAPTION_LIMIT - len("\n".join(lines)) - len(decision) - 2
+        body = body if len(body) <= room else body[: max(room - 1, 0)] + "…"
+    lines.append(body)
+    if decision:
+        lines.append(decision)
+    return "\n".join(lines)
 
 
 def decision_keyboard(item: Submission, _: Texts) -> InlineKeyboardMarkup:

@@ -337,3 +337,16 @@ async def test_in_english(sandbox: Sandbox) -> None:
         " little. Please tell us more about your experience."
     )
     assert await available(sandbox, who) == 0
+
+
+async def test_a_long_caption_is_cut_in_the_queue_never_the_decision(sandbox: Sandbox) -> None:
+    chat, _ = await member(sandbox, 7315)
+    await chat.send_photo("环保" * 500)  # 1000 characters, under Telegram's 1024
+    admin = sandbox.admin()
+    _title, item = await admin.send("/tasks_queue", expect=2)
+    assert (item.text or "").endswith("…")
+    await admin.tap("✅ 通过", message=item)
+    decided = admin.emu.message(ADMIN_ID, item.message_id)
+    assert decided is not None
+    assert len(decided.text or "") <= 1024
+    assert (decided.text or "").splitlines()[-1].startswith("✅ 已通过 · telegram:100000001")

@@ -133,7 +133,10 @@ class _Approval:
 
 def _declined(task: Task | None, reason: str) -> Callable[[sqlite3.Connection, Submission], Push]:
     def notice(conn: sqlite3.Connection, decided: Submission) -> Push:
-        name = _names(task) if task is not None else {"zh-CN": "", "en": ""}
+        # A task since removed from the programme is still named by its id.
+        name = (
+            _names(task) if task is not None else {"zh-CN": decided.task_id, "en": decided.task_id}
+        )
         return Push(
             f"submission:{decided.id}:decision",
             decided.member_id,
