@@ -49,6 +49,15 @@ from handlers.settings import (
     settings,
     settings_callback,
 )
+from handlers.submissions import (
+    queue_callback,
+    review_category,
+    review_command,
+    review_conversation,
+    share_command,
+    share_photo_message,
+    tasks_queue,
+)
 from handlers.surveys import survey_conversation, survey_stats_command, surveys_command
 from handlers.tasks import tasks_command
 from handlers.transfer import transfer_callback, transfer_command, transfer_conversation
@@ -70,6 +79,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("badges", N_("command.badges")),
     ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
+    ("share", N_("command.share")),
+    ("review", N_("command.review")),
     ("family", N_("command.family")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
@@ -108,6 +119,9 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
     app.add_handler(CommandHandler("badges", badges_command, filters=incoming))
+    app.add_handler(CommandHandler("share", share_command, filters=incoming))
+    app.add_handler(CommandHandler("review", review_command, filters=incoming))
+    app.add_handler(CallbackQueryHandler(review_category, pattern=r"^rw:c:"))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -122,6 +136,8 @@ def register(app: BotApp) -> None:
     app.add_handler(dependants_conversation())
     app.add_handler(feedback_conversation())
     app.add_handler(survey_conversation())
+    # The typed review (or a photo with it as caption), after a rating tapped ("rw:r:…").
+    app.add_handler(review_conversation())
     # /join and the "join with a code" button wait for a typed invitation code.
     app.add_handler(family_conversation())
     # After the code conversation, whose entry is the "fam:code" button.
@@ -138,6 +154,8 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("feedback_queue", feedback_queue, filters=incoming))
     app.add_handler(CommandHandler("survey_stats", survey_stats_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(review_callback, pattern=r"^fb:[ar]:"))
+    app.add_handler(CommandHandler("tasks_queue", tasks_queue, filters=incoming))
+    app.add_handler(CallbackQueryHandler(queue_callback, pattern=r"^sq:"))
     app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
     app.add_handler(CallbackQueryHandler(purchase_confirmation, pattern=r"^tp:"))
     app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
@@ -157,5 +175,7 @@ def register(app: BotApp) -> None:
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))
+    # A photo no conversation waited for: a green share (handlers/submissions.py).
+    app.add_handler(MessageHandler(incoming & filters.PHOTO, share_photo_message))
     app.add_handler(MessageHandler(incoming & ~filters.TEXT, not_text))
     app.add_handler(CallbackQueryHandler(stale_button))

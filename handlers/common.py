@@ -27,6 +27,7 @@ from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
 from storage.store import Store
+from storage.submissions import Submissions
 from storage.surveys import Surveys
 from storage.tasks import Tasks
 from storage.transfers import Transfers
@@ -80,6 +81,7 @@ class Services(Programme):
         self.transfers = Transfers(store)
         self.tasks = Tasks(store)
         self.badges = Badges(store)
+        self.submissions = Submissions(store)
         self.dependants = Dependants(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.

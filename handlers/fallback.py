@@ -33,7 +33,8 @@ async def stray_text(update: Update, context: BotContext) -> None:
 
 
 async def not_text(update: Update, context: BotContext) -> None:
-    """A sticker, photo, voice note or file: we only read text."""
+    """A sticker, voice note or file (a photo is a green share, handlers/submissions.py, or
+    this when no share task is open): we only read text."""
     message = update.effective_message
     if message is None:
         return

@@ -16,6 +16,7 @@ from storage.mall import Mall
 from storage.members import Members
 from storage.pushes import Pushes
 from storage.store import Store
+from storage.submissions import Submissions
 from storage.surveys import Surveys
 from storage.tasks import Tasks
 from storage.transfers import Transfers
@@ -37,6 +38,7 @@ class Programme:
     transfers: Transfers
     tasks: Tasks
     badges: Badges
+    submissions: Submissions
     dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.

@@ -130,16 +130,18 @@ def advance_task(
     now: datetime,
     *,
     actor: str,
+    period: str | None = None,
 ) -> TaskStep:
     """Move a member's progress in `task` by `delta` inside the caller's transaction (the
     purchase, approval or check-in that causes it): the period, reward, badge and message are
-    decided here. Raises what storage.tasks.advance raises."""
+    decided here (`period`: the one a share or review was sent in, approved later). Raises
+    what storage.tasks.advance raises."""
     move = task_move(task, member_id, delta, config, now)
     return advance(
         conn,
         member_id,
         task.id,
-        move.period,
+        move.period if period is None else period,
         delta,
         target=task.target,
         reward=move.reward,

@@ -97,6 +97,15 @@ class ChatClient:
         self.emu.user_sends_photo(self.user_id, caption, data=data)
         return await self._collect(start, expect, timeout, "sent a photo")
 
+    async def resend_photo(
+        self, file_id: str, caption: str | None = None, *, expect: int = 1, timeout: float = 5.0
+    ) -> list[BotEvent]:
+        """Send again a photo already in a chat (as forwarding it does: same file_unique_id);
+        return the bot's new outputs."""
+        start = self.emu.event_count(self.user_id)
+        self.emu.user_resends_photo(self.user_id, file_id, caption)
+        return await self._collect(start, expect, timeout, f"sent photo {file_id} again")
+
     async def send_contact(
         self, phone_number: str = "+8613800138000", *, expect: int = 1, timeout: float = 5.0
     ) -> list[BotEvent]:

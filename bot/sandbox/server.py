@@ -1194,6 +1194,24 @@ class BotApiEmulator:
         msg = self._user_message(user_id, "photo", text=caption, photo=data, media={"photo": sizes})
         return self._enqueue("message", self._message_dict(msg))
 
+    def user_resends_photo(self, user_id: int, file_id: str, caption: str | None = None) -> int:
+        """The user sends again a photo Telegram already holds (forwarded, or picked again from
+        a chat): the message carries the very PhotoSize array, file ids and file_unique_ids
+        included, of the message it first came in. Return the update_id."""
+        for chat in self._chats.values():
+            for earlier in chat.messages.values():
+                sizes = earlier.media.get("photo") or []
+                if any(size.get("file_id") == file_id for size in sizes):
+                    msg = self._user_message(
+                        user_id,
+                        "photo",
+                        text=caption,
+                        photo=earlier.photo,
+                        media={"photo": [dict(size) for size in sizes]},
+                    )
+                    return self._enqueue("message", self._message_dict(msg))
+        raise KeyError(f"no photo {file_id} in any chat")
+
     def user_sends_contact(self, user_id: int, phone_number: str = "+8613800138000") -> int:
         """The user shares their own contact; return the update_id."""
         user = self._chat_of(user_id).user
