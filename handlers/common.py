@@ -19,12 +19,14 @@ from bot.programme.mall import catalog_entries
 from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
 from storage.dependants import Dependants
+from storage.events import Events
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
+from storage.referrals import Referrals
 from storage.store import Store
 from storage.surveys import Surveys
 from storage.tasks import Tasks
@@ -79,6 +81,8 @@ class Services(Programme):
         self.transfers = Transfers(store)
         self.tasks = Tasks(store)
         self.dependants = Dependants(store)
+        self.events = Events(store)
+        self.referrals = Referrals(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
         self.scheduler = Scheduler(

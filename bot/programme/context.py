@@ -8,12 +8,14 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.programme.game_rules import RandomSource
 from storage.dependants import Dependants
+from storage.events import Events
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Members
 from storage.pushes import Pushes
+from storage.referrals import Referrals
 from storage.store import Store
 from storage.surveys import Surveys
 from storage.tasks import Tasks
@@ -36,6 +38,8 @@ class Programme:
     transfers: Transfers
     tasks: Tasks
     dependants: Dependants
+    events: Events
+    referrals: Referrals
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource

@@ -18,6 +18,7 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import purchase_notice
+from bot.programme.referrals import credit_referral
 from bot.programme.till import find_member
 from storage.errors import Conflict, StoreError
 from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn_groups
@@ -385,6 +386,16 @@ async def _book(
         [outcome] = earn_groups(conn, [requests])
         if isinstance(outcome, StoreError):
             raise outcome
+        # --- issue 21 (referral, T3): a referred friend's first purchase credits the
+        # referrer in this transaction; the lead moves this into the shared task hook.
+        if not outcome[0].replayed:
+            credit_referral(
+                conn,
+                requests[0].member_id,
+                outcome[0].operation_id,
+                programme.config,
+                requests[0].now,
+            )
         booked.append(outcome)
         return outcome[0]  # the purchase itself: replayed exactly when the group is
 
