@@ -126,9 +126,9 @@ async def _check_in(update: Update, context: BotContext, message: Message, typed
     member = await member_for(user, context)
     _ = await texts_for(update, context)
     result = await check_in(context.services, member, typed)
+    await message.reply_text(render_check_in(result, typed, context.services.config, _))
     if result.completed_task:
         context.services.sender.wake()  # the task's message was queued with the check-in
-    await message.reply_text(render_check_in(result, typed, context.services.config, _))
 
 
 async def checkin_command(update: Update, context: BotContext) -> None:
