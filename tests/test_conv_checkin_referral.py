@@ -163,7 +163,9 @@ async def test_check_in_before_the_window_says_when_it_opens_and_after_it_is_clo
     code, _reply = await new_event(sandbox, "2026-11-26 14:00-16:00 亲子育儿讲座")
     ann = await joined(sandbox, ANN, "安安")
     [early] = await ann.send(f"/checkin {code}")
-    assert early.text == "「亲子育儿讲座」的签到尚未开始，将于 2026-11-26 14:00 开放，请届时再来签到。"
+    assert (
+        early.text == "「亲子育儿讲座」的签到尚未开始，将于 2026-11-26 14:00 开放，请届时再来签到。"
+    )
     # 16:00 local is the end: closed from then on.
     sandbox.services.clock = lambda: NOW + timedelta(days=1, hours=4)
     [late] = await ann.send(f"/checkin {code}")
@@ -236,14 +238,24 @@ async def invite_payload(chat: ChatClient) -> str:
 
 def credited(friend: str, count: int, cap: int = 5) -> str:
     return (
-        f"🤝 您邀请的好友 {friend} 完成了首次消费，您获得 50 积分！（本月已奖励 {count}/{cap} 位好友）"
+        f"🤝 您邀请的好友 {friend} 完成了首次消费，您获得 50 积分！"
+        f"（本月已奖励 {count}/{cap} 位好友）"
+    )
+
+
+def credited_en(friend: str) -> str:
+    return (
+        f"🤝 Your friend {friend} made a first purchase: 50 points are yours!"
+        " (friends rewarded this month: 1 of 1)"
     )
 
 
 async def buys(sandbox: Sandbox, user_id: int, receipt: str, amount: str = "20") -> str | None:
     """Staff record a purchase for the member at the till; the reply."""
     member = await the_member(sandbox, user_id)
-    [reply] = await sandbox.admin().send(f"/purchase {member.member_code} {amount} general {receipt}")
+    [reply] = await sandbox.admin().send(
+        f"/purchase {member.member_code} {amount} general {receipt}"
+    )
     return reply.text
 
 
@@ -328,12 +340,12 @@ async def test_the_monthly_cap_counts_friends_per_calendar_month(
     for user_id, name in ((BOB, "Bob"), (CAT, "Cat"), (DAN, "Dan")):
         await joined(sandbox, user_id, name, "en", payload=payload)
     await buys(sandbox, BOB, "R-1")
-    await told(ann, "🤝 Your friend Bob made a first purchase: 50 points are yours! (1 of 1 friends rewarded this month)")
+    await told(ann, credited_en("Bob"))
     await buys(sandbox, CAT, "R-2")  # over November's cap: Cat's first purchase is spent
     assert await points(sandbox, ANN) == 50
     # December: a new month, Dan's first purchase counts; Cat's never will.
     sandbox.services.clock = lambda: NOW + timedelta(days=7)
     await buys(sandbox, CAT, "R-3")
     await buys(sandbox, DAN, "R-4")
-    await told(ann, "🤝 Your friend Dan made a first purchase: 50 points are yours! (1 of 1 friends rewarded this month)")
+    await told(ann, credited_en("Dan"))
     assert await points(sandbox, ANN) == 100
