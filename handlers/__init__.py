@@ -18,6 +18,7 @@ from handlers.badges import badges_command, badges_menu
 from handlers.broadcast import broadcast, broadcast_callback
 from handlers.common import BotApp
 from handlers.dependants import dependants_callback, dependants_conversation
+from handlers.events import checkin_command, event_new, event_stats_command
 from handlers.fallback import not_text, stale_button, stray_text, unknown_command
 from handlers.family import (
     dissolve_household,
@@ -42,6 +43,7 @@ from handlers.mall_admin import (
     stock,
 )
 from handlers.points import balance, card, history, history_callback
+from handlers.referrals import invite
 from handlers.settings import (
     birthday_conversation,
     chat_member_changed,
@@ -82,6 +84,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("share", N_("command.share")),
     ("review", N_("command.review")),
     ("family", N_("command.family")),
+    ("checkin", N_("command.checkin")),
+    ("invite", N_("command.invite")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -122,6 +126,8 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("share", share_command, filters=incoming))
     app.add_handler(CommandHandler("review", review_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(review_category, pattern=r"^rw:c:"))
+    app.add_handler(CommandHandler("checkin", checkin_command, filters=incoming))
+    app.add_handler(CommandHandler("invite", invite, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -172,6 +178,8 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("broadcast", broadcast, filters=incoming))
     app.add_handler(CallbackQueryHandler(broadcast_callback, pattern=r"^bc:"))
     app.add_handler(CommandHandler("dissolve_household", dissolve_household, filters=incoming))
+    app.add_handler(CommandHandler("event_new", event_new, filters=incoming))
+    app.add_handler(CommandHandler("event_stats", event_stats_command, filters=incoming))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))

@@ -20,12 +20,14 @@ from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
 from storage.badges import Badges
 from storage.dependants import Dependants
+from storage.events import Events
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Member, Members, Profile
 from storage.pushes import Pushes
+from storage.referrals import Referrals
 from storage.store import Store
 from storage.submissions import Submissions
 from storage.surveys import Surveys
@@ -83,6 +85,8 @@ class Services(Programme):
         self.badges = Badges(store)
         self.submissions = Submissions(store)
         self.dependants = Dependants(store)
+        self.events = Events(store)
+        self.referrals = Referrals(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
         self.scheduler = Scheduler(

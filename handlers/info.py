@@ -14,18 +14,22 @@ from bot.i18n import N_
 from bot.programme.birthdays import birthday_terms
 from bot.programme.calendar import local_today
 from bot.programme.dependants import dependant_gift_terms
+from bot.programme.events import code_from_payload
 from bot.programme.expiry import expiry_groups
 from bot.programme.family import token_from_payload
 from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_terms
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
+from bot.programme.referrals import join, referrer_from_payload
 from handlers.common import BotContext, Texts, profile_from, texts_for
+from handlers.events import check_in_from_link
 from handlers.family import family_command, show_invitation
 from handlers.games import render_game_rules, scratch, wheel
 from handlers.language import ask_language
 from handlers.mall import mall
 from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
+from handlers.referrals import tell_referred
 from handlers.settings import settings
 from handlers.surveys import render_survey_rules, surveys_command
 from handlers.tasks import render_task_rules, tasks_command
@@ -270,7 +274,16 @@ async def start(update: Update, context: BotContext) -> None:
     if user is None or message is None:
         return
     payload = " ".join(context.args or [])[:MAX_PAYLOAD_LENGTH] or None
-    member, is_new = await context.services.members.register(profile_from(user), payload=payload)
+    # A referral link (ref_<member code>) registers the member and records the friend in one
+    # transaction (bot/programme/referrals.py); any other payload is only stored.
+    joined = None
+    if payload is not None and referrer_from_payload(payload) is not None:
+        joined = await join(context.services, profile_from(user), payload)
+        member, is_new = joined.member, joined.is_new
+    else:
+        member, is_new = await context.services.members.register(
+            profile_from(user), payload=payload
+        )
     _ = await texts_for(update, context)
     program = context.services.config.program
     key = "start.welcome_new" if is_new else "start.welcome_back"
@@ -282,6 +295,12 @@ async def start(update: Update, context: BotContext) -> None:
         code=member.member_code,
     )
     await message.reply_text(text, reply_markup=main_menu(_))
+    if joined is not None:
+        await tell_referred(message, joined, _)
+    # An event's QR deep link checks the member in (handlers/events.py).
+    event_code = code_from_payload(payload)
+    if event_code is not None:
+        await check_in_from_link(update, context, event_code)
     # A household invitation's deep link: the member is registered as above, then sees who
     # invites them (handlers/family.py).
     token = token_from_payload(payload)
@@ -302,6 +321,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     if context.services.config.family.enabled:
         text += "\n" + _("help.family")
         text += "\n" + _("help.transfer")
+    text += "\n" + _("help.events")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
         text += "\n\n" + "\n".join(
@@ -310,6 +330,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         text += "\n" + _("help.admin_games")
         text += "\n" + _("help.admin_surveys")
         text += "\n" + _("help.admin_family")
+        text += "\n" + _("help.admin_events")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))

@@ -9,12 +9,14 @@ from bot.config import Config
 from bot.programme.game_rules import RandomSource
 from storage.badges import Badges
 from storage.dependants import Dependants
+from storage.events import Events
 from storage.family import Families
 from storage.games import Games
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Members
 from storage.pushes import Pushes
+from storage.referrals import Referrals
 from storage.store import Store
 from storage.submissions import Submissions
 from storage.surveys import Surveys
@@ -40,6 +42,8 @@ class Programme:
     badges: Badges
     submissions: Submissions
     dependants: Dependants
+    events: Events
+    referrals: Referrals
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource

@@ -31,7 +31,9 @@ from datetime import date, datetime
 from typing import Final
 
 from bot.config import Config, Task
+from bot.programme.badges import award_milestones, milestones_moved_by_purchase
 from bot.programme.calendar import local_today
+from bot.programme.referrals import credit_referral
 from bot.programme.tasks import (
     advance_task,
     completion_effects,
@@ -104,10 +106,40 @@ def purchases_booked(
     actor: str,
     tell_member: bool = True,
 ) -> list[TaskStep]:
-    """Move the purchase tasks for purchases just booked, in the caller's transaction (the
-    one that booked them), and complete those that reach their target (reward, badge, and
-    the member's message unless `tell_member` is False: purchases booked as history, the
-    demo's seed); return the completions. Never pass a replayed purchase."""
+    """THE purchase hook of every purchase path (the till, the CSV import, the demo seed; a
+    till API adds one call), in the transaction that booked the purchases: the purchase tasks
+    move and complete, a referred friend's first purchase credits the referrer, and the
+    milestone badges are checked; return the task completions. Never pass a replay."""
+    completions = _move_purchase_tasks(
+        conn, booked, config, now, actor=actor, tell_member=tell_member
+    )
+    # Once per member per batch (an import books thousands): only a member's first purchase
+    # can be a referred friend's first, and the milestones read the ledger as it now stands.
+    first: dict[int, BookedPurchase] = {}
+    moved: dict[int, set[str]] = defaultdict(set)
+    for purchase in booked:
+        first.setdefault(purchase.member_id, purchase)
+        moved[purchase.member_id] |= milestones_moved_by_purchase(purchase.category_id, config)
+    for member_id, purchase in first.items():
+        credit_referral(conn, member_id, purchase.operation_id, config, now)
+    if any(badge.milestone is not None for badge in config.badges):
+        for member_id, changed in moved.items():
+            award_milestones(conn, member_id, config, now, changed=changed)
+    return completions
+
+
+def _move_purchase_tasks(
+    conn: sqlite3.Connection,
+    booked: Sequence[BookedPurchase],
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+    tell_member: bool = True,
+) -> list[TaskStep]:
+    """Move the purchase tasks for purchases just booked and complete those that reach their
+    target (reward, badge, and the member's message unless `tell_member` is False: purchases
+    booked as history, the demo's seed); return the completions."""
     if not booked or not config.tasks:
         return []
     # Per local day: each open purchase task with its period, week (streaks) and categories,
