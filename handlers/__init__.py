@@ -27,6 +27,7 @@ from handlers.family import (
 from handlers.feedback import feedback_conversation, feedback_queue, review_callback
 from handlers.flood import flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
+from handlers.green import green, green_callback
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
 from handlers.mall import mall, mall_callback, redemptions, redemptions_callback
@@ -67,6 +68,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
     ("family", N_("command.family")),
+    ("green", N_("command.green")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -102,12 +104,14 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
+    app.add_handler(CommandHandler("green", green, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
+    app.add_handler(CallbackQueryHandler(green_callback, pattern=r"^green:"))
     # Conversations waiting for typed text. Asking one ends the member's others
     # (handlers/questions.py), so their order does not decide which takes a text.
     app.add_handler(birthday_conversation())

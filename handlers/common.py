@@ -21,6 +21,7 @@ from bot.ratelimit import FloodGuard
 from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
+from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Member, Members, Profile
@@ -78,6 +79,7 @@ class Services(Programme):
         self.families = Families(store)
         self.transfers = Transfers(store)
         self.tasks = Tasks(store)
+        self.green = Green(store)
         self.dependants = Dependants(store)
         self.pushes = Pushes(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
@@ -88,6 +90,7 @@ class Services(Programme):
             self.mall,
             clock=lambda: self.clock(),
             dependants=self.dependants,
+            green=self.green,
         )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)

@@ -19,6 +19,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("scratch", N_("menu.scratch")),
     ("surveys", N_("menu.surveys")),
     ("family", N_("menu.family")),
+    ("green", N_("menu.green")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),

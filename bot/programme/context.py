@@ -10,6 +10,7 @@ from bot.programme.game_rules import RandomSource
 from storage.dependants import Dependants
 from storage.family import Families
 from storage.games import Games
+from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Members
@@ -35,6 +36,7 @@ class Programme:
     families: Families
     transfers: Transfers
     tasks: Tasks
+    green: Green
     dependants: Dependants
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
