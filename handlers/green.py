@@ -43,7 +43,7 @@ def _figures_line(period: str, figures: GreenFigures, _: Texts) -> str:
 
 
 def render_green(
-    contribution: GreenContribution, config: Config, _: Texts
+    contribution: GreenContribution, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """The /green answer and its chart button (none before the first green purchase)."""
     if not contribution.factors:
@@ -124,7 +124,7 @@ async def green(update: Update, context: BotContext) -> None:
     _ = await texts_for(update, context)
     services = context.services
     contribution = await green_contribution(services, member.id)
-    text, keyboard = render_green(contribution, services.config, _)
+    text, keyboard = render_green(contribution, _)
     await message.reply_text(text, reply_markup=keyboard)
 
 
