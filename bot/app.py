@@ -192,6 +192,8 @@ def _schedule_jobs(app: BotApp) -> None:
     queue.run_daily(_sweep_job, push.sweep_at.replace(tzinfo=tz), name="expiry-sweep")
     queue.run_daily(_daily_job, push.daily_at.replace(tzinfo=tz), name="daily-pushes")
     queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
+    # Every day: only the first run of a month reports (bot.jobs.Scheduler.green_report).
+    queue.run_daily(_green_job, push.daily_at.replace(tzinfo=tz), name="green-report")
     queue.run_once(_catch_up_job, 1, name="catch-up")
 
 
@@ -221,6 +223,12 @@ async def _voucher_job(context: BotContext) -> None:
     services = context.bot_data
     await services.scheduler.vouchers(services.clock())
     services.sender.wake()
+
+
+async def _green_job(context: BotContext) -> None:
+    services = context.bot_data
+    if await services.scheduler.green_report(services.clock()) is not None:
+        services.sender.wake()
 
 
 async def _catch_up_job(context: BotContext) -> None:

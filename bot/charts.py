@@ -1,4 +1,4 @@
-"""Bar charts of survey results for operators, drawn with Pillow.
+"""Bar charts of survey results for operators, and a member's green months, drawn with Pillow.
 
 Labels are drawn when the fonts at hand have every glyph (a CJK font for Chinese, see
 `bot.wheel.find_cjk_font`); otherwise questions and bars are numbered ("Q1", "1", "2", …) and
@@ -71,6 +71,23 @@ def _drawable(text: str, has_cjk: bool) -> bool:
         if not (latin or (has_cjk and cjk)):
             return False
     return True
+
+
+# Column charts (a member's months): a small picture, one column per month.
+COLUMNS_WIDTH: Final = 640
+COLUMNS_HEIGHT: Final = 400
+COLUMN_AREA_TOP: Final = MARGIN + TITLE_HEIGHT + 24
+COLUMN_LABEL_HEIGHT: Final = 36
+COLUMN_COLOUR: Final = BAR_COLOURS[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: its label under it, its value (its height) and the value as shown above."""
+
+    label: str
+    value: float
+    shown: str
 
 
 class ChartPainter:
@@ -149,6 +166,57 @@ class ChartPainter:
                 )
                 y += BAR_HEIGHT + BAR_GAP
             y += PANEL_GAP
+        out = io.BytesIO()
+        image.save(out, format="PNG", optimize=True)
+        return ChartPicture(out.getvalue(), numbered)
+
+    def render_columns(
+        self, title: str, columns: Sequence[Column], *, fallback_title: str
+    ) -> ChartPicture:
+        """A small column chart under `title` (`fallback_title` when the fonts cannot draw it;
+        labels and values should be ASCII, so they always can)."""
+        numbered = not self.can_label([title])
+        image = Image.new("RGB", (COLUMNS_WIDTH, COLUMNS_HEIGHT), BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        title_font, label_font = self._font(24), self._font(16)
+        shown_title = fallback_title if numbered else title
+        draw.text(
+            (MARGIN, MARGIN),
+            _fit(shown_title, title_font, COLUMNS_WIDTH - 2 * MARGIN),
+            font=title_font,
+            fill=TEXT,
+        )
+        bottom = COLUMNS_HEIGHT - MARGIN - COLUMN_LABEL_HEIGHT
+        draw.line((MARGIN, bottom, COLUMNS_WIDTH - MARGIN, bottom), fill=MUTED, width=1)
+        slot = (COLUMNS_WIDTH - 2 * MARGIN) / max(len(columns), 1)
+        most = max((column.value for column in columns), default=0.0)
+        for index, column in enumerate(columns):
+            left = MARGIN + index * slot
+            centre = left + slot / 2
+            width = slot * 0.6
+            if most > 0 and column.value > 0:
+                # The tallest column fills the area; a tiny one still shows as a sliver.
+                height = max(2.0, (bottom - COLUMN_AREA_TOP) * column.value / most)
+                top = bottom - height
+                draw.rectangle(
+                    (centre - width / 2, top, centre + width / 2, bottom), fill=COLUMN_COLOUR
+                )
+            else:
+                top = bottom
+            value = _fit(column.shown, label_font, int(slot) - 4)
+            draw.text(
+                (centre - label_font.getlength(value) / 2, top - 22),
+                value,
+                font=label_font,
+                fill=MUTED,
+            )
+            label = _fit(column.label, label_font, int(slot) - 4)
+            draw.text(
+                (centre - label_font.getlength(label) / 2, bottom + 8),
+                label,
+                font=label_font,
+                fill=TEXT,
+            )
         out = io.BytesIO()
         image.save(out, format="PNG", optimize=True)
         return ChartPicture(out.getvalue(), numbered)

@@ -31,10 +31,12 @@ from bot.programme.birthdays import (
 )
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.dependants import celebrate_dependants
+from bot.programme.green import green_categories, report_due, report_pushes, report_span
 from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
 from bot.transport import NotSent, redact
 from storage.dependants import Dependants
 from storage.errors import Conflict
+from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall, Redemption
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
 VOUCHER_JOB = "voucher_validity"
+GREEN_JOB = "green_report"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
 # How long `Sender.stop` waits for the request in flight (its timeouts add up to less).
@@ -70,6 +73,16 @@ class VoucherReport:
     day: date
     reminders: int
     refunded: int
+
+
+@dataclass(frozen=True, slots=True)
+class GreenReportRun:
+    """What one run of the monthly green report queued."""
+
+    day: date
+    # The first day of the month reported on.
+    month: date
+    reports: int
 
 
 def _voucher_params(redemption: Redemption, item: MallItem | None) -> dict[str, object]:
@@ -119,6 +132,7 @@ class Scheduler:
         mall: Mall,
         clock: Clock = system_clock,
         dependants: Dependants | None = None,
+        green: Green | None = None,
     ) -> None:
         self.config = config
         self.pushes = pushes
@@ -126,6 +140,7 @@ class Scheduler:
         self.mall = mall
         # The same store as the others (a caller that predates family birthdays passes none).
         self.dependants = dependants or Dependants(mall._store)
+        self.green = green or Green(mall._store)
         # When a job finished, for the record (the job's own "now" may be a catch-up day).
         self.clock = clock
 
@@ -271,6 +286,27 @@ class Scheduler:
         log.info("voucher validity for %s: %s", today, summary)
         return report
 
+    async def green_report(self, now: datetime) -> GreenReportRun | None:
+        """Last month's green report to each member with eco spend who accepts marketing
+        messages, on the first local day of the month or the first run after it; None when
+        this month's was queued already or it is too late to catch up."""
+        # Run daily: only the month's first run does anything, and each report's dedupe key
+        # (member and month) keeps a rerun from queueing it twice.
+        config = self.config
+        today = local_today(now, config)
+        month = report_due(today, await self.pushes.last_run_day(GREEN_JOB), config)
+        if month is None:
+            return None
+        categories = [c.id for c in green_categories(config)]
+        first, last = report_span(month)
+        rows = await self.green.green_purchases_between(first, last, categories)
+        queued = await self.pushes.enqueue(report_pushes(rows, month, config), now)
+        run = GreenReportRun(today, month, queued)
+        summary = f"{run.reports} reports for {month:%Y-%m}"
+        await self.pushes.record_job(GREEN_JOB, today, now, self.clock(), summary)
+        log.info("green report for %s: %s", today, summary)
+        return run
+
     async def catch_up(self, now: datetime) -> list[str]:
         """Run what was missed while the bot was down: today's jobs if their time has passed,
         and the daily pushes of missed days (at most `catch_up_days` back)."""
@@ -296,6 +332,10 @@ class Scheduler:
             # One run covers every day missed: it works from the database up to today.
             await self.vouchers(now)
             done.append(f"{VOUCHER_JOB} {today}")
+        # A month's report missed on its first day goes out at the next start.
+        due = local_now >= push.daily_at or today.day > 1
+        if due and await self.green_report(now) is not None:
+            done.append(f"{GREEN_JOB} {today}")
         return done
 
 

@@ -29,6 +29,7 @@ from handlers.family import (
 from handlers.feedback import feedback_conversation, feedback_queue, review_callback
 from handlers.flood import flood_guard
 from handlers.games import fulfil_prize, game_callback, odds_command, prizes, scratch, wheel
+from handlers.green import green, green_callback
 from handlers.info import help_command, menu_callback, rules, start
 from handlers.language import ask_language, language_callback
 from handlers.mall import mall, mall_callback, redemptions, redemptions_callback
@@ -86,6 +87,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("family", N_("command.family")),
     ("checkin", N_("command.checkin")),
     ("invite", N_("command.invite")),
+    ("green", N_("command.green")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -128,6 +130,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CallbackQueryHandler(review_category, pattern=r"^rw:c:"))
     app.add_handler(CommandHandler("checkin", checkin_command, filters=incoming))
     app.add_handler(CommandHandler("invite", invite, filters=incoming))
+    app.add_handler(CommandHandler("green", green, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -136,6 +139,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CallbackQueryHandler(menu_callback, pattern=r"^menu:"))
     app.add_handler(CallbackQueryHandler(redemptions_callback, pattern=r"^red:"))
     app.add_handler(CallbackQueryHandler(language_callback, pattern=r"^lang:"))
+    app.add_handler(CallbackQueryHandler(green_callback, pattern=r"^green:"))
     # Conversations waiting for typed text. Asking one ends the member's others
     # (handlers/questions.py), so their order does not decide which takes a text.
     app.add_handler(birthday_conversation())

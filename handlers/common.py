@@ -23,6 +23,7 @@ from storage.dependants import Dependants
 from storage.events import Events
 from storage.family import Families
 from storage.games import Games
+from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Member, Members, Profile
@@ -84,6 +85,7 @@ class Services(Programme):
         self.tasks = Tasks(store)
         self.badges = Badges(store)
         self.submissions = Submissions(store)
+        self.green = Green(store)
         self.dependants = Dependants(store)
         self.events = Events(store)
         self.referrals = Referrals(store)
@@ -96,6 +98,7 @@ class Services(Programme):
             self.mall,
             clock=lambda: self.clock(),
             dependants=self.dependants,
+            green=self.green,
         )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)

@@ -25,6 +25,7 @@ from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.events import check_in_from_link
 from handlers.family import family_command, show_invitation
 from handlers.games import render_game_rules, scratch, wheel
+from handlers.green import green
 from handlers.language import ask_language
 from handlers.mall import mall
 from handlers.menu import decode_menu, main_menu
@@ -379,3 +380,5 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await ask_language(update, context)
     elif item == "family":
         await family_command(update, context)
+    elif item == "green":
+        await green(update, context)

@@ -21,6 +21,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("tasks", N_("menu.tasks")),
     ("badges", N_("menu.badges")),
     ("family", N_("menu.family")),
+    ("green", N_("menu.green")),
     ("settings", N_("menu.settings")),
     ("rules", N_("menu.rules")),
     ("help", N_("menu.help")),

@@ -12,6 +12,7 @@ from storage.dependants import Dependants
 from storage.events import Events
 from storage.family import Families
 from storage.games import Games
+from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall
 from storage.members import Members
@@ -41,6 +42,7 @@ class Programme:
     tasks: Tasks
     badges: Badges
     submissions: Submissions
+    green: Green
     dependants: Dependants
     events: Events
     referrals: Referrals
