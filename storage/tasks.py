@@ -148,10 +148,12 @@ def advance(
             operation_id,
             completed_now=True,
         )
-        if on_complete is not None:
-            on_complete(conn, done)
+        # The completion's message first, then what it earned besides (a badge, a set's prize):
+        # the outbox sends in order.
         if notice is not None and (push := notice(done)) is not None:
             enqueue(conn, [push], now)
+        if on_complete is not None:
+            on_complete(conn, done)
         return done
 
 
@@ -371,13 +373,14 @@ def complete(
             )
             for step, operation in zip(steps, operations, strict=True)
         ]
-        if on_complete is not None:
-            for step in done:
-                on_complete(conn, step)
+        # As in `advance`: the completions' messages first, then what they earned besides.
         if notice is not None:
             pushes = [push for step in done if (push := notice(step)) is not None]
             if pushes:
                 enqueue(conn, pushes, now)
+        if on_complete is not None:
+            for step in done:
+                on_complete(conn, step)
         return done
 
 

@@ -206,11 +206,12 @@ async def test_auto_approve_credits_at_once_within_the_cap(
     assert "即可获得 20 积分" in (how.text or "")
     seen = chat.emu.event_count(7308)
     await chat.send_photo(CAPTION)
-    # The reply, and the completion message from the outbox (in either order).
-    events = await chat.emu.wait_for_events(7308, seen, 2, timeout=5)
+    # The reply, and the completion and badge messages from the outbox (in either order).
+    events = await chat.emu.wait_for_events(7308, seen, 3, timeout=5)
     assert sorted(e.text or "" for e in events) == [
         "✅ 已收到您的分享，已计入「分享绿色消费」（1/1）。",
         "🎯 任务完成：分享绿色消费！奖励 20 积分已到账。",
+        "🏅 恭喜获得勋章：📸 绿色分享家！发送 /badges 查看你的勋章墙。",
     ]
     assert await available(sandbox, who) == 20
     [capped] = await chat.send_photo("再来一张")

@@ -26,6 +26,7 @@ from bot.programme.green import (
     shown_impact,
 )
 from bot.programme.purchases import award_purchase, purchase_requests
+from bot.programme.tasks import advance_task
 from storage import ledger
 from storage.audit import audit
 from storage.green import green_purchases_between, member_green_purchases
@@ -109,7 +110,9 @@ def test_month_boundaries_are_local_days(conn: sqlite3.Connection, config: Confi
     # Not counted: everyday goods, points adjusted by hand, the green-share bonus.
     buy(conn, config, ann, "300.00", "general", shanghai(2026, 11, 20, 12, 0), "r5", now)
     ledger.adjust(conn, ann, 500, key="adj", actor="staff", reason="goodwill", now=now)
-    ledger.earn(conn, ann, 20, kind="share_bonus", key="share", actor="t", expires_at=None, now=now)
+    green_share = config.task("green_share")
+    assert green_share is not None
+    advance_task(conn, green_share, ann, 1, config, now, actor="staff")
     # A replayed receipt counts once.
     buy(conn, config, ann, "100.00", "eco", shanghai(2026, 11, 30, 23, 10), "r1", now)
 

@@ -133,9 +133,10 @@ async def test_staff_purchases_complete_the_monthly_task_and_the_member_is_told(
     done = await step(sandbox, member, "eco_monthly", MONTH)
     assert done is not None and done.completed and done.progress == 3
     messages = await told(sandbox, 8201, seen)
-    assert messages[-2:] == [
+    assert messages[-3:] == [
         "🧾 消费积分到账：您消费 10.00 元（绿色环保商品），获得 20 积分。当前可用积分：60。",
         "🎯 任务完成：本月 3 次绿色消费！奖励 30 积分已到账。",
+        "🏅 恭喜获得勋章：🌿 绿色常客！发送 /badges 查看你的勋章墙。",
     ]
     # A fourth purchase adds progress, pays nothing more and says nothing about the task.
     seen = sandbox.emu.event_count(8201)
