@@ -101,6 +101,18 @@ NOTICES: Final = frozenset(
     }
 )
 
+# Replies that show another member's name and what may be sent them, or that ask to remove
+# them or make them head: an attacker never gets one (a mate's id is never forged).
+LEAKS: Final = frozenset(
+    {
+        "transfer.amount_title",
+        "transfer.ask_amount",
+        "transfer.confirm_title",
+        "family.remove_ask",
+        "family.head_ask",
+    }
+)
+
 STAFF_COMMANDS: Final = (
     "/purchase", "/adjust", "/member", "/fulfil", "/stock", "/delist", "/broadcast",
     "/approve_return", "/reject_return", "/fulfil_prize", "/feedback_queue", "/survey_stats",
@@ -629,6 +641,7 @@ class Adversary:
         self.harvested: set[str] = set()
         self.clock_moves = 0
         self.broadcast: int | None = None
+        self.leaks: list[tuple[int, str | None]] = []
         # The victims' household (its head first) and the attackers' own; a lone victim to
         # invite. Smaller casts have none.
         families = victims >= 3 and attackers >= 2
@@ -740,9 +753,13 @@ class Adversary:
             seen = self.seen_events.get(user_id, 0)
             events = self.emu.events(user_id, after=seen)
             self.seen_events[user_id] = seen + len(events)
-            self.census.replies.update(
-                self.kinds.kind(e.text) for e in events if e.kind in ("message", "photo")
-            )
+            kinds = [
+                (self.kinds.kind(e.text), e.text)
+                for e in events
+                if e.kind in ("message", "photo", "edit")
+            ]
+            self.census.replies.update(kind for kind, _ in kinds)
+            self.leaks += [(user_id, text) for kind, text in kinds if kind in LEAKS]
 
     # --- checking ----------------------------------------------------------------------------
 
@@ -782,6 +799,8 @@ class Adversary:
                 wrong.append(f"{sku}: sold {world.sold[sku]}, expected {count + self.sold[sku]}")
             if world.stock[sku] != start.stock[sku] or world.listed[sku] != start.listed[sku]:
                 wrong.append(f"{sku}: stock or listing changed")
+        if self.leaks:
+            wrong.append(f"another member shown to an attacker: {self.leaks[:3]}")
         if world.confirmed_broadcasts != start.confirmed_broadcasts:
             wrong.append("a broadcast was confirmed")
         calls = self.emu.calls[self.calls_seen :]
