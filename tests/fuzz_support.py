@@ -165,6 +165,8 @@ MUTATION_TABLES: Final = {
     "dep:rm": "dependants",
     "dep:rmok": "dependants",
 }
+# A transfer button naming its recipient: (the data up to the id, the id).
+TO_MEMBER: Final = re.compile(r"^(tr:(?:to|amt|other):)([0-9]+)")
 # Invitation tokens and codes are drawn from these (bot.programme.family).
 TOKEN_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
 CODE_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -263,6 +265,8 @@ class World:
     mates: dict[int, frozenset[int]]
     # Every invitation: (token, code, expires_at, answered).
     invitations: tuple[tuple[str, str, int, bool], ...]
+    # Who heads a household now, by Telegram id.
+    heads: frozenset[int]
 
 
 def read_world(conn: sqlite3.Connection) -> World:
@@ -324,7 +328,7 @@ def read_world(conn: sqlite3.Connection) -> World:
         "SELECT member_id, status, reward_points FROM feedback ORDER BY id"
     ):
         add(member_id, "feedback", (status, reward))
-    mates = _read_family(conn, by_member, add)
+    mates, heads = _read_family(conn, by_member, add)
     members = {
         telegram_id: Holdings(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()})
         for telegram_id, row in rows.items()
@@ -365,15 +369,28 @@ def read_world(conn: sqlite3.Connection) -> World:
         )
     )
     return World(
-        members, sold, stock, listed, confirmed, kinds, owners, highest, codes, mates, invitations
+        members,
+        sold,
+        stock,
+        listed,
+        confirmed,
+        kinds,
+        owners,
+        highest,
+        codes,
+        mates,
+        invitations,
+        heads,
     )
 
 
 def _read_family(
     conn: sqlite3.Connection, by_member: dict[int, int], add: Callable[[int, str, object], None]
-) -> dict[int, frozenset[int]]:
-    """Each member's household rows into their holdings; who shares a household now."""
+) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
+    """Each member's household rows into their holdings; who shares a household now, and
+    who heads one."""
     current: dict[int, set[int]] = {}
+    heads: set[int] = set()
     for stay, household, member_id, joined, left, how, head in conn.execute(
         "SELECT s.id, s.household_id, s.member_id, s.joined_at, s.left_at, s.left_how, h.head_id"
         " FROM household_members AS s JOIN households AS h ON h.id = s.household_id"
@@ -383,6 +400,7 @@ def _read_family(
         if left is None:
             current.setdefault(household, set()).add(by_member[member_id])
             add(member_id, "family", ("head of my household", by_member[head]))
+            heads.add(by_member[head])
     mates = {
         telegram_id: frozenset(together - {telegram_id})
         for together in current.values()
@@ -416,7 +434,7 @@ def _read_family(
         " WHERE counterparty_id IS NOT NULL ORDER BY id"
     ):
         add(row[2], "family", ("received", *row))
-    return mates
+    return mates, frozenset(heads)
 
 
 def _member_of(by_member: dict[int, int], telegram_id: int) -> int:
@@ -647,6 +665,10 @@ class Adversary:
         families = victims >= 3 and attackers >= 2
         self.household = self.victim_ids[:2] if families else []
         self.gang = self.attacker_ids[:2] if families else []
+        # An attacker inside the victims' household: their household rows change with the
+        # victims' steps (read back with them), nothing else of theirs does.
+        self.insiders = self.attacker_ids[2:3] if families and attackers >= 3 else []
+        self.settled: dict[int, tuple[tuple[object, ...], ...]] = {}
 
     # --- setting up ----------------------------------------------------------------------
 
@@ -687,7 +709,7 @@ class Adversary:
             assert member is not None
             ids[user_id] = member.id
         long_ago = as_of(services, now - timedelta(days=40))
-        for head, *others in (self.household, self.gang):
+        for head, *others in ([*self.household, *self.insiders], self.gang):
             await family.create(long_ago, ids[head], actor="fuzz")
             for other in others:
                 invitation = await family.invite(long_ago, ids[head])
@@ -772,6 +794,7 @@ class Adversary:
         wrong: list[str] = []
         for user_id in self.attacker_ids:
             before, after = start.members[user_id], world.members[user_id]
+            before = replace(before, family=self.settled.get(user_id, before.family))
             # A survey's buttons are the same for everyone: answering one is the attacker's
             # own legitimate flow, paid once per survey (checked below), nothing else.
             if (
@@ -883,13 +906,24 @@ class Adversary:
             data = rng.choice(standing)
         else:
             data = rng.choice(self.harvest)
+        to_mate = TO_MEMBER.match(data)
+        if to_mate and int(to_mate[2]) in self._mate_ids(user_id, world):
+            # Points to a household mate are the insider's own flow: aim at themself instead.
+            data = data.replace(to_mate[0], f"{to_mate[1]}{self.member_id(user_id)}")
         self._tap(user_id, "forged " + _family(data), data)
+
+    def _mate_ids(self, user_id: int, world: World) -> set[int]:
+        """The member ids of who shares the user's household now."""
+        return {world.members[t].member_id for t in world.mates.get(user_id, ())}
 
     def _mutated_tap(self, user_id: int, world: World) -> None:
         """Another member's id, a neighbour's id, a cell past the card, or a malformed shape."""
         rng = self.rng
         target = rng.choice(sorted(MUTATION_TABLES))
-        number = self._foreign_id(user_id, MUTATION_TABLES[target], world)
+        # Sending points to a mate, or a head removing one, is a legitimate flow; anyone else
+        # may aim at their mates.
+        spare_mates = target.startswith("tr:") or user_id in world.heads
+        number = self._foreign_id(user_id, MUTATION_TABLES[target], world, spare_mates)
         shapes = {
             "mall:ok": [
                 f"mall:ok:{number}",
@@ -994,11 +1028,11 @@ class Adversary:
             "dep:rmok": [f"dep:rmok:{number}", f"dep:rmok:{number}:1", "dep:rmok:１"],
         }
 
-    def _foreign_id(self, user_id: int, table: str, world: World) -> int:
-        """An existing id of `table` that is neither the tapper's own nor a household mate's
-        (a transfer to a mate is a legitimate flow), or one far past the end."""
+    def _foreign_id(self, user_id: int, table: str, world: World, spare_mates: bool) -> int:
+        """An existing id of `table` that is not the tapper's own (nor, when `spare_mates`, a
+        household mate's), or one far past the end."""
         top = world.highest.get(table, 0)
-        own = {user_id, *world.mates.get(user_id, ())}
+        own = {user_id, *(world.mates.get(user_id, ()) if spare_mates else ())}
         for _ in range(8):
             number = self.rng.randint(1, top + 1) if top else 1
             if number > top:
@@ -1045,6 +1079,13 @@ class Adversary:
             arguments += ["".join(rng.choice(CODE_ALPHABET) for _ in range(6)), "ABC-DEF"]
             arguments += [c.lower() for _, c in spent[-3:]] + [t for t, _ in spent[-2:]]
             arguments.append(self.code(rng.choice(self.victim_ids)))
+        elif command == "/start":
+            # An invitation's deep link with a guessed, spent or malformed token.
+            now = self._now()
+            spent = [t for t, _, ends, answered in world.invitations if answered or ends <= now]
+            guessed = "".join(rng.choice(TOKEN_ALPHABET) for _ in range(16))
+            arguments += [f"fam_{guessed}", "fam_", f"fam_{'A' * 60}", "fam_../x"]
+            arguments += [f"fam_{t}" for t in spent[-2:]]
         argument = rng.choice(arguments)
         self.emu.user_sends_text(user_id, f"{command} {argument}".strip())
         self.census.tried["member command with arguments"] += 1
@@ -1746,6 +1787,8 @@ class Adversary:
         for user_id in self.victim_ids:
             self.model[user_id].family = world.members[user_id].family
             self.model[user_id].shares = world.members[user_id].shares
+        for user_id in self.insiders:
+            self.settled[user_id] = world.members[user_id].family
 
     async def legit_transfer(self) -> None:
         """/transfer to the household partner by a button or a typed amount, attackers at the
@@ -1777,7 +1820,7 @@ class Adversary:
         ok = next(d for d in _datas_of(confirmation.keyboard) if d.startswith("tr:ok:"))
         await self._settle_family()  # the offer is the sender's
         self.hot = [ok, ok.replace(":ok:", ":no:")]
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()
         roll = rng.random()
         if roll < 0.15 and await self._move_clock(OFFER_MINUTES + 1):
@@ -1802,7 +1845,7 @@ class Adversary:
             self.census.legitimate["transfer tapped twice"] += 1
         undo = self._data_on(message, "tr:undo:", sender)
         self.hot = [undo, ok]
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()
         if rng.random() < 0.4:
             said = self._said(await self._step(sender, message, undo))
@@ -1827,7 +1870,7 @@ class Adversary:
         _with_button(await self._step(head, message, f"fam:{action}:{mate}"), f"fam:{action}y:")
         self._collect_harvest()
         self.hot = [f"fam:rmy:{mate}", f"fam:hdy:{mate}", f"fam:{action}:{mate}"]
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()
         _with_button(await self._step(head, message, "fam:view"), "fam:lv")
         self.census.legitimate["household: removal left"] += 1
@@ -1840,7 +1883,7 @@ class Adversary:
         outsider = self.victim_ids[2]
         offer = _with_button(await self.ask(outsider, f"/join {found[1]}"), "fam:ok:")
         self.hot = [f"fam:rmy:{self.member_id(outsider)}"]
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()
         ok = next(d for d in _datas_of(offer.keyboard) if d.startswith("fam:ok:"))
         if rng.random() < 0.5:
@@ -1852,12 +1895,13 @@ class Adversary:
             return
         await self._step(outsider, offer.message_id, ok)
         await self._settle_family()
-        assert (await self.read()).mates.get(outsider) == {head, partner}, "not joined"
+        together = {head, partner, *self.insiders}
+        assert (await self.read()).mates.get(outsider) == together, "not joined"
         self.census.legitimate["invitation accepted"] += 1
         # The head's view now has the newcomer's buttons: the attackers see them.
         await self.ask(head, "/family")
         self._collect_harvest()
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()
         away = _with_button(await self.ask(outsider, "/family"), "fam:lv")
         _with_button(await self._step(outsider, away.message_id, "fam:lv"), "fam:lvy")
@@ -1882,7 +1926,7 @@ class Adversary:
             confirm = remove.replace(":rm:", ":rmok:")
             self._collect_harvest()
             self.hot = [confirm, remove.replace(":rm:", ":chg:")]
-            await self.burst(rng.randint(5, 15))
+            await self.burst(rng.randint(3, 10))
             await self.check()
             if rng.random() < 0.5:
                 said = self._said(await self._step(victim, message, confirm))
@@ -1899,7 +1943,7 @@ class Adversary:
         await self._step(victim, message, f"dep:kind:{kind}")
         await self.ask(victim, f"{kind.title()} {rng.randrange(10**6)}")
         self._collect_harvest()
-        await self.burst(rng.randint(5, 15))
+        await self.burst(rng.randint(3, 10))
         await self.check()  # a name typed halfway is no attacker's to finish
         birthday = f"{rng.randint(4, 8)}-{rng.randint(1, 28)}"
         said = self._said(await self.ask(victim, birthday))
@@ -1931,7 +1975,7 @@ class Adversary:
             (self.legit_survey, 1),
             (self.legit_suggestion, 2),
             (self.legit_browse, 2),
-            (self.legit_transfer, 3),
+            (self.legit_transfer, 2),
             (self.legit_household, 1),
             (self.legit_birthdays, 1),
         ]
