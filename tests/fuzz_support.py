@@ -167,9 +167,8 @@ MUTATION_TABLES: Final = {
 }
 # A transfer button naming its recipient: (the data up to the id, the id).
 TO_MEMBER: Final = re.compile(r"^(tr:(?:to|amt|other):)([0-9]+)")
-# Invitation tokens and codes are drawn from these (bot.programme.family).
+# What an invitation token is drawn from (URL-safe base64, bot.programme.family.new_token).
 TOKEN_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
-CODE_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 
 # --- what a reply says ----------------------------------------------------------------------
@@ -1076,7 +1075,7 @@ class Adversary:
             # A guessed code, one spent or expired, a member code, the token for the code.
             now = self._now()
             spent = [(t, c) for t, c, exp, answered in world.invitations if answered or exp <= now]
-            arguments += ["".join(rng.choice(CODE_ALPHABET) for _ in range(6)), "ABC-DEF"]
+            arguments += ["".join(rng.choice(family.CODE_ALPHABET) for _ in range(6)), "ABC-DEF"]
             arguments += [c.lower() for _, c in spent[-3:]] + [t for t, _ in spent[-2:]]
             arguments.append(self.code(rng.choice(self.victim_ids)))
         elif command == "/start":
@@ -1780,9 +1779,8 @@ class Adversary:
 
     async def _settle_family(self) -> None:
         """The victims' household rows as their legitimate steps just left them."""
-        # Called after a check and the victims' own steps only: no attacker's input is
-        # in flight, so nothing read here is theirs.
-        await self.drain()
+        # Called after a check and the victims' own steps only (each done when its reply
+        # came): no attacker's input is in flight, so nothing read here is theirs.
         world = await self.read()
         for user_id in self.victim_ids:
             self.model[user_id].family = world.members[user_id].family
