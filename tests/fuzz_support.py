@@ -16,8 +16,10 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Final
 
 from bot.i18n import I18n
+from bot.programme import dependants, family
 from bot.programme.adjustments import MAX_ADJUSTMENT
 from bot.sandbox.client import ChatClient
+from bot.sandbox.seed import as_of
 from bot.sandbox.server import BotEvent, SandboxMessage
 from bot.updates import PerMemberUpdateProcessor
 from storage.audit import audit
@@ -83,20 +85,54 @@ BEFORE_AMOUNTS: Final = frozenset(
 )
 BEFORE_ADJUSTMENTS: Final = frozenset({"admin.adjust.usage"})
 # Notices the sender pushes on its own schedule, which may land in the middle of a flow.
-NOTICES: Final = frozenset({"feedback.notice_approved", "feedback.notice_thanks"})
+NOTICES: Final = frozenset(
+    {
+        "feedback.notice_approved",
+        "feedback.notice_thanks",
+        "notice.transfer_received",
+        "notice.transfer_undone",
+        "family.notice_accepted",
+        "family.notice_declined",
+        "family.notice_left",
+        "family.notice_left_you_head",
+        "family.notice_removed",
+        "family.notice_head_to_you",
+        "family.notice_dissolved",
+    }
+)
+
+# Replies that show another member's name and what may be sent them, or that ask to remove
+# them or make them head: an attacker never gets one (a mate's id is never forged).
+LEAKS: Final = frozenset(
+    {
+        "transfer.amount_title",
+        "transfer.ask_amount",
+        "transfer.confirm_title",
+        "family.remove_ask",
+        "family.head_ask",
+    }
+)
 
 STAFF_COMMANDS: Final = (
     "/purchase", "/adjust", "/member", "/fulfil", "/stock", "/delist", "/broadcast",
     "/approve_return", "/reject_return", "/fulfil_prize", "/feedback_queue", "/survey_stats",
-    "/returns", "/cannot_fulfil",
+    "/returns", "/cannot_fulfil", "/dissolve_household",
 )  # fmt: skip
 MEMBER_COMMANDS: Final = (
     "/start", "/balance", "/history", "/card", "/mall", "/redemptions", "/settings", "/rules",
     "/help", "/language", "/odds", "/prizes", "/surveys", "/cancel", "/feedback", "/nope",
+    "/family", "/transfer", "/join",
 )  # fmt: skip
 # Forged taps that would open an offer of the attacker's own (a game's Spin, a mall item's
-# Redeem) are left out: a mutated id could then confirm that offer, a legitimate flow.
-OWN_OFFER_DATA: Final = re.compile(r"^(mall:(buy|deduct):|menu:(wheel|scratch)$)")
+# Redeem) are left out: a mutated id could then confirm that offer, a legitimate flow. So are
+# the household's taps that act on the tapper's own household, birthdays or settings (create,
+# invite, leave, add a child or pet, show the balance): legitimate flows of whoever taps. An
+# open invitation's accept and decline carry its token, which is the invitation itself (whoever
+# holds the link may answer it): only guessed, mistyped and spent tokens are tried.
+OWN_OFFER_DATA: Final = re.compile(
+    r"^(mall:(buy|deduct):|menu:(wheel|scratch)$"
+    r"|fam:(new|inv|lvy)$|fam:(ok|no):|dep:kind:|set:share:)"
+)
 # What a mutated tap aims at, and the table its id is drawn from (never the tapper's own row:
 # an id of the attacker's own offer would be a legitimate flow of theirs).
 MUTATION_TABLES: Final = {
@@ -114,7 +150,25 @@ MUTATION_TABLES: Final = {
     "red:rety": "offers",
     "hist": "offers",
     "sv": "offers",
+    # Issue 20: transfers, households, family birthdays.
+    "tr:ok": "transfer_offers",
+    "tr:no": "transfer_offers",
+    "tr:undo": "operations",
+    "tr:to": "members",
+    "tr:amt": "members",
+    "tr:other": "members",
+    "fam:ok": "household_invitations",
+    "fam:no": "household_invitations",
+    "fam:rm": "members",
+    "fam:hd": "members",
+    "dep:chg": "dependants",
+    "dep:rm": "dependants",
+    "dep:rmok": "dependants",
 }
+# A transfer button naming its recipient: (the data up to the id, the id).
+TO_MEMBER: Final = re.compile(r"^(tr:(?:to|amt|other):)([0-9]+)")
+# What an invitation token is drawn from (URL-safe base64, bot.programme.family.new_token).
+TOKEN_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
 
 
 # --- what a reply says ----------------------------------------------------------------------
@@ -174,6 +228,10 @@ class Holdings:
     # (status, reward points)
     feedback: tuple[tuple[str, int], ...]
     reachable: bool
+    # Their household, its stays, invitations, events, their children and pets, the transfer
+    # offers they made and the transfers they received: (what, ...) rows in a stable order.
+    family: tuple[tuple[object, ...], ...]
+    shares: bool
 
     def without_surveys(self) -> Holdings:
         """The holdings a survey reward may not touch (anyone may answer a survey)."""
@@ -202,14 +260,20 @@ class World:
     # Redemption codes by the Telegram id of their holder (a code is shown in the chat, and
     # a QR is easily seen over a shoulder).
     codes: dict[int, list[str]]
+    # Who shares a household now, by Telegram id (a mate's id is no foreign id to a member).
+    mates: dict[int, frozenset[int]]
+    # Every invitation: (token, code, expires_at, answered).
+    invitations: tuple[tuple[str, str, int, bool], ...]
+    # Who heads a household now, by Telegram id.
+    heads: frozenset[int]
 
 
 def read_world(conn: sqlite3.Connection) -> World:
     """One consistent reading of every table a forged input could reach."""
     rows: dict[int, dict[str, object]] = {}
     by_member: dict[int, int] = {}
-    for member_id, telegram_id, code, reachable in conn.execute(
-        "SELECT id, telegram_id, member_code, reachable FROM members"
+    for member_id, telegram_id, code, reachable, shares in conn.execute(
+        "SELECT id, telegram_id, member_code, reachable, share_balance FROM members"
     ):
         by_member[member_id] = telegram_id
         rows[telegram_id] = {
@@ -223,6 +287,8 @@ def read_world(conn: sqlite3.Connection) -> World:
             "completed_surveys": [],
             "feedback": [],
             "reachable": bool(reachable),
+            "family": [],
+            "shares": bool(shares),
         }
 
     def add(member_id: int, name: str, value: object) -> None:
@@ -261,6 +327,7 @@ def read_world(conn: sqlite3.Connection) -> World:
         "SELECT member_id, status, reward_points FROM feedback ORDER BY id"
     ):
         add(member_id, "feedback", (status, reward))
+    mates, heads = _read_family(conn, by_member, add)
     members = {
         telegram_id: Holdings(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()})
         for telegram_id, row in rows.items()
@@ -277,13 +344,100 @@ def read_world(conn: sqlite3.Connection) -> World:
     ).fetchone()
     owners: dict[tuple[str, int], int] = {}
     highest: dict[str, int] = {}
-    for table in ("offers", "game_offers", "game_plays", "feedback", "broadcasts"):
-        owner = "0" if table == "broadcasts" else "member_id"
+    tables = {
+        "offers": "member_id",
+        "game_offers": "member_id",
+        "game_plays": "member_id",
+        "feedback": "member_id",
+        "broadcasts": "0",
+        "transfer_offers": "sender_id",
+        "operations": "member_id",
+        "members": "id",
+        "household_invitations": "invited_by",
+        "dependants": "member_id",
+    }
+    for table, owner in tables.items():
         highest[table] = 0
         for row_id, member_id in conn.execute(f"SELECT id, {owner} FROM {table}"):  # noqa: S608
             owners[(table, row_id)] = by_member.get(member_id, 0)
             highest[table] = max(highest[table], row_id)
-    return World(members, sold, stock, listed, confirmed, kinds, owners, highest, codes)
+    invitations = tuple(
+        (token, code, expires_at, answer is not None)
+        for token, code, expires_at, answer in conn.execute(
+            "SELECT token, code, expires_at, answer FROM household_invitations ORDER BY id"
+        )
+    )
+    return World(
+        members,
+        sold,
+        stock,
+        listed,
+        confirmed,
+        kinds,
+        owners,
+        highest,
+        codes,
+        mates,
+        invitations,
+        heads,
+    )
+
+
+def _read_family(
+    conn: sqlite3.Connection, by_member: dict[int, int], add: Callable[[int, str, object], None]
+) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
+    """Each member's household rows into their holdings; who shares a household now, and
+    who heads one."""
+    current: dict[int, set[int]] = {}
+    heads: set[int] = set()
+    for stay, household, member_id, joined, left, how, head in conn.execute(
+        "SELECT s.id, s.household_id, s.member_id, s.joined_at, s.left_at, s.left_how, h.head_id"
+        " FROM household_members AS s JOIN households AS h ON h.id = s.household_id"
+        " ORDER BY s.id"
+    ):
+        add(member_id, "family", ("stay", stay, household, joined, left, how))
+        if left is None:
+            current.setdefault(household, set()).add(by_member[member_id])
+            add(member_id, "family", ("head of my household", by_member[head]))
+            heads.add(by_member[head])
+    mates = {
+        telegram_id: frozenset(together - {telegram_id})
+        for together in current.values()
+        for telegram_id in together
+    }
+    for telegram_id, others in mates.items():
+        add(_member_of(by_member, telegram_id), "family", ("together with", *sorted(others)))
+    for row in conn.execute(
+        "SELECT id, household_id, invited_by, token, expires_at, answered_by, answer"
+        " FROM household_invitations ORDER BY id"
+    ):
+        add(row[2], "family", ("invited", *row))
+        if row[5] is not None:
+            add(row[5], "family", ("answered", *row))
+    for row in conn.execute(
+        "SELECT id, household_id, kind, member_id, actor FROM household_events"
+        " WHERE member_id IS NOT NULL ORDER BY id"
+    ):
+        add(row[3], "family", ("event", *row))
+    for row in conn.execute(
+        "SELECT id, member_id, origin_id, kind, name, month, day, year, entered_at, changed_at,"
+        " removed_at FROM dependants ORDER BY id"
+    ):
+        add(row[1], "family", ("dependant", *row))
+    for row in conn.execute(
+        "SELECT id, sender_id, recipient_id, household_id, points FROM transfer_offers ORDER BY id"
+    ):
+        add(row[1], "family", ("transfer offer", *row))
+    for row in conn.execute(
+        "SELECT id, member_id, counterparty_id, kind, points FROM operations"
+        " WHERE counterparty_id IS NOT NULL ORDER BY id"
+    ):
+        add(row[2], "family", ("received", *row))
+    return mates, frozenset(heads)
+
+
+def _member_of(by_member: dict[int, int], telegram_id: int) -> int:
+    return next(m for m, t in by_member.items() if t == telegram_id)
 
 
 def booked(conn: sqlite3.Connection, key: str) -> tuple[int, str, int] | None:
@@ -307,6 +461,10 @@ class Expected:
     plays: list[tuple[str, int, int, bool]]
     completed_surveys: list[str]
     approved: int
+    # The household rows as the victim's last legitimate step left them (read back then: the
+    # flows of issue 20 change many rows, none of them an attacker's to change).
+    family: tuple[tuple[object, ...], ...] = ()
+    shares: bool = False
     # Suggestions filed and not yet decided.
     pending: int = 0
 
@@ -320,6 +478,8 @@ class Expected:
             list(held.plays),
             list(held.completed_surveys),
             sum(1 for f in held.feedback if f[0] == "approved"),
+            held.family,
+            held.shares,
         )
 
     def played_today(self, game: str) -> int:
@@ -349,6 +509,11 @@ class Expected:
             wrong.append(f"{approved} suggestions approved, expected {self.approved}")
         if not held.reachable:
             wrong.append("marked unreachable")
+        if held.family != self.family:
+            changed = sorted(set(held.family) ^ set(self.family), key=repr)
+            wrong.append(f"household, birthdays or transfer offers changed: {changed}")
+        if held.shares != self.shares:
+            wrong.append(f"sharing its balance: {held.shares}, expected {self.shares}")
         return wrong
 
 
@@ -493,6 +658,16 @@ class Adversary:
         self.harvested: set[str] = set()
         self.clock_moves = 0
         self.broadcast: int | None = None
+        self.leaks: list[tuple[int, str | None]] = []
+        # The victims' household (its head first) and the attackers' own; a lone victim to
+        # invite. Smaller casts have none.
+        families = victims >= 3 and attackers >= 2
+        self.household = self.victim_ids[:2] if families else []
+        self.gang = self.attacker_ids[:2] if families else []
+        # An attacker inside the victims' household: their household rows change with the
+        # victims' steps (read back with them), nothing else of theirs does.
+        self.insiders = self.attacker_ids[2:3] if families and attackers >= 3 else []
+        self.settled: dict[int, tuple[tuple[object, ...], ...]] = {}
 
     # --- setting up ----------------------------------------------------------------------
 
@@ -511,6 +686,7 @@ class Adversary:
             client = self.sandbox.member(user_id, garbage(rng, 10), None)
             await client.send_sticker()
             self.clients[user_id] = client
+        await self._setup_families()
         [preview] = await self.admin.send("/broadcast Fuzz notice: nobody but staff sends this")
         self.broadcast = int(self._data_on(preview.message_id, "bc:ok:").split(":")[2])
         await self.drain()
@@ -518,6 +694,45 @@ class Adversary:
         world = await self.read()
         self.start = world
         self.model = {v: Expected.of(world.members[v]) for v in self.victim_ids}
+
+    async def _setup_families(self) -> None:
+        """Households of victims and of attackers formed long ago (transfers are allowed), a
+        child or pet for some, a spent and an open invitation: what the attackers aim at."""
+        if not self.household:
+            return
+        services = self.sandbox.services
+        now = services.clock()
+        ids = {}
+        for user_id in [*self.victim_ids, *self.attacker_ids]:
+            member = await services.members.by_telegram_id(user_id)
+            assert member is not None
+            ids[user_id] = member.id
+        long_ago = as_of(services, now - timedelta(days=40))
+        for head, *others in ([*self.household, *self.insiders], self.gang):
+            await family.create(long_ago, ids[head], actor="fuzz")
+            for other in others:
+                invitation = await family.invite(long_ago, ids[head])
+                await services.families.answer_invitation(
+                    invitation.id,
+                    ids[other],
+                    accept=True,
+                    max_members=services.config.family.max_members,
+                    actor="fuzz",
+                    notice=None,
+                    now=long_ago.now(),
+                )
+            await family.invite(as_of(services, now - timedelta(days=5)), ids[head])  # expired
+        await family.invite(services, ids[self.gang[0]])  # open: its token is the gang's
+        await family.set_sharing(services, ids[self.household[1]], True)
+        # Birthdays half a year away: no greeting or gift falls inside the run.
+        for user_id, kind, name in (
+            (self.victim_ids[0], "child", "Mia"),
+            (self.victim_ids[2], "pet", "Mimi"),
+            (self.attacker_ids[0], "pet", "Rex"),
+        ):
+            await dependants.start_adding(long_ago, ids[user_id], kind)
+            await dependants.name_dependant(long_ago, ids[user_id], name)
+            await dependants.add_dependant(long_ago, ids[user_id], "5-20")
 
     async def read(self) -> World:
         """The world now."""
@@ -559,9 +774,13 @@ class Adversary:
             seen = self.seen_events.get(user_id, 0)
             events = self.emu.events(user_id, after=seen)
             self.seen_events[user_id] = seen + len(events)
-            self.census.replies.update(
-                self.kinds.kind(e.text) for e in events if e.kind in ("message", "photo")
-            )
+            kinds = [
+                (self.kinds.kind(e.text), e.text)
+                for e in events
+                if e.kind in ("message", "photo", "edit")
+            ]
+            self.census.replies.update(kind for kind, _ in kinds)
+            self.leaks += [(user_id, text) for kind, text in kinds if kind in LEAKS]
 
     # --- checking ----------------------------------------------------------------------------
 
@@ -574,6 +793,7 @@ class Adversary:
         wrong: list[str] = []
         for user_id in self.attacker_ids:
             before, after = start.members[user_id], world.members[user_id]
+            before = replace(before, family=self.settled.get(user_id, before.family))
             # A survey's buttons are the same for everyone: answering one is the attacker's
             # own legitimate flow, paid once per survey (checked below), nothing else.
             if (
@@ -601,6 +821,8 @@ class Adversary:
                 wrong.append(f"{sku}: sold {world.sold[sku]}, expected {count + self.sold[sku]}")
             if world.stock[sku] != start.stock[sku] or world.listed[sku] != start.listed[sku]:
                 wrong.append(f"{sku}: stock or listing changed")
+        if self.leaks:
+            wrong.append(f"another member shown to an attacker: {self.leaks[:3]}")
         if world.confirmed_broadcasts != start.confirmed_broadcasts:
             wrong.append("a broadcast was confirmed")
         calls = self.emu.calls[self.calls_seen :]
@@ -652,7 +874,7 @@ class Adversary:
             elif roll < 0.80:
                 self._group_update()
             elif roll < 0.88:
-                self._member_command(user_id)
+                self._member_command(user_id, world)
             else:
                 self._noise(user_id)
             self.census.hostile += 1
@@ -683,13 +905,24 @@ class Adversary:
             data = rng.choice(standing)
         else:
             data = rng.choice(self.harvest)
+        to_mate = TO_MEMBER.match(data)
+        if to_mate and int(to_mate[2]) in self._mate_ids(user_id, world):
+            # Points to a household mate are the insider's own flow: aim at themself instead.
+            data = data.replace(to_mate[0], f"{to_mate[1]}{self.member_id(user_id)}")
         self._tap(user_id, "forged " + _family(data), data)
+
+    def _mate_ids(self, user_id: int, world: World) -> set[int]:
+        """The member ids of who shares the user's household now."""
+        return {world.members[t].member_id for t in world.mates.get(user_id, ())}
 
     def _mutated_tap(self, user_id: int, world: World) -> None:
         """Another member's id, a neighbour's id, a cell past the card, or a malformed shape."""
         rng = self.rng
         target = rng.choice(sorted(MUTATION_TABLES))
-        number = self._foreign_id(user_id, MUTATION_TABLES[target], world)
+        # Sending points to a mate, or a head removing one, is a legitimate flow; anyone else
+        # may aim at their mates.
+        spare_mates = target.startswith("tr:") or user_id in world.heads
+        number = self._foreign_id(user_id, MUTATION_TABLES[target], world, spare_mates)
         shapes = {
             "mall:ok": [
                 f"mall:ok:{number}",
@@ -741,17 +974,69 @@ class Adversary:
                 f"mall:item:{'X' * 40}",
             ],
         }
+        shapes.update(self._family_shapes(number, world))
         data = rng.choice(shapes[target])
         self._tap(user_id, "mutated " + target, data)
 
-    def _foreign_id(self, user_id: int, table: str, world: World) -> int:
-        """An existing id of `table` that is not the tapper's own, or one far past the end."""
+    def _family_shapes(self, number: int, world: World) -> dict[str, list[str]]:
+        """Transfer, household and family-birthday taps with another member's ids."""
+        rng = self.rng
+        points = rng.choice([10, 50, 100, 2000, 2001, 10**14])
+        guessed = "".join(rng.choice(TOKEN_ALPHABET) for _ in range(16))
+        now = self._now()
+        spent = [t for t, _, ends, answered in world.invitations if answered or ends <= now]
+        live = [t for t, _, ends, answered in world.invitations if not answered and ends > now]
+        codes = [c for _, c, _, _ in world.invitations]
+        # A live token with one character changed, a spent one, one that is no token at all.
+        tokens = [guessed, f"{number:08d}", "A" * 48, "A" * 49, "../../x_x_x"]
+        tokens += [t[:-1] + ("A" if t[-1] != "A" else "B") for t in live[-2:]]
+        tokens += spent[-3:] + codes[-2:]
+        return {
+            "tr:ok": [
+                f"tr:ok:{number}",
+                f"tr:ok:{number}:1",
+                "tr:ok:-1",
+                "tr:ok:１",
+                f"tr:ok:{10**15}",
+                f"tr:ok:{number} ",
+            ],
+            "tr:no": [f"tr:no:{number}", "tr:no:0"],
+            "tr:undo": [f"tr:undo:{number}", f"tr:undo:{number}:0", "tr:undo:-1", "tr:undo:"],
+            "tr:to": [f"tr:to:{number}", f"tr:to:{number}:1", "tr:to:0"],
+            "tr:amt": [
+                f"tr:amt:{number}:{points}",
+                f"tr:amt:{number}:0",
+                f"tr:amt:{number}:-50",
+                f"tr:amt:{number}",
+            ],
+            "tr:other": [f"tr:other:{number}", f"tr:other:{number}:{points}"],
+            "fam:ok": [f"fam:ok:{rng.choice(tokens)}" for _ in range(3)],
+            "fam:no": [f"fam:no:{rng.choice(tokens)}"],
+            "fam:rm": [
+                f"fam:rm:{number}",
+                f"fam:rmy:{number}",
+                f"fam:rmy:{number}:1",
+                "fam:rmy:0",
+                "fam:rml",
+                "fam:view",
+                "fam:lv",
+            ],
+            "fam:hd": [f"fam:hd:{number}", f"fam:hdy:{number}", "fam:hdl", f"fam:hdy:-{number}"],
+            "dep:chg": [f"dep:chg:{number}", f"dep:chg:{'9' * 13}", f"dep:chg:{number}:1"],
+            "dep:rm": [f"dep:rm:{number}", "dep:rm:-1", "dep:list:1", "dep:add:1"],
+            "dep:rmok": [f"dep:rmok:{number}", f"dep:rmok:{number}:1", "dep:rmok:１"],
+        }
+
+    def _foreign_id(self, user_id: int, table: str, world: World, spare_mates: bool) -> int:
+        """An existing id of `table` that is not the tapper's own (nor, when `spare_mates`, a
+        household mate's), or one far past the end."""
         top = world.highest.get(table, 0)
+        own = {user_id, *(world.mates.get(user_id, ()) if spare_mates else ())}
         for _ in range(8):
             number = self.rng.randint(1, top + 1) if top else 1
             if number > top:
                 return 10**9 + number  # never created during this burst
-            if world.owners.get((table, number)) != user_id:
+            if world.owners.get((table, number)) not in own:
                 return number
         return 10**9
 
@@ -776,17 +1061,31 @@ class Adversary:
             "/survey_stats": [SURVEY, ""],
             "/returns": [""],
             "/cannot_fulfil": ["ABCDEFGH gone", *(f"{c} gone" for c in redeemed)],
+            "/dissolve_household": [f"{victim} fuzz", f"{own} mine", victim, ""],
         }[command]
         text = f"{command} {rng.choice(args)}".strip()
         self.emu.user_sends_text(user_id, text)
         self.census.tried["staff command by a member"] += 1
 
-    def _member_command(self, user_id: int) -> None:
+    def _member_command(self, user_id: int, world: World) -> None:
         rng = self.rng
         command = rng.choice(MEMBER_COMMANDS)
-        argument = rng.choice(
-            ["", garbage(rng, 20), "-1", "9" * 40, "１２", "0", "a suggestion long enough"]
-        )
+        arguments = ["", garbage(rng, 20), "-1", "9" * 40, "１２", "0", "a suggestion long enough"]
+        if command == "/join":
+            # A guessed code, one spent or expired, a member code, the token for the code.
+            now = self._now()
+            spent = [(t, c) for t, c, exp, answered in world.invitations if answered or exp <= now]
+            arguments += ["".join(rng.choice(family.CODE_ALPHABET) for _ in range(6)), "ABC-DEF"]
+            arguments += [c.lower() for _, c in spent[-3:]] + [t for t, _ in spent[-2:]]
+            arguments.append(self.code(rng.choice(self.victim_ids)))
+        elif command == "/start":
+            # An invitation's deep link with a guessed, spent or malformed token.
+            now = self._now()
+            spent = [t for t, _, ends, answered in world.invitations if answered or ends <= now]
+            guessed = "".join(rng.choice(TOKEN_ALPHABET) for _ in range(16))
+            arguments += [f"fam_{guessed}", "fam_", f"fam_{'A' * 60}", "fam_../x"]
+            arguments += [f"fam_{t}" for t in spent[-2:]]
+        argument = rng.choice(arguments)
         self.emu.user_sends_text(user_id, f"{command} {argument}".strip())
         self.census.tried["member command with arguments"] += 1
 
@@ -892,6 +1191,11 @@ class Adversary:
                     "sv:",
                     "fb:",
                     "bc:",
+                    "tr:",
+                    "tr:ok:",
+                    "fam:",
+                    "fam:ok:",
+                    "dep:",
                     "x",
                 ]
             )
@@ -1452,6 +1756,199 @@ class Adversary:
             self.hot = [ret[0].replace(":ret:", ":rety:")]
         self.census.legitimate["browsing"] += 1
 
+    # --- issue 20: transfers, households, family birthdays -------------------------------
+
+    async def _step(self, user_id: int, message_id: int, data: str) -> list[BotEvent]:
+        """A victim taps a button of their own; what the bot sent or edited for it."""
+        start = self.emu.event_count(user_id)
+
+        def answers() -> list[BotEvent]:
+            return [
+                e
+                for e in self.emu.events(user_id, after=start)
+                if e.kind in ("message", "edit", "photo") and self.kinds.kind(e.text) not in NOTICES
+            ]
+
+        self.emu.user_taps(user_id, message_id, data)
+        await self.emu.wait_for(user_id, lambda: bool(answers()), 30)
+        await self.quiet(user_id)
+        return answers()
+
+    def _said(self, events: list[BotEvent]) -> list[str]:
+        return [self.kinds.kind(e.text) for e in events]
+
+    async def _settle_family(self) -> None:
+        """The victims' household rows as their legitimate steps just left them."""
+        # Called after a check and the victims' own steps only (each done when its reply
+        # came): no attacker's input is in flight, so nothing read here is theirs.
+        world = await self.read()
+        for user_id in self.victim_ids:
+            self.model[user_id].family = world.members[user_id].family
+            self.model[user_id].shares = world.members[user_id].shares
+        for user_id in self.insiders:
+            self.settled[user_id] = world.members[user_id].family
+
+    async def legit_transfer(self) -> None:
+        """/transfer to the household partner by a button or a typed amount, attackers at the
+        confirmation, then Confirm (maybe twice), Cancel or too late; attackers at the undo,
+        then maybe the undo."""
+        rng = self.rng
+        if not self.household:
+            return
+        sender, recipient = rng.sample(self.household, 2)
+        await self.check()
+        picker = _with_button(await self.ask(sender, "/transfer"), "tr:to:")
+        to = self.member_id(recipient)
+        shown = await self._step(sender, picker.message_id, f"tr:to:{to}")
+        amounts = [d for e in shown for d in _datas_of(e.keyboard) if d.startswith("tr:amt:")]
+        if not amounts:  # today's limits are used up, or the points are held back
+            assert not set(self._said(shown)) & {"(unclassified)"}, shown
+            self.census.legitimate["transfer refused"] += 1
+            return
+        view = _with_button(shown, "tr:amt:")
+        data = rng.choice(amounts)
+        points = int(data.rsplit(":", 1)[1])
+        if rng.random() < 0.3:
+            await self._step(sender, view.message_id, f"tr:other:{to}")
+            typed = rng.choice([str(points), f"{points} 积分", unsure_code(str(points))])
+            confirmation = _with_button(await self.ask(sender, typed), "tr:ok:")
+        else:
+            confirmation = _with_button(await self._step(sender, view.message_id, data), "tr:ok:")
+        message = confirmation.message_id
+        ok = next(d for d in _datas_of(confirmation.keyboard) if d.startswith("tr:ok:"))
+        await self._settle_family()  # the offer is the sender's
+        self.hot = [ok, ok.replace(":ok:", ":no:")]
+        await self.burst(rng.randint(3, 10))
+        await self.check()
+        roll = rng.random()
+        if roll < 0.15 and await self._move_clock(OFFER_MINUTES + 1):
+            said = self._said(await self._step(sender, message, ok))
+            assert said == ["transfer.offer_expired"], said
+            self.census.legitimate["stale transfer"] += 1
+            return
+        if roll < 0.3:
+            said = self._said(await self._step(sender, message, ok.replace(":ok:", ":no:")))
+            assert said == ["transfer.cancelled"], said
+            self.census.legitimate["transfer cancelled"] += 1
+            return
+        said = self._said(await self._step(sender, message, ok))
+        assert said == ["transfer.done"], said
+        self._book(sender, "transfer", -points)
+        self.model[recipient].balance += points
+        self.census.legitimate["transfer"] += 1
+        await self._settle_family()
+        if rng.random() < 0.3:
+            kind = await self._tap_own(sender, message, ok)
+            assert kind == "transfer.already_done", kind
+            self.census.legitimate["transfer tapped twice"] += 1
+        undo = self._data_on(message, "tr:undo:", sender)
+        self.hot = [undo, ok]
+        await self.burst(rng.randint(3, 10))
+        await self.check()
+        if rng.random() < 0.4:
+            said = self._said(await self._step(sender, message, undo))
+            assert said == ["transfer.undone"], said
+            self._book(sender, "transfer_undo", points)
+            self.model[recipient].balance -= points
+            self.census.legitimate["transfer undone"] += 1
+            await self._settle_family()
+
+    async def legit_household(self) -> None:
+        """The head's removal or hand-over left at its second tap (attackers at it); now and
+        then an invitation the lone victim declines, or takes and leaves again."""
+        rng = self.rng
+        if not self.household:
+            return
+        head, partner = self.household
+        await self.check()
+        home = _with_button(await self.ask(head, "/family"), "fam:lv")
+        message, mate = home.message_id, self.member_id(partner)
+        action = rng.choice(["rm", "hd"])
+        _with_button(await self._step(head, message, f"fam:{action}l"), f"fam:{action}:")
+        _with_button(await self._step(head, message, f"fam:{action}:{mate}"), f"fam:{action}y:")
+        self._collect_harvest()
+        self.hot = [f"fam:rmy:{mate}", f"fam:hdy:{mate}", f"fam:{action}:{mate}"]
+        await self.burst(rng.randint(3, 10))
+        await self.check()
+        _with_button(await self._step(head, message, "fam:view"), "fam:lv")
+        self.census.legitimate["household: removal left"] += 1
+        if rng.random() < 0.5:
+            return
+        [invitation] = await self._step(head, message, "fam:inv")
+        found = re.search(r"/join (\S+)", invitation.text or "")
+        assert found, invitation.text
+        await self._settle_family()
+        outsider = self.victim_ids[2]
+        offer = _with_button(await self.ask(outsider, f"/join {found[1]}"), "fam:ok:")
+        self.hot = [f"fam:rmy:{self.member_id(outsider)}"]
+        await self.burst(rng.randint(3, 10))
+        await self.check()
+        ok = next(d for d in _datas_of(offer.keyboard) if d.startswith("fam:ok:"))
+        if rng.random() < 0.5:
+            no = ok.replace(":ok:", ":no:")
+            said = self._said(await self._step(outsider, offer.message_id, no))
+            assert said == ["family.declined"], said
+            self.census.legitimate["invitation declined"] += 1
+            await self._settle_family()
+            return
+        await self._step(outsider, offer.message_id, ok)
+        await self._settle_family()
+        together = {head, partner, *self.insiders}
+        assert (await self.read()).mates.get(outsider) == together, "not joined"
+        self.census.legitimate["invitation accepted"] += 1
+        # The head's view now has the newcomer's buttons: the attackers see them.
+        await self.ask(head, "/family")
+        self._collect_harvest()
+        await self.burst(rng.randint(3, 10))
+        await self.check()
+        away = _with_button(await self.ask(outsider, "/family"), "fam:lv")
+        _with_button(await self._step(outsider, away.message_id, "fam:lv"), "fam:lvy")
+        said = self._said(await self._step(outsider, away.message_id, "fam:lvy"))
+        assert said == ["family.left"], said
+        self.census.legitimate["household left"] += 1
+        await self._settle_family()
+
+    async def legit_birthdays(self) -> None:
+        """Family birthdays in /settings: a removal left at its confirmation (attackers at it),
+        then confirmed or not; or a child or pet added by typing its name and birthday."""
+        rng = self.rng
+        victim = rng.choice(self.victim_ids)
+        await self.check()
+        settings = _with_button(await self.ask(victim, "/settings"), "dep:list")
+        message = settings.message_id
+        listing = _with_button(await self._step(victim, message, "dep:list"), "dep:add")
+        removable = [d for d in _datas_of(listing.keyboard) if d.startswith("dep:rm:")]
+        if removable and rng.random() < 0.6:
+            remove = rng.choice(removable)
+            _with_button(await self._step(victim, message, remove), "dep:rmok:")
+            confirm = remove.replace(":rm:", ":rmok:")
+            self._collect_harvest()
+            self.hot = [confirm, remove.replace(":rm:", ":chg:")]
+            await self.burst(rng.randint(3, 10))
+            await self.check()
+            if rng.random() < 0.5:
+                said = self._said(await self._step(victim, message, confirm))
+                assert said == ["dep.removed"], said
+                self.census.legitimate["child or pet removed"] += 1
+                await self._settle_family()
+            else:
+                await self._step(victim, message, "dep:list")
+            return
+        if len(removable) >= 3:
+            return
+        _with_button(await self._step(victim, message, "dep:add"), "dep:kind:")
+        kind = rng.choice(["child", "pet"])
+        await self._step(victim, message, f"dep:kind:{kind}")
+        await self.ask(victim, f"{kind.title()} {rng.randrange(10**6)}")
+        self._collect_harvest()
+        await self.burst(rng.randint(3, 10))
+        await self.check()  # a name typed halfway is no attacker's to finish
+        birthday = f"{rng.randint(4, 8)}-{rng.randint(1, 28)}"
+        said = self._said(await self.ask(victim, birthday))
+        assert said[0] == "dep.saved", said
+        self.census.legitimate["child or pet added"] += 1
+        await self._settle_family()
+
     async def finish(self) -> World:
         """The operator cancels the broadcast nobody else could send; the last check."""
         await self.drain()
@@ -1476,6 +1973,9 @@ class Adversary:
             (self.legit_survey, 1),
             (self.legit_suggestion, 2),
             (self.legit_browse, 2),
+            (self.legit_transfer, 2),
+            (self.legit_household, 1),
+            (self.legit_birthdays, 1),
         ]
         names = [flow for flow, weight in flows for _ in range(weight)]
         tills = [
@@ -1511,7 +2011,7 @@ def _family(data: str) -> str:
     parts = data.split(":")
     return (
         ":".join(parts[:2])
-        if parts[0] in ("mall", "game", "red", "fb", "bc", "sv", "set")
+        if parts[0] in ("mall", "game", "red", "fb", "bc", "sv", "set", "tr", "fam", "dep")
         else parts[0]
     )
 

@@ -5,14 +5,21 @@ interleaves members varies) makes victims, attackers, strangers and an operator 
 (tests/fuzz_support.py). Between legitimate flows — purchases and corrections at the till
 (well-formed, mistyped, replayed receipts), mall redemptions (confirmed, double-tapped,
 cancelled, or tapped after the offer's time ran out), wheel spins, scratch cards, a survey
-answered to the end, suggestions approved — attackers fire bursts of:
+answered to the end, suggestions approved, points transferred to the household partner (by a
+button or a typed amount; confirmed, double-tapped, cancelled, too late, undone), the head's
+removal and hand-over left at their second tap, an invitation declined or taken and left, a
+child or pet added or removed — attackers (two of them in a household of their own) fire
+bursts of:
 
 - callback data taken from the victims' and the operator's messages (mall confirmations,
   Spin / Buy, scratch cells, history pages, survey answers, suggestion reviews, a pending
-  broadcast), live and stale, and mutated (a neighbour's id, a cell past the card, wrong
-  shapes);
-- staff commands (/purchase, /adjust, /broadcast ...) with real codes, member commands with
-  garbage arguments, random Unicode, the longest message, stickers, photos, edits;
+  broadcast, transfer confirmations and undos, the household's remove and hand-over, family
+  birthdays' remove), live and stale, and mutated (a neighbour's id, a cell past the card, a
+  victim's member id to transfer to, remove or make head, a guessed or spent invitation
+  token, wrong shapes);
+- staff commands (/purchase, /adjust, /broadcast, /dissolve_household ...) with real codes,
+  member commands with garbage arguments (/join with guessed and spent codes), random
+  Unicode, the longest message, stickers, photos, edits;
 - messages in groups and channels (the operator's /purchase too): the bot must not act there.
 
 The operator sends near-valid member codes (a wrong check digit, 9 or 11 digits, letters,
@@ -21,12 +28,13 @@ full-width digits; groups split by spaces or dashes are valid), purchase amounts
 200 nines, 1,000, 0, more than held).
 
 After every few rounds and at the end: no attacker or stranger holds anything they did not
-hold at the start (points, operations, redemptions, plays, reachability; a survey's reward
-is theirs to earn once), every victim holds exactly what the model of their legitimate
-flows says, stock moved only by those redemptions, no broadcast was confirmed, nothing was
-sent to a group, every tap was answered, the audit passes; and no ERROR was logged. Input
-classes that still meet a defect of issue 15 are left out of the runs and
-pinned below with strict xfails (fuzz_support.KNOWN_DEFECTS).
+hold at the start (points, operations, redemptions, plays, reachability, household,
+invitations, children and pets, transfer offers; a survey's reward is theirs to earn once),
+every victim holds exactly what the model of their legitimate flows says (their household
+rows as their own last step left them), stock moved only by those redemptions, no
+broadcast was confirmed, nothing was sent to a group, every tap was answered, the audit
+passes; and no ERROR was logged. Input classes that still meet a defect of issue 15 are
+left out of the runs and pinned below with strict xfails (fuzz_support.KNOWN_DEFECTS).
 
 The census of a run (what was tried, how each class was answered, ledger operations by
 kind) is printed: `pytest -s tests/test_fuzz.py`. Bigger runs: FUZZ_UPDATES=20000 (hostile
@@ -127,6 +135,9 @@ async def test_the_adversary_changes_nothing_but_legitimate_flows(
     assert sum(n for name, n in tried.items() if name.startswith("group")) >= 5
     assert done["redemption"] + done["spin"] + done["scratch card"] >= 2
     assert done["purchase"] + done["purchase with receipt"] >= 2
+    for family in ("mutated tr:", "mutated fam:", "mutated dep:", "forged tr:"):
+        assert sum(n for name, n in tried.items() if name.startswith(family)) >= 3, family
+    assert sum(n for name, n in done.items() if "transfer" in name) >= 2
     # And a member who just wants their points still gets them.
     [reply] = await sandbox.member(9999, language_code="en").send("/balance")
     assert (reply.text or "").startswith("💰 Available points: 0")
