@@ -291,6 +291,10 @@ async def test_a_friend_who_joins_and_buys_earns_the_referrer_once(sandbox: Sand
     [reply] = await ann.send("/invite")
     assert reply.text is not None
     assert reply.text.endswith("已加入的好友：1 位，其中已消费：1 位；本月已获奖励：1 位。")
+    # /tasks counts this month's rewarded friends against the monthly cap.
+    tasks_reply = "\n".join(r.text or "" for r in await ann.send("/tasks"))
+    invite_block = tasks_reply.split("邀请好友", 1)[1]
+    assert "1/5 位好友 · 2026-11-30 截止" in invite_block
 
 
 async def test_a_friend_who_never_buys_earns_nothing(sandbox: Sandbox) -> None:

@@ -7,6 +7,7 @@ store book both in the transaction of whatever caused the progress (storage/task
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -257,7 +258,28 @@ async def member_tasks(programme: Programme, member_id: int) -> list[TaskStandin
     wanted = [(task.id, period_of(task, day)) for task in open_tasks(config, day)]
     steps = await programme.tasks.progress_of(member_id, wanted)
     ever = await programme.tasks.completed_task_ids(member_id)
-    return task_standings(config, day, steps, ever)
+    standings = task_standings(config, day, steps, ever)
+    # A referral pays per friend (each its own period), up to max_per_month a month: what
+    # stands this month is the friends credited against that cap.
+    month = day.strftime("%Y-%m")
+    for index, standing in enumerate(standings):
+        if standing.task.kind != "referral":
+            continue
+        credited = (await programme.referrals.counts(member_id, month)).credited_in_month
+        cap = standing.task.max_per_month
+        month_end = task_deadline(standing.task.model_copy(update={"repeat": "monthly"}), day)
+        standings[index] = dataclasses.replace(
+            standing,
+            period=month,
+            progress=credited,
+            target=cap,
+            deadline=month_end,
+            completed_at=programme.now() if credited >= cap else None,
+            resets_on=(day.replace(day=1) + timedelta(days=32)).replace(day=1)
+            if credited >= cap
+            else None,
+        )
+    return standings
 
 
 def listed_tasks(config: Config, day: date) -> list[Task]:
