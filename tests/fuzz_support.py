@@ -133,6 +133,8 @@ OWN_OFFER_DATA: Final = re.compile(
     r"^(mall:(buy|deduct):|menu:(wheel|scratch)$"
     r"|fam:(new|inv|lvy)$|fam:(ok|no):|dep:kind:|set:share:)"
 )
+# The prefixes of the family flows' buttons (issue 20), forged on purpose.
+FAMILY_DATA: Final = ("tr:", "fam:", "dep:")
 # What a mutated tap aims at, and the table its id is drawn from (never the tapper's own row:
 # an id of the attacker's own offer would be a legitimate flow of theirs).
 MUTATION_TABLES: Final = {
@@ -903,6 +905,9 @@ class Adversary:
             standing = [f"bc:ok:{self.broadcast}"]
             standing += [f"red:{action}:{c}" for c in codes for action in ("rety", "ret")]
             data = rng.choice(standing)
+        elif roll < 0.6 and (family := [d for d in self.harvest if d.startswith(FAMILY_DATA)]):
+            # The family flows' buttons, however many other buttons the menus show by now.
+            data = rng.choice(family)
         else:
             data = rng.choice(self.harvest)
         to_mate = TO_MEMBER.match(data)
