@@ -351,7 +351,7 @@ def create_invitation(
 
 def invitation_by_id(conn: sqlite3.Connection, invitation_id: int) -> Invitation:
     """The invitation with this id; raises NotFound."""
-    row = conn.execute(f"{_INVITATION_SELECT} WHERE i.id = ?", (invitation_id,)).fetchone()
+    row = conn.execute(_INVITATION_SELECT + " WHERE i.id = ?", (invitation_id,)).fetchone()
     if row is None:
         raise NotFound(f"invitation {invitation_id}")
     return _invitation(row)
@@ -359,7 +359,7 @@ def invitation_by_id(conn: sqlite3.Connection, invitation_id: int) -> Invitation
 
 def invitation_by_token(conn: sqlite3.Connection, token: str) -> Invitation | None:
     """The invitation a deep link names, or None."""
-    row = conn.execute(f"{_INVITATION_SELECT} WHERE i.token = ?", (token,)).fetchone()
+    row = conn.execute(_INVITATION_SELECT + " WHERE i.token = ?", (token,)).fetchone()
     return None if row is None else _invitation(row)
 
 
