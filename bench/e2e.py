@@ -2,13 +2,13 @@
 
 A database of 1,000,000 members (in households of two) and about 10,000,000 ledger rows; N
 simulated members each loop through a mix of /balance, a /history page, browsing the mall,
-redeeming with confirmation, spinning the wheel and moving points to their household
-partner, waiting for each reply before the next step. The bot runs in its own process
-(bench/_e2e_bot.py) so its CPU and peak memory are its own. The baseline, in the same run on
-the same sandbox, is the fastest bare python-telegram-bot echo bot we can build (aiohttp
-transport, concurrent updates) driven by the same members; between them, the floor:
-pointsbot's plumbing making pointsbot's requests, with no work of its own, the ceiling of
-any pointsbot's throughput.
+redeeming with confirmation, spinning the wheel, moving points to their household partner,
+/tasks and the /badges wall, waiting for each reply before the next step. The bot runs in
+its own process (bench/_e2e_bot.py) so its CPU and peak memory are its own. The baseline, in
+the same run on the same sandbox, is the fastest bare python-telegram-bot echo bot we can
+build (aiohttp transport, concurrent updates) driven by the same members; between them, the
+floor: pointsbot's plumbing making pointsbot's requests, with no work of its own, the
+ceiling of any pointsbot's throughput.
 """
 
 from __future__ import annotations
@@ -154,7 +154,10 @@ def _any_bot_message(emu: BotApiEmulator, chat: int) -> int | None:
 
 # The mix: each action is a sequence of steps; a step is text to send or a button to tap.
 MIX: tuple[tuple[float, tuple[tuple[str, str], ...]], ...] = (
-    (0.30, (("text", "/balance"),)),
+    (0.25, (("text", "/balance"),)),
+    # The tasks with their progress, and the badge wall (a picture, drawn once, then re-sent).
+    (0.03, (("text", "/tasks"),)),
+    (0.02, (("text", "/badges"),)),
     (0.20, (("text", "/history"),)),
     (0.20, (("text", "/mall"), ("tap", "mall:cat:home"))),
     (
