@@ -9,10 +9,10 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -149,6 +149,19 @@ def init_db(config_path: Path) -> None:
 
     version = asyncio.run(create())
     click.echo(f"{config.storage.path}: schema version {version}")
+
+
+def _write_csv(
+    output: Path, write: Callable[[TextIO], int], what: str, *, encoding: str = "utf-8"
+) -> None:
+    """Run an export's `write` into standard output ('-') or a file, and say how many rows a
+    file got (on standard error, so a pipe gets only the CSV)."""
+    if str(output) == "-":
+        write(sys.stdout)
+        return
+    with output.open("w", encoding=encoding, newline="") as out:
+        count = write(out)
+    click.echo(f"{output}: {count:,} {what}", err=True)
 
 
 def _open_database(config: Config, *, upgrade: bool) -> sqlite3.Connection:
@@ -350,12 +363,7 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             if member_id is None:
                 click.echo(f"error: no member has the code {member_code}", err=True)
                 sys.exit(2)
-        if str(output) == "-":
-            write_ledger_csv(conn, sys.stdout, config, member_id)
-        else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                count = write_ledger_csv(conn, out, config, member_id)
-            click.echo(f"{output}: {count:,} postings", err=True)
+        _write_csv(output, lambda out: write_ledger_csv(conn, out, config, member_id), "postings")
 
 
 @main.command("export-households")
@@ -377,12 +385,11 @@ def export_households(config_path: Path, household_id: int | None, output: Path)
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
     with contextlib.closing(conn):
-        if str(output) == "-":
-            write_household_events_csv(conn, sys.stdout, config, household_id)
-        else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                count = write_household_events_csv(conn, out, config, household_id)
-            click.echo(f"{output}: {count:,} household events", err=True)
+        _write_csv(
+            output,
+            lambda out: write_household_events_csv(conn, out, config, household_id),
+            "household events",
+        )
 
 
 @main.command("export-tasks")
@@ -404,12 +411,7 @@ def export_tasks(config_path: Path, task_id: str | None, output: Path) -> None:
     config = _load(config_path)
     conn = _open_database(config, upgrade=True)
     with contextlib.closing(conn):
-        if str(output) == "-":
-            write_tasks_csv(conn, sys.stdout, config, task_id)
-        else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                count = write_tasks_csv(conn, out, config, task_id)
-            click.echo(f"{output}: {count:,} task rows", err=True)
+        _write_csv(output, lambda out: write_tasks_csv(conn, out, config, task_id), "task rows")
 
 
 @main.command("export-survey")
@@ -446,16 +448,15 @@ def export_survey(
                 err=True,
             )
             sys.exit(2)
-        if str(output) == "-":
-            write_survey_csv(
-                conn, sys.stdout, survey_id, config, include_unfinished=include_unfinished
-            )
-        else:
-            with output.open("w", encoding="utf-8-sig", newline="") as out:
-                count = write_survey_csv(
-                    conn, out, survey_id, config, include_unfinished=include_unfinished
-                )
-            click.echo(f"{output}: {count:,} responses", err=True)
+        _write_csv(
+            output,
+            lambda out: write_survey_csv(
+                conn, out, survey_id, config, include_unfinished=include_unfinished
+            ),
+            "responses",
+            # A file opened by a spreadsheet needs the BOM to read as UTF-8.
+            encoding="utf-8-sig",
+        )
 
 
 @main.command("schedule-policy-change")

@@ -16,7 +16,7 @@ import pytest
 from bot.config import Badge, Config, load_config
 from bot.programme.badges import award_milestones, eco_categories, milestones_moved_by_purchase
 from bot.programme.mall import catalog_entries
-from bot.programme.tasks import advance_task, purchase_effects, survey_completion_effects
+from bot.programme.tasks import advance_task, survey_completion_effects
 from storage import badges as badge_store
 from storage import surveys as survey_store
 from storage.audit import audit
@@ -74,7 +74,8 @@ async def _purchase(
             meta={"amount": amount, "category": category, "purchased_on": "2026-11-25"},
             now=NOW,
         )
-        purchase_effects(conn, member_id, config, NOW, category=category)
+        moved = milestones_moved_by_purchase(category, config)
+        award_milestones(conn, member_id, config, NOW, changed=moved)
 
     await store.write(book)
 

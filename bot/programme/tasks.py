@@ -18,7 +18,6 @@ from bot.config import TASK_TARGET_UNITS, Badge, Config, ExpirySource, Task
 from bot.i18n import N_
 from bot.programme.badges import (
     award_milestones,
-    milestones_moved_by_purchase,
     task_badges_effect,
 )
 from bot.programme.calendar import local_today
@@ -88,21 +87,6 @@ def completion_effects(
     """What a completion earns besides its points, booked in the completing transaction: the
     badges that name the task (and a set's prize they complete), for every task kind."""
     return task_badges_effect(config, now)
-
-
-def purchase_effects(
-    conn: sqlite3.Connection,
-    member_id: int,
-    config: Config,
-    now: datetime,
-    *,
-    category: str | None = None,
-) -> None:
-    """What a booked purchase (in `category`, when known) earns besides its points and task
-    moves, inside its transaction: the milestone badges its spend, points or count reached.
-    The purchase hook calls this for every purchase path (till, CSV import, API, seed)."""
-    moved = milestones_moved_by_purchase(category, config)
-    award_milestones(conn, member_id, config, now, changed=moved)
 
 
 def completion_notice(task: Task) -> Callable[[TaskStep], Push | None]:
