@@ -95,6 +95,22 @@ def badges_of(conn: sqlite3.Connection, member_id: int) -> dict[str, EarnedBadge
     return {row[0]: EarnedBadge(row[0], dt(row[1]), row[2]) for row in rows}
 
 
+def holders(
+    conn: sqlite3.Connection, member_ids: Collection[int], badge_ids: Collection[str]
+) -> dict[int, set[str]]:
+    """Which of these badges each of these members holds (those holding any): one query for
+    a whole import batch."""
+    held: dict[int, set[str]] = {}
+    for member_id, badge_id in conn.execute(
+        "SELECT member_id, badge_id FROM member_badges"
+        " WHERE member_id IN (SELECT value FROM json_each(?))"
+        " AND badge_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(member_ids)), json.dumps(sorted(badge_ids))),
+    ):
+        held.setdefault(int(member_id), set()).add(str(badge_id))
+    return held
+
+
 def prizes_of(conn: sqlite3.Connection, member_id: int) -> dict[str, SetPrize]:
     """The set prizes the member received, by set id."""
     rows = conn.execute(
@@ -203,6 +219,7 @@ def give_set_item(
                 greeting=greeting,
                 now=now,
                 kind=BADGE_SOURCE,
+                actor=BADGE_ACTOR,
                 meta={"badge_set": set_id, "item": sku},
             )
             if redemption is None:

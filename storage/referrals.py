@@ -10,7 +10,9 @@ the core is synchronous functions on a `sqlite3.Connection`; the `Referrals` fac
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -83,6 +85,19 @@ def credited_count(conn: sqlite3.Connection, referrer_id: int, month: str) -> in
         "SELECT count(*) FROM referrals WHERE referrer_id = ? AND month = ?", (referrer_id, month)
     ).fetchone()
     return int(row[0])
+
+
+def awaiting_first_purchase(conn: sqlite3.Connection, member_ids: Collection[int]) -> set[int]:
+    """Those of these members who are referred friends yet to make a first purchase (one
+    query for a whole import batch: only they need `credit_first_purchase`)."""
+    return {
+        int(row[0])
+        for row in conn.execute(
+            "SELECT referee_id FROM referrals WHERE first_purchase_op IS NULL"
+            " AND referee_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(member_ids)),),
+        )
+    }
 
 
 def credit_first_purchase(

@@ -308,6 +308,18 @@ def progress_in(
     return {step.member_id: step for step in map(_step, rows)}
 
 
+def completed_among(
+    conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
+) -> set[int]:
+    """Those of these members who completed the task in the period."""
+    rows = conn.execute(
+        "SELECT member_id FROM task_progress WHERE task_id = ? AND period = ?"
+        " AND member_id IN (SELECT value FROM json_each(?)) AND completed_at IS NOT NULL",
+        (task_id, period, json.dumps(sorted(member_ids))),
+    )
+    return {int(row[0]) for row in rows}
+
+
 def reached(
     conn: sqlite3.Connection, task_id: str, period: str, member_ids: Collection[int]
 ) -> list[TaskStep]:

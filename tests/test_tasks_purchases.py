@@ -138,10 +138,11 @@ async def test_staff_purchases_complete_the_monthly_task_and_the_member_is_told(
         "🎯 任务完成：本月 3 次绿色消费！奖励 30 积分已到账。",
         "🏅 恭喜获得勋章：🌿 绿色常客！发送 /badges 查看你的勋章墙。",
     ]
-    # A fourth purchase adds progress, pays nothing more and says nothing about the task.
+    # A fourth purchase pays nothing more and says nothing about the task: the completion is
+    # final, and its progress stays at the count that completed it.
     seen = sandbox.emu.event_count(8201)
     await admin.send(f"/purchase {member.member_code} 10 eco R-T4")
-    assert await progress(sandbox, member, "eco_monthly", MONTH) == 4
+    assert await progress(sandbox, member, "eco_monthly", MONTH) == 3
     assert await task_points(sandbox, member) == 30
     assert not any("任务完成" in text for text in await told(sandbox, 8201, seen))
     assert (await sandbox.services.ledger.balance(member.id)).available == 4 * 20 + 30
@@ -439,7 +440,8 @@ def test_an_imported_receipt_already_booked_at_the_till_counts_once(
 
 def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -> None:
     """The batch path (purchases_booked) and one advance_task per purchase end in the same
-    progress, completions and rewards."""
+    progress (as members see it: up to the target, since the batch path stops counting a
+    completed period), completions and rewards."""
     chooser = random.Random(21)
     tasks: list[Task] = [t for t in config.tasks if t.kind in ("purchases", "spend")]
     purchases = [
@@ -485,7 +487,8 @@ def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -
                 at = datetime.combine(b.day, datetime.min.time(), SHANGHAI) + timedelta(hours=12)
                 advance_task(single, task, b.member_id, delta, config, at, actor="t")
     query = (
-        "SELECT p.member_id, p.task_id, p.period, p.progress, p.completed_at IS NOT NULL,"
+        "SELECT p.member_id, p.task_id, p.period, min(p.progress, p.target),"
+        " p.completed_at IS NOT NULL,"
         " o.points FROM task_progress AS p LEFT JOIN operations AS o"
         " ON o.id = p.reward_operation_id WHERE p.task_id IN ('eco_monthly', 'spend_monthly')"
         " ORDER BY 1, 2, 3"

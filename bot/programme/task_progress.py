@@ -13,7 +13,9 @@ earn points (`counted_yuan`), `streak` one ISO week with a purchase. A streak's 
 member's current run: the consecutive weeks with a counted purchase ending at their latest
 such week (a week without one resets it); a purchase that brings any run to the target
 completes the task (a late receipt may fill the gap in an older run). Each repeat period
-(`period_of`) counts on its own and completes at most once.
+(`period_of`) counts on its own and completes at most once; once completed, it takes no more
+moves in that period (its progress stays at the count that completed it, and a later return
+has nothing there to take back: the completion is final either way).
 
 For an import's speed the moves are added per batch (one statement per table, not one per
 purchase) and only the progress that reached its target is completed, by `storage.tasks.
@@ -43,6 +45,8 @@ from bot.programme.tasks import (
     tasks_of_kind,
 )
 from storage import tasks as store
+from storage.badges import holders
+from storage.referrals import awaiting_first_purchase
 from storage.sql import atomic
 from storage.tasks import PurchaseMove, TaskStep
 
@@ -115,15 +119,27 @@ def purchases_booked(
     )
     # Once per member per batch (an import books thousands): only a member's first purchase
     # can be a referred friend's first, and the milestones read the ledger as it now stands.
+    # Two queries for the batch find the few members these concern: referred friends yet to
+    # buy, and members missing a milestone badge their purchases may have moved.
     first: dict[int, BookedPurchase] = {}
-    moved: dict[int, set[str]] = defaultdict(set)
     for purchase in booked:
         first.setdefault(purchase.member_id, purchase)
-        moved[purchase.member_id] |= milestones_moved_by_purchase(purchase.category_id, config)
-    for member_id, purchase in first.items():
-        credit_referral(conn, member_id, purchase.operation_id, config, now)
-    if any(badge.milestone is not None for badge in config.badges):
-        for member_id, changed in moved.items():
+    for member_id in sorted(awaiting_first_purchase(conn, first)):
+        credit_referral(conn, member_id, first[member_id].operation_id, config, now)
+    milestones = {b.id: b.milestone for b in config.badges if b.milestone is not None}
+    if not milestones:
+        return completions
+    by_category: dict[str, frozenset[str]] = {}
+    moved: dict[int, set[str]] = defaultdict(set)
+    for purchase in booked:
+        category = purchase.category_id
+        if (changes := by_category.get(category)) is None:
+            changes = by_category[category] = milestones_moved_by_purchase(category, config)
+        moved[purchase.member_id] |= changes
+    held = holders(conn, moved, milestones)
+    for member_id, changed in moved.items():
+        due = {badge for badge, milestone in milestones.items() if milestone in changed}
+        if not due <= held.get(member_id, set()):
             award_milestones(conn, member_id, config, now, changed=changed)
     return completions
 
@@ -183,6 +199,9 @@ def _move_purchase_tasks(
     if not moves:
         return []
     with atomic(conn):
+        moves = _drop_completed(conn, moves, added, weeks)
+        if not moves:
+            return []
         store.record_purchase_moves(conn, moves)
         progress = [
             (member, task_id, period, delta, tasks[task_id].target)
@@ -217,6 +236,32 @@ def _move_purchase_tasks(
                 now=now,
             )
         return done
+
+
+def _drop_completed(
+    conn: sqlite3.Connection,
+    moves: list[PurchaseMove],
+    added: dict[tuple[str, str], dict[int, int]],
+    weeks: dict[tuple[str, str], dict[int, dict[str, int]]],
+) -> list[PurchaseMove]:
+    """Leave out the moves of members who already completed the task in that period (their
+    completion is final: the moves would change nothing a member sees or is paid, and an
+    import of history would otherwise count every later purchase of the period)."""
+    done: set[tuple[str, str, int]] = set()
+    for key in sorted(added.keys() | weeks.keys()):
+        members = added[key].keys() if key in added else weeks[key].keys()
+        finished = store.completed_among(conn, key[0], key[1], members)
+        for member in finished:
+            added.get(key, {}).pop(member, None)
+            weeks.get(key, {}).pop(member, None)
+        done.update((key[0], key[1], member) for member in finished)
+    for key in [k for k, v in added.items() if not v]:
+        del added[key]
+    for key in [k for k, v in weeks.items() if not v]:
+        del weeks[key]
+    if not done:
+        return moves
+    return [move for move in moves if (move[1], move[3], move[2]) not in done]
 
 
 def _streak_moves(
