@@ -338,13 +338,14 @@ def give_item(
     greeting: Callable[[Redemption], Push],
     now: datetime,
     kind: str = "birthday",
+    actor: str = GIFT_ACTOR,
     meta: dict[str, Any] | None = None,
 ) -> Redemption | None:
-    """Give a mall item as a gift: the programme credits its price as points from the `kind`
-    source (a birthday; a badge set's prize) keyed `key`, and the member redeems them for it at
-    once, with the greeting naming the code, all in one transaction; None when `key` was
-    booked already (nothing happens). Raises NotFound, SoldOut, NotAvailable, LimitReached,
-    InvalidRequest."""
+    """Give a mall item as a gift: the programme (`actor`) credits its price as points from
+    the `kind` source (a birthday; a badge set's prize) keyed `key`, and the member redeems
+    them for it at once, with the greeting naming the code, all in one transaction; None when
+    `key` was booked already (nothing happens). Raises NotFound, SoldOut, NotAvailable,
+    LimitReached, InvalidRequest."""
     # The redemptions table holds what points bought (its spend is what a return refunds), so
     # the gift is points given and spent on the item in the same instant: the member's
     # balance is unchanged, the ledger shows where the item's value came from, and the code
@@ -359,7 +360,7 @@ def give_item(
             price,
             kind=kind,
             key=key,
-            actor=GIFT_ACTOR,
+            actor=actor,
             expires_at=expires_at,
             reason=reason,
             reference=sku,
@@ -372,7 +373,7 @@ def give_item(
             offer.id,
             member_id,
             now=now,
-            actor=GIFT_ACTOR,
+            actor=actor,
             valid_until=valid_until,
             refund_if_unused=refund_if_unused,
         )

@@ -269,6 +269,15 @@ async def test_an_item_prize_is_given_free_and_listed_with_the_redemptions(
         assert total == 1 and page[0].sku == "BAG-01" and page[0].status == "issued"
         prize = (await Badges(store).prizes_of(member))["community"]
         assert prize.redemption_id == page[0].id and prize.points == 300
+        # The audit trail names who gave it: the badges, not a birthday.
+        actors = await store.read(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT actor FROM operations WHERE idempotency_key LIKE 'badgeset:%'"
+                " OR id = (SELECT spend_operation_id FROM redemptions WHERE id = ?)",
+                (page[0].id,),
+            ).fetchall()
+        )
+        assert [a[0] for a in actors] == ["system:badges"]
         notice = [n for n in await store.read(_outbox) if n[1] == "badges.notice_set_item"]
         assert notice[0][2]["code"] == page[0].code
         assert notice[0][2]["item"] == {"zh-CN": "帆布环保购物袋", "en": "Canvas shopping bag"}
