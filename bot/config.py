@@ -195,7 +195,7 @@ class EarnConfig(_Section):
 
 
 # Where points come from, each with its own expiry policy ([expiry.sources]); a source not
-# listed there follows the top-level [expiry] policy. ("tier" will join them.)
+# listed there follows the top-level [expiry] policy.
 ExpirySource = Literal[
     "purchase",
     "birthday",
@@ -206,6 +206,8 @@ ExpirySource = Literal[
     "share",
     "task",
     "badge",
+    "tier",
+    "plan",
     "compensation",
     "adjustment",
 ]
@@ -500,6 +502,11 @@ class MallItem(_Section):
     valid_days: int | None = Field(default=None, ge=1, le=3650)
     # The item's terms: a code that lapses unused gives its points back (merchant-fault rules).
     refund_if_unused: bool = False
+    # Tier-only: only members holding this tier or a higher one may redeem it ([tiers]).
+    min_tier: str | None = None
+    # Early access ("优先购买新品资格"): members of a tier (or higher) may redeem from this
+    # moment, before available_from: tier id -> moment with an offset.
+    tier_available_from: dict[str, datetime] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -512,7 +519,11 @@ class MallItem(_Section):
             )
         if self.refund_if_unused and self.valid_days is None:
             raise ValueError(f"item {self.sku}: refund_if_unused needs valid_days")
-        for moment in (self.available_from, self.available_until):
+        for moment in (
+            self.available_from,
+            self.available_until,
+            *self.tier_available_from.values(),
+        ):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError(f"item {self.sku}: give times with an offset, e.g. +08:00")
         if (
@@ -963,6 +974,73 @@ class BadgeSet(_Section):
         return self
 
 
+class Tier(_Section):
+    """[[tiers.levels]]: one member tier, the lowest first, and its benefits."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Localized
+    # How /tier and the badge of the tier are drawn: a colour "#2E7D32" and an emoji.
+    colour: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    emoji: str = Field(default="", max_length=8)
+    # The qualifying total ([tiers] measure over its window) that reaches this tier; the
+    # lowest tier's is 0 (every member holds at least that one).
+    threshold: int = Field(ge=0, le=1_000_000_000, strict=True)
+    # Purchase points are multiplied by this ([tiers] combine says how with a campaign's).
+    earn_multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10)
+    # Paid once per member per tier per qualification period on reaching it (skipped tiers
+    # on the way included).
+    entry_reward_points: int = Field(default=0, ge=0, le=1_000_000, strict=True)
+    # The member's birthday gift in this tier (None: [birthday] gift_points).
+    birthday_gift_points: int | None = Field(default=None, ge=0, le=1_000_000, strict=True)
+    # Free wheel spins a day on top of [wheel] free_spins_per_day.
+    extra_free_spins: int = Field(default=0, ge=0, le=100)
+    # Points per yuan of a bill deduction in this tier (None: [redemption]'s); lower is better.
+    deduction_points_per_yuan: PositiveInt | None = None
+
+
+class TiersConfig(_Section):
+    """[tiers]: member tiers, how members qualify, and how they keep or lose a tier."""
+
+    # What qualifies: purchase points earned (before campaign and tier bonuses) or yuan spent.
+    measure: Literal["purchase_points", "spend_yuan"] = "spend_yuan"
+    # Over which months: this calendar year, or the current local month and the 11 before it.
+    window: Literal["calendar_year", "rolling_12_months"] = "calendar_year"
+    # A tier's earn multiplier with a campaign's: the higher one only, or both multiplied.
+    combine: Literal["highest", "multiply"] = "highest"
+    # Members about to drop a tier at the yearly review (1 January, local) are told this many
+    # days before, with what keeps the tier.
+    downgrade_notice_days: int = Field(default=30, ge=1, le=365)
+    # At most this many tiers down at one review.
+    max_downgrade_steps: int = Field(default=1, ge=1, le=10)
+    # The tiers, lowest first; none: the programme has no tiers.
+    levels: list[Tier] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        ids = [t.id for t in self.levels]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"tiers: duplicate id {', '.join(duplicates)}")
+        if self.levels and self.levels[0].threshold != 0:
+            raise ValueError("tiers: the first (lowest) tier's threshold must be 0")
+        for lower, higher in zip(self.levels, self.levels[1:], strict=False):
+            if higher.threshold <= lower.threshold:
+                raise ValueError(
+                    f"tiers: {higher.id!r} must have a higher threshold than {lower.id!r}"
+                )
+        return self
+
+    def tier(self, tier_id: str) -> Tier | None:
+        """The tier with this id, or None."""
+        return next((t for t in self.levels if t.id == tier_id), None)
+
+    def rank(self, tier_id: str) -> int:
+        """A tier's place, 0 for the lowest; raises KeyError for an unknown id."""
+        for index, tier in enumerate(self.levels):
+            if tier.id == tier_id:
+                return index
+        raise KeyError(tier_id)
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -985,6 +1063,16 @@ class Config(_Section):
     tasks: list[Task] = Field(default_factory=list)
     badges: list[Badge] = Field(default_factory=list)
     badge_sets: list[BadgeSet] = Field(default_factory=list)
+    tiers: TiersConfig = TiersConfig()
+
+    @model_validator(mode="after")
+    def _tiers_named_exist(self) -> Self:
+        known = {t.id for t in self.tiers.levels}
+        for item in self.mall.items:
+            for tier_id in filter(None, (item.min_tier, *item.tier_available_from)):
+                if tier_id not in known:
+                    raise ValueError(f"item {item.sku}: no tier {tier_id!r} in [[tiers.levels]]")
+        return self
 
     @model_validator(mode="after")
     def _campaigns_consistent(self) -> Self:

@@ -33,6 +33,7 @@ from storage.store import Store
 from storage.submissions import Submissions
 from storage.surveys import Surveys
 from storage.tasks import Tasks
+from storage.tiers import Tiers
 from storage.transfers import Transfers
 
 
@@ -84,6 +85,7 @@ class Services(Programme):
         self.transfers = Transfers(store)
         self.tasks = Tasks(store)
         self.badges = Badges(store)
+        self.tiers = Tiers(store)
         self.submissions = Submissions(store)
         self.green = Green(store)
         self.dependants = Dependants(store)

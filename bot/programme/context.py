@@ -22,6 +22,7 @@ from storage.store import Store
 from storage.submissions import Submissions
 from storage.surveys import Surveys
 from storage.tasks import Tasks
+from storage.tiers import Tiers
 from storage.transfers import Transfers
 
 
@@ -46,6 +47,7 @@ class Programme:
     dependants: Dependants
     events: Events
     referrals: Referrals
+    tiers: Tiers
     pushes: Pushes
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource

@@ -67,6 +67,9 @@ def sources_in_use(config: Config) -> tuple[ExpirySource, ...]:
         "share": any(t.kind == "share" and t.reward_points for t in config.tasks),
         "task": any(t.kind != "share" and t.reward_points for t in config.tasks),
         "badge": any(s.prize_points for s in config.badge_sets),
+        # Tier entry rewards; personal plans' gifts can reach any member staff give a plan.
+        "tier": any(t.entry_reward_points for t in config.tiers.levels),
+        "plan": True,
         # The merchant's compensation and staff adjustments can reach any member.
         "compensation": True,
         "adjustment": True,

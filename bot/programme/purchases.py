@@ -378,6 +378,8 @@ def booked_purchase(result: OperationResult, award: PurchaseAward) -> BookedPurc
         award.category.id,
         counted_yuan(award.amount),
         award.purchased_on,
+        points=award.base_points,
+        fen=int(award.amount * 100),
     )
 
 

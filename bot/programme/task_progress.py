@@ -44,6 +44,7 @@ from bot.programme.tasks import (
     reward_for,
     tasks_of_kind,
 )
+from bot.programme.tiers import tiers_moved
 from storage import tasks as store
 from storage.badges import holders
 from storage.referrals import awaiting_first_purchase
@@ -63,6 +64,10 @@ class BookedPurchase:
     category_id: str
     counted_yuan: int
     day: date
+    # The purchase's own points (before campaign and tier bonuses) and what was paid, in fen:
+    # what it adds to the member's tier qualification (bot.programme.tiers).
+    points: int = 0
+    fen: int = 0
 
 
 def iso_week(day: date) -> str:
@@ -112,11 +117,13 @@ def purchases_booked(
 ) -> list[TaskStep]:
     """THE purchase hook of every purchase path (the till, the CSV import, the demo seed; a
     till API adds one call), in the transaction that booked the purchases: the purchase tasks
-    move and complete, a referred friend's first purchase credits the referrer, and the
-    milestone badges are checked; return the task completions. Never pass a replay."""
+    move and complete, the members' tier figures move (an upgrade at once), a referred
+    friend's first purchase credits the referrer, and the milestone badges are checked;
+    return the task completions. Never pass a replay."""
     completions = _move_purchase_tasks(
         conn, booked, config, now, actor=actor, tell_member=tell_member
     )
+    tiers_moved(conn, booked, config, now, actor=actor, tell_member=tell_member)
     # Once per member per batch (an import books thousands): only a member's first purchase
     # can be a referred friend's first, and the milestones read the ledger as it now stands.
     # Two queries for the batch find the few members these concern: referred friends yet to

@@ -18,6 +18,8 @@ EARN_KINDS: Final = frozenset(
         "share_bonus",
         "task",
         "badge",
+        "tier",
+        "plan",
         "compensation",
         "campaign",
     }

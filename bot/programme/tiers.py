@@ -1,0 +1,299 @@
+"""Member tiers: the one home of what qualifies a member for a tier, which tier a total
+reaches, when the qualifying period turns, and what moving up a tier pays and says.
+
+The qualifying measure ([tiers] measure) is purchase points (before campaign and tier
+bonuses) or whole yuan spent, summed over the window's local months ([tiers] window: this
+calendar year, or the current month and the 11 before it). A member holds the lowest tier
+until their total reaches a higher threshold; they move up AT ONCE, inside the transaction of
+the purchase that crossed it (`tiers_moved`, called by the purchase hook
+bot.programme.task_progress.purchases_booked for every purchase path), and each tier reached
+on the way pays its entry reward once per qualification period (the calendar year; skipped
+tiers included). Moving down happens only at the yearly review (1 January, local).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Final
+
+from bot.config import LANGUAGES, Config, Tier
+from bot.i18n import N_, I18n
+from bot.programme.calendar import local_today
+from bot.programme.expiry import expires_at
+from storage import ledger
+from storage import tiers as store
+from storage.pushes import SERVICE, Push, enqueue
+from storage.tiers import Qualifying
+
+if TYPE_CHECKING:
+    from bot.programme.task_progress import BookedPurchase
+
+TIER_SOURCE: Final = "tier"
+TIER_ACTOR: Final = "system:tiers"
+
+
+def tiers_on(config: Config) -> bool:
+    """The programme has tiers."""
+    return bool(config.tiers.levels)
+
+
+def lowest(config: Config) -> Tier:
+    """The lowest tier (every member holds at least this one)."""
+    return config.tiers.levels[0]
+
+
+def tier_named(tier_id: str | None, config: Config) -> Tier:
+    """The tier with this id; None, or a tier no longer configured: the lowest."""
+    found = config.tiers.tier(tier_id) if tier_id is not None else None
+    return found if found is not None else lowest(config)
+
+
+def rank(tier: Tier, config: Config) -> int:
+    """A tier's place, 0 for the lowest."""
+    return config.tiers.rank(tier.id)
+
+
+def month_of(day: date) -> str:
+    """The local month a day belongs to, as the qualifying months are kept: '2026-12'."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def qualification_months(today: date, config: Config) -> tuple[str, ...]:
+    """The local months whose purchases count today, oldest first."""
+    if config.tiers.window == "calendar_year":
+        return tuple(f"{today.year:04d}-{m:02d}" for m in range(1, today.month + 1))
+    index = today.year * 12 + today.month - 1
+    return tuple(f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - 11, index + 1))
+
+
+def qualification_period(today: date) -> str:
+    """The qualification period of a local day: its calendar year (reviewed on 1 January)."""
+    return f"{today.year:04d}"
+
+
+def next_review(today: date) -> date:
+    """The local day of the next yearly review, when tiers may go down."""
+    return date(today.year + 1, 1, 1)
+
+
+def measure(figures: Qualifying, config: Config) -> int:
+    """The qualifying total of some figures: purchase points, or whole yuan spent."""
+    return figures.points if config.tiers.measure == "purchase_points" else figures.fen // 100
+
+
+def tier_for_total(total: int, config: Config) -> Tier:
+    """The highest tier whose threshold the total reaches."""
+    reached = lowest(config)
+    for tier in config.tiers.levels:
+        if total >= tier.threshold:
+            reached = tier
+    return reached
+
+
+def next_tier(tier: Tier, config: Config) -> Tier | None:
+    """The tier above this one, or None at the top."""
+    levels = config.tiers.levels
+    index = rank(tier, config)
+    return levels[index + 1] if index + 1 < len(levels) else None
+
+
+def entry_reward_key(tier_id: str, member_id: int, period: str) -> str:
+    """The idempotency key of a tier's entry reward: once per member, tier and period."""
+    return f"tier_entry:{tier_id}:{member_id}:{period}"
+
+
+def tier_benefits(tier: Tier, config: Config) -> list[tuple[str, dict[str, object]]]:
+    """What a tier gives, as catalog lines (message key, params): the congratulation and
+    /tier list these."""
+    lines: list[tuple[str, dict[str, object]]] = []
+    if tier.earn_multiplier > 1:
+        lines.append(
+            (
+                N_("tiers.benefit.multiplier"),
+                {"multiplier": format(tier.earn_multiplier.normalize(), "f")},
+            )
+        )
+    return lines
+
+
+@cache
+def _catalogs() -> I18n:
+    return I18n.load()
+
+
+def _both(tier: Tier) -> dict[str, str]:
+    return {"zh-CN": tier.name.zh_CN, "en": tier.name.en}
+
+
+def benefits_text(tier: Tier, config: Config) -> dict[str, str]:
+    """A tier's benefits as one line per benefit, in every language."""
+    i18n = _catalogs()
+    return {
+        language: "\n".join(
+            i18n.t(language, key, **params) for key, params in tier_benefits(tier, config)
+        )
+        for language in LANGUAGES
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TierUpgrade:
+    """A member moving up: from which tier to which, the total that did it, the purchase that
+    crossed the threshold, and the entry rewards paid (tier id, operation id)."""
+
+    member_id: int
+    from_tier: Tier
+    to_tier: Tier
+    total: int
+    operation_id: int | None
+    rewards: tuple[tuple[str, int], ...]
+
+
+def tiers_moved(
+    conn: sqlite3.Connection,
+    booked: Sequence[BookedPurchase],
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+    tell_member: bool = True,
+) -> list[TierUpgrade]:
+    """THE tier part of the purchase hook, in the transaction that booked the purchases (never
+    replays): add them to their members' months, and move up at once every member whose total
+    now reaches a higher tier (entry rewards for each tier reached, the messages)."""
+    if not tiers_on(config) or not booked:
+        return []
+    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for purchase in booked:
+        figures = sums[(purchase.member_id, month_of(purchase.day))]
+        figures[0] += purchase.points
+        figures[1] += purchase.fen
+    store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
+    today = local_today(now, config)
+    months = set(qualification_months(today, config))
+    counting: dict[int, list[BookedPurchase]] = defaultdict(list)
+    for purchase in booked:
+        if month_of(purchase.day) in months:
+            counting[purchase.member_id].append(purchase)
+    if not counting:
+        return []
+    totals = store.qualifying(conn, counting, months)
+    held = store.held(conn, counting)
+    top = config.tiers.levels[-1]
+    upgrades: list[TierUpgrade] = []
+    for member_id in sorted(counting):
+        now_tier = tier_named(held.get(member_id), config)
+        after = totals.get(member_id, Qualifying())
+        if now_tier.id == top.id or rank(
+            tier_for_total(measure(after, config), config), config
+        ) <= rank(now_tier, config):
+            continue
+        upgrades.append(
+            _move_up(
+                conn,
+                member_id,
+                held.get(member_id),
+                after,
+                counting[member_id],
+                config,
+                now,
+                actor=actor,
+                tell_member=tell_member,
+            )
+        )
+    return upgrades
+
+
+def _move_up(
+    conn: sqlite3.Connection,
+    member_id: int,
+    held_id: str | None,
+    after: Qualifying,
+    purchases: list[BookedPurchase],
+    config: Config,
+    now: datetime,
+    *,
+    actor: str,
+    tell_member: bool,
+) -> TierUpgrade:
+    """Move one member up to the tier their total reaches: the change, each entry reward not
+    paid yet this period, and the messages."""
+    now_tier = tier_named(held_id, config)
+    total = measure(after, config)
+    target = tier_for_total(total, config)
+    # The purchase that crossed: run the batch's purchases from the figures before them.
+    points = after.points - sum(p.points for p in purchases)
+    fen = after.fen - sum(p.fen for p in purchases)
+    crossing: int | None = None
+    for purchase in purchases:
+        points, fen = points + purchase.points, fen + purchase.fen
+        if rank(tier_for_total(measure(Qualifying(points, fen), config), config), config) > rank(
+            now_tier, config
+        ):
+            crossing = purchase.operation_id
+            break
+    store.change_tier(
+        conn,
+        member_id,
+        held_id,
+        target.id,
+        reason="upgrade",
+        total=total,
+        actor=actor,
+        now=now,
+        operation_id=crossing,
+    )
+    period = qualification_period(local_today(now, config))
+    reached = config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1]
+    keys = {tier.id: entry_reward_key(tier.id, member_id, period) for tier in reached}
+    paid_before = ledger.existing_keys(conn, list(keys.values()))
+    rewards: list[tuple[str, int]] = []
+    pushes: list[Push] = []
+    if tell_member:
+        pushes.append(
+            Push(
+                f"tier:{member_id}:{target.id}:{period}:up",
+                member_id,
+                SERVICE,
+                N_("tiers.notice_upgraded"),
+                {
+                    "tier": _both(target),
+                    "emoji": target.emoji,
+                    "benefits": benefits_text(target, config),
+                },
+            )
+        )
+    for tier in reached:
+        if not tier.entry_reward_points or keys[tier.id] in paid_before:
+            continue
+        result = ledger.earn(
+            conn,
+            member_id,
+            tier.entry_reward_points,
+            kind=TIER_SOURCE,
+            key=keys[tier.id],
+            actor=TIER_ACTOR,
+            expires_at=expires_at(now, config, TIER_SOURCE),
+            reason=tier.id,
+            meta={"tier": tier.id, "period": period},
+            now=now,
+        )
+        rewards.append((tier.id, result.operation_id))
+        if tell_member:
+            pushes.append(
+                Push(
+                    f"tier:{member_id}:{tier.id}:{period}:reward",
+                    member_id,
+                    SERVICE,
+                    N_("tiers.notice_entry_reward"),
+                    {"tier": _both(tier), "points": tier.entry_reward_points},
+                )
+            )
+    if pushes:
+        enqueue(conn, pushes, now)
+    return TierUpgrade(member_id, now_tier, target, total, crossing, tuple(rewards))

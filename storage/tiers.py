@@ -1,0 +1,136 @@
+"""Member tiers: the qualifying months, the tier each member holds, and its history.
+
+Like `storage.tasks`, the core is synchronous functions on a `sqlite3.Connection` run inside
+the transaction of what moved them (a purchase batch, the yearly review); the `Tiers` facade
+serves the reads. What a tier is and what it needs lives in bot/programme/tiers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.facade import Facade, looks_up
+from storage.sql import atomic, dt, ts
+
+# (member id, local month '2026-12', purchase points, fen spent); negative for a return.
+MonthMove = tuple[int, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Qualifying:
+    """A member's qualifying figures over some months: purchase points and fen spent."""
+
+    points: int = 0
+    fen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TierChange:
+    """One change of a member's tier."""
+
+    member_id: int
+    from_tier: str | None
+    to_tier: str
+    reason: str
+    total: int
+    operation_id: int | None
+    actor: str
+    changed_at: datetime
+
+
+def add_months(conn: sqlite3.Connection, moves: Sequence[MonthMove]) -> None:
+    """Add purchases (or take returns) to members' months, never below 0."""
+    conn.executemany(
+        "INSERT INTO tier_months (member_id, month, points, fen)"
+        " VALUES (?1, ?2, max(0, ?3), max(0, ?4))"
+        " ON CONFLICT (member_id, month) DO UPDATE SET"
+        " points = max(0, points + ?3), fen = max(0, fen + ?4)",
+        moves,
+    )
+
+
+def qualifying(
+    conn: sqlite3.Connection, member_ids: Collection[int], months: Collection[str]
+) -> dict[int, Qualifying]:
+    """Each of these members' figures summed over these months (those with any)."""
+    rows = conn.execute(
+        "SELECT member_id, sum(points), sum(fen) FROM tier_months"
+        " WHERE member_id IN (SELECT value FROM json_each(?1))"
+        " AND month IN (SELECT value FROM json_each(?2)) GROUP BY member_id",
+        (json.dumps(sorted(member_ids)), json.dumps(sorted(months))),
+    )
+    return {int(m): Qualifying(int(p), int(f)) for m, p, f in rows}
+
+
+def held(conn: sqlite3.Connection, member_ids: Collection[int]) -> dict[int, str]:
+    """The tier each of these members holds (those above the lowest, or ever changed)."""
+    rows = conn.execute(
+        "SELECT member_id, tier_id FROM member_tiers"
+        " WHERE member_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(member_ids)),),
+    )
+    return {int(m): str(t) for m, t in rows}
+
+
+def change_tier(
+    conn: sqlite3.Connection,
+    member_id: int,
+    from_tier: str | None,
+    to_tier: str,
+    *,
+    reason: str,
+    total: int,
+    actor: str,
+    now: datetime,
+    operation_id: int | None = None,
+) -> TierChange:
+    """Move a member to `to_tier` and record the change, in the caller's transaction."""
+    at = ts(now)
+    with atomic(conn):
+        conn.execute(
+            "INSERT INTO member_tiers (member_id, tier_id, since) VALUES (?, ?, ?)"
+            " ON CONFLICT (member_id) DO UPDATE SET tier_id = excluded.tier_id,"
+            " since = excluded.since",
+            (member_id, to_tier, at),
+        )
+        conn.execute(
+            "INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, total,"
+            " operation_id, actor, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (member_id, from_tier, to_tier, reason, total, operation_id, actor, at),
+        )
+    return TierChange(member_id, from_tier, to_tier, reason, total, operation_id, actor, now)
+
+
+def tier_changes(conn: sqlite3.Connection, member_id: int) -> list[TierChange]:
+    """A member's tier changes, oldest first."""
+    rows = conn.execute(
+        "SELECT member_id, from_tier, to_tier, reason, total, operation_id, actor, changed_at"
+        " FROM tier_changes WHERE member_id = ? ORDER BY changed_at, id",
+        (member_id,),
+    )
+    return [
+        TierChange(int(m), f, str(t), str(r), int(total), op, str(a), dt(at))
+        for m, f, t, r, total, op, a, at in rows
+    ]
+
+
+def held_one(conn: sqlite3.Connection, member_id: int) -> str | None:
+    """The tier the member holds (None: the lowest, never changed)."""
+    return held(conn, [member_id]).get(member_id)
+
+
+def qualifying_one(conn: sqlite3.Connection, member_id: int, months: Collection[str]) -> Qualifying:
+    """The member's figures over these months."""
+    return qualifying(conn, [member_id], months).get(member_id, Qualifying())
+
+
+class Tiers(Facade):
+    """Async access to members' tiers and qualifying figures."""
+
+    held_one = looks_up(held_one)
+    qualifying_one = looks_up(qualifying_one)
+    tier_changes = looks_up(tier_changes)
