@@ -94,7 +94,8 @@ RULES = {
         "【积分有效期】",
         "• 购物积分、补偿积分、客服补录积分：终身有效，永不过期。",
         "• 生日礼积分、游戏奖励积分、问卷奖励积分、建议奖励积分、活动额外奖励积分、"
-        "分享奖励积分、任务奖励积分、勋章集齐大奖积分：自获得之日起 12 个月内有效。",
+        "分享奖励积分、任务奖励积分、勋章集齐大奖积分、会员等级奖励积分、专属积分方案积分："
+        "自获得之日起 12 个月内有效。",
         "• 使用积分时优先扣除最早到期的积分。",
     ],
     "en": [
@@ -103,7 +104,8 @@ RULES = {
         " valid for life (they never expire).",
         "• Birthday gift points, points won in games, survey reward points, points for"
         " suggestions, extra points from campaigns, sharing bonus points, task reward points,"
-        " badge-set prize points: valid for 12 months from the day they are earned.",
+        " badge-set prize points, tier reward points, personal plan points: valid for 12 months"
+        " from the day they are earned.",
         "• When you spend points, those that expire soonest are used first.",
     ],
 }

@@ -75,8 +75,21 @@ def roomy_flood_limit(config: Config) -> Config:
     # Nor do purchase tasks pay here: the model books a purchase's points only (the tasks
     # have tests of their own, test_tasks_purchases.py).
     tasks = [t for t in config.tasks if t.kind not in ("purchases", "spend", "streak")]
+    # Nor do tiers move: their thresholds are out of the victims' reach, so every purchase
+    # still passes through the tier bookkeeping but earns at the lowest tier (tiers have tests
+    # of their own, test_tiers_*.py).
+    levels = [
+        level
+        if not level.threshold
+        else level.model_copy(update={"threshold": level.threshold * 10**5})
+        for level in config.tiers.levels
+    ]
     return config.model_copy(
-        update={"limits": LimitsConfig(flood_updates=1000, flood_seconds=1), "tasks": tasks}
+        update={
+            "limits": LimitsConfig(flood_updates=1000, flood_seconds=1),
+            "tasks": tasks,
+            "tiers": config.tiers.model_copy(update={"levels": levels}),
+        }
     )
 
 

@@ -261,6 +261,8 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "share_bonus": task_reward,
     "task": task_reward,
     "badge": badge_prize,
+    "tier": labelled(N_("kind.tier")),
+    "plan": labelled(N_("kind.plan")),
     "compensation": compensation,
     "redeem": redeem,
     "game_play": game_play,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 from bot.config import LANGUAGES, Config, Tier
 from bot.i18n import N_, I18n
 from bot.programme.calendar import local_today
+from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
 from storage import ledger
 from storage import tiers as store
@@ -297,3 +298,52 @@ def _move_up(
     if pushes:
         enqueue(conn, pushes, now)
     return TierUpgrade(member_id, now_tier, target, total, crossing, tuple(rewards))
+
+
+def held_tier(conn: sqlite3.Connection, member_id: int, config: Config) -> Tier:
+    """The tier a member holds now, inside a transaction (the lowest without a change)."""
+    return tier_named(store.held_one(conn, member_id), config)
+
+
+async def member_tier(programme: Programme, member_id: int) -> Tier | None:
+    """The tier a member holds (None: the programme has no tiers)."""
+    if not tiers_on(programme.config):
+        return None
+    return tier_named(await programme.tiers.held_one(member_id), programme.config)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a member stands: the tier held, the qualifying total so far this window, the
+    tier that total reaches, the next tier up and what it still needs, and the review day."""
+
+    tier: Tier
+    total: int
+    reached: Tier
+    next_tier: Tier | None
+    to_next: int | None
+    # What the total still needs by the review for the member to keep the tier held (0: kept).
+    to_keep: int
+    review_on: date
+
+
+async def standing(programme: Programme, member_id: int) -> Standing | None:
+    """The member's standing (None: the programme has no tiers)."""
+    config = programme.config
+    if not tiers_on(config):
+        return None
+    today = local_today(programme.now(), config)
+    held_id = await programme.tiers.held_one(member_id)
+    figures = await programme.tiers.qualifying_one(member_id, qualification_months(today, config))
+    tier = tier_named(held_id, config)
+    total = measure(figures, config)
+    above = next_tier(tier, config)
+    return Standing(
+        tier=tier,
+        total=total,
+        reached=tier_for_total(total, config),
+        next_tier=above,
+        to_next=None if above is None else max(0, above.threshold - total),
+        to_keep=max(0, tier.threshold - total),
+        review_on=next_review(today),
+    )
