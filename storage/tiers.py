@@ -105,6 +105,34 @@ def change_tier(
     return TierChange(member_id, from_tier, to_tier, reason, total, operation_id, actor, now)
 
 
+def change_tiers(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[int, str | None, str, int, int | None]],
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Move many members, (member, from tier, to tier, total, operation id) each, and record
+    every change, in the caller's transaction (two statements for the lot)."""
+    at = ts(now)
+    with atomic(conn):
+        conn.executemany(
+            "INSERT INTO member_tiers (member_id, tier_id, since) VALUES (?, ?, ?)"
+            " ON CONFLICT (member_id) DO UPDATE SET tier_id = excluded.tier_id,"
+            " since = excluded.since",
+            [(member, to_tier, at) for member, _from, to_tier, _total, _op in rows],
+        )
+        conn.executemany(
+            "INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, total,"
+            " operation_id, actor, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (member, from_tier, to_tier, reason, total, op, actor, at)
+                for member, from_tier, to_tier, total, op in rows
+            ],
+        )
+
+
 def tier_changes(conn: sqlite3.Connection, member_id: int) -> list[TierChange]:
     """A member's tier changes, oldest first."""
     rows = conn.execute(

@@ -170,8 +170,11 @@ def tiers_moved(
     if not tiers_on(config) or not booked:
         return []
     sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    month: dict[date, str] = {}
     for purchase in booked:
-        figures = sums[(purchase.member_id, month_of(purchase.day))]
+        if (key := month.get(purchase.day)) is None:
+            key = month[purchase.day] = month_of(purchase.day)
+        figures = sums[(purchase.member_id, key)]
         figures[0] += purchase.points
         figures[1] += purchase.fen
     store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
@@ -179,125 +182,157 @@ def tiers_moved(
     months = set(qualification_months(today, config))
     counting: dict[int, list[BookedPurchase]] = defaultdict(list)
     for purchase in booked:
-        if month_of(purchase.day) in months:
+        if month[purchase.day] in months:
             counting[purchase.member_id].append(purchase)
     if not counting:
         return []
     totals = store.qualifying(conn, counting, months)
     held = store.held(conn, counting)
     top = config.tiers.levels[-1]
-    upgrades: list[TierUpgrade] = []
+    moves: list[_Upgrade] = []
     for member_id in sorted(counting):
-        now_tier = tier_named(held.get(member_id), config)
+        held_id = held.get(member_id)
+        now_tier = tier_named(held_id, config)
         after = totals.get(member_id, Qualifying())
-        if now_tier.id == top.id or rank(
-            tier_for_total(measure(after, config), config), config
-        ) <= rank(now_tier, config):
+        total = measure(after, config)
+        target = tier_for_total(total, config)
+        if now_tier.id == top.id or rank(target, config) <= rank(now_tier, config):
             continue
-        upgrades.append(
-            _move_up(
-                conn,
-                member_id,
-                held.get(member_id),
-                after,
-                counting[member_id],
-                config,
-                now,
-                actor=actor,
-                tell_member=tell_member,
-            )
-        )
-    return upgrades
+        crossing = _crossing(now_tier, after, counting[member_id], config)
+        moves.append(_Upgrade(member_id, held_id, now_tier, target, total, crossing))
+    if not moves:
+        return []
+    return _move_up(conn, moves, config, now, actor=actor, tell_member=tell_member)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upgrade:
+    """One member to move up: the tier held (its stored id, None: the lowest), the target."""
+
+    member_id: int
+    held_id: str | None
+    from_tier: Tier
+    to_tier: Tier
+    total: int
+    crossing: int | None
+
+
+def _crossing(
+    now_tier: Tier, after: Qualifying, purchases: list[BookedPurchase], config: Config
+) -> int | None:
+    """The operation of the purchase that crossed into a higher tier: the batch's purchases
+    run from the figures before them."""
+    points = after.points - sum(p.points for p in purchases)
+    fen = after.fen - sum(p.fen for p in purchases)
+    held_rank = rank(now_tier, config)
+    for purchase in purchases:
+        points, fen = points + purchase.points, fen + purchase.fen
+        if (
+            rank(tier_for_total(measure(Qualifying(points, fen), config), config), config)
+            > held_rank
+        ):
+            return purchase.operation_id
+    return None
 
 
 def _move_up(
     conn: sqlite3.Connection,
-    member_id: int,
-    held_id: str | None,
-    after: Qualifying,
-    purchases: list[BookedPurchase],
+    moves: list[_Upgrade],
     config: Config,
     now: datetime,
     *,
     actor: str,
     tell_member: bool,
-) -> TierUpgrade:
-    """Move one member up to the tier their total reaches: the change, each entry reward not
-    paid yet this period, and the messages."""
-    now_tier = tier_named(held_id, config)
-    total = measure(after, config)
-    target = tier_for_total(total, config)
-    # The purchase that crossed: run the batch's purchases from the figures before them.
-    points = after.points - sum(p.points for p in purchases)
-    fen = after.fen - sum(p.fen for p in purchases)
-    crossing: int | None = None
-    for purchase in purchases:
-        points, fen = points + purchase.points, fen + purchase.fen
-        if rank(tier_for_total(measure(Qualifying(points, fen), config), config), config) > rank(
-            now_tier, config
-        ):
-            crossing = purchase.operation_id
-            break
-    store.change_tier(
+) -> list[TierUpgrade]:
+    """Move members up, a batch at a time (an import moves thousands): the changes, each entry
+    reward not paid yet this period, and the messages, each a statement per table."""
+    store.change_tiers(
         conn,
-        member_id,
-        held_id,
-        target.id,
+        [(m.member_id, m.held_id, m.to_tier.id, m.total, m.crossing) for m in moves],
         reason="upgrade",
-        total=total,
         actor=actor,
         now=now,
-        operation_id=crossing,
     )
     period = qualification_period(local_today(now, config))
-    reached = config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1]
-    keys = {tier.id: entry_reward_key(tier.id, member_id, period) for tier in reached}
-    paid_before = ledger.existing_keys(conn, list(keys.values()))
-    rewards: list[tuple[str, int]] = []
-    pushes: list[Push] = []
-    if tell_member:
-        pushes.append(
-            Push(
-                f"tier:{member_id}:{target.id}:{period}:up",
-                member_id,
-                SERVICE,
-                N_("tiers.notice_upgraded"),
-                {
-                    "tier": _both(target),
-                    "emoji": target.emoji,
-                    "benefits": benefits_text(target, config),
-                },
+    reached = {
+        m.member_id: config.tiers.levels[
+            rank(m.from_tier, config) + 1 : rank(m.to_tier, config) + 1
+        ]
+        for m in moves
+    }
+    due = [
+        (m.member_id, tier)
+        for m in moves
+        for tier in reached[m.member_id]
+        if tier.entry_reward_points
+    ]
+    paid_before = ledger.existing_keys(
+        conn, [entry_reward_key(tier.id, member_id, period) for member_id, tier in due]
+    )
+    due = [
+        (member_id, tier)
+        for member_id, tier in due
+        if entry_reward_key(tier.id, member_id, period) not in paid_before
+    ]
+    expiry = expires_at(now, config, TIER_SOURCE)
+    outcomes = ledger.earn_groups(
+        conn,
+        [
+            (
+                ledger.EarnRequest(
+                    member_id=member_id,
+                    points=tier.entry_reward_points,
+                    kind=TIER_SOURCE,
+                    key=entry_reward_key(tier.id, member_id, period),
+                    actor=TIER_ACTOR,
+                    expires_at=expiry,
+                    now=now,
+                    reason=tier.id,
+                    meta={"tier": tier.id, "period": period},
+                ),
             )
-        )
-    for tier in reached:
-        if not tier.entry_reward_points or keys[tier.id] in paid_before:
-            continue
-        result = ledger.earn(
-            conn,
-            member_id,
-            tier.entry_reward_points,
-            kind=TIER_SOURCE,
-            key=keys[tier.id],
-            actor=TIER_ACTOR,
-            expires_at=expires_at(now, config, TIER_SOURCE),
-            reason=tier.id,
-            meta={"tier": tier.id, "period": period},
-            now=now,
-        )
-        rewards.append((tier.id, result.operation_id))
-        if tell_member:
+            for member_id, tier in due
+        ],
+    )
+    rewards: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for (member_id, tier), outcome in zip(due, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            raise outcome
+        rewards[member_id].append((tier.id, outcome[0].operation_id))
+    if tell_member:
+        benefits: dict[str, dict[str, str]] = {}
+        pushes: list[Push] = []
+        for m in moves:
+            target = m.to_tier
+            if target.id not in benefits:
+                benefits[target.id] = benefits_text(target, config)
             pushes.append(
                 Push(
-                    f"tier:{member_id}:{tier.id}:{period}:reward",
-                    member_id,
+                    f"tier:{m.member_id}:{target.id}:{period}:up",
+                    m.member_id,
                     SERVICE,
-                    N_("tiers.notice_entry_reward"),
-                    {"tier": _both(tier), "points": tier.entry_reward_points},
+                    N_("tiers.notice_upgraded"),
+                    {"tier": _both(target), "emoji": target.emoji, "benefits": benefits[target.id]},
                 )
             )
-    if pushes:
+            for tier_id, _operation in rewards[m.member_id]:
+                tier = tier_named(tier_id, config)
+                pushes.append(
+                    Push(
+                        f"tier:{m.member_id}:{tier.id}:{period}:reward",
+                        m.member_id,
+                        SERVICE,
+                        N_("tiers.notice_entry_reward"),
+                        {"tier": _both(tier), "points": tier.entry_reward_points},
+                    )
+                )
         enqueue(conn, pushes, now)
-    return TierUpgrade(member_id, now_tier, target, total, crossing, tuple(rewards))
+    return [
+        TierUpgrade(
+            m.member_id, m.from_tier, m.to_tier, m.total, m.crossing, tuple(rewards[m.member_id])
+        )
+        for m in moves
+    ]
 
 
 def held_tier(conn: sqlite3.Connection, member_id: int, config: Config) -> Tier:
