@@ -300,3 +300,50 @@ async def test_the_review_and_the_notice_work_in_batches(sandbox: Sandbox) -> No
     assert {await held(sandbox, m) for m in members} == {"leaf"}
     # Reviewed already (moved since the review day): a rerun moves nobody.
     assert await reviews.review(rules, messages, actor="system:tiers", now=local(2028, 1, 1)) == 0
+
+
+async def test_measured_in_purchase_points_the_notice_and_the_review_say_points(
+    sandbox: Sandbox,
+) -> None:
+    config = sandbox.services.config
+    sandbox.services.config = config.model_copy(
+        update={"tiers": config.tiers.model_copy(update={"measure": "purchase_points"})}
+    )
+    member = await member_with(sandbox, 8561, 0, lang="en")
+    await buy(sandbox, member, "5000", "PP0", local(2026, 12, 10))
+    earned = (await sandbox.services.tiers.qualifying_one(member.id, ["2026-12"])).points
+    assert earned >= 5000 and await held(sandbox, member) == "tree"
+    await buy(sandbox, member, "300", "PP1", local(2027, 2, 1))
+    this_year = (await sandbox.services.tiers.qualifying_one(member.id, ["2027-02"])).points
+    assert (await daily(sandbox, local(2027, 12, 2)))[0] == 1
+    texts = await told(sandbox, 8561, local(2027, 12, 2, 9, 5))
+    assert any(
+        t.startswith(
+            f"⏳ Earn {5000 - this_year} more purchase points before the review on"
+            " 1 January 2028 to keep 🌳Tree."
+        )
+        for t in texts
+    ), texts
+    assert (await daily(sandbox, local(2028, 1, 1)))[1] == 1
+    texts = await told(sandbox, 8561, local(2028, 1, 1, 9, 5))
+    assert any(
+        "based on the purchase points you earned in 2027, you are now a 🍃Leaf member." in t
+        and "Earn 5000 purchase points in 2028 to return to 🌳Tree." in t
+        for t in texts
+    ), texts
+
+
+async def test_a_review_caught_up_weeks_late_counts_every_purchase_since_1_january(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8571, 0)
+    await buy(sandbox, member, "5000", "W0", local(2026, 12, 10))
+    await sandbox.services.scheduler.daily(local(2027, 12, 30))
+    # Down from 31 December to 3 February: January and February purchases reach tree again.
+    await buy(sandbox, member, "3000", "W1", local(2028, 1, 10))
+    await buy(sandbox, member, "2500", "W2", local(2028, 2, 2))
+    at = local(2028, 2, 3, 10)
+    sandbox.services.clock = FixedClock(at)
+    await sandbox.services.scheduler.catch_up(at)
+    assert await held(sandbox, member) == "tree"
+    assert not any("📋" in t for t in await told(sandbox, 8571, at))

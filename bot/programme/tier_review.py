@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.config import LANGUAGES, Config, Tier
 from bot.i18n import N_, I18n
+from bot.programme.calendar import local_today
 from bot.programme.tiers import (
     TIER_ACTOR,
     benefits_text,
@@ -158,8 +159,10 @@ async def tier_jobs(
     last_year = today.year - 1
     _noticed, reviewed = await reviews.review_state(last_year)
     if not reviewed:
+        # A catch-up run for an earlier day still counts every purchase made up to now.
+        until = max(today, local_today(now, config))
         downgrades = await reviews.review(
-            review_rules(last_year, today, config),
+            review_rules(last_year, until, config),
             review_messages(last_year, config),
             actor=TIER_ACTOR,
             now=now,
