@@ -33,6 +33,7 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.programme.dependants import celebrate_dependants
 from bot.programme.green import green_categories, report_due, report_pushes, report_span
 from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
+from bot.programme.tier_review import tier_jobs
 from bot.transport import NotSent, redact
 from storage.dependants import Dependants
 from storage.errors import Conflict
@@ -40,6 +41,7 @@ from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall, Redemption
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
+from storage.tier_reviews import TierReviews
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class DailyReport:
     # Children's and pets' birthdays greeted, and their gifts given.
     family_birthdays: int = 0
     family_gifts: int = 0
+    # Tier downgrade notices queued, and members moved down by the yearly review.
+    tier_notices: int = 0
+    tier_downgrades: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,7 @@ class Scheduler:
         # The same store as the others (a caller that predates family birthdays passes none).
         self.dependants = dependants or Dependants(mall._store)
         self.green = green or Green(mall._store)
+        self.tier_reviews = TierReviews(mall._store)
         # When a job finished, for the record (the job's own "now" may be a catch-up day).
         self.clock = clock
 
@@ -226,12 +232,22 @@ class Scheduler:
         await self.pushes.enqueue(pushes, now)
         # Children and pets: each gift is booked with its greeting in one transaction.
         family = await celebrate_dependants(self.dependants, config, today, now)
+        # The yearly tier review on its day (or the first run after), the notices before it.
+        tiers = await tier_jobs(self.tier_reviews, config, today, now)
         report = DailyReport(
-            today, len(birthdays), gifts, reminders, family.greetings, family.gifts
+            today,
+            len(birthdays),
+            gifts,
+            reminders,
+            family.greetings,
+            family.gifts,
+            tiers.notices,
+            tiers.downgrades,
         )
         summary = (
             f"{report.birthdays} birthdays, {report.gifts} gifts, {report.reminders} reminders,"
-            f" {report.family_birthdays} family birthdays, {report.family_gifts} family gifts"
+            f" {report.family_birthdays} family birthdays, {report.family_gifts} family gifts,"
+            f" {report.tier_notices} tier notices, {report.tier_downgrades} tier downgrades"
         )
         await self.pushes.record_job(DAILY_JOB, today, now, self.clock(), summary)
         log.info("daily pushes for %s: %s", today, summary)

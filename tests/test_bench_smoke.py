@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench import e2e
+from bench import e2e, tiers
 
 
 def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,3 +28,16 @@ def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
         assert timeouts == "0"
     assert "pointsbot/echo saturated throughput ratio" in out
     assert re.search(r"^floor/echo [\d.]+ .*, pointsbot/floor [\d.]+$", out, re.MULTILINE), out
+
+
+def test_tier_review_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    tiers.main(["--quick"])
+    out = capsys.readouterr().out
+    found = re.search(
+        r"^yearly tier review, 10,000 members \(7,500 above the lowest tier, .*\): [\d.]+ s,"
+        r" ([\d,]+) moved down .* ratio review/baseline [\d.]+; a second run [\d.]+ s, 0 moved$",
+        out,
+        re.MULTILINE,
+    )
+    assert found, out
+    assert int(found.group(1).replace(",", "")) > 0

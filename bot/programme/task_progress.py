@@ -44,6 +44,7 @@ from bot.programme.tasks import (
     reward_for,
     tasks_of_kind,
 )
+from bot.programme.tier_review import withdraw_qualifying
 from bot.programme.tiers import tiers_moved
 from storage import tasks as store
 from storage.badges import holders
@@ -301,10 +302,12 @@ def withdraw_purchase(
     """Take back what a returned purchase (its operation) added to its tasks, in the caller's
     transaction (the return's): once (a second call takes nothing), only while the period it
     counted for is still the task's current one and the task is open, never undoing a
-    completion already paid; return the steps moved."""
+    completion already paid; and take it out of its month's tier figures (the tier held stays
+    until the review); return the steps moved."""
     today = local_today(now, config)
     moved: list[TaskStep] = []
     with atomic(conn):
+        withdraw_qualifying(conn, operation_id, config, now)
         for move in store.purchase_moves(conn, operation_id):
             task = config.task(move.task_id)
             if move.withdrawn or task is None or not task.open_on(today):

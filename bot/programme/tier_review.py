@@ -1,0 +1,207 @@
+"""Tiers going down: the yearly review, its advance notice, and returns leaving the figures.
+
+The review (1 January, local, `bot.programme.tiers.next_review`) re-qualifies every member
+holding a tier above the lowest on the total of the year just ended (for the rolling window,
+the 12 months ending with December: the same months): the tier that total reaches, but at
+most `[tiers] max_downgrade_steps` below the tier held, and never up (upgrades happen at the
+purchase). A review run late never takes a member below what their purchases since 1 January
+already reach, and leaves alone a tier reached (or already reviewed) since. Points earned are
+never touched: only the tier held changes. Each year's review runs once (table
+tier_reviews); the daily job runs it on its first run in the new year.
+
+The notice goes `[tiers] downgrade_notice_days` before the review (2 December by default),
+once per member and year, to every member whose total is short of the tier held, with what
+keeps it; a late start still sends it until the review.
+
+A returned purchase leaves its month's figures once (`withdraw_qualifying`); the tier reached
+stays until the review, an entry reward paid stays paid.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from bot.config import LANGUAGES, Config, Tier
+from bot.i18n import N_, I18n
+from bot.programme.calendar import local_today
+from bot.programme.tiers import (
+    TIER_ACTOR,
+    benefits_text,
+    month_of,
+    next_review,
+    qualification_months,
+    tiers_on,
+)
+from storage import tier_reviews as store
+from storage.tier_reviews import ReviewMessages, ReviewRules, TierReviews
+
+
+@dataclass(frozen=True, slots=True)
+class TierJobReport:
+    """What one day's tier jobs did: notices queued and members moved down by the review."""
+
+    notices: int = 0
+    downgrades: int = 0
+
+
+def review_day(year: int) -> date:
+    """The local day the qualification year `year` is reviewed on."""
+    return next_review(date(year, 12, 31))
+
+
+def notice_day(year: int, config: Config) -> date:
+    """The first local day the year's downgrade notices go out."""
+    return review_day(year) - timedelta(days=config.tiers.downgrade_notice_days)
+
+
+def _by_points(config: Config) -> bool:
+    return config.tiers.measure == "purchase_points"
+
+
+def review_rules(year: int, today: date, config: Config) -> ReviewRules:
+    """The review of `year` as run on local day `today` (1 January of the next year, or a
+    later catch-up day)."""
+    months = qualification_months(date(year, 12, 31), config)
+    first_day = review_day(year)
+    return ReviewRules(
+        levels=[(tier.id, tier.threshold) for tier in config.tiers.levels],
+        by_points=_by_points(config),
+        first_month=months[0],
+        last_month=months[-1],
+        since_first=month_of(first_day),
+        since_last=month_of(max(today, first_day)),
+        max_steps=config.tiers.max_downgrade_steps,
+        review_at=datetime.combine(first_day, time(0), tzinfo=config.program.tz),
+    )
+
+
+@cache
+def _catalogs() -> I18n:
+    return I18n.load()
+
+
+def _names(tier: Tier) -> dict[str, str]:
+    return {"zh-CN": tier.name.zh_CN, "en": tier.name.en}
+
+
+def _what_it_means(tier: Tier, config: Config) -> dict[str, str]:
+    """A tier's benefits in every language; a tier without any: what every member enjoys."""
+    lines = benefits_text(tier, config)
+    i18n = _catalogs()
+    return {
+        language: lines[language] or i18n.t(language, N_("tiers.review_base_benefits"))
+        for language in LANGUAGES
+    }
+
+
+def _review_day_text(day: date) -> dict[str, str]:
+    """The review day as each language writes it."""
+    return {"zh-CN": day.isoformat(), "en": f"{day.day} {day:%B %Y}"}
+
+
+def review_messages(year: int, config: Config) -> ReviewMessages:
+    """The message of each possible move down at the review of `year`."""
+    levels = config.tiers.levels
+    params: dict[tuple[int, int], dict[str, Any]] = {}
+    for high, was in enumerate(levels):
+        for low in range(high):
+            now_tier = levels[low]
+            params[(high, low)] = {
+                "tier": _names(now_tier),
+                "emoji": now_tier.emoji,
+                "benefits": _what_it_means(now_tier, config),
+                "was": _names(was),
+                "was_emoji": was.emoji,
+                "threshold": was.threshold,
+                "year": str(year),
+                "next_year": str(year + 1),
+            }
+    key = (
+        N_("tiers.review_downgraded_points")
+        if _by_points(config)
+        else N_("tiers.review_downgraded")
+    )
+    # Once per member and review, whatever reruns it.
+    return ReviewMessages(key, params, f"tier-review:{year}:")
+
+
+def notice_messages(year: int, config: Config) -> ReviewMessages:
+    """The notice for each tier held above the lowest (`amount` is added per member)."""
+    day = _review_day_text(review_day(year))
+    params = {
+        (rank, rank): {
+            "tier": _names(tier),
+            "emoji": tier.emoji,
+            "threshold": tier.threshold,
+            "day": day,
+            "year": str(year),
+        }
+        for rank, tier in enumerate(config.tiers.levels)
+        if rank > 0
+    }
+    key = N_("tiers.review_notice_points") if _by_points(config) else N_("tiers.review_notice")
+    return ReviewMessages(key, params, f"tier-notice:{year}:")
+
+
+async def tier_jobs(
+    reviews: TierReviews, config: Config, today: date, now: datetime
+) -> TierJobReport:
+    """The tier part of the daily job for local day `today`: the review of last year if it has
+    not run yet, and this year's notices once their day has come."""
+    if not tiers_on(config):
+        return TierJobReport()
+    downgrades = 0
+    last_year = today.year - 1
+    _noticed, reviewed = await reviews.review_state(last_year)
+    if not reviewed:
+        # A catch-up run for an earlier day still counts every purchase made up to now.
+        until = max(today, local_today(now, config))
+        downgrades = await reviews.review(
+            review_rules(last_year, until, config),
+            review_messages(last_year, config),
+            actor=TIER_ACTOR,
+            now=now,
+        )
+        await reviews.record_review(last_year, downgrades, now)
+    notices = 0
+    if today >= notice_day(today.year, config):
+        noticed, _reviewed = await reviews.review_state(today.year)
+        if not noticed:
+            rules = review_rules(today.year, today, config)
+            notices = await reviews.notify(rules, notice_messages(today.year, config), now=now)
+            await reviews.record_notices(today.year, notices, now)
+    return TierJobReport(notices, downgrades)
+
+
+def withdraw_qualifying(
+    conn: sqlite3.Connection, operation_id: int, config: Config, now: datetime
+) -> bool:
+    """Take a returned purchase (its operation) out of its month's qualifying figures, in the
+    caller's transaction, once; the tier held is kept until the review. False: nothing to take
+    (no tiers, not a purchase, or taken already)."""
+    if not tiers_on(config):
+        return False
+    facts = store.purchase_facts(conn, operation_id)
+    if facts is None or facts.kind != "purchase":
+        return False
+    try:
+        amount = Decimal(str(facts.meta["amount"]))
+        day = date.fromisoformat(str(facts.meta["purchased_on"]))
+    except (KeyError, ValueError, ArithmeticError):
+        return False  # a purchase booked before its facts were kept added nothing to take
+    # The purchase operation carries the purchase's own points (a campaign's extra points are
+    # an operation of their own): what it added to the month (bot.programme.purchases).
+    return store.withdraw_figures(
+        conn,
+        operation_id,
+        facts.member_id,
+        month_of(day),
+        facts.points,
+        int(amount * 100),
+        now,
+    )

@@ -1,0 +1,349 @@
+"""Tiers going down: the yearly review on 1 January, the notice a month before, the catch-up
+after the bot was down, and a return that drops a member below a threshold.
+
+Every test moves the services' clock (FixedClock) and passes the job its instant, across the
+turn of a year chosen by the test, so the suite passes on any real date.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.clock import FixedClock
+from bot.programme.purchases import record_purchase
+from bot.programme.task_progress import withdraw_purchase
+from storage import tier_reviews
+from storage.audit import audit
+from storage.members import Member
+from storage.tiers import change_tier
+from tests.conftest import Sandbox, member_with
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+YEARS = [2026, 2031]
+
+
+def local(year: int, month: int, day: int, hour: int = 9, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
+
+
+async def buy(sandbox: Sandbox, member: Member, amount: str, receipt: str, at: datetime) -> int:
+    """A till purchase at `at` (the clock moved there); return its operation id."""
+    sandbox.services.clock = FixedClock(at)
+    result = await record_purchase(
+        sandbox.services,
+        member.member_code,
+        amount,
+        "general",
+        receipt,
+        purchased_at=at,
+        actor="till:test",
+    )
+    assert result.status == "recorded"
+
+    def operation(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT id FROM operations WHERE idempotency_key = ?", (f"purchase:{receipt}",)
+        ).fetchone()
+        return int(row[0])
+
+    return await sandbox.services.store.read(operation)
+
+
+async def daily(sandbox: Sandbox, at: datetime) -> tuple[int, int]:
+    """The daily job at `at`; return (notices, downgrades) it made."""
+    sandbox.services.clock = FixedClock(at)
+    report = await sandbox.services.scheduler.daily(at)
+    return report.tier_notices, report.tier_downgrades
+
+
+async def held(sandbox: Sandbox, member: Member) -> str | None:
+    return await sandbox.services.tiers.held_one(member.id)
+
+
+async def told(sandbox: Sandbox, user_id: int, at: datetime) -> list[str]:
+    """What the member has received, once the outbox is drained at `at`."""
+    sandbox.services.clock = FixedClock(at)
+    await sandbox.services.sender.drain()
+    return [m.text or "" for m in sandbox.emu.messages(user_id) if m.from_bot]
+
+
+async def points_state(sandbox: Sandbox, members: list[Member]) -> object:
+    """Every member's operations and lots (with what remains of each): what no tier change may
+    touch (a balance read at another instant would differ by what expired in between)."""
+    ids = str([m.id for m in members])
+
+    def rows(conn: sqlite3.Connection) -> list[list[tuple[object, ...]]]:
+        return [
+            [
+                tuple(row)
+                for row in conn.execute(
+                    f"SELECT {columns} FROM {table}"  # noqa: S608 - fixed names
+                    " WHERE member_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (ids,),
+                )
+            ]
+            for table, columns in (
+                ("lots", "id, member_id, points, remainder, expires_at"),
+                ("operations", "id, kind, member_id, points"),
+            )
+        ]
+
+    return await sandbox.services.store.read(rows)
+
+
+@pytest.mark.parametrize("year", YEARS)
+async def test_the_review_on_1_january_moves_members_down_one_step_and_never_touches_points(
+    sandbox: Sandbox, year: int
+) -> None:
+    kept = await member_with(sandbox, 8501, 0)  # tree, and bought enough this year
+    capped = await member_with(sandbox, 8502, 0)  # forest, this year's total only reaches leaf
+    stepped = await member_with(sandbox, 8503, 0, lang="en")  # forest, this year reaches tree
+    lowered = await member_with(sandbox, 8504, 0)  # leaf by staff, this year reaches tree
+    await buy(sandbox, kept, "5100", "K1", local(year, 3, 10))
+    await buy(sandbox, capped, "20000", "C0", local(year - 1, 12, 20))
+    await buy(sandbox, capped, "1200", "C1", local(year, 6, 1))
+    await buy(sandbox, stepped, "20000", "S0", local(year - 1, 12, 20))
+    await buy(sandbox, stepped, "8000", "S1", local(year, 6, 1))
+    await buy(sandbox, lowered, "6000", "L1", local(year, 4, 1))
+    at = local(year, 4, 2)
+    await sandbox.services.store.write(
+        lambda conn: change_tier(
+            conn, lowered.id, "tree", "leaf", reason="staff", total=6000, actor="staff:t", now=at
+        )
+    )
+    assert [await held(sandbox, m) for m in (kept, capped, stepped, lowered)] == [
+        "tree",
+        "forest",
+        "forest",
+        "leaf",
+    ]
+    members = [kept, capped, stepped, lowered]
+    before = await points_state(sandbox, members)
+
+    # 31 December, late: the old year still counts, nobody moves (the two short of their tier
+    # are told now: the first run inside the notice window).
+    assert await daily(sandbox, local(year, 12, 31, 23, 59)) == (2, 0)
+    assert await held(sandbox, capped) == "forest"
+    # 1 January: the review of the year just ended.
+    assert (await daily(sandbox, local(year + 1, 1, 1)))[1] == 2
+    assert [await held(sandbox, m) for m in members] == ["tree", "tree", "tree", "leaf"]
+    [_, change] = await sandbox.services.tiers.tier_changes(capped.id)
+    assert (change.from_tier, change.to_tier, change.reason, change.total, change.actor) == (
+        "forest",
+        "tree",
+        "review",
+        1200,
+        "system:tiers",
+    )
+    assert await points_state(sandbox, members) == before
+
+    zh = await told(sandbox, 8502, local(year + 1, 1, 1, 9, 5))
+    assert any(
+        text.startswith(f"📋 会员等级年度评定：根据您 {year} 年的累计消费，会员等级调整为🌳绿树。")
+        and f"已获得的积分全部保留，不受影响。{year + 1} 年内累计消费满 ¥20000，即可重回🌲森林。"
+        in text
+        for text in zh
+    ), zh
+    en = await told(sandbox, 8503, local(year + 1, 1, 1, 9, 5))
+    assert any(
+        f"based on your spending in {year}, you are now a 🌳Tree member." in text
+        and f"Spend ¥20000 in {year + 1} to return to 🌲Forest." in text
+        for text in en
+    ), en
+    assert not any("年度评定" in text for text in await told(sandbox, 8501, local(year + 1, 1, 2)))
+
+    # Run again (a restart, the next day): nothing moves twice, nothing is said twice.
+    assert await daily(sandbox, local(year + 1, 1, 1, 15)) == (0, 0)
+    assert await daily(sandbox, local(year + 1, 1, 2)) == (0, 0)
+    assert [await held(sandbox, m) for m in members] == ["tree", "tree", "tree", "leaf"]
+    assert len([t for t in await told(sandbox, 8502, local(year + 1, 1, 2, 10)) if "📋" in t]) == 1
+    assert await points_state(sandbox, members) == before
+    report = await sandbox.services.store.read(audit)
+    assert report.ok, str(report)
+
+
+async def test_two_steps_down_when_the_config_allows_it(sandbox: Sandbox) -> None:
+    config = sandbox.services.config
+    sandbox.services.config = config.model_copy(
+        update={"tiers": config.tiers.model_copy(update={"max_downgrade_steps": 2})}
+    )
+    member = await member_with(sandbox, 8511, 0)
+    await buy(sandbox, member, "20000", "F0", local(2026, 12, 20))
+    await buy(sandbox, member, "10", "F1", local(2027, 2, 1))
+    await daily(sandbox, local(2027, 12, 31, 23))
+    assert await held(sandbox, member) == "forest"
+    assert await daily(sandbox, local(2028, 1, 1)) == (0, 1)
+    assert await held(sandbox, member) == "leaf"  # two steps, not down to sprout
+
+
+@pytest.mark.parametrize("year", YEARS)
+async def test_the_notice_on_2_december_says_what_keeps_the_tier_once(
+    sandbox: Sandbox, year: int
+) -> None:
+    short = await member_with(sandbox, 8521, 0)
+    qualified = await member_with(sandbox, 8522, 0)
+    english = await member_with(sandbox, 8523, 0, lang="en")
+    await buy(sandbox, short, "5000", "N0", local(year - 1, 12, 10))  # tree last year
+    await buy(sandbox, short, "1100", "N1", local(year, 5, 1))
+    await buy(sandbox, qualified, "5000", "Q1", local(year, 5, 1))
+    await buy(sandbox, english, "5000", "E0", local(year - 1, 12, 10))
+    await buy(sandbox, english, "4500.50", "E1", local(year, 5, 1))
+
+    assert (await daily(sandbox, local(year, 12, 1, 23)))[0] == 0  # not yet
+    assert (await daily(sandbox, local(year, 12, 2)))[0] == 2
+    texts = await told(sandbox, 8521, local(year, 12, 2, 9, 5))
+    assert (
+        f"⏳ 再消费 ¥3900，于 {year + 1}-01-01 评定前保级🌳绿树。{year} 年累计消费未满 ¥5000 的，"
+        "评定时会员等级将下调；已获得的积分不受影响。"
+    ) in texts
+    assert not any("⏳" in t for t in await told(sandbox, 8522, local(year, 12, 2, 9, 5)))
+    english_texts = await told(sandbox, 8523, local(year, 12, 2, 9, 5))
+    assert any(
+        t.startswith(f"⏳ Spend ¥500 more before the review on 1 January {year + 1} to keep 🌳Tree")
+        for t in english_texts
+    ), english_texts
+    # Later days of the window tell nobody again.
+    assert (await daily(sandbox, local(year, 12, 3)))[0] == 0
+    assert (await daily(sandbox, local(year, 12, 31)))[0] == 0
+    assert len([t for t in await told(sandbox, 8521, local(year, 12, 31, 10)) if "⏳" in t]) == 1
+
+
+async def test_a_late_start_catches_up_the_notice_and_the_review(sandbox: Sandbox) -> None:
+    short = await member_with(sandbox, 8531, 0)
+    recovered = await member_with(sandbox, 8532, 0)
+    january = await member_with(sandbox, 8533, 0)
+    for n, member in enumerate((short, recovered, january)):
+        await buy(sandbox, member, "5000", f"B{n}", local(2026, 12, 10))
+    await buy(sandbox, recovered, "1000", "R1", local(2027, 3, 1))
+    await sandbox.services.scheduler.daily(local(2027, 11, 30))
+    # Down from 1 December; meanwhile one member buys enough to keep the tier.
+    await buy(sandbox, recovered, "4000", "R2", local(2027, 12, 5))
+    at = local(2027, 12, 8, 10)
+    sandbox.services.clock = FixedClock(at)
+    await sandbox.services.scheduler.catch_up(at)
+    assert any("⏳ 再消费 ¥5000" in t for t in await told(sandbox, 8531, at))
+    assert not any("⏳" in t for t in await told(sandbox, 8532, at))
+    await sandbox.services.scheduler.daily(local(2027, 12, 30))
+    # Down over the new year; on 2 January one member buys into tree again for this year.
+    await buy(sandbox, january, "5000", "J1", local(2028, 1, 2))
+    at = local(2028, 1, 4, 10)
+    sandbox.services.clock = FixedClock(at)
+    done = await sandbox.services.scheduler.catch_up(at)
+    assert "daily_pushes 2028-01-01" in done
+    assert [await held(sandbox, m) for m in (short, recovered, january)] == [
+        "leaf",
+        "tree",
+        "tree",  # what they bought since the review day already reaches tree
+    ]
+    assert any("📋" in t for t in await told(sandbox, 8531, at))
+
+
+async def test_a_return_below_the_threshold_keeps_the_tier_until_the_review(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8541, 0)
+    await buy(sandbox, member, "1000", "P1", local(2027, 3, 1))
+    returned = await buy(sandbox, member, "4100", "P2", local(2027, 3, 2))
+    assert await held(sandbox, member) == "tree"
+    entry_rewards = 100 + 300
+    balance = (await sandbox.services.ledger.balance(member.id)).available
+    assert balance == 1000 + 4100 + entry_rewards
+    config = sandbox.services.config
+    at = local(2027, 3, 5)
+
+    def withdraw(conn: sqlite3.Connection) -> object:
+        return withdraw_purchase(conn, returned, config, at, actor="return:test")
+
+    await sandbox.services.store.write(withdraw)
+    await sandbox.services.store.write(withdraw)  # a second call takes nothing more
+    figures = await sandbox.services.tiers.qualifying_one(member.id, ["2027-03"])
+    assert (figures.fen, figures.points) == (100_000, 1000)
+
+    def withdrawn(conn: sqlite3.Connection) -> bool:
+        return tier_reviews.withdraw_figures(conn, returned, member.id, "2027-03", 1, 1, at)
+
+    assert await sandbox.services.store.write(withdrawn) is False
+    # The tier reached stays until the review, and its entry reward stays paid.
+    assert await held(sandbox, member) == "tree"
+    await daily(sandbox, local(2027, 12, 31, 23))
+    assert await held(sandbox, member) == "tree"
+    assert await daily(sandbox, local(2028, 1, 1)) == (0, 1)
+    assert await held(sandbox, member) == "leaf"
+    # The returned purchase's own points are the return flow's business; the tiers took none.
+    assert (await sandbox.services.ledger.balance(member.id)).available == balance
+    report = await sandbox.services.store.read(audit)
+    assert report.ok, str(report)
+
+
+async def test_the_review_and_the_notice_work_in_batches(sandbox: Sandbox) -> None:
+    members = [await member_with(sandbox, 8550 + n, 0) for n in range(5)]
+    for n, member in enumerate(members):
+        await buy(sandbox, member, "5000", f"M{n}", local(2026, 12, 10))
+    rules = tier_reviews.ReviewRules(
+        levels=[(t.id, t.threshold) for t in sandbox.services.config.tiers.levels],
+        by_points=False,
+        first_month="2027-01",
+        last_month="2027-12",
+        since_first="2028-01",
+        since_last="2028-01",
+        max_steps=1,
+        review_at=local(2028, 1, 1, 0),
+    )
+    messages = tier_reviews.ReviewMessages("tiers.review_downgraded", {}, "tier-review:test:")
+    reviews = sandbox.services.scheduler.tier_reviews
+    at = local(2028, 1, 1)
+    assert await reviews.review(rules, messages, actor="system:tiers", now=at, batch=2) == 5
+    assert {await held(sandbox, m) for m in members} == {"leaf"}
+    # Reviewed already (moved since the review day): a rerun moves nobody.
+    assert await reviews.review(rules, messages, actor="system:tiers", now=local(2028, 1, 1)) == 0
+
+
+async def test_measured_in_purchase_points_the_notice_and_the_review_say_points(
+    sandbox: Sandbox,
+) -> None:
+    config = sandbox.services.config
+    sandbox.services.config = config.model_copy(
+        update={"tiers": config.tiers.model_copy(update={"measure": "purchase_points"})}
+    )
+    member = await member_with(sandbox, 8561, 0, lang="en")
+    await buy(sandbox, member, "5000", "PP0", local(2026, 12, 10))
+    earned = (await sandbox.services.tiers.qualifying_one(member.id, ["2026-12"])).points
+    assert earned >= 5000 and await held(sandbox, member) == "tree"
+    await buy(sandbox, member, "300", "PP1", local(2027, 2, 1))
+    this_year = (await sandbox.services.tiers.qualifying_one(member.id, ["2027-02"])).points
+    assert (await daily(sandbox, local(2027, 12, 2)))[0] == 1
+    texts = await told(sandbox, 8561, local(2027, 12, 2, 9, 5))
+    assert any(
+        t.startswith(
+            f"⏳ Earn {5000 - this_year} more purchase points before the review on"
+            " 1 January 2028 to keep 🌳Tree."
+        )
+        for t in texts
+    ), texts
+    assert (await daily(sandbox, local(2028, 1, 1)))[1] == 1
+    texts = await told(sandbox, 8561, local(2028, 1, 1, 9, 5))
+    assert any(
+        "based on the purchase points you earned in 2027, you are now a 🍃Leaf member." in t
+        and "Earn 5000 purchase points in 2028 to return to 🌳Tree." in t
+        for t in texts
+    ), texts
+
+
+async def test_a_review_caught_up_weeks_late_counts_every_purchase_since_1_january(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8571, 0)
+    await buy(sandbox, member, "5000", "W0", local(2026, 12, 10))
+    await sandbox.services.scheduler.daily(local(2027, 12, 30))
+    # Down from 31 December to 3 February: January and February purchases reach tree again.
+    await buy(sandbox, member, "3000", "W1", local(2028, 1, 10))
+    await buy(sandbox, member, "2500", "W2", local(2028, 2, 2))
+    at = local(2028, 2, 3, 10)
+    sandbox.services.clock = FixedClock(at)
+    await sandbox.services.scheduler.catch_up(at)
+    assert await held(sandbox, member) == "tree"
+    assert not any("📋" in t for t in await told(sandbox, 8571, at))
