@@ -13,7 +13,7 @@ from bot.config import Config, Tier
 from bot.i18n import N_
 from bot.programme.tiers import Standing, standing, tier_benefits, tier_terms
 from handlers.common import BotContext, Texts, member_for, texts_for
-from handlers.tasks import progress_bar
+from handlers.tasks import BAR_CELLS, progress_bar
 
 # The qualifying total in words, by (measure, window): "本年度消费 ¥4,680".
 _TOTAL: Final[dict[tuple[str, str], str]] = {
@@ -110,7 +110,7 @@ def standing_lines(found: Standing, config: Config, _: Texts) -> list[str]:
             keep = f"{progress_bar(found.total, found.tier.threshold)} {keep}"
         lines.append(keep)
     elif found.next_tier is None:
-        lines.append(_("tiers.top_kept", bar=progress_bar(1, 1), day=_day(found.review_on)))
+        lines.append(_("tiers.top_kept", bar=progress_bar(BAR_CELLS, BAR_CELLS), day=_day(found.review_on)))
     return lines
 
 
