@@ -110,7 +110,9 @@ def standing_lines(found: Standing, config: Config, _: Texts) -> list[str]:
             keep = f"{progress_bar(found.total, found.tier.threshold)} {keep}"
         lines.append(keep)
     elif found.next_tier is None:
-        lines.append(_("tiers.top_kept", bar=progress_bar(BAR_CELLS, BAR_CELLS), day=_day(found.review_on)))
+        lines.append(
+            _("tiers.top_kept", bar=progress_bar(BAR_CELLS, BAR_CELLS), day=_day(found.review_on))
+        )
     return lines
 
 

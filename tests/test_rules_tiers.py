@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from handlers.common import Texts
 from handlers.info import message_parts, render_rules
 from tests.conftest import NOW, Sandbox
 
-SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 I18N = I18n.load()
 
 
