@@ -3,12 +3,13 @@
 A database of 1,000,000 members (in households of two) and about 10,000,000 ledger rows; N
 simulated members each loop through a mix of /balance, a /history page, browsing the mall,
 redeeming with confirmation, spinning the wheel, moving points to their household partner,
-/tasks and the /badges wall, waiting for each reply before the next step. The bot runs in
-its own process (bench/_e2e_bot.py) so its CPU and peak memory are its own. The baseline, in
-the same run on the same sandbox, is the fastest bare python-telegram-bot echo bot we can
-build (aiohttp transport, concurrent updates) driven by the same members; between them, the
-floor: pointsbot's plumbing making pointsbot's requests, with no work of its own, the
-ceiling of any pointsbot's throughput.
+/tasks and the /badges wall, waiting for each reply before the next step (every member has
+this year's tier figures, so /balance shows its tier line). The bot runs in its own process
+(bench/_e2e_bot.py) so its CPU and peak memory are its own. The baseline, in the same run on
+the same sandbox, is the fastest bare python-telegram-bot echo bot we can build (aiohttp
+transport, concurrent updates) driven by the same members; between them, the floor:
+pointsbot's plumbing making pointsbot's requests, with no work of its own, the ceiling of any
+pointsbot's throughput.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import gc
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.config import load_config
+from bot.programme.calendar import local_today
+from bot.programme.tiers import month_of, tier_for_total
 from bot.sandbox.server import BotApiEmulator
 from storage.journal import forget_all
 from storage.store import connect_sync, migrate
@@ -93,6 +98,7 @@ def build_ledger(path: Path, members: int, lots_per_member: int) -> int:
         " SELECT (id + 1) / 2, id, ? FROM members WHERE id <= ? - ? % 2",
         (formed, members, members),
     )
+    _tier_figures(conn, members, now)
     conn.execute("COMMIT")
     rows = sum(
         conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
@@ -100,6 +106,29 @@ def build_ledger(path: Path, members: int, lots_per_member: int) -> int:
     )
     conn.close()
     return int(rows)
+
+
+def _tier_figures(conn: sqlite3.Connection, members: int, now: int) -> None:
+    """This month's purchases of every member, spread from nothing to past the top tier's
+    threshold, and the tier each total reached: the tier line of /balance reads real figures
+    for every member (and the next tier's need, or what keeps the top one)."""
+    config = load_config(ROOT / "config.example.toml")
+    month = month_of(local_today(datetime.fromtimestamp(now, UTC), config))
+    top = config.tiers.levels[-1].threshold
+
+    def spent(member_id: int) -> int:
+        return (member_id * 7919) % (top + top // 4)
+
+    conn.executemany(
+        "INSERT INTO tier_months (member_id, month, points, fen) VALUES (?, ?, ?, ?)",
+        ((i, month, spent(i), spent(i) * 100) for i in range(1, members + 1)),
+    )
+    lowest = config.tiers.levels[0].id
+    held = ((i, tier_for_total(spent(i), config).id) for i in range(1, members + 1))
+    conn.executemany(
+        "INSERT INTO member_tiers (member_id, tier_id, since) VALUES (?, ?, ?)",
+        ((i, tier, now) for i, tier in held if tier != lowest),
+    )
 
 
 def write_config(path: Path, database: Path) -> Path:

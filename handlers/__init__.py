@@ -63,6 +63,7 @@ from handlers.submissions import (
 )
 from handlers.surveys import survey_conversation, survey_stats_command, surveys_command
 from handlers.tasks import tasks_command
+from handlers.tiers import tier_command
 from handlers.transfer import transfer_callback, transfer_command, transfer_conversation
 
 # Commands shown in Telegram's menu: (command, message id of its description).
@@ -79,6 +80,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("prizes", N_("command.prizes")),
     ("surveys", N_("command.surveys")),
     ("tasks", N_("command.tasks")),
+    ("tier", N_("command.tier")),
     ("badges", N_("command.badges")),
     ("transfer", N_("command.transfer")),
     ("feedback", N_("command.feedback")),
@@ -122,6 +124,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("prizes", prizes, filters=incoming))
     app.add_handler(CommandHandler("surveys", surveys_command, filters=incoming))
     app.add_handler(CommandHandler("tasks", tasks_command, filters=incoming))
+    app.add_handler(CommandHandler("tier", tier_command, filters=incoming))
     app.add_handler(CommandHandler("family", family_command, filters=incoming))
     app.add_handler(CommandHandler("transfer", transfer_command, filters=incoming))
     app.add_handler(CommandHandler("badges", badges_command, filters=incoming))

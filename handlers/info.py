@@ -21,6 +21,7 @@ from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_term
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from bot.programme.referrals import join, referrer_from_payload
+from bot.programme.tiers import tiers_on
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.events import check_in_from_link
 from handlers.family import family_command, show_invitation
@@ -34,6 +35,7 @@ from handlers.referrals import tell_referred
 from handlers.settings import settings
 from handlers.surveys import render_survey_rules, surveys_command
 from handlers.tasks import render_task_rules, tasks_command
+from handlers.tiers import render_tier_rules, tier_command
 from handlers.transfer import render_family_rules
 
 MAX_PAYLOAD_LENGTH = 64  # Telegram's own limit for a deep-link start parameter
@@ -199,6 +201,7 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
     lines += render_survey_rules(config, now, _)
     lines += render_family_rules(config, _)
     lines += render_task_rules(config, now, _)
+    lines += render_tier_rules(config, now, _)
 
     lines += render_return_rules(config, _)
     lines.append("")
@@ -319,6 +322,8 @@ async def help_command(update: Update, context: BotContext) -> None:
     text += "\n" + _("help.games")
     text += "\n" + _("help.surveys")
     text += "\n" + _("help.tasks")
+    if tiers_on(context.services.config):
+        text += "\n" + _("help.tier")
     if context.services.config.family.enabled:
         text += "\n" + _("help.family")
         text += "\n" + _("help.transfer")
@@ -378,6 +383,8 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await surveys_command(update, context)
     elif item == "tasks":
         await tasks_command(update, context)
+    elif item == "tier":
+        await tier_command(update, context)
     elif item == "language":
         await ask_language(update, context)
     elif item == "family":

@@ -19,6 +19,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("scratch", N_("menu.scratch")),
     ("surveys", N_("menu.surveys")),
     ("tasks", N_("menu.tasks")),
+    ("tier", N_("menu.tier")),
     ("badges", N_("menu.badges")),
     ("family", N_("menu.family")),
     ("green", N_("menu.green")),

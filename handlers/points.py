@@ -9,8 +9,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from bot.config import Config
 from bot.programme.calendar import display_expiry
 from bot.programme.statements import Phrase, describe
+from bot.programme.tiers import Standing, standing
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.tiers import standing_lines
 from storage.ledger import Balance, Statement, StatementLine
 
 HISTORY_PREFIX = "hist"
@@ -38,8 +40,9 @@ def expiry_schedule(balance: Balance, config: Config) -> list[tuple[date | None,
     return list(days.items())
 
 
-def render_balance(balance: Balance, config: Config, _: Texts) -> str:
-    """The /balance answer: available points, what expires when, everything received in total."""
+def render_balance(balance: Balance, config: Config, _: Texts, tier: Standing | None = None) -> str:
+    """The /balance answer: available points, what expires when, everything received in total,
+    and the member's tier with what the next one needs (programmes with tiers)."""
     lines = [_("balance.available", points=balance.available)]
     if balance.available:
         lines.append(_("balance.expiring_heading"))
@@ -51,6 +54,9 @@ def render_balance(balance: Balance, config: Config, _: Texts) -> str:
     else:
         lines.append(_("balance.empty"))
     lines.append(_("balance.lifetime", points=balance.lifetime_earned))
+    if tier is not None:
+        lines.append("")
+        lines += standing_lines(tier, config, _)
     return "\n".join(lines)
 
 
@@ -123,7 +129,9 @@ async def balance(update: Update, context: BotContext) -> None:
     _ = await texts_for(update, context)
     services = context.services
     summary = await services.ledger.balance(member.id, services.clock())
-    await message.reply_text(render_balance(summary, services.config, _))
+    # One indexed read more, none without tiers.
+    tier = await standing(services, member.id)
+    await message.reply_text(render_balance(summary, services.config, _, tier))
 
 
 async def _history_page(member_id: int, page: int, context: BotContext) -> Statement:

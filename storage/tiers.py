@@ -156,9 +156,25 @@ def qualifying_one(conn: sqlite3.Connection, member_id: int, months: Collection[
     return qualifying(conn, [member_id], months).get(member_id, Qualifying())
 
 
+def standing_one(
+    conn: sqlite3.Connection, member_id: int, months: Collection[str]
+) -> tuple[str | None, Qualifying]:
+    """The tier the member holds (None: the lowest) and their figures over these months, in
+    one indexed read (the tier line of /balance)."""
+    row = conn.execute(
+        "SELECT (SELECT tier_id FROM member_tiers WHERE member_id = ?1),"
+        " coalesce(sum(points), 0), coalesce(sum(fen), 0) FROM tier_months"
+        " WHERE member_id = ?1 AND month IN (SELECT value FROM json_each(?2))",
+        (member_id, json.dumps(sorted(months))),
+    ).fetchone()
+    held_id, points, fen = row
+    return (None if held_id is None else str(held_id)), Qualifying(int(points), int(fen))
+
+
 class Tiers(Facade):
     """Async access to members' tiers and qualifying figures."""
 
     held_one = looks_up(held_one)
     qualifying_one = looks_up(qualifying_one)
     tier_changes = looks_up(tier_changes)
+    standing_one = looks_up(standing_one)

@@ -56,6 +56,10 @@ async def test_balance_groups_expiry_by_local_day(sandbox: Sandbox) -> None:
             f"• 70 积分有效至 {later.isoformat()}",
             "• 5 积分永久有效",
             "累计获得：205 积分（您账户收到过的全部积分，含消费、奖励、补偿、调整增加和家人转入）",
+            "",
+            # Points credited straight to the ledger are no purchase: nothing towards a tier.
+            "会员等级：🌱绿芽 · 本年度消费 ¥0",
+            "░░░░░░░░░░ 再消费 ¥1,000 升级为🍃绿叶",
         ]
     )
 
@@ -83,6 +87,9 @@ async def test_balance_of_a_new_member_explains_how_to_earn(sandbox: Sandbox) ->
             "You have no points to use yet. Every purchase earns points; send /rules to see how.",
             "Received in total: 0 points (every point ever added to your account: purchases,"
             " rewards, compensation, adjustments in your favour and transfers from family)",
+            "",
+            "Tier: 🌱Sprout · ¥0 spent this year",
+            "░░░░░░░░░░ Spend ¥1,000 more to reach 🍃Leaf",
         ]
     )
     # Asking was enough to become a member: a cashier can now award points to the code.

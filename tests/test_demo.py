@@ -6,10 +6,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.clock import FixedClock
+from bot.programme.purchases import record_purchase
 from bot.sandbox.seed import DEMO_FIRST_NAME, DEMO_PURCHASES, DEMO_USER_ID, seed_demo
 from tests.conftest import NOW, Sandbox, assert_audit_ok
 
@@ -49,7 +53,9 @@ def test_the_demo_member_holds_points_in_lots_with_different_expiry() -> None:
     assert available is not None and int(available.group(1)) == sum(lots)
 
 
-SCREENS = ["/history", "/redemptions", "/balance", "/settings"]
+# The statement is two pages: "1" taps the demo's only button under the first, older ▶.
+OLDER = "1"
+SCREENS = ["/history", OLDER, "/redemptions", "/balance", "/settings"]
 # How each language's screens say what the agreement check reads.
 ZH = {
     "line": r"^\d{4}-\d\d-\d\d \d\d:\d\d  (.+?)  ([+-]\d+)(.*)$",
@@ -61,6 +67,7 @@ ZH = {
     "available": r"可用积分：(\d+)",
     "lifetime": r"累计获得\D*(\d+)",
     "birthday": r"生日：(\d\d)-(\d\d)",
+    "older": "较早 ▶",
 }
 EN = {
     "line": ZH["line"],
@@ -72,6 +79,7 @@ EN = {
     "available": r"Available points: (\d+)",
     "lifetime": r"Received in total\D*(\d+)",
     "birthday": r"Birthday: (\d\d)-(\d\d)",
+    "older": "Older ▶",
 }
 
 
@@ -85,9 +93,21 @@ def replies(out: str, commands: list[str]) -> dict[str, str]:
     return answers
 
 
+def statement_lines(pages: list[str]) -> list[str]:
+    """The statement lines of every /history page: without each page's title and the demo's
+    numbered buttons."""
+    return [
+        line
+        for page in pages
+        for line in page.splitlines()[1:]
+        if line.strip() and not line.lstrip().startswith("[")
+    ]
+
+
 def assert_screens_agree(answers: dict[str, str], words: dict[str, str]) -> None:
-    """/history, /redemptions, /balance and /settings of the demo member tell one story."""
-    lines = answers["/history"].splitlines()[1:]
+    """/history (both pages), /redemptions, /balance and /settings of the demo member tell one
+    story."""
+    lines = statement_lines([answers["/history"], answers[OLDER]])
     statement = [m for m in (re.match(words["line"], line) for line in lines) if m is not None]
     assert statement and len(statement) == len(lines), answers["/history"]
     points = [int(m.group(2)) for m in statement]
@@ -106,7 +126,8 @@ def assert_screens_agree(answers: dict[str, str], words: dict[str, str]) -> None
     assert len(gifts) == 1 and gifts[0].group(0)[5:10] == f"{birthday[1]}-{birthday[2]}"
     # Each purchase names its receipt and amount; /balance adds up to the statement.
     purchases = [m for m in statement if m.group(1) == words["purchase"]]
-    assert len(purchases) == len(DEMO_PURCHASES)
+    # And the one that brings the member near the next tier (bot.sandbox.seed.tier_purchases).
+    assert len(purchases) == len(DEMO_PURCHASES) + 1
     assert all(re.match(words["receipt"], m.group(3)) for m in purchases)
     available = re.search(words["available"], answers["/balance"])
     lifetime = re.search(words["lifetime"], answers["/balance"])
@@ -135,7 +156,48 @@ async def test_the_seeded_member_agrees_and_the_audit_passes(
     chat = sandbox.member(DEMO_USER_ID, DEMO_FIRST_NAME, language)
     answers = {}
     for command in SCREENS:
+        if command == OLDER:
+            await chat.tap(words["older"])
+            answers[command] = chat.last_text or ""
+            continue
         [reply] = await chat.send(command)
         answers[command] = reply.text or ""
     assert_screens_agree(answers, words)
+    await assert_audit_ok(sandbox)
+
+
+# Any day of the year the demo may start on: New Year's midnight (nothing bought this year
+# yet but the seed's own purchase), the next morning, a leap day, the year's last minute, and
+# the suite's NOW. The demo member is always ¥100 short of the third tier.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEMO_DAYS = [
+    datetime(2027, 1, 1, 0, 0, tzinfo=SHANGHAI),
+    datetime(2027, 1, 2, 9, 30, tzinfo=SHANGHAI),
+    datetime(2028, 2, 29, 12, 0, tzinfo=SHANGHAI),
+    datetime(2026, 12, 31, 23, 59, tzinfo=SHANGHAI),
+    NOW,
+]
+
+
+@pytest.mark.parametrize("now", DEMO_DAYS, ids=lambda d: d.isoformat()[:16])
+async def test_the_demo_member_is_one_purchase_away_from_the_next_tier(
+    sandbox: Sandbox, now: datetime
+) -> None:
+    services = sandbox.services
+    services.clock = FixedClock(now)
+    member_id = await seed_demo(services, now)
+    assert await services.tiers.held_one(member_id) == "leaf"
+    chat = sandbox.member(DEMO_USER_ID, DEMO_FIRST_NAME)
+    [reply] = await chat.send("/balance")
+    assert (reply.text or "").endswith(
+        "会员等级：🍃绿叶 · 本年度消费 ¥4,900\n▓▓▓▓▓▓▓▓▓░ 再消费 ¥100 升级为🌳绿树"
+    ), reply.text
+    # One purchase of ¥100 at the till, and the member is a Tree member at once.
+    member = await services.members.by_telegram_id(DEMO_USER_ID)
+    assert member is not None
+    bought = await record_purchase(
+        services, member.member_code, "100", "general", "NEXT-1", purchased_at=now, actor="t"
+    )
+    assert bought.status == "recorded"
+    assert await services.tiers.held_one(member_id) == "tree"
     await assert_audit_ok(sandbox)

@@ -200,6 +200,17 @@ def badge_prize(line: StatementLine, config: Config, language: str) -> Statement
     return StatementEntry(_phrase(N_("kind.badge")), details)
 
 
+def tier_reward(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """A tier's entry reward, named by its tier ("绿树会员礼"); a tier no longer configured
+    reads as a tier reward."""
+    tier = None if line.tier is None else config.tiers.tier(line.tier)
+    if tier is None:
+        return StatementEntry(_phrase(N_("kind.tier")))
+    return StatementEntry(
+        _phrase(N_("statement.tier_reward"), emoji=tier.emoji, tier=tier.name.get(language))
+    )
+
+
 def transfer(line: StatementLine, config: Config, language: str) -> StatementEntry:
     """Points sent to or received from another member, and who."""
     if line.points < 0:
@@ -261,7 +272,7 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "share_bonus": task_reward,
     "task": task_reward,
     "badge": badge_prize,
-    "tier": labelled(N_("kind.tier")),
+    "tier": tier_reward,
     "plan": labelled(N_("kind.plan")),
     "compensation": compensation,
     "redeem": redeem,

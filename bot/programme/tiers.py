@@ -21,7 +21,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Final
 
-from bot.config import LANGUAGES, Config, Tier
+from bot.config import LANGUAGES, Config, Localized, MallItem, Tier
 from bot.i18n import N_, I18n
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
@@ -108,9 +108,39 @@ def entry_reward_key(tier_id: str, member_id: int, period: str) -> str:
     return f"tier_entry:{tier_id}:{member_id}:{period}"
 
 
-def tier_benefits(tier: Tier, config: Config) -> list[tuple[str, dict[str, object]]]:
-    """What a tier gives, as catalog lines (message key, params): the congratulation and
-    /tier list these."""
+def tier_only_items(tier: Tier, config: Config) -> list[MallItem]:
+    """The mall items only members of some tier may redeem, that this tier may (its own and
+    those of the tiers below it)."""
+    levels = config.tiers
+    return [
+        item
+        for item in config.mall.items
+        if item.min_tier is not None
+        and levels.rank(item.min_tier) > 0
+        and levels.rank(item.min_tier) <= rank(tier, config)
+    ]
+
+
+def early_access(item: MallItem, tier: Tier, config: Config) -> datetime | None:
+    """From when a member of this tier may redeem the item ahead of everyone else: the earliest
+    moment of its own tier or a lower one, or None when it has no head start."""
+    moments = [
+        moment
+        for tier_id, moment in item.tier_available_from.items()
+        if config.tiers.rank(tier_id) <= rank(tier, config)
+    ]
+    if not moments or item.available_from is None:
+        return None
+    first = min(moments)
+    return first if first < item.available_from else None
+
+
+def tier_benefits(
+    tier: Tier, config: Config, now: datetime | None = None
+) -> list[tuple[str, dict[str, object]]]:
+    """What a tier gives, one catalog line (message key, params) per benefit: the congratulation,
+    /tier and /rules list these. With `now`, an early access already open to everyone (or an
+    item no longer listed) is left out."""
     lines: list[tuple[str, dict[str, object]]] = []
     if tier.earn_multiplier > 1:
         lines.append(
@@ -119,7 +149,54 @@ def tier_benefits(tier: Tier, config: Config) -> list[tuple[str, dict[str, objec
                 {"multiplier": format(tier.earn_multiplier.normalize(), "f")},
             )
         )
+    if tier.entry_reward_points:
+        lines.append((N_("tiers.benefit.entry_reward"), {"points": tier.entry_reward_points}))
+    if tier.birthday_gift_points is not None and tier.birthday_gift_points:
+        lines.append((N_("tiers.benefit.birthday"), {"points": tier.birthday_gift_points}))
+    if tier.extra_free_spins and config.wheel is not None and config.wheel.enabled:
+        lines.append((N_("tiers.benefit.spins"), {"spins": tier.extra_free_spins}))
+    standard = config.redemption.deduction_points_per_yuan
+    if tier.deduction_points_per_yuan is not None and tier.deduction_points_per_yuan < standard:
+        lines.append(
+            (
+                N_("tiers.benefit.deduction"),
+                {"points": tier.deduction_points_per_yuan, "standard": standard},
+            )
+        )
+    listed = [
+        item
+        for item in tier_only_items(tier, config)
+        if now is None or item.available_until is None or item.available_until > now
+    ]
+    if listed:
+        lines.append((N_("tiers.benefit.exclusive"), {"items": _names(listed)}))
+    for item in config.mall.items:
+        opens = early_access(item, tier, config)
+        if opens is None or item.available_from is None:
+            continue
+        if now is not None and item.available_from <= now:
+            continue
+        lines.append(
+            (
+                N_("tiers.benefit.early_access"),
+                {
+                    "item": item.name,
+                    "day": opens.astimezone(config.program.tz).strftime("%Y-%m-%d %H:%M"),
+                },
+            )
+        )
     return lines
+
+
+def _names(items: Sequence[MallItem]) -> Localized:
+    """Items' names as one list in every language."""
+    i18n = _catalogs()
+    return Localized.model_validate(
+        {
+            code: i18n.t(language, "list.separator").join(i.name.get(language) for i in items)
+            for code, language in (("zh-CN", "zh-CN"), ("en", "en"))
+        }
+    )
 
 
 @cache
@@ -131,12 +208,14 @@ def _both(tier: Tier) -> dict[str, str]:
     return {"zh-CN": tier.name.zh_CN, "en": tier.name.en}
 
 
-def benefits_text(tier: Tier, config: Config) -> dict[str, str]:
-    """A tier's benefits as one line per benefit, in every language."""
+def benefits_text(tier: Tier, config: Config, now: datetime | None = None) -> dict[str, str]:
+    """A tier's benefits in every language, each on a line of its own after a line break
+    (the congratulation follows its first sentence with them); "" when it has none."""
     i18n = _catalogs()
     return {
-        language: "\n".join(
-            i18n.t(language, key, **params) for key, params in tier_benefits(tier, config)
+        language: "".join(
+            "\n• " + i18n.t(language, key, **params)
+            for key, params in tier_benefits(tier, config, now)
         )
         for language in LANGUAGES
     }
@@ -305,7 +384,7 @@ def _move_up(
         for m in moves:
             target = m.to_tier
             if target.id not in benefits:
-                benefits[target.id] = benefits_text(target, config)
+                benefits[target.id] = benefits_text(target, config, now)
             pushes.append(
                 Push(
                     f"tier:{m.member_id}:{target.id}:{period}:up",
@@ -368,8 +447,9 @@ async def standing(programme: Programme, member_id: int) -> Standing | None:
     if not tiers_on(config):
         return None
     today = local_today(programme.now(), config)
-    held_id = await programme.tiers.held_one(member_id)
-    figures = await programme.tiers.qualifying_one(member_id, qualification_months(today, config))
+    held_id, figures = await programme.tiers.standing_one(
+        member_id, qualification_months(today, config)
+    )
     tier = tier_named(held_id, config)
     total = measure(figures, config)
     above = next_tier(tier, config)
@@ -381,4 +461,38 @@ async def standing(programme: Programme, member_id: int) -> Standing | None:
         to_next=None if above is None else max(0, above.threshold - total),
         to_keep=max(0, tier.threshold - total),
         review_on=next_review(today),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TierTerms:
+    """The tier rules /rules discloses, from the configuration and the functions that apply
+    them: the measure and its window today, the tiers with their benefits, how the multiplier
+    meets a campaign's, and the yearly review."""
+
+    measure: str
+    window: str
+    months: tuple[str, ...]
+    combine: str
+    notice_days: int
+    max_downgrade_steps: int
+    review_on: date
+    levels: tuple[tuple[Tier, tuple[tuple[str, dict[str, object]], ...]], ...]
+
+
+def tier_terms(config: Config, now: datetime) -> TierTerms | None:
+    """The tier terms in force at `now` (None: the programme has no tiers)."""
+    if not tiers_on(config):
+        return None
+    today = local_today(now, config)
+    settings = config.tiers
+    return TierTerms(
+        measure=settings.measure,
+        window=settings.window,
+        months=qualification_months(today, config),
+        combine=settings.combine,
+        notice_days=settings.downgrade_notice_days,
+        max_downgrade_steps=settings.max_downgrade_steps,
+        review_on=next_review(today),
+        levels=tuple((tier, tuple(tier_benefits(tier, config, now))) for tier in settings.levels),
     )

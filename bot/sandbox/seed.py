@@ -1,24 +1,27 @@
 """The demo's sample data: a member who already holds points in lots that expire at different
 times, every one of them booked by the programme's own functions at the moment it happened,
-so /history, /redemptions, /balance and /settings tell one story; and their household (a
-second member who shares their balance, past the cooling-off) and a pet, so a newcomer can
-try /transfer and /family at once."""
+so /history, /redemptions, /balance and /settings tell one story; one purchase away from the
+next member tier; and their household (a second member who shares their balance, past the
+cooling-off) and a pet, so a newcomer can try /transfer and /family at once."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from typing import Final
 
+from bot.config import Config
 from bot.programme import family
 from bot.programme.birthdays import gift_allowed, give_birthday_gift, save_birthday
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
 from bot.programme.dependants import add_dependant, name_dependant, start_adding
 from bot.programme.mall import confirm_redemption, offer_redemption
-from bot.programme.purchases import record_purchase
+from bot.programme.purchases import find_category, points_per_yuan, purchase_points, record_purchase
+from bot.programme.tiers import month_of, qualification_months, tiers_on
 from storage.members import Member, Profile
 
 DEMO_USER_ID = 100000099
@@ -35,6 +38,13 @@ DEMO_PURCHASES: tuple[tuple[int, str, str, str], ...] = (
     (120, "45.00", "refill", "DEMO-0004"),
     (10, "199.00", "eco", "DEMO-0005"),
 )
+# The demo member is one purchase away from the next tier: this window's purchases come to
+# this much short of the threshold of the tier above the second ("再消费 ¥100 升级为绿树"),
+# made up by a large purchase (in receipts of at most [earn] max_purchase_yuan) the day
+# before, or at the window's first moment when that is later (on 1 January: today).
+DEMO_TIER_GAP: Final = 100
+DEMO_TIER_PURCHASE: Final = ("general", "DEMO-1")
+DEMO_TIER_DAYS_AGO: Final = 1
 # The member told us their birthday this long ago, and it was this many days ago: the gift
 # was earned (entered well before the date) and shows in the statement on that day. It came
 # after the redemption, so the member still holds these dated bonus points beside the
@@ -57,6 +67,47 @@ DEMO_PET: Final = ("豆豆", 200)
 DEMO_PET_BIRTHDAY_IN_DAYS: Final = 12
 
 
+def _window_start(config: Config, now: datetime) -> datetime:
+    """The first moment whose purchases count towards a tier now."""
+    first = qualification_months(local_today(now, config), config)[0]
+    year, month = (int(part) for part in first.split("-"))
+    return datetime(year, month, 1, tzinfo=config.program.tz)
+
+
+def tier_purchases(config: Config, now: datetime) -> tuple[tuple[float, str, str, str], ...]:
+    """The purchases that bring the demo member DEMO_TIER_GAP short of a tier (days ago, yuan,
+    category, receipt), on top of DEMO_PURCHASES; none without tiers."""
+    if not tiers_on(config) or len(config.tiers.levels) < 2:
+        return ()
+    levels = config.tiers.levels
+    target = max(0, levels[min(2, len(levels) - 1)].threshold - DEMO_TIER_GAP)
+    months = set(qualification_months(local_today(now, config), config))
+    counted = [
+        (Decimal(amount), category)
+        for days_ago, amount, category, _receipt in DEMO_PURCHASES
+        if month_of(local_today(now - timedelta(days=days_ago), config)) in months
+    ]
+    category_id, receipt = DEMO_TIER_PURCHASE
+    category = find_category(category_id, config)
+    if config.tiers.measure == "spend_yuan":
+        needed = Decimal(target) - sum((amount for amount, _c in counted), Decimal(0))
+    else:
+        have = sum(purchase_points(a, find_category(c, config), config) for a, c in counted)
+        # Whole yuan at the category's rate; a rate below 1 may overshoot by a point.
+        needed = (Decimal(target - have) / points_per_yuan(category, config)).to_integral_value(
+            ROUND_CEILING
+        )
+    bought = max(now - timedelta(days=DEMO_TIER_DAYS_AGO), _window_start(config, now))
+    days_ago = (now - bought) / timedelta(days=1)
+    cap = config.earn.max_purchase_yuan
+    pieces: list[tuple[float, str, str, str]] = []
+    while needed > 0:
+        piece = min(needed, cap)
+        pieces.append((days_ago, f"{piece:.2f}", category_id, f"{receipt}{len(pieces) + 1:03d}"))
+        needed -= piece
+    return tuple(pieces)
+
+
 def as_of(programme: Programme, moment: datetime) -> Programme:
     """The same programme and stores with the clock at `moment`, for a step the seed replays."""
     then = copy.copy(programme)
@@ -64,7 +115,9 @@ def as_of(programme: Programme, moment: datetime) -> Programme:
     return then
 
 
-async def _purchase(programme: Programme, member: Member, entry: tuple[int, str, str, str]) -> None:
+async def _purchase(
+    programme: Programme, member: Member, entry: tuple[float, str, str, str]
+) -> None:
     """A purchase at the till on the day it was made (the CSV import builds the same one)."""
     days_ago, amount, category, receipt = entry
     bought = programme.now() - timedelta(days=days_ago)
@@ -151,8 +204,9 @@ async def seed_demo(programme: Programme, now: datetime) -> int:
     )
     # The statement lists operations in the order they were booked: book them as they happened,
     # oldest first.
-    events: list[tuple[int, Callable[[], Awaitable[None]]]] = [
-        (entry[0], partial(_purchase, programme, member, entry)) for entry in DEMO_PURCHASES
+    events: list[tuple[float, Callable[[], Awaitable[None]]]] = [
+        (entry[0], partial(_purchase, programme, member, entry))
+        for entry in (*DEMO_PURCHASES, *tier_purchases(programme.config, now))
     ]
     events.append((BIRTHDAY_DAYS_AGO, partial(_birthday, programme, member)))
     events.append((DEMO_REDEMPTION[1], partial(_redemption, programme, member)))

@@ -230,6 +230,7 @@ def _statement_line(row: sqlite3.Row | tuple[Any, ...]) -> StatementLine:
         survey=_fact(facts, "survey"),
         task=_fact(facts, "task"),
         badge_set=_fact(facts, "badge_set"),
+        tier=_fact(facts, "tier"),
         counterparty=name,
         earned_at=dt_or_none(earned_at),
     )

@@ -140,6 +140,8 @@ class StatementLine:
     # A task reward's task, a badge-set prize's set.
     task: str | None = None
     badge_set: str | None = None
+    # A tier entry reward's tier.
+    tier: str | None = None
     # The other member of a transfer.
     counterparty: str | None = None
     # When the points an expiry booked were credited.
