@@ -94,7 +94,8 @@ def _what_it_means(tier: Tier, config: Config) -> dict[str, str]:
     lines = benefits_text(tier, config)
     i18n = _catalogs()
     return {
-        language: lines[language] or i18n.t(language, N_("tiers.review_base_benefits"))
+        # benefits_text starts each line with a line break (for the congratulation's tail).
+        language: lines[language].lstrip("\n") or i18n.t(language, N_("tiers.review_base_benefits"))
         for language in LANGUAGES
     }
 
