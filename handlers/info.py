@@ -21,10 +21,11 @@ from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_term
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from bot.programme.referrals import join, referrer_from_payload
+from bot.programme.tier_benefits import birthday_gift_tiers, deduction_rate_tiers
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.events import check_in_from_link
 from handlers.family import family_command, show_invitation
-from handlers.games import render_game_rules, scratch, wheel
+from handlers.games import render_game_rules, scratch, tier_lines, wheel
 from handlers.green import green
 from handlers.language import ask_language
 from handlers.mall import mall
@@ -124,6 +125,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     elif birthday is not None:
         lines.append(_("rules.earn.birthday_anytime", points=birthday.gift_points))
+    # The tiers' own gifts, as the birthday job gives them (bot/programme/tier_benefits.py).
+    lines += tier_lines(birthday_gift_tiers(config), "benefits.rules.birthday_gift", _)
     # Children and pets: the terms the family-birthday job applies (bot/programme/dependants.py).
     lines += family_birthday_lines(config, _)
     # Campaigns over are no longer part of what members can expect.
@@ -178,6 +181,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
             )
         )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
+    # The rates bot/programme/tier_benefits.py prices a member's deduction at.
+    lines += tier_lines(deduction_rate_tiers(config), "benefits.rules.deduction_rate", _)
     # The same terms the redeeming transaction, /fulfil and the daily voucher job apply.
     for terms in voucher_terms(config):
         lapse = (

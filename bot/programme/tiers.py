@@ -119,6 +119,36 @@ def tier_benefits(tier: Tier, config: Config) -> list[tuple[str, dict[str, objec
                 {"multiplier": format(tier.earn_multiplier.normalize(), "f")},
             )
         )
+    lines += _other_benefits(tier, config)
+    return lines
+
+
+def _other_benefits(tier: Tier, config: Config) -> list[tuple[str, dict[str, object]]]:
+    """The benefits outside earning (bot/programme/tier_benefits.py applies them)."""
+    lines: list[tuple[str, dict[str, object]]] = []
+    here = rank(tier, config)
+    exclusive = sum(
+        1
+        for item in config.mall.items
+        if item.min_tier is not None and 0 < config.tiers.rank(item.min_tier) <= here
+    )
+    if exclusive:
+        lines.append((N_("benefits.line.tier_only"), {"count": exclusive}))
+    if any(
+        config.tiers.rank(tier_id) <= here
+        for item in config.mall.items
+        for tier_id in item.tier_available_from
+    ):
+        lines.append((N_("benefits.line.early_access"), {}))
+    gift = tier.birthday_gift_points
+    if gift is not None and gift > config.birthday.gift_points:
+        lines.append((N_("benefits.line.birthday_gift"), {"points": gift}))
+    if tier.extra_free_spins and config.wheel is not None and config.wheel.enabled:
+        lines.append((N_("benefits.line.extra_spins"), {"extra": tier.extra_free_spins}))
+    rate = tier.deduction_points_per_yuan
+    standard = config.redemption.deduction_points_per_yuan
+    if rate is not None and rate < standard:
+        lines.append((N_("benefits.line.deduction_rate"), {"points": rate, "standard": standard}))
     return lines
 
 
