@@ -274,8 +274,8 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
                 )
             ]
         )
-    elif availability not in ("tier_only", "not_started") or view.access is None:
-        # A tier-only item, or one not open yet for this member, said why above.
+    elif availability != "tier_only":
+        # A tier-only item said why above, naming the tier.
         lines.append(_(AVAILABILITY_ERRORS.get(availability, N_("mall.delisted"))))
     rows.append(
         [InlineKeyboardButton(_("mall.back"), callback_data=mall_data("cat", item.category, 0))]
@@ -303,10 +303,11 @@ def _access_lines(view: ItemView, config: Config, _: Texts) -> list[str]:
         )
         lines.append(_(key, emoji=needed.emoji, tier=needed.name))
     general = access.general_at
-    if general is None or access.general_open or view.availability == "tier_only":
+    earlier = early_access(view.item, config)
+    if general is None or not earlier or access.general_open or view.availability == "tier_only":
         return lines
     mine = access.opens_at or general
-    for tier, moment in early_access(view.item, config):
+    for tier, moment in earlier:
         if moment < mine:
             when = _when(moment, config)
             lines.append(
