@@ -440,3 +440,28 @@ async def test_the_rules_say_what_tiers_change(sandbox: Sandbox) -> None:
     )
     assert "• 会员等级抵扣价（多少积分抵 1 元）：🌲森林 90；其他等级按上述标准。" in rules
     assert "会员等级每天额外免费次数：🌳绿树 1、🌲森林 2。" in rules
+
+
+async def test_settings_promise_the_gift_of_the_members_tier(sandbox: Sandbox) -> None:
+    member = await member_with(sandbox, 9643, 0)
+    await hold(sandbox, member, "forest")
+    chat = sandbox.member(9643)
+    await chat.send("/settings")
+    await chat.tap("🎂 设置生日")
+    [saved] = await chat.send("1990-05-20")
+    assert saved.text == "🎂 已保存生日：5 月 20 日。\n生日当天您将收到 288 积分生日礼。"
+
+
+async def test_the_rules_name_tier_only_items_and_early_access(sandbox: Sandbox) -> None:
+    chat = sandbox.member(9652, language_code="en")
+    await chat.send("/start")
+    await chat.send("/rules", expect=2)
+    rules = "\n".join(m.text or "" for m in chat.bot_messages)
+    tz = sandbox.config.program.tz
+    tree_at = TREE_AT.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    general = GENERAL_AT.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    assert "• “Members' gift box” is only for 🌳 Tree members and above." in rules
+    assert (
+        f"• Early access: 🌳 Tree members and above can redeem “New flask” from {tree_at},"
+        f" other members from {general}."
+    ) in rules

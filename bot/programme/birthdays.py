@@ -20,7 +20,7 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.tier_benefits import birthday_gift_points, birthday_gifts_on
-from bot.programme.tiers import held_tier, tiers_on
+from bot.programme.tiers import held_tier, member_tier, tiers_on
 from storage import ledger
 from storage.errors import InvalidRequest
 from storage.ledger import OperationResult
@@ -216,7 +216,10 @@ async def save_birthday(programme: Programme, telegram_id: int, text: str) -> Sa
     # The birthday job's own rule, on the entry date the store kept (the same birthday typed
     # again keeps its first entry).
     allowed = gift_allowed(saved.birthday_entered_at, upcoming, config)
-    return SavedBirthday(month, day, year, upcoming, birthday_terms(config), allowed)
+    # The gift this member's tier gives today (what the birthday job would book).
+    points = birthday_gift_points(await member_tier(programme, saved.member_id), config)
+    gift = BirthdayTerms(points, config.birthday.min_days_before) if points else None
+    return SavedBirthday(month, day, year, upcoming, gift, allowed)
 
 
 def dependant_gift_key(origin_id: int, celebrated: date) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -214,7 +214,8 @@ class MallMember:
 
 async def mall_member(programme: Programme, member_id: int) -> MallMember:
     """The member's tier and priority items, for the mall's quotes."""
-    # The personal plans' priority items join here (one place for every mall view).
+    # The personal plans' priority items join here: every mall view, quote and confirmation
+    # reads them through this one function.
     return MallMember(member_id, await member_tier(programme, member_id))
 
 
@@ -356,8 +357,6 @@ async def offer_redemption(
     member_id: int,
     sku: str,
     yuan: int | None = None,
-    *,
-    priority_skus: Collection[str] = frozenset(),
 ) -> PendingRedemption:
     """Price an item (or a bill deduction of `yuan`) now for this member's tier and record the
     offer its confirmation button redeems; raises RuleError (TierOnly included),
@@ -368,7 +367,8 @@ async def offer_redemption(
         raise RuleError(N_("button.expired"))
     if (item.kind == "deduction") != (yuan is not None):
         raise RuleError(N_("button.expired"))  # an amount only goes with a bill deduction
-    tier = await member_tier(programme, member_id)
+    who = await mall_member(programme, member_id)
+    tier, priority_skus = who.tier, who.priority_skus
     # Refused before any points are looked at: a forged or stale button for a tier-only item.
     refuse_tier_only(item_access(item, tier, now, config, priority_skus=priority_skus))
     rate: int | None = None
@@ -421,7 +421,6 @@ async def confirm_redemption(
     offer_id: int,
     *,
     actor: str,
-    priority_skus: Collection[str] = frozenset(),
 ) -> Redeemed:
     """Redeem the member's offer once, at the price it still has now for the tier they hold
     now (a tier changed since the quote: CatalogPriceChanged or TierOnly, never another
@@ -433,6 +432,7 @@ async def confirm_redemption(
     # midnight gives the member the whole validity.
     item = config.mall.item(offer.sku)
     valid_until = None if item is None else voucher_last_day(item, now, config)
+    priority_skus = (await mall_member(programme, member_id)).priority_skus
     redemption = await programme.mall.redeem(
         offer_id,
         member_id,
