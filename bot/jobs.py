@@ -24,6 +24,7 @@ from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config, MallDiscount, MallItem
 from bot.i18n import N_, I18n, load_catalog, resolve_language
 from bot.programme.birthdays import (
+    NoBirthdayGift,
     birthday_dates,
     birthday_gift_key,
     gift_allowed,
@@ -33,6 +34,7 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.programme.dependants import celebrate_dependants
 from bot.programme.green import green_categories, report_due, report_pushes, report_span
 from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
+from bot.programme.tier_benefits import birthday_gifts_on
 from bot.programme.tier_review import tier_jobs
 from bot.transport import NotSent, redact
 from storage.dependants import Dependants
@@ -168,19 +170,22 @@ class Scheduler:
         gifts = 0
         for member in birthdays:
             celebrated = today
-            gift = config.birthday.gift_points
             key = birthday_gift_key(member.member_id, celebrated)
-            if gift and gift_allowed(member.birthday_entered_at, celebrated, config):
+            if birthday_gifts_on(config) and gift_allowed(
+                member.birthday_entered_at, celebrated, config
+            ):
                 try:
-                    await give_birthday_gift(self.ledger, config, member.member_id, celebrated, now)
+                    # The gift of the member's tier, booked with its greeting (one transaction).
+                    await give_birthday_gift(self.pushes, config, member.member_id, celebrated, now)
+                    gifts += 1
+                    continue
+                except NoBirthdayGift:
+                    pass  # neither their tier nor the programme gives one: greet only
                 except Conflict:
                     log.warning("birthday gift %s was already given differently", key)
-                gifts += 1
-                pushes.append(
-                    Push(key, member.member_id, SERVICE, N_("push.birthday_gift"), {"points": gift})
-                )
-            else:
-                pushes.append(Push(key, member.member_id, SERVICE, N_("push.birthday"), {}))
+                    gifts += 1
+                    continue
+            pushes.append(Push(key, member.member_id, SERVICE, N_("push.birthday"), {}))
         reminders = 0
         for days_ahead in config.push.reminder_days:
             last_day = today + timedelta(days=days_ahead)

@@ -18,12 +18,13 @@ from fractions import Fraction
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 
-from bot.config import Config, GameCampaign, GamePrize
+from bot.config import Config, GameCampaign, GamePrize, Tier
 from bot.i18n import N_
 from bot.programme import games as programme
 from bot.programme.calendar import display_expiry
 from bot.programme.errors import RuleError
 from bot.programme.game_rules import CELLS, GAMES, GameTable, prize_symbol, winning_symbol
+from bot.programme.tier_benefits import extra_spin_tiers
 from bot.programme.till import split_voucher_code, voucher_code
 from bot.qr import qr_png
 from bot.sending import read_back
@@ -199,11 +200,24 @@ def render_all_odds(config: Config, now: datetime, _: Texts) -> str:
     return "\n\n".join(blocks) if blocks else _("games.closed")
 
 
+def tier_lines(tiers: list[tuple[Tier, int]], key: str, _: Texts, **params: object) -> list[str]:
+    """One /rules line naming each tier's own figure for a benefit (nothing without any)."""
+    if not tiers:
+        return []
+    each = _("list.separator").join(
+        _("benefits.rules.tier_figure", emoji=t.emoji, tier=t.name.get(_.language), figure=n)
+        for t, n in tiers
+    )
+    return [_(key, tiers=each, **params)]
+
+
 def render_game_rules(config: Config, now: datetime, _: Texts) -> list[str]:
     """The games' part of /rules (with a blank line after it), or nothing without games."""
     lines = []
     for shown in programme.disclosures(config, now):
         lines += [_(TITLES[shown.table.game]), *render_odds(shown, _)]
+        if shown.table.game == "wheel":
+            lines += tier_lines(extra_spin_tiers(config), "benefits.rules.extra_spins", _)
     return [_("rules.games.heading"), *lines, ""] if lines else []
 
 
@@ -265,7 +279,19 @@ def _status_lines(coming: programme.NextPlay, _: Texts) -> list[str]:
     if coming.refused == "limit":
         lines.append(_("games.limit_reached", limit=coming.limit))
         return lines
-    if coming.free_left and coming.price:
+    if coming.extra_free and coming.price and coming.tier is not None:
+        # The tier's extra spins are named, so the member sees where their free plays come from.
+        lines.append(
+            _(
+                "benefits.wheel.free_left",
+                free=coming.free_left,
+                emoji=coming.tier.emoji,
+                tier=coming.tier.name,
+                total=coming.free_per_day,
+                extra=coming.extra_free,
+            )
+        )
+    elif coming.free_left and coming.price:
         lines.append(_("games.free_left", free=coming.free_left))
     if coming.refused == "points":
         lines.append(_("games.insufficient", cost=coming.cost, available=coming.available))

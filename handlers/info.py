@@ -21,11 +21,12 @@ from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_term
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from bot.programme.referrals import join, referrer_from_payload
+from bot.programme.tier_benefits import birthday_gift_tiers, deduction_rate_tiers, early_access
 from bot.programme.tiers import tiers_on
 from handlers.common import BotContext, Texts, profile_from, texts_for
 from handlers.events import check_in_from_link
 from handlers.family import family_command, show_invitation
-from handlers.games import render_game_rules, scratch, wheel
+from handlers.games import render_game_rules, scratch, tier_lines, wheel
 from handlers.green import green
 from handlers.language import ask_language
 from handlers.mall import mall
@@ -59,6 +60,39 @@ _FAMILY_GIFT_LINES: Final = {
         N_("rules.family.pet_greeting"),
     ),
 }
+
+
+def tier_item_lines(config: Config, now: datetime, _: Texts) -> list[str]:
+    """/rules on tier-only items and early access, from the items the access rule reads."""
+    lines = []
+    tz = config.program.tz
+    for item in config.mall.items:
+        if item.available_until is not None and item.available_until <= now:
+            continue
+        needed = None if item.min_tier is None else config.tiers.tier(item.min_tier)
+        if needed is not None:
+            lines.append(
+                _(
+                    "benefits.rules.tier_only",
+                    item=item.name.get(_.language),
+                    emoji=needed.emoji,
+                    tier=needed.name.get(_.language),
+                )
+            )
+        if item.available_from is None or item.available_from <= now:
+            continue
+        for tier, moment in early_access(item, config):
+            lines.append(
+                _(
+                    "benefits.rules.early_access",
+                    item=item.name.get(_.language),
+                    emoji=tier.emoji,
+                    tier=tier.name.get(_.language),
+                    when=moment.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                    general=item.available_from.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                )
+            )
+    return lines
 
 
 def family_birthday_lines(config: Config, _: Texts) -> list[str]:
@@ -126,6 +160,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
         )
     elif birthday is not None:
         lines.append(_("rules.earn.birthday_anytime", points=birthday.gift_points))
+    # The tiers' own gifts, as the birthday job gives them (bot/programme/tier_benefits.py).
+    lines += tier_lines(birthday_gift_tiers(config), "benefits.rules.birthday_gift", _)
     # Children and pets: the terms the family-birthday job applies (bot/programme/dependants.py).
     lines += family_birthday_lines(config, _)
     # Campaigns over are no longer part of what members can expect.
@@ -180,6 +216,9 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
             )
         )
     lines.append(_("rules.redeem.deduction", points=config.redemption.deduction_points_per_yuan))
+    # The rates bot/programme/tier_benefits.py prices a member's deduction at.
+    lines += tier_lines(deduction_rate_tiers(config), "benefits.rules.deduction_rate", _)
+    lines += tier_item_lines(config, now, _)
     # The same terms the redeeming transaction, /fulfil and the daily voucher job apply.
     for terms in voucher_terms(config):
         lapse = (

@@ -39,6 +39,7 @@ from bot.programme.mall import (
     sale_rate,
     shelf,
 )
+from bot.programme.tier_benefits import early_access
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
@@ -136,8 +137,17 @@ def redemption_data(action: str, *args: object) -> str:
 
 
 def _price_label(entry: PricedItem, config: Config, _: Texts) -> str:
+    label = _plain_price_label(entry, _)
+    needed = entry.access.needed
+    if needed is not None:
+        # Tier-only items say so on the shelf, before anyone taps them.
+        label += " · " + _("benefits.tier_only_mark", emoji=needed.emoji, tier=needed.name)
+    return label
+
+
+def _plain_price_label(entry: PricedItem, _: Texts) -> str:
     if entry.price is None:
-        return _("mall.deduction_rate", points=config.redemption.deduction_points_per_yuan)
+        return _("mall.deduction_rate", points=entry.rate)
     if entry.price.discount is not None:
         rate = sale_rate(entry.price.discount.percent, _.language)
         return _("mall.points_on_sale", points=entry.price.points, rate=rate)
@@ -205,11 +215,21 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
         lines.append(
             _(
                 "mall.card.deduction",
-                points=config.redemption.deduction_points_per_yuan,
+                points=view.rate,
                 low=config.mall.deduction_min_yuan,
                 high=config.mall.deduction_max_yuan,
             )
         )
+        if view.tier is not None and view.rate != view.standard_rate:
+            lines.append(
+                _(
+                    "benefits.card.deduction_rate",
+                    emoji=view.tier.emoji,
+                    tier=view.tier.name,
+                    points=view.rate,
+                    standard=view.standard_rate,
+                )
+            )
     else:
         lines.append(_("mall.card.price", points=price.points))
         if price.discount is not None:
@@ -232,6 +252,7 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
     if item.valid_days is not None and view.valid_until is not None:
         day = view.valid_until.isoformat()
         lines.append(_("mall.card.valid_days", days=item.valid_days, day=day))
+    lines += _access_lines(view, config, _)
     if item.image:
         lines.append(item.image)  # Telegram shows the picture as the link's preview
     availability = view.availability
@@ -253,12 +274,64 @@ def _item_card(view: ItemView, config: Config, _: Texts) -> tuple[str, InlineKey
                 )
             ]
         )
-    else:
+    elif availability != "tier_only":
+        # A tier-only item said why above, naming the tier.
         lines.append(_(AVAILABILITY_ERRORS.get(availability, N_("mall.delisted"))))
     rows.append(
         [InlineKeyboardButton(_("mall.back"), callback_data=mall_data("cat", item.category, 0))]
     )
     return "\n".join(lines), InlineKeyboardMarkup(rows)
+
+
+def _when(moment: datetime, config: Config) -> str:
+    return moment.astimezone(config.program.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _access_lines(view: ItemView, config: Config, _: Texts) -> list[str]:
+    """What the member's tier changes about redeeming this item: tier-only, and early access
+    before it opens for everyone (for them, and for the tiers that open earlier)."""
+    access = view.access
+    if access is None:
+        return []
+    lines = []
+    needed = access.needed
+    if needed is not None:
+        key = (
+            "benefits.card.tier_only"
+            if view.availability == "tier_only"
+            else "benefits.card.tier_only_yours"
+        )
+        lines.append(_(key, emoji=needed.emoji, tier=needed.name))
+    general = access.general_at
+    earlier = early_access(view.item, config)
+    if general is None or not earlier or access.general_open or view.availability == "tier_only":
+        return lines
+    mine = access.opens_at or general
+    for tier, moment in earlier:
+        if moment < mine:
+            when = _when(moment, config)
+            lines.append(
+                _("benefits.card.early_access", emoji=tier.emoji, tier=tier.name, when=when)
+            )
+    early = access.early_by
+    if early is None:
+        lines.append(_("benefits.card.opens_for_you", when=_when(general, config)))
+        return lines
+    key = (
+        "benefits.card.early_yours"
+        if access.reason == "not_started"
+        else "benefits.card.early_open"
+    )
+    lines.append(
+        _(
+            key,
+            emoji=early.emoji,
+            tier=early.name,
+            when=_when(mine, config),
+            general=_when(general, config),
+        )
+    )
+    return lines
 
 
 def _plan_lines(plan: Sequence[tuple[datetime | None, int]], config: Config, _: Texts) -> list[str]:
@@ -296,6 +369,21 @@ def redemption_title(redemption: Redemption, config: Config, _: Texts) -> str:
     return name
 
 
+def _deduction_rate_line(pending: PendingRedemption, _: Texts) -> str:
+    """The rate a bill deduction is quoted at and, when the tier lowered it, the saving."""
+    tier = pending.rate_tier
+    if tier is None or not pending.saving:
+        return _("benefits.confirm.rate", rate=pending.rate)
+    return _(
+        "benefits.confirm.rate_tier",
+        rate=pending.rate,
+        emoji=tier.emoji,
+        tier=tier.name,
+        standard=pending.standard_rate,
+        saving=pending.saving,
+    )
+
+
 def _confirmation(
     pending: PendingRedemption, config: Config, _: Texts
 ) -> tuple[str, InlineKeyboardMarkup]:
@@ -312,6 +400,8 @@ def _confirmation(
                 rate=sale_rate(price.discount.percent, _.language),
             )
         )
+    if pending.rate is not None:
+        lines.append(_deduction_rate_line(pending, _))
     lines += _plan_lines(pending.plan, config, _)
     lines.append(_("mall.confirm.after", points=pending.available_after))
     if pending.valid_until is not None:
@@ -366,7 +456,8 @@ async def mall_callback(update: Update, context: BotContext) -> None:
             await query.answer()
             await edit_in_place(update, *_home(home, _))
         elif action == "cat":
-            category, items = await shelf(services, args[0])
+            member = await member_for(user, context)
+            category, items = await shelf(services, args[0], member.id)
             view = _shelf(category, items, int(args[1]), services.config, _)
             if view is None:
                 await query.answer(_("button.expired"), show_alert=True)
@@ -374,7 +465,9 @@ async def mall_callback(update: Update, context: BotContext) -> None:
             await query.answer()
             await edit_in_place(update, *view)
         elif action == "item":
-            card = _item_card(await item_view(services, args[0]), services.config, _)
+            member = await member_for(user, context)
+            seen = await item_view(services, args[0], member.id)
+            card = _item_card(seen, services.config, _)
             await query.answer()
             await edit_in_place(update, *card)
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
@@ -383,11 +383,13 @@ def play(
     voucher_expires_at: datetime,
     actor: str,
     now: datetime | None = None,
+    member_rules: Callable[[sqlite3.Connection, PlayRules], PlayRules] | None = None,
 ) -> Play:
     """Play an offer once: check the daily limit, spend the cost (none for a free play), record
     the drawn prize or, when it would overrun the day's budget, the fallback. A wheel is
-    revealed and paid at once; a card keeps its prize until it is scratched. A repeat returns
-    the same play (replayed); raises OfferExpired, PriceChanged, LimitReached,
+    revealed and paid at once; a card keeps its prize until it is scratched. `member_rules`
+    turns the rules into this member's (extra free plays), read in this transaction. A repeat
+    returns the same play (replayed); raises OfferExpired, PriceChanged, LimitReached,
     InsufficientPoints, InvalidRequest."""
     now = required_now(now)
     _check_game(game)
@@ -412,6 +414,9 @@ def play(
         # An offer from another day promised yesterday's free plays and odds notice.
         if now_ts >= offer[4] or offer[3] != local_day.isoformat():
             raise OfferExpired(f"offer {offer_id} has lapsed")
+        if member_rules is not None:
+            rules = member_rules(conn, rules)
+            _check_rules(rules)
         usage = _usage(conn, member_id, game, local_day)
         if usage.plays >= rules.daily_limit:
             raise LimitReached(rules.daily_limit)

@@ -127,6 +127,21 @@ class ItemState:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberTerms:
+    """How one member's standing changes an item's catalog terms: the moment it opens for them
+    (early access; None: the catalog's available_from) and a bill deduction's points per yuan
+    (None: the catalog's)."""
+
+    opens_at: datetime | None = None
+    points_per_yuan: int | None = None
+
+
+# Read inside the offering or redeeming transaction (so a quote and its confirmation see the
+# same standing); it may raise to refuse the member outright.
+TermsReader = Callable[[sqlite3.Connection], MemberTerms]
+
+
+@dataclass(frozen=True, slots=True)
 class Offer:
     """A pending redemption: what the confirmation button will buy, and until when."""
 
@@ -408,6 +423,18 @@ def _check_available(state: ItemState, now: datetime) -> None:
         raise NotAvailable(reason)
 
 
+def _for_member(conn: sqlite3.Connection, state: ItemState, terms: TermsReader | None) -> ItemState:
+    """The item as this member may redeem it: their opening moment and deduction rate."""
+    if terms is None:
+        return state
+    found = terms(conn)
+    if found.opens_at is not None and state.available_from is not None:
+        state = replace(state, available_from=min(found.opens_at, state.available_from))
+    if found.points_per_yuan is not None and state.kind == "deduction":
+        state = replace(state, price=found.points_per_yuan)
+    return state
+
+
 def _check_limit(conn: sqlite3.Connection, state: ItemState, member_id: int) -> None:
     limit = state.per_member_limit
     if limit is not None and purchases_count(conn, member_id, state.sku) >= limit:
@@ -568,9 +595,11 @@ def create_offer(
     now: datetime | None = None,
     ttl: timedelta,
     deduction_yuan: Decimal | None = None,
+    terms: TermsReader | None = None,
 ) -> Offer:
-    """Record what a confirmation button will redeem, at the catalog's price now; raises
-    NotFound, SoldOut, NotAvailable, CatalogPriceChanged, LimitReached, InvalidRequest."""
+    """Record what a confirmation button will redeem, at the catalog's price now (on the
+    member's `terms`, read in this transaction); raises NotFound, SoldOut, NotAvailable,
+    CatalogPriceChanged, LimitReached, InvalidRequest, and what `terms` raises."""
     now = required_now(now)
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"points must be a positive integer, not {points!r}")
@@ -593,6 +622,7 @@ def create_offer(
             )
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
+        state = _for_member(conn, state, terms)
         _check_available(state, now)
         _check_price(conn, state, points, yuan, now)
         _check_limit(conn, state, member_id)
@@ -638,12 +668,13 @@ def redeem(
     actor: str,
     valid_until: date | None = None,
     refund_if_unused: bool = False,
+    terms: TermsReader | None = None,
 ) -> Redemption:
     """Redeem an offer once: take a unit, spend the points, issue a code valid through local day
     `valid_until` (None: no limit) whose points come back if it lapses unused when
     `refund_if_unused`; a repeat returns the same redemption (replayed); raises OfferExpired,
     NotAvailable, CatalogPriceChanged, SoldOut, LimitReached, InsufficientPoints,
-    InvalidRequest."""
+    InvalidRequest, and what the member's `terms` (read in this transaction) raise."""
     now = required_now(now)
     if refund_if_unused and valid_until is None:
         raise InvalidRequest("only a code with a last valid day can lapse unused")
@@ -655,7 +686,7 @@ def redeem(
             return _redemption(done, replayed=True)
         if now_ts >= ts(pending.expires_at):
             raise OfferExpired(f"offer {offer_id} expired at {pending.expires_at.isoformat()}")
-        state = item(conn, pending.sku)
+        state = _for_member(conn, item(conn, pending.sku), terms)
         _check_available(state, now)
         # The price when the button was shown may be gone: a sale ended at midnight, or the
         # price changed with a new configuration. Nothing is charged at a price no longer due.

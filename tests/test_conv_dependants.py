@@ -252,7 +252,9 @@ async def test_rules_name_the_family_gifts(sandbox: Sandbox) -> None:
     # In /rules right after the member's own birthday line.
     lines = rules.split("\n")
     own = next(i for i, line in enumerate(lines) if "On your birthday" in line)
-    assert lines[own + 1].startswith("• Children's birthdays")
+    # (Its tiers' gifts first: they are about the member's own birthday too.)
+    assert lines[own + 1].startswith("• Birthday gift by tier")
+    assert lines[own + 2].startswith("• Children's birthdays")
 
 
 async def test_time_moves_and_the_list_stays(sandbox: Sandbox) -> None:

@@ -19,6 +19,7 @@ from storage.games import Games
 from storage.ledger import Ledger
 from storage.members import Members, Profile
 from storage.store import Store
+from storage.tiers import Tiers
 from tests.conftest import NOW, SAMPLE
 from tests.games_support import BAG, P10, P100, THANKS, ForcedDraws, with_wheel
 
@@ -53,6 +54,7 @@ async def programme(tmp_path: Path) -> AsyncIterator[Programme]:
         found = Programme()
         found.config, found.clock, found.store = config, clock, store
         found.members, found.ledger, found.games = Members(store), Ledger(store), Games(store)
+        found.tiers = Tiers(store)  # the member's tier adds free spins
         found.game_random = ForcedDraws()
         yield found
 

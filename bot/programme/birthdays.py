@@ -8,18 +8,23 @@ collect one. 29 February is celebrated on the configured day of a common year.
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
 
-from bot.config import Config
+from bot.config import Config, Tier
 from bot.i18n import N_
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.tier_benefits import birthday_gift_points, birthday_gifts_on
+from bot.programme.tiers import held_tier, member_tier, tiers_on
+from storage import ledger
 from storage.errors import InvalidRequest
-from storage.ledger import Ledger, OperationResult
+from storage.ledger import OperationResult
+from storage.pushes import SERVICE, Booked, Push, Pushes
 
 # A birthday once changed may change again only after this long.
 CHANGE_INTERVAL: Final = timedelta(days=365)
@@ -98,22 +103,67 @@ def birthday_gift_key(member_id: int, celebrated: date) -> str:
     return f"birthday:{member_id}:{celebrated.year}"
 
 
-async def give_birthday_gift(
-    ledger: Ledger, config: Config, member_id: int, celebrated: date, now: datetime
-) -> OperationResult:
-    """Credit the programme's birthday gift for the birthday celebrated on local `celebrated`
-    (once a year: a replay changes nothing); raises Conflict, NotFound, InvalidRequest."""
-    # The birthday job and the demo seed both book it here, so a seeded gift is a real one.
-    return await ledger.earn(
+class NoBirthdayGift(Exception):
+    """The member's tier and the programme both give no birthday gift (nothing was booked)."""
+
+
+def birthday_greeting(
+    member_id: int, celebrated: date, points: int, tier: Tier | None, config: Config
+) -> Push:
+    """The birthday greeting with the gift, naming the tier when the tier raised it."""
+    key = birthday_gift_key(member_id, celebrated)
+    standard = config.birthday.gift_points
+    if tier is None or points <= standard:
+        return Push(key, member_id, SERVICE, N_("push.birthday_gift"), {"points": points})
+    names = {"zh-CN": tier.name.zh_CN, "en": tier.name.en}
+    return Push(
+        key,
         member_id,
-        config.birthday.gift_points,
-        kind="birthday",
-        key=birthday_gift_key(member_id, celebrated),
-        actor="system:birthday",
-        expires_at=expires_at(now, config, "birthday"),
-        reason=str(celebrated.year),
-        now=now,
+        SERVICE,
+        N_("benefits.birthday_gift_tier"),
+        {"points": points, "emoji": tier.emoji, "tier": names, "more": points - standard},
     )
+
+
+async def give_birthday_gift(
+    pushes: Pushes,
+    config: Config,
+    member_id: int,
+    celebrated: date,
+    now: datetime,
+    *,
+    greet: bool = True,
+) -> OperationResult:
+    """Credit the member's birthday gift for the birthday celebrated on local `celebrated`:
+    their tier's, read in the booking transaction, else the programme's; with its greeting
+    when `greet` (once a year: a replay changes nothing); raises NoBirthdayGift, Conflict,
+    NotFound, InvalidRequest."""
+    # The birthday job and the demo seed both book it here, so a seeded gift is a real one.
+    held: list[tuple[int, Tier | None]] = []
+
+    def book(conn: sqlite3.Connection) -> OperationResult:
+        tier = held_tier(conn, member_id, config) if tiers_on(config) else None
+        points = birthday_gift_points(tier, config)
+        if not points:
+            raise NoBirthdayGift(member_id)
+        held.append((points, tier))
+        return ledger.earn(
+            conn,
+            member_id,
+            points,
+            kind="birthday",
+            key=birthday_gift_key(member_id, celebrated),
+            actor="system:birthday",
+            expires_at=expires_at(now, config, "birthday"),
+            reason=str(celebrated.year),
+            now=now,
+        )
+
+    def notice(booked: Booked) -> Push | None:
+        points, tier = held[-1]
+        return birthday_greeting(member_id, celebrated, points, tier, config) if greet else None
+
+    return await pushes.book_and_notify(book, notice, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +175,11 @@ class BirthdayTerms:
 
 
 def birthday_terms(config: Config) -> BirthdayTerms | None:
-    """The birthday gift's terms, or None when the programme gives none."""
+    """The birthday gift's terms, or None when the programme gives none (in no tier)."""
     gift = config.birthday.gift_points
-    return BirthdayTerms(gift, config.birthday.min_days_before) if gift else None
+    return (
+        BirthdayTerms(gift, config.birthday.min_days_before) if birthday_gifts_on(config) else None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +216,10 @@ async def save_birthday(programme: Programme, telegram_id: int, text: str) -> Sa
     # The birthday job's own rule, on the entry date the store kept (the same birthday typed
     # again keeps its first entry).
     allowed = gift_allowed(saved.birthday_entered_at, upcoming, config)
-    return SavedBirthday(month, day, year, upcoming, birthday_terms(config), allowed)
+    # The gift this member's tier gives today (what the birthday job would book).
+    points = birthday_gift_points(await member_tier(programme, saved.member_id), config)
+    gift = BirthdayTerms(points, config.birthday.min_days_before) if points else None
+    return SavedBirthday(month, day, year, upcoming, gift, allowed)
 
 
 def dependant_gift_key(origin_id: int, celebrated: date) -> str:

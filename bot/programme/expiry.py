@@ -58,7 +58,9 @@ def sources_in_use(config: Config) -> tuple[ExpirySource, ...]:
     offered = {
         "purchase": True,
         "campaign": bool(config.campaigns),
-        "birthday": config.birthday.gift_points > 0,
+        # A tier may give a birthday gift where the programme gives none.
+        "birthday": config.birthday.gift_points > 0
+        or any(t.birthday_gift_points for t in config.tiers.levels),
         "game": config.wheel is not None and config.wheel.enabled,
         "survey": any(s.reward_points for s in config.surveys),
         "feedback": config.feedback.enabled and config.feedback.reward_points > 0,

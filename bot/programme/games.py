@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Literal
 
-from bot.config import Config, GameCampaign
+from bot.config import Config, GameCampaign, Tier
 from bot.i18n import N_
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
@@ -32,6 +32,8 @@ from bot.programme.game_rules import (
     reveal_after,
     scratch_layout,
 )
+from bot.programme.tier_benefits import free_plays, member_play_rules
+from bot.programme.tiers import member_tier
 from storage.errors import InvalidState
 from storage.games import Outcome, Play, PlayRules, PrizeVoucher
 
@@ -87,6 +89,10 @@ class NextPlay:
     available: int
     offer_id: int | None
     refused: NoPlayReason | None
+    # Free plays a day for this member, those their tier adds (0: none), and that tier.
+    free_per_day: int = 0
+    extra_free: int = 0
+    tier: Tier | None = None
 
 
 async def _next_play(
@@ -98,7 +104,10 @@ async def _next_play(
         return NextPlay(game, 0, 0, 0, 0, 0, available, offer_id=None, refused="closed")
     day = local_today(now, programme.config)
     usage = await programme.games.day_usage(member_id, table.game, day)
-    free_left = max(0, table.free_per_day - usage.plays)
+    # The quote's free plays; the playing transaction re-reads the tier (member_play_rules).
+    tier = await member_tier(programme, member_id)
+    free_per_day = free_plays(table.game, table.free_per_day, table.daily_limit, tier)
+    free_left = max(0, free_per_day - usage.plays)
     cost = 0 if free_left else table.cost
     refused: NoPlayReason | None = None
     if usage.plays >= table.daily_limit:
@@ -126,6 +135,9 @@ async def _next_play(
         available=available,
         offer_id=offer_id,
         refused=refused,
+        free_per_day=free_per_day,
+        extra_free=free_per_day - table.free_per_day,
+        tier=tier,
     )
 
 
@@ -243,6 +255,7 @@ async def _play_offer(
         voucher_expires_at=voucher_expiry(now, config),
         actor=actor,
         now=now,
+        member_rules=member_play_rules(game, member_id, config),
     )
     return played, table
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from bot.config import LANGUAGES, Config, Localized, MallCategory, MallDiscount, MallItem
+from bot.config import LANGUAGES, Config, Localized, MallCategory, MallDiscount, MallItem, Tier
 from bot.i18n import N_
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import delist_notice
+from bot.programme.tier_benefits import (
+    ItemAccess,
+    deduction_rate,
+    item_access,
+    mall_terms,
+    refuse_tier_only,
+)
+from bot.programme.tiers import member_tier
 from storage.dependants import GIFT_ACTOR
 from storage.errors import InvalidState, NotFound, ReturnWindowClosed
 from storage.mall import (
@@ -116,8 +124,9 @@ def mall_price(item: MallItem, at: datetime, config: Config) -> MallPrice:
     return MallPrice(price.points, price.list_points, sale)
 
 
-def deduction_points(yuan: int, config: Config) -> int:
-    """Points a bill deduction of `yuan` costs; raises RuleError outside the configured bounds."""
+def deduction_points(yuan: int, config: Config, rate: int | None = None) -> int:
+    """Points a bill deduction of `yuan` costs at `rate` points per yuan (None: [redemption]'s);
+    raises RuleError outside the configured bounds."""
     mall = config.mall
     if not mall.deduction_min_yuan <= yuan <= mall.deduction_max_yuan:
         raise RuleError(
@@ -126,7 +135,8 @@ def deduction_points(yuan: int, config: Config) -> int:
             low=mall.deduction_min_yuan,
             high=mall.deduction_max_yuan,
         )
-    return deduction_price(config.redemption.deduction_points_per_yuan, Decimal(yuan))
+    points_per_yuan = config.redemption.deduction_points_per_yuan if rate is None else rate
+    return deduction_price(points_per_yuan, Decimal(yuan))
 
 
 # --- voucher validity ------------------------------------------------------------------------
@@ -193,6 +203,33 @@ async def item_states(programme: Programme) -> dict[str, ItemState]:
 
 
 @dataclass(frozen=True, slots=True)
+class MallMember:
+    """Who is browsing, as the mall's prices and access see them: the tier held (None: no
+    tiers) and the items a personal plan gives them priority access to."""
+
+    member_id: int
+    tier: Tier | None
+    priority_skus: frozenset[str] = frozenset()
+
+
+async def mall_member(programme: Programme, member_id: int) -> MallMember:
+    """The member's tier and priority items, for the mall's quotes."""
+    # The personal plans' priority items join here: every mall view, quote and confirmation
+    # reads them through this one function.
+    return MallMember(member_id, await member_tier(programme, member_id))
+
+
+def member_availability(state: ItemState, access: ItemAccess, now: datetime) -> str:
+    """Why this member cannot redeem the item now ('ok': they can): 'tier_only', or the
+    item's availability with their own opening moment."""
+    if access.reason == "tier_only":
+        return "tier_only"
+    if state.available_from is not None and access.opens_at is not None:
+        state = replace(state, available_from=min(state.available_from, access.opens_at))
+    return state.availability(now)
+
+
+@dataclass(frozen=True, slots=True)
 class MallHome:
     """The mall's front page: the shelves with something to see, and the member's points."""
 
@@ -210,21 +247,33 @@ async def mall_home(programme: Programme, member_id: int) -> MallHome:
 
 @dataclass(frozen=True, slots=True)
 class PricedItem:
-    """An item on a shelf with its price now (None: a bill deduction, priced per yuan)."""
+    """An item on a shelf with its price now (None: a bill deduction, priced per yuan at
+    `rate`), and whether this member may redeem it now."""
 
     item: MallItem
     price: MallPrice | None
+    access: ItemAccess
+    rate: int
 
 
-async def shelf(programme: Programme, category_id: str) -> tuple[MallCategory, list[PricedItem]]:
-    """A shelf's visible items with their prices now; raises RuleError for an unknown shelf."""
+async def shelf(
+    programme: Programme, category_id: str, member_id: int
+) -> tuple[MallCategory, list[PricedItem]]:
+    """A shelf's visible items with their prices now for this member; raises RuleError for an
+    unknown shelf."""
     config, now = programme.config, programme.now()
     category = config.mall.category(category_id)
     if category is None:
         raise RuleError(N_("button.expired"))
+    who = await mall_member(programme, member_id)
     shown = visible_items(config, await item_states(programme), now)
     return category, [
-        PricedItem(item, None if item.kind == "deduction" else mall_price(item, now, config))
+        PricedItem(
+            item,
+            None if item.kind == "deduction" else mall_price(item, now, config),
+            item_access(item, who.tier, now, config, priority_skus=who.priority_skus),
+            deduction_rate(who.tier, config),
+        )
         for item in shown
         if item.category == category_id
     ]
@@ -241,18 +290,36 @@ class ItemView:
     availability: str
     # The last day a code redeemed now could be used; None = no limit.
     valid_until: date | None = None
+    # The member's tier (None: no tiers), what it allows here, and a bill deduction's points
+    # per yuan for them and for everyone.
+    tier: Tier | None = None
+    access: ItemAccess | None = None
+    rate: int = 0
+    standard_rate: int = 0
 
 
-async def item_view(programme: Programme, sku: str) -> ItemView:
-    """One item as a member sees it now; raises RuleError for an unknown SKU."""
+async def item_view(programme: Programme, sku: str, member_id: int) -> ItemView:
+    """One item as this member sees it now; raises RuleError for an unknown SKU."""
     config, now = programme.config, programme.now()
     item = config.mall.item(sku)
     state = (await item_states(programme)).get(sku)
     if item is None or state is None:
         raise RuleError(N_("button.expired"))
+    who = await mall_member(programme, member_id)
+    access = item_access(item, who.tier, now, config, priority_skus=who.priority_skus)
     price = None if item.kind == "deduction" else mall_price(item, now, config)
     valid_until = voucher_last_day(item, now, config)
-    return ItemView(item, state, price, state.availability(now), valid_until)
+    return ItemView(
+        item,
+        state,
+        price,
+        member_availability(state, access, now),
+        valid_until,
+        who.tier,
+        access,
+        deduction_rate(who.tier, config),
+        config.redemption.deduction_points_per_yuan,
+    )
 
 
 # --- redeeming -------------------------------------------------------------------------------
@@ -271,27 +338,49 @@ class PendingRedemption:
     available_after: int
     # The last day the code would be valid if confirmed today; None = no limit.
     valid_until: date | None = None
+    # A bill deduction's points per yuan for this member (None: not a deduction), the
+    # programme's standard rate, and the tier that lowered it (None: it is the standard one).
+    rate: int | None = None
+    standard_rate: int = 0
+    rate_tier: Tier | None = None
+
+    @property
+    def saving(self) -> int:
+        """Points the member's tier saves on this bill deduction against the standard rate."""
+        if self.yuan is None or self.rate is None:
+            return 0
+        return max(0, self.yuan * self.standard_rate - self.price.points)
 
 
 async def offer_redemption(
-    programme: Programme, member_id: int, sku: str, yuan: int | None = None
+    programme: Programme,
+    member_id: int,
+    sku: str,
+    yuan: int | None = None,
 ) -> PendingRedemption:
-    """Price an item (or a bill deduction of `yuan`) now and record the offer its confirmation
-    button redeems; raises RuleError, InsufficientPoints, SoldOut, NotAvailable, LimitReached,
-    CatalogPriceChanged."""
+    """Price an item (or a bill deduction of `yuan`) now for this member's tier and record the
+    offer its confirmation button redeems; raises RuleError (TierOnly included),
+    InsufficientPoints, SoldOut, NotAvailable, LimitReached, CatalogPriceChanged."""
     config, now = programme.config, programme.now()
     item = config.mall.item(sku)
     if item is None or sku not in await item_states(programme):
         raise RuleError(N_("button.expired"))
     if (item.kind == "deduction") != (yuan is not None):
         raise RuleError(N_("button.expired"))  # an amount only goes with a bill deduction
+    who = await mall_member(programme, member_id)
+    tier, priority_skus = who.tier, who.priority_skus
+    # Refused before any points are looked at: a forged or stale button for a tier-only item.
+    refuse_tier_only(item_access(item, tier, now, config, priority_skus=priority_skus))
+    rate: int | None = None
     if yuan is None:
         price = mall_price(item, now, config)
     else:
-        points = deduction_points(yuan, config)
+        rate = deduction_rate(tier, config)
+        points = deduction_points(yuan, config, rate)
         price = MallPrice(points, points, None)
     plan = await programme.ledger.plan_spend(member_id, price.points, now)
-    # The store checks the price against the catalog and refuses one that does not match.
+    # The store checks the price against the catalog, with the tier it reads in the same
+    # transaction, and refuses one that does not match.
     offer = await programme.mall.create_offer(
         member_id,
         sku,
@@ -299,10 +388,23 @@ async def offer_redemption(
         now=now,
         ttl=timedelta(minutes=config.mall.offer_minutes),
         deduction_yuan=None if yuan is None else Decimal(yuan),
+        terms=mall_terms(item, member_id, now, config, priority_skus=priority_skus),
     )
     available = await programme.ledger.available(member_id, now)
     valid_until = voucher_last_day(item, now, config)
-    return PendingRedemption(offer, item, yuan, price, plan, available - price.points, valid_until)
+    standard = config.redemption.deduction_points_per_yuan
+    return PendingRedemption(
+        offer,
+        item,
+        yuan,
+        price,
+        plan,
+        available - price.points,
+        valid_until,
+        rate,
+        standard,
+        tier if rate is not None and rate != standard else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,17 +416,23 @@ class Redeemed:
 
 
 async def confirm_redemption(
-    programme: Programme, member_id: int, offer_id: int, *, actor: str
+    programme: Programme,
+    member_id: int,
+    offer_id: int,
+    *,
+    actor: str,
 ) -> Redeemed:
-    """Redeem the member's offer once, at the price it still has now, its code valid from the
-    day it is redeemed; raises OfferExpired, CatalogPriceChanged, InsufficientPoints, SoldOut,
-    NotAvailable, LimitReached."""
+    """Redeem the member's offer once, at the price it still has now for the tier they hold
+    now (a tier changed since the quote: CatalogPriceChanged or TierOnly, never another
+    price), its code valid from the day it is redeemed; raises OfferExpired,
+    CatalogPriceChanged, InsufficientPoints, SoldOut, NotAvailable, LimitReached, TierOnly."""
     config, now = programme.config, programme.now()
     offer = await programme.mall.offer(offer_id, member_id)
     # Counted from the redeeming instant, not the offer's: a confirmation tapped after
     # midnight gives the member the whole validity.
     item = config.mall.item(offer.sku)
     valid_until = None if item is None else voucher_last_day(item, now, config)
+    priority_skus = (await mall_member(programme, member_id)).priority_skus
     redemption = await programme.mall.redeem(
         offer_id,
         member_id,
@@ -332,6 +440,9 @@ async def confirm_redemption(
         actor=actor,
         valid_until=valid_until,
         refund_if_unused=item is not None and item.refund_if_unused,
+        terms=None
+        if item is None
+        else mall_terms(item, member_id, now, config, priority_skus=priority_skus),
     )
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
 

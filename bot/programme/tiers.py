@@ -151,7 +151,11 @@ def tier_benefits(
         )
     if tier.entry_reward_points:
         lines.append((N_("tiers.benefit.entry_reward"), {"points": tier.entry_reward_points}))
-    if tier.birthday_gift_points is not None and tier.birthday_gift_points:
+    # A birthday gift is a benefit only where it beats every member's ([birthday] gift_points).
+    if (
+        tier.birthday_gift_points is not None
+        and tier.birthday_gift_points > config.birthday.gift_points
+    ):
         lines.append((N_("tiers.benefit.birthday"), {"points": tier.birthday_gift_points}))
     if tier.extra_free_spins and config.wheel is not None and config.wheel.enabled:
         lines.append((N_("tiers.benefit.spins"), {"spins": tier.extra_free_spins}))

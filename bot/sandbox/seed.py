@@ -147,7 +147,7 @@ async def _birthday(programme: Programme, member: Member) -> None:
         return
     # When the daily job runs on that day.
     job_ran = datetime.combine(celebrated, config.push.daily_at, tzinfo=config.program.tz)
-    await give_birthday_gift(programme.ledger, config, member.id, celebrated, job_ran)
+    await give_birthday_gift(programme.pushes, config, member.id, celebrated, job_ran, greet=False)
 
 
 async def _household(programme: Programme, member: Member, partner: Member) -> None:
