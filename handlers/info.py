@@ -286,11 +286,16 @@ def render_return_rules(config: Config, _: Texts) -> list[str]:
     return lines
 
 
+def _units(text: str) -> int:
+    """A text's length as Telegram counts it: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _packed(pieces: list[str], separator: str, limit: int) -> list[str]:
-    """Pieces joined by `separator` into as few texts of at most `limit` characters as fit."""
+    """Pieces joined by `separator` into as few texts of at most `limit` units as fit."""
     packed: list[str] = []
     for piece in pieces:
-        if packed and len(packed[-1]) + len(separator) + len(piece) <= limit:
+        if packed and _units(packed[-1]) + _units(separator) + _units(piece) <= limit:
             packed[-1] += separator + piece
         else:
             packed.append(piece)
@@ -306,7 +311,10 @@ def message_parts(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[
     for section in text.split("\n\n"):
         lines: list[str] = []
         for line in section.split("\n"):
-            lines += [line[i : i + limit] for i in range(0, len(line), limit)] or [line]
+            # A line longer than a message: cut in halves of the limit, so even a line of
+            # emoji (two units each) fits.
+            step = limit if _units(line) <= limit else limit // 2
+            lines += [line[i : i + step] for i in range(0, len(line), step)] or [line]
         sections += _packed(lines, "\n", limit)
     return _packed(sections, "\n\n", limit)
 

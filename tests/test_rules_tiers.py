@@ -174,3 +174,13 @@ def test_a_tier_only_item_and_early_access_are_benefits(sample_config: Config) -
     assert "专享商品" not in lines["• 🍃绿叶"]
     assert f"新品优先购：{items[1].name.zh_CN}，{early_day} 起可先兑换" in lines["• 🍃绿叶"]
     assert "新品优先购" not in lines["• 🌱绿芽"]
+
+
+def test_message_parts_count_emoji_as_telegram_does() -> None:
+    """Telegram measures a message in UTF-16 units (an emoji is two): a text of emoji lines
+    near the limit is cut into parts Telegram accepts, losing nothing."""
+    line = "🌳绿树会员 " * 40  # 40 × (2 + 5) = 280 units, 240 characters
+    text = "\n".join([line] * 20) + "\n\n" + "🌲" * 5000
+    parts = message_parts(text)
+    assert all(len(part.encode("utf-16-le")) // 2 <= 4096 for part in parts)
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "")

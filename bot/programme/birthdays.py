@@ -142,6 +142,12 @@ async def give_birthday_gift(
     held: list[tuple[int, Tier | None]] = []
 
     def book(conn: sqlite3.Connection) -> OperationResult:
+        key = birthday_gift_key(member_id, celebrated)
+        if (first := ledger.applied(conn, key)) is not None:
+            # Booked before (a re-run, the seed again): that gift stands, even if the
+            # member's tier (and so the gift) moved since; nothing to greet again.
+            held.append((first.points, None))
+            return first
         tier = held_tier(conn, member_id, config) if tiers_on(config) else None
         points = birthday_gift_points(tier, config)
         if not points:
@@ -152,7 +158,7 @@ async def give_birthday_gift(
             member_id,
             points,
             kind="birthday",
-            key=birthday_gift_key(member_id, celebrated),
+            key=key,
             actor="system:birthday",
             expires_at=expires_at(now, config, "birthday"),
             reason=str(celebrated.year),

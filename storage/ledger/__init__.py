@@ -14,7 +14,7 @@ from functools import partial
 
 from storage.facade import Facade, looks_up, writes
 from storage.ledger import bookkeeping, operations, queries
-from storage.ledger.bookkeeping import load_result, open_account
+from storage.ledger.bookkeeping import applied, load_result, open_account
 from storage.ledger.operations import (
     adjust,
     earn,
@@ -81,6 +81,7 @@ __all__ = [
     "Statement",
     "StatementLine",
     "adjust",
+    "applied",
     "available",
     "balance",
     "earn",

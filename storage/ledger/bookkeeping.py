@@ -101,6 +101,13 @@ def replay(conn: sqlite3.Connection, key: str, fingerprint: str) -> OperationRes
     return load_result(conn, int(row[0]), replayed=True)
 
 
+def applied(conn: sqlite3.Connection, key: str) -> OperationResult | None:
+    """The stored result of `key` (replayed), whatever was asked: for a booking whose rules
+    may have moved since (a tier changed the gift), the first booking stands."""
+    row = conn.execute("SELECT id FROM operations WHERE idempotency_key = ?", (key,)).fetchone()
+    return None if row is None else load_result(conn, int(row[0]), replayed=True)
+
+
 def insert_operation(
     conn: sqlite3.Connection,
     *,
