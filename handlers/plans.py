@@ -133,7 +133,7 @@ def _categories_view(step: PlanStep, config: Config, _: Texts) -> tuple[str, Inl
 
 def _ask_text(step: PlanStep, _: Texts) -> str:
     """The question of a typed step."""
-    return _(_ASK[step.step], max_multiplier=MULTIPLIER_MAX, max_gift=GIFT_MAX)
+    return _(_ASK[step.step], max_multiplier=MULTIPLIER_MAX, max_gift=f"{GIFT_MAX:,}")
 
 
 def _confirm_view(step: PlanStep, config: Config, _: Texts) -> tuple[str, InlineKeyboardMarkup]:
