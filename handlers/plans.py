@@ -411,12 +411,23 @@ async def plan_log(update: Update, context: BotContext) -> None:
         await message.reply_text(_("plans.log_usage"))
         return
     try:
-        member, changes = await plan_history(context.services, code)
+        history = await plan_history(context.services, code)
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))
         return
+    member, changes = history.member, history.changes
     tz = context.services.config.program.tz
     lines = [_("plans.log_heading", name=member.display_name, code=format_code(member.member_code))]
+    for plan, state in history.plans:
+        lines.append(
+            _(
+                "plans.log_plan",
+                id=plan.id,
+                starts=plan.terms.starts_on.isoformat(),
+                ends=plan.terms.ends_on.isoformat(),
+                state=_(_STATES[state]),
+            )
+        )
     if not changes:
         lines.append(_("plans.log_empty"))
     for change in changes[-30:]:

@@ -324,6 +324,15 @@ def all_running(conn: sqlite3.Connection, now: datetime) -> list[Plan]:
     return [_plan(row) for row in rows]
 
 
+def plans_of(conn: sqlite3.Connection, member_id: int) -> list[Plan]:
+    """Every plan the member was given, oldest first (running, ended and expired alike)."""
+    rows = conn.execute(
+        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE member_id = ? ORDER BY id",  # noqa: S608
+        (member_id,),
+    )
+    return [_plan(row) for row in rows]
+
+
 def add_spend(conn: sqlite3.Connection, plan_id: int, fen: int) -> int:
     """Add purchases' spend to a plan; return what it has counted now."""
     row = conn.execute(
@@ -438,6 +447,7 @@ class Plans(Facade):
     running_plan = looks_up(running_plan)
     all_running = reads(all_running)
     plan_changes = reads(plan_changes)
+    plans_of = reads(plans_of)
     key_customer = looks_up(key_customer)
     key_customers_among = looks_up(key_customers_among)
     top_members = reads(top_members)

@@ -276,6 +276,8 @@ async def test_a_plan_applies_to_nothing_after_its_end_day_or_once_ended(sandbox
     sandbox.services.clock = FixedClock(after_end)
     [listed] = await sandbox.admin().send("/plans")
     assert listed.text == "目前没有进行中的专属方案。"
+    [log] = await sandbox.admin().send(f"/plan_log {member.member_code}")
+    assert "方案 #1：2026-11-20 至 2026-11-30 · 已到期" in (log.text or "")
     # Ended early: the next purchase in the window earns nothing extra.
     _chat2, other = await joined(sandbox, 9107)
     sandbox.services.clock = FixedClock(NOW)
@@ -317,6 +319,8 @@ async def test_marks_and_plan_changes_are_recorded_and_kept(sandbox: Sandbox) ->
     [log] = await admin.send(f"/plan_log {member.member_code}")
     assert "标记为重点客户：年消费超十万" in (log.text or "")
     assert "更换为方案 #2" in (log.text or "")
+    assert "方案 #1：2026-11-20 至 2026-11-30 · 已提前结束" in (log.text or "")
+    assert "方案 #2：2026-11-25 至 2027-01-31 · 进行中" in (log.text or "")
 
     def rewrite(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE plan_changes SET actor = 'someone else'")

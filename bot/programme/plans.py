@@ -494,10 +494,21 @@ async def running_plans(programme: Programme) -> list[PlanListed]:
     ]
 
 
-async def plan_history(programme: Programme, code: str) -> tuple[Member, list[PlanChange]]:
-    """The member's history of marks and plans; raises RuleError (code, member)."""
+@dataclass(frozen=True, slots=True)
+class PlanHistory:
+    """A member's plans (each with its state now) and every change staff made."""
+
+    member: Member
+    plans: list[tuple[Plan, str]]
+    changes: list[PlanChange]
+
+
+async def plan_history(programme: Programme, code: str) -> PlanHistory:
+    """The member's plans and history of marks and plans; raises RuleError (code, member)."""
     member = await find_member(programme, code)
-    return member, await _plans(programme).plan_changes(member.id)
+    plans, now = _plans(programme), programme.now()
+    given = [(p, plan_state(p, now)) for p in await plans.plans_of(member.id)]
+    return PlanHistory(member, given, await plans.plan_changes(member.id))
 
 
 # --- earning: THE plan part of the purchase hook --------------------------------------------------
