@@ -222,12 +222,16 @@ def add_plan(
     reason: str,
     now: datetime,
 ) -> tuple[Plan, Plan | None]:
-    """Give a member a plan, ending the plan they have not ended yet (a change) first; return
-    the new plan and the one it replaced. Both recorded."""
+    """Give a member a plan, replacing the plan still running (a change: one plan per member);
+    return the new plan and the one it replaced. Both recorded. A plan already over whose
+    window the new one overlaps is closed too (it applies to nothing any more)."""
     with atomic(conn):
         replaced = running_plan(conn, member_id, now)
-        if replaced is not None:
-            conn.execute("UPDATE plans SET ended_at = ? WHERE id = ?", (ts(now), replaced.id))
+        conn.execute(
+            "UPDATE plans SET ended_at = ?1 WHERE member_id = ?2 AND ended_at IS NULL"
+            " AND (until_at > ?1 OR (starts_on <= ?4 AND ends_on >= ?3))",
+            (ts(now), member_id, terms.starts_on.isoformat(), terms.ends_on.isoformat()),
+        )
         plan_id = conn.execute(
             "INSERT INTO plans (member_id, categories, multiplier, starts_on, ends_on, from_at,"
             " until_at, gift_threshold_fen, gift_points, skus, advisor_id, advisor_contact,"

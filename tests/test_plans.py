@@ -422,3 +422,18 @@ def test_validation_of_typed_terms() -> None:
     assert plans.parse_gift("无") is None
     assert plans.plan_bonus(101, Decimal("1.5")) == 50
     assert plans.plan_bonus(7, Decimal("1.33")) == 2
+
+
+async def test_a_new_plan_over_an_expired_one_is_a_new_plan(sandbox: Sandbox) -> None:
+    _chat, member = await joined(sandbox, 9117)
+    await give_plan(sandbox, member, starts="2026-11-01", ends="2026-11-20")  # over by NOW
+    await give_plan(sandbox, member, starts="2026-11-15", ends="2026-12-31")
+    history = await sandbox.services.store.read(
+        lambda conn: plan_store.plan_changes(conn, member.id)
+    )
+    assert [c.action for c in history] == ["create", "create"]
+    [log] = await sandbox.admin().send(f"/plan_log {member.member_code}")
+    assert "方案 #1：2026-11-01 至 2026-11-20 · 已到期" in (log.text or "")
+    assert "方案 #2：2026-11-15 至 2026-12-31 · 进行中" in (log.text or "")
+    await buy(sandbox, member, "100", "N1")
+    assert [points for _key, points in await plan_points(sandbox)] == [50]

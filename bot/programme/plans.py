@@ -449,9 +449,10 @@ def terms_text(terms: PlanTerms, config: Config) -> dict[str, str]:
 
 def plan_state(plan: Plan, now: datetime) -> str:
     """'running', 'ahead' (its window not begun), 'ended' (early) or 'expired'."""
-    if plan.ended_at is not None:
+    # A plan closed after its end (a new plan overlapping its old window) simply expired.
+    if plan.ended_at is not None and plan.ended_at < plan.terms.until_at:
         return "ended"
-    if now >= plan.terms.until_at:
+    if plan.ended_at is not None or now >= plan.terms.until_at:
         return "expired"
     return "ahead" if now < plan.terms.from_at else "running"
 
