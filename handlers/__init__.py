@@ -45,6 +45,7 @@ from handlers.mall_admin import (
 )
 from handlers.plans import (
     advisor_command,
+    advisor_conversation,
     plan_conversation,
     plan_end,
     plan_log,
@@ -167,6 +168,8 @@ def register(app: BotApp) -> None:
     app.add_handler(transfer_conversation())
     # Staff's /plan: category buttons ("pl:…"), then typed terms, then confirm.
     app.add_handler(plan_conversation())
+    # The "write to my advisor" button ("adv:ask") waits for the member's typed question.
+    app.add_handler(advisor_conversation())
     # After the transfer conversation, whose entry is the "another amount" button.
     app.add_handler(CallbackQueryHandler(transfer_callback, pattern=r"^tr:"))
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.

@@ -55,6 +55,7 @@ from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
 from handlers.questions import asks
+from storage.members import Member
 from storage.plans import PlanTerms
 
 PLAN_PREFIX: Final = "pl"
@@ -483,8 +484,19 @@ async def vip_command(update: Update, context: BotContext) -> None:
 # --- /advisor (members) --------------------------------------------------------------------------
 
 
+ADVISOR_ASK: Final = "adv:ask"
+ASKING_ADVISOR = 0
+
+
+def _ask_button(_: Texts) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(_("plans.advisor_ask_button"), callback_data=ADVISOR_ASK)]]
+    )
+
+
 async def advisor_command(update: Update, context: BotContext) -> None:
-    """`/advisor`: the member's advisor; `/advisor <question>`: forward it to the advisor."""
+    """`/advisor`: the member's advisor (and a button to write to them); `/advisor <question>`:
+    forward the question at once."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
         return
@@ -492,19 +504,26 @@ async def advisor_command(update: Update, context: BotContext) -> None:
     services = context.services
     member = await member_for(user, context)
     text = (message.text or "").partition(" ")[2].strip()
-    support = services.config.program.support_contact or "-"
-    if not text:
-        advisor = await advisor_of(services, member.id)
-        if advisor is None:
-            await message.reply_text(_("plans.advisor_none", support=support))
-        else:
-            await message.reply_text(_("plans.advisor_show", contact=advisor.contact))
+    if text:
+        await message.reply_text(await _forward(context, member, text, _))
         return
+    advisor = await advisor_of(services, member.id)
+    if advisor is None:
+        support = services.config.program.support_contact or "-"
+        await message.reply_text(_("plans.advisor_none", support=support))
+        return
+    await message.reply_text(
+        _("plans.advisor_show", contact=advisor.contact), reply_markup=_ask_button(_)
+    )
+
+
+async def _forward(context: BotContext, member: Member, text: str, _: Texts) -> str:
+    """Forward a member's question to their advisor; what to tell the member."""
+    services = context.services
     try:
         question = await ask_advisor(services, member, text)
     except RuleError as exc:
-        await message.reply_text(_(exc.key, **exc.params))
-        return
+        return _(exc.key, **exc.params)
     # The advisor reads it in their own language when they use the bot, else the default.
     staff = await services.members.by_telegram_id(question.advisor.telegram_id)
     language = resolve_language(
@@ -523,6 +542,58 @@ async def advisor_command(update: Update, context: BotContext) -> None:
         await context.bot.send_message(question.advisor.telegram_id, forwarded)
     except TelegramError:
         # The advisor never opened the bot, or blocked it: the member is told to call instead.
-        await message.reply_text(_("plans.advisor_unreachable", contact=question.advisor.contact))
-        return
-    await message.reply_text(_("plans.advisor_sent", contact=question.advisor.contact))
+        return _("plans.advisor_unreachable", contact=question.advisor.contact)
+    return _("plans.advisor_sent", contact=question.advisor.contact)
+
+
+@asks
+async def advisor_ask(update: Update, context: BotContext) -> int:
+    """The "write to my advisor" button: ask for the question (or say there is no advisor)."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return ConversationHandler.END
+    await query.answer()
+    _ = await texts_for(update, context)
+    member = await member_for(user, context)
+    chat_id = query.message.chat.id if query.message is not None else user.id
+    if await advisor_of(context.services, member.id) is None:
+        support = context.services.config.program.support_contact or "-"
+        await context.bot.send_message(chat_id, _("plans.advisor_none", support=support))
+        return ConversationHandler.END
+    await context.bot.send_message(chat_id, _("plans.advisor_ask"))
+    return ASKING_ADVISOR
+
+
+async def advisor_question(update: Update, context: BotContext) -> int:
+    """The member typed their question: forward it."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None or message.text is None:
+        return ASKING_ADVISOR
+    _ = await texts_for(update, context)
+    member = await member_for(user, context)
+    await message.reply_text(await _forward(context, member, message.text, _))
+    return ConversationHandler.END
+
+
+async def advisor_cancel(update: Update, context: BotContext) -> int:
+    """/cancel: no question sent."""
+    if update.effective_message is not None:
+        _ = await texts_for(update, context)
+        await update.effective_message.reply_text(_("plans.advisor_cancelled"))
+    return ConversationHandler.END
+
+
+def advisor_conversation() -> ConversationHandler:  # type: ignore[type-arg]
+    """The "write to my advisor" button, then the typed question, with /cancel to leave."""
+    private_text = filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*per_message=False", category=PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[CallbackQueryHandler(advisor_ask, pattern=f"^{ADVISOR_ASK}$")],
+            states={ASKING_ADVISOR: [MessageHandler(private_text, advisor_question)]},
+            fallbacks=[CommandHandler("cancel", advisor_cancel)],
+            name="advisor",
+            persistent=True,
+            allow_reentry=True,
+            conversation_timeout=600,
+        )

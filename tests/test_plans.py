@@ -106,6 +106,11 @@ def view(outputs: list[BotEvent]) -> BotEvent:
     return shown
 
 
+def view_all(outputs: list[BotEvent]) -> list[BotEvent]:
+    """The messages a tap sent (not its toast)."""
+    return [e for e in outputs if e.kind != "callback_answer"]
+
+
 async def plan_points(sandbox: Sandbox) -> list[tuple[str, int]]:
     def read(conn: sqlite3.Connection) -> list[tuple[str, int]]:
         rows = conn.execute(
@@ -365,6 +370,16 @@ async def test_advisor_shows_the_contact_and_forwards_a_question(sandbox: Sandbo
     forwarded = [e.text for e in sandbox.emu.events(ADMIN_ID, after=before)]
     code = format_code(member.member_code)
     assert forwarded == [f"📩 会员 会员9111（{code}）给您留言：\n新品什么时候到店？"]
+    # Or the button, then the question typed as a message of its own.
+    chat_view = view(await chat.send("/advisor"))
+    assert chat_view.buttons == ["✍️ 给顾问留言"]
+    [asked] = view_all(await chat.tap("给顾问留言"))
+    assert asked.text == "请直接输入您想问顾问的问题（发送 /cancel 取消）："
+    before = sandbox.emu.event_count(ADMIN_ID)
+    [sent] = await chat.send("能帮我留一件新款吗？")
+    assert (sent.text or "").startswith("✅ 您的问题已转给专属顾问")
+    forwarded = [e.text for e in sandbox.emu.events(ADMIN_ID, after=before)]
+    assert forwarded == [f"📩 会员 会员9111（{code}）给您留言：\n能帮我留一件新款吗？"]
     english, other = await joined(sandbox, 9112, lang="en")
     await give_plan(sandbox, other)
     [shown] = await english.send("/advisor")
