@@ -14,6 +14,7 @@ import pytest
 
 from bot.clock import FixedClock
 from bot.programme import plans
+from bot.programme.errors import RuleError
 from bot.programme.purchases import record_purchase
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotEvent
@@ -429,6 +430,11 @@ def test_validation_of_typed_terms() -> None:
     today = date(2026, 11, 25)
     assert plans.parse_multiplier("１.5") == Decimal("1.5")
     assert plans.parse_multiplier("2倍") == Decimal(2)
+    assert str(plans.parse_multiplier("1.50")) == "1.5"
+    with pytest.raises(RuleError):
+        plans.parse_multiplier("1.255")
+    with pytest.raises(RuleError):
+        plans.parse_window("2026-02-30 2026-03-01", today)
     assert plans.parse_window("2026-11-01 至 2026-12-31", today) == (
         date(2026, 11, 1),
         date(2026, 12, 31),

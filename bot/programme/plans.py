@@ -92,9 +92,10 @@ def parse_multiplier(text: str) -> Decimal:
         value = None
     if value is None or not value.is_finite():
         raise RuleError(N_("plans.error.multiplier_not_number"), value=shown)
-    if not MULTIPLIER_MIN <= value <= MULTIPLIER_MAX or value.as_tuple().exponent < -2:  # type: ignore[operator]
+    # Two decimals at most: the rate a member is told must be the rate that is applied.
+    if not MULTIPLIER_MIN <= value <= MULTIPLIER_MAX or value != value.quantize(Decimal("0.01")):
         raise RuleError(N_("plans.error.multiplier_range"), value=shown)
-    return value.normalize() if value == value.to_integral_value() else value
+    return value.normalize()
 
 
 def parse_window(text: str, today: date) -> tuple[date, date]:
