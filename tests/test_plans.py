@@ -458,3 +458,30 @@ async def test_a_new_plan_over_an_expired_one_is_a_new_plan(sandbox: Sandbox) ->
     assert "方案 #2：2026-11-15 至 2026-12-31 · 进行中" in (log.text or "")
     await buy(sandbox, member, "100", "N1")
     assert [points for _key, points in await plan_points(sandbox)] == [50]
+
+
+async def test_an_english_member_is_told_in_english(sandbox: Sandbox) -> None:
+    _chat, member = await joined(sandbox, 9118, lang="en")
+    admin = sandbox.admin()
+    await admin.send(f"/plan {member.member_code}")
+    await admin.tap("下一步")
+    for answer in ("2", "2026-11-01 2026-12-31", "100 50", "无"):
+        await admin.send(answer)
+    await admin.send(f"{ADMIN_ID} Ms Wang 138-0000-0000")
+    before = sandbox.emu.event_count(9118)
+    await admin.tap("确认设置")
+    await buy(sandbox, member, "120", "EN1")
+    notices = await told(sandbox, 9118, before)
+    assert notices[0] == (
+        "🌟 Your personal points plan is ready:\n"
+        "📅 Valid from 2026-11-01 to 2026-12-31\n"
+        "✨ Extra ×2 on all purchase points\n"
+        "🎁 Spend ¥100 during the plan and get 50 points (once)\n"
+        "🤝 Your personal advisor: Ms Wang 138-0000-0000\n"
+        "Send /advisor to reach your personal advisor."
+    )
+    assert (
+        "🎁 You have spent ¥100 during your plan: 50 gift points have been added. Thank you!"
+        in notices
+    )
+    assert sorted(points for _key, points in await plan_points(sandbox)) == [50, 120]
