@@ -43,6 +43,17 @@ from handlers.mall_admin import (
     returns,
     stock,
 )
+from handlers.plans import (
+    advisor_command,
+    advisor_conversation,
+    plan_conversation,
+    plan_end,
+    plan_log,
+    plans_command,
+    vip_command,
+    vip_mark,
+    vip_unmark,
+)
 from handlers.points import balance, card, history, history_callback
 from handlers.referrals import invite
 from handlers.settings import (
@@ -90,6 +101,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("checkin", N_("command.checkin")),
     ("invite", N_("command.invite")),
     ("green", N_("command.green")),
+    ("advisor", N_("command.advisor")),
     ("settings", N_("command.settings")),
     ("rules", N_("command.rules")),
     ("language", N_("command.language")),
@@ -134,6 +146,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("checkin", checkin_command, filters=incoming))
     app.add_handler(CommandHandler("invite", invite, filters=incoming))
     app.add_handler(CommandHandler("green", green, filters=incoming))
+    app.add_handler(CommandHandler("advisor", advisor_command, filters=incoming))
     app.add_handler(CallbackQueryHandler(mall_callback, pattern=r"^mall:"))
     app.add_handler(CallbackQueryHandler(game_callback, pattern=r"^game:"))
     app.add_handler(CallbackQueryHandler(history_callback, pattern=r"^hist:"))
@@ -156,6 +169,10 @@ def register(app: BotApp) -> None:
     # After the code conversation, whose entry is the "fam:code" button.
     app.add_handler(CallbackQueryHandler(family_callback, pattern=r"^fam:"))
     app.add_handler(transfer_conversation())
+    # Staff's /plan: category buttons ("pl:…"), then typed terms, then confirm.
+    app.add_handler(plan_conversation())
+    # The "write to my advisor" button ("adv:ask") waits for the member's typed question.
+    app.add_handler(advisor_conversation())
     # After the transfer conversation, whose entry is the "another amount" button.
     app.add_handler(CallbackQueryHandler(transfer_callback, pattern=r"^tr:"))
     # After the birthday conversation, whose entry is the settings' "set:birthday" button.
@@ -187,6 +204,12 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("dissolve_household", dissolve_household, filters=incoming))
     app.add_handler(CommandHandler("event_new", event_new, filters=incoming))
     app.add_handler(CommandHandler("event_stats", event_stats_command, filters=incoming))
+    app.add_handler(CommandHandler("vip_mark", vip_mark, filters=incoming))
+    app.add_handler(CommandHandler("vip_unmark", vip_unmark, filters=incoming))
+    app.add_handler(CommandHandler("plan_end", plan_end, filters=incoming))
+    app.add_handler(CommandHandler("plans", plans_command, filters=incoming))
+    app.add_handler(CommandHandler("plan_log", plan_log, filters=incoming))
+    app.add_handler(CommandHandler("vip", vip_command, filters=incoming))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))

@@ -376,6 +376,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         text += "\n" + _("help.transfer")
     text += "\n" + _("help.events")
     text += "\n" + _("help.share_badges_green")
+    text += "\n" + _("help.advisor")
     user = update.effective_user
     if user is not None and context.services.config.is_admin(user.id):
         text += "\n\n" + "\n".join(
@@ -386,6 +387,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         text += "\n" + _("help.admin_family")
         text += "\n" + _("help.admin_events")
         text += "\n" + _("help.admin_tasks_queue")
+        text += "\n" + _("help.admin_plans")
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))

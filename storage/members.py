@@ -190,6 +190,14 @@ def member_by_code(conn: sqlite3.Connection, member_code: str) -> Member:
     return _row_to_member(row)
 
 
+def member_by_id(conn: sqlite3.Connection, member_id: int) -> Member:
+    """The member with this id; raises NotFound."""
+    row = conn.execute("SELECT * FROM members WHERE id = ?", (member_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no member with id {member_id}")
+    return _row_to_member(row)
+
+
 def member_count(conn: sqlite3.Connection) -> int:
     """How many members are registered (a broadcast's audience)."""
     return int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
@@ -247,4 +255,5 @@ class Members(Facade):
 
     # Each runs this module's sync function.
     by_code = looks_up(member_by_code)
+    by_id = looks_up(member_by_id)
     count = reads(member_count)

@@ -35,6 +35,7 @@ from typing import Final
 from bot.config import Config, Task
 from bot.programme.badges import award_milestones, milestones_moved_by_purchase
 from bot.programme.calendar import local_today
+from bot.programme.plans import plans_moved
 from bot.programme.referrals import credit_referral
 from bot.programme.tasks import (
     advance_task,
@@ -125,6 +126,7 @@ def purchases_booked(
         conn, booked, config, now, actor=actor, tell_member=tell_member
     )
     tiers_moved(conn, booked, config, now, actor=actor, tell_member=tell_member)
+    plans_moved(conn, booked, config, now, actor=actor)
     # Once per member per batch (an import books thousands): only a member's first purchase
     # can be a referred friend's first, and the milestones read the ledger as it now stands.
     # Two queries for the batch find the few members these concern: referred friends yet to
