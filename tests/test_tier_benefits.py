@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from bot.programme.tier_benefits import (
     item_access,
 )
 from storage.members import Member
+from storage.plans import PlanTerms, add_plan, end_plan
 from storage.tiers import change_tier
 from tests.conftest import NOW, Sandbox, assert_audit_ok, available, member_with
 from tests.games_support import THANKS, ForcedDraws, with_wheel
@@ -465,3 +467,45 @@ async def test_the_rules_name_tier_only_items_and_early_access(sandbox: Sandbox)
         f"• Early access: 🌳 Tree members and above can redeem “New flask” from {tree_at},"
         f" other members from {general}."
     ) in rules
+
+
+async def test_a_personal_plans_priority_item_opens_a_tier_only_item(sandbox: Sandbox) -> None:
+    """A key customer's plan naming a tier-only item lets them redeem it below the tier, for
+    as long as the plan runs; the confirmation re-reads the plan."""
+    member = await member_with(sandbox, 9611, 1000)
+    now = sandbox.services.clock()
+    terms = PlanTerms(
+        categories=(),
+        multiplier=Decimal("1"),
+        starts_on=(now - timedelta(days=1)).date(),
+        ends_on=(now + timedelta(days=30)).date(),
+        from_at=now - timedelta(days=1),
+        until_at=now + timedelta(days=30),
+        gift_threshold_fen=None,
+        gift_points=None,
+        skus=("TREE-BOX",),
+        advisor_id=None,
+        advisor_contact=None,
+    )
+    await sandbox.services.store.write(
+        lambda conn: add_plan(conn, member.id, terms, actor="staff:test", reason="VIP", now=now)
+    )
+    chat = sandbox.member(9611)
+    await chat.send("/mall")
+    await chat.tap("环保家居")
+    await chat.tap("会员礼盒")
+    assert "🎁 兑换" in chat.buttons()
+    await chat.tap("🎁 兑换")
+    await chat.tap("✅ 确认兑换", expect=2)
+    assert await available(sandbox, member) == 900
+    # Ended between the quote and the tap: the confirmation reads the plan again, refuses.
+    await chat.send("/mall")
+    await chat.tap("环保家居")
+    await chat.tap("会员礼盒")
+    await chat.tap("🎁 兑换")
+    await sandbox.services.store.write(
+        lambda conn: end_plan(conn, member.id, actor="staff:test", reason="ended", now=now)
+    )
+    await chat.tap("✅ 确认兑换", expect=0)
+    assert (chat.last_callback_answer or "").startswith("抱歉，这件商品仅限🌳绿树及以上会员兑换。")
+    assert await available(sandbox, member) == 900

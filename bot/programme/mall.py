@@ -38,6 +38,7 @@ from storage.mall import (
     deduction_price,
     unit_price,
 )
+from storage.plans import priority_skus_of
 from storage.pushes import SERVICE, Push
 
 # Availabilities (storage.mall.ItemState.availability) that take an item off the shelves; one
@@ -214,9 +215,11 @@ class MallMember:
 
 async def mall_member(programme: Programme, member_id: int) -> MallMember:
     """The member's tier and priority items, for the mall's quotes."""
-    # The personal plans' priority items join here: every mall view, quote and confirmation
-    # reads them through this one function.
-    return MallMember(member_id, await member_tier(programme, member_id))
+    # The personal plans' priority items join here: every mall view and quote reads them
+    # through this one function (and a confirmation again in its transaction: mall_terms).
+    now = programme.now()
+    skus = await programme.store.lookup(lambda conn: priority_skus_of(conn, member_id, now))
+    return MallMember(member_id, await member_tier(programme, member_id), skus)
 
 
 def member_availability(state: ItemState, access: ItemAccess, now: datetime) -> str:
@@ -388,7 +391,7 @@ async def offer_redemption(
         now=now,
         ttl=timedelta(minutes=config.mall.offer_minutes),
         deduction_yuan=None if yuan is None else Decimal(yuan),
-        terms=mall_terms(item, member_id, now, config, priority_skus=priority_skus),
+        terms=mall_terms(item, member_id, now, config),
     )
     available = await programme.ledger.available(member_id, now)
     valid_until = voucher_last_day(item, now, config)
@@ -432,7 +435,6 @@ async def confirm_redemption(
     # midnight gives the member the whole validity.
     item = config.mall.item(offer.sku)
     valid_until = None if item is None else voucher_last_day(item, now, config)
-    priority_skus = (await mall_member(programme, member_id)).priority_skus
     redemption = await programme.mall.redeem(
         offer_id,
         member_id,
@@ -440,9 +442,7 @@ async def confirm_redemption(
         actor=actor,
         valid_until=valid_until,
         refund_if_unused=item is not None and item.refund_if_unused,
-        terms=None
-        if item is None
-        else mall_terms(item, member_id, now, config, priority_skus=priority_skus),
+        terms=None if item is None else mall_terms(item, member_id, now, config),
     )
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
 

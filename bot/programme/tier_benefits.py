@@ -21,6 +21,7 @@ from bot.programme.errors import RuleError
 from bot.programme.tiers import held_tier, rank, tiers_on
 from storage.games import PlayRules
 from storage.mall import MemberTerms, TermsReader
+from storage.plans import priority_skus_of
 
 # Why a member may not redeem an item now, as far as tiers and time go ('ok': they may).
 AccessReason = Literal["ok", "tier_only", "not_started"]
@@ -122,15 +123,15 @@ def mall_terms(
     member_id: int,
     now: datetime,
     config: Config,
-    *,
-    priority_skus: Collection[str] = frozenset(),
 ) -> TermsReader:
     """The member's terms for `item` as the store reads them inside the offering or redeeming
-    transaction: the tier held then decides (a tier-only item below it raises TierOnly)."""
+    transaction: the tier held then, and the personal plan running then, decide (a tier-only
+    item below the tier, without the plan's priority, raises TierOnly)."""
 
     def read(conn: sqlite3.Connection) -> MemberTerms:
         tier = held_tier(conn, member_id, config) if tiers_on(config) else None
-        access = item_access(item, tier, now, config, priority_skus=priority_skus)
+        priority = priority_skus_of(conn, member_id, now)
+        access = item_access(item, tier, now, config, priority_skus=priority)
         refuse_tier_only(access)
         rate = deduction_rate(tier, config) if item.kind == "deduction" else None
         return MemberTerms(opens_at=access.opens_at, points_per_yuan=rate)
