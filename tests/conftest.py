@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.config import Config, StorageConfig, load_config
-from bot.sandbox.client import ChatClient
+from bot.sandbox.client import ChatClient, Reply
 from bot.sandbox.server import BotApiEmulator
 from handlers.common import BotApp, Services
 from storage.audit import audit
@@ -136,3 +136,16 @@ class PinnedCliRunner(CliRunner):
         """Invoke `cli` with this runner's clock in the click context object."""
         extra.setdefault("obj", {"clock": self.clock})
         return super().invoke(cli, args, **extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A reply that came in several messages (long /rules are cut between sections), read as
+    one: `.text` is their texts, one after the other."""
+
+    text: str
+
+
+def joined(replies: Sequence[Reply]) -> Joined:
+    """The messages of one long reply read as one."""
+    return Joined("\n".join(reply.text or "" for reply in replies))

@@ -6,7 +6,7 @@ import pytest
 
 from handlers.common import Texts
 from handlers.info import render_rules
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, joined
 
 
 async def test_start_registers_a_new_member_and_shows_the_menu(sandbox: Sandbox) -> None:
@@ -40,7 +40,7 @@ async def test_deep_link_payload_is_kept_for_referrals(sandbox: Sandbox) -> None
 
 
 async def test_rules_in_chinese_are_generated_from_the_configuration(sandbox: Sandbox) -> None:
-    [reply] = await sandbox.member().send("/rules")
+    reply = joined(await sandbox.member().send("/rules"))
     text = reply.text or ""
     assert text.startswith("📜 红米好物「绿色消费积分」规则")
     assert "绿色环保商品：每满 1 元 2 积分" in text
@@ -81,7 +81,7 @@ async def test_language_argument_switches_at_once(sandbox: Sandbox) -> None:
     member = sandbox.member(language_code="en")
     [reply] = await member.send("/language 中文")
     assert reply.text == "✅ 语言已切换为中文。"
-    [rules] = await member.send("/rules")
+    rules = joined(await member.send("/rules"))
     assert "规则" in (rules.text or "")
 
 

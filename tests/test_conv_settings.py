@@ -14,7 +14,7 @@ import pytest
 from bot.programme.birthdays import parse_birthday
 from bot.sandbox.client import ChatClient
 from storage.pushes import SERVICE, Push
-from tests.conftest import NOW, Sandbox
+from tests.conftest import NOW, Sandbox, joined
 
 T = TypeVar("T")
 
@@ -171,7 +171,7 @@ async def test_the_same_birthday_typed_again_keeps_the_gift_it_was_promised(
 
 async def test_the_rules_state_the_birthday_terms_the_gift_is_given_on(sandbox: Sandbox) -> None:
     birthday = sandbox.config.birthday
-    [rules] = await sandbox.member(5102).send("/rules")
+    rules = joined(await sandbox.member(5102).send("/rules"))
     assert (
         f"• 生日当天赠送 {birthday.gift_points} 积分（请在 /settings 中填写生日；"
         f"生日前不足 {birthday.min_days_before} 天（含生日当天）才填写或修改的，当年不赠送；"

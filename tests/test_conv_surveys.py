@@ -19,7 +19,7 @@ from storage.audit import audit
 from storage.members import Member
 from storage.persistence import conversation_counts
 from storage.surveys import Progress
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, joined
 from tests.restart_support import assert_audit_ok, bot_on
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
@@ -484,7 +484,7 @@ async def test_operators_see_stats_and_a_chart(sandbox: Sandbox) -> None:
 
 async def test_rules_and_help_mention_surveys(sandbox: Sandbox) -> None:
     chat = sandbox.member(7116)
-    [rules] = await chat.send("/rules")
+    rules = joined(await chat.send("/rules"))
     assert "【问卷与建议】\n• 积分权益问卷：共 4 题，完成可得 50 积分，2027-12-31 截止" in (
         rules.text or ""
     )

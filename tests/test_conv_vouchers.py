@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.sandbox.client import ChatClient
 from storage.mall import Redemption
 from storage.members import Member
-from tests.conftest import Sandbox, assert_audit_ok, available, member_with
+from tests.conftest import Sandbox, assert_audit_ok, available, joined, member_with
 
 LAST_DAY = date(2026, 12, 24)
 # Local instants around the last valid day (Shanghai is UTC+8).
@@ -313,7 +313,7 @@ async def test_terms_withdrawn_after_redeeming_still_refund_that_voucher(
     assert (await services.scheduler.vouchers(NEXT_MORNING)).refunded == 1
     await services.sender.drain()
     assert ZH.refunded.format(code=promised.code) in texts(sandbox, user_id)
-    [rules] = await sandbox.member(user_id).send("/rules")
+    rules = joined(await sandbox.member(user_id).send("/rules"))
     assert ZH.rule_no_refund in (rules.text or "").splitlines()
 
 

@@ -13,7 +13,7 @@ from bot.config import Config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import SandboxMessage, UploadedFile
 from storage.members import Member
-from tests.conftest import Sandbox, assert_audit_ok, available, member_with
+from tests.conftest import Sandbox, assert_audit_ok, available, joined, member_with
 from tests.games_support import (
     BAG,
     P10,
@@ -367,7 +367,7 @@ async def test_the_menu_button_opens_the_wheel_in_english(sandbox: Sandbox) -> N
 
 async def test_the_rules_disclose_the_odds(sandbox: Sandbox) -> None:
     chat = sandbox.member(7114)
-    [rules] = await chat.send("/rules")
+    rules = joined(await chat.send("/rules"))
     text = rules.text or ""
     assert "【积分游戏（概率公示）】" in text
     assert "• 帆布袋兑换券 — 25%" in text
@@ -383,5 +383,5 @@ async def test_without_a_wheel_section_the_games_are_closed(
     for command in ("/wheel", "/scratch", "/odds"):
         [reply] = await chat.send(command)
         assert reply.text == "积分游戏暂未开放。"
-    [rules] = await chat.send("/rules")
+    rules = joined(await chat.send("/rules"))
     assert "积分游戏" not in (rules.text or "")

@@ -20,7 +20,7 @@ from bot.programme.policy import TermsRefused, keep_promise
 from bot.programme.policy import worse as policy_worse
 from bot.sandbox.server import BotApiEmulator
 from storage.store import connect_sync, migrate
-from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox, assert_audit_ok
+from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox, assert_audit_ok, joined
 
 TODAY = date(2026, 11, 25)
 FIRST_DAY = TODAY + timedelta(days=30)
@@ -190,7 +190,7 @@ async def test_a_change_is_told_once_shown_in_rules_and_applies_on_its_day(
     zh = [m.text for m in sandbox.emu.messages(7301) if m.from_bot]
     en = [m.text for m in sandbox.emu.messages(7302) if m.from_bot]
     assert zh.count(zh_notice) == 1 and en.count(en_notice) == 1
-    [rules] = await sandbox.member(7301).send("/rules")
+    rules = joined(await sandbox.member(7301).send("/rules"))
     assert "• 自 2026-12-27 起：绿色环保商品的积分倍数由 2 倍调整为 1.5 倍。" in (rules.text or "")
     # Long rules arrive in several messages, cut between sections.
     replies = await sandbox.member(7302, language_code="en").send("/rules")
@@ -210,7 +210,7 @@ async def test_a_change_is_told_once_shown_in_rules_and_applies_on_its_day(
     await sandbox.admin().send(f"/purchase {member.member_code} 100 eco R-ECO-1")
     lots = await services.ledger.lots(member.id)
     assert sorted(lot.points for lot in lots) == [10, 150]
-    [rules] = await sandbox.member(7301).send("/rules")
+    rules = joined(await sandbox.member(7301).send("/rules"))
     assert "2026-12-27" not in (rules.text or "")  # in force: no longer a coming change
     await sandbox.services.sender.drain()
     assert [m.text for m in sandbox.emu.messages(7301) if m.from_bot].count(zh_notice) == 1

@@ -9,7 +9,7 @@ import pytest
 
 from bot.cli import main
 from bot.programme.expiry import expires_at, last_valid_day
-from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox
+from tests.conftest import NOW, SAMPLE, PinnedCliRunner, Sandbox, joined
 
 BOT_TEXT = "🎂"
 
@@ -102,7 +102,7 @@ async def test_an_announced_change_notifies_everyone_once_and_applies_only_after
     assert six is not None and six < last_valid_day(before, services.config, "birthday")  # type: ignore[operator]
     assert expires_at(after, services.config, "game") is not None
     assert expires_at(after, services.config, "purchase") is None
-    [rules] = await sandbox.member(3002).send("/rules")
+    rules = joined(await sandbox.member(3002).send("/rules"))
     assert (
         f"• 自 {day} 起：此后获得的积分自获得之日起 6 个月内有效，此前获得的积分有效期不变。"
         in (rules.text or "")
