@@ -227,28 +227,47 @@ def _move_up(
     now_tier = tier_named(held_id, config)
     total = measure(after, config)
     target = tier_for_total(total, config)
-    # The purchase that crossed: run the batch's purchases from the figures before them.
+    # Run the batch's purchases from the figures before them: each purchase that crosses a
+    # threshold is recorded with the tier it reached, so the history says which tier every
+    # purchase of the batch was booked in (the import's writer walks them the same way).
     points = after.points - sum(p.points for p in purchases)
     fen = after.fen - sum(p.fen for p in purchases)
     crossing: int | None = None
+    current_id, current = held_id, now_tier
     for purchase in purchases:
         points, fen = points + purchase.points, fen + purchase.fen
-        if rank(tier_for_total(measure(Qualifying(points, fen), config), config), config) > rank(
-            now_tier, config
-        ):
+        running = measure(Qualifying(points, fen), config)
+        reached_now = tier_for_total(running, config)
+        if rank(reached_now, config) <= rank(current, config):
+            continue
+        if crossing is None:
             crossing = purchase.operation_id
-            break
-    store.change_tier(
-        conn,
-        member_id,
-        held_id,
-        target.id,
-        reason="upgrade",
-        total=total,
-        actor=actor,
-        now=now,
-        operation_id=crossing,
-    )
+        store.change_tier(
+            conn,
+            member_id,
+            current_id,
+            reached_now.id,
+            reason="upgrade",
+            total=running,
+            actor=actor,
+            now=now,
+            operation_id=purchase.operation_id,
+        )
+        current_id, current = reached_now.id, reached_now
+    if current.id != target.id:
+        # The walk ends on `after`, whose tier is `target`; should the figures before the
+        # batch disagree with it (a month clamped at 0), the member still reaches the target.
+        store.change_tier(
+            conn,
+            member_id,
+            current_id,
+            target.id,
+            reason="upgrade",
+            total=total,
+            actor=actor,
+            now=now,
+            operation_id=crossing,
+        )
     period = qualification_period(local_today(now, config))
     reached = config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1]
     keys = {tier.id: entry_reward_key(tier.id, member_id, period) for tier in reached}
