@@ -21,6 +21,7 @@ from bot.export import write_ledger_csv
 from bot.imports import HEADER, ImportSummary, import_purchases
 from bot.programme.purchases import (
     award_purchase,
+    earn_rules,
     purchase_earning,
     purchase_requests,
     record_purchase,
@@ -425,3 +426,13 @@ async def test_the_audit_catches_a_forged_tier_bonus(
     await buy(sandbox, member, "100", "F-2")  # 110 in 绿叶
     assert await _forge(sandbox) == {"triggers"}  # the untouched ledger: only the trigger gone
     assert await _forge(sandbox, forgery) == caught
+
+
+def test_rules_work_their_example_for_each_tier(config: Config) -> None:
+    [general, *_] = earn_rules(NOW.date(), config)
+    # 99.50 yuan: 99 points; 绿叶 floor(108.9), 绿树 floor(118.8), 森林 floor(148.5).
+    assert [(e.tier and e.tier.id, e.points) for e in general.in_tiers] == [
+        ("leaf", 108),
+        ("tree", 118),
+        ("forest", 148),
+    ]

@@ -286,12 +286,14 @@ EXAMPLE_AMOUNT: Final = Decimal("99.5")
 @dataclass(frozen=True, slots=True)
 class EarnRule:
     """What /rules says about one category: its rate and a worked example, outside any
-    campaign and under each campaign not over yet that covers it."""
+    campaign and under each campaign not over yet that covers it, and for each tier whose
+    multiplier adds points (outside campaigns)."""
 
     category: Category
     points_per_yuan: Decimal
     example: Earning
     in_campaigns: tuple[Earning, ...]
+    in_tiers: tuple[Earning, ...] = ()
 
 
 def earn_rules(today: date, config: Config) -> list[EarnRule]:
@@ -307,6 +309,11 @@ def earn_rules(today: date, config: Config) -> list[EarnRule]:
                 purchase_earning(EXAMPLE_AMOUNT, category, campaign, config)
                 for campaign, covered in ahead
                 if category in covered
+            ),
+            tuple(
+                earning
+                for tier in config.tiers.levels
+                if (earning := tier_earning(EXAMPLE_AMOUNT, category, None, tier, config)).tier
             ),
         )
         for category in config.earn.categories
