@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Final
@@ -515,17 +515,20 @@ class _Writer:
         them); receipts booked before are counted as replayed (the same purchase, whatever
         its tier then) or refused as conflicts."""
         config = self.config
-        before = stored_purchases(self.conn, [purchase_key(item[2]) for item, _m in candidates])
-        members = {m for item, m in candidates if purchase_key(item[2]) not in before}
+        keys = [purchase_key(item[2]) for item, _m in candidates]
+        before = stored_purchases(self.conn, keys)
+        members = {m for (_item, m), key in zip(candidates, keys, strict=True) if key not in before}
         held = tier_store.held(self.conn, members)
         figures = tier_store.qualifying(self.conn, members, self.months)
+        top = config.tiers.levels[-1]
         holding: dict[int, Tier] = {}
         running: dict[int, Qualifying] = {}
+        counts: dict[date, bool] = {}  # whether a day's purchases count towards a tier now
         fresh: list[tuple[_Candidate, int]] = []
-        for item, member_id in candidates:
+        for (item, member_id), key in zip(candidates, keys, strict=True):
             line, fields, receipt, code, award = item
             assert isinstance(award, PurchaseAward)
-            if (earlier := before.get(purchase_key(receipt))) is not None:
+            if (earlier := before.get(key)) is not None:
                 if award.same_purchase(member_id, earlier):
                     self.summary.replayed += 1
                 else:
@@ -534,7 +537,10 @@ class _Writer:
                 continue
             tier = holding.get(member_id) or tier_named(held.get(member_id), config)
             fresh.append(((line, fields, receipt, code, in_tier(award, tier, config)), member_id))
-            if month_of(award.purchased_on) in self.months:
+            day = award.purchased_on
+            if (counted := counts.get(day)) is None:
+                counted = counts[day] = month_of(day) in self.months
+            if counted and tier.id != top.id:
                 # The purchase counts towards the member's tier from the next one on.
                 so_far = running.get(member_id) or figures.get(member_id, Qualifying())
                 after = Qualifying(so_far.points + award.base_points, so_far.fen + award_fen(award))
