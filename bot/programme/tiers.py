@@ -28,6 +28,8 @@ from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
 from storage import ledger
 from storage import tiers as store
+from storage.errors import StoreError
+from storage.ledger import EarnRequest
 from storage.pushes import SERVICE, Push, enqueue
 from storage.tiers import Qualifying
 
@@ -186,7 +188,7 @@ def tiers_moved(
     totals = store.qualifying(conn, counting, months)
     held = store.held(conn, counting)
     top = config.tiers.levels[-1]
-    upgrades: list[TierUpgrade] = []
+    rises: list[_Rise] = []
     for member_id in sorted(counting):
         now_tier = tier_named(held.get(member_id), config)
         after = totals.get(member_id, Qualifying())
@@ -194,20 +196,102 @@ def tiers_moved(
             tier_for_total(measure(after, config), config), config
         ) <= rank(now_tier, config):
             continue
-        upgrades.append(
+        rises.append(
             _move_up(
-                conn,
-                member_id,
-                held.get(member_id),
-                after,
-                counting[member_id],
-                config,
-                now,
-                actor=actor,
-                tell_member=tell_member,
+                conn, member_id, held.get(member_id), after, counting[member_id], config, now, actor
             )
         )
+    if not rises:
+        return []
+    # The entry rewards and the messages of all of them at once: a batch of an import may
+    # move thousands of members.
+    period = qualification_period(today)
+    keys = {
+        (rise.member_id, tier.id): entry_reward_key(tier.id, rise.member_id, period)
+        for rise in rises
+        for tier in rise.reached
+    }
+    paid_before = ledger.existing_keys(conn, list(keys.values()))
+    expiry = expires_at(now, config, TIER_SOURCE)
+    due = [
+        (rise, tier)
+        for rise in rises
+        for tier in rise.reached
+        if tier.entry_reward_points and keys[(rise.member_id, tier.id)] not in paid_before
+    ]
+    results = ledger.earn_many(
+        conn,
+        [
+            EarnRequest(
+                rise.member_id,
+                tier.entry_reward_points,
+                TIER_SOURCE,
+                keys[(rise.member_id, tier.id)],
+                TIER_ACTOR,
+                expiry,
+                now,
+                reason=tier.id,
+                meta={"tier": tier.id, "period": period},
+            )
+            for rise, tier in due
+        ],
+    )
+    paid: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for (rise, tier), result in zip(due, results, strict=True):
+        if isinstance(result, StoreError):
+            raise result
+        paid[rise.member_id].append((tier.id, result.operation_id))
+    pushes: list[Push] = []
+    upgrades: list[TierUpgrade] = []
+    for rise in rises:
+        rewards = tuple(paid.get(rise.member_id, ()))
+        upgrades.append(
+            TierUpgrade(
+                rise.member_id, rise.from_tier, rise.target, rise.total, rise.crossing, rewards
+            )
+        )
+        if not tell_member:
+            continue
+        pushes.append(
+            Push(
+                f"tier:{rise.member_id}:{rise.target.id}:{period}:up",
+                rise.member_id,
+                SERVICE,
+                N_("tiers.notice_upgraded"),
+                {
+                    "tier": _both(rise.target),
+                    "emoji": rise.target.emoji,
+                    "benefits": benefits_text(rise.target, config),
+                },
+            )
+        )
+        for tier_id, _operation in rewards:
+            tier = tier_named(tier_id, config)
+            pushes.append(
+                Push(
+                    f"tier:{rise.member_id}:{tier.id}:{period}:reward",
+                    rise.member_id,
+                    SERVICE,
+                    N_("tiers.notice_entry_reward"),
+                    {"tier": _both(tier), "points": tier.entry_reward_points},
+                )
+            )
+    if pushes:
+        enqueue(conn, pushes, now)
     return upgrades
+
+
+@dataclass(frozen=True, slots=True)
+class _Rise:
+    """A member moved up by a batch: from which tier to which, the total that did it, the
+    purchase that first crossed a threshold, and every tier reached on the way."""
+
+    member_id: int
+    from_tier: Tier
+    target: Tier
+    total: int
+    crossing: int | None
+    reached: tuple[Tier, ...]
 
 
 def _move_up(
@@ -218,12 +302,10 @@ def _move_up(
     purchases: list[BookedPurchase],
     config: Config,
     now: datetime,
-    *,
     actor: str,
-    tell_member: bool,
-) -> TierUpgrade:
-    """Move one member up to the tier their total reaches: the change, each entry reward not
-    paid yet this period, and the messages."""
+) -> _Rise:
+    """Move one member up to the tier their total reaches, recording each tier reached with
+    the purchase that reached it."""
     now_tier = tier_named(held_id, config)
     total = measure(after, config)
     target = tier_for_total(total, config)
@@ -268,55 +350,8 @@ def _move_up(
             now=now,
             operation_id=crossing,
         )
-    period = qualification_period(local_today(now, config))
-    reached = config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1]
-    keys = {tier.id: entry_reward_key(tier.id, member_id, period) for tier in reached}
-    paid_before = ledger.existing_keys(conn, list(keys.values()))
-    rewards: list[tuple[str, int]] = []
-    pushes: list[Push] = []
-    if tell_member:
-        pushes.append(
-            Push(
-                f"tier:{member_id}:{target.id}:{period}:up",
-                member_id,
-                SERVICE,
-                N_("tiers.notice_upgraded"),
-                {
-                    "tier": _both(target),
-                    "emoji": target.emoji,
-                    "benefits": benefits_text(target, config),
-                },
-            )
-        )
-    for tier in reached:
-        if not tier.entry_reward_points or keys[tier.id] in paid_before:
-            continue
-        result = ledger.earn(
-            conn,
-            member_id,
-            tier.entry_reward_points,
-            kind=TIER_SOURCE,
-            key=keys[tier.id],
-            actor=TIER_ACTOR,
-            expires_at=expires_at(now, config, TIER_SOURCE),
-            reason=tier.id,
-            meta={"tier": tier.id, "period": period},
-            now=now,
-        )
-        rewards.append((tier.id, result.operation_id))
-        if tell_member:
-            pushes.append(
-                Push(
-                    f"tier:{member_id}:{tier.id}:{period}:reward",
-                    member_id,
-                    SERVICE,
-                    N_("tiers.notice_entry_reward"),
-                    {"tier": _both(tier), "points": tier.entry_reward_points},
-                )
-            )
-    if pushes:
-        enqueue(conn, pushes, now)
-    return TierUpgrade(member_id, now_tier, target, total, crossing, tuple(rewards))
+    reached = tuple(config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1])
+    return _Rise(member_id, now_tier, target, total, crossing, reached)
 
 
 def held_tier(conn: sqlite3.Connection, member_id: int, config: Config) -> Tier:
