@@ -51,7 +51,6 @@ from bot.programme.tiers import (
     measure,
     month_of,
     qualification_months,
-    rank,
     tier_for_total,
     tier_named,
     tiers_on,
@@ -521,6 +520,7 @@ class _Writer:
         held = tier_store.held(self.conn, members)
         figures = tier_store.qualifying(self.conn, members, self.months)
         top = config.tiers.levels[-1]
+        ranks = {tier.id: index for index, tier in enumerate(config.tiers.levels)}
         holding: dict[int, Tier] = {}
         running: dict[int, Qualifying] = {}
         counts: dict[date, bool] = {}  # whether a day's purchases count towards a tier now
@@ -546,7 +546,7 @@ class _Writer:
                 after = Qualifying(so_far.points + award.base_points, so_far.fen + award_fen(award))
                 running[member_id] = after
                 reached = tier_for_total(measure(after, config), config)
-                if rank(reached, config) > rank(tier, config):
+                if ranks[reached.id] > ranks[tier.id]:
                     tier = reached
             holding[member_id] = tier
         return fresh

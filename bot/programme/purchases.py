@@ -370,22 +370,29 @@ def in_tier(award: PurchaseAward, tier: Tier | None, config: Config) -> Purchase
     booked: the tier's extra points added, with the campaign's as [tiers] combine says."""
     if tier is None or tier.earn_multiplier <= 1 or award.tier is not None:
         return award
-    earning = purchase_earning(award.amount, award.category, award.campaign, config, tier)
-    if not earning.tier_bonus:
+    campaign = award.campaign
+    bonus, campaign_applies = tier_bonus(
+        award.base_points,
+        None if campaign is None else campaign.multiplier,
+        tier.earn_multiplier,
+        config.tiers.combine,
+    )
+    if bonus <= 0:
         return award
-    # A campaign lot already dropped (expired by now) stays dropped.
-    campaign_lot = earning.campaign_bonus if award.bonus_points else 0
+    # The campaign's lot as without tiers (none if it expired by now), or none when the
+    # tier's multiplier wins over the campaign's.
+    campaign_lot = award.bonus_points if campaign_applies else 0
     return PurchaseAward(
         amount=award.amount,
         category=award.category,
-        campaign=earning.campaign,
-        points=award.base_points + campaign_lot + earning.tier_bonus,
+        campaign=campaign if campaign_applies else None,
+        points=award.base_points + campaign_lot + bonus,
         base_points=award.base_points,
         expires_at=award.expires_at,
         purchased_on=award.purchased_on,
         bonus_expires_at=award.bonus_expires_at if campaign_lot else None,
         tier=tier,
-        tier_bonus=earning.tier_bonus,
+        tier_bonus=bonus,
     )
 
 
