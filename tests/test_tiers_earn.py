@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench import ledger as ledger_bench
 from bot.config import Campaign, Config, Localized, load_config
 from bot.export import write_ledger_csv
 from bot.imports import HEADER, ImportSummary, import_purchases
@@ -436,3 +438,19 @@ def test_rules_work_their_example_for_each_tier(config: Config) -> None:
         ("tree", 118),
         ("forest", 148),
     ]
+
+
+def test_the_import_benchmark_compares_with_and_without_tiers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger_bench.main(["--quick"])
+    out = capsys.readouterr().out
+    found = re.search(
+        r"with the sample tiers \(sprout x1/leaf x1.1/tree x1.2/forest x1.5\) active: [\d.]+ s,"
+        r" ([\d,]+) purchases with a tier bonus, ([\d,]+) upgrades; without tiers [\d.]+ s;"
+        r" ratio ([\d.]+) \(target <= 1.2\)",
+        out,
+    )
+    assert found is not None, out
+    assert int(found[1].replace(",", "")) > 0 and int(found[2].replace(",", "")) > 0
+    assert float(found[3]) > 0
