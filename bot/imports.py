@@ -518,8 +518,10 @@ class _Writer:
         before = stored_purchases(self.conn, keys)
         members = {m for (_item, m), key in zip(candidates, keys, strict=True) if key not in before}
         held = tier_store.held(self.conn, members)
-        figures = tier_store.qualifying(self.conn, members, self.months)
         top = config.tiers.levels[-1]
+        # Members at the top tier stay there: their figures are not needed.
+        climbing = {m for m in members if held.get(m) != top.id}
+        figures = tier_store.qualifying(self.conn, climbing, self.months)
         ranks = {tier.id: index for index, tier in enumerate(config.tiers.levels)}
         holding: dict[int, Tier] = {}
         running: dict[int, Qualifying] = {}

@@ -171,23 +171,27 @@ def tiers_moved(
     now reaches a higher tier (entry rewards for each tier reached, the messages)."""
     if not tiers_on(config) or not booked:
         return []
-    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
-    for purchase in booked:
-        figures = sums[(purchase.member_id, month_of(purchase.day))]
-        figures[0] += purchase.points
-        figures[1] += purchase.fen
-    store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
     today = local_today(now, config)
     months = set(qualification_months(today, config))
+    month_of_day: dict[date, str] = {}
+    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
     counting: dict[int, list[BookedPurchase]] = defaultdict(list)
     for purchase in booked:
-        if month_of(purchase.day) in months:
+        if (month := month_of_day.get(purchase.day)) is None:
+            month = month_of_day[purchase.day] = month_of(purchase.day)
+        figures = sums[(purchase.member_id, month)]
+        figures[0] += purchase.points
+        figures[1] += purchase.fen
+        if month in months:
             counting[purchase.member_id].append(purchase)
+    store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
+    held = store.held(conn, counting)
+    top = config.tiers.levels[-1]
+    # Members at the top tier cannot move up: their totals are not needed.
+    counting = {m: bought for m, bought in counting.items() if held.get(m) != top.id}
     if not counting:
         return []
     totals = store.qualifying(conn, counting, months)
-    held = store.held(conn, counting)
-    top = config.tiers.levels[-1]
     rises: list[_Rise] = []
     for member_id in sorted(counting):
         now_tier = tier_named(held.get(member_id), config)
