@@ -159,7 +159,12 @@ def _csv_import(
     summary = import_purchases(conn, csv_path, config, actor="bench", now=now, batch_size=batch)
     elapsed = time.perf_counter() - started
     assert summary.ok and summary.imported == total, summary
-    report = audit(conn, integrity="none")
+    report = audit(
+        conn,
+        integrity="none",
+        tier_levels=[tier.id for tier in config.tiers.levels],
+        tz=config.program.tz,
+    )
     # One lot per operation: each purchase, and the campaign's extra points of those made
     # during a campaign (how many depends on the dates the export spans).
     lots, operations = report.summary["lots"], report.summary["operations"]
@@ -178,6 +183,18 @@ def _completions(db: Path) -> int:
     conn.close()
     assert row[0] == row[1], row
     return int(row[0])
+
+
+def _tier_effects(db: Path) -> tuple[int, int]:
+    """How many purchases an import booked with a tier bonus, and how many upgrades it made."""
+    conn = connect_sync(db)
+    bonuses = conn.execute(
+        "SELECT count(*) FROM operations WHERE kind = 'purchase'"
+        " AND json_extract(meta, '$.tier_bonus') IS NOT NULL"
+    ).fetchone()[0]
+    upgrades = conn.execute("SELECT count(*) FROM tier_changes").fetchone()[0]
+    conn.close()
+    return int(bonuses), int(upgrades)
 
 
 def _raw_import(path: Path, total: int, batch: int, members: int) -> float:
@@ -267,9 +284,17 @@ def main(argv: list[str] | None = None) -> None:
         bare = config.model_copy(update={"tasks": [], "badges": [], "badge_sets": []})
         bare_db = Path(tmp, "import-no-tasks.db")
         shutil.copyfile(import_db, bare_db)  # the same members, so the same member codes
+        # And the sample programme (tasks and tiers) against the same one without tiers.
+        untiered = config.model_copy(
+            update={"tiers": config.tiers.model_copy(update={"levels": []})}
+        )
+        untiered_db = Path(tmp, "import-no-tiers.db")
+        shutil.copyfile(import_db, untiered_db)
         bare_time = _csv_import(bare_db, csv_path, bare, batch, purchases, now)
+        untiered_time = _csv_import(untiered_db, csv_path, untiered, batch, purchases, now)
         import_time = _csv_import(import_db, csv_path, config, batch, purchases, now)
         completed = _completions(import_db)
+        bonuses, upgrades = _tier_effects(import_db)
         raw_time = _raw_import(raw_db, purchases, batch, members)
         size = csv_path.stat().st_size / 1e6
         print(
@@ -284,4 +309,11 @@ def main(argv: list[str] | None = None) -> None:
             f"import-purchases with the purchase tasks ({tasks}) active: {import_time:.1f} s,"
             f" {completed:,} completions paid; without tasks {bare_time:.1f} s;"
             f" ratio {import_time / bare_time:.2f} (target <= 1.3, and <= 60 s)"
+        )
+        levels = "/".join(f"{t.id} x{t.earn_multiplier}" for t in config.tiers.levels)
+        print(
+            f"import-purchases with the sample tiers ({levels}) active: {import_time:.1f} s,"
+            f" {bonuses:,} purchases with a tier bonus, {upgrades:,} upgrades;"
+            f" without tiers {untiered_time:.1f} s;"
+            f" ratio {import_time / untiered_time:.2f} (target <= 1.2)"
         )

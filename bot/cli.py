@@ -207,6 +207,8 @@ def audit_ledger(config_path: Path, quick: bool) -> None:
             conn,
             integrity="quick" if quick else "full",
             badge_sets={s.id: s.badges for s in config.badge_sets},
+            tier_levels=[tier.id for tier in config.tiers.levels],
+            tz=config.program.tz,
         )
     finally:
         conn.close()

@@ -5,6 +5,7 @@ times in local time."""
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 from typing import Final, TextIO
 
@@ -32,6 +33,10 @@ COLUMNS: Final = (
     # Both sides of a transfer (and of its undo): whose points left, and who got them.
     "transfer_from_code",
     "transfer_to_code",
+    # A purchase's tier bonus: the tier held and the points its multiplier added (within
+    # the purchase's amount), so tier bonuses can be told from the purchase's own points.
+    "tier",
+    "tier_bonus_points",
 )
 # Postings written between two look-ups of the member codes they name.
 _CHUNK: Final = 5_000
@@ -39,6 +44,14 @@ _CHUNK: Final = 5_000
 
 def _text(value: object) -> object:
     return "" if value is None else value
+
+
+def _tier_bonus(line: LedgerLine) -> tuple[object, object]:
+    """The tier and tier bonus a purchase's stored facts record, or blanks."""
+    if line.kind != "purchase" or not line.meta or '"tier_bonus"' not in line.meta:
+        return "", ""  # most postings: no JSON to read
+    facts = json.loads(line.meta)
+    return _text(facts.get("tier")), _text(facts.get("tier_bonus"))
 
 
 def write_ledger_csv(
@@ -75,6 +88,7 @@ def write_ledger_csv(
                 _text(p.meta),
                 "" if p.moved_from is None else codes.get(p.moved_from, ""),
                 "" if p.moved_to is None else codes.get(p.moved_to, ""),
+                *_tier_bonus(p),
             )
             for p in chunk
         )

@@ -25,30 +25,44 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Final
 
-from bot.config import Config
+from bot.config import Config, Tier
 from bot.i18n import N_, I18n
+from bot.programme.calendar import local_today
 from bot.programme.errors import RuleError
 from bot.programme.notices import import_notice
 from bot.programme.purchases import (
     PurchaseAward,
+    award_fen,
     award_purchase,
     booked_purchase,
     find_category,
+    in_tier,
     parse_amount,
     purchase_key,
     purchase_requests,
 )
 from bot.programme.task_progress import purchases_booked
+from bot.programme.tiers import (
+    measure,
+    month_of,
+    qualification_months,
+    tier_for_total,
+    tier_named,
+    tiers_on,
+)
 from bot.programme.till import compact_code
+from storage import tiers as tier_store
 from storage.errors import Conflict, NotFound, StoreError
-from storage.ledger import EarnRequest, OperationResult, existing_keys
+from storage.ledger import OperationResult, existing_keys, stored_purchases
 from storage.members import is_valid_member_code, member_ids_by_code
 from storage.pushes import earn_groups_and_stage, release_import_notices
+from storage.sql import atomic
+from storage.tiers import Qualifying
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
 DEFAULT_BATCH: Final = 10_000
@@ -433,6 +447,8 @@ class _Writer:
         self.on_reject = on_reject
         self.summary = ImportSummary()
         self.members: dict[str, int | None] = {}
+        # The local months whose purchases count towards a tier during this import.
+        self.months = frozenset(qualification_months(local_today(now, config), config))
 
     def write(self, prepared: list[_Prepared]) -> None:
         """Write the good rows of one batch in one transaction; record every outcome."""
@@ -444,8 +460,7 @@ class _Writer:
             self.members.update((code, found.get(code)) for code in lookup)
         rejected: list[RejectedRow] = []
         refused_by_rule: list[tuple[str, RejectedRow]] = []
-        requests: list[tuple[EarnRequest, ...]] = []
-        written: list[_Candidate] = []
+        candidates: list[tuple[_Candidate, int]] = []
         for item in prepared:
             if isinstance(item, RejectedRow):
                 rejected.append(item)
@@ -458,12 +473,7 @@ class _Writer:
             elif isinstance(outcome, RejectedRow):
                 refused_by_rule.append((receipt, outcome))
             else:
-                requests.append(
-                    purchase_requests(
-                        member_id, outcome, receipt=receipt, actor=self.actor, now=self.now
-                    )
-                )
-                written.append(item)
+                candidates.append((item, member_id))
         if refused_by_rule:
             # A receipt imported before whose points have since expired (or that today's
             # rules would refuse) is already in the ledger: report it as such, not as bad.
@@ -473,19 +483,75 @@ class _Writer:
                     self.summary.replayed += 1
                 else:
                     rejected.append(row)
-            rejected.sort(key=lambda r: r.line)
-        if requests:
+        if candidates:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open),
-            # which also records the operations booked, for the members' notices at the end.
-            results = earn_groups_and_stage(
-                self.conn, requests, run=self.run, then=self._tasks(written)
-            )
-            late = self._tally(results, written)
-            if late:
-                rejected += late
-                rejected.sort(key=lambda r: r.line)
+            # which also records the operations booked, for the members' notices at the end;
+            # the tiers the batch's purchases earn in are read in it too.
+            with atomic(self.conn):
+                if tiers_on(self.config):
+                    candidates = self._in_tiers(candidates, rejected)
+                requests = [
+                    purchase_requests(
+                        member_id, item[4], receipt=item[2], actor=self.actor, now=self.now
+                    )
+                    for item, member_id in candidates
+                    if isinstance(item[4], PurchaseAward)
+                ]
+                written = [item for item, _member in candidates]
+                results = earn_groups_and_stage(
+                    self.conn, requests, run=self.run, then=self._tasks(written)
+                )
+            rejected += self._tally(results, written)
+        rejected.sort(key=lambda r: r.line)
         for row in rejected:
             self._reject(row)
+
+    def _in_tiers(
+        self, candidates: list[tuple[_Candidate, int]], rejected: list[RejectedRow]
+    ) -> list[tuple[_Candidate, int]]:
+        """The batch's purchases not booked before, each in the tier its member holds when it
+        is booked (after their earlier purchases in the batch, as `tiers_moved` will move
+        them); receipts booked before are counted as replayed (the same purchase, whatever
+        its tier then) or refused as conflicts."""
+        config = self.config
+        keys = [purchase_key(item[2]) for item, _m in candidates]
+        before = stored_purchases(self.conn, keys)
+        members = {m for (_item, m), key in zip(candidates, keys, strict=True) if key not in before}
+        held = tier_store.held(self.conn, members)
+        top = config.tiers.levels[-1]
+        # Members at the top tier stay there: their figures are not needed.
+        climbing = {m for m in members if held.get(m) != top.id}
+        figures = tier_store.qualifying(self.conn, climbing, self.months)
+        ranks = {tier.id: index for index, tier in enumerate(config.tiers.levels)}
+        holding: dict[int, Tier] = {}
+        running: dict[int, Qualifying] = {}
+        counts: dict[date, bool] = {}  # whether a day's purchases count towards a tier now
+        fresh: list[tuple[_Candidate, int]] = []
+        for (item, member_id), key in zip(candidates, keys, strict=True):
+            line, fields, receipt, code, award = item
+            assert isinstance(award, PurchaseAward)
+            if (earlier := before.get(key)) is not None:
+                if award.same_purchase(member_id, earlier):
+                    self.summary.replayed += 1
+                else:
+                    message = self.texts("import.row.conflict", receipt=receipt)
+                    rejected.append(RejectedRow(line, "conflict", message, tuple(fields)))
+                continue
+            tier = holding.get(member_id) or tier_named(held.get(member_id), config)
+            fresh.append(((line, fields, receipt, code, in_tier(award, tier, config)), member_id))
+            day = award.purchased_on
+            if (counted := counts.get(day)) is None:
+                counted = counts[day] = month_of(day) in self.months
+            if counted and tier.id != top.id:
+                # The purchase counts towards the member's tier from the next one on.
+                so_far = running.get(member_id) or figures.get(member_id, Qualifying())
+                after = Qualifying(so_far.points + award.base_points, so_far.fen + award_fen(award))
+                running[member_id] = after
+                reached = tier_for_total(measure(after, config), config)
+                if ranks[reached.id] > ranks[tier.id]:
+                    tier = reached
+            holding[member_id] = tier
+        return fresh
 
     def _tasks(self, written: list[_Candidate]) -> Callable[[list[Outcome]], None]:
         """What moves the tasks of the purchases a batch booked now, in its transaction."""

@@ -105,6 +105,12 @@ def _recorded_text(recorded: PurchaseRecorded, receipt: str | None, _: Texts) ->
             campaign=award.campaign.name.get(_.language),
             multiplier=format(award.campaign.multiplier.normalize(), "f"),
         )
+    if award.tier is not None:
+        category += _(
+            "admin.purchase.tier",
+            tier=award.tier.name.get(_.language),
+            multiplier=format(award.tier.earn_multiplier.normalize(), "f"),
+        )
     return _(
         "admin.purchase.done",
         name=member.display_name,

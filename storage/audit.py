@@ -6,6 +6,8 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Final, Literal
 
 MALL_TABLES: Final = ("catalog_items", "offers", "redemptions")
@@ -478,14 +480,132 @@ _BADGE_SET_UNPAID: Final = (
 )
 
 
+# Tiers (only once migration 24 created their tables). Each purchase with a tier bonus, with
+# the tier its member held when it was booked: the last change before it (one recorded in the
+# same second counts when it is not the change that purchase itself caused: an upgrade names
+# the purchase that crossed, which earned in the old tier); none: the lowest tier.
+_TIER_BONUSES: Final = (
+    "SELECT o.id, o.member_id, o.points, json_extract(o.meta, '$.tier'),"
+    " json_extract(o.meta, '$.tier_multiplier'), json_extract(o.meta, '$.tier_bonus'),"
+    " json_extract(o.meta, '$.campaign_multiplier'),"
+    " (SELECT c.to_tier FROM tier_changes AS c WHERE c.member_id = o.member_id"
+    "   AND (c.changed_at < o.created_at OR (c.changed_at = o.created_at"
+    "   AND (c.operation_id IS NULL OR c.operation_id < o.id)))"
+    "   ORDER BY c.changed_at DESC, c.id DESC LIMIT 1)"
+    " FROM operations AS o WHERE o.kind = 'purchase'"
+    " AND json_extract(o.meta, '$.tier_bonus') IS NOT NULL ORDER BY o.id"
+)
+# Each tier entry reward (key tier_entry:<tier>:<member>:<year>) with the member's changes.
+_TIER_REWARDS: Final = (
+    "SELECT o.id, o.member_id, o.idempotency_key, o.created_at FROM operations AS o"
+    " WHERE o.kind = 'tier' ORDER BY o.id"
+)
+_TIER_CHANGES: Final = (
+    "SELECT member_id, to_tier, changed_at FROM tier_changes"
+    " WHERE member_id IN (SELECT value FROM json_each(?)) ORDER BY changed_at, id"
+)
+
+
+def _floor(points: Decimal) -> int:
+    return int(points.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def expected_tier_bonus(base: int, campaign: Decimal | None, tier: Decimal) -> int:
+    """A tier bonus recomputed from its purchase's stored facts: with a campaign recorded
+    ([tiers] combine = "multiply", the only way both apply) floor(base × campaign × tier) −
+    floor(base × campaign), else floor(base × tier) − base."""
+    # The arithmetic of bot.programme.purchases.tier_bonus (storage imports nothing of ours).
+    scale = Decimal(1) if campaign is None else campaign
+    return _floor(Decimal(base) * scale * tier) - _floor(Decimal(base) * scale)
+
+
+def _decimal(value: object) -> Decimal | None:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number > 0 else None
+
+
+def _tier_violations(
+    conn: sqlite3.Connection, levels: Sequence[str] | None, tz: tzinfo
+) -> list[Violation]:
+    """Every tier bonus against the tier held when it was booked and its arithmetic, and every
+    entry reward against a change that reached its tier in its year; `levels` (the configured
+    tier ids, lowest first) names the lowest tier and orders them (None: not checked where
+    that is needed)."""
+    wrong_tier: list[tuple[object, ...]] = []
+    wrong_sum: list[tuple[object, ...]] = []
+    lowest = levels[0] if levels else None
+    for op_id, member, points, tier, multiplier, bonus, campaign, held in conn.execute(
+        _TIER_BONUSES
+    ):
+        held_then = held if held is not None else lowest
+        if tier is None or (held_then is not None and held_then != tier):
+            wrong_tier.append((op_id, member, tier, held_then or "lowest"))
+        rate = _decimal(multiplier)
+        campaign_rate = None if campaign is None else _decimal(campaign)
+        if (
+            rate is None
+            or (campaign is not None and campaign_rate is None)
+            or not isinstance(bonus, int)
+            or bonus <= 0
+            or bonus >= points
+            or expected_tier_bonus(points - bonus, campaign_rate, rate) != bonus
+        ):
+            wrong_sum.append((op_id, points, multiplier, bonus, campaign))
+    rank = {tier: index for index, tier in enumerate(levels or ())}
+    rewards = conn.execute(_TIER_REWARDS).fetchall()
+    changes: dict[int, list[tuple[str, int]]] = {}
+    if rewards:
+        members = sorted({int(r[1]) for r in rewards})
+        for member, to_tier, at in conn.execute(_TIER_CHANGES, (json.dumps(members),)):
+            changes.setdefault(int(member), []).append((str(to_tier), int(at)))
+    unearned: list[tuple[object, ...]] = []
+    for op_id, member, key, created_at in rewards:
+        parts = str(key).split(":")
+        if len(parts) != 4 or parts[0] != "tier_entry" or parts[2] != str(member):
+            unearned.append((op_id, member, key, "key"))
+            continue
+        tier, year = parts[1], parts[3]
+        if rank and tier not in rank:
+            unearned.append((op_id, member, key, "unknown tier"))
+            continue
+        reached = any(
+            at <= created_at
+            and str(datetime.fromtimestamp(at, UTC).astimezone(tz).year) == year
+            and (not rank or rank.get(to_tier, -1) >= rank[tier])
+            for to_tier, at in changes.get(int(member), ())
+        )
+        if not reached:
+            unearned.append((op_id, member, key, "no change to this tier or above that year"))
+    violations = []
+    for check, columns, rows in (
+        ("tier_bonus_tier", "operation, member, tier of the bonus, tier held", wrong_tier),
+        (
+            "tier_bonus_arithmetic",
+            "operation, points, tier multiplier, tier bonus, campaign multiplier",
+            wrong_sum,
+        ),
+        ("tier_entry_reward", "operation, member, key, problem", unearned),
+    ):
+        if rows:
+            violations.append(Violation(check, f"({columns}) {_examples(rows)}"))
+    return violations
+
+
 def audit(
     conn: sqlite3.Connection,
     *,
     integrity: Integrity = "full",
     badge_sets: Mapping[str, Sequence[str]] | None = None,
+    tier_levels: Sequence[str] | None = None,
+    tz: tzinfo = UTC,
 ) -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check;
-    `badge_sets` (the configured sets' badges) adds: every complete set's prize was paid."""
+    `badge_sets` (the configured sets' badges) adds: every complete set's prize was paid;
+    `tier_levels` (the configured tier ids, lowest first) and the programme's `tz` complete
+    the tier checks (the lowest tier, their order, the local year of an entry reward)."""
     violations: list[Violation] = []
     summary: dict[str, int] = {}
     began = not conn.in_transaction
@@ -560,6 +680,8 @@ def audit(
                     violations.append(
                         Violation("badge_set_unpaid", f"(member, set) {_examples(unpaid)}")
                     )
+        if "tier_changes" in tables:
+            violations += _tier_violations(conn, tier_levels, tz)
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]

@@ -132,6 +132,8 @@ def test_columns_carry_the_operation_the_account_and_local_times(
         "meta": purchase_member["meta"],
         "transfer_from_code": "",
         "transfer_to_code": "",
+        "tier": "",
+        "tier_bonus_points": "",
     }
     assert json.loads(purchase_member["meta"]) == {"amount": "100.00", "category": "general"}
     refund = [r for r in rows if r["kind"] == "refund"]

@@ -31,10 +31,15 @@ def _points_key(operation_id: int) -> str:
 
 
 def purchase_notice(
-    amount: Decimal, category: Localized, campaign: tuple[Localized, Decimal] | None, points: int
+    amount: Decimal,
+    category: Localized,
+    campaign: tuple[Localized, Decimal] | None,
+    points: int,
+    tier: tuple[Localized, Decimal] | None = None,
 ) -> Notice:
     """The receipt of one purchase booked at the till (amount, category, the campaign that
-    multiplied it, points, points after); nothing when the member turned receipts off."""
+    multiplied it, the tier whose bonus it includes, points, points after); nothing when the
+    member turned receipts off."""
 
     def build(booked: Booked) -> Push | None:
         if not booked.receipts:
@@ -42,7 +47,7 @@ def purchase_notice(
         params: dict[str, object] = {
             "amount": f"{amount:.2f}",
             "category": _both(category),
-            # The purchase's points with the campaign's extra ones (a lot of their own).
+            # The purchase's points with the campaign's and the tier's extra ones.
             "points": points,
             "balance": booked.available,
         }
@@ -51,6 +56,14 @@ def purchase_notice(
             key = N_("notice.purchase_campaign")
             params["campaign"] = _both(campaign[0])
             params["multiplier"] = format(campaign[1].normalize(), "f")
+        if tier is not None:
+            key = (
+                N_("notice.purchase_campaign_tier")
+                if campaign is not None
+                else N_("notice.purchase_tier")
+            )
+            params["tier"] = _both(tier[0])
+            params["tier_multiplier"] = format(tier[1].normalize(), "f")
         return Push(_points_key(booked.result.operation_id), booked.member_id, SERVICE, key, params)
 
     return build

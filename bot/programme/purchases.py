@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import sqlite3
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Final, Literal
 
-from bot.config import Campaign, Category, Config, Localized
+from bot.config import Campaign, Category, Config, Localized, Tier
 from bot.i18n import N_
 from bot.programme.calendar import display_expiry, local_today
 from bot.programme.context import Programme
@@ -19,11 +20,20 @@ from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import purchase_notice
 from bot.programme.task_progress import BookedPurchase, purchases_booked
+from bot.programme.tiers import held_tier, tiers_on
 from bot.programme.till import find_member
 from storage.errors import Conflict, StoreError
-from storage.ledger import EarnRequest, OperationResult, RecentOperation, earn_groups
+from storage.ledger import (
+    EarnRequest,
+    OperationResult,
+    RecentOperation,
+    StoredPurchase,
+    earn_groups,
+    load_result,
+    stored_purchases,
+)
 from storage.members import Member
-from storage.pushes import Booked, booked_facts, enqueue
+from storage.pushes import Booked, Push, booked_facts, enqueue
 
 # A till's clock may run a little ahead of ours; a purchase "from the future" beyond this
 # is a typo in the date.
@@ -109,23 +119,77 @@ class Earning:
     category: Category
     # The full yuan that earn points (the part under 1 yuan earns none).
     counted_yuan: int
-    # Points before any campaign: counted_yuan × the category's rate, rounded down.
+    # Points before any campaign or tier: counted_yuan × the category's rate, rounded down.
     base_points: int
-    # The campaign that multiplied base_points (its multiplier is campaign.multiplier), if any.
+    # The campaign that multiplied base_points (its multiplier is campaign.multiplier), if any;
+    # None too when the tier's multiplier won over it ([tiers] combine = "highest").
     campaign: Campaign | None
-    # What the purchase earns: base_points, multiplied by the campaign and rounded down.
+    # What the purchase earns: base_points with the campaign's and the tier's extra points.
     points: int
+    # The tier whose earn multiplier added `tier_bonus` (None: no tier bonus).
+    tier: Tier | None = None
+    tier_bonus: int = 0
+
+    @property
+    def campaign_bonus(self) -> int:
+        """The extra points the campaign adds (0 without one)."""
+        return self.points - self.base_points - self.tier_bonus
+
+
+def _floor(points: Decimal) -> int:
+    return int(points.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def tier_bonus(
+    base: int, campaign_multiplier: Decimal | None, tier_multiplier: Decimal, combine: str
+) -> tuple[int, bool]:
+    """A tier's extra points on `base` purchase points, and whether the campaign still applies:
+    "highest": the higher multiplier alone (the tier's only when strictly higher), "multiply":
+    floor(base × campaign × tier) − floor(base × campaign)."""
+    # The audit recomputes every stored tier bonus with this same arithmetic.
+    if combine == "highest" and campaign_multiplier is not None:
+        if tier_multiplier <= campaign_multiplier:
+            return 0, True
+        return _floor(Decimal(base) * tier_multiplier) - base, False
+    campaign = Decimal(1) if campaign_multiplier is None else campaign_multiplier
+    with_campaign = _floor(Decimal(base) * campaign)
+    return _floor(Decimal(base) * campaign * tier_multiplier) - with_campaign, True
 
 
 def purchase_earning(
-    amount: Decimal, category: Category, campaign: Campaign | None, config: Config
+    amount: Decimal,
+    category: Category,
+    campaign: Campaign | None,
+    config: Config,
+    tier: Tier | None = None,
 ) -> Earning:
-    """The one computation of a purchase's points, under `campaign` (None: none running)."""
+    """The one computation of a purchase's points, under `campaign` (None: none running), for
+    a member holding `tier` (None: no tier bonus)."""
     # Every award, the till's and the import's, and every sentence of /rules come from here.
     counted = counted_yuan(amount)
     raw = counted * points_per_yuan(category, config)
     base = int(raw.to_integral_value(rounding=ROUND_FLOOR))
-    return Earning(amount, category, counted, base, campaign, campaign_points(base, campaign))
+    plain = Earning(amount, category, counted, base, campaign, campaign_points(base, campaign))
+    if tier is None or tier.earn_multiplier <= 1:
+        return plain
+    bonus, campaign_applies = tier_bonus(
+        base,
+        None if campaign is None else campaign.multiplier,
+        tier.earn_multiplier,
+        config.tiers.combine,
+    )
+    if bonus <= 0:
+        return plain  # nothing added: the purchase is booked exactly as without tiers
+    if not campaign_applies:
+        return Earning(amount, category, counted, base, None, base + bonus, tier, bonus)
+    return Earning(amount, category, counted, base, campaign, plain.points + bonus, tier, bonus)
+
+
+def tier_earning(
+    amount: Decimal, category: Category, campaign: Campaign | None, tier: Tier, config: Config
+) -> Earning:
+    """What a purchase earns for a member of `tier` (/rules' worked example of a tier)."""
+    return purchase_earning(amount, category, campaign, config, tier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,28 +199,36 @@ class PurchaseAward:
     amount: Decimal
     category: Category
     campaign: Campaign | None
-    # The total: base_points, multiplied by the campaign when one ran.
+    # The total: base_points, with the campaign's and the tier's extra points.
     points: int
-    # The points before the campaign: the purchase's own lot; the rest (`bonus_points`) is
-    # the campaign's, a lot of its own under the campaign's expiry policy.
+    # The points before campaign and tier: with `tier_bonus`, the purchase's own lot; the
+    # campaign's extra (`bonus_points`) is a lot of its own under the campaign's expiry policy.
     base_points: int
     expires_at: datetime | None
     purchased_on: date
     # When the campaign's extra points expire (None: never, or no extra points).
     bonus_expires_at: datetime | None = None
+    # The tier held when the purchase was booked, when its multiplier added points.
+    tier: Tier | None = None
+    tier_bonus: int = 0
 
     @property
     def bonus_points(self) -> int:
         """The extra points the campaign adds (0 without one)."""
-        return self.points - self.base_points
+        return self.points - self.base_points - self.tier_bonus
 
-    def meta(self) -> dict[str, str]:
+    @property
+    def own_points(self) -> int:
+        """The purchase operation's points: base and tier bonus (the campaign's are apart)."""
+        return self.base_points + self.tier_bonus
+
+    def meta(self) -> dict[str, object]:
         """The facts the ledger keeps with the operation, so the award can be re-derived.
 
         Normalized (two decimals, the local day) so the till and the CSV import describe
         one receipt identically and the second one to arrive is a replay, not a conflict.
         """
-        facts = {
+        facts: dict[str, object] = {
             "amount": f"{self.amount:.2f}",
             "category": self.category.id,
             "purchased_on": self.purchased_on.isoformat(),
@@ -164,7 +236,20 @@ class PurchaseAward:
         if self.campaign is not None:
             facts["campaign"] = self.campaign.id
             facts["campaign_multiplier"] = str(self.campaign.multiplier)
+        if self.tier is not None and self.tier_bonus:
+            # Only with a bonus: purchases without one keep their facts (and fingerprints).
+            facts["tier"] = self.tier.id
+            facts["tier_multiplier"] = str(self.tier.earn_multiplier)
+            facts["tier_bonus"] = self.tier_bonus
         return facts
+
+    def same_purchase(self, member_id: int, stored: StoredPurchase) -> bool:
+        """Whether a purchase booked before under this one's key is this very purchase (the
+        same member, amount, category and day), whatever tier it was booked in."""
+        facts = self.meta()
+        return stored.member_id == member_id and all(
+            stored.meta.get(name) == facts[name] for name in ("amount", "category", "purchased_on")
+        )
 
 
 def active_campaign(day: date, category: Category, config: Config) -> Campaign | None:
@@ -201,12 +286,14 @@ EXAMPLE_AMOUNT: Final = Decimal("99.5")
 @dataclass(frozen=True, slots=True)
 class EarnRule:
     """What /rules says about one category: its rate and a worked example, outside any
-    campaign and under each campaign not over yet that covers it."""
+    campaign and under each campaign not over yet that covers it, and for each tier whose
+    multiplier adds points (outside campaigns)."""
 
     category: Category
     points_per_yuan: Decimal
     example: Earning
     in_campaigns: tuple[Earning, ...]
+    in_tiers: tuple[Earning, ...] = ()
 
 
 def earn_rules(today: date, config: Config) -> list[EarnRule]:
@@ -223,16 +310,27 @@ def earn_rules(today: date, config: Config) -> list[EarnRule]:
                 for campaign, covered in ahead
                 if category in covered
             ),
+            tuple(
+                earning
+                for tier in config.tiers.levels
+                if (earning := tier_earning(EXAMPLE_AMOUNT, category, None, tier, config)).tier
+            ),
         )
         for category in config.earn.categories
     ]
 
 
 def award_purchase(
-    amount: Decimal, category_id: str | None, purchased_at: datetime, now: datetime, config: Config
+    amount: Decimal,
+    category_id: str | None,
+    purchased_at: datetime,
+    now: datetime,
+    config: Config,
+    tier: Tier | None = None,
 ) -> PurchaseAward:
-    """Points and expiry for a purchase; raises RuleError (unknown category, future or expired
-    purchase, an amount too small to earn a point)."""
+    """Points and expiry for a purchase, for a member holding `tier` (None: no tier bonus);
+    raises RuleError (unknown category, future or expired purchase, an amount too small to
+    earn a point)."""
     category = config.earn.category(category_id or config.earn.default_category)
     if category is None:
         known = ", ".join(c.id for c in config.earn.categories)
@@ -254,7 +352,7 @@ def award_purchase(
         # The campaign's extra points of an old receipt have expired by now: the purchase's
         # own points are still owed, the extra ones would be gone the moment they arrive.
         points, bonus_expiry = base, None
-    return PurchaseAward(
+    award = PurchaseAward(
         amount=amount,
         category=category,
         campaign=earning.campaign,
@@ -263,6 +361,38 @@ def award_purchase(
         expires_at=expiry,
         purchased_on=day,
         bonus_expires_at=bonus_expiry,
+    )
+    return in_tier(award, tier, config)
+
+
+def in_tier(award: PurchaseAward, tier: Tier | None, config: Config) -> PurchaseAward:
+    """An award without tier bonus (`award_purchase`'s) for a member holding `tier` when it is
+    booked: the tier's extra points added, with the campaign's as [tiers] combine says."""
+    if tier is None or tier.earn_multiplier <= 1 or award.tier is not None:
+        return award
+    campaign = award.campaign
+    bonus, campaign_applies = tier_bonus(
+        award.base_points,
+        None if campaign is None else campaign.multiplier,
+        tier.earn_multiplier,
+        config.tiers.combine,
+    )
+    if bonus <= 0:
+        return award
+    # The campaign's lot as without tiers (none if it expired by now), or none when the
+    # tier's multiplier wins over the campaign's.
+    campaign_lot = award.bonus_points if campaign_applies else 0
+    return PurchaseAward(
+        amount=award.amount,
+        category=award.category,
+        campaign=campaign if campaign_applies else None,
+        points=award.base_points + campaign_lot + bonus,
+        base_points=award.base_points,
+        expires_at=award.expires_at,
+        purchased_on=award.purchased_on,
+        bonus_expires_at=award.bonus_expires_at if campaign_lot else None,
+        tier=tier,
+        tier_bonus=bonus,
     )
 
 
@@ -342,7 +472,7 @@ def purchase_requests(
     key = purchase_key(receipt, source)
     base = EarnRequest(
         member_id=member_id,
-        points=award.base_points if award.bonus_points else award.points,
+        points=award.own_points if award.bonus_points else award.points,
         kind="purchase",
         key=key,
         actor=actor,
@@ -370,6 +500,11 @@ def purchase_requests(
     return (base, bonus)
 
 
+def award_fen(award: PurchaseAward) -> int:
+    """A purchase's amount in fen (what the spend measure of tiers counts)."""
+    return int(award.amount * 100)
+
+
 def booked_purchase(result: OperationResult, award: PurchaseAward) -> BookedPurchase:
     """A purchase just booked (its operation, `result`), as its tasks count it."""
     return BookedPurchase(
@@ -379,50 +514,73 @@ def booked_purchase(result: OperationResult, award: PurchaseAward) -> BookedPurc
         counted_yuan(award.amount),
         award.purchased_on,
         points=award.base_points,
-        fen=int(award.amount * 100),
+        fen=award_fen(award),
     )
 
 
 async def _book(
     programme: Programme,
-    requests: tuple[EarnRequest, ...],
     award: PurchaseAward,
     *,
+    member_id: int,
+    receipt: str | None,
+    source: str | None,
+    actor: str,
+    now: datetime,
     tell_member: bool = True,
-) -> tuple[OperationResult, ...]:
-    """Book a purchase's operations (`purchase_requests`) and queue the member's receipt, all in
-    one transaction (a replay queues nothing; nor does `tell_member=False`); raises NotFound,
-    Conflict."""
-    booked: list[tuple[OperationResult, ...]] = []
+) -> tuple[tuple[OperationResult, ...], PurchaseAward]:
+    """Book a purchase (its award without tier bonus) in the tier the member holds right then,
+    and queue the member's receipt, all in one transaction (a replay queues nothing; nor does
+    `tell_member=False`); return the results and the award booked; raises NotFound, Conflict."""
+    config = programme.config
+    booked: list[tuple[tuple[OperationResult, ...], PurchaseAward]] = []
 
     def book(conn: sqlite3.Connection) -> OperationResult:
+        final = award
+        if tiers_on(config):
+            key = purchase_key(receipt, source)
+            if (before := stored_purchases(conn, [key]).get(key)) is not None:
+                # Booked before, maybe in another tier (so other points): the same purchase
+                # is a replay whatever its points were, another one under its key a conflict.
+                if not award.same_purchase(member_id, before):
+                    raise Conflict(f"idempotency key {key!r} was used for a different purchase")
+                results = tuple(load_result(conn, i, replayed=True) for i in before.operation_ids)
+                booked.append((results, award))
+                return results[0]
+            # The tier held now, in the booking's transaction: after every earlier purchase.
+            final = in_tier(award, held_tier(conn, member_id, config), config)
+        requests = purchase_requests(
+            member_id, final, receipt=receipt, source=source, actor=actor, now=now
+        )
         [outcome] = earn_groups(conn, [requests])
         if isinstance(outcome, StoreError):
             raise outcome
-        booked.append(outcome)
+        booked.append((outcome, final))
         if not outcome[0].replayed:
             # The receipt first, then what its tasks say (a completion) in the same
             # transaction: the outbox sends in order. A replay counted when first booked.
-            if (push := receipt(booked_facts(conn, outcome[0], requests[0].now))) is not None:
-                enqueue(conn, [push], requests[0].now)
+            notice = _receipt_notice(final) if tell_member else _untold
+            if (push := notice(booked_facts(conn, outcome[0], now))) is not None:
+                enqueue(conn, [push], now)
             purchases_booked(
                 conn,
-                [booked_purchase(outcome[0], award)],
-                programme.config,
-                requests[0].now,
-                actor=requests[0].actor,
+                [booked_purchase(outcome[0], final)],
+                config,
+                now,
+                actor=actor,
                 tell_member=tell_member,
             )
         return outcome[0]  # the purchase itself: replayed exactly when the group is
 
-    campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
-    receipt = (
-        purchase_notice(award.amount, award.category.name, campaign, award.points)
-        if tell_member
-        else _untold
-    )
-    await programme.pushes.book_and_notify(book, _untold, requests[0].now)
+    await programme.pushes.book_and_notify(book, _untold, now)
     return booked[-1]
+
+
+def _receipt_notice(award: PurchaseAward) -> Callable[[Booked], Push | None]:
+    """The member's receipt of a purchase booked at the till."""
+    campaign = None if award.campaign is None else (award.campaign.name, award.campaign.multiplier)
+    tier = None if award.tier is None else (award.tier.name, award.tier.earn_multiplier)
+    return purchase_notice(award.amount, award.category.name, campaign, award.points, tier)
 
 
 def _untold(_booked: Booked) -> None:
@@ -499,20 +657,26 @@ async def record_purchase(
     paid = parse_amount(amount, config)
     category = find_category(category_text, config)
     award = award_purchase(paid, category.id, purchased_at, when, config)
-    requests = purchase_requests(
-        member.id, award, receipt=receipt, source=source, actor=actor, now=when
-    )
-    request = requests[0]
+    key = purchase_key(receipt, source)
     if not receipt and not confirmed:
         recent = await programme.ledger.recent_operations(
-            member.id, kind=request.kind, actor=actor, since=when - RETYPE_WINDOW
+            member.id, kind="purchase", actor=actor, since=when - RETYPE_WINDOW
         )
-        if (earlier := retyped(award, request.key, recent, when)) is not None:
+        if (earlier := retyped(award, key, recent, when)) is not None:
             return PurchaseRecorded(
                 "unconfirmed", member, award, award.points, None, earlier.created_at
             )
     try:
-        results = await _book(programme, requests, award, tell_member=tell_member)
+        results, award = await _book(
+            programme,
+            award,
+            member_id=member.id,
+            receipt=receipt,
+            source=source,
+            actor=actor,
+            now=when,
+            tell_member=tell_member,
+        )
     except Conflict:
         return PurchaseRecorded("conflict", member, award, award.points, None)
     points = sum(result.points for result in results)

@@ -102,9 +102,27 @@ def _game(line: StatementLine) -> GameWords:
     return GAME_WORDS.get(line.game or "", SOME_GAME)
 
 
+def _tier_bonus(line: StatementLine, config: Config, language: str) -> list[Phrase]:
+    """The tier bonus a purchase's points include (a plain word once the tier is gone)."""
+    if not line.tier_bonus:
+        return []
+    tier = None if line.tier is None else config.tiers.tier(line.tier)
+    if tier is None:
+        return [_phrase(N_("statement.some_tier_bonus"), points=str(line.tier_bonus))]
+    return [
+        _phrase(
+            N_("statement.tier_bonus"), tier=tier.name.get(language), points=str(line.tier_bonus)
+        )
+    ]
+
+
 def purchase(line: StatementLine, config: Config, language: str) -> StatementEntry:
-    """Points for a purchase: receipt, amount, campaign."""
-    details = _receipt(line) + _earn_campaign(line, config, language)
+    """Points for a purchase: receipt, amount, campaign, tier bonus."""
+    details = (
+        _receipt(line)
+        + _earn_campaign(line, config, language)
+        + _tier_bonus(line, config, language)
+    )
     return StatementEntry(_phrase(N_("kind.purchase")), tuple(details))
 
 

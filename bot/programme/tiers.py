@@ -28,6 +28,8 @@ from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
 from storage import ledger
 from storage import tiers as store
+from storage.errors import StoreError
+from storage.ledger import EarnRequest
 from storage.pushes import SERVICE, Push, enqueue
 from storage.tiers import Qualifying
 
@@ -252,170 +254,191 @@ def tiers_moved(
     now reaches a higher tier (entry rewards for each tier reached, the messages)."""
     if not tiers_on(config) or not booked:
         return []
-    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
-    month: dict[date, str] = {}
-    for purchase in booked:
-        if (key := month.get(purchase.day)) is None:
-            key = month[purchase.day] = month_of(purchase.day)
-        figures = sums[(purchase.member_id, key)]
-        figures[0] += purchase.points
-        figures[1] += purchase.fen
-    store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
     today = local_today(now, config)
     months = set(qualification_months(today, config))
+    month_of_day: dict[date, str] = {}
+    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
     counting: dict[int, list[BookedPurchase]] = defaultdict(list)
     for purchase in booked:
-        if month[purchase.day] in months:
+        if (month := month_of_day.get(purchase.day)) is None:
+            month = month_of_day[purchase.day] = month_of(purchase.day)
+        figures = sums[(purchase.member_id, month)]
+        figures[0] += purchase.points
+        figures[1] += purchase.fen
+        if month in months:
             counting[purchase.member_id].append(purchase)
+    store.add_months(conn, [(m, month, p, f) for (m, month), (p, f) in sums.items()])
+    held = store.held(conn, counting)
+    top = config.tiers.levels[-1]
+    # Members at the top tier cannot move up: their totals are not needed.
+    counting = {m: bought for m, bought in counting.items() if held.get(m) != top.id}
     if not counting:
         return []
     totals = store.qualifying(conn, counting, months)
-    held = store.held(conn, counting)
-    top = config.tiers.levels[-1]
-    moves: list[_Upgrade] = []
+    rises: list[_Rise] = []
     for member_id in sorted(counting):
-        held_id = held.get(member_id)
-        now_tier = tier_named(held_id, config)
+        now_tier = tier_named(held.get(member_id), config)
         after = totals.get(member_id, Qualifying())
-        total = measure(after, config)
-        target = tier_for_total(total, config)
-        if now_tier.id == top.id or rank(target, config) <= rank(now_tier, config):
+        if now_tier.id == top.id or rank(
+            tier_for_total(measure(after, config), config), config
+        ) <= rank(now_tier, config):
             continue
-        crossing = _crossing(now_tier, after, counting[member_id], config)
-        moves.append(_Upgrade(member_id, held_id, now_tier, target, total, crossing))
-    if not moves:
+        rises.append(
+            _move_up(
+                conn, member_id, held.get(member_id), after, counting[member_id], config, now, actor
+            )
+        )
+    if not rises:
         return []
-    return _move_up(conn, moves, config, now, actor=actor, tell_member=tell_member)
+    # The entry rewards and the messages of all of them at once: a batch of an import may
+    # move thousands of members.
+    period = qualification_period(today)
+    keys = {
+        (rise.member_id, tier.id): entry_reward_key(tier.id, rise.member_id, period)
+        for rise in rises
+        for tier in rise.reached
+    }
+    paid_before = ledger.existing_keys(conn, list(keys.values()))
+    expiry = expires_at(now, config, TIER_SOURCE)
+    due = [
+        (rise, tier)
+        for rise in rises
+        for tier in rise.reached
+        if tier.entry_reward_points and keys[(rise.member_id, tier.id)] not in paid_before
+    ]
+    results = ledger.earn_many(
+        conn,
+        [
+            EarnRequest(
+                rise.member_id,
+                tier.entry_reward_points,
+                TIER_SOURCE,
+                keys[(rise.member_id, tier.id)],
+                TIER_ACTOR,
+                expiry,
+                now,
+                reason=tier.id,
+                meta={"tier": tier.id, "period": period},
+            )
+            for rise, tier in due
+        ],
+    )
+    paid: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for (rise, tier), result in zip(due, results, strict=True):
+        if isinstance(result, StoreError):
+            raise result
+        paid[rise.member_id].append((tier.id, result.operation_id))
+    pushes: list[Push] = []
+    upgrades: list[TierUpgrade] = []
+    for rise in rises:
+        rewards = tuple(paid.get(rise.member_id, ()))
+        upgrades.append(
+            TierUpgrade(
+                rise.member_id, rise.from_tier, rise.target, rise.total, rise.crossing, rewards
+            )
+        )
+        if not tell_member:
+            continue
+        pushes.append(
+            Push(
+                f"tier:{rise.member_id}:{rise.target.id}:{period}:up",
+                rise.member_id,
+                SERVICE,
+                N_("tiers.notice_upgraded"),
+                {
+                    "tier": _both(rise.target),
+                    "emoji": rise.target.emoji,
+                    "benefits": benefits_text(rise.target, config, now),
+                },
+            )
+        )
+        for tier_id, _operation in rewards:
+            tier = tier_named(tier_id, config)
+            pushes.append(
+                Push(
+                    f"tier:{rise.member_id}:{tier.id}:{period}:reward",
+                    rise.member_id,
+                    SERVICE,
+                    N_("tiers.notice_entry_reward"),
+                    {"tier": _both(tier), "points": tier.entry_reward_points},
+                )
+            )
+    if pushes:
+        enqueue(conn, pushes, now)
+    return upgrades
 
 
 @dataclass(frozen=True, slots=True)
-class _Upgrade:
-    """One member to move up: the tier held (its stored id, None: the lowest), the target."""
+class _Rise:
+    """A member moved up by a batch: from which tier to which, the total that did it, the
+    purchase that first crossed a threshold, and every tier reached on the way."""
 
     member_id: int
-    held_id: str | None
     from_tier: Tier
-    to_tier: Tier
+    target: Tier
     total: int
     crossing: int | None
-
-
-def _crossing(
-    now_tier: Tier, after: Qualifying, purchases: list[BookedPurchase], config: Config
-) -> int | None:
-    """The operation of the purchase that crossed into a higher tier: the batch's purchases
-    run from the figures before them."""
-    points = after.points - sum(p.points for p in purchases)
-    fen = after.fen - sum(p.fen for p in purchases)
-    held_rank = rank(now_tier, config)
-    for purchase in purchases:
-        points, fen = points + purchase.points, fen + purchase.fen
-        if (
-            rank(tier_for_total(measure(Qualifying(points, fen), config), config), config)
-            > held_rank
-        ):
-            return purchase.operation_id
-    return None
+    reached: tuple[Tier, ...]
 
 
 def _move_up(
     conn: sqlite3.Connection,
-    moves: list[_Upgrade],
+    member_id: int,
+    held_id: str | None,
+    after: Qualifying,
+    purchases: list[BookedPurchase],
     config: Config,
     now: datetime,
-    *,
     actor: str,
-    tell_member: bool,
-) -> list[TierUpgrade]:
-    """Move members up, a batch at a time (an import moves thousands): the changes, each entry
-    reward not paid yet this period, and the messages, each a statement per table."""
-    store.change_tiers(
-        conn,
-        [(m.member_id, m.held_id, m.to_tier.id, m.total, m.crossing) for m in moves],
-        reason="upgrade",
-        actor=actor,
-        now=now,
-    )
-    period = qualification_period(local_today(now, config))
-    reached = {
-        m.member_id: config.tiers.levels[
-            rank(m.from_tier, config) + 1 : rank(m.to_tier, config) + 1
-        ]
-        for m in moves
-    }
-    due = [
-        (m.member_id, tier)
-        for m in moves
-        for tier in reached[m.member_id]
-        if tier.entry_reward_points
-    ]
-    paid_before = ledger.existing_keys(
-        conn, [entry_reward_key(tier.id, member_id, period) for member_id, tier in due]
-    )
-    due = [
-        (member_id, tier)
-        for member_id, tier in due
-        if entry_reward_key(tier.id, member_id, period) not in paid_before
-    ]
-    expiry = expires_at(now, config, TIER_SOURCE)
-    outcomes = ledger.earn_groups(
-        conn,
-        [
-            (
-                ledger.EarnRequest(
-                    member_id=member_id,
-                    points=tier.entry_reward_points,
-                    kind=TIER_SOURCE,
-                    key=entry_reward_key(tier.id, member_id, period),
-                    actor=TIER_ACTOR,
-                    expires_at=expiry,
-                    now=now,
-                    reason=tier.id,
-                    meta={"tier": tier.id, "period": period},
-                ),
-            )
-            for member_id, tier in due
-        ],
-    )
-    rewards: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for (member_id, tier), outcome in zip(due, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            raise outcome
-        rewards[member_id].append((tier.id, outcome[0].operation_id))
-    if tell_member:
-        benefits: dict[str, dict[str, str]] = {}
-        pushes: list[Push] = []
-        for m in moves:
-            target = m.to_tier
-            if target.id not in benefits:
-                benefits[target.id] = benefits_text(target, config, now)
-            pushes.append(
-                Push(
-                    f"tier:{m.member_id}:{target.id}:{period}:up",
-                    m.member_id,
-                    SERVICE,
-                    N_("tiers.notice_upgraded"),
-                    {"tier": _both(target), "emoji": target.emoji, "benefits": benefits[target.id]},
-                )
-            )
-            for tier_id, _operation in rewards[m.member_id]:
-                tier = tier_named(tier_id, config)
-                pushes.append(
-                    Push(
-                        f"tier:{m.member_id}:{tier.id}:{period}:reward",
-                        m.member_id,
-                        SERVICE,
-                        N_("tiers.notice_entry_reward"),
-                        {"tier": _both(tier), "points": tier.entry_reward_points},
-                    )
-                )
-        enqueue(conn, pushes, now)
-    return [
-        TierUpgrade(
-            m.member_id, m.from_tier, m.to_tier, m.total, m.crossing, tuple(rewards[m.member_id])
+) -> _Rise:
+    """Move one member up to the tier their total reaches, recording each tier reached with
+    the purchase that reached it."""
+    now_tier = tier_named(held_id, config)
+    total = measure(after, config)
+    target = tier_for_total(total, config)
+    # Run the batch's purchases from the figures before them: each purchase that crosses a
+    # threshold is recorded with the tier it reached, so the history says which tier every
+    # purchase of the batch was booked in (the import's writer walks them the same way).
+    points = after.points - sum(p.points for p in purchases)
+    fen = after.fen - sum(p.fen for p in purchases)
+    crossing: int | None = None
+    current_id, current = held_id, now_tier
+    for purchase in purchases:
+        points, fen = points + purchase.points, fen + purchase.fen
+        running = measure(Qualifying(points, fen), config)
+        reached_now = tier_for_total(running, config)
+        if rank(reached_now, config) <= rank(current, config):
+            continue
+        if crossing is None:
+            crossing = purchase.operation_id
+        store.change_tier(
+            conn,
+            member_id,
+            current_id,
+            reached_now.id,
+            reason="upgrade",
+            total=running,
+            actor=actor,
+            now=now,
+            operation_id=purchase.operation_id,
         )
-        for m in moves
-    ]
+        current_id, current = reached_now.id, reached_now
+    if current.id != target.id:
+        # The walk ends on `after`, whose tier is `target`; should the figures before the
+        # batch disagree with it (a month clamped at 0), the member still reaches the target.
+        store.change_tier(
+            conn,
+            member_id,
+            current_id,
+            target.id,
+            reason="upgrade",
+            total=total,
+            actor=actor,
+            now=now,
+            operation_id=crossing,
+        )
+    reached = tuple(config.tiers.levels[rank(now_tier, config) + 1 : rank(target, config) + 1])
+    return _Rise(member_id, now_tier, target, total, crossing, reached)
 
 
 def held_tier(conn: sqlite3.Connection, member_id: int, config: Config) -> Tier:

@@ -38,6 +38,7 @@ from storage.ledger.queries import (
     operation,
     plan_spend,
     recent_operations,
+    stored_purchases,
 )
 from storage.ledger.records import (
     ADJUSTMENT_SOURCE,
@@ -58,6 +59,7 @@ from storage.ledger.records import (
     RecentOperation,
     Statement,
     StatementLine,
+    StoredPurchase,
 )
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "RecentOperation",
     "Statement",
     "StatementLine",
+    "StoredPurchase",
     "adjust",
     "applied",
     "available",
@@ -101,6 +104,7 @@ __all__ = [
     "recent_operations",
     "refund",
     "spend",
+    "stored_purchases",
     "transfer",
     "undo_transfer",
 ]

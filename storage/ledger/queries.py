@@ -25,6 +25,7 @@ from storage.ledger.records import (
     RecentOperation,
     Statement,
     StatementLine,
+    StoredPurchase,
 )
 from storage.sql import dt, dt_or_none, required_now, ts
 
@@ -46,6 +47,26 @@ def existing_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
                 (json.dumps(list(keys[start : start + 500])),),
             )
         )
+    return found
+
+
+def stored_purchases(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, StoredPurchase]:
+    """The purchases booked before under these keys (with their campaigns' extra points)."""
+    found: dict[str, StoredPurchase] = {}
+    for start in range(0, len(keys), 5_000):
+        chunk = list(keys[start : start + 5_000])
+        rows = conn.execute(
+            "SELECT o.idempotency_key, o.id, o.member_id, o.points, o.meta, c.id, c.points"
+            " FROM operations AS o LEFT JOIN operations AS c"
+            " ON c.idempotency_key = o.idempotency_key || ':campaign'"
+            " WHERE o.idempotency_key IN (SELECT value FROM json_each(?))",
+            (json.dumps(chunk),),
+        )
+        for key, op_id, member_id, points, meta, bonus_id, bonus in rows:
+            ids = (int(op_id),) if bonus_id is None else (int(op_id), int(bonus_id))
+            found[str(key)] = StoredPurchase(
+                ids, int(member_id), int(points) + int(bonus or 0), _facts(meta)
+            )
     return found
 
 
@@ -188,6 +209,12 @@ def _fact(facts: Mapping[str, object], key: str) -> str | None:
     return str(value) or None
 
 
+def _tier_bonus(facts: Mapping[str, object]) -> int | None:
+    """A purchase's stored tier bonus, or None."""
+    value = facts.get("tier_bonus")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value else None
+
+
 def _money(text: str | None) -> Decimal | None:
     """A stored amount of yuan, or None when absent or unreadable."""
     if text is None:
@@ -220,6 +247,7 @@ def _statement_line(row: sqlite3.Row | tuple[Any, ...]) -> StatementLine:
         receipt=receipt,
         amount=_money(_fact(facts, "amount") or _fact(bought, "amount")),
         campaign=_fact(facts, "campaign") or _fact(bought, "campaign"),
+        tier_bonus=_tier_bonus(facts) if kind == "purchase" else None,
         sku=sku,
         code=code,
         deduction_yuan=_money(deduction),

@@ -85,6 +85,17 @@ class EarnRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPurchase:
+    """A purchase booked before under a key: its operations (the purchase, then its campaign's
+    extra points if any), member, points in all and stored facts (meta)."""
+
+    operation_ids: tuple[int, ...]
+    member_id: int
+    points: int
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     """A member's spendable points, when they expire, and what they ever earned."""
 
@@ -126,6 +137,10 @@ class StatementLine:
     receipt: str | None = None
     amount: Decimal | None = None
     campaign: str | None = None
+    # A purchase's tier bonus: the tier held and the extra points it added (in `points`); a
+    # tier entry reward's tier.
+    tier: str | None = None
+    tier_bonus: int | None = None
     # The mall redemption a redeem, refund or compensation belongs to; `code` is its code, or
     # the code of the voucher a game play won.
     sku: str | None = None
@@ -140,8 +155,6 @@ class StatementLine:
     # A task reward's task, a badge-set prize's set.
     task: str | None = None
     badge_set: str | None = None
-    # A tier entry reward's tier.
-    tier: str | None = None
     # The other member of a transfer.
     counterparty: str | None = None
     # When the points an expiry booked were credited.
