@@ -121,7 +121,15 @@ async def available(sandbox: Sandbox, member: Member) -> int:
 
 async def assert_audit_ok(sandbox: Sandbox) -> None:
     """The running bot's ledger (and mall, games, surveys) passes the audit."""
-    report = await sandbox.services.store.read(lambda conn: audit(conn, integrity="quick"))
+    config = sandbox.services.config
+    report = await sandbox.services.store.read(
+        lambda conn: audit(
+            conn,
+            integrity="quick",
+            tier_levels=[tier.id for tier in config.tiers.levels],
+            tz=config.program.tz,
+        )
+    )
     assert report.ok, str(report)
 
 

@@ -195,14 +195,16 @@ def withdraw_qualifying(
         day = date.fromisoformat(str(facts.meta["purchased_on"]))
     except (KeyError, ValueError, ArithmeticError):
         return False  # a purchase booked before its facts were kept added nothing to take
-    # The purchase operation carries the purchase's own points (a campaign's extra points are
-    # an operation of their own): what it added to the month (bot.programme.purchases).
+    # What the purchase added to its month: its own points before any bonus (a campaign's
+    # extra points are an operation of their own; a tier bonus is in this one, and recorded in
+    # its meta: bot.programme.purchases).
+    own_points = facts.points - int(facts.meta.get("tier_bonus", 0))
     return store.withdraw_figures(
         conn,
         operation_id,
         facts.member_id,
         month_of(day),
-        facts.points,
+        own_points,
         int(amount * 100),
         now,
     )
