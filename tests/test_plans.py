@@ -485,3 +485,20 @@ async def test_an_english_member_is_told_in_english(sandbox: Sandbox) -> None:
         in notices
     )
     assert sorted(points for _key, points in await plan_points(sandbox)) == [50, 120]
+
+
+async def test_a_plan_without_an_advisor_does_not_point_the_member_to_one(
+    sandbox: Sandbox,
+) -> None:
+    _chat, member = await joined(sandbox, 9131)
+    admin = sandbox.admin()
+    await admin.send(f"/plan {member.member_code}")
+    await admin.tap("下一步")
+    for answer in ("1.5", "2026-11-01 2026-12-31", "无", "无", "无"):
+        await admin.send(answer)
+    before = sandbox.emu.event_count(9131)
+    await admin.tap("确认设置")
+    [notice] = await told(sandbox, 9131, before)
+    assert notice == (
+        "🌟 您的专属积分方案已开通：\n📅 有效期：2026-11-01 至 2026-12-31\n✨ 所有消费积分额外 ×1.5"
+    )

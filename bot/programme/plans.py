@@ -361,7 +361,10 @@ async def confirm_plan(programme: Programme, staff_id: int, *, actor: str) -> Pl
                     f"plan:{made.id}:set",
                     found.member_id,
                     SERVICE,
-                    N_("plans.notice_set"),
+                    # /advisor is only worth naming when the plan gives one.
+                    N_("plans.notice_set")
+                    if terms.advisor_id is not None
+                    else N_("plans.notice_set_no_advisor"),
                     {"terms": terms_text(terms, config)},
                 )
             ],
