@@ -61,7 +61,7 @@ from storage.errors import Conflict, NotFound, StoreError
 from storage.ledger import OperationResult, existing_keys, stored_purchases
 from storage.members import is_valid_member_code, member_ids_by_code
 from storage.pushes import earn_groups_and_stage, release_import_notices
-from storage.sql import atomic
+from storage.sql import batch as one_batch
 from storage.tiers import Qualifying
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
@@ -486,8 +486,10 @@ class _Writer:
         if candidates:
             # One BEGIN IMMEDIATE .. COMMIT (a savepoint if the caller has a transaction open),
             # which also records the operations booked, for the members' notices at the end;
-            # the tiers the batch's purchases earn in are read in it too.
-            with atomic(self.conn):
+            # the tiers the batch's purchases earn in are read in it too. All or nothing as a
+            # whole, so what runs inside adds no savepoints (a savepoint around the ledger's
+            # bulk inserts costs a statement journal of every row).
+            with one_batch(self.conn):
                 if tiers_on(self.config):
                     candidates = self._in_tiers(candidates, rejected)
                 requests = [

@@ -77,6 +77,22 @@ def atomic(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("COMMIT")
 
 
+@contextmanager
+def batch(conn: sqlite3.Connection) -> Iterator[None]:
+    """`atomic`, whose inner `atomic` blocks add no savepoints of their own: for a block that
+    is all-or-nothing as a whole (an import batch, where a savepoint around the ledger's bulk
+    inserts would write a statement journal of every row)."""
+    with atomic(conn):
+        if getattr(_sole_operation, "conn", None) is conn:
+            yield  # already the whole of a Store.write transaction
+            return
+        _sole_operation.conn = conn
+        try:
+            yield
+        finally:
+            _sole_operation.conn = None
+
+
 def sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
     """Run `fn` as the only work of its Store.write transaction (no savepoint needed)."""
 
