@@ -56,12 +56,17 @@ def add_months(conn: sqlite3.Connection, moves: Sequence[MonthMove]) -> None:
 def qualifying(
     conn: sqlite3.Connection, member_ids: Collection[int], months: Collection[str]
 ) -> dict[int, Qualifying]:
-    """Each of these members' figures summed over these months (those with any)."""
+    """Each of these members' figures summed over these months, a run of consecutive months
+    as a tier's window is (those with any)."""
+    if not months or not member_ids:
+        return {}
+    # One range of the primary key per member (member, month), not a look-up per month: an
+    # import batch asks for 10,000 members' twelve months.
     rows = conn.execute(
         "SELECT member_id, sum(points), sum(fen) FROM tier_months"
-        " WHERE member_id IN (SELECT value FROM json_each(?1))"
-        " AND month IN (SELECT value FROM json_each(?2)) GROUP BY member_id",
-        (json.dumps(sorted(member_ids)), json.dumps(sorted(months))),
+        " WHERE member_id IN (SELECT value FROM json_each(?1)) AND month BETWEEN ?2 AND ?3"
+        " GROUP BY member_id",
+        (json.dumps(sorted(member_ids)), min(months), max(months)),
     )
     return {int(m): Qualifying(int(p), int(f)) for m, p, f in rows}
 

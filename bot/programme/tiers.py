@@ -330,6 +330,14 @@ def tiers_moved(
         paid[rise.member_id].append((tier.id, result.operation_id))
     pushes: list[Push] = []
     upgrades: list[TierUpgrade] = []
+    listed: dict[str, dict[str, str]] = {}
+
+    def benefits(tier: Tier) -> dict[str, str]:
+        """A tier's benefits text, rendered once per batch (thousands may reach one tier)."""
+        if tier.id not in listed:
+            listed[tier.id] = benefits_text(tier, config, now)
+        return listed[tier.id]
+
     for rise in rises:
         rewards = tuple(paid.get(rise.member_id, ()))
         upgrades.append(
@@ -348,7 +356,7 @@ def tiers_moved(
                 {
                     "tier": _both(rise.target),
                     "emoji": rise.target.emoji,
-                    "benefits": benefits_text(rise.target, config, now),
+                    "benefits": benefits(rise.target),
                 },
             )
         )
