@@ -330,7 +330,13 @@ def _report(
             journaled, unfinished, replays = 0, 0, 0
         report.not_journaled = flood.last_update_id - journaled
         report.unfinished, report.replays = unfinished, replays
-        checked = audit(conn, integrity="quick")
+        sample = load_config(ROOT / "config.example.toml")
+        checked = audit(
+            conn,
+            integrity="quick",
+            tier_levels=[tier.id for tier in sample.tiers.levels],
+            tz=sample.program.tz,
+        )
         report.audit_ok, report.audit_text = checked.ok, str(checked)
     finally:
         conn.close()

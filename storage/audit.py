@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Final, Literal
 
@@ -527,8 +527,18 @@ def _decimal(value: object) -> Decimal | None:
     return number if number.is_finite() and number > 0 else None
 
 
+def _local_years(at: int, tz: tzinfo | None) -> set[str]:
+    """The local year of a moment in the programme's timezone; unknown (None): its year in
+    any timezone (UTC-12 to UTC+14), so a check without the configuration never reports a
+    reward booked at local New Year."""
+    moment = datetime.fromtimestamp(at, UTC)
+    if tz is not None:
+        return {str(moment.astimezone(tz).year)}
+    return {str((moment + timedelta(hours=hours)).year) for hours in (-12, 14)}
+
+
 def _tier_violations(
-    conn: sqlite3.Connection, levels: Sequence[str] | None, tz: tzinfo
+    conn: sqlite3.Connection, levels: Sequence[str] | None, tz: tzinfo | None
 ) -> list[Violation]:
     """Every tier bonus against the tier held when it was booked and its arithmetic, and every
     entry reward against a change that reached its tier in its year; `levels` (the configured
@@ -573,7 +583,7 @@ def _tier_violations(
             continue
         reached = any(
             at <= created_at
-            and str(datetime.fromtimestamp(at, UTC).astimezone(tz).year) == year
+            and year in _local_years(at, tz)
             and (not rank or rank.get(to_tier, -1) >= rank[tier])
             for to_tier, at in changes.get(int(member), ())
         )
@@ -600,12 +610,13 @@ def audit(
     integrity: Integrity = "full",
     badge_sets: Mapping[str, Sequence[str]] | None = None,
     tier_levels: Sequence[str] | None = None,
-    tz: tzinfo = UTC,
+    tz: tzinfo | None = None,
 ) -> AuditReport:
     """Check every ledger invariant in one read snapshot; `integrity` picks the page check;
     `badge_sets` (the configured sets' badges) adds: every complete set's prize was paid;
     `tier_levels` (the configured tier ids, lowest first) and the programme's `tz` complete
-    the tier checks (the lowest tier, their order, the local year of an entry reward)."""
+    the tier checks (the lowest tier, their order, the exact local year of an entry reward:
+    without `tz`, any timezone's year of it passes)."""
     violations: list[Violation] = []
     summary: dict[str, int] = {}
     began = not conn.in_transaction

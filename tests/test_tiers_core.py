@@ -3,7 +3,7 @@ own transaction, paying each tier reached on the way its entry reward once per y
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -112,3 +112,30 @@ async def test_standing_says_what_the_next_tier_needs(sandbox: Sandbox) -> None:
         320,
     )
     assert found.to_keep == 0 and found.review_on == date(NOW.astimezone(SHANGHAI).year + 1, 1, 1)
+
+
+async def test_an_entry_reward_at_local_new_year_passes_the_audit_with_or_without_tz(
+    sandbox: Sandbox,
+) -> None:
+    """`pointsbot backup` verifies its copy without the configuration: a reward booked at
+    00:30 on 1 January in Shanghai (16:30 UTC the day before) must not fail it."""
+    member = await member_with(sandbox, 8303, 0)
+    new_year = datetime(2027, 1, 1, 0, 30, tzinfo=SHANGHAI)
+    sandbox.services.clock = FixedClock(new_year)
+    result = await record_purchase(
+        sandbox.services,
+        member.member_code,
+        "1200",
+        "general",
+        "NY1",
+        purchased_at=new_year,
+        actor="till:test",
+    )
+    assert result.status == "recorded"
+    assert await sandbox.services.tiers.held_one(member.id) == "leaf"
+    store = sandbox.services.store
+    assert (await store.read(audit)).ok
+    assert (await store.read(lambda conn: audit(conn, tz=SHANGHAI))).ok
+    # Read in the wrong timezone the change happened in 2026, the reward is keyed 2027.
+    wrong = await store.read(lambda conn: audit(conn, tz=UTC))
+    assert {v.check for v in wrong.violations} == {"tier_entry_reward"}

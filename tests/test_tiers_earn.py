@@ -446,7 +446,8 @@ def test_the_import_benchmark_compares_with_and_without_tiers(
     ledger_bench.main(["--quick"])
     out = capsys.readouterr().out
     found = re.search(
-        r"with the sample tiers \(sprout x1/leaf x1.1/tree x1.2/forest x1.5\) active: [\d.]+ s,"
+        r"with the sample tiers \(sprout x1/leaf x1.1/tree x1.2/forest x1.5\) active,"
+        r" over a rolling 12 months: [\d.]+ s,"
         r" ([\d,]+) purchases with a tier bonus, ([\d,]+) upgrades; without tiers [\d.]+ s;"
         r" ratio ([\d.]+) \(target <= 1.2\)",
         out,
