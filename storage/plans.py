@@ -18,10 +18,15 @@ from typing import Any
 from storage.facade import Facade, looks_up, reads, writes
 from storage.sql import atomic, dt, dt_or_none, ts
 
-_PLAN_COLUMNS = (
-    "id, member_id, categories, multiplier, starts_on, ends_on, from_at, until_at,"
+_SELECT_PLANS = (
+    "SELECT id, member_id, categories, multiplier, starts_on, ends_on, from_at, until_at,"
     " gift_threshold_fen, gift_points, spent_fen, skus, advisor_id, advisor_contact,"
-    " created_at, actor, ended_at"
+    " created_at, actor, ended_at FROM plans"
+)
+# The plans of some members (a JSON list, ?1) running after ?2.
+_RUNNING_OF_MEMBERS = (
+    " WHERE ended_at IS NULL AND until_at > ?2"
+    " AND member_id IN (SELECT value FROM json_each(?1)) ORDER BY from_at, id"
 )
 
 
@@ -284,7 +289,7 @@ def end_plan(
 
 def plan(conn: sqlite3.Connection, plan_id: int) -> Plan:
     """A plan by id; raises KeyError."""
-    row = conn.execute(f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = ?", (plan_id,)).fetchone()  # noqa: S608 (constant columns)
+    row = conn.execute(_SELECT_PLANS + " WHERE id = ?", (plan_id,)).fetchone()
     if row is None:
         raise KeyError(plan_id)
     return _plan(row)
@@ -294,7 +299,7 @@ def running_plan(conn: sqlite3.Connection, member_id: int, now: datetime) -> Pla
     """The member's plan not ended and not over by `now` (the earliest, should there be two
     for later windows)."""
     row = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE member_id = ? AND ended_at IS NULL"  # noqa: S608
+        _SELECT_PLANS + " WHERE member_id = ? AND ended_at IS NULL"
         " AND until_at > ? ORDER BY from_at, id LIMIT 1",
         (member_id, ts(now)),
     ).fetchone()
@@ -307,8 +312,7 @@ def running_plans(
     """The running plans (not ended, not over) of those of these members who have any: one
     query for a whole purchase batch, most of whose members have none."""
     rows = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE ended_at IS NULL AND until_at > ?2"  # noqa: S608
-        " AND member_id IN (SELECT value FROM json_each(?1)) ORDER BY from_at, id",
+        _SELECT_PLANS + _RUNNING_OF_MEMBERS,
         (json.dumps(sorted(member_ids)), ts(now)),
     )
     found: dict[int, list[Plan]] = {}
@@ -321,8 +325,7 @@ def running_plans(
 def all_running(conn: sqlite3.Connection, now: datetime) -> list[Plan]:
     """Every running plan, soonest ending first (what /plans lists)."""
     rows = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE ended_at IS NULL AND until_at > ?"  # noqa: S608
-        " ORDER BY until_at, id",
+        _SELECT_PLANS + " WHERE ended_at IS NULL AND until_at > ? ORDER BY until_at, id",
         (ts(now),),
     )
     return [_plan(row) for row in rows]
@@ -331,7 +334,7 @@ def all_running(conn: sqlite3.Connection, now: datetime) -> list[Plan]:
 def plans_of(conn: sqlite3.Connection, member_id: int) -> list[Plan]:
     """Every plan the member was given, oldest first (running, ended and expired alike)."""
     rows = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE member_id = ? ORDER BY id",  # noqa: S608
+        _SELECT_PLANS + " WHERE member_id = ? ORDER BY id",
         (member_id,),
     )
     return [_plan(row) for row in rows]
