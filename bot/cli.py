@@ -42,6 +42,15 @@ config_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The programme configuration (TOML).",
 )
+# Where an export command writes its CSV.
+csv_output_option = click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
 
 
 def _load(path: Path, *, to_run: bool = False) -> Config:
@@ -341,14 +350,7 @@ def _progress_bar(description: str) -> Iterator[Progress | None]:
 @main.command("export-ledger")
 @config_option
 @click.option("--member", "member_code", help="Only this member's postings (by member code).")
-@click.option(
-    "--output",
-    "-o",
-    default="-",
-    show_default=True,
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="The CSV file to write ('-' for standard output).",
-)
+@csv_output_option
 def export_ledger(config_path: Path, member_code: str | None, output: Path) -> None:
     """Write the audit trail as CSV: every posting with its operation, times in local time."""
     from bot.export import write_ledger_csv
@@ -371,14 +373,7 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
 @main.command("export-households")
 @config_option
 @click.option("--household", "household_id", type=int, help="Only this household's events.")
-@click.option(
-    "--output",
-    "-o",
-    default="-",
-    show_default=True,
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="The CSV file to write ('-' for standard output).",
-)
+@csv_output_option
 def export_households(config_path: Path, household_id: int | None, output: Path) -> None:
     """Write the households' audit trail as CSV: who created, joined, left or was removed,
     head changes, and dissolutions with their reason; times in local time."""
@@ -397,14 +392,7 @@ def export_households(config_path: Path, household_id: int | None, output: Path)
 @main.command("export-tasks")
 @config_option
 @click.option("--task", "task_id", help="Only this task's progress (by task id).")
-@click.option(
-    "--output",
-    "-o",
-    default="-",
-    show_default=True,
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="The CSV file to write ('-' for standard output).",
-)
+@csv_output_option
 def export_tasks(config_path: Path, task_id: str | None, output: Path) -> None:
     """Write task progress and completions as CSV: member code, task, period, progress,
     target, when completed (local time), and the reward's operation and points."""
@@ -419,14 +407,7 @@ def export_tasks(config_path: Path, task_id: str | None, output: Path) -> None:
 @main.command("export-survey")
 @click.argument("survey_id")
 @config_option
-@click.option(
-    "--output",
-    "-o",
-    default="-",
-    show_default=True,
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="The CSV file to write ('-' for standard output).",
-)
+@csv_output_option
 @click.option(
     "--include-unfinished",
     is_flag=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Mapping
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -81,3 +82,10 @@ class I18n:
         # this one: the programme raises it without knowing who reads it.
         shown = {k: v.get(language) if isinstance(v, Localized) else v for k, v in params.items()}
         return template.format(**shown)
+
+
+@cache
+def packaged() -> I18n:
+    """The packaged catalogs, loaded once: for texts the programme renders in every language
+    before anyone reads them (a tier's benefits, a plan's terms)."""
+    return I18n.load()

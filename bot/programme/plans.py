@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.config import LANGUAGES, Config
-from bot.i18n import N_, I18n
+from bot.i18n import N_, packaged
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -384,11 +383,6 @@ async def drop_plan_draft(programme: Programme, staff_id: int) -> None:
 # --- what a plan says ---------------------------------------------------------------------------
 
 
-@cache
-def _catalogs() -> I18n:
-    return I18n.load()
-
-
 def terms_lines(
     terms: PlanTerms, config: Config, language: str
 ) -> list[tuple[str, dict[str, object]]]:
@@ -442,7 +436,7 @@ def terms_lines(
 
 def terms_text(terms: PlanTerms, config: Config) -> dict[str, str]:
     """A plan's terms, one line each, in every language (for the member's message)."""
-    i18n = _catalogs()
+    i18n = packaged()
     return {
         language: "\n".join(
             i18n.t(language, key, **params) for key, params in terms_lines(terms, config, language)

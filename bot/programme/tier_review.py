@@ -23,11 +23,10 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from bot.config import LANGUAGES, Config, Tier
-from bot.i18n import N_, I18n
+from bot.i18n import N_, packaged
 from bot.programme.calendar import local_today
 from bot.programme.tiers import (
     TIER_ACTOR,
@@ -80,11 +79,6 @@ def review_rules(year: int, today: date, config: Config) -> ReviewRules:
     )
 
 
-@cache
-def _catalogs() -> I18n:
-    return I18n.load()
-
-
 def _names(tier: Tier) -> dict[str, str]:
     return {"zh-CN": tier.name.zh_CN, "en": tier.name.en}
 
@@ -92,7 +86,7 @@ def _names(tier: Tier) -> dict[str, str]:
 def _what_it_means(tier: Tier, config: Config) -> dict[str, str]:
     """A tier's benefits in every language; a tier without any: what every member enjoys."""
     lines = benefits_text(tier, config)
-    i18n = _catalogs()
+    i18n = packaged()
     return {
         # benefits_text starts each line with a line break (for the congratulation's tail).
         language: lines[language].lstrip("\n") or i18n.t(language, N_("tiers.review_base_benefits"))

@@ -18,11 +18,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
 from typing import TYPE_CHECKING, Final
 
 from bot.config import LANGUAGES, Config, Localized, MallItem, Tier
-from bot.i18n import N_, I18n
+from bot.i18n import N_, packaged
 from bot.programme.calendar import local_today
 from bot.programme.context import Programme
 from bot.programme.expiry import expires_at
@@ -196,18 +195,13 @@ def tier_benefits(
 
 def _names(items: Sequence[MallItem]) -> Localized:
     """Items' names as one list in every language."""
-    i18n = _catalogs()
+    i18n = packaged()
     return Localized.model_validate(
         {
             code: i18n.t(language, "list.separator").join(i.name.get(language) for i in items)
             for code, language in (("zh-CN", "zh-CN"), ("en", "en"))
         }
     )
-
-
-@cache
-def _catalogs() -> I18n:
-    return I18n.load()
 
 
 def _both(tier: Tier) -> dict[str, str]:
@@ -217,7 +211,7 @@ def _both(tier: Tier) -> dict[str, str]:
 def benefits_text(tier: Tier, config: Config, now: datetime | None = None) -> dict[str, str]:
     """A tier's benefits in every language, each on a line of its own after a line break
     (the congratulation follows its first sentence with them); "" when it has none."""
-    i18n = _catalogs()
+    i18n = packaged()
     return {
         language: "".join(
             "\n• " + i18n.t(language, key, **params)
