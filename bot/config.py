@@ -1041,6 +1041,31 @@ class TiersConfig(_Section):
         raise KeyError(tier_id)
 
 
+# Staff roles, from most to least trusted (the permissions of each: bot.programme.staff).
+Role = Literal["owner", "manager", "cashier", "partner", "reviewer"]
+
+
+class StaffMember(_Section):
+    """[[staff]]: one person who runs the programme, with their role (and a partner's scope)."""
+
+    telegram_id: TelegramUserId
+    name: str = Field(min_length=1)
+    role: Role
+    # A partner's SKUs or mall category ids: it fulfils and stocks only those.
+    scope: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _scope_for_partners(self) -> Self:
+        if self.role == "partner" and not self.scope:
+            raise ValueError(
+                f"staff {self.name!r}: a partner needs a scope (the SKUs or mall categories"
+                ' it fulfils), e.g. scope = ["carwash"]'
+            )
+        if self.role != "partner" and self.scope:
+            raise ValueError(f"staff {self.name!r}: only a partner has a scope")
+        return self
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -1064,6 +1089,36 @@ class Config(_Section):
     badges: list[Badge] = Field(default_factory=list)
     badge_sets: list[BadgeSet] = Field(default_factory=list)
     tiers: TiersConfig = TiersConfig()
+    staff: list[StaffMember] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _staff_consistent(self) -> Self:
+        ids = [s.telegram_id for s in self.staff]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"staff: telegram_id {', '.join(map(str, duplicates))} listed twice")
+        if both := sorted(set(ids) & set(self.program.admins)):
+            raise ValueError(
+                f"staff: telegram_id {', '.join(map(str, both))} is also in [program] admins"
+                " (list each person once: admins are owners)"
+            )
+        known = {item.sku for item in self.mall.items} | {c.id for c in self.mall.categories}
+        for member in self.staff:
+            if unknown := sorted(set(member.scope) - known):
+                raise ValueError(
+                    f"staff {member.name!r}: scope names {', '.join(unknown)},"
+                    " neither a SKU nor a mall category"
+                )
+        return self
+
+    def staff_member(self, telegram_id: int) -> StaffMember | None:
+        """Who this Telegram user is on the staff ([program] admins are owners), or None."""
+        if telegram_id in self.program.admins:
+            return StaffMember(telegram_id=telegram_id, name=str(telegram_id), role="owner")
+        return next((s for s in self.staff if s.telegram_id == telegram_id), None)
+
+    def owners(self) -> list[int]:
+        """The Telegram ids of every owner ([program] admins and [[staff]] owners)."""
+        return [*self.program.admins, *(s.telegram_id for s in self.staff if s.role == "owner")]
 
     @model_validator(mode="after")
     def _tiers_named_exist(self) -> Self:
@@ -1176,11 +1231,12 @@ class Config(_Section):
 def unrunnable(config: Config) -> dict[str, str]:
     """What keeps `pointsbot run` from starting with a valid configuration: key -> message."""
     problems: dict[str, str] = {}
-    if not config.program.admins:
+    if not config.owners():
         # Valid for tooling (a template, a check in CI), but a running programme without an
         # operator cannot award a purchase or answer a member's complaint.
         problems["program.admins"] = (
-            "is empty: `pointsbot run` needs at least one operator's Telegram user id"
+            "is empty and [[staff]] name no owner: `pointsbot run` needs at least one owner's"
+            " Telegram user id"
         )
     return problems
 

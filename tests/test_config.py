@@ -243,8 +243,8 @@ def test_no_admin_is_valid_for_tools_but_not_for_running() -> None:
     with pytest.raises(ConfigError) as excinfo:
         check_runnable(config, "config.toml")
     assert str(excinfo.value) == (
-        "config.toml: invalid configuration\n  [program.admins] is empty: `pointsbot run` needs"
-        " at least one operator's Telegram user id"
+        "config.toml: invalid configuration\n  [program.admins] is empty and [[staff]] name no"
+        " owner: `pointsbot run` needs at least one owner's Telegram user id"
     )
     check_runnable(load_config(SAMPLE), "config.example.toml")  # the sample runs
 
