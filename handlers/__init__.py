@@ -55,6 +55,7 @@ from handlers.plans import (
     vip_unmark,
 )
 from handlers.points import balance, card, history, history_callback
+from handlers.purchase_returns import purchase_return
 from handlers.referrals import invite
 from handlers.settings import (
     birthday_conversation,
@@ -188,6 +189,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CallbackQueryHandler(queue_callback, pattern=r"^sq:"))
     app.add_handler(CommandHandler("purchase", purchase, filters=incoming))
     app.add_handler(CallbackQueryHandler(purchase_confirmation, pattern=r"^tp:"))
+    app.add_handler(CommandHandler("purchase_return", purchase_return, filters=incoming))
     app.add_handler(CommandHandler("adjust", adjust, filters=incoming))
     app.add_handler(CommandHandler("member", member_info, filters=incoming))
     app.add_handler(CommandHandler("fulfil", fulfil, filters=incoming))

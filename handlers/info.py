@@ -19,6 +19,7 @@ from bot.programme.expiry import expiry_groups
 from bot.programme.family import token_from_payload
 from bot.programme.mall import return_terms, sale_rate, sale_scope, voucher_terms
 from bot.programme.policy import POLICY_TEXTS, SOURCE_NAMES, describe_change, upcoming
+from bot.programme.purchase_returns import return_rules
 from bot.programme.purchases import campaigns_ahead, earn_rules
 from bot.programme.referrals import join, referrer_from_payload
 from bot.programme.tier_benefits import birthday_gift_tiers, deduction_rate_tiers, early_access
@@ -244,6 +245,8 @@ def render_rules(config: Config, now: datetime, _: Texts) -> str:
 
     lines += render_return_rules(config, _)
     lines.append("")
+    lines += render_purchase_return_rules(config, _)
+    lines.append("")
 
     lines.append(_("rules.changes.heading"))
     lines.append(_("rules.changes.notice", days=expiry.policy_notice_days))
@@ -283,6 +286,28 @@ def render_return_rules(config: Config, _: Texts) -> list[str]:
     lines.append(_("rules.returns.merchant", days=terms.merchant_min_days))
     if terms.compensation_percent:
         lines.append(_("rules.returns.compensation", percent=terms.compensation_percent))
+    return lines
+
+
+def render_purchase_return_rules(config: Config, _: Texts) -> list[str]:
+    """What a refunded purchase takes back and how owed points are settled: from the rule
+    itself (bot.programme.purchase_returns)."""
+    terms = return_rules(config)
+    sources = _("list.separator").join(
+        _(SOURCE_NAMES[f"source.{s}"]) for s in terms.settling_sources
+    )
+    lines = [
+        _("rules.purchase_returns.heading"),
+        _("rules.purchase_returns.proportional"),
+        _("rules.purchase_returns.order"),
+        _("rules.purchase_returns.owed", sources=sources),
+    ]
+    if terms.tiers:
+        lines.append(_("rules.purchase_returns.tiers"))
+    if terms.purchase_tasks:
+        lines.append(_("rules.purchase_returns.tasks"))
+    if terms.referrals:
+        lines.append(_("rules.purchase_returns.referral"))
     return lines
 
 

@@ -54,6 +54,9 @@ def render_balance(balance: Balance, config: Config, _: Texts, tier: Standing | 
     else:
         lines.append(_("balance.empty"))
     lines.append(_("balance.lifetime", points=balance.lifetime_earned))
+    if balance.owed:
+        # A returned purchase's points the member had spent (bot.programme.owed).
+        lines.append(_("balance.owed", points=balance.owed))
     if tier is not None:
         lines.append("")
         lines += standing_lines(tier, config, _)

@@ -270,6 +270,16 @@ def expiry(line: StatementLine, config: Config, language: str) -> StatementEntry
     return StatementEntry(_phrase(N_("kind.expire")), details)
 
 
+def purchase_return(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """Points a refunded purchase took back: its receipt and the yuan refunded."""
+    details = []
+    if line.receipt:
+        details.append(_phrase(N_("statement.receipt"), receipt=line.receipt))
+    if line.amount is not None:
+        details.append(_phrase(N_("statement.refunded"), amount=f"{line.amount:.2f}"))
+    return StatementEntry(_phrase(N_("kind.purchase_return")), tuple(details))
+
+
 def labelled(key: str) -> Describer:
     """A describer for a kind that its name alone explains (a birthday gift)."""
 
@@ -301,6 +311,8 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "adjust": adjustment,
     "extend_validity": validity_extended,
     "expire": expiry,
+    "purchase_return": purchase_return,
+    "owed_settlement": labelled(N_("kind.owed_settlement")),
 }
 # A kind with no entry yet still reads as a change of points, never as its internal name.
 SOME_CHANGE: Final = labelled(N_("statement.other"))

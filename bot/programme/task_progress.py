@@ -35,6 +35,7 @@ from typing import Final
 from bot.config import Config, Task
 from bot.programme.badges import award_milestones, milestones_moved_by_purchase
 from bot.programme.calendar import local_today
+from bot.programme.owed import settle_from_purchases
 from bot.programme.plans import plans_moved
 from bot.programme.referrals import credit_referral
 from bot.programme.tasks import (
@@ -119,14 +120,18 @@ def purchases_booked(
 ) -> list[TaskStep]:
     """THE purchase hook of every purchase path (the till, the CSV import, the demo seed; a
     till API adds one call), in the transaction that booked the purchases: the purchase tasks
-    move and complete, the members' tier figures move (an upgrade at once), a referred
-    friend's first purchase credits the referrer, and the milestone badges are checked;
+    move and complete, the members' tier figures move (an upgrade at once), plans pay, owed
+    points are settled, a referred friend's first purchase credits the referrer, and the
+    milestone badges are checked;
     return the task completions. Never pass a replay."""
     completions = _move_purchase_tasks(
         conn, booked, config, now, actor=actor, tell_member=tell_member
     )
     tiers_moved(conn, booked, config, now, actor=actor, tell_member=tell_member)
     plans_moved(conn, booked, config, now, actor=actor)
+    # After every credit the purchases bring (plan bonuses included): owed points are netted
+    # against them (bot.programme.owed).
+    settle_from_purchases(conn, booked, now, actor=actor, tell_member=tell_member)
     # Once per member per batch (an import books thousands): only a member's first purchase
     # can be a referred friend's first, and the milestones read the ledger as it now stands.
     # Two queries for the batch find the few members these concern: referred friends yet to
@@ -300,16 +305,19 @@ def withdraw_purchase(
     now: datetime,
     *,
     actor: str,
+    share: tuple[int, int] | None = None,
 ) -> list[TaskStep]:
     """Take back what a returned purchase (its operation) added to its tasks, in the caller's
     transaction (the return's): once (a second call takes nothing), only while the period it
     counted for is still the task's current one and the task is open, never undoing a
     completion already paid; and take it out of its month's tier figures (the tier held stays
-    until the review); return the steps moved."""
+    until the review); return the steps moved. `share` (fen still counted, fen paid): what
+    earlier partial returns left of its spend progress and tier figures
+    (bot.programme.purchase_returns); None: all of it."""
     today = local_today(now, config)
     moved: list[TaskStep] = []
     with atomic(conn):
-        withdraw_qualifying(conn, operation_id, config, now)
+        withdraw_qualifying(conn, operation_id, config, now, share=share)
         for move in store.purchase_moves(conn, operation_id):
             task = config.task(move.task_id)
             if move.withdrawn or task is None or not task.open_on(today):
@@ -327,6 +335,9 @@ def withdraw_purchase(
                 current = store.progress_in(conn, task.id, move.period, [move.member_id])
                 old = current[move.member_id].progress if move.member_id in current else 0
                 delta = streak_progress(seen.get(move.member_id, ()), task.target) - old
+            elif task.kind == "spend" and share is not None and share[1] > 0:
+                # Partial returns took their part of the yuan already.
+                delta = -(move.delta * share[0] // share[1])
             else:
                 delta = -move.delta
             moved.append(advance_task(conn, task, move.member_id, delta, config, now, actor=actor))

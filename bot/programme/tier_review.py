@@ -174,11 +174,18 @@ async def tier_jobs(
 
 
 def withdraw_qualifying(
-    conn: sqlite3.Connection, operation_id: int, config: Config, now: datetime
+    conn: sqlite3.Connection,
+    operation_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    share: tuple[int, int] | None = None,
 ) -> bool:
     """Take a returned purchase (its operation) out of its month's qualifying figures, in the
-    caller's transaction, once; the tier held is kept until the review. False: nothing to take
-    (no tiers, not a purchase, or taken already)."""
+    caller's transaction, once; the tier held is kept until the review. `share` (fen still
+    counted, fen paid): the part earlier partial returns left in the figures
+    (bot.programme.purchase_returns). False: nothing to take (no tiers, not a purchase, or
+    taken already)."""
     if not tiers_on(config):
         return False
     facts = store.purchase_facts(conn, operation_id)
@@ -193,12 +200,16 @@ def withdraw_qualifying(
     # extra points are an operation of their own; a tier bonus is in this one, and recorded in
     # its meta: bot.programme.purchases).
     own_points = facts.points - int(facts.meta.get("tier_bonus", 0))
+    fen = int(amount * 100)
+    if share is not None and share[1] > 0:
+        # What partial returns took already stays taken: only the rest leaves now.
+        own_points, fen = own_points * share[0] // share[1], share[0]
     return store.withdraw_figures(
         conn,
         operation_id,
         facts.member_id,
         month_of(day),
         own_points,
-        int(amount * 100),
+        fen,
         now,
     )

@@ -111,11 +111,14 @@ def balance(conn: sqlite3.Connection, member_id: int, now: datetime | None = Non
         " WHERE l.member_id = ? AND o.kind IN (SELECT value FROM json_each(?))",
         (member_id, json.dumps(credited_kinds)),
     ).fetchone()[0]
+    owed = conn.execute("SELECT points FROM owed_points WHERE member_id = ?", (member_id,))
+    owing = owed.fetchone()
     return Balance(
         member_id=member_id,
         available=sum(points for _, points in expiring),
         expiring=expiring,
         lifetime_earned=int(lifetime),
+        owed=0 if owing is None else int(owing[0]),
     )
 
 

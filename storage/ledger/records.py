@@ -104,6 +104,9 @@ class Balance:
     # (expires_at, points) of unexpired lots, soonest first; None (never) last.
     expiring: tuple[tuple[datetime | None, int], ...]
     lifetime_earned: int
+    # Points a purchase return could not take back, to be netted against the next purchase
+    # earnings (storage.purchase_returns).
+    owed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
