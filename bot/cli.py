@@ -253,9 +253,11 @@ def import_purchases_command(
     language: str | None,
 ) -> None:
     """Award points for till purchases from CSV_FILE
-    (receipt_id,member_code,amount,category,purchased_at).
+    (receipt_id,member_code,amount,category,purchased_at[,return_of]).
 
-    Bad rows are skipped and listed with their line numbers; the rest are imported. A receipt
+    A row with return_of (the receipt of a purchase) is a return of its amount (empty: all
+    that is left) keyed by its receipt_id, for the purchase's own member. Bad rows are
+    skipped and listed with their line numbers; the rest are imported. A receipt
     imported before is not imported again. Each member is sent one message summing their
     purchases imported by the run. Exit status: 0 when every row is imported (now or before),
     1 when some rows were skipped, 2 when the file cannot be read (nothing written).
@@ -311,6 +313,14 @@ def import_purchases_command(
     click.echo(
         _("import.cli.imported", count=f"{summary.imported:>9,}", points=f"{summary.points:,}")
     )
+    if summary.returned:
+        click.echo(
+            _(
+                "import.cli.returned",
+                count=f"{summary.returned:>9,}",
+                points=f"{summary.points_returned:,}",
+            )
+        )
     click.echo(_("import.cli.replayed", count=f"{summary.replayed:>9,}"))
     click.echo(_("import.cli.skipped", count=f"{summary.skipped_total:>9,}"))
     for reason, count in summary.skipped.most_common():

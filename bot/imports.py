@@ -9,6 +9,13 @@ which it also records the operations it booked (at the end of the run each membe
 once, their purchases in it summed: bot/programme/notices.py) and moves the tasks of the
 purchases booked now (`purchases_booked`, as the till does; a replayed row moves nothing).
 
+A file may add a `return_of` column (header-driven: files without it import as before). A
+row whose return_of names a receipt is a return of `amount` yuan of that purchase (empty:
+everything not refunded yet), with the row's receipt_id as its return id, through the rule the
+till uses (bot.programme.purchase_returns); its member_code must be the purchase's member,
+else the row is skipped with the reason. Return rows are booked after the batch's purchases,
+so a file may hold a purchase and its return; category and purchased_at are not used.
+
 Everything an import says (skipped rows, file errors, the command's summary) comes from the
 catalogs in one language: the programme's default, or the one the operator asks for.
 """
@@ -26,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 from typing import Final
@@ -35,6 +43,7 @@ from bot.i18n import N_, I18n
 from bot.programme.calendar import local_today
 from bot.programme.errors import RuleError
 from bot.programme.notices import import_notice
+from bot.programme.purchase_returns import return_purchase_in
 from bot.programme.purchases import (
     PurchaseAward,
     award_fen,
@@ -65,6 +74,8 @@ from storage.sql import batch as one_batch
 from storage.tiers import Qualifying
 
 HEADER: Final = ("receipt_id", "member_code", "amount", "category", "purchased_at")
+# Optional columns: a file may have them or not (bot.imports docstring).
+RETURN_OF: Final = "return_of"
 DEFAULT_BATCH: Final = 10_000
 # Rejections kept in the summary for display; `on_reject` sees every one of them.
 KEEP_REJECTED: Final = 1_000
@@ -88,6 +99,11 @@ REASONS: Final[dict[str, str]] = {
     "expired": N_("import.reason.expired"),
     "earns_nothing": N_("import.reason.earns_nothing"),
     "conflict": N_("import.reason.conflict"),
+    "return_unknown": N_("import.reason.return_unknown"),
+    "return_member": N_("import.reason.return_member"),
+    "return_done": N_("import.reason.return_done"),
+    "return_over": N_("import.reason.return_over"),
+    "return_conflict": N_("import.reason.return_conflict"),
     "rule": N_("import.reason.rule"),
     "ledger": N_("import.reason.ledger"),
 }
@@ -101,13 +117,27 @@ _RULE_REASONS: Final[dict[str, str]] = {
     "error.purchase_expired": "expired",
     "error.purchase_earns_nothing": "earns_nothing",
     "error.purchase_under_one_yuan": "earns_nothing",
+    "returns.error.unknown_receipt": "return_unknown",
+    "returns.error.other_member": "return_member",
+    "returns.error.fully_returned": "return_done",
+    "returns.error.over_left": "return_over",
 }
 
 Progress = Callable[[int, int | None], None]
 # What the ledger did with one purchase's group of requests.
 Outcome = tuple[OperationResult, ...] | StoreError
-# Puts a row's fields in HEADER order, whatever the file's column order.
-_Columns = Callable[[list[str]], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where a file holds each column: `get` puts a row's fields in HEADER order, whatever the
+    file's column order; `return_of` is that column's index (None: the file has none)."""
+
+    get: Callable[[list[str]], tuple[str, ...]]
+    width: int
+    return_of: int | None = None
+
+
 # (first line of the record, its fields, or the CSV error that made it unreadable)
 _Record = tuple[int, list[str] | str]
 
@@ -159,6 +189,9 @@ class ImportSummary:
     rows: int = 0
     imported: int = 0
     points: int = 0
+    # Returns (return_of rows) booked now, and the points they took back.
+    returned: int = 0
+    points_returned: int = 0
     replayed: int = 0
     # Members told about their purchases in this run (one message each).
     notified: int = 0
@@ -180,7 +213,21 @@ class ImportSummary:
 # A row that passed every check needing no database: (line, fields, receipt id, member code,
 # the award, or the refusal that stands if the member exists: an unknown member comes first).
 _Candidate = tuple[int, list[str], str, str, PurchaseAward | RejectedRow]
-_Prepared = RejectedRow | _Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class _ReturnRow:
+    """A return_of row that passed the checks needing no database."""
+
+    line: int
+    fields: list[str]
+    return_id: str
+    code: str
+    receipt: str
+    refund: Decimal | None
+
+
+_Prepared = RejectedRow | _Candidate | _ReturnRow
 
 
 def _not_utf8(line: int) -> ImportFileError:
@@ -334,10 +381,11 @@ def _columns(header: list[str] | str) -> _Columns:
         raise ImportFileError(N_("import.file.header_invalid"), expected=expected)
     names = [name.strip().lower() for name in header]
     names[0] = names[0].removeprefix("\ufeff")
-    if sorted(names) != sorted(HEADER):
+    if sorted(names) not in (sorted(HEADER), sorted((*HEADER, RETURN_OF))):
         shown = ",".join(header)[:200]
         raise ImportFileError(N_("import.file.header_wrong"), expected=expected, shown=shown)
-    return itemgetter(*(names.index(name) for name in HEADER))
+    returns = names.index(RETURN_OF) if RETURN_OF in names else None
+    return _Columns(itemgetter(*(names.index(name) for name in HEADER)), len(names), returns)
 
 
 def _header(records: Iterator[_Record]) -> _Columns:
@@ -385,11 +433,11 @@ class _Preparer:
                 )
                 out.append(RejectedRow(line, "csv", _(key), ()))
                 continue
-            if len(fields) != len(HEADER):
-                message = _("import.row.columns", count=len(fields), expected=len(HEADER))
+            if len(fields) != columns.width:
+                message = _("import.row.columns", count=len(fields), expected=columns.width)
                 out.append(RejectedRow(line, "columns", message, tuple(fields)))
                 continue
-            receipt, code, amount_text, category, when = columns(fields)
+            receipt, code, amount_text, category, when = columns.get(fields)
             receipt = receipt.strip()
             if not receipt:
                 message = _("import.row.receipt_missing")
@@ -406,6 +454,9 @@ class _Preparer:
                     out.append(RejectedRow(line, "member_code", message, tuple(fields)))
                     continue
                 self.valid_codes.add(code)
+            if columns.return_of is not None and (of := fields[columns.return_of].strip()):
+                out.append(self._return_row(line, fields, receipt, code, amount_text, of))
+                continue
             outcome: PurchaseAward | RejectedRow
             moment = _parse_time(when, config)
             try:
@@ -420,6 +471,16 @@ class _Preparer:
                 outcome = self._refusal(line, fields, err)
             out.append((line, fields, receipt, code, outcome))
         return out
+
+    def _return_row(
+        self, line: int, fields: list[str], return_id: str, code: str, amount: str, of: str
+    ) -> _ReturnRow | RejectedRow:
+        """A return_of row: the return id, member, receipt returned and amount (empty: all)."""
+        try:
+            refund = parse_amount(amount, self.config) if amount.strip() else None
+        except RuleError as err:
+            return self._refusal(line, fields, err)
+        return _ReturnRow(line, fields, return_id, code, of, refund)
 
 
 class _Writer:
@@ -453,9 +514,9 @@ class _Writer:
     def write(self, prepared: list[_Prepared]) -> None:
         """Write the good rows of one batch in one transaction; record every outcome."""
         self.summary.rows += len(prepared)
-        if lookup := {
-            item[3] for item in prepared if type(item) is tuple and item[3] not in self.members
-        }:
+        returns = [item for item in prepared if isinstance(item, _ReturnRow)]
+        codes = {item[3] for item in prepared if type(item) is tuple} | {r.code for r in returns}
+        if lookup := codes - self.members.keys():
             found = member_ids_by_code(self.conn, lookup)
             self.members.update((code, found.get(code)) for code in lookup)
         rejected: list[RejectedRow] = []
@@ -465,6 +526,8 @@ class _Writer:
             if isinstance(item, RejectedRow):
                 rejected.append(item)
                 continue
+            if isinstance(item, _ReturnRow):
+                continue  # after the batch's purchases (`_returns`)
             line, fields, receipt, code, outcome = item
             member_id = self.members[code]
             if member_id is None:
@@ -504,9 +567,51 @@ class _Writer:
                     self.conn, requests, run=self.run, then=self._tasks(written)
                 )
             rejected += self._tally(results, written)
+        if returns:
+            rejected += self._returns(returns)
         rejected.sort(key=lambda r: r.line)
         for row in rejected:
             self._reject(row)
+
+    def _returns(self, rows: list[_ReturnRow]) -> list[RejectedRow]:
+        """Book a batch's return rows in one transaction, by the till's rule; return the rows
+        it refused."""
+        refused: list[RejectedRow] = []
+        summary, _ = self.summary, self.texts
+        with one_batch(self.conn):
+            for row in rows:
+                member_id = self.members.get(row.code)
+                fields = tuple(row.fields)
+                if member_id is None:
+                    message = _("import.row.member_unknown", code=row.code)
+                    refused.append(RejectedRow(row.line, "member_unknown", message, fields))
+                    continue
+                try:
+                    # Every refusal comes before anything is written: the batch stays whole.
+                    returned = return_purchase_in(
+                        self.conn,
+                        self.config,
+                        row.receipt,
+                        row.refund,
+                        return_id=row.return_id,
+                        actor=self.actor,
+                        now=self.now,
+                        member_id=member_id,
+                    )
+                except RuleError as err:
+                    reason = _RULE_REASONS.get(err.key, "rule")
+                    message = _(err.key, **err.params)
+                    refused.append(RejectedRow(row.line, reason, message, fields))
+                    continue
+                if returned.status == "replayed":
+                    summary.replayed += 1
+                elif returned.status == "conflict":
+                    message = _("import.row.return_conflict", receipt=row.return_id)
+                    refused.append(RejectedRow(row.line, "return_conflict", message, fields))
+                else:
+                    summary.returned += 1
+                    summary.points_returned += returned.points
+        return refused
 
     def _in_tiers(
         self, candidates: list[tuple[_Candidate, int]], rejected: list[RejectedRow]

@@ -426,6 +426,78 @@ _TASK_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
 TASK_TRIGGERS: Final = ("task_progress_completed_once", "task_progress_no_delete")
 
 
+# Purchase returns and owed points (only once migration 27 created their tables): every
+# return operation has its row and posts what the row says (taken from the member, owed to
+# the 'owed' account, the rest back to the sources); a purchase refunded in full gave back
+# exactly the points it earned (its own, its campaign's, a plan's bonus on it); and each
+# member's owed points are what returns recorded minus what settlements paid, never below 0.
+RETURN_TABLES: Final = ("purchase_returns", "owed_points")
+RETURN_TRIGGERS: Final = (
+    "purchase_returns_chained",
+    "purchase_returns_no_update",
+    "purchase_returns_no_delete",
+)
+_RETURN_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "purchase_return_postings",
+        "operation, return row, member, row member, points, row points, taken, row taken,"
+        " owed, row owed",
+        "SELECT * FROM (SELECT o.id, r.operation_id, o.member_id AS m, r.member_id AS rm,"
+        " o.points AS pts, r.points AS rpts,"
+        " coalesce((SELECT -sum(p.amount) FROM postings AS p JOIN accounts AS a"
+        "   ON a.id = p.account_id WHERE p.operation_id = o.id AND a.kind = 'member'), 0) AS took,"
+        " r.taken AS rtook,"
+        " coalesce((SELECT -sum(p.amount) FROM postings AS p JOIN accounts AS a"
+        "   ON a.id = p.account_id WHERE p.operation_id = o.id AND a.name = 'owed'), 0) AS owes,"
+        " r.owed AS rowes"
+        " FROM operations AS o LEFT JOIN purchase_returns AS r ON r.operation_id = o.id"
+        " WHERE o.kind = 'purchase_return')"
+        " WHERE rm IS NULL OR m <> rm OR pts <> rpts OR took <> rtook OR owes <> rowes"
+        " UNION ALL SELECT r.operation_id, o.id, r.member_id, o.member_id, r.points, o.points,"
+        " NULL, r.taken, NULL, r.owed FROM purchase_returns AS r"
+        " LEFT JOIN operations AS o ON o.id = r.operation_id"
+        " WHERE o.id IS NULL OR o.kind <> 'purchase_return'",
+    ),
+    (
+        "purchase_return_of_purchase",
+        "return, purchase operation, kind, member, purchase member",
+        "SELECT r.operation_id, r.purchase_operation_id, o.kind, r.member_id, o.member_id"
+        " FROM purchase_returns AS r LEFT JOIN operations AS o ON o.id = r.purchase_operation_id"
+        " WHERE o.id IS NULL OR o.kind <> 'purchase' OR o.member_id <> r.member_id",
+    ),
+    (
+        "purchase_return_full",
+        "purchase operation, points taken back, points it earned",
+        "SELECT f.pid, f.back, o.points"
+        " + coalesce((SELECT c.points FROM operations AS c"
+        "   WHERE c.idempotency_key = o.idempotency_key || ':campaign'), 0)"
+        " + coalesce((SELECT sum(b.points) FROM operations AS b WHERE b.kind = 'plan'"
+        "   AND json_extract(b.meta, '$.purchase_operation') = o.id), 0) AS earned"
+        " FROM (SELECT purchase_operation_id AS pid, sum(points) AS back FROM purchase_returns"
+        "   GROUP BY purchase_operation_id HAVING sum(refunded_fen) = max(amount_fen)) AS f"
+        " JOIN operations AS o ON o.id = f.pid WHERE f.back <> earned",
+    ),
+    (
+        "owed_reconciled",
+        "member, owed points, recorded by returns, settled",
+        "SELECT member_id, sum(cached), sum(recorded), sum(settled) FROM ("
+        "  SELECT member_id, points AS cached, 0 AS recorded, 0 AS settled FROM owed_points"
+        "  UNION ALL SELECT member_id, 0, owed, 0 FROM purchase_returns WHERE owed > 0"
+        "  UNION ALL SELECT member_id, 0, 0, points FROM operations"
+        "  WHERE kind = 'owed_settlement'"
+        ") GROUP BY member_id HAVING sum(cached) <> sum(recorded) - sum(settled)"
+        " OR sum(cached) < 0",
+    ),
+    (
+        "owed_account",
+        "owed account balance, minus the owed points",
+        "SELECT a.balance, -coalesce((SELECT sum(points) FROM owed_points), 0)"
+        " FROM accounts AS a WHERE a.name = 'owed'"
+        " AND a.balance <> -coalesce((SELECT sum(points) FROM owed_points), 0)",
+    ),
+)
+
+
 # Badges and badge-set prizes (only once migration 23 created their tables): a set's prize is
 # paid once per member and set (the primary key), by a 'badge' operation of that member keyed
 # 'badgeset:<set>:<member>' that names the set; no 'badge' operation without its prize row;
@@ -693,6 +765,15 @@ def audit(
                     )
         if "tier_changes" in tables:
             violations += _tier_violations(conn, tier_levels, tz)
+        has_returns = all(table in tables for table in RETURN_TABLES)
+        if has_returns:
+            row_checks += _RETURN_CHECKS
+            summary["purchase_returns"] = int(
+                conn.execute("SELECT count(*) FROM purchase_returns").fetchone()[0]
+            )
+            summary["owed_points"] = int(
+                conn.execute("SELECT coalesce(sum(points), 0) FROM owed_points").fetchone()[0]
+            )
         if has_mall:
             summary["redemptions"] = int(
                 conn.execute("SELECT count(*) FROM redemptions").fetchone()[0]
@@ -717,6 +798,8 @@ def audit(
             required += TASK_TRIGGERS
         if has_badges:
             required += BADGE_TRIGGERS
+        if has_returns:
+            required += RETURN_TRIGGERS
         if has_mall and any(
             row[1] == "valid_until" for row in conn.execute("PRAGMA table_info(redemptions)")
         ):

@@ -174,11 +174,18 @@ def owed_among(conn: sqlite3.Connection, member_ids: Collection[int]) -> dict[in
 
 def _add_owed(conn: sqlite3.Connection, member_id: int, points: int) -> int:
     """Move the member's owed points by `points` (the CHECK refuses below zero); the new total."""
-    row = conn.execute(
-        "INSERT INTO owed_points (member_id, points) VALUES (?1, ?2)"
-        " ON CONFLICT (member_id) DO UPDATE SET points = points + ?2 RETURNING points",
-        (member_id, points),
-    ).fetchone()
+    if points < 0:
+        # An upsert checks the row it would insert first: a payment only updates.
+        row = conn.execute(
+            "UPDATE owed_points SET points = points + ? WHERE member_id = ? RETURNING points",
+            (points, member_id),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "INSERT INTO owed_points (member_id, points) VALUES (?1, ?2)"
+            " ON CONFLICT (member_id) DO UPDATE SET points = points + ?2 RETURNING points",
+            (member_id, points),
+        ).fetchone()
     return int(row[0])
 
 
