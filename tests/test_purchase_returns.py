@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from bot.clock import FixedClock
-from bot.imports import import_purchases
+from bot.imports import ImportSummary, import_purchases
 from bot.programme import plans
 from bot.programme.errors import RuleError
 from bot.programme.purchase_returns import (
@@ -367,13 +367,13 @@ async def test_csv_return_of_rows(sandbox: Sandbox) -> None:
         f"C-1-R4,{alice.member_code},70,,{when},C-1\n",
     ]
 
-    def run(conn: sqlite3.Connection) -> object:
+    def run(conn: sqlite3.Connection) -> ImportSummary:
         return import_purchases(conn, lines, sandbox.config, actor="import:test", now=NOW)
 
     summary = await sandbox.services.store.write(run)
-    assert summary.imported == 1  # type: ignore[attr-defined]
-    assert summary.returned == 1  # type: ignore[attr-defined]
-    assert dict(summary.skipped) == {  # type: ignore[attr-defined]
+    assert summary.imported == 1
+    assert summary.returned == 1
+    assert dict(summary.skipped) == {
         "return_member": 1,
         "return_unknown": 1,
         "return_over": 1,
@@ -381,7 +381,7 @@ async def test_csv_return_of_rows(sandbox: Sandbox) -> None:
     assert await available(sandbox, alice) == 60
     # The same file again: the purchase and its return are replays.
     again = await sandbox.services.store.write(run)
-    assert again.replayed == 2  # type: ignore[attr-defined]
+    assert again.replayed == 2
     assert await available(sandbox, alice) == 60
 
 
