@@ -67,8 +67,7 @@ async def test_a_cashier_refunds_in_chinese_and_the_member_is_told(sandbox: Sand
     assert "↩️ 退款通知：小票 R-ZH 已退款 40.00 元，相应的 40 积分已收回。" in await told(
         sandbox, 7201
     )
-    # The same message delivered again (the update redelivered) is not a second refund: the
-    # message id keys it. Another message for the rest refunds the rest.
+    # Without an amount, the rest; then nothing is left to refund.
     [rest] = await cashier.send("/purchase_return R-ZH")
     assert "退款 60.00 元，收回 60 积分" in (rest.text or "")
     [again] = await cashier.send("/purchase_return R-ZH 1")

@@ -24,6 +24,7 @@ from bot.programme.purchase_returns import (
 )
 from bot.programme.purchases import record_purchase
 from storage import plans as plan_store
+from storage.audit import audit
 from storage.members import Member
 from tests.conftest import ADMIN_ID, NOW, Sandbox, assert_audit_ok, member_with
 
@@ -396,3 +397,28 @@ async def test_a_file_without_return_of_still_imports(sandbox: Sandbox) -> None:
     )
     assert summary.imported == 1
     assert await available(sandbox, alice) == 30
+
+
+async def test_the_audit_reconciles_owed_points(sandbox: Sandbox) -> None:
+    """Owed points are what returns recorded minus what settlements paid: a cache changed
+    behind the ledger's back is reported."""
+    member = await member_with(sandbox, 7115, 0)
+    await buy(sandbox, member, "100", "R-AUDIT")
+    await sandbox.services.ledger.spend(
+        member.id, 100, key="spend:7115", actor="t", reason="mall", reference=None
+    )
+    await refund(sandbox, "R-AUDIT", "30", return_id="RET-A")
+    config = sandbox.services.config
+
+    def tamper(points: int) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(
+                "UPDATE owed_points SET points = ? WHERE member_id = ?", (points, member.id)
+            )
+            report = audit(conn, integrity="none", tier_levels=[t.id for t in config.tiers.levels])
+            return [v.check for v in report.violations]
+
+        return run
+
+    assert await sandbox.services.store.write(tamper(29)) == ["owed_reconciled", "owed_account"]
+    assert await sandbox.services.store.write(tamper(30)) == []
