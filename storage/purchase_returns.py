@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from storage.facade import Facade, looks_up
 from storage.ledger.bookkeeping import (
     Take,
     allocate,
@@ -379,9 +378,3 @@ def earnings_since(
             (first_operation, member_id, json.dumps(sorted(kinds))),
         )
     ]
-
-
-class PurchaseReturns(Facade):
-    """Reads of returns and owed points over a `Store`."""
-
-    owed_of = looks_up(owed_of)

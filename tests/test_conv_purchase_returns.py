@@ -136,4 +136,4 @@ async def test_rules_say_what_a_refund_takes_back(sandbox: Sandbox) -> None:
     text = joined(await sandbox.member(7205).send("/rules")).text
     assert "【消费退款】" in text
     sources = "购物积分、活动额外奖励积分、专属积分方案积分"
-    assert f"待抵扣积分会从您之后获得的{sources}中自动抵扣" in text
+    assert f"从您之后获得的{sources}中自动抵扣" in text
