@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -29,7 +29,7 @@ from bot.config import (
 )
 
 if TYPE_CHECKING:
-    from bot.imports import Progress
+    from bot.progress import ProgressReporter
 
 DEFAULT_CONFIG = "config.toml"
 EXAMPLE_CONFIG = "config.example.toml"
@@ -71,6 +71,30 @@ def cli_clock() -> Clock:
     obj = click.get_current_context().find_root().obj
     clock = obj.get("clock") if isinstance(obj, dict) else None
     return clock if clock is not None else system_clock
+
+
+def cli_progress(
+    command: str,
+    unit: str,
+    *,
+    total: int | None = None,
+    description: str | None = None,
+    writes_stdout: bool = False,
+) -> contextlib.AbstractContextManager[ProgressReporter]:
+    """A long command's progress on standard error (bot.progress.report_progress), shown as a
+    caller (a test) asks in `obj["progress"]` (a ProgressOptions), else as the terminal allows."""
+    from bot.progress import report_progress
+
+    obj = click.get_current_context().find_root().obj
+    options = obj.get("progress") if isinstance(obj, dict) else None
+    return report_progress(
+        command,
+        unit,
+        total=total,
+        description=description,
+        writes_stdout=writes_stdout,
+        options=options,
+    )
 
 
 @click.group()
@@ -288,7 +312,9 @@ def import_purchases_command(
             def on_reject(row: RejectedRow) -> None:
                 errors_csv.writerow([row.line, row.reason, row.message, *row.fields])
 
-        progress = stack.enter_context(_progress_bar(f"importing {csv_file.name}"))
+        progress = stack.enter_context(
+            cli_progress("import-purchases", "rows", description=f"importing {csv_file.name}")
+        )
         try:
             summary = import_purchases(
                 conn,
@@ -329,24 +355,6 @@ def import_purchases_command(
     sys.exit(0 if summary.ok else 1)
 
 
-@contextlib.contextmanager
-def _progress_bar(description: str) -> Iterator[Progress | None]:
-    """A progress bar on stderr when it is a terminal (none in pipes, logs and tests)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress as Bar
-
-    with Bar(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def advance(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield advance
-
-
 @main.command("export-ledger")
 @config_option
 @click.option("--member", "member_code", help="Only this member's postings (by member code).")
@@ -367,7 +375,15 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             if member_id is None:
                 click.echo(f"error: no member has the code {member_code}", err=True)
                 sys.exit(2)
-        _write_csv(output, lambda out: write_ledger_csv(conn, out, config, member_id), "postings")
+
+        def write(out: TextIO) -> int:
+            # Closed before _write_csv says how many rows the file got.
+            with cli_progress(
+                "export-ledger", "postings", writes_stdout=str(output) == "-"
+            ) as progress:
+                return write_ledger_csv(conn, out, config, member_id, progress=progress)
+
+        _write_csv(output, write, "postings")
 
 
 @main.command("export-households")
@@ -554,7 +570,8 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     conn = _open_database(config, upgrade=False)
     started = time.perf_counter()
     try:
-        report = backup_to(conn, destination, replace=force)
+        with cli_progress("backup", "pages", description=f"copying to {destination}") as progress:
+            report = backup_to(conn, destination, replace=force, progress=progress)
     except BackupRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
