@@ -245,6 +245,21 @@ def chart_caption(report: MonthlyReport, picture: ChartPicture, _: Translate) ->
     return _(key, month=report.label)
 
 
+def message_chunks(lines: Sequence[str], limit: int = 4096) -> list[str]:
+    """The lines joined into as few messages as Telegram's length limit allows."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit and current:
+            chunks.append(current)
+            candidate = line[:limit]
+        current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 # --- the CLI's files ---------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import Final
 
 from bot.config import Config, Localized
 from bot.programme.calendar import add_months, local_today
+from bot.programme.context import Programme
 from storage import reports as figures
 from storage.ledger import EXPIRED_SINK
 from storage.sql import dt, ts
@@ -75,6 +76,15 @@ def check_month(month: date, now: datetime, config: Config) -> None:
     """Accept the current month (reported to date) and earlier ones; raises FutureMonth."""
     if month > local_today(now, config).replace(day=1):
         raise FutureMonth(month_label(month))
+
+
+def owner_report_due(now: datetime, config: Config) -> date | None:
+    """The month whose report owners are sent at `now`: last month, from the 1st until
+    `push.catch_up_days` after it (a bot down that long leaves it to /report); None outside."""
+    today = local_today(now, config)
+    if (today - today.replace(day=1)).days > config.push.catch_up_days:
+        return None
+    return add_months(today.replace(day=1), -1)
 
 
 def month_bounds(month: date, config: Config) -> tuple[datetime, datetime]:
@@ -405,3 +415,13 @@ def monthly_report(
             for t in tasks
         ),
     )
+
+
+async def report_for(programme: Programme, month_text: str | None = None) -> MonthlyReport:
+    """The report an owner asked for: `month_text` (YYYY-MM), or the last complete month;
+    the current month is reported to date. Raises BadMonth, FutureMonth."""
+    now = programme.now()
+    config = programme.config
+    month = last_complete_month(now, config) if month_text is None else parse_month(month_text)
+    check_month(month, now, config)
+    return await programme.store.read(lambda conn: monthly_report(conn, month, config, now=now))
