@@ -43,10 +43,10 @@ async def test_an_owner_reads_october_in_chinese_with_a_chart(sandbox: Sandbox) 
     await owner.send("/report 2026-10", expect=2)
     text = "\n".join(m.text or "" for m in owner.bot_messages)
     assert "📊 2026-10 积分月报" in text
-    assert "本月发放积分：920" in text
+    assert "本月发放积分：1000" in text
     assert "帆布环保购物袋（实物）：1 笔，300 积分" in text
     assert "过期率：15.0%" in text
-    assert "月末会员未使用积分：930，按 100 积分抵 1 元计，积分负债 ¥9.30" in text
+    assert "月末会员未使用积分：1010，按 100 积分抵 1 元计，积分负债 ¥10.10" in text
     assert "永久有效：830 积分（¥8.30）" in text
     assert "✅ 账目平衡" in text
     assert "会员：共 4 人，本月新加入 2 人，本月有积分往来 3 人" in text
@@ -60,8 +60,8 @@ async def test_an_owner_reads_it_in_english(sandbox: Sandbox) -> None:
     await owner.send("/report 2026-10", expect=2)
     text = "\n".join(m.text or "" for m in owner.bot_messages)
     assert "📊 Points report for 2026-10" in text
-    assert "Points issued: 920" in text
-    assert "at 100 points to ¥1 the liability is ¥9.30" in text
+    assert "Points issued: 1000" in text
+    assert "at 100 points to ¥1 the liability is ¥10.10" in text
     assert "Breakage: 15.0%" in text
     assert "The books balance" in text
 
@@ -106,7 +106,7 @@ async def test_owners_get_last_months_report_on_the_first_once(sandbox: Sandbox)
     assert run is not None and (run.month.isoformat(), run.sent, run.failed) == ("2026-10-01", 1, 0)
     sent = list(owner.bot_messages)
     assert "上个月的积分月报已生成" in (sent[0].text or "")
-    assert "本月发放积分：920" in (sent[0].text or "")
+    assert "本月发放积分：1000" in (sent[0].text or "")
     assert sent[-1].kind == "photo"
     # Again that day, the next day, and at a restart's catch-up: nothing more.
     assert await scheduler.owner_reports(first) is None
@@ -127,7 +127,7 @@ async def test_a_missed_first_is_caught_up_and_a_failure_tried_again(sandbox: Sa
     owner.unblock()
     third = sh(2026, 11, 3, 9, 30)
     assert "owner_report 2026-11-03" in await scheduler.catch_up(third)
-    assert "本月发放积分：920" in (owner.bot_messages[0].text or "")
+    assert "本月发放积分：1000" in (owner.bot_messages[0].text or "")
     assert await scheduler.owner_reports(sh(2026, 11, 4, 9, 30)) is None
     statuses = await scheduler.reports.owner_reports_sent("2026-10")
     assert statuses == {ADMIN_ID: "sent"}

@@ -23,7 +23,7 @@ from bot.programme.reports import (
     monthly_report,
     parse_month,
 )
-from storage import games, ledger, mall
+from storage import games, ledger, mall, tasks
 from storage.audit import audit
 from storage.family import create_household, join_household
 from storage.games import Outcome, PlayRules
@@ -71,7 +71,7 @@ def build_ledger(conn: sqlite3.Connection, config: Config) -> dict[str, int]:
     transfer of 100 to Bob takes 100 of L1: she ends with L1 150 + L2 500 = 650.
     Bob: a birthday gift of 200 ending 2026-10-19; a spin costs 50 of it and wins 100 (to
     2026-12-31); the sweep on the 20th expires the gift's other 150; with Alice's 100 (never)
-    he ends with 200. Carol joins at 23:59 on 31 October with 70; her 30 at 00:00 on
+    and 80 for a task (to 2026-12-31) he ends with 280. Carol joins at 23:59 on 31 October with 70; her 30 at 00:00 on
     1 November belong to November. Dave bought 10 in September and did nothing in October.
     """
     joined = {"alice": sh(2026, 9, 1, 10), "dave": sh(2026, 9, 1, 11)}
@@ -143,6 +143,17 @@ def build_ledger(conn: sqlite3.Connection, config: Config) -> dict[str, int]:
         meta={"household": home.id},
     )  # fmt: skip
     ledger.expire_due(conn, sh(2026, 10, 20, 0, 5))
+    tasks.advance(
+        conn,
+        bob,
+        "eco_monthly",
+        "2026-10",
+        1,
+        target=1,
+        reward=tasks.Reward(80, "task", sh(2027, 1, 1)),
+        actor="system",
+        now=sh(2026, 10, 25, 12),
+    )
     # Alice is made the second tier by staff in October, Dave in November.
     second = config.tiers.levels[1].id
     for member, at in ((alice, sh(2026, 10, 15)), (dave, sh(2026, 11, 2))):
@@ -174,8 +185,8 @@ def test_october_figures_match_the_hand_built_ledger(
     assert report.complete
     issued = {line.source: line.issued for line in report.sources if line.issued}
     # Carol's 30 at 00:00 on 1 November are not October's.
-    assert issued == {"purchase": 570, "campaign": 50, "birthday": 200, "game": 100}
-    assert report.issued == 920
+    assert issued == {"purchase": 570, "campaign": 50, "birthday": 200, "game": 100, "task": 80}
+    assert report.issued == 1000
     items = {(i.sku, i.kind): (i.redeemed, i.net_points) for i in report.items}
     assert items == {("BAG-01", "goods"): (1, 300), ("BILL-OFF", "deduction"): (1, 500)}
     assert report.redeemed == 800
@@ -183,13 +194,13 @@ def test_october_figures_match_the_hand_built_ledger(
     assert report.expired == 150
     assert report.breakage == Decimal("15.0")  # 150 of 800 + 50 + 150
     roll = report.roll
-    assert (roll.opening, roll.closing_postings, roll.closing_lots) == (1010, 930, 930)
+    assert (roll.opening, roll.closing_postings, roll.closing_lots) == (1010, 1010, 1010)
     assert roll.reconciles
     never = [b.points for b in report.outstanding if b.month is None and not b.overdue]
     dated = {b.month: b.points for b in report.outstanding if b.month is not None}
     assert never == [830]  # Alice 650, Bob's 100 from Alice, Carol 70, Dave 10
-    assert dated == {date(2026, 12, 1): 100}  # Bob's prize, last valid day 31 December
-    assert report.liability == Decimal("9.30")  # 930 points at 100 a yuan
+    assert dated == {date(2026, 12, 1): 180}  # Bob's prize and task, last valid day 31 Dec
+    assert report.liability == Decimal("10.10")  # 1010 points at 100 a yuan
     assert (report.members_total, report.members_new, report.members_active) == (4, 2, 3)
     tiers = {t.tier: t.members for t in report.tiers}
     assert tiers[config.tiers.levels[0].id] == 3 and tiers[config.tiers.levels[1].id] == 1
@@ -198,15 +209,17 @@ def test_october_figures_match_the_hand_built_ledger(
     assert [(c.id, c.points, c.yuan) for c in report.campaigns] == [
         ("green_winter", 50, Decimal("0.50"))
     ]
-    assert report.tasks == ()
+    assert [(t.id, t.operations, t.points, t.yuan) for t in report.tasks] == [
+        ("eco_monthly", 1, 80, Decimal("0.80"))
+    ]
 
 
 def test_the_month_to_date_agrees_with_the_audit(conn: sqlite3.Connection, config: Config) -> None:
     november = monthly_report(conn, date(2026, 11, 1), config, now=NOW)
     assert not november.complete
-    assert november.roll.opening == 930
+    assert november.roll.opening == 1010
     assert november.issued == 30 and november.roll.reconciles
-    assert audit(conn).summary["outstanding_points"] == november.closing == 960
+    assert audit(conn).summary["outstanding_points"] == november.closing == 1040
     tiers = {t.tier: t.members for t in november.tiers}
     assert tiers[config.tiers.levels[1].id] == 2  # Dave's change on 2 November counts now
 
@@ -218,7 +231,7 @@ def test_a_broken_ledger_does_not_reconcile(conn: sqlite3.Connection, config: Co
     )
     report = monthly_report(conn, OCTOBER, config, now=NOW)
     assert not report.roll.reconciles
-    assert (report.roll.expected, report.roll.closing_lots) == (930, 935)
+    assert (report.roll.expected, report.roll.closing_lots) == (1010, 1015)
 
 
 @pytest.mark.parametrize("text", ["2026-13", "2026/11", "11-2026", "nov", "2026-1"])
@@ -261,8 +274,8 @@ def test_the_cli_writes_every_table_and_both_charts(
                "--output", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "Points issued: 920" in result.output
-    assert "liability is ¥9.30" in result.output
+    assert "Points issued: 1000" in result.output
+    assert "liability is ¥10.10" in result.output
     assert "The books balance" in result.output
     with (out / "2026-10-issued.csv").open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f))
@@ -272,7 +285,7 @@ def test_the_cli_writes_every_table_and_both_charts(
     with (out / "2026-10-outstanding.csv").open(encoding="utf-8-sig", newline="") as f:
         assert list(csv.reader(f)) == [
             ["expires_in", "points", "yuan"],
-            ["2026-12", "100", "1.00"],
+            ["2026-12", "180", "1.80"],
             ["never", "830", "8.30"],
         ]
     for chart in ("flow", "outstanding"):
