@@ -71,8 +71,9 @@ def build_ledger(conn: sqlite3.Connection, config: Config) -> dict[str, int]:
     transfer of 100 to Bob takes 100 of L1: she ends with L1 150 + L2 500 = 650.
     Bob: a birthday gift of 200 ending 2026-10-19; a spin costs 50 of it and wins 100 (to
     2026-12-31); the sweep on the 20th expires the gift's other 150; with Alice's 100 (never)
-    and 80 for a task (to 2026-12-31) he ends with 280. Carol joins at 23:59 on 31 October with 70; her 30 at 00:00 on
-    1 November belong to November. Dave bought 10 in September and did nothing in October.
+    and 80 for a task (to 2026-12-31) he ends with 280. Carol joins at 23:59 on 31 October
+    with 70; her 30 at 00:00 on 1 November belong to November. Dave bought 10 in September
+    and did nothing in October.
     """
     joined = {"alice": sh(2026, 9, 1, 10), "dave": sh(2026, 9, 1, 11)}
     joined |= {"bob": sh(2026, 10, 5, 9), "carol": sh(2026, 10, 31, 23, 59)}
