@@ -334,3 +334,27 @@ def test_the_cli_exits_1_when_the_books_do_not_balance(
     )  # fmt: skip
     assert result.exit_code == 1
     assert "do NOT balance" in result.output
+
+
+# --- the owners' report records ----------------------------------------------------------------
+
+
+def test_an_owners_report_is_claimed_once_and_retried_only_after_a_failure(
+    conn: sqlite3.Connection,
+) -> None:
+    from storage.reports import MAX_REPORT_ATTEMPTS, claim_owner_report, mark_owner_report
+
+    at = sh(2026, 11, 1, 9)
+    assert claim_owner_report(conn, 1, "2026-10", at)
+    # Sending (or caught sending by a crash): never claimed again, so never sent twice.
+    assert not claim_owner_report(conn, 1, "2026-10", at)
+    mark_owner_report(conn, 1, "2026-10", sent=False, now=at, error="chat not found")
+    for _attempt in range(MAX_REPORT_ATTEMPTS - 1):
+        assert claim_owner_report(conn, 1, "2026-10", at)
+        mark_owner_report(conn, 1, "2026-10", sent=False, now=at, error="chat not found")
+    assert not claim_owner_report(conn, 1, "2026-10", at)  # given up: /report still works
+    assert claim_owner_report(conn, 2, "2026-10", at)
+    mark_owner_report(conn, 2, "2026-10", sent=True, now=at)
+    assert not claim_owner_report(conn, 2, "2026-10", at)
+    with pytest.raises(sqlite3.IntegrityError, match="never sent again"):
+        conn.execute("UPDATE owner_reports SET status = 'failed' WHERE telegram_id = 2")
