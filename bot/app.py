@@ -194,6 +194,8 @@ def _schedule_jobs(app: BotApp) -> None:
     queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
     # Every day: only the first run of a month reports (bot.jobs.Scheduler.green_report).
     queue.run_daily(_green_job, push.daily_at.replace(tzinfo=tz), name="green-report")
+    # Every day too: only owners still without last month's report get it.
+    queue.run_daily(_owner_report_job, push.daily_at.replace(tzinfo=tz), name="owner-report")
     queue.run_once(_catch_up_job, 1, name="catch-up")
 
 
@@ -229,6 +231,11 @@ async def _green_job(context: BotContext) -> None:
     services = context.bot_data
     if await services.scheduler.green_report(services.clock()) is not None:
         services.sender.wake()
+
+
+async def _owner_report_job(context: BotContext) -> None:
+    services = context.bot_data
+    await services.scheduler.owner_reports(services.clock())
 
 
 async def _catch_up_job(context: BotContext) -> None:

@@ -590,6 +590,63 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     click.echo(str(report))
 
 
+@main.command("report")
+@config_option
+@click.option("--month", help="The month to report, YYYY-MM (default: the last complete one).")
+@click.option(
+    "--output",
+    "-o",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder the CSV tables and PNG charts are written into.",
+)
+def report_command(config_path: Path, month: str | None, directory: Path) -> None:
+    """The monthly report: points issued by source, redeemed by item, expired, breakage, points
+    outstanding by expiry month and the liability in yuan, members, game and campaign and task
+    costs. Prints the summary, writes a CSV per table (UTF-8 with a BOM) and PNG charts; exits 1
+    when the roll-forward does not reconcile, 2 for a malformed or future month."""
+    from bot.i18n import I18n
+    from bot.programme.reports import (
+        BREAKAGE_DEFINITION,
+        LIABILITY_DEFINITION,
+        BadMonth,
+        FutureMonth,
+        check_month,
+        last_complete_month,
+        monthly_report,
+        parse_month,
+    )
+    from bot.reports import summary_lines, write_report_files
+
+    config = _load(config_path)
+    now = cli_clock()()
+    try:
+        first = last_complete_month(now, config) if month is None else parse_month(month)
+        check_month(first, now, config)
+    except BadMonth:
+        click.echo(f"error: --month {month!r} is not a month: write it as YYYY-MM", err=True)
+        sys.exit(2)
+    except FutureMonth:
+        click.echo(f"error: {month} has not begun yet: nothing to report", err=True)
+        sys.exit(2)
+    conn = _open_database(config, upgrade=False)
+    with contextlib.closing(conn):
+        report = monthly_report(conn, first, config, now=now)
+    i18n = I18n.load(config.program.default_language)
+
+    def english(key: str, /, **params: object) -> str:
+        return i18n.t("en", key, **params)
+
+    for line in summary_lines(report, english):
+        click.echo(line)
+    click.echo(f"Definitions: {BREAKAGE_DEFINITION}; {LIABILITY_DEFINITION}.")
+    for path in write_report_files(report, directory, english, config):
+        click.echo(f"wrote {path}", err=True)
+    sys.exit(0 if report.roll.reconciles else 1)
+
+
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:

@@ -101,6 +101,8 @@ class Services(Programme):
             clock=lambda: self.clock(),
             dependants=self.dependants,
             green=self.green,
+            bot=bot,
+            i18n=i18n,
         )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)
