@@ -642,7 +642,9 @@ def report_command(config_path: Path, month: str | None, directory: Path) -> Non
     for line in summary_lines(report, english):
         click.echo(line)
     click.echo(f"Definitions: {BREAKAGE_DEFINITION}; {LIABILITY_DEFINITION}.")
-    for path in write_report_files(report, directory, english, config):
+    with cli_progress("report", "files", description=f"writing {first:%Y-%m}") as progress:
+        written = write_report_files(report, directory, english, config, progress)
+    for path in written:
         click.echo(f"wrote {path}", err=True)
     sys.exit(0 if report.roll.reconciles else 1)
 

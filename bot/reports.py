@@ -380,19 +380,28 @@ def _cost_rows(lines: Iterable[CostLine]) -> list[Sequence[Any]]:
 
 
 def write_report_files(
-    report: MonthlyReport, directory: Path, _: Translate, config: Config
+    report: MonthlyReport,
+    directory: Path,
+    _: Translate,
+    config: Config,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> list[Path]:
     """Write one CSV per table (UTF-8 with a BOM, as spreadsheets need) and the two charts into
-    `directory`; return the paths written."""
+    `directory`, telling `progress` (files written, files in all) after each; return the paths
+    written."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for stem, (header, rows) in report_tables(report).items():
+    written: list[Path] = []
+    tables = report_tables(report)
+    files = len(tables) + 2
+    for stem, (header, rows) in tables.items():
         path = directory / f"{report.label}-{stem}.csv"
         with path.open("w", encoding="utf-8-sig", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(header)
             writer.writerows(rows)
         written.append(path)
+        if progress is not None:
+            progress(len(written), files)
     font = config.wheel.font if config.wheel is not None else ""
     for stem, picture in (
         ("flow", flow_chart(report, _, font)),
@@ -401,4 +410,6 @@ def write_report_files(
         path = directory / f"{report.label}-{stem}.png"
         path.write_bytes(picture.png)
         written.append(path)
+        if progress is not None:
+            progress(len(written), files)
     return written
