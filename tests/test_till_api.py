@@ -415,6 +415,85 @@ async def test_a_rule_refusal_speaks_the_programmes_language(
     assert (status, answer["error"]["field"]) == (422, "member_code")
 
 
+# --------------------------------------------------------------------------- returns
+# POST /v1/purchase-returns books through bot.programme.purchase_returns (issue 17's purchase
+# returns, built alongside): these tests run once it is there.
+
+
+async def test_a_partial_return_takes_its_points_back_once(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    pytest.importorskip("bot.programme.purchase_returns")
+    buyer = await member(sandbox)
+    status, bought, _ = await till.purchase(
+        receipt="R-9001", member_code=buyer.member_code, amount="100.00"
+    )
+    assert status == 201, bought
+    fields = {"receipt": "R-9001", "return_id": "R-9001-1", "amount": "50.00"}
+    answers = await asyncio.gather(
+        *(till.call("POST", "/v1/purchase-returns", fields) for _ in range(5))
+    )
+    assert sorted(status for status, _, _ in answers) == [200] * 4 + [201]
+    assert len({json.dumps(body, sort_keys=True) for _, body, _ in answers}) == 1
+    returned = answers[0][1]
+    assert returned["receipt"] == "R-9001"
+    assert returned["return_id"] == "R-9001-1"
+    assert returned["member_code"] == buyer.member_code
+    assert returned["refunded"] == "50.00"
+    assert 0 < returned["points"] < bought["points"]
+    assert returned["taken"] + returned["owed"] == returned["points"]
+    available = (await sandbox.services.ledger.balance(buyer.id)).available
+    assert returned["available"] == available == bought["points"] - returned["taken"]
+
+
+async def test_another_request_under_a_return_id_is_a_conflict(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    pytest.importorskip("bot.programme.purchase_returns")
+    buyer = await member(sandbox)
+    await till.purchase(receipt="R-9002", member_code=buyer.member_code, amount="100.00")
+    fields = {"receipt": "R-9002", "return_id": "R-9002-1", "amount": "10.00"}
+    assert (await till.call("POST", "/v1/purchase-returns", fields))[0] == 201
+    before = await counts(sandbox)
+    status, answer, _ = await till.call(
+        "POST", "/v1/purchase-returns", {**fields, "amount": "20.00"}
+    )
+    assert (status, answer["error"]["code"]) == (409, "return_conflict")
+    after = await counts(sandbox)
+    assert after["operations"] == before["operations"]
+
+
+async def test_a_return_of_an_unknown_receipt_is_refused(sandbox: Sandbox, till: StoreTill) -> None:
+    pytest.importorskip("bot.programme.purchase_returns")
+    before = await counts(sandbox)
+    status, answer, _ = await till.call(
+        "POST", "/v1/purchase-returns", {"receipt": "R-NONE", "return_id": "R-NONE-1"}
+    )
+    assert status in (404, 422), answer
+    assert answer["error"]["code"]
+    assert answer["error"]["message"]
+    after = await counts(sandbox)
+    assert after["operations"] == before["operations"]
+    assert after["api_results"] == before["api_results"]
+
+
+async def test_a_return_without_an_amount_returns_the_whole_purchase(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    pytest.importorskip("bot.programme.purchase_returns")
+    buyer = await member(sandbox)
+    _, bought, _ = await till.purchase(
+        receipt="R-9003", member_code=buyer.member_code, amount="80.00"
+    )
+    status, returned, _ = await till.call(
+        "POST", "/v1/purchase-returns", {"receipt": "R-9003", "return_id": "R-9003-1"}
+    )
+    assert status == 201, returned
+    assert returned["refunded"] == "80.00"
+    assert returned["points"] == bought["points"]
+    assert returned["available"] == 0
+
+
 # --------------------------------------------------------------------------- rate limit
 
 
