@@ -692,7 +692,12 @@ def run(config_path: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"The programme (default: {DEFAULT_CONFIG} if present, else {EXAMPLE_CONFIG}).",
 )
-def demo(config_path: Path | None) -> None:
+@click.option(
+    "--api",
+    is_flag=True,
+    help="Serve the till API too ([api] host and port) with a demo key, for examples/till.py.",
+)
+def demo(config_path: Path | None, api: bool) -> None:
     """Chat with the bot in this terminal: local Bot API sandbox, sample data, no token."""
     if config_path is None:
         config_path = Path(DEFAULT_CONFIG)
@@ -705,7 +710,7 @@ def demo(config_path: Path | None) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo
 
-    sys.exit(asyncio.run(run_demo(config)))
+    sys.exit(asyncio.run(run_demo(config, api=api)))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -697,3 +700,40 @@ async def test_a_key_is_revoked_for_good(tmp_path: Path) -> None:
                     "UPDATE api_keys SET revoked_at = NULL WHERE id = ?", (key.id,)
                 )
             )
+
+
+def test_the_demo_serves_the_api_for_the_example_till(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    config_file.write_text(text.replace("port = 8080", "port = 0"), encoding="utf-8")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "bot", "demo", "--api", "--config", str(config_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        while not (line := demo.stdout.readline()).lstrip().startswith("python examples/till.py"):
+            assert line, "".join(lines)
+            lines.append(line)
+        env_line = lines[-1]
+        key = re.search(r"POINTSBOT_API_KEY=(\S+) POINTSBOT_API_SECRET=(\S+)", env_line)
+        assert key, env_line
+        example = subprocess.run(
+            [sys.executable, *line.split()[1:]],
+            env={**os.environ, "POINTSBOT_API_KEY": key[1], "POINTSBOT_API_SECRET": key[2]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+    finally:
+        demo.communicate("", timeout=60)
+    assert re.search(r"^GET /v1/members/\d{10} -> 200$", example.stdout, re.MULTILINE)
+    assert "POST /v1/purchases -> 201" in example.stdout, example.stdout
+    assert '"name_initial": "小"' in example.stdout
