@@ -19,7 +19,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from bot.api_openapi import OPENAPI
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.i18n import I18n
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -162,9 +162,13 @@ def _instant(text: str | None, field: str) -> datetime | None:
 class TillApi:
     """The till API's web application over a programme, and the server that serves it."""
 
-    def __init__(self, programme: Programme, i18n: I18n) -> None:
+    def __init__(
+        self, programme: Programme, i18n: I18n, *, on_booked: Callable[[], None] | None = None
+    ) -> None:
         self.programme = programme
         self.i18n = i18n
+        # Called after a booking queued a member's notice (the bot wakes its sender).
+        self.on_booked = on_booked
         api = programme.config.api
         self.host, self.port = api.host, api.port
         self.max_body = api.max_body_bytes
@@ -184,10 +188,17 @@ class TillApi:
         ]
 
     async def start(self) -> None:
-        """Serve on [api] host and port (port 0: a free one) and log the address."""
+        """Serve on [api] host and port (port 0: a free one) and log the address; raises
+        ConfigError when that address cannot be listened on."""
         runner = web.AppRunner(self.app, shutdown_timeout=5.0)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"[api] cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         self.port = int(runner.addresses[0][1])
         self._runner = runner
         log.info("till API serving on %s", self.url)
@@ -291,6 +302,8 @@ class TillApi:
                 field="receipt" if what == "receipt" else "return_id",
             )
         if booking.status == "created":
+            if self.on_booked is not None:
+                self.on_booked()  # the member's notice was queued with the booking
             return _json(answer, 201)
         return _json(answer, 200, {REPLAYED_HEADER: "true"})
 

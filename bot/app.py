@@ -155,7 +155,7 @@ async def _post_init(app: BotApp) -> None:
     if services.config.api.enabled:
         from bot.api import TillApi
 
-        services.till_api = TillApi(services, services.i18n)
+        services.till_api = TillApi(services, services.i18n, on_booked=services.sender.wake)
         await services.till_api.start()
     # Order matters: post_init runs before polling starts, so the updates a crash left
     # unhandled are queued ahead of anything fetched now (bot/updates.py).

@@ -109,6 +109,10 @@ def check_config(config_path: Path) -> None:
         click.echo(f"              {source}: {describe_policy(policy)}")
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
+    api = config.api
+    click.echo(
+        f"  till api    {f'http://{api.host}:{api.port}/v1/' if api.enabled else 'disabled'}"
+    )
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
     click.echo(f"  guarantee   {guarantee}")
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.

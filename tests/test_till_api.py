@@ -23,10 +23,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.api import TillApi
 from bot.api_openapi import OPENAPI
 from bot.cli import main
 from bot.clock import FixedClock
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.programme.till_api import draw_key, sign
 from storage.api_keys import ApiKey
 from storage.members import Member
@@ -171,6 +172,34 @@ async def test_a_signed_purchase_is_booked_for_the_store(sandbox: Sandbox, till:
         buyer.id, kind="purchase", actor="api:南京西路店", since=NOW - timedelta(minutes=1)
     )
     assert [op.key for op in recent] == ["purchase:R-1001"]
+
+
+async def test_the_member_is_told_of_a_purchase_booked_through_the_api(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    buyer = await member(sandbox)
+    chat = sandbox.member(7001)
+    told = len(chat.bot_messages)
+    status, answer, _ = await till.purchase(
+        receipt="R-1002", member_code=buyer.member_code, amount="66.00"
+    )
+    assert status == 201
+    for _ in range(100):  # the sender was woken: the receipt leaves within moments
+        if len(chat.bot_messages) > told:
+            break
+        await asyncio.sleep(0.05)
+    receipt = chat.bot_messages[-1].text or ""
+    assert str(answer["points"]) in receipt
+    assert "66" in receipt
+
+
+async def test_a_busy_port_is_a_clear_error(sandbox: Sandbox) -> None:
+    served = sandbox.services.till_api
+    assert served is not None
+    second = TillApi(sandbox.services, sandbox.services.i18n)
+    second.port = served.port
+    with pytest.raises(ConfigError, match=rf"\[api\] cannot listen on 127.0.0.1:{served.port}"):
+        await second.start()
 
 
 @pytest.mark.parametrize(
