@@ -23,6 +23,7 @@ from bot.config import Config, ConfigError
 from bot.i18n import I18n
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
+from bot.programme.purchases import TILL_RECEIPT
 from bot.programme.till_api import (
     ApiRefused,
     Authenticated,
@@ -138,6 +139,14 @@ def _fields(body: bytes, spec: _Fields) -> dict[str, Any]:
             continue
         if not isinstance(value, kind):
             raise Refusal(422, "invalid_field", f"{name} is a JSON string", field=name)
+    if "return_id" in spec and not TILL_RECEIPT.match(data["return_id"]):
+        # Checked here: the programme's refusal of an id names the receipt.
+        raise Refusal(
+            422,
+            "invalid_field",
+            "return_id is 1 to 64 of A-Z, a-z, 0-9, _ and -",
+            field="return_id",
+        )
     return data
 
 

@@ -431,6 +431,21 @@ async def test_a_malformed_body_is_refused_naming_the_field(
     assert after["api_results"] == before["api_results"]
 
 
+async def test_a_return_id_that_could_not_key_a_return_is_refused(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    before = await counts(sandbox)
+    status, answer, _ = await till.call(
+        "POST", "/v1/purchase-returns", {"receipt": "R-1", "return_id": "R-1 第一次"}
+    )
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (
+        422,
+        "invalid_field",
+        "return_id",
+    )
+    assert (await counts(sandbox))["operations"] == before["operations"]
+
+
 async def test_a_rule_refusal_speaks_the_programmes_language(
     sandbox: Sandbox, till: StoreTill
 ) -> None:
@@ -596,9 +611,17 @@ async def test_openapi_describes_every_route_served_and_no_other(
     assert served == json.loads(json.dumps(OPENAPI))
     api = sandbox.services.till_api
     assert api is not None
-    routes = {(path, method.lower()) for method, path, _ in api.routes()}
+    # What the server routes, read from aiohttp's router (not from our own list).
+    routes = {
+        (route.resource.canonical, route.method.lower())
+        for route in api.app.router.routes()
+        if route.resource is not None
+    }
     described = {(path, method) for path, ops in served["paths"].items() for method in ops}
     assert routes == described
+    async with till.session.delete(till.url + "/v1/purchases") as response:
+        refused = await response.json()
+    assert (response.status, refused["error"]["code"]) == (405, "method_not_allowed")
     assert served["openapi"].startswith("3.1")
     description = served["info"]["description"]
     for header in ("X-Pointsbot-Key", "X-Pointsbot-Timestamp", "X-Pointsbot-Nonce"):
