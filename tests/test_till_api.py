@@ -27,7 +27,7 @@ from bot.api import TillApi
 from bot.api_openapi import OPENAPI
 from bot.cli import main
 from bot.clock import FixedClock
-from bot.config import Config, ConfigError
+from bot.config import Config, ConfigError, load_config
 from bot.programme.till_api import draw_key, sign
 from storage.api_keys import ApiKey
 from storage.members import Member
@@ -632,6 +632,24 @@ async def test_openapi_describes_every_route_served_and_no_other(
 def test_the_api_is_off_unless_enabled(sample_config: Config) -> None:
     assert sample_config.api.enabled is False
     assert sample_config.api.clock_skew_seconds == 300
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("clock_skew_seconds = 300", 'clock_skew_seconds = 300\nsecret = "x"', "[api.secret]"),
+        ("port = 8080", "port = 70000", "[api.port]"),
+    ],
+    ids=["unknown key", "bad port"],
+)
+def test_the_api_section_rejects_what_it_does_not_know(
+    tmp_path: Path, old: str, new: str, named: str
+) -> None:
+    config_file = tmp_path / "config.toml"
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    config_file.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(config_file)
 
 
 def test_signing_follows_the_documented_scheme() -> None:
