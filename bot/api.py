@@ -245,7 +245,10 @@ class TillApi:
             return Refusal(exc.status, code, exc.reason).response()
         except Exception:
             log.exception("till API request %s %s failed", request.method, request.path)
-            return Refusal(500, "internal", "something went wrong; nothing was booked").response()
+            # A retry is safe: a receipt or return id never books twice.
+            return Refusal(
+                500, "internal", "something went wrong; retry with the same receipt or return id"
+            ).response()
 
     async def _signed(self, request: web.Request) -> tuple[Authenticated, bytes]:
         """The request's key, checked, and its body; raises Refusal (401, 413, 429)."""
