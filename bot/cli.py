@@ -133,6 +133,10 @@ def check_config(config_path: Path) -> None:
         click.echo(f"              {source}: {describe_policy(policy)}")
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
+    api = config.api
+    click.echo(
+        f"  till api    {f'http://{api.host}:{api.port}/v1/' if api.enabled else 'disabled'}"
+    )
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
     click.echo(f"  guarantee   {guarantee}")
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
@@ -647,6 +651,87 @@ def report_command(config_path: Path, month: str | None, directory: Path) -> Non
     for path in written:
         click.echo(f"wrote {path}", err=True)
     sys.exit(0 if report.roll.reconciles else 1)
+@main.group("api-keys")
+def api_keys() -> None:
+    """Issue, list and revoke the till API's keys (one per store)."""
+
+
+@api_keys.command("create")
+@config_option
+@click.option("--store", required=True, help="The store whose till will use the key.")
+def api_keys_create(config_path: Path, store: str) -> None:
+    """Issue a key for a store and print its id and secret (the secret only this once)."""
+    from bot.programme.till_api import draw_key
+    from storage.api_keys import create_key
+
+    store = store.strip()
+    if not 1 <= len(store) <= 64:
+        click.echo("error: --store is 1 to 64 characters", err=True)
+        sys.exit(2)
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        key_id, secret = draw_key()
+        key = create_key(conn, key_id, store, secret, now=cli_clock()())
+    api = config.api
+    click.echo(f"store   {key.store}")
+    click.echo(f"key id  {key.key_id}")
+    click.echo(f"secret  {secret}")
+    click.echo(
+        "The secret is shown only now: give it to the store's till (e.g. as POINTSBOT_API_SECRET"
+        " with POINTSBOT_API_KEY set to the key id) and keep it out of logs and tickets."
+    )
+    click.echo(
+        'The till signs every request with it (README, "The till API"; examples/till.py).'
+        f" The API is served at http://{api.host}:{api.port}/v1/ when [api] enabled"
+        f" ({'enabled' if api.enabled else 'not enabled yet'} in {config_path})."
+    )
+
+
+@api_keys.command("revoke")
+@config_option
+@click.argument("key_id")
+def api_keys_revoke(config_path: Path, key_id: str) -> None:
+    """Revoke a key for good: the API refuses its requests from now on."""
+    from storage.api_keys import revoke_key
+    from storage.errors import NotFound
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        try:
+            key = revoke_key(conn, key_id, now=cli_clock()())
+        except NotFound:
+            click.echo(f"error: no API key {key_id}", err=True)
+            sys.exit(2)
+    assert key.revoked_at is not None
+    click.echo(f"{key.key_id} ({key.store}) revoked at {key.revoked_at.isoformat()}")
+
+
+@api_keys.command("list")
+@config_option
+def api_keys_list(config_path: Path) -> None:
+    """List every key issued: store, key id, when created and revoked (never the secret)."""
+    from storage.api_keys import all_keys
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        keys = all_keys(conn)
+    if not keys:
+        click.echo("no API keys (issue one with `pointsbot api-keys create --store NAME`)")
+        return
+    tz = config.program.tz
+    width = max(5, *(len(key.store) for key in keys))
+    click.echo(f"{'store':<{width}}  {'key id':<19}  {'created':<16}  revoked")
+    for key in keys:
+        created = key.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        revoked = (
+            "-"
+            if key.revoked_at is None
+            else key.revoked_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        )
+        click.echo(f"{key.store:<{width}}  {key.key_id:<19}  {created:<16}  {revoked}")
 
 
 @main.command("run")
@@ -685,7 +770,12 @@ def run(config_path: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"The programme (default: {DEFAULT_CONFIG} if present, else {EXAMPLE_CONFIG}).",
 )
-def demo(config_path: Path | None) -> None:
+@click.option(
+    "--api",
+    is_flag=True,
+    help="Serve the till API too ([api] host and port) with a demo key, for examples/till.py.",
+)
+def demo(config_path: Path | None, api: bool) -> None:
     """Chat with the bot in this terminal: local Bot API sandbox, sample data, no token."""
     if config_path is None:
         config_path = Path(DEFAULT_CONFIG)
@@ -698,7 +788,7 @@ def demo(config_path: Path | None) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo
 
-    sys.exit(asyncio.run(run_demo(config)))
+    sys.exit(asyncio.run(run_demo(config, api=api)))
 
 
 if __name__ == "__main__":
