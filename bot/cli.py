@@ -651,6 +651,8 @@ def report_command(config_path: Path, month: str | None, directory: Path) -> Non
     for path in written:
         click.echo(f"wrote {path}", err=True)
     sys.exit(0 if report.roll.reconciles else 1)
+
+
 @main.group("api-keys")
 def api_keys() -> None:
     """Issue, list and revoke the till API's keys (one per store)."""
