@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.app import build_application, running
-from bot.config import Config, StorageConfig
+from bot.config import Config, StaffMember, StorageConfig
 from bot.sandbox.client import ChatClient, Reply
 from bot.sandbox.seed import DEMO_FIRST_NAME, DEMO_LANGUAGE, DEMO_USER_ID, seed_demo
 from bot.sandbox.server import BotApiEmulator
@@ -21,11 +21,13 @@ PROMPT = "你 › "
 
 
 def demo_config(config: Config, directory: Path) -> Config:
-    """The programme with a throwaway database and the demo member as an operator too."""
+    """The programme with a throwaway database and the demo member as an owner too (every
+    staff command works in the demo)."""
     storage = StorageConfig(path=str(directory / "demo.sqlite3"), synchronous="NORMAL")
-    admins = [*config.program.admins, DEMO_USER_ID]
-    program = config.program.model_copy(update={"admins": admins})
-    return config.model_copy(update={"storage": storage, "program": program})
+    if config.staff_member(DEMO_USER_ID) is not None:
+        return config.model_copy(update={"storage": storage})
+    owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
+    return config.model_copy(update={"storage": storage, "staff": [*config.staff, owner]})
 
 
 def render(console: Console, replies: list[Reply]) -> None:
