@@ -39,7 +39,7 @@ from bot.programme.mall import (
     sale_rate,
     shelf,
 )
-from bot.programme.staff import STAFF_ACTIONS, holders
+from bot.programme.staff import STAFF_ACTIONS, staff_holding
 from bot.programme.tier_benefits import early_access
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
@@ -891,7 +891,7 @@ async def tell_staff(context: BotContext, redemption: Redemption) -> None:
     managers), with Approve / Reject (best effort: /returns lists whatever a failed message
     missed)."""
     config = context.services.config
-    for admin in holders(config, STAFF_ACTIONS["/returns"].permission):
+    for admin in staff_holding(config, STAFF_ACTIONS["/returns"].permission):
         _ = await staff_texts(context, admin)
         text = _("returns.new") + "\n" + render_return(redemption, config, _)
         try:

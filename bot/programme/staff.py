@@ -145,7 +145,7 @@ def check_scope(config: Config, telegram_id: int, sku: str) -> None:
         raise OutOfScope()
 
 
-def holders(config: Config, permission: Permission) -> list[int]:
+def staff_holding(config: Config, permission: Permission) -> list[int]:
     """The Telegram ids of every staff member whose role holds `permission` (whom a notice
     about it goes to), [program] admins first."""
     everyone = [*config.program.admins, *(s.telegram_id for s in config.staff)]
