@@ -121,7 +121,12 @@ def check_config(config_path: Path) -> None:
     click.echo(f"{config_path}: OK")
     click.echo(f"  programme   {program.brand} · {program.name.zh_CN} / {program.name.en}")
     click.echo(f"  timezone    {program.timezone}, default language {program.default_language}")
-    click.echo(f"  admins      {', '.join(map(str, program.admins)) or '(none)'}")
+    click.echo(f"  staff       {len(config.staff) + len(program.admins) or '(none)'}")
+    for admin in program.admins:
+        click.echo(f"              {admin} (from [program] admins) · owner")
+    for person in config.staff:
+        scope = f" · scope {', '.join(person.scope)}" if person.scope else ""
+        click.echo(f"              {person.telegram_id} {person.name} · {person.role}{scope}")
     click.echo(f"  database    {config.storage.path} (synchronous={config.storage.synchronous})")
     categories = ", ".join(f"{c.id}×{c.multiplier}" for c in config.earn.categories)
     click.echo(f"  earning     {config.earn.points_per_yuan} point/yuan; {categories}")
@@ -139,6 +144,12 @@ def check_config(config_path: Path) -> None:
     )
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
     click.echo(f"  guarantee   {guarantee}")
+    if program.admins:
+        click.echo(
+            f"warning: {config_path}: [program] admins is deprecated: list each of them as a"
+            ' [[staff]] with role = "owner" (they are owners until then)',
+            err=True,
+        )
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
     for key, message in unrunnable(config).items():
         click.echo(f"warning: {config_path}: [{key}] {message}", err=True)

@@ -1240,10 +1240,6 @@ class Config(_Section):
         """The survey with this id, or None."""
         return next((s for s in self.surveys if s.id == survey_id), None)
 
-    def is_admin(self, telegram_id: int) -> bool:
-        """True when this Telegram user is an operator."""
-        return telegram_id in self.program.admins
-
 
 def unrunnable(config: Config) -> dict[str, str]:
     """What keeps `pointsbot run` from starting with a valid configuration: key -> message."""

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.app import build_application, running
-from bot.config import Config, StorageConfig
+from bot.config import Config, StaffMember, StorageConfig
 from bot.programme.till_api import draw_key
 from bot.sandbox.client import ChatClient, Reply
 from bot.sandbox.seed import DEMO_FIRST_NAME, DEMO_LANGUAGE, DEMO_USER_ID, seed_demo
@@ -23,12 +23,13 @@ PROMPT = "你 › "
 
 
 def demo_config(config: Config, directory: Path, *, api: bool = False) -> Config:
-    """The programme with a throwaway database and the demo member as an operator too (and
-    the till API served, with `api`)."""
+    """The programme with a throwaway database and the demo member as an owner too (every
+    staff command works in the demo; and the till API served, with `api`)."""
     storage = StorageConfig(path=str(directory / "demo.sqlite3"), synchronous="NORMAL")
-    admins = [*config.program.admins, DEMO_USER_ID]
-    program = config.program.model_copy(update={"admins": admins})
-    update: dict[str, object] = {"storage": storage, "program": program}
+    update: dict[str, object] = {"storage": storage}
+    if config.staff_member(DEMO_USER_ID) is None:
+        owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
+        update["staff"] = [*config.staff, owner]
     if api:
         update["api"] = config.api.model_copy(update={"enabled": True})
     return config.model_copy(update=update)
