@@ -26,7 +26,7 @@ def sh(*parts: int) -> datetime:
 def configure() -> list[Callable[[Config], Config]]:
     """The sample programme with a cashier on the staff."""
     cashier = StaffMember(telegram_id=CASHIER_ID, name="收银台", role="cashier")
-    return [lambda config: config.model_copy(update={"staff": [cashier]})]
+    return [lambda config: config.model_copy(update={"staff": [*config.staff, cashier]})]
 
 
 @pytest.fixture(autouse=True)
