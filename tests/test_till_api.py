@@ -673,7 +673,7 @@ def _example_till() -> Any:
 
 
 async def test_the_example_till_signs_as_the_server_checks(
-    sandbox: Sandbox, till: StoreTill
+    sandbox: Sandbox, till: StoreTill, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     example = _example_till()
     buyer = await member(sandbox)
@@ -696,7 +696,8 @@ async def test_the_example_till_signs_as_the_server_checks(
 
     call("POST", "/v1/purchases", {"receipt": "R-8001"})
     # Its own HTTP calls: urllib in a thread, the example's timestamp on the bot's clock.
-    example.time.time = lambda: now
+    # (example.time is the time module itself: patched for this test only.)
+    monkeypatch.setattr(example.time, "time", lambda: now)
     status, answer = await asyncio.to_thread(
         client.call,
         "POST",
