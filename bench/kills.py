@@ -37,7 +37,7 @@ from storage.store import connect_sync, migrate
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "555000:KILL-BENCH"
 # The tills: each cashier's updates are handled one at a time, in order (bot/updates.py).
-CASHIERS = tuple(range(100000001, 100000011))
+CASHIERS = tuple(range(100000101, 100000111))
 MEMBERS = 20
 MEMBER_BASE = 20_000_000  # Telegram ids of the seeded members the cashiers award
 MALL_BASE = 30_000_000  # Telegram ids of the members who each send one /mall
@@ -91,11 +91,15 @@ def prepare(workdir: Path, base_url: str) -> tuple[Path, list[str]]:
         'path = "data/pointsbot.sqlite3"': f'path = "{database}"',
         # A kill of the process, not of the machine: committed work survives with NORMAL.
         'synchronous = "FULL"': 'synchronous = "NORMAL"',
-        "admins = [100000001]": f"admins = {list(CASHIERS)}",
     }
     for old, new in replacements.items():
         assert old in sample, old
         sample = sample.replace(old, new)
+    # Every simulated cashier on the staff, as a cashier (the sample's staff keep their roles).
+    sample += "".join(
+        f'\n[[staff]]\ntelegram_id = {cashier}\nname = "cashier {n}"\nrole = "cashier"\n'
+        for n, cashier in enumerate(CASHIERS, 1)
+    )
     config = workdir / "config.toml"
     config.write_text(sample, encoding="utf-8")
     conn = connect_sync(database)

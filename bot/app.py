@@ -151,6 +151,12 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
+    # Order matters: tills are served once the store is open and the rules in force.
+    if services.config.api.enabled:
+        from bot.api import TillApi
+
+        services.till_api = TillApi(services, services.i18n, on_booked=services.sender.wake)
+        await services.till_api.start()
     # Order matters: post_init runs before polling starts, so the updates a crash left
     # unhandled are queued ahead of anything fetched now (bot/updates.py).
     if (journal := _journal(app)) is not None:
@@ -194,6 +200,8 @@ def _schedule_jobs(app: BotApp) -> None:
     queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
     # Every day: only the first run of a month reports (bot.jobs.Scheduler.green_report).
     queue.run_daily(_green_job, push.daily_at.replace(tzinfo=tz), name="green-report")
+    # Every day too: only owners still without last month's report get it.
+    queue.run_daily(_owner_report_job, push.daily_at.replace(tzinfo=tz), name="owner-report")
     queue.run_once(_catch_up_job, 1, name="catch-up")
 
 
@@ -231,6 +239,11 @@ async def _green_job(context: BotContext) -> None:
         services.sender.wake()
 
 
+async def _owner_report_job(context: BotContext) -> None:
+    services = context.bot_data
+    await services.scheduler.owner_reports(services.clock())
+
+
 async def _catch_up_job(context: BotContext) -> None:
     services = context.bot_data
     await services.refresh_policies()
@@ -245,6 +258,10 @@ async def _post_stop(app: BotApp) -> None:
 
 
 async def _post_shutdown(app: BotApp) -> None:
+    # Order matters: tills stop being served (their bookings finished) before the store closes.
+    if (till_api := app.bot_data.till_api) is not None:
+        app.bot_data.till_api = None
+        await till_api.stop()
     # Order matters: the last done marks are written while the store is open.
     if (journal := _journal(app)) is not None:
         await journal.stop(flush=app.bot_data.store.is_open)

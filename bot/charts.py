@@ -108,10 +108,16 @@ class ChartPainter:
         return ImageFont.load_default(size)
 
     def render(
-        self, title: str, panels: Sequence[Panel], *, numbered_title: str = ""
+        self,
+        title: str,
+        panels: Sequence[Panel],
+        *,
+        numbered_title: str = "",
+        questions: bool = True,
     ) -> ChartPicture:
         """The chart of every panel under `title`; numbered (under `numbered_title`) when a
-        label cannot be drawn."""
+        label cannot be drawn. `questions`: the panels are a survey's (headed Q1, Q2, …, each
+        bar with its share of the panel); otherwise plain figures."""
         texts = [title, *(p.title for p in panels), *(p.note for p in panels)]
         texts += [bar.label for p in panels for bar in p.bars]
         numbered = not self.can_label(texts)
@@ -133,6 +139,8 @@ class ChartPainter:
             if y + PANEL_TITLE_HEIGHT > height:
                 break
             heading = f"Q{index + 1}" if numbered else f"Q{index + 1}  {panel.title}"
+            if not questions:
+                heading = "" if numbered and not _drawable(panel.title, False) else panel.title
             if panel.note and (not numbered or _drawable(panel.note, False)):
                 heading += f"   {panel.note}"
             draw.text(
@@ -160,7 +168,7 @@ class ChartPainter:
                     right = track_left + round((track_right - track_left) * bar.count / most)
                     if bar.count:
                         draw.rectangle((track_left, y, right, y + BAR_HEIGHT), fill=colour)
-                share = f" ({bar.count * 100 / total:.0f}%)" if total else ""
+                share = f" ({bar.count * 100 / total:.0f}%)" if total and questions else ""
                 draw.text(
                     (track_right + 10, y + 2), f"{bar.count}{share}", font=bar_font, fill=MUTED
                 )

@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -29,7 +29,7 @@ from bot.config import (
 )
 
 if TYPE_CHECKING:
-    from bot.imports import Progress
+    from bot.progress import ProgressReporter
 
 DEFAULT_CONFIG = "config.toml"
 EXAMPLE_CONFIG = "config.example.toml"
@@ -73,6 +73,30 @@ def cli_clock() -> Clock:
     return clock if clock is not None else system_clock
 
 
+def cli_progress(
+    command: str,
+    unit: str,
+    *,
+    total: int | None = None,
+    description: str | None = None,
+    writes_stdout: bool = False,
+) -> contextlib.AbstractContextManager[ProgressReporter]:
+    """A long command's progress on standard error (bot.progress.report_progress), shown as a
+    caller (a test) asks in `obj["progress"]` (a ProgressOptions), else as the terminal allows."""
+    from bot.progress import report_progress
+
+    obj = click.get_current_context().find_root().obj
+    options = obj.get("progress") if isinstance(obj, dict) else None
+    return report_progress(
+        command,
+        unit,
+        total=total,
+        description=description,
+        writes_stdout=writes_stdout,
+        options=options,
+    )
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
@@ -97,7 +121,12 @@ def check_config(config_path: Path) -> None:
     click.echo(f"{config_path}: OK")
     click.echo(f"  programme   {program.brand} · {program.name.zh_CN} / {program.name.en}")
     click.echo(f"  timezone    {program.timezone}, default language {program.default_language}")
-    click.echo(f"  admins      {', '.join(map(str, program.admins)) or '(none)'}")
+    click.echo(f"  staff       {len(config.staff) + len(program.admins) or '(none)'}")
+    for admin in program.admins:
+        click.echo(f"              {admin} (from [program] admins) · owner")
+    for person in config.staff:
+        scope = f" · scope {', '.join(person.scope)}" if person.scope else ""
+        click.echo(f"              {person.telegram_id} {person.name} · {person.role}{scope}")
     click.echo(f"  database    {config.storage.path} (synchronous={config.storage.synchronous})")
     categories = ", ".join(f"{c.id}×{c.multiplier}" for c in config.earn.categories)
     click.echo(f"  earning     {config.earn.points_per_yuan} point/yuan; {categories}")
@@ -109,8 +138,18 @@ def check_config(config_path: Path) -> None:
         click.echo(f"              {source}: {describe_policy(policy)}")
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
+    api = config.api
+    click.echo(
+        f"  till api    {f'http://{api.host}:{api.port}/v1/' if api.enabled else 'disabled'}"
+    )
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
     click.echo(f"  guarantee   {guarantee}")
+    if program.admins:
+        click.echo(
+            f"warning: {config_path}: [program] admins is deprecated: list each of them as a"
+            ' [[staff]] with role = "owner" (they are owners until then)',
+            err=True,
+        )
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
     for key, message in unrunnable(config).items():
         click.echo(f"warning: {config_path}: [{key}] {message}", err=True)
@@ -290,7 +329,9 @@ def import_purchases_command(
             def on_reject(row: RejectedRow) -> None:
                 errors_csv.writerow([row.line, row.reason, row.message, *row.fields])
 
-        progress = stack.enter_context(_progress_bar(f"importing {csv_file.name}"))
+        progress = stack.enter_context(
+            cli_progress("import-purchases", "rows", description=f"importing {csv_file.name}")
+        )
         try:
             summary = import_purchases(
                 conn,
@@ -339,24 +380,6 @@ def import_purchases_command(
     sys.exit(0 if summary.ok else 1)
 
 
-@contextlib.contextmanager
-def _progress_bar(description: str) -> Iterator[Progress | None]:
-    """A progress bar on stderr when it is a terminal (none in pipes, logs and tests)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress as Bar
-
-    with Bar(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def advance(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield advance
-
-
 @main.command("export-ledger")
 @config_option
 @click.option("--member", "member_code", help="Only this member's postings (by member code).")
@@ -377,7 +400,15 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
             if member_id is None:
                 click.echo(f"error: no member has the code {member_code}", err=True)
                 sys.exit(2)
-        _write_csv(output, lambda out: write_ledger_csv(conn, out, config, member_id), "postings")
+
+        def write(out: TextIO) -> int:
+            # Closed before _write_csv says how many rows the file got.
+            with cli_progress(
+                "export-ledger", "postings", writes_stdout=str(output) == "-"
+            ) as progress:
+                return write_ledger_csv(conn, out, config, member_id, progress=progress)
+
+        _write_csv(output, write, "postings")
 
 
 @main.command("export-households")
@@ -564,7 +595,8 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     conn = _open_database(config, upgrade=False)
     started = time.perf_counter()
     try:
-        report = backup_to(conn, destination, replace=force)
+        with cli_progress("backup", "pages", description=f"copying to {destination}") as progress:
+            report = backup_to(conn, destination, replace=force, progress=progress)
     except BackupRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -581,6 +613,148 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     size = destination.stat().st_size
     click.echo(f"{destination}: {size / 1_048_576:.1f} MiB in {copied:.1f} s")
     click.echo(str(report))
+
+
+@main.command("report")
+@config_option
+@click.option("--month", help="The month to report, YYYY-MM (default: the last complete one).")
+@click.option(
+    "--output",
+    "-o",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder the CSV tables and PNG charts are written into.",
+)
+def report_command(config_path: Path, month: str | None, directory: Path) -> None:
+    """The monthly report: points issued by source, redeemed by item, expired, breakage, points
+    outstanding by expiry month and the liability in yuan, members, game and campaign and task
+    costs. Prints the summary, writes a CSV per table (UTF-8 with a BOM) and PNG charts; exits 1
+    when the roll-forward does not reconcile, 2 for a malformed or future month."""
+    from bot.i18n import I18n
+    from bot.programme.reports import (
+        BREAKAGE_DEFINITION,
+        LIABILITY_DEFINITION,
+        BadMonth,
+        FutureMonth,
+        check_month,
+        last_complete_month,
+        monthly_report,
+        parse_month,
+    )
+    from bot.reports import summary_lines, write_report_files
+
+    config = _load(config_path)
+    now = cli_clock()()
+    try:
+        first = last_complete_month(now, config) if month is None else parse_month(month)
+        check_month(first, now, config)
+    except BadMonth:
+        click.echo(f"error: --month {month!r} is not a month: write it as YYYY-MM", err=True)
+        sys.exit(2)
+    except FutureMonth:
+        click.echo(f"error: {month} has not begun yet: nothing to report", err=True)
+        sys.exit(2)
+    conn = _open_database(config, upgrade=False)
+    with contextlib.closing(conn):
+        report = monthly_report(conn, first, config, now=now)
+    i18n = I18n.load(config.program.default_language)
+
+    def english(key: str, /, **params: object) -> str:
+        return i18n.t("en", key, **params)
+
+    for line in summary_lines(report, english):
+        click.echo(line)
+    click.echo(f"Definitions: {BREAKAGE_DEFINITION}; {LIABILITY_DEFINITION}.")
+    with cli_progress("report", "files", description=f"writing {first:%Y-%m}") as progress:
+        written = write_report_files(report, directory, english, config, progress)
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    sys.exit(0 if report.roll.reconciles else 1)
+
+
+@main.group("api-keys")
+def api_keys() -> None:
+    """Issue, list and revoke the till API's keys (one per store)."""
+
+
+@api_keys.command("create")
+@config_option
+@click.option("--store", required=True, help="The store whose till will use the key.")
+def api_keys_create(config_path: Path, store: str) -> None:
+    """Issue a key for a store and print its id and secret (the secret only this once)."""
+    from bot.programme.till_api import draw_key
+    from storage.api_keys import create_key
+
+    store = store.strip()
+    if not 1 <= len(store) <= 64:
+        click.echo("error: --store is 1 to 64 characters", err=True)
+        sys.exit(2)
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        key_id, secret = draw_key()
+        key = create_key(conn, key_id, store, secret, now=cli_clock()())
+    api = config.api
+    click.echo(f"store   {key.store}")
+    click.echo(f"key id  {key.key_id}")
+    click.echo(f"secret  {secret}")
+    click.echo(
+        "The secret is shown only now: give it to the store's till (e.g. as POINTSBOT_API_SECRET"
+        " with POINTSBOT_API_KEY set to the key id) and keep it out of logs and tickets."
+    )
+    click.echo(
+        'The till signs every request with it (README, "The till API"; examples/till.py).'
+        f" The API is served at http://{api.host}:{api.port}/v1/ when [api] enabled"
+        f" ({'enabled' if api.enabled else 'not enabled yet'} in {config_path})."
+    )
+
+
+@api_keys.command("revoke")
+@config_option
+@click.argument("key_id")
+def api_keys_revoke(config_path: Path, key_id: str) -> None:
+    """Revoke a key for good: the API refuses its requests from now on."""
+    from storage.api_keys import revoke_key
+    from storage.errors import NotFound
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        try:
+            key = revoke_key(conn, key_id, now=cli_clock()())
+        except NotFound:
+            click.echo(f"error: no API key {key_id}", err=True)
+            sys.exit(2)
+    assert key.revoked_at is not None
+    click.echo(f"{key.key_id} ({key.store}) revoked at {key.revoked_at.isoformat()}")
+
+
+@api_keys.command("list")
+@config_option
+def api_keys_list(config_path: Path) -> None:
+    """List every key issued: store, key id, when created and revoked (never the secret)."""
+    from storage.api_keys import all_keys
+
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=True)
+    with contextlib.closing(conn):
+        keys = all_keys(conn)
+    if not keys:
+        click.echo("no API keys (issue one with `pointsbot api-keys create --store NAME`)")
+        return
+    tz = config.program.tz
+    width = max(5, *(len(key.store) for key in keys))
+    click.echo(f"{'store':<{width}}  {'key id':<19}  {'created':<16}  revoked")
+    for key in keys:
+        created = key.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        revoked = (
+            "-"
+            if key.revoked_at is None
+            else key.revoked_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        )
+        click.echo(f"{key.store:<{width}}  {key.key_id:<19}  {created:<16}  {revoked}")
 
 
 @main.command("run")
@@ -619,7 +793,12 @@ def run(config_path: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"The programme (default: {DEFAULT_CONFIG} if present, else {EXAMPLE_CONFIG}).",
 )
-def demo(config_path: Path | None) -> None:
+@click.option(
+    "--api",
+    is_flag=True,
+    help="Serve the till API too ([api] host and port) with a demo key, for examples/till.py.",
+)
+def demo(config_path: Path | None, api: bool) -> None:
     """Chat with the bot in this terminal: local Bot API sandbox, sample data, no token."""
     if config_path is None:
         config_path = Path(DEFAULT_CONFIG)
@@ -632,7 +811,7 @@ def demo(config_path: Path | None) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo
 
-    sys.exit(asyncio.run(run_demo(config)))
+    sys.exit(asyncio.run(run_demo(config, api=api)))
 
 
 if __name__ == "__main__":

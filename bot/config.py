@@ -1066,6 +1066,22 @@ class StaffMember(_Section):
         return self
 
 
+class ApiConfig(_Section):
+    """[api]: the signed till API, served by `pointsbot run` when enabled."""
+
+    enabled: bool = False
+    # Loopback by default: put a TLS-terminating proxy in front before opening it further.
+    host: str = Field(default="127.0.0.1", min_length=1)
+    # 0: any free port (tests, the demo), logged at start.
+    port: int = Field(default=8080, ge=0, le=65535)
+    # A request body longer than this is refused (413) before it is read.
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    # Per key, over a sliding minute; more are refused (429) with Retry-After.
+    requests_per_minute: int = Field(default=600, ge=1, le=100_000)
+    # How far a request's signed timestamp may be from our clock, either way.
+    clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -1090,6 +1106,7 @@ class Config(_Section):
     badge_sets: list[BadgeSet] = Field(default_factory=list)
     tiers: TiersConfig = TiersConfig()
     staff: list[StaffMember] = Field(default_factory=list)
+    api: ApiConfig = ApiConfig()
 
     @model_validator(mode="after")
     def _staff_consistent(self) -> Self:
@@ -1222,10 +1239,6 @@ class Config(_Section):
     def survey(self, survey_id: str) -> Survey | None:
         """The survey with this id, or None."""
         return next((s for s in self.surveys if s.id == survey_id), None)
-
-    def is_admin(self, telegram_id: int) -> bool:
-        """True when this Telegram user is an operator."""
-        return telegram_id in self.program.admins
 
 
 def unrunnable(config: Config) -> dict[str, str]:

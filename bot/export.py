@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from bot.config import Config
 from storage.family import household_events
-from storage.ledger import LedgerLine, iter_ledger
+from storage.ledger import LedgerLine, count_ledger_lines, iter_ledger
 from storage.members import member_codes_by_id
 from storage.tasks import iter_task_records
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressCallback
 
 COLUMNS: Final = (
     "posting_id",
@@ -55,10 +58,15 @@ def _tier_bonus(line: LedgerLine) -> tuple[object, object]:
 
 
 def write_ledger_csv(
-    conn: sqlite3.Connection, out: TextIO, config: Config, member_id: int | None = None
+    conn: sqlite3.Connection,
+    out: TextIO,
+    config: Config,
+    member_id: int | None = None,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> int:
-    """Write the postings (of one member's account, or all) as CSV with a header; return how
-    many."""
+    """Write the postings (of one member's account, or all) as CSV with a header, telling
+    `progress` (written, total) as it goes; return how many."""
     tz = config.program.tz
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
@@ -94,12 +102,18 @@ def write_ledger_csv(
         )
         chunk.clear()
 
+    # The total only for a progress report: counting costs a pass over the postings' index.
+    total = count_ledger_lines(conn, member_id) if progress is not None else None
     for posting in iter_ledger(conn, member_id):
         chunk.append(posting)
         count += 1
         if len(chunk) >= _CHUNK:
             flush()
+            if progress is not None:
+                progress(count, total)
     flush()
+    if progress is not None:
+        progress(count, total)
     return count
 
 

@@ -1,5 +1,5 @@
-"""Scheduled work: the expiry sweep, birthday gifts, expiry reminders, voucher validity, and
-the outbox sender.
+"""Scheduled work: the expiry sweep, birthday gifts, expiry reminders, voucher validity, the
+owners' monthly report, and the outbox sender.
 
 Jobs are stateless sweeps over the database (DESIGN.md "Scheduler and pushes"): each takes
 the instant it runs for, every message it plans has a dedupe key, and every daily job
@@ -34,8 +34,10 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.programme.dependants import celebrate_dependants
 from bot.programme.green import green_categories, report_due, report_pushes, report_span
 from bot.programme.mall import reminder_window, sale_rate, sale_scope, voucher_terms
+from bot.programme.reports import MonthlyReport, month_label, monthly_report, owner_report_due
 from bot.programme.tier_benefits import birthday_gifts_on
 from bot.programme.tier_review import tier_jobs
+from bot.reports import chart_caption, flow_chart, message_chunks, summary_lines
 from bot.transport import NotSent, redact
 from storage.dependants import Dependants
 from storage.errors import Conflict
@@ -43,6 +45,7 @@ from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall, Redemption
 from storage.pushes import MARKETING, SERVICE, OutboxMessage, Push, Pushes
+from storage.reports import Reports
 from storage.tier_reviews import TierReviews
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ SWEEP_JOB = "expiry_sweep"
 DAILY_JOB = "daily_pushes"
 VOUCHER_JOB = "voucher_validity"
 GREEN_JOB = "green_report"
+OWNER_REPORT_JOB = "owner_report"
 # A push that fails this often for reasons other than a block or a rate limit is given up.
 MAX_ATTEMPTS = 5
 # How long `Sender.stop` waits for the request in flight (its timeouts add up to less).
@@ -90,6 +94,17 @@ class GreenReportRun:
     # The first day of the month reported on.
     month: date
     reports: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerReportRun:
+    """What one run of the owners' monthly report did."""
+
+    day: date
+    # The first day of the month reported on.
+    month: date
+    sent: int
+    failed: int
 
 
 def _voucher_params(redemption: Redemption, item: MallItem | None) -> dict[str, object]:
@@ -140,6 +155,8 @@ class Scheduler:
         clock: Clock = system_clock,
         dependants: Dependants | None = None,
         green: Green | None = None,
+        bot: Bot | None = None,
+        i18n: I18n | None = None,
     ) -> None:
         self.config = config
         self.pushes = pushes
@@ -149,6 +166,11 @@ class Scheduler:
         self.dependants = dependants or Dependants(mall._store)
         self.green = green or Green(mall._store)
         self.tier_reviews = TierReviews(mall._store)
+        self.reports = Reports(mall._store)
+        # Owners need not be members, so their monthly report goes straight to Telegram (not
+        # through the member-addressed outbox); without a bot (tests of other jobs) it waits.
+        self.bot = bot
+        self.i18n = i18n
         # When a job finished, for the record (the job's own "now" may be a catch-up day).
         self.clock = clock
 
@@ -328,6 +350,64 @@ class Scheduler:
         log.info("green report for %s: %s", today, summary)
         return run
 
+    async def owner_reports(self, now: datetime) -> OwnerReportRun | None:
+        """Last month's report to every owner, on the first local day of the month or the
+        first run after it (within `push.catch_up_days`); each owner gets it once (a record per
+        owner and month), a failed send is tried again at the next run. None: nothing to do."""
+        config = self.config
+        today = local_today(now, config)
+        if self.bot is None or self.i18n is None or not config.owners():
+            return None
+        month = owner_report_due(now, config)
+        if month is None:
+            return None
+        label = month_label(month)
+        done = await self.reports.owner_reports_sent(label)
+        if all(done.get(owner) in ("sent", "sending") for owner in config.owners()):
+            return None
+        report = await self.mall._store.read(lambda conn: monthly_report(conn, month, config))
+        sent = failed = 0
+        for owner in config.owners():
+            if not await self.reports.claim_owner_report(owner, label, now=self.clock()):
+                continue
+            error = await self._send_owner_report(owner, report)
+            await self.reports.mark_owner_report(
+                owner, label, sent=error is None, now=self.clock(), error=error
+            )
+            sent += error is None
+            failed += error is not None
+        run = OwnerReportRun(today, month, sent, failed)
+        summary = f"{sent} sent, {failed} failed for {label}"
+        await self.pushes.record_job(OWNER_REPORT_JOB, today, now, self.clock(), summary)
+        log.info("owners' report for %s: %s", today, summary)
+        return run
+
+    async def _send_owner_report(self, telegram_id: int, report: MonthlyReport) -> str | None:
+        """Send the report's text, then its chart; None when the text went out, else why not
+        (the chart is best effort: resending the text for a lost picture would send it twice)."""
+        assert self.bot is not None and self.i18n is not None
+        i18n, language = self.i18n, self.config.program.default_language
+
+        def _(key: str, /, **params: object) -> str:
+            return i18n.t(language, key, **params)
+
+        lines = [_("report.owner_intro"), "", *summary_lines(report, _)]
+        try:
+            for chunk in message_chunks(lines):
+                await self.bot.send_message(telegram_id, chunk)
+        except TelegramError as exc:
+            log.warning("could not send the monthly report to owner %s: %s", telegram_id, exc)
+            return redact(str(exc), f"/bot{self.bot.token}/")
+        font = self.config.wheel.font if self.config.wheel is not None else ""
+        try:
+            picture = await asyncio.to_thread(flow_chart, report, _, font)
+            await self.bot.send_photo(
+                telegram_id, picture.png, caption=chart_caption(report, picture, _)
+            )
+        except Exception:  # the figures arrived: a lost picture is only logged
+            log.warning("could not send the report's chart to owner %s", telegram_id, exc_info=True)
+        return None
+
     async def catch_up(self, now: datetime) -> list[str]:
         """Run what was missed while the bot was down: today's jobs if their time has passed,
         and the daily pushes of missed days (at most `catch_up_days` back)."""
@@ -357,6 +437,9 @@ class Scheduler:
         due = local_now >= push.daily_at or today.day > 1
         if due and await self.green_report(now) is not None:
             done.append(f"{GREEN_JOB} {today}")
+        # Listed when a report went out (an owner who cannot be reached is tried again later).
+        if due and (owners := await self.owner_reports(now)) is not None and owners.sent:
+            done.append(f"{OWNER_REPORT_JOB} {today}")
         return done
 
 

@@ -28,6 +28,13 @@ class FloodGuard:
             self._told[user_id] = now
         return False, tell
 
+    def retry_after(self, user_id: int, now: float) -> float:
+        """Seconds until the window has room for `user_id` again (0: it has room now)."""
+        seen = self._seen.get(user_id)
+        if not seen or len(seen) < self.limit:
+            return 0.0
+        return max(0.0, seen[-self.limit] + self.seconds - now)
+
     @property
     def tracked(self) -> int:
         """How many members the window holds."""

@@ -57,6 +57,7 @@ from handlers.plans import (
 from handlers.points import balance, card, history, history_callback
 from handlers.purchase_returns import purchase_return
 from handlers.referrals import invite
+from handlers.reports import report_command
 from handlers.settings import (
     birthday_conversation,
     chat_member_changed,
@@ -212,6 +213,7 @@ def register(app: BotApp) -> None:
     app.add_handler(CommandHandler("plans", plans_command, filters=incoming))
     app.add_handler(CommandHandler("plan_log", plan_log, filters=incoming))
     app.add_handler(CommandHandler("vip", vip_command, filters=incoming))
+    app.add_handler(CommandHandler("report", report_command, filters=incoming))
 
     app.add_handler(MessageHandler(incoming & filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(incoming & filters.TEXT, stray_text))

@@ -1,5 +1,5 @@
-"""Operators at the till: /purchase (with a question before a retyped one is booked), /adjust
-and /member (admins from the configuration only)."""
+"""Staff at the till: /purchase (with a question before a retyped one is booked), /adjust
+and /member (each for the roles the staff table allows)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from bot.programme.purchases import (
     record_purchase,
 )
 from bot.programme.till import command_source, find_member, member_code, split_member_code
-from handlers.common import BotContext, Texts, edit_in_place, texts_for
+from handlers.common import BotContext, Texts, edit_in_place
 from handlers.points import format_code, render_balance, signed
+from handlers.staff import staff_may_tap, staff_texts
 from storage.family import Household
 
 # /member lists at most this many lots so the answer stays well under Telegram's 4096 chars.
@@ -30,18 +31,6 @@ MAX_LOTS_SHOWN = 15
 # The buttons under a retyped purchase: Yes / No and the message id of the /purchase command
 # they are about (the pending action; at most 23 bytes, well under Telegram's 64).
 CONFIRM_DATA: Final = re.compile(r"tp:(ok|no):([0-9]{1,15})")
-
-
-async def operator_texts(update: Update, context: BotContext) -> tuple[Message, Texts] | None:
-    """The message and texts when an admin asks; otherwise refuse politely and return None."""
-    user, message = update.effective_user, update.effective_message
-    if user is None or message is None:
-        return None
-    _ = await texts_for(update, context)
-    if not context.services.config.is_admin(user.id):
-        await message.reply_text(_("admin.denied"))
-        return None
-    return message, _
 
 
 def _operator(update: Update) -> str:
@@ -153,7 +142,7 @@ def _retype_question(
 
 async def purchase(update: Update, context: BotContext) -> None:
     """`/purchase <member code> <amount> [category] [receipt]`: award points for a purchase."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/purchase")
     if asked is None:
         return
     message, _ = asked
@@ -200,13 +189,15 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, "tp:")
+    if _ is None:
+        return
     decoded = decode_confirmation(query.data or "")
     question = query.message
     command = question.reply_to_message if isinstance(question, Message) else None
     services = context.services
     # Never trusted: the pending action is the command the question replies to, as Telegram
-    # keeps it. Asked by this very admin about that command, neither edited since: answering
+    # keeps it. Asked by this very cashier about that command, neither edited since: answering
     # edits the question, so an edited one has been answered (the app drops the keyboard of a
     # tapped message before it is parsed, bot/sending.py); and within CONFIRM_WITHIN.
     if (
@@ -216,7 +207,6 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
         or command.id != decoded[1]
         or command.from_user is None
         or command.from_user.id != user.id
-        or not services.config.is_admin(user.id)
         or question.edit_date is not None
         or command.edit_date is not None
         or not confirmation_open(question.date, services.clock())
@@ -261,7 +251,7 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
 
 async def adjust(update: Update, context: BotContext) -> None:
     """`/adjust <member code> <±points> <reason>`: an operator's correction, with its reason."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/adjust")
     if asked is None:
         return
     message, _ = asked
@@ -315,7 +305,7 @@ def render_household_for_staff(household: Household | None, _: Texts) -> str:
 
 async def member_info(update: Update, context: BotContext) -> None:
     """`/member <code>`: a member's balance, expiry schedule and lots, for the operator."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/member")
     if asked is None:
         return
     message, _ = asked

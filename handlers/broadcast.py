@@ -6,8 +6,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.programme.broadcasts import BROADCAST_MESSAGE, draft_broadcast, send_broadcast
 from bot.programme.errors import RuleError
-from handlers.admin import operator_texts
-from handlers.common import BotContext, edit_in_place, texts_for
+from handlers.common import BotContext, edit_in_place
+from handlers.staff import staff_may_tap, staff_texts
 from storage.errors import NotFound
 
 BROADCAST_PREFIX = "bc"
@@ -15,7 +15,7 @@ BROADCAST_PREFIX = "bc"
 
 async def broadcast(update: Update, context: BotContext) -> None:
     """`/broadcast <text>`: show the members' view of it and how many it reaches."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/broadcast")
     if asked is None:
         return
     message, _ = asked
@@ -51,7 +51,9 @@ async def broadcast_callback(update: Update, context: BotContext) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, f"{BROADCAST_PREFIX}:")
+    if _ is None:
+        return
     parts = (query.data or "").split(":")
     services = context.services
     if (
@@ -60,7 +62,6 @@ async def broadcast_callback(update: Update, context: BotContext) -> None:
         or not parts[2].isascii()
         or not parts[2].isdigit()
         or len(parts[2]) > 18
-        or not services.config.is_admin(user.id)
     ):
         await query.answer(_("button.expired"), show_alert=True)
         return

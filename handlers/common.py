@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Bot, InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest
@@ -18,6 +18,7 @@ from bot.programme.game_rules import RandomSource, SystemRandomSource
 from bot.programme.mall import catalog_entries
 from bot.programme.policy import keep_promise
 from bot.ratelimit import FloodGuard
+from storage.api_keys import ApiKeys
 from storage.badges import Badges
 from storage.dependants import Dependants
 from storage.events import Events
@@ -35,6 +36,9 @@ from storage.surveys import Surveys
 from storage.tasks import Tasks
 from storage.tiers import Tiers
 from storage.transfers import Transfers
+
+if TYPE_CHECKING:
+    from bot.api import TillApi
 
 
 class Services(Programme):
@@ -60,6 +64,8 @@ class Services(Programme):
         self.clock: Clock = system_clock
         # Tests drive the daily jobs themselves with a chosen "now".
         self.schedule_jobs = True
+        # The signed till API, while served ([api] enabled: started in post_init).
+        self.till_api: TillApi | None = None
 
     def wire(
         self,
@@ -92,6 +98,7 @@ class Services(Programme):
         self.events = Events(store)
         self.referrals = Referrals(store)
         self.pushes = Pushes(store)
+        self.api_keys = ApiKeys(store)
         # Tests move the clock by replacing `self.clock`: the jobs read it through here.
         self.scheduler = Scheduler(
             config,
@@ -101,6 +108,8 @@ class Services(Programme):
             clock=lambda: self.clock(),
             dependants=self.dependants,
             green=self.green,
+            bot=bot,
+            i18n=i18n,
         )
         self.sender = Sender(bot, self.pushes, config, i18n, clock=lambda: self.clock())
         self.flood = FloodGuard(config.limits.flood_updates, config.limits.flood_seconds)

@@ -18,8 +18,8 @@ from bot.programme.events import (
     event_stats,
 )
 from bot.qr import qr_png
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, member_for, texts_for
+from handlers.staff import staff_texts
 from storage.events import Event
 
 
@@ -49,7 +49,7 @@ def _operator(update: Update) -> str:
 async def event_new(update: Update, context: BotContext) -> None:
     """`/event_new <date> <HH:MM-HH:MM> [capacity] <name>` (staff): create a check-in event
     and send its code and QR deep link."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/event_new")
     if asked is None:
         return
     message, _ = asked
@@ -87,7 +87,7 @@ def render_stats(stats: EventStats, config: Config, _: Texts) -> str:
 
 async def event_stats_command(update: Update, context: BotContext) -> None:
     """`/event_stats <code>` (staff): an event's check-ins so far."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/event_stats")
     if asked is None:
         return
     message, _ = asked

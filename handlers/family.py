@@ -27,9 +27,9 @@ from bot.i18n import N_
 from bot.programme import family
 from bot.programme.errors import RuleError
 from bot.programme.till import find_member, split_member_code
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.questions import asks
+from handlers.staff import staff_texts
 
 FAMILY_PREFIX: Final = "fam"
 ASK_CODE: Final = 0
@@ -460,7 +460,7 @@ async def _ask_member_step(
 
 async def dissolve_household(update: Update, context: BotContext) -> None:
     """Staff: `/dissolve_household <member code> <reason>` ends that member's household."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/dissolve_household")
     if asked is None:
         return
     message, _ = asked

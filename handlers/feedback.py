@@ -27,10 +27,10 @@ from bot.programme.feedback import (
     review_suggestion,
     suggest,
 )
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
 from handlers.questions import asks
+from handlers.staff import staff_may_tap, staff_texts
 from storage.errors import InvalidState, NotFound
 from storage.feedback import Feedback
 
@@ -236,7 +236,7 @@ def review_keyboard(item: Feedback, config: Config, _: Texts) -> InlineKeyboardM
 
 async def feedback_queue(update: Update, context: BotContext) -> None:
     """/feedback_queue: the oldest pending suggestions, each with Approve / Reject."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/feedback_queue")
     if asked is None:
         return
     message, _ = asked
@@ -257,16 +257,15 @@ async def review_callback(update: Update, context: BotContext) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, f"{FEEDBACK_PREFIX}:")
+    if _ is None:
+        return
     decoded = decode_review(query.data or "")
     if decoded is None:
         await query.answer(_("button.expired"), show_alert=True)
         return
     services = context.services
     config = services.config
-    if not config.is_admin(user.id):
-        await query.answer(_("admin.denied"), show_alert=True)
-        return
     approve, feedback_id = decoded
     try:
         item = await review_suggestion(

@@ -8,6 +8,7 @@ import time
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot.programme.staff import is_staff
 from handlers.common import BotContext, texts_for
 
 
@@ -15,8 +16,8 @@ async def flood_guard(update: Update, context: BotContext) -> None:
     """Runs before every handler: a member over the limit gets one polite answer, no work."""
     user, chat = update.effective_user, update.effective_chat
     services = context.services
-    if user is None or services.config.is_admin(user.id):
-        return  # a cashier at a busy till is not flooding
+    if user is None or is_staff(services.config, user.id):
+        return  # a cashier at a busy till is not flooding (nor any other staff)
     if chat is not None and chat.type != chat.PRIVATE:
         return  # the bot serves private chats only; elsewhere nothing is answered anyway
     now = time.monotonic()

@@ -29,8 +29,8 @@ from bot.programme.till import split_voucher_code, voucher_code
 from bot.qr import qr_png
 from bot.sending import read_back
 from bot.wheel import PICTURE_CACHE, STOPS_PER_SLICE, WheelPicture, painter_for
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
+from handlers.staff import staff_texts
 from storage.errors import (
     InsufficientPoints,
     InvalidState,
@@ -694,7 +694,7 @@ async def prizes(update: Update, context: BotContext) -> None:
 
 async def fulfil_prize(update: Update, context: BotContext) -> None:
     """`/fulfil_prize <code>`: staff accept a voucher prize at the till, once."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/fulfil_prize")
     if asked is None:
         return
     message, _ = asked

@@ -35,6 +35,7 @@ from handlers.menu import decode_menu, main_menu
 from handlers.points import balance, card, history
 from handlers.referrals import tell_referred
 from handlers.settings import settings
+from handlers.staff import staff_help_text
 from handlers.surveys import render_survey_rules, surveys_command
 from handlers.tasks import render_task_rules, tasks_command
 from handlers.tiers import render_tier_rules, tier_command
@@ -402,17 +403,10 @@ async def help_command(update: Update, context: BotContext) -> None:
     text += "\n" + _("help.events")
     text += "\n" + _("help.share_badges_green")
     text += "\n" + _("help.advisor")
-    user = update.effective_user
-    if user is not None and context.services.config.is_admin(user.id):
-        text += "\n\n" + "\n".join(
-            (_("help.admin"), _("help.admin_mall"), _("help.admin_broadcast"))
-        )
-        text += "\n" + _("help.admin_games")
-        text += "\n" + _("help.admin_surveys")
-        text += "\n" + _("help.admin_family")
-        text += "\n" + _("help.admin_events")
-        text += "\n" + _("help.admin_tasks_queue")
-        text += "\n" + _("help.admin_plans")
+    # Staff also see the commands their role may use, generated from the staff table.
+    staff_lines = staff_help_text(update, context, _)
+    if staff_lines is not None:
+        text += "\n\n" + staff_lines
     if contact:
         text += "\n\n" + _("help.contact", contact=contact)
     await update.effective_message.reply_text(text, reply_markup=main_menu(_))

@@ -39,6 +39,7 @@ from bot.programme.mall import (
     sale_rate,
     shelf,
 )
+from bot.programme.staff import STAFF_ACTIONS, staff_holding
 from bot.programme.tier_benefits import early_access
 from bot.qr import qr_png
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
@@ -886,10 +887,11 @@ async def staff_texts(context: BotContext, telegram_id: int) -> Texts:
 
 
 async def tell_staff(context: BotContext, redemption: Redemption) -> None:
-    """Put a new return in front of every operator, with Approve / Reject (best effort:
-    /returns lists whatever a failed message missed)."""
+    """Put a new return in front of every staff member who handles returns (owners and
+    managers), with Approve / Reject (best effort: /returns lists whatever a failed message
+    missed)."""
     config = context.services.config
-    for admin in config.program.admins:
+    for admin in staff_holding(config, STAFF_ACTIONS["/returns"].permission):
         _ = await staff_texts(context, admin)
         text = _("returns.new") + "\n" + render_return(redemption, config, _)
         try:

@@ -11,10 +11,16 @@ from telegram import Message, Update
 
 from bot.config import LANGUAGES
 from bot.programme import mall as mall_rules
-from bot.programme.mall import REJECTION_REASONS, delist_item, fulfil_redemption, pending_returns
+from bot.programme.errors import RuleError
+from bot.programme.mall import (
+    REJECTION_REASONS,
+    delist_item,
+    fulfil_redemption,
+    pending_returns,
+    restock,
+)
 from bot.programme.till import split_voucher_code, voucher_code
-from handlers.admin import operator_texts
-from handlers.common import BotContext, Texts, edit_in_place, texts_for
+from handlers.common import BotContext, Texts, edit_in_place
 from handlers.mall import (
     REJECTION_LABELS,
     REVIEW_PREFIX,
@@ -25,6 +31,7 @@ from handlers.mall import (
     review_keyboard,
     status_key,
 )
+from handlers.staff import staff_may_tap, staff_texts
 from storage.errors import InvalidState, NotFound, VoucherExpired
 from storage.mall import Settlement
 
@@ -41,12 +48,15 @@ async def _redemption_step(
     # One step of a redemption's life, taken by an operator: (code, reason, actor, now).
     step: Callable[[str, str, str, datetime], Awaitable[T]],
     *,
+    action: str,
     usage: str,
     refused: str,
     needs_reason: bool = False,
 ) -> tuple[Message, Texts, T, str] | None:
-    """Parse `CODE [reason]`, run the step, and explain a missing code or a wrong status."""
-    asked = await operator_texts(update, context)
+    """Parse `CODE [reason]`, run the step if this staff member may run `action` (a key of the
+    staff table), and explain a missing code, a wrong status or an item outside a partner's
+    scope."""
+    asked = await staff_texts(update, context, action)
     if asked is None:
         return None
     message, _ = asked
@@ -74,16 +84,23 @@ async def _redemption_step(
         day = exc.valid_until.isoformat()
         await message.reply_text(_("mall_admin.fulfil.expired", code=code, day=day))
         return None
+    except RuleError as exc:  # a partner's item outside its scope: nothing changed
+        await message.reply_text(_(exc.key, **exc.params))
+        return None
     return message, _, redemption, reason
 
 
 async def fulfil(update: Update, context: BotContext) -> None:
     """`/fulfil CODE`: the cashier scanned the voucher and hands over the goods or service."""
     services = context.services
+    staff_id = update.effective_user.id if update.effective_user else 0
     done = await _redemption_step(
         update,
         context,
-        lambda code, _reason, actor, _now: fulfil_redemption(services, code, actor=actor),
+        lambda code, _reason, actor, _now: fulfil_redemption(
+            services, code, actor=actor, staff_id=staff_id
+        ),
+        action="/fulfil",
         usage="mall_admin.fulfil.usage",
         refused="mall_admin.fulfil.refused",
     )
@@ -95,7 +112,7 @@ async def fulfil(update: Update, context: BotContext) -> None:
 
 async def stock(update: Update, context: BotContext) -> None:
     """`/stock SKU N`: set how many units are left to redeem."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/stock")
     if asked is None:
         return
     message, _ = asked
@@ -107,19 +124,21 @@ async def stock(update: Update, context: BotContext) -> None:
     if not amount.isascii() or not amount.isdigit() or int(amount) > MAX_STOCK:
         await message.reply_text(_("mall_admin.stock.invalid", value=amount[:16], limit=MAX_STOCK))
         return
+    staff_id = update.effective_user.id if update.effective_user else 0
     try:
-        state = await context.services.mall.set_stock(
-            sku, int(amount), now=context.services.clock()
-        )
+        state = await restock(context.services, sku, int(amount), staff_id=staff_id)
     except NotFound:
         await message.reply_text(_("mall_admin.no_such_sku", sku=sku))
+        return
+    except RuleError as exc:  # a partner's item outside its scope: nothing changed
+        await message.reply_text(_(exc.key, **exc.params))
         return
     await message.reply_text(_("mall_admin.stock.done", sku=sku, left=state.left, sold=state.sold))
 
 
 async def delist(update: Update, context: BotContext) -> None:
     """`/delist SKU reason`: withdraw an item; open redemptions are refunded and compensated."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/delist")
     if asked is None:
         return
     message, _ = asked
@@ -154,6 +173,7 @@ async def approve_return(update: Update, context: BotContext) -> None:
         update,
         context,
         lambda code, _reason, actor, _now: mall_rules.approve_return(services, code, actor=actor),
+        action="/approve_return",
         usage="mall_admin.approve.usage",
         refused="mall_admin.not_requested",
     )
@@ -175,6 +195,7 @@ async def reject_return(update: Update, context: BotContext) -> None:
         lambda code, reason, actor, _now: mall_rules.reject_return(
             services, code, reason=reason, actor=actor
         ),
+        action="/reject_return",
         usage="mall_admin.reject.usage",
         refused="mall_admin.not_requested",
         needs_reason=True,
@@ -187,7 +208,7 @@ async def reject_return(update: Update, context: BotContext) -> None:
 
 async def returns(update: Update, context: BotContext) -> None:
     """`/returns`: the oldest returns waiting for staff, each with Approve / Reject."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/returns")
     if asked is None:
         return
     message, _ = asked
@@ -229,16 +250,15 @@ async def return_review_callback(update: Update, context: BotContext) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, f"{REVIEW_PREFIX}:")
+    if _ is None:
+        return
     decoded = decode_review(query.data or "")
     if decoded is None:
         await query.answer(_("button.expired"), show_alert=True)
         return
     services = context.services
     config = services.config
-    if not config.is_admin(user.id):
-        await query.answer(_("admin.denied"), show_alert=True)
-        return
     action, code, index = decoded
     actor = f"telegram:{user.id}"
     try:
@@ -296,6 +316,7 @@ async def cannot_fulfil(update: Update, context: BotContext) -> None:
         lambda code, reason, actor, _now: mall_rules.cannot_fulfil(
             services, code, reason=reason, actor=actor
         ),
+        action="/cannot_fulfil",
         usage="returns.cannot_fulfil.usage",
         refused="returns.cannot_fulfil.refused",
         needs_reason=True,

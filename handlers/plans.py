@@ -51,10 +51,10 @@ from bot.programme.plans import (
     vip_count,
 )
 from bot.programme.till import split_member_code
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.points import format_code
 from handlers.questions import asks
+from handlers.staff import staff_may_tap, staff_texts
 from storage.members import Member
 from storage.plans import PlanTerms
 
@@ -162,7 +162,7 @@ def _confirm_view(step: PlanStep, config: Config, _: Texts) -> tuple[str, Inline
 
 async def plan_command(update: Update, context: BotContext) -> int:
     """`/plan <member code>`: open the plan conversation for that member."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/plan")
     user = update.effective_user
     if asked is None or user is None:
         return ConversationHandler.END
@@ -187,10 +187,12 @@ async def plan_button(update: Update, context: BotContext) -> int:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return ConversationHandler.END
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, f"{PLAN_PREFIX}:")
+    if _ is None:
+        return ConversationHandler.END
     services = context.services
     decoded = decode_plan_button(query.data or "")
-    if decoded is None or not services.config.is_admin(user.id):
+    if decoded is None:
         await query.answer(_("button.expired"), show_alert=True)
         return ConversationHandler.END
     action, category = decoded
@@ -236,11 +238,12 @@ async def plan_answer(update: Update, context: BotContext) -> int:
     user, message = update.effective_user, update.effective_message
     if user is None or message is None or message.text is None:
         return TYPING
-    _ = await texts_for(update, context)
-    services = context.services
-    if not services.config.is_admin(user.id):
-        await message.reply_text(_("admin.denied"))
+    # A role taken away mid-conversation ends it, with the same polite refusal.
+    asked = await staff_texts(update, context, "/plan")
+    if asked is None:
         return ConversationHandler.END
+    _ = asked[1]
+    services = context.services
     try:
         step = await answer_step(services, user.id, message.text)
         if step.step == "confirm":
@@ -297,10 +300,11 @@ def plan_conversation() -> ConversationHandler:  # type: ignore[type-arg]
 
 
 async def _code_and_reason(
-    update: Update, context: BotContext, usage: str
+    update: Update, context: BotContext, action: str, usage: str
 ) -> tuple[Message, Texts, str, str] | None:
-    """The staff member's message, texts, the member code and the reason typed after it."""
-    asked = await operator_texts(update, context)
+    """The staff member's message, texts, the member code and the reason typed after it, when
+    they may run `action` (a key of the staff table)."""
+    asked = await staff_texts(update, context, action)
     if asked is None:
         return None
     message, _ = asked
@@ -313,7 +317,8 @@ async def _code_and_reason(
 
 async def _mark(update: Update, context: BotContext, *, marked: bool) -> None:
     usage = "plans.mark_usage" if marked else "plans.unmark_usage"
-    found = await _code_and_reason(update, context, usage)
+    action = "/vip_mark" if marked else "/vip_unmark"
+    found = await _code_and_reason(update, context, action, usage)
     if found is None:
         return
     message, _, code, reason = found
@@ -345,7 +350,7 @@ async def vip_unmark(update: Update, context: BotContext) -> None:
 
 async def plan_end(update: Update, context: BotContext) -> None:
     """`/plan_end <member code> <reason>`: end the member's running plan early."""
-    found = await _code_and_reason(update, context, "plans.end_usage")
+    found = await _code_and_reason(update, context, "/plan_end", "plans.end_usage")
     if found is None:
         return
     message, _, code, reason = found
@@ -368,7 +373,7 @@ async def plan_end(update: Update, context: BotContext) -> None:
 
 async def plans_command(update: Update, context: BotContext) -> None:
     """`/plans`: every running plan (member, window, terms, advisor)."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/plans")
     if asked is None:
         return
     message, _ = asked
@@ -403,7 +408,7 @@ async def plans_command(update: Update, context: BotContext) -> None:
 
 async def plan_log(update: Update, context: BotContext) -> None:
     """`/plan_log <member code>`: the member's key-customer marks and plans, oldest first."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/plan_log")
     if asked is None:
         return
     message, _ = asked
@@ -446,7 +451,7 @@ async def plan_log(update: Update, context: BotContext) -> None:
 
 async def vip_command(update: Update, context: BotContext) -> None:
     """`/vip [n]`: the top n members by qualifying total this window."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/vip")
     if asked is None:
         return
     message, _ = asked

@@ -35,10 +35,10 @@ from bot.programme.submissions import (
     share_photo,
     share_task,
 )
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, member_for, texts_for
 from handlers.points import format_code
 from handlers.questions import asks
+from handlers.staff import staff_may_tap, staff_texts
 from storage.errors import InvalidState, NotFound
 from storage.submissions import Photo, Submission
 
@@ -397,7 +397,7 @@ def reasons_keyboard(item: Submission, _: Texts) -> InlineKeyboardMarkup:
 
 async def tasks_queue(update: Update, context: BotContext) -> None:
     """/tasks_queue: the oldest pending shares and reviews, each with Approve / Decline."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/tasks_queue")
     if asked is None:
         return
     message, _ = asked
@@ -435,16 +435,15 @@ async def queue_callback(update: Update, context: BotContext) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    _ = await texts_for(update, context)
+    _ = await staff_may_tap(update, context, f"{QUEUE_PREFIX}:")
+    if _ is None:
+        return
     decoded = decode(query.data or "")
     if decoded is None or decoded[0] not in ("approve", "decline", "back", "reason"):
         await query.answer(_("button.expired"), show_alert=True)
         return
     services = context.services
     config = services.config
-    if not config.is_admin(user.id):
-        await query.answer(_("admin.denied"), show_alert=True)
-        return
     shape, args = decoded
     submission_id = int(args[0])
     try:

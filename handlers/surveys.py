@@ -53,10 +53,10 @@ from bot.programme.surveys import (
     toggle_option,
 )
 from bot.surveys import known_survey_ids, option_label
-from handlers.admin import operator_texts
 from handlers.common import BotContext, Texts, edit_in_place, member_for, texts_for
 from handlers.feedback import feedback_data
 from handlers.questions import asks
+from handlers.staff import staff_texts
 from storage.errors import (
     AlreadyCompleted,
     InvalidAnswer,
@@ -591,7 +591,7 @@ def _chunks(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str]:
 
 async def survey_stats_command(update: Update, context: BotContext) -> None:
     """`/survey_stats <id>`: responses, counts per option, average ratings, and a chart."""
-    asked = await operator_texts(update, context)
+    asked = await staff_texts(update, context, "/survey_stats")
     if asked is None:
         return
     message, _ = asked

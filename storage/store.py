@@ -137,11 +137,16 @@ def _backup_target(conn: sqlite3.Connection, destination: Path, *, replace: bool
 
 
 def backup_to(
-    conn: sqlite3.Connection, destination: str | Path, *, replace: bool = False
+    conn: sqlite3.Connection,
+    destination: str | Path,
+    *,
+    replace: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> AuditReport:
     """Copy the database to `destination` while other connections keep writing, and put the
     copy there only if it passes integrity_check and the audit, whose report it returns;
-    raises BackupRefused, sqlite3.Error or OSError, with nothing at `destination` touched."""
+    raises BackupRefused, sqlite3.Error or OSError, with nothing at `destination` touched.
+    `progress` is told (pages copied, pages to copy) as the copy grows, and (n, n) when done."""
     target = _backup_target(conn, Path(destination), replace=replace)
     # A temporary file in the destination's folder, so the final rename is atomic: the old
     # destination stays whole until a verified copy replaces it. VACUUM INTO accepts an
@@ -152,7 +157,10 @@ def backup_to(
     partial = Path(name)
     try:
         # One read transaction: a consistent snapshot of every commit made before it began.
-        conn.execute("VACUUM INTO ?", (str(partial),))
+        if progress is None:
+            conn.execute("VACUUM INTO ?", (str(partial),))
+        else:
+            _vacuum_into_watched(conn, partial, progress)
         # Read-only: verifying must not change the copy (not even into WAL mode).
         copy = sqlite3.connect(f"{partial.as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
@@ -171,6 +179,38 @@ def backup_to(
         return report
     finally:
         partial.unlink(missing_ok=True)
+
+
+# SQLite virtual-machine steps between two looks at the copy's size: a few looks per MiB.
+_BACKUP_WATCH_STEPS: Final = 20_000
+
+
+def _vacuum_into_watched(
+    conn: sqlite3.Connection, partial: Path, progress: Callable[[int, int | None], None]
+) -> None:
+    """VACUUM INTO `partial`, telling `progress` the pages written so far (out of the pages in
+    use, which the copy's size approaches: VACUUM leaves the free ones out)."""
+    # VACUUM INTO (one snapshot, free pages left out) reports no progress of its own; but
+    # SQLite's progress handler runs inside it, and the copy grows as its page cache spills,
+    # so the copy's size is the measure.
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    in_use = int(conn.execute("PRAGMA page_count").fetchone()[0]) - int(
+        conn.execute("PRAGMA freelist_count").fetchone()[0]
+    )
+    progress(0, in_use)
+
+    def watch() -> int:
+        written = partial.stat().st_size // page_size
+        progress(min(written, in_use), in_use)
+        return 0  # never interrupt the copy
+
+    conn.set_progress_handler(watch, _BACKUP_WATCH_STEPS)
+    try:
+        conn.execute("VACUUM INTO ?", (str(partial),))
+    finally:
+        conn.set_progress_handler(None, 0)
+    copied = partial.stat().st_size // page_size
+    progress(copied, copied)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench import e2e, tiers
+from bench import api, e2e, tiers
 
 
 def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,3 +41,17 @@ def test_tier_review_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None
     )
     assert found, out
     assert int(found.group(1).replace(",", "")) > 0
+
+
+def test_till_api_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    api.main(["--quick"])
+    out = capsys.readouterr().out
+    found = re.search(
+        r"^till API, 200 purchases by 10 concurrent signed tills, 100 members:"
+        r" ([\d,]+) purchases/s, p50 [\d.]+ ms, p99 [\d.]+ ms;"
+        r" import-purchases of the same rows ([\d,]+) purchases/s; ratio api/import [\d.]+$",
+        out,
+        re.MULTILINE,
+    )
+    assert found, out
+    assert all(int(rate.replace(",", "")) > 0 for rate in found.groups())

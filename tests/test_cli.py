@@ -35,13 +35,13 @@ def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
 # Issue 15, defect 9: (what the sample says, what the operator wrote, the error's key line).
 BAD_SETTINGS = {
     "admins a string": (
-        "admins = [100000001]",
-        'admins = "100000001"',
+        'support_contact = "400-800-1234"',
+        'admins = "123456789"\nsupport_contact = "400-800-1234"',
         "[program.admins] must be a list of Telegram user ids",
     ),
     "a negative admin id": (
-        "admins = [100000001]",
-        "admins = [100000001, -4242]",
+        'support_contact = "400-800-1234"',
+        'admins = [123456789, -4242]\nsupport_contact = "400-800-1234"',
         "[program.admins[2]] a Telegram user id is a positive number, not -4242",
     ),
     "points_per_yuan 1e12": (
@@ -92,10 +92,11 @@ def test_no_admin_passes_check_config_with_a_warning_and_stops_run(
     monkeypatch.delenv("POINTSBOT_TOKEN", raising=False)
     config = tmp_path / "config.toml"
     config.write_text(
-        SAMPLE.read_text(encoding="utf-8").replace("admins = [100000001]", "admins = []"),
+        # The sample's only owner made a manager: nobody may run the programme.
+        SAMPLE.read_text(encoding="utf-8").replace('role = "owner"', 'role = "manager"'),
         encoding="utf-8",
     )
-    key = "[program.admins] is empty: `pointsbot run` needs at least one operator's Telegram"
+    key = "[program.admins] is empty and [[staff]] name no owner: `pointsbot run` needs"
     checked = CliRunner().invoke(main, ["check-config", "--config", str(config)])
     assert checked.exit_code == 0, checked.output
     assert f"{config}: OK" in checked.output

@@ -237,7 +237,7 @@ def test_voucher_validity_keys() -> None:
 
 def test_no_admin_is_valid_for_tools_but_not_for_running() -> None:
     document = sample()
-    document["program"]["admins"] = []
+    document["staff"] = [s for s in document["staff"] if s["role"] != "owner"]
     config = parse_config(document, "config.toml")  # valid: check-config and tools accept it
     assert set(unrunnable(config)) == {"program.admins"}
     with pytest.raises(ConfigError) as excinfo:
@@ -271,7 +271,15 @@ def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_admins_are_recognised() -> None:
+def test_staff_are_recognised_and_admins_are_owners() -> None:
     config = load_config(SAMPLE)
-    assert config.is_admin(config.program.admins[0])
-    assert not config.is_admin(42)
+    roles = {s.telegram_id: s.role for s in config.staff}
+    assert sorted(roles.values()) == sorted(["owner", "manager", "cashier", "partner", "reviewer"])
+    assert all(config.staff_member(i).role == role for i, role in roles.items())  # type: ignore[union-attr]
+    assert config.staff_member(42) is None
+    document = sample()
+    document["program"]["admins"] = [123456789]
+    legacy = parse_config(document, "config.toml")
+    assert legacy.staff_member(123456789) is not None
+    assert legacy.staff_member(123456789).role == "owner"  # type: ignore[union-attr]
+    assert 123456789 in legacy.owners()

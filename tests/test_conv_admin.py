@@ -190,7 +190,7 @@ async def test_a_member_cannot_award_themselves_points(sandbox: Sandbox) -> None
         f"/member {member.member_code}",
     ):
         [reply] = await chat.send(command)
-        assert reply.text == "抱歉，此命令仅限门店工作人员使用。"
+        assert reply.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
     assert await available(sandbox, member) == 0
     assert await operations(sandbox) == 0
 
@@ -515,7 +515,10 @@ async def test_a_forged_or_stale_confirmation_has_expired(sandbox: Sandbox) -> N
     chat = sandbox.member(8001)
     [card] = await chat.send("/help")
     await chat.tap_data(card.message_id, confirm, expect=0)
-    assert chat.last_callback_answer == "此按钮已失效，请重新操作。"
+    assert (
+        chat.last_callback_answer
+        == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
+    )
     # Ten minutes on, the question has gone stale.
     sandbox.services.clock = lambda: NOW + timedelta(minutes=10)
     await admin.tap_data(question.message_id, confirm, expect=0)

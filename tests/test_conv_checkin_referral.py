@@ -107,9 +107,9 @@ async def test_a_member_cannot_create_an_event_or_see_its_stats(sandbox: Sandbox
     code, _reply = await new_event(sandbox, "2026-11-25 10:00-18:00 讲座")
     ann = await joined(sandbox, ANN, "安安")
     [refused] = await ann.send("/event_new 2026-11-25 10:00-18:00 我的活动")
-    assert refused.text == "抱歉，此命令仅限门店工作人员使用。"
+    assert refused.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
     [refused] = await ann.send(f"/event_stats {code}")
-    assert refused.text == "抱歉，此命令仅限门店工作人员使用。"
+    assert refused.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
 
 
 async def test_a_member_checks_in_by_code_once_and_earns_the_task(sandbox: Sandbox) -> None:

@@ -435,7 +435,7 @@ async def test_staff_dissolve_a_household_with_a_reason(sandbox: Sandbox) -> Non
     assert no_reason.text == "请写明解散原因：/dissolve_household <会员号> <原因>"
     # Members are not staff.
     [denied] = await ann.send(f"/dissolve_household {code} 测试")
-    assert denied.text == "抱歉，此命令仅限门店工作人员使用。"
+    assert denied.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
     [done] = await admin.send(f"/dissolve_household {format_code(code)} 会员 申请解散")
     assert done.text == "已解散家庭 #1（3 人），原因：会员 申请解散。已通知全部成员。"
     await told(bob, "您所在的家庭已被门店工作人员解散。原因：会员 申请解散。您的积分不受影响。")

@@ -17,7 +17,7 @@ from tests.conftest import ADMIN_ID, Sandbox
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
 IDEA = "门店可以设置旧电池回收箱，方便大家环保回收。"
-DENIED = "抱歉，此命令仅限门店工作人员使用。"
+DENIED = "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
 
 
 @pytest.fixture(autouse=True)

@@ -302,7 +302,7 @@ async def test_operators_only(sandbox: Sandbox) -> None:
         "/reject_return A b",
     ):
         [reply] = await chat.send(command)
-        assert reply.text == "抱歉，此命令仅限门店工作人员使用。"
+        assert reply.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
     assert (await sandbox.services.mall.item("BAG-01")).left == 200
 
 

@@ -15,7 +15,7 @@ from bot.sandbox.client import ChatClient
 from storage.members import Member
 from tests.conftest import ADMIN_ID, NOW, Sandbox, assert_audit_ok
 
-DENIED = "抱歉，此命令仅限门店工作人员使用。"
+DENIED = "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
 EXPIRED = "此按钮已失效，请重新操作。"
 CAPTION = "今天买了补充装洗衣液，少用一个塑料瓶 https://example.com/refill"
 REVIEW = "这款补充装洗衣液很好用，包装也更环保，会继续回购。"

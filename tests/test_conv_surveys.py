@@ -24,7 +24,7 @@ from tests.restart_support import assert_audit_ok, bot_on
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
 BENEFITS = "benefits_2026"
-DENIED = "抱歉，此命令仅限门店工作人员使用。"
+DENIED = "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
 
 
 @pytest.fixture(autouse=True)

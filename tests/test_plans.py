@@ -25,7 +25,7 @@ from storage.plans import Plan
 from tests.conftest import ADMIN_ID, NOW, Sandbox, assert_audit_ok, available
 
 EXPIRED = "此按钮已失效，请重新操作。"
-DENIED = "抱歉，此命令仅限门店工作人员使用。"
+DENIED = "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
 
 
 @pytest.fixture(autouse=True)
@@ -227,11 +227,11 @@ async def test_plan_refuses_non_staff_bad_codes_and_forged_buttons(sandbox: Sand
     for forged in ("pl:c:nosuch", "pl:ok", "pl:zz", "pl:c", "pl:n:extra"):
         await admin.tap_data(shown.message_id, forged, expect=0)
         assert admin.last_callback_answer == EXPIRED, forged
-    # A member tapping a staff button gets the same answer and changes nothing.
+    # A member tapping a staff button is refused politely and changes nothing.
     last = chat.last_message
     assert last is not None
     await chat.tap_data(last.message_id, "pl:n", expect=0)
-    assert chat.last_callback_answer == EXPIRED
+    assert chat.last_callback_answer == DENIED
     step = await sandbox.services.store.read(lambda conn: plan_store.draft(conn, ADMIN_ID))
     assert step is not None and step.step == "categories"
     cancelled = view(await admin.tap("取消"))

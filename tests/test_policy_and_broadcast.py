@@ -154,10 +154,12 @@ async def test_broadcast_is_for_staff_and_forged_buttons_do_nothing(sandbox: San
     member = sandbox.member(3020)
     await member.send("/start")
     [refused] = await member.send("/broadcast 免费送积分")
-    assert refused.text == "抱歉，此命令仅限门店工作人员使用。"
+    assert refused.text == "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
     [menu] = await member.send("/help")
     await member.tap_data(menu.message_id, "bc:ok:1", expect=0)
-    assert member.last_callback_answer == "此按钮已失效，请重新操作。"
+    assert member.last_callback_answer == (
+        "抱歉，您的岗位不能使用这个功能。如需使用，请联系门店负责人开通权限。"
+    )
     [usage] = await sandbox.admin().send("/broadcast")
     assert (usage.text or "").startswith("用法：/broadcast")
     assert await sandbox.services.pushes.counts() == {}

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.config import Config
 from bot.programme.game_rules import RandomSource
+from storage.api_keys import ApiKeys
 from storage.badges import Badges
 from storage.dependants import Dependants
 from storage.events import Events
@@ -49,6 +50,7 @@ class Programme:
     referrals: Referrals
     tiers: Tiers
     pushes: Pushes
+    api_keys: ApiKeys
     # Where game prizes are drawn from: the CSPRNG; only tests put a seeded source here.
     game_random: RandomSource
 

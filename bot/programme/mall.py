@@ -15,6 +15,7 @@ from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
 from bot.programme.notices import delist_notice
+from bot.programme.staff import check_scope
 from bot.programme.tier_benefits import (
     ItemAccess,
     deduction_rate,
@@ -447,12 +448,24 @@ async def confirm_redemption(
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
 
 
-async def fulfil_redemption(programme: Programme, code: str, *, actor: str) -> Redemption:
+async def fulfil_redemption(
+    programme: Programme, code: str, *, actor: str, staff_id: int
+) -> Redemption:
     """Staff accept a code now: goods handed over, a voucher taken at the till, refused after
-    its last valid day; raises NotFound, InvalidState, VoucherExpired."""
+    its last valid day; raises NotFound, OutOfScope (a partner's, before anything else is
+    said about the code), InvalidState, VoucherExpired."""
+    # A redemption's SKU never changes, so checking it before the store's step is safe.
+    check_scope(programme.config, staff_id, (await programme.mall.redemption_by_code(code)).sku)
     now = programme.now()
     today = local_today(now, programme.config)
     return await programme.mall.fulfil(code, actor=actor, today=today, now=now)
+
+
+async def restock(programme: Programme, sku: str, left: int, *, staff_id: int) -> ItemState:
+    """Staff's /stock: `left` more units to redeem from now on; raises OutOfScope (a partner's
+    item outside its scope, or an unknown SKU), NotFound."""
+    check_scope(programme.config, staff_id, sku)
+    return await programme.mall.set_stock(sku, left, now=programme.now())
 
 
 # --- returns, cancellations and the merchant's refunds ------------------------------------

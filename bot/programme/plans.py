@@ -29,6 +29,7 @@ from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
+from bot.programme.staff import is_staff
 from bot.programme.tiers import measure, qualification_months, tier_named, tiers_on
 from bot.programme.till import find_member
 from storage import ledger
@@ -155,7 +156,7 @@ def parse_advisor(text: str, config: Config) -> tuple[int, str] | None:
     first = unicodedata.normalize("NFKC", first)
     if not first.isascii() or not first.isdigit() or len(first) > 15:
         raise RuleError(N_("plans.error.advisor_format"), value=text.strip()[:40])
-    if not config.is_admin(int(first)):
+    if not is_staff(config, int(first)):  # any role may advise
         raise RuleError(N_("plans.error.advisor_not_staff"), value=first)
     contact = " ".join(contact.split())
     if not contact or len(contact) > CONTACT_MAX:

@@ -8,13 +8,15 @@ from typing import Final, Literal, get_args
 
 from bot.config import Config, Role, StaffMember
 from bot.i18n import N_
+from bot.programme.errors import RuleError
 
 # What a staff member may be allowed to do; each staff action needs exactly one of these.
 Permission = Literal[
     "purchases",  # award purchases at the till
     "purchase_returns",  # take a refunded purchase's points back
     "member_lookup",  # look a member up by code
-    "fulfil",  # hand over redeemed goods and prizes (a partner: only in its scope)
+    "fulfil",  # hand over redeemed goods (a partner: only in its scope)
+    "prizes",  # accept game prize vouchers at the till (a prize has no SKU: no partner's)
     "stock",  # restock the mall (a partner: only in its scope)
     "catalog",  # delist items
     "returns",  # returned goods and orders that cannot be honoured
@@ -38,6 +40,7 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "purchase_returns",
             "member_lookup",
             "fulfil",
+            "prizes",
             "stock",
             "catalog",
             "returns",
@@ -47,7 +50,7 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "events",
         }
     ),
-    "cashier": frozenset({"purchases", "purchase_returns", "member_lookup", "fulfil"}),
+    "cashier": frozenset({"purchases", "purchase_returns", "member_lookup", "fulfil", "prizes"}),
     "partner": frozenset({"fulfil", "stock"}),
     "reviewer": frozenset({"queues"}),
 }
@@ -73,7 +76,7 @@ STAFF_ACTIONS: Final[dict[str, StaffAction]] = {
     "/purchase_return": StaffAction("purchase_returns", N_("staff.help.purchase_return")),
     "/member": StaffAction("member_lookup", N_("staff.help.member")),
     "/fulfil": StaffAction("fulfil", N_("staff.help.fulfil")),
-    "/fulfil_prize": StaffAction("fulfil", N_("staff.help.fulfil_prize")),
+    "/fulfil_prize": StaffAction("prizes", N_("staff.help.fulfil_prize")),
     "/stock": StaffAction("stock", N_("staff.help.stock")),
     "/delist": StaffAction("catalog", N_("staff.help.delist")),
     "/returns": StaffAction("returns", N_("staff.help.returns")),
@@ -114,9 +117,7 @@ def may(config: Config, telegram_id: int, action: str) -> bool:
     """Whether this Telegram user may run `action` (a key of STAFF_ACTIONS) at all; a partner
     may still be refused an item outside its scope (`in_scope`). Raises KeyError for an action
     missing from the table (every staff action must be in it)."""
-    needed = STAFF_ACTIONS[action].permission
-    role = role_of(config, telegram_id)
-    return role is not None and needed in ROLE_PERMISSIONS[role]
+    return may_do(config, telegram_id, STAFF_ACTIONS[action].permission)
 
 
 def in_scope(member: StaffMember | None, sku: str, config: Config) -> bool:
@@ -128,6 +129,38 @@ def in_scope(member: StaffMember | None, sku: str, config: Config) -> bool:
         return True
     item = config.mall.item(sku)
     return sku in member.scope or (item is not None and item.category in member.scope)
+
+
+class OutOfScope(RuleError):
+    """A partner asked to fulfil or stock an item outside its scope; nothing was changed (and
+    the refusal names nothing of the member's)."""
+
+    def __init__(self) -> None:
+        super().__init__(N_("staff.out_of_scope"))
+
+
+def check_scope(config: Config, telegram_id: int, sku: str) -> None:
+    """Refuse (OutOfScope) a partner's fulfilling or stocking an item outside its scope."""
+    if not in_scope(config.staff_member(telegram_id), sku, config):
+        raise OutOfScope()
+
+
+def staff_holding(config: Config, permission: Permission) -> list[int]:
+    """The Telegram ids of every staff member whose role holds `permission` (whom a notice
+    about it goes to), [program] admins first."""
+    everyone = [*config.program.admins, *(s.telegram_id for s in config.staff)]
+    return [i for i in everyone if may_do(config, i, permission)]
+
+
+def may_do(config: Config, telegram_id: int, permission: Permission) -> bool:
+    """Whether this Telegram user's role holds `permission`."""
+    role = role_of(config, telegram_id)
+    return role is not None and permission in ROLE_PERMISSIONS[role]
+
+
+def is_staff(config: Config, telegram_id: int) -> bool:
+    """Whether this Telegram user is on the staff at all (any role)."""
+    return config.staff_member(telegram_id) is not None
 
 
 def staff_help(config: Config, telegram_id: int) -> list[str]:

@@ -12,20 +12,43 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.app import build_application, running
-from bot.config import Config, StorageConfig
+from bot.config import Config, StaffMember, StorageConfig
+from bot.programme.till_api import draw_key
 from bot.sandbox.client import ChatClient, Reply
 from bot.sandbox.seed import DEMO_FIRST_NAME, DEMO_LANGUAGE, DEMO_USER_ID, seed_demo
 from bot.sandbox.server import BotApiEmulator
+from handlers.common import Services
 
 PROMPT = "你 › "
 
 
-def demo_config(config: Config, directory: Path) -> Config:
-    """The programme with a throwaway database and the demo member as an operator too."""
+def demo_config(config: Config, directory: Path, *, api: bool = False) -> Config:
+    """The programme with a throwaway database and the demo member as an owner too (every
+    staff command works in the demo; and the till API served, with `api`)."""
     storage = StorageConfig(path=str(directory / "demo.sqlite3"), synchronous="NORMAL")
-    admins = [*config.program.admins, DEMO_USER_ID]
-    program = config.program.model_copy(update={"admins": admins})
-    return config.model_copy(update={"storage": storage, "program": program})
+    update: dict[str, object] = {"storage": storage}
+    if config.staff_member(DEMO_USER_ID) is None:
+        owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
+        update["staff"] = [*config.staff, owner]
+    if api:
+        update["api"] = config.api.model_copy(update={"enabled": True})
+    return config.model_copy(update=update)
+
+
+async def demo_till_key(services: Services, member_id: int) -> Text:
+    """Issue a key for a demo store and say how examples/till.py uses it (the key, like the
+    database, lasts as long as the demo)."""
+    till_api = services.till_api
+    assert till_api is not None
+    key_id, secret = draw_key()
+    await services.api_keys.create(key_id, "demo", secret)
+    member = await services.members.by_id(member_id)
+    return Text(
+        f"till API on {till_api.url} — in another terminal:\n"
+        f"  POINTSBOT_API_KEY={key_id} POINTSBOT_API_SECRET={secret} \\\n"
+        f"    python examples/till.py {member.member_code} --url {till_api.url}",
+        style="magenta",
+    )
 
 
 def render(console: Console, replies: list[Reply]) -> None:
@@ -64,8 +87,9 @@ async def interpret(client: ChatClient, line: str) -> list[Reply]:
     return await client.send(line)
 
 
-async def run_demo(config: Config, *, stdin: object = None) -> int:
-    """Run the demo chat until end of input; return the exit status."""
+async def run_demo(config: Config, *, stdin: object = None, api: bool = False) -> int:
+    """Run the demo chat until end of input (serving the till API too, with `api`); return the
+    exit status."""
     interactive = sys.stdin.isatty() if stdin is None else False
     console = Console(highlight=False, soft_wrap=True)
     read_line: Callable[[], Awaitable[str]]
@@ -74,11 +98,11 @@ async def run_demo(config: Config, *, stdin: object = None) -> int:
     else:
         read_line = lambda: asyncio.to_thread(sys.stdin.readline)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="pointsbot-demo-") as directory:
-        programme = demo_config(config, Path(directory))
+        programme = demo_config(config, Path(directory), api=api)
         async with BotApiEmulator() as emulator:
             app = build_application(programme, emulator.token, base_url=emulator.base_url)
             async with running(app, poll_timeout=1):
-                await seed_demo(app.bot_data, app.bot_data.clock())
+                member_id = await seed_demo(app.bot_data, app.bot_data.clock())
                 client = ChatClient(
                     emulator, DEMO_USER_ID, first_name=DEMO_FIRST_NAME, language_code=DEMO_LANGUAGE
                 )
@@ -90,6 +114,8 @@ async def run_demo(config: Config, *, stdin: object = None) -> int:
                         style="bold",
                     )
                 )
+                if api:
+                    console.print(await demo_till_key(app.bot_data, member_id))
                 while True:
                     try:
                         line = await read_line()

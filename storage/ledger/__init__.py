@@ -31,6 +31,7 @@ from storage.ledger.operations import (
 from storage.ledger.queries import (
     available,
     balance,
+    count_ledger_lines,
     existing_keys,
     history,
     iter_ledger,
@@ -87,6 +88,7 @@ __all__ = [
     "applied",
     "available",
     "balance",
+    "count_ledger_lines",
     "earn",
     "earn_groups",
     "earn_many",

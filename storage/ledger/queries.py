@@ -353,6 +353,19 @@ def operation(conn: sqlite3.Connection, operation_id: int) -> OperationRecord:
     )
 
 
+def count_ledger_lines(conn: sqlite3.Connection, member_id: int | None = None) -> int:
+    """How many postings `iter_ledger` yields (of one member's account, or all)."""
+    if member_id is None:
+        row = conn.execute("SELECT count(*) FROM postings").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT count(*) FROM postings AS p JOIN accounts AS a ON a.id = p.account_id"
+            " WHERE a.member_id = ?",
+            (member_id,),
+        ).fetchone()
+    return int(row[0])
+
+
 def iter_ledger(conn: sqlite3.Connection, member_id: int | None = None) -> Iterator[LedgerLine]:
     """Yield every posting (of one member's account, or all) with its operation, in order."""
     sql = (
