@@ -48,6 +48,10 @@ REPLAYED_HEADER: Final = "Idempotent-Replayed"
 
 # The field a programme refusal is about, by its message id (the till highlights it).
 _RULE_FIELDS: Final = {
+    "returns.error.unknown_receipt": "receipt",
+    "returns.error.fully_returned": "receipt",
+    "returns.error.return_id_invalid": "return_id",
+    "returns.error.over_left": "amount",
     "admin.receipt_invalid": "receipt",
     "admin.code_not_number": "member_code",
     "admin.code_invalid": "member_code",
@@ -64,7 +68,7 @@ _RULE_FIELDS: Final = {
     "error.purchase_expired": "purchased_at",
 }
 # Programme refusals that mean "no such thing" rather than "a bad value".
-_NOT_FOUND: Final = frozenset({"admin.member_not_found"})
+_NOT_FOUND: Final = frozenset({"admin.member_not_found", "returns.error.unknown_receipt"})
 
 
 class Refusal(Exception):

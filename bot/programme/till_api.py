@@ -26,6 +26,7 @@ from typing import Final, Literal
 from weakref import WeakValueDictionary
 
 from bot.programme.context import Programme
+from bot.programme.purchase_returns import return_purchase
 from bot.programme.purchases import check_receipt, find_category, parse_amount, record_purchase
 from bot.programme.tiers import member_tier
 from bot.programme.till import compact_code, find_member
@@ -277,11 +278,6 @@ async def book_return(
 ) -> Booking:
     """Take a refunded purchase's points back once per return id (`return_purchase`), or give
     the first answer again; raises RuleError (receipt, return id, amount)."""
-    # The returns' own module (issue 17, purchase returns) is imported where it is used.
-    from bot.programme.purchase_returns import (  # type: ignore[import-not-found, unused-ignore]
-        return_purchase,
-    )
-
     config = programme.config
     check_receipt(receipt)
     check_receipt(return_id)
