@@ -113,6 +113,16 @@ def summary_lines(report: MonthlyReport, _: Translate) -> list[str]:
             )
     if roll.taken_back:
         lines.append(_("report.taken_back", points=roll.taken_back))
+    owed = report.owed
+    if owed.recorded or owed.settled or owed.outstanding:
+        lines.append(
+            _(
+                "report.owed",
+                recorded=owed.recorded,
+                settled=owed.settled,
+                outstanding=owed.outstanding,
+            )
+        )
     lines.append(_("report.redeemed", points=roll.redeemed))
     for item in report.items[:SHOWN_ITEMS]:
         lines.append(
@@ -278,6 +288,9 @@ def report_tables(report: MonthlyReport) -> dict[str, tuple[Sequence[str], list[
         ("complete_month", "yes" if report.complete else "no (to date)"),
         ("issued", roll.issued),
         ("taken_back", roll.taken_back),
+        ("owed_recorded", report.owed.recorded),
+        ("owed_settled", report.owed.settled),
+        ("owed_outstanding", report.owed.outstanding),
         ("redeemed_net", roll.redeemed),
         ("game_cost", roll.game_cost),
         ("expired", roll.expired),

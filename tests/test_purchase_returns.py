@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -422,3 +422,30 @@ async def test_the_audit_reconciles_owed_points(sandbox: Sandbox) -> None:
 
     assert await sandbox.services.store.write(tamper(29)) == ["owed_reconciled", "owed_account"]
     assert await sandbox.services.store.write(tamper(30)) == []
+
+
+async def test_the_monthly_report_counts_owed_points_apart_from_what_was_issued(
+    sandbox: Sandbox,
+) -> None:
+    from bot.programme.reports import monthly_report
+
+    member = await member_with(sandbox, 7107, 0)
+    await buy(sandbox, member, "100", "R-REP")
+    await sandbox.services.ledger.spend(
+        member.id, 80, key="spend:7107", actor="t", reason="mall", reference=None
+    )
+    await refund(sandbox, "R-REP", None, return_id="RET-REP")  # 20 taken back, 80 owed
+    await buy(sandbox, member, "50", "R-REP2")  # settles 50 of them
+    config = sandbox.services.config
+    later = NOW + timedelta(minutes=1)  # the month to date, with what was booked at NOW
+    report = await sandbox.services.store.read(
+        lambda conn: monthly_report(conn, NOW.date().replace(day=1), config, now=later)
+    )
+    assert (report.owed.recorded, report.owed.settled, report.owed.outstanding) == (80, 50, 30)
+    # Owed is no source of points: members were given 150 and gave back 20 + 50.
+    assert "owed" not in {line.source for line in report.sources}
+    purchase = next(line for line in report.sources if line.source == "purchase")
+    assert (purchase.issued, purchase.taken_back) == (150, 100)
+    assert report.roll.taken_back == 70
+    assert report.roll.reconciles
+    assert report.closing == 0 == (await sandbox.services.ledger.balance(member.id)).available

@@ -470,7 +470,6 @@ async def test_a_rule_refusal_speaks_the_programmes_language(
 async def test_a_partial_return_takes_its_points_back_once(
     sandbox: Sandbox, till: StoreTill
 ) -> None:
-    pytest.importorskip("bot.programme.purchase_returns")
     buyer = await member(sandbox)
     status, bought, _ = await till.purchase(
         receipt="R-9001", member_code=buyer.member_code, amount="100.00"
@@ -496,7 +495,6 @@ async def test_a_partial_return_takes_its_points_back_once(
 async def test_another_request_under_a_return_id_is_a_conflict(
     sandbox: Sandbox, till: StoreTill
 ) -> None:
-    pytest.importorskip("bot.programme.purchase_returns")
     buyer = await member(sandbox)
     await till.purchase(receipt="R-9002", member_code=buyer.member_code, amount="100.00")
     fields = {"receipt": "R-9002", "return_id": "R-9002-1", "amount": "10.00"}
@@ -511,7 +509,6 @@ async def test_another_request_under_a_return_id_is_a_conflict(
 
 
 async def test_a_return_of_an_unknown_receipt_is_refused(sandbox: Sandbox, till: StoreTill) -> None:
-    pytest.importorskip("bot.programme.purchase_returns")
     before = await counts(sandbox)
     status, answer, _ = await till.call(
         "POST", "/v1/purchase-returns", {"receipt": "R-NONE", "return_id": "R-NONE-1"}
@@ -527,7 +524,6 @@ async def test_a_return_of_an_unknown_receipt_is_refused(sandbox: Sandbox, till:
 async def test_a_return_without_an_amount_returns_the_whole_purchase(
     sandbox: Sandbox, till: StoreTill
 ) -> None:
-    pytest.importorskip("bot.programme.purchase_returns")
     buyer = await member(sandbox)
     _, bought, _ = await till.purchase(
         receipt="R-9003", member_code=buyer.member_code, amount="80.00"

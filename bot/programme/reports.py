@@ -28,6 +28,9 @@ from storage.sql import dt, ts
 REDEEMED_SINK: Final = "redeemed"
 GAME_COST_SINK: Final = "game_cost"
 GAME_SOURCE: Final = "game"
+# What members owe after purchase returns they had already spent the points of
+# (bot.programme.purchase_returns): a receivable, not a source that issues points.
+OWED_ACCOUNT: Final = "owed"
 CENT: Final = Decimal("0.01")
 _MONTH: Final = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -200,6 +203,17 @@ class GameLine:
 
 
 @dataclass(frozen=True, slots=True)
+class OwedLine:
+    """Points members owe after purchase returns: recorded and settled in the month, and
+    still owed at its end (not part of what they hold: owed points are never a negative
+    balance)."""
+
+    recorded: int
+    settled: int
+    outstanding: int
+
+
+@dataclass(frozen=True, slots=True)
 class TierLine:
     """Members holding one tier at the month's end."""
 
@@ -230,6 +244,7 @@ class MonthlyReport:
     game: GameLine
     campaigns: tuple[CostLine, ...]
     tasks: tuple[CostLine, ...]
+    owed: OwedLine = OwedLine(0, 0, 0)
 
     @property
     def label(self) -> str:
@@ -329,14 +344,27 @@ def monthly_report(
         # credit.
         SourceLine(str(m.name), m.debits, m.credits)
         for m in movements
-        if m.kind == "source"
+        if m.kind == "source" and m.name != OWED_ACCOUNT
     )
+    # A return books the points it could not take from the member against the owed account
+    # (debit) and a later settlement pays it (credit): what members actually gave back is
+    # what the sources took back, less the one, plus the other.
+    owed_account = next(
+        (m for m in movements if m.kind == "source" and m.name == OWED_ACCOUNT), None
+    )
+    owed = OwedLine(0, 0, 0)
+    if owed_account is not None:
+        owed = OwedLine(
+            recorded=owed_account.debits,
+            settled=owed_account.credits,
+            outstanding=-(owed_account.before + owed_account.credits - owed_account.debits),
+        )
     sinks = {str(m.name): m.credits - m.debits for m in movements if m.kind == "sink"}
     member = movements[-1]
     roll = RollForward(
         opening=member.before,
         issued=sum(line.issued for line in sources),
-        taken_back=sum(line.taken_back for line in sources),
+        taken_back=sum(line.taken_back for line in sources) - owed.recorded + owed.settled,
         redeemed=sinks.pop(REDEEMED_SINK, 0),
         game_cost=sinks.pop(GAME_COST_SINK, 0),
         expired=sinks.pop(EXPIRED_SINK, 0),
@@ -414,6 +442,7 @@ def monthly_report(
             )
             for t in tasks
         ),
+        owed=owed,
     )
 
 
