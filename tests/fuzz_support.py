@@ -657,6 +657,9 @@ class Adversary:
         self.seen_events: dict[int, int] = {}
         self.calls_seen = 0
         self.harvest: list[str] = []
+        # The mutation targets still to try in this round: every target once per round, in
+        # the seed's order, so a run's coverage of each family does not hang on luck.
+        self.mutation_deck: list[str] = []
         self.harvested: set[str] = set()
         self.clock_moves = 0
         self.broadcast: int | None = None
@@ -923,7 +926,9 @@ class Adversary:
     def _mutated_tap(self, user_id: int, world: World) -> None:
         """Another member's id, a neighbour's id, a cell past the card, or a malformed shape."""
         rng = self.rng
-        target = rng.choice(sorted(MUTATION_TABLES))
+        if not self.mutation_deck:
+            self.mutation_deck = rng.sample(sorted(MUTATION_TABLES), len(MUTATION_TABLES))
+        target = self.mutation_deck.pop()
         # Sending points to a mate, or a head removing one, is a legitimate flow; anyone else
         # may aim at their mates.
         spare_mates = target.startswith("tr:") or user_id in world.heads
