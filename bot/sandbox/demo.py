@@ -23,13 +23,13 @@ PROMPT = "你 › "
 
 
 def demo_config(config: Config, directory: Path, *, api: bool = False) -> Config:
-    """The programme with a throwaway database and the demo member as an owner too (every
-    staff command works in the demo; and the till API served, with `api`)."""
+    """The programme with a throwaway database and the demo member as its only staff, an owner
+    (every staff command works in the demo, and nothing meant for staff goes to the sample's
+    made-up ids); and the till API served, with `api`."""
     storage = StorageConfig(path=str(directory / "demo.sqlite3"), synchronous="NORMAL")
-    update: dict[str, object] = {"storage": storage}
-    if config.staff_member(DEMO_USER_ID) is None:
-        owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
-        update["staff"] = [*config.staff, owner]
+    owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
+    program = config.program.model_copy(update={"admins": []})
+    update: dict[str, object] = {"storage": storage, "program": program, "staff": [owner]}
     if api:
         update["api"] = config.api.model_copy(update={"enabled": True})
     return config.model_copy(update=update)
