@@ -33,7 +33,7 @@ MAX_LOTS_SHOWN = 15
 CONFIRM_DATA: Final = re.compile(r"tp:(ok|no):([0-9]{1,15})")
 
 
-def _operator(update: Update) -> str:
+def staff_actor(update: Update) -> str:
     """The audit trail's name for the operator who sent the command."""
     return f"telegram:{update.effective_user.id if update.effective_user else 0}"
 
@@ -44,7 +44,7 @@ def decode_confirmation(data: str) -> tuple[bool, int] | None:
     return None if found is None else (found[1] == "ok", int(found[2]))
 
 
-def _amount_words(words: list[str]) -> tuple[str, list[str]] | None:
+def amount_words(words: list[str]) -> tuple[str, list[str]] | None:
     """The amount typed first in `words` (a lone ¥ before it or 元 after it joined to it), and
     the words after it."""
     if not words:
@@ -63,9 +63,9 @@ def _purchase_args(
     """`<member code> <amount> [category] [receipt]` as (code, amount, category, receipt); the
     code may be typed in groups, the category by its name (which may hold spaces)."""
     code, after = split_member_code(args)
-    if not code or (amount_words := _amount_words(after)) is None:
+    if not code or (typed := amount_words(after)) is None:
         return None
-    amount, rest = amount_words
+    amount, rest = typed
     if not rest:
         return code, amount, None, None
     # The category is every word left, or all but the last, which is the receipt then.
@@ -170,7 +170,7 @@ async def purchase(update: Update, context: BotContext) -> None:
             # The message's own time and id, so a redelivered update makes the same request.
             purchased_at=message.date,
             source=command_source(message.chat_id, message.id),
-            actor=_operator(update),
+            actor=staff_actor(update),
         )
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))
@@ -233,7 +233,7 @@ async def purchase_confirmation(update: Update, context: BotContext) -> None:
             # second tap (or a redelivered one) is a replay the ledger books once.
             purchased_at=command.date,
             source=command_source(command.chat_id, command.id),
-            actor=_operator(update),
+            actor=staff_actor(update),
             confirmed=True,
         )
     except RuleError as exc:
@@ -267,7 +267,7 @@ async def adjust(update: Update, context: BotContext) -> None:
             " ".join(args[1:]),
             adjusted_at=message.date,
             source=command_source(message.chat_id, message.id),
-            actor=_operator(update),
+            actor=staff_actor(update),
         )
     except RuleError as exc:
         await message.reply_text(_(exc.key, **exc.params))

@@ -8,15 +8,10 @@ from telegram import Update
 from bot.programme.errors import RuleError
 from bot.programme.purchase_returns import PurchaseReturned, return_purchase
 from bot.programme.till import command_source
-from handlers.admin import _amount_words
+from handlers.admin import amount_words, staff_actor
 from handlers.common import BotContext, Texts
 from handlers.points import format_code
 from handlers.staff import staff_texts
-
-
-def _operator(update: Update) -> str:
-    """The audit trail's name for the staff member who sent the command."""
-    return f"telegram:{update.effective_user.id if update.effective_user else 0}"
 
 
 def return_args(args: list[str]) -> tuple[str, str | None] | None:
@@ -26,7 +21,7 @@ def return_args(args: list[str]) -> tuple[str, str | None] | None:
     receipt, rest = args[0], args[1:]
     if not rest:
         return receipt, None
-    words = _amount_words(rest)
+    words = amount_words(rest)
     if words is None or words[1]:
         return None
     return receipt, words[0]
@@ -70,7 +65,7 @@ async def purchase_return(update: Update, context: BotContext) -> None:
             receipt,
             amount,
             return_id=None,
-            actor=_operator(update),
+            actor=staff_actor(update),
             # The message's own id: a redelivered update makes the same return once.
             source=command_source(message.chat_id, message.id),
         )
