@@ -531,3 +531,23 @@ async def test_a_refund_goes_no_lower_than_the_tier_the_review_left(sandbox: San
     assert await held(sandbox, member) == "tree"
     assert [p for _k, p, _b in await tier_rows(sandbox, member, "tier_reversal")] == [800]
     await assert_ledger_adds_up(sandbox)
+
+
+async def test_a_refund_leaves_a_tier_alone_when_the_total_was_short_before_it(
+    sandbox: Sandbox,
+) -> None:
+    config = sandbox.services.config
+    sandbox.services.config = config.model_copy(
+        update={"tiers": config.tiers.model_copy(update={"window": "rolling_12_months"})}
+    )
+    member = await member_with(sandbox, 8606, 0)
+    await buy(sandbox, member, "4500", "E1", local(2026, 12, 1))  # leaf
+    await buy(sandbox, member, "600", "E2", local(2027, 2, 1))  # 5,100 over 12 months: tree
+    assert await held(sandbox, member) == "tree"
+    # By December 2026's purchase has left the window: the total is short of tree, which the
+    # review decides; a small refund then does not take the tier away.
+    await buy(sandbox, member, "100", "E3", local(2027, 12, 10))
+    await refund(sandbox, "E3", None, "RET-E3", local(2027, 12, 11))
+    assert await held(sandbox, member) == "tree"
+    assert await tier_rows(sandbox, member, "tier_reversal") == []
+    await assert_ledger_adds_up(sandbox)

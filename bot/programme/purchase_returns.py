@@ -47,7 +47,7 @@ from bot.programme.owed import SETTLING_KINDS
 from bot.programme.purchases import TILL_RECEIPT, check_receipt, parse_amount, purchase_key
 from bot.programme.task_progress import PURCHASE_KINDS, withdraw_purchase
 from bot.programme.tasks import advance_task, period_of
-from bot.programme.tier_review import undo_upgrade
+from bot.programme.tier_review import qualifying_total, undo_upgrade
 from bot.programme.tiers import month_of, tiers_on
 from storage import ledger
 from storage import purchase_returns as store
@@ -283,6 +283,7 @@ def return_purchase_in(
                 **({"return_id": return_id} if return_id else {}),
             },
         )
+        total_before = qualifying_total(conn, purchase.member_id, config, now)
         if after == amount:
             # What partial returns took stays taken: `share` is what they left.
             withdraw_purchase(
@@ -309,6 +310,7 @@ def return_purchase_in(
             purchase.member_id,
             config,
             now,
+            total_before=total_before,
             return_operation=booked.operation_id,
             receipt=receipt,
             actor=actor,

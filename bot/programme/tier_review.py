@@ -259,28 +259,41 @@ def period_floor(conn: sqlite3.Connection, member_id: int, today: date, config: 
     return floor
 
 
+def qualifying_total(
+    conn: sqlite3.Connection, member_id: int, config: Config, now: datetime
+) -> int:
+    """The member's qualifying total over today's window, inside a transaction (0: no tiers)."""
+    if not tiers_on(config):
+        return 0
+    months = qualification_months(local_today(now, config), config)
+    return measure(tier_store.qualifying_one(conn, member_id, months), config)
+
+
 def undo_upgrade(
     conn: sqlite3.Connection,
     member_id: int,
     config: Config,
     now: datetime,
     *,
+    total_before: int,
     return_operation: int,
     receipt: str,
     actor: str,
     tell_member: bool = True,
 ) -> UpgradeUndone | None:
     """After a return took its purchase (or part of it) out of the figures, in its
-    transaction: move the member down if their total no longer reaches the tier held and that
-    tier was reached by an upgrade of this period, take back the entry rewards of the tiers
-    left, tell the member (see the module docstring). None: the tier stays."""
+    transaction: move the member down if it took their total (`total_before` it) below the
+    tier held and that tier was reached by an upgrade of this period, take back the entry
+    rewards of the tiers left, tell the member (see the module docstring). None: the tier
+    stays."""
     if not tiers_on(config):
         return None
     today = local_today(now, config)
     held = held_tier(conn, member_id, config)
-    months = qualification_months(today, config)
-    total = measure(tier_store.qualifying_one(conn, member_id, months), config)
-    if total >= held.threshold:
+    total = qualifying_total(conn, member_id, config, now)
+    # Only a drop this return caused: a total already short (months a rolling window left
+    # behind since the upgrade) is the review's business.
+    if total >= held.threshold or total_before < held.threshold:
         return None
     floor = period_floor(conn, member_id, today, config)
     reached = tier_for_total(total, config)
