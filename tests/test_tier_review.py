@@ -433,9 +433,8 @@ async def test_a_refund_undoing_an_upgrade_moves_back_takes_the_gift_back_and_ow
     texts = await told(sandbox, 8601, local(2027, 3, 5, 10))
     assert texts[-1] == (
         "↩️ 小票 U2 已退款，您今年的消费不再达到🌳绿树会员的门槛，会员等级已调回🍃绿叶会员，"
-        "升级时发放的 300 积分会员礼需收回。其中 0 积分已从您的账户扣除；另有 300 积分您已使用，"
-        "记为待抵扣积分（目前共 4400 积分），将从您之后消费获得的积分中自动抵扣。"
-        "其他消费已获得的积分不受影响。"
+        "升级时发放的 300 积分会员礼需收回。这些积分您已使用，记为待抵扣积分（目前共 4400 积分），"
+        "将从您之后消费获得的积分中自动抵扣。其他消费已获得的积分不受影响。"
     )
     assert "🍃绿叶" in await tier_shown(sandbox, 8601)
     await assert_ledger_adds_up(sandbox)
@@ -550,4 +549,32 @@ async def test_a_refund_leaves_a_tier_alone_when_the_total_was_short_before_it(
     await refund(sandbox, "E3", None, "RET-E3", local(2027, 12, 11))
     assert await held(sandbox, member) == "tree"
     assert await tier_rows(sandbox, member, "tier_reversal") == []
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_in_english_a_gift_partly_spent_is_taken_and_the_rest_owed(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8607, 0, "en")
+    await buy(sandbox, member, "1000", "G1", local(2027, 6, 1))  # 1,000 points, leaf: +100
+    await buy(sandbox, member, "4100", "G2", local(2027, 6, 2))  # 4,510 points, tree: +300
+    # Spending takes the dated gifts first, then the oldest purchase: 100 of G1's points stay.
+    sandbox.services.clock = FixedClock(local(2027, 6, 3))
+    await sandbox.services.ledger.spend(
+        member.id, 1300, key="spend:8607", actor="t", reason="mall", reference=None
+    )
+    await refund(sandbox, "G2", None, "RET-G2", local(2027, 6, 4))
+    balance = await sandbox.services.ledger.balance(member.id)
+    assert (balance.available, balance.owed) == (0, 200)
+    texts = await told(sandbox, 8607, local(2027, 6, 4, 10))
+    assert texts[-1] == (
+        "↩️ Receipt G2 was refunded, so your purchases this year no longer reach 🌳Tree, the"
+        " tier they had taken you to: you are a 🍃Leaf member again, and the 300 welcome-gift"
+        " points paid when you moved up are taken back: 100 from your account; you had already"
+        " used the other 200, so they are owed (200 owed in all) and will come off the points"
+        " your next purchases earn. The points you earned on your other purchases stay yours."
+    )
+    [reply] = await sandbox.member(8607, language_code="en").send("/tier")
+    [line] = [line for line in (reply.text or "").splitlines() if "👈" in line]
+    assert "🍃Leaf" in line
     await assert_ledger_adds_up(sandbox)

@@ -350,6 +350,9 @@ def _undone_notice(undone: UpgradeUndone, return_operation: int, receipt: str) -
     elif not owed:
         key = N_("tiers.return_downgraded_reward")
         params["points"] = points
+    elif owed == points:
+        key = N_("tiers.return_downgraded_all_owed")
+        params |= {"points": points, "total": undone.rewards_back[-1][1].owed_total}
     else:
         key = N_("tiers.return_downgraded_owed")
         params |= {
