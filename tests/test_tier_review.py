@@ -574,7 +574,12 @@ async def test_in_english_a_gift_partly_spent_is_taken_and_the_rest_owed(
         " used the other 200, so they are owed (200 owed in all) and will come off the points"
         " your next purchases earn. The points you earned on your other purchases stay yours."
     )
-    [reply] = await sandbox.member(8607, language_code="en").send("/tier")
+    chat = sandbox.member(8607, language_code="en")
+    [reply] = await chat.send("/tier")
     [line] = [line for line in (reply.text or "").splitlines() if "👈" in line]
     assert "🍃Leaf" in line
+    # /history names what went back: the purchase's points and the tree's gift.
+    [reply] = await chat.send("/history")
+    [line] = [line for line in (reply.text or "").splitlines() if "welcome gift taken" in line]
+    assert "🌳Tree welcome gift taken back after a refund" in line and "-100" in line
     await assert_ledger_adds_up(sandbox)
