@@ -187,7 +187,9 @@ _ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
         "refund, reversed operation, kind, refunded, spent",
         "SELECT r.id, s.id, s.kind, r.points, s.points FROM operations AS r"
         " JOIN operations AS s ON s.id = r.reverses_operation_id"
-        " WHERE r.kind <> 'transfer_undo'"
+        # Undos and tier rewards taken back are checked on their own (transfer_undo_matches,
+        # tier_reward_taken_back).
+        " WHERE r.kind NOT IN ('transfer_undo', 'tier_reversal')"
         " AND (s.kind NOT IN ('redeem', 'game_play') OR r.points <> s.points)",
     ),
     (
@@ -430,7 +432,8 @@ TASK_TRIGGERS: Final = ("task_progress_completed_once", "task_progress_no_delete
 # return operation has its row and posts what the row says (taken from the member, owed to
 # the 'owed' account, the rest back to the sources); a purchase refunded in full gave back
 # exactly the points it earned (its own, its campaign's, a plan's bonus on it); and each
-# member's owed points are what returns recorded minus what settlements paid, never below 0.
+# member's owed points are what returns recorded minus what settlements paid, never below 0;
+# a tier entry reward taken back (kind 'tier_reversal') reverses a whole reward of its member.
 RETURN_TABLES: Final = ("purchase_returns", "owed_points")
 RETURN_TRIGGERS: Final = (
     "purchase_returns_chained",
@@ -479,14 +482,26 @@ _RETURN_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     ),
     (
         "owed_reconciled",
-        "member, owed points, recorded by returns, settled",
+        "member, owed points, recorded by returns (and entry rewards they undid), settled",
         "SELECT member_id, sum(cached), sum(recorded), sum(settled) FROM ("
         "  SELECT member_id, points AS cached, 0 AS recorded, 0 AS settled FROM owed_points"
         "  UNION ALL SELECT member_id, 0, owed, 0 FROM purchase_returns WHERE owed > 0"
+        "  UNION ALL SELECT o.member_id, 0, -p.amount, 0 FROM operations AS o"
+        "  JOIN postings AS p ON p.operation_id = o.id JOIN accounts AS a ON a.id = p.account_id"
+        "  WHERE o.kind = 'tier_reversal' AND a.name = 'owed'"
         "  UNION ALL SELECT member_id, 0, 0, points FROM operations"
         "  WHERE kind = 'owed_settlement'"
         ") GROUP BY member_id HAVING sum(cached) <> sum(recorded) - sum(settled)"
         " OR sum(cached) < 0",
+    ),
+    (
+        "tier_reward_taken_back",
+        "operation, reward, its kind, member, its member, points, its points",
+        "SELECT o.id, o.reverses_operation_id, r.kind, o.member_id, r.member_id, o.points,"
+        " r.points FROM operations AS o LEFT JOIN operations AS r"
+        " ON r.id = o.reverses_operation_id WHERE o.kind = 'tier_reversal'"
+        " AND (r.id IS NULL OR r.kind <> 'tier' OR r.member_id <> o.member_id"
+        " OR r.points <> o.points)",
     ),
     (
         "owed_account",
@@ -567,7 +582,8 @@ _TIER_BONUSES: Final = (
     " FROM operations AS o WHERE o.kind = 'purchase'"
     " AND json_extract(o.meta, '$.tier_bonus') IS NOT NULL ORDER BY o.id"
 )
-# Each tier entry reward (key tier_entry:<tier>:<member>:<year>) with the member's changes.
+# Each tier entry reward (key tier_entry:<tier>:<member>:<year>[:<entry>]) with the member's
+# changes.
 _TIER_REWARDS: Final = (
     "SELECT o.id, o.member_id, o.idempotency_key, o.created_at FROM operations AS o"
     " WHERE o.kind = 'tier' ORDER BY o.id"
@@ -646,7 +662,9 @@ def _tier_violations(
     unearned: list[tuple[object, ...]] = []
     for op_id, member, key, created_at in rewards:
         parts = str(key).split(":")
-        if len(parts) != 4 or parts[0] != "tier_entry" or parts[2] != str(member):
+        # A fifth part: the entry paid again after a return took the one before back.
+        again = len(parts) == 5 and parts[4].isdigit() and int(parts[4]) >= 2
+        if (len(parts) != 4 and not again) or parts[0] != "tier_entry" or parts[2] != str(member):
             unearned.append((op_id, member, key, "key"))
             continue
         tier, year = parts[1], parts[3]

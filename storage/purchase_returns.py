@@ -4,8 +4,10 @@ points back (kind 'purchase_return') and settle what a member owes (kind 'owed_s
 A return credits each system account a part of the purchase came from and takes what it can
 from the member's lots (the purchase's own first); the rest is posted to the 'owed' account (a
 receivable, so it goes negative) and added to the member's owed points. A settlement takes
-owed points from lots just earned and posts them back to 'owed'. How many points each part
-gives back is the programme's rule (bot.programme.purchase_returns); this module books it.
+owed points from lots just earned and posts them back to 'owed'. `take_back` is the core that
+both a return and the take-back of a tier entry reward a return undid (storage.tiers) book
+with. How many points each part gives back is the programme's rule
+(bot.programme.purchase_returns); this module books it.
 """
 
 from __future__ import annotations
@@ -229,6 +231,68 @@ def _take(
     return taken
 
 
+@dataclass(frozen=True, slots=True)
+class TakenBack:
+    """What taking points back just booked: the operation, the points, what came from the
+    member's lots and what is owed, and the member's owed points after it."""
+
+    operation_id: int
+    points: int
+    taken: int
+    owed: int
+    owed_total: int
+
+
+def take_back(
+    conn: sqlite3.Connection,
+    member_id: int,
+    back: Sequence[tuple[str, int]],
+    *,
+    first_from: Sequence[int],
+    kind: str,
+    key: str,
+    fingerprint: str,
+    actor: str,
+    now: datetime,
+    meta: Mapping[str, Any],
+    reference: str | None = None,
+    reverses: int | None = None,
+) -> TakenBack:
+    """THE core of taking points back (a purchase return, a tier entry reward a return
+    undid): `back` (source account, points) credited to each source, taken from the member's
+    lots (those the operations `first_from` created first), the shortfall owed; one operation
+    of `kind` in one savepoint. Raises sqlite3.IntegrityError when its key was used."""
+    now_ts = ts(now)
+    points = sum(p for _source, p in back)
+    with atomic(conn):
+        account, _balance = member_account(conn, member_id)
+        taken = _take(conn, member_id, points, now_ts, first_from)
+        took = sum(t.points for t in taken)
+        owed = points - took
+        op_id = insert_operation(
+            conn,
+            kind=kind,
+            key=key,
+            fingerprint=fingerprint,
+            member_id=member_id,
+            points=points,
+            actor=actor,
+            now=now_ts,
+            reference=reference,
+            reverses=reverses,
+            meta=encode_meta({**meta, "taken": took, "owed": owed}),
+        )
+        legs = [(system_account(conn, source), p) for source, p in back if p]
+        if took:
+            legs.append((account, -took))
+        if owed:
+            legs.append((system_account(conn, OWED_ACCOUNT), -owed))
+        post(conn, op_id, legs)
+        allocate(conn, op_id, taken)
+        total = _add_owed(conn, member_id, owed) if owed else owed_of(conn, member_id)
+    return TakenBack(op_id, points, took, owed, total)
+
+
 def book_return(
     conn: sqlite3.Connection,
     purchase: ReturnablePurchase,
@@ -246,39 +310,27 @@ def book_return(
     to each source, taken from the member's lots (the purchase's own first), the shortfall
     owed; in one savepoint. Raises sqlite3.IntegrityError when its key was used or the
     refunds would pass what was paid (a concurrent writer cannot exist: single writer)."""
-    now_ts = ts(now)
-    points = sum(p for _source, p in back)
     member_id = purchase.member_id
     with atomic(conn):
-        account, _balance = member_account(conn, member_id)
-        taken = _take(conn, member_id, points, now_ts, [p.operation_id for p in purchase.parts])
-        took = sum(t.points for t in taken)
-        owed = points - took
-        op_id = insert_operation(
+        done = take_back(
             conn,
+            member_id,
+            back,
+            first_from=[p.operation_id for p in purchase.parts],
             kind=RETURN_KIND,
             key=key,
             fingerprint=fingerprint,
-            member_id=member_id,
-            points=points,
             actor=actor,
-            now=now_ts,
+            now=now,
+            meta=meta,
             reference=purchase.receipt,
-            meta=encode_meta({**meta, "taken": took, "owed": owed}),
         )
-        legs = [(system_account(conn, source), p) for source, p in back if p]
-        if took:
-            legs.append((account, -took))
-        if owed:
-            legs.append((system_account(conn, OWED_ACCOUNT), -owed))
-        post(conn, op_id, legs)
-        allocate(conn, op_id, taken)
         conn.execute(
             "INSERT INTO purchase_returns (operation_id, purchase_operation_id, member_id,"
             " receipt, return_id, amount_fen, refunded_before_fen, refunded_fen, points, taken,"
             " owed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                op_id,
+                done.operation_id,
                 purchase.operation_id,
                 member_id,
                 purchase.receipt,
@@ -286,14 +338,13 @@ def book_return(
                 purchase.amount_fen,
                 purchase.refunded_fen,
                 refunded_fen,
-                points,
-                took,
-                owed,
-                now_ts,
+                done.points,
+                done.taken,
+                done.owed,
+                ts(now),
             ),
         )
-        total = _add_owed(conn, member_id, owed) if owed else owed_of(conn, member_id)
-    return ReturnBooked(op_id, points, took, owed, total)
+    return ReturnBooked(done.operation_id, done.points, done.taken, done.owed, done.owed_total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,16 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from storage.facade import Facade, looks_up
+from storage.ledger.bookkeeping import request_fingerprint
+from storage.purchase_returns import TakenBack, take_back
 from storage.sql import atomic, dt, ts
+
+# The operation that takes back a tier entry reward a purchase return undid.
+ENTRY_REWARD_BACK_KIND: Final = "tier_reversal"
+TIER_SOURCE: Final = "tier"
 
 # (member id, local month '2026-12', purchase points, fen spent); negative for a return.
 MonthMove = tuple[int, str, int, int]
@@ -149,6 +156,56 @@ def tier_changes(conn: sqlite3.Connection, member_id: int) -> list[TierChange]:
         TierChange(int(m), f, str(t), str(r), int(total), op, str(a), dt(at))
         for m, f, t, r, total, op, a, at in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryReward:
+    """A tier entry reward as booked: its operation, points, and whether a return took it
+    back."""
+
+    operation_id: int
+    points: int
+    taken_back: bool
+
+
+def entry_rewards(conn: sqlite3.Connection, keys: Collection[str]) -> dict[str, EntryReward]:
+    """The entry rewards booked under these idempotency keys (those that exist)."""
+    rows = conn.execute(
+        "SELECT o.idempotency_key, o.id, o.points, EXISTS (SELECT 1 FROM operations AS r"
+        " WHERE r.reverses_operation_id = o.id) FROM operations AS o"
+        " WHERE o.idempotency_key IN (SELECT value FROM json_each(?)) AND o.kind = 'tier'",
+        (json.dumps(sorted(keys)),),
+    )
+    return {str(k): EntryReward(int(op), int(p), bool(back)) for k, op, p, back in rows}
+
+
+def take_back_entry_reward(
+    conn: sqlite3.Connection,
+    member_id: int,
+    reward: EntryReward,
+    *,
+    tier_id: str,
+    return_operation: int,
+    actor: str,
+    now: datetime,
+) -> TakenBack:
+    """Take back an entry reward a purchase return undid, as a return takes points back (its
+    own lots first, the shortfall owed), once: the operation reverses the reward."""
+    return take_back(
+        conn,
+        member_id,
+        [(TIER_SOURCE, reward.points)],
+        first_from=[reward.operation_id],
+        kind=ENTRY_REWARD_BACK_KIND,
+        key=f"tier_reversal:{reward.operation_id}",
+        fingerprint=request_fingerprint(
+            {"op": ENTRY_REWARD_BACK_KIND, "reward": reward.operation_id}
+        ),
+        actor=actor,
+        now=now,
+        meta={"tier": tier_id, "return_operation": return_operation},
+        reverses=reward.operation_id,
+    )
 
 
 def held_one(conn: sqlite3.Connection, member_id: int) -> str | None:

@@ -1,5 +1,6 @@
 """Tiers going down: the yearly review on 1 January, the notice a month before, the catch-up
-after the bot was down, and a return that drops a member below a threshold.
+after the bot was down, and a return that undoes the upgrade it caused (back down, the entry
+reward taken back, paid again on crossing again) or leaves a tier held since earlier alone.
 
 Every test moves the services' clock (FixedClock) and passes the job its instant, across the
 turn of a year chosen by the test, so the suite passes on any real date.
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.clock import FixedClock
+from bot.programme.purchase_returns import return_purchase
 from bot.programme.purchases import record_purchase
 from bot.programme.task_progress import withdraw_purchase
 from storage import tier_reviews
@@ -242,7 +244,7 @@ async def test_a_late_start_catches_up_the_notice_and_the_review(sandbox: Sandbo
     assert any("📋" in t for t in await told(sandbox, 8531, at))
 
 
-async def test_a_return_below_the_threshold_keeps_the_tier_until_the_review(
+async def test_withdrawing_a_purchase_takes_its_figures_out_once_and_moves_no_tier(
     sandbox: Sandbox,
 ) -> None:
     member = await member_with(sandbox, 8541, 0)
@@ -268,7 +270,8 @@ async def test_a_return_below_the_threshold_keeps_the_tier_until_the_review(
         return tier_reviews.withdraw_figures(conn, returned, member.id, "2027-03", 1, 1, at)
 
     assert await sandbox.services.store.write(withdrawn) is False
-    # The tier reached stays until the review, and its entry reward stays paid.
+    # Taking the figures out moves no tier by itself: the return that calls it decides
+    # (bot.programme.tier_review.undo_upgrade, the tests below); the review still does.
     assert await held(sandbox, member) == "tree"
     await daily(sandbox, local(2027, 12, 31, 23))
     assert await held(sandbox, member) == "tree"
@@ -348,3 +351,235 @@ async def test_a_review_caught_up_weeks_late_counts_every_purchase_since_1_janua
     await sandbox.services.scheduler.catch_up(at)
     assert await held(sandbox, member) == "tree"
     assert not any("📋" in t for t in await told(sandbox, 8571, at))
+
+
+async def refund(
+    sandbox: Sandbox, receipt: str, amount: str | None, return_id: str, at: datetime
+) -> None:
+    """A refund of `amount` yuan (None: all that is left) of a purchase, at `at`."""
+    sandbox.services.clock = FixedClock(at)
+    returned = await return_purchase(
+        sandbox.services, receipt, amount, return_id=return_id, actor="till:test"
+    )
+    assert returned.status == "returned"
+
+
+async def tier_rows(
+    sandbox: Sandbox, member: Member, kind: str
+) -> list[tuple[str, int, str | None]]:
+    """The member's operations of `kind` (key, points, what it reverses), oldest first."""
+
+    def read(conn: sqlite3.Connection) -> list[tuple[str, int, str | None]]:
+        return [
+            (str(key), int(points), None if back is None else str(back))
+            for key, points, back in conn.execute(
+                "SELECT o.idempotency_key, o.points, r.idempotency_key FROM operations AS o"
+                " LEFT JOIN operations AS r ON r.id = o.reverses_operation_id"
+                " WHERE o.member_id = ? AND o.kind = ? ORDER BY o.id",
+                (member.id, kind),
+            )
+        ]
+
+    return await sandbox.services.store.read(read)
+
+
+async def changes(sandbox: Sandbox, member: Member) -> list[tuple[str | None, str, str]]:
+    return [
+        (c.from_tier, c.to_tier, c.reason)
+        for c in await sandbox.services.tiers.tier_changes(member.id)
+    ]
+
+
+async def tier_shown(sandbox: Sandbox, user_id: int) -> str:
+    """The line /tier marks as the member's own."""
+    [reply] = await sandbox.member(user_id).send("/tier")
+    [line] = [line for line in (reply.text or "").splitlines() if "👈" in line]
+    return line
+
+
+async def assert_ledger_adds_up(sandbox: Sandbox) -> None:
+    config = sandbox.services.config
+    levels = [t.id for t in config.tiers.levels]
+
+    def check(conn: sqlite3.Connection) -> object:
+        return audit(conn, tier_levels=levels, tz=config.program.tz)
+
+    report = await sandbox.services.store.read(check)
+    assert report.ok, str(report)
+
+
+async def test_a_refund_undoing_an_upgrade_moves_back_takes_the_gift_back_and_owes_it(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8601, 0)
+    await buy(sandbox, member, "1000", "U1", local(2027, 3, 1))  # leaf: +100
+    await buy(sandbox, member, "4100", "U2", local(2027, 3, 2))  # tree: 4,510 points, +300
+    assert await held(sandbox, member) == "tree"
+    # Spent nearly everything: the gifts (dated) went first, then the oldest purchase points.
+    sandbox.services.clock = FixedClock(local(2027, 3, 3))
+    await sandbox.services.ledger.spend(
+        member.id, 5500, key="spend:8601", actor="t", reason="mall", reference=None
+    )
+    await refund(sandbox, "U2", None, "RET-U2", local(2027, 3, 5))
+    assert await held(sandbox, member) == "leaf"
+    assert (await changes(sandbox, member))[-1] == ("tree", "leaf", "return")
+    # Only the tree's gift goes back (leaf is still reached): it was spent, so it is owed on
+    # top of the 4,100 of the purchase's own points the member had used.
+    reversals = await tier_rows(sandbox, member, "tier_reversal")
+    tree_key = f"tier_entry:tree:{member.id}:2027"
+    assert [(points, back) for _key, points, back in reversals] == [(300, tree_key)]
+    balance = await sandbox.services.ledger.balance(member.id)
+    assert (balance.available, balance.owed) == (0, 4100 + 300)
+    texts = await told(sandbox, 8601, local(2027, 3, 5, 10))
+    assert texts[-1] == (
+        "↩️ 小票 U2 已退款，您今年的消费不再达到🌳绿树会员的门槛，会员等级已调回🍃绿叶会员，"
+        "升级时发放的 300 积分会员礼需收回。这些积分您已使用，记为待抵扣积分（目前共 4400 积分），"
+        "将从您之后消费获得的积分中自动抵扣。其他消费已获得的积分不受影响。"
+    )
+    assert "🍃绿叶" in await tier_shown(sandbox, 8601)
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_crossing_again_after_a_refund_pays_the_gift_again_once_each_time(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8602, 0)
+    await buy(sandbox, member, "1000", "A1", local(2027, 4, 1))
+    await buy(sandbox, member, "4000", "A2", local(2027, 4, 2))  # tree
+    await refund(sandbox, "A2", None, "RET-A2", local(2027, 4, 3))
+    assert await held(sandbox, member) == "leaf"
+    await buy(sandbox, member, "4000", "A3", local(2027, 4, 4))  # tree again
+    assert await held(sandbox, member) == "tree"
+    key = f"tier_entry:tree:{member.id}:2027"
+    gifts = [(k, p) for k, p, _back in await tier_rows(sandbox, member, "tier")]
+    assert gifts == [
+        (f"tier_entry:leaf:{member.id}:2027", 100),
+        (key, 300),
+        (f"{key}:2", 300),
+    ]
+    # A purchase after that, still in tree, pays nothing more.
+    await buy(sandbox, member, "100", "A4", local(2027, 4, 5))
+    assert len(await tier_rows(sandbox, member, "tier")) == 3
+    # Out and in once more: the second gift goes back, a third is paid.
+    await refund(sandbox, "A3", None, "RET-A3", local(2027, 4, 6))
+    assert await held(sandbox, member) == "leaf"
+    await buy(sandbox, member, "4000", "A5", local(2027, 4, 7))
+    assert [k for k, _p, _b in await tier_rows(sandbox, member, "tier")][-1] == f"{key}:3"
+    reversals = [back for _k, _p, back in await tier_rows(sandbox, member, "tier_reversal")]
+    assert reversals == [key, f"{key}:2"]
+    # Every crossing was congratulated, and the gift announced each time it was paid.
+    texts = await told(sandbox, 8602, local(2027, 4, 7, 10))
+    assert sum("恭喜升级为🌳绿树会员" in t for t in texts) == 3
+    assert sum(t.startswith("🎁 绿树会员礼") for t in texts) == 3
+    assert (
+        sum("会员等级已调回🍃绿叶会员，升级时发放的 300 积分会员礼已收回" in t for t in texts) == 2
+    )
+    assert "🌳绿树" in await tier_shown(sandbox, 8602)
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_a_partial_refund_keeps_the_tier_while_the_total_reaches_it(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8603, 0)
+    await buy(sandbox, member, "1000", "B1", local(2027, 5, 1))
+    await buy(sandbox, member, "4500", "B2", local(2027, 5, 2))  # 5,500: tree
+    await refund(sandbox, "B2", "300", "RET-B2a", local(2027, 5, 3))  # 5,200 left
+    assert await held(sandbox, member) == "tree"
+    assert await tier_rows(sandbox, member, "tier_reversal") == []
+    await refund(sandbox, "B2", "300", "RET-B2b", local(2027, 5, 4))  # 4,900: below tree
+    assert await held(sandbox, member) == "leaf"
+    # The gift was still there: taken from it, nothing owed.
+    assert [p for _k, p, _b in await tier_rows(sandbox, member, "tier_reversal")] == [300]
+    assert (await sandbox.services.ledger.balance(member.id)).owed == 0
+    texts = await told(sandbox, 8603, local(2027, 5, 4, 10))
+    assert texts[-1].endswith(
+        "会员等级已调回🍃绿叶会员，升级时发放的 300 积分会员礼已收回。"
+        "其他消费已获得的积分不受影响。"
+    )
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_a_refund_never_takes_a_tier_held_since_last_year(sandbox: Sandbox) -> None:
+    member = await member_with(sandbox, 8604, 0)
+    await buy(sandbox, member, "5200", "C1", local(2026, 6, 1))  # tree in 2026
+    assert await daily(sandbox, local(2027, 1, 1)) == (0, 0)  # the review keeps it
+    await buy(sandbox, member, "800", "C2", local(2027, 2, 1))
+    await refund(sandbox, "C2", None, "RET-C2", local(2027, 2, 2))
+    assert await held(sandbox, member) == "tree"
+    assert await tier_rows(sandbox, member, "tier_reversal") == []
+    assert [reason for _f, _t, reason in await changes(sandbox, member)] == ["upgrade"]
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_a_refund_goes_no_lower_than_the_tier_the_review_left(sandbox: Sandbox) -> None:
+    member = await member_with(sandbox, 8605, 0)
+    await buy(sandbox, member, "6000", "D1", local(2026, 6, 1))  # tree in 2026
+    at = local(2026, 6, 2)
+    await sandbox.services.store.write(
+        lambda conn: change_tier(
+            conn, member.id, "tree", "forest", reason="staff", total=6000, actor="staff:t", now=at
+        )
+    )
+    assert await daily(sandbox, local(2027, 1, 1)) == (0, 1)  # the review: forest -> tree
+    assert await held(sandbox, member) == "tree"
+    await buy(sandbox, member, "20000", "D3", local(2027, 3, 1))  # forest again, +800
+    assert await held(sandbox, member) == "forest"
+    await refund(sandbox, "D3", None, "RET-D3", local(2027, 3, 2))
+    # Purchases this year reach nothing above sprout, but the review left tree: tree it is.
+    assert await held(sandbox, member) == "tree"
+    assert [p for _k, p, _b in await tier_rows(sandbox, member, "tier_reversal")] == [800]
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_a_refund_leaves_a_tier_alone_when_the_total_was_short_before_it(
+    sandbox: Sandbox,
+) -> None:
+    config = sandbox.services.config
+    sandbox.services.config = config.model_copy(
+        update={"tiers": config.tiers.model_copy(update={"window": "rolling_12_months"})}
+    )
+    member = await member_with(sandbox, 8606, 0)
+    await buy(sandbox, member, "4500", "E1", local(2026, 12, 1))  # leaf
+    await buy(sandbox, member, "600", "E2", local(2027, 2, 1))  # 5,100 over 12 months: tree
+    assert await held(sandbox, member) == "tree"
+    # By December 2026's purchase has left the window: the total is short of tree, which the
+    # review decides; a small refund then does not take the tier away.
+    await buy(sandbox, member, "100", "E3", local(2027, 12, 10))
+    await refund(sandbox, "E3", None, "RET-E3", local(2027, 12, 11))
+    assert await held(sandbox, member) == "tree"
+    assert await tier_rows(sandbox, member, "tier_reversal") == []
+    await assert_ledger_adds_up(sandbox)
+
+
+async def test_in_english_a_gift_partly_spent_is_taken_and_the_rest_owed(
+    sandbox: Sandbox,
+) -> None:
+    member = await member_with(sandbox, 8607, 0, "en")
+    await buy(sandbox, member, "1000", "G1", local(2027, 6, 1))  # 1,000 points, leaf: +100
+    await buy(sandbox, member, "4100", "G2", local(2027, 6, 2))  # 4,510 points, tree: +300
+    # Spending takes the dated gifts first, then the oldest purchase: 100 of G1's points stay.
+    sandbox.services.clock = FixedClock(local(2027, 6, 3))
+    await sandbox.services.ledger.spend(
+        member.id, 1300, key="spend:8607", actor="t", reason="mall", reference=None
+    )
+    await refund(sandbox, "G2", None, "RET-G2", local(2027, 6, 4))
+    balance = await sandbox.services.ledger.balance(member.id)
+    assert (balance.available, balance.owed) == (0, 200)
+    texts = await told(sandbox, 8607, local(2027, 6, 4, 10))
+    assert texts[-1] == (
+        "↩️ Receipt G2 was refunded, so your purchases this year no longer reach 🌳Tree, the"
+        " tier they had taken you to: you are a 🍃Leaf member again, and the 300 welcome-gift"
+        " points paid when you moved up are taken back: 100 from your account; you had already"
+        " used the other 200, so they are owed (200 owed in all) and will come off the points"
+        " your next purchases earn. The points you earned on your other purchases stay yours."
+    )
+    chat = sandbox.member(8607, language_code="en")
+    [reply] = await chat.send("/tier")
+    [line] = [line for line in (reply.text or "").splitlines() if "👈" in line]
+    assert "🍃Leaf" in line
+    # /history names what went back: the purchase's points and the tree's gift.
+    [reply] = await chat.send("/history")
+    [line] = [line for line in (reply.text or "").splitlines() if "welcome gift taken" in line]
+    assert "🌳Tree welcome gift taken back after a refund" in line and "-100" in line
+    await assert_ledger_adds_up(sandbox)

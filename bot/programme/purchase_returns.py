@@ -15,8 +15,11 @@ and its month's tier figures (`withdraw_purchase`). A partial one takes the refu
 its share of the purchase's own points out of the month's tier figures, and its share of the
 yuan out of `spend` tasks (floor, cumulatively as for points); a `purchases` or `streak` task
 keeps counting the purchase until it is returned in full. Progress of a period already over,
-and completions already paid, stay. A plan's spend counter drops by the refunded yuan; a plan
-gift already paid stays paid, as a tier reached stays until the review. A referred friend's
+and completions already paid, stay. A tier this period's upgrade reached that the figures left
+no longer reach is undone, and its entry reward taken back like the points above
+(bot.programme.tier_review.undo_upgrade); a tier held since before the period stays until the
+review. A plan's spend counter drops by the refunded yuan; a plan gift already paid stays
+paid. A referred friend's
 first purchase returned leaves the referral as it is: the referrer's reward stays, and the
 friend's next purchase is not a first one.
 
@@ -44,6 +47,7 @@ from bot.programme.owed import SETTLING_KINDS
 from bot.programme.purchases import TILL_RECEIPT, check_receipt, parse_amount, purchase_key
 from bot.programme.task_progress import PURCHASE_KINDS, withdraw_purchase
 from bot.programme.tasks import advance_task, period_of
+from bot.programme.tier_review import qualifying_total, undo_upgrade
 from bot.programme.tiers import month_of, tiers_on
 from storage import ledger
 from storage import purchase_returns as store
@@ -279,6 +283,7 @@ def return_purchase_in(
                 **({"return_id": return_id} if return_id else {}),
             },
         )
+        total_before = qualifying_total(conn, purchase.member_id, config, now)
         if after == amount:
             # What partial returns took stays taken: `share` is what they left.
             withdraw_purchase(
@@ -298,6 +303,19 @@ def return_purchase_in(
         if tell_member:
             push = _notice(purchase.member_id, booked.operation_id, receipt, _yuan(fen), booked)
             enqueue(conn, [push], now)
+        # After the figures moved (and after the refund's own message): a tier this period's
+        # upgrade reached that the figures no longer reach is undone.
+        undo_upgrade(
+            conn,
+            purchase.member_id,
+            config,
+            now,
+            total_before=total_before,
+            return_operation=booked.operation_id,
+            receipt=receipt,
+            actor=actor,
+            tell_member=tell_member,
+        )
         member = member_by_id(conn, purchase.member_id)
         available = ledger.available(conn, purchase.member_id, now)
     return PurchaseReturned(

@@ -280,6 +280,16 @@ def purchase_return(line: StatementLine, config: Config, language: str) -> State
     return StatementEntry(_phrase(N_("kind.purchase_return")), tuple(details))
 
 
+def tier_reward_back(line: StatementLine, config: Config, language: str) -> StatementEntry:
+    """A tier's entry reward taken back because a refund undid the upgrade, named by its tier."""
+    tier = None if line.tier is None else config.tiers.tier(line.tier)
+    if tier is None:
+        return StatementEntry(_phrase(N_("kind.tier_reversal")))
+    return StatementEntry(
+        _phrase(N_("statement.tier_reward_back"), emoji=tier.emoji, tier=tier.name.get(language))
+    )
+
+
 def labelled(key: str) -> Describer:
     """A describer for a kind that its name alone explains (a birthday gift)."""
 
@@ -313,6 +323,7 @@ DESCRIBERS: Final[Mapping[str, Describer]] = {
     "expire": expiry,
     "purchase_return": purchase_return,
     "owed_settlement": labelled(N_("kind.owed_settlement")),
+    "tier_reversal": tier_reward_back,
 }
 # A kind with no entry yet still reads as a change of points, never as its internal name.
 SOME_CHANGE: Final = labelled(N_("statement.other"))

@@ -310,10 +310,11 @@ def withdraw_purchase(
     """Take back what a returned purchase (its operation) added to its tasks, in the caller's
     transaction (the return's): once (a second call takes nothing), only while the period it
     counted for is still the task's current one and the task is open, never undoing a
-    completion already paid; and take it out of its month's tier figures (the tier held stays
-    until the review); return the steps moved. `share` (fen still counted, fen paid): what
-    earlier partial returns left of its spend progress and tier figures
-    (bot.programme.purchase_returns); None: all of it."""
+    completion already paid; and take it out of its month's tier figures (the caller then
+    undoes a tier upgrade of this period those no longer reach:
+    bot.programme.tier_review.undo_upgrade); return the steps moved. `share` (fen still
+    counted, fen paid): what earlier partial returns left of its spend progress and tier
+    figures (bot.programme.purchase_returns); None: all of it."""
     today = local_today(now, config)
     moved: list[TaskStep] = []
     with atomic(conn):

@@ -13,8 +13,15 @@ The notice goes `[tiers] downgrade_notice_days` before the review (2 December by
 once per member and year, to every member whose total is short of the tier held, with what
 keeps it; a late start still sends it until the review.
 
-A returned purchase leaves its month's figures once (`withdraw_qualifying`); the tier reached
-stays until the review, an entry reward paid stays paid.
+A returned purchase leaves its month's figures once (`withdraw_qualifying`). When that leaves
+the member's qualifying total below the tier they hold, and they reached it by an upgrade in
+this qualification period, the return undoes the upgrade in its own transaction
+(`undo_upgrade`): the member goes down to the highest of the tier their remaining figures
+reach and the tier they held when the period began (reached earlier, or kept by the review:
+never below it), and the entry rewards of the tiers left that this period paid are taken back
+as a return takes points back (its own lots first, the rest owed; bot.programme.owed). Points
+earned at the higher multiplier on other purchases stay. Crossing the threshold again the same
+year pays the entry reward again, once (bot.programme.tiers.entry_reward_key).
 """
 
 from __future__ import annotations
@@ -31,12 +38,23 @@ from bot.programme.calendar import local_today
 from bot.programme.tiers import (
     TIER_ACTOR,
     benefits_text,
+    current_entry,
+    held_tier,
+    lowest,
+    measure,
     month_of,
     next_review,
     qualification_months,
+    qualification_period,
+    rank,
+    tier_for_total,
+    tier_named,
     tiers_on,
 )
 from storage import tier_reviews as store
+from storage import tiers as tier_store
+from storage.purchase_returns import TakenBack
+from storage.pushes import SERVICE, Push, enqueue
 from storage.tier_reviews import ReviewMessages, ReviewRules, TierReviews
 
 
@@ -182,7 +200,8 @@ def withdraw_qualifying(
     share: tuple[int, int] | None = None,
 ) -> bool:
     """Take a returned purchase (its operation) out of its month's qualifying figures, in the
-    caller's transaction, once; the tier held is kept until the review. `share` (fen still
+    caller's transaction, once (`undo_upgrade` then moves the member down if that undid an
+    upgrade of this period). `share` (fen still
     counted, fen paid): the part earlier partial returns left in the figures
     (bot.programme.purchase_returns). False: nothing to take (no tiers, not a purchase, or
     taken already)."""
@@ -213,3 +232,133 @@ def withdraw_qualifying(
         fen,
         now,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeUndone:
+    """A member moved down by a return: from which tier to which, the qualifying total left,
+    and the entry rewards taken back (tier id, what taking it back booked)."""
+
+    member_id: int
+    from_tier: Tier
+    to_tier: Tier
+    total: int
+    rewards_back: tuple[tuple[str, TakenBack], ...]
+
+
+def period_floor(conn: sqlite3.Connection, member_id: int, today: date, config: Config) -> Tier:
+    """The tier a member held when the qualification period of `today` began: reached in an
+    earlier period, or set by this period's review (or staff); upgrades of this period, and
+    returns undoing them, do not count."""
+    period = qualification_period(today)
+    floor = lowest(config)
+    for change in tier_store.tier_changes(conn, member_id):
+        this_period = qualification_period(local_today(change.changed_at, config)) == period
+        if not this_period or change.reason not in ("upgrade", "return"):
+            floor = tier_named(change.to_tier, config)
+    return floor
+
+
+def qualifying_total(
+    conn: sqlite3.Connection, member_id: int, config: Config, now: datetime
+) -> int:
+    """The member's qualifying total over today's window, inside a transaction (0: no tiers)."""
+    if not tiers_on(config):
+        return 0
+    months = qualification_months(local_today(now, config), config)
+    return measure(tier_store.qualifying_one(conn, member_id, months), config)
+
+
+def undo_upgrade(
+    conn: sqlite3.Connection,
+    member_id: int,
+    config: Config,
+    now: datetime,
+    *,
+    total_before: int,
+    return_operation: int,
+    receipt: str,
+    actor: str,
+    tell_member: bool = True,
+) -> UpgradeUndone | None:
+    """After a return took its purchase (or part of it) out of the figures, in its
+    transaction: move the member down if it took their total (`total_before` it) below the
+    tier held and that tier was reached by an upgrade of this period, take back the entry
+    rewards of the tiers left, tell the member (see the module docstring). None: the tier
+    stays."""
+    if not tiers_on(config):
+        return None
+    today = local_today(now, config)
+    held = held_tier(conn, member_id, config)
+    total = qualifying_total(conn, member_id, config, now)
+    # Only a drop this return caused: a total already short (months a rolling window left
+    # behind since the upgrade) is the review's business.
+    if total >= held.threshold or total_before < held.threshold:
+        return None
+    floor = period_floor(conn, member_id, today, config)
+    reached = tier_for_total(total, config)
+    target = max(reached, floor, key=lambda tier: rank(tier, config))
+    if rank(target, config) >= rank(held, config):
+        return None  # held since before this period (or kept by its review)
+    tier_store.change_tier(
+        conn,
+        member_id,
+        held.id,
+        target.id,
+        reason="return",
+        total=total,
+        actor=actor,
+        now=now,
+        operation_id=return_operation,
+    )
+    period = qualification_period(today)
+    back: list[tuple[str, TakenBack]] = []
+    for tier in config.tiers.levels[rank(target, config) + 1 : rank(held, config) + 1]:
+        _entry, reward = current_entry(conn, tier.id, member_id, period)
+        if reward is None:
+            continue  # no reward for this tier, or paid in an earlier period: it stays
+        taken = tier_store.take_back_entry_reward(
+            conn,
+            member_id,
+            reward,
+            tier_id=tier.id,
+            return_operation=return_operation,
+            actor=actor,
+            now=now,
+        )
+        back.append((tier.id, taken))
+    undone = UpgradeUndone(member_id, held, target, total, tuple(back))
+    if tell_member:
+        enqueue(conn, [_undone_notice(undone, return_operation, receipt)], now)
+    return undone
+
+
+def _undone_notice(undone: UpgradeUndone, return_operation: int, receipt: str) -> Push:
+    """The member's message about a tier a return undid: the tier now, why, and any entry
+    reward taken back (and owed)."""
+    params: dict[str, Any] = {
+        "receipt": receipt,
+        "tier": _names(undone.to_tier),
+        "emoji": undone.to_tier.emoji,
+        "was": _names(undone.from_tier),
+        "was_emoji": undone.from_tier.emoji,
+    }
+    points = sum(taken.points for _tier, taken in undone.rewards_back)
+    owed = sum(taken.owed for _tier, taken in undone.rewards_back)
+    if not points:
+        key = N_("tiers.return_downgraded")
+    elif not owed:
+        key = N_("tiers.return_downgraded_reward")
+        params["points"] = points
+    elif owed == points:
+        key = N_("tiers.return_downgraded_all_owed")
+        params |= {"points": points, "total": undone.rewards_back[-1][1].owed_total}
+    else:
+        key = N_("tiers.return_downgraded_owed")
+        params |= {
+            "points": points,
+            "taken": points - owed,
+            "owed": owed,
+            "total": undone.rewards_back[-1][1].owed_total,
+        }
+    return Push(f"tier_return:{return_operation}", undone.member_id, SERVICE, key, params)

@@ -8,7 +8,9 @@ until their total reaches a higher threshold; they move up AT ONCE, inside the t
 the purchase that crossed it (`tiers_moved`, called by the purchase hook
 bot.programme.task_progress.purchases_booked for every purchase path), and each tier reached
 on the way pays its entry reward once per qualification period (the calendar year; skipped
-tiers included). Moving down happens only at the yearly review (1 January, local).
+tiers included). Moving down happens at the yearly review (1 January, local), and when a
+purchase return undoes an upgrade of this period (bot.programme.tier_review.undo_upgrade): its
+entry rewards are taken back, and crossing again pays them once more (`entry_reward_key`).
 """
 
 from __future__ import annotations
@@ -104,9 +106,25 @@ def next_tier(tier: Tier, config: Config) -> Tier | None:
     return levels[index + 1] if index + 1 < len(levels) else None
 
 
-def entry_reward_key(tier_id: str, member_id: int, period: str) -> str:
-    """The idempotency key of a tier's entry reward: once per member, tier and period."""
-    return f"tier_entry:{tier_id}:{member_id}:{period}"
+def entry_reward_key(tier_id: str, member_id: int, period: str, entry: int = 1) -> str:
+    """The idempotency key of a tier's entry reward: once per member, tier and period, and
+    once more (`entry` 2, 3...) each time a purchase return took the one before back."""
+    key = f"tier_entry:{tier_id}:{member_id}:{period}"
+    return key if entry == 1 else f"{key}:{entry}"
+
+
+def current_entry(
+    conn: sqlite3.Connection, tier_id: str, member_id: int, period: str
+) -> tuple[int, store.EntryReward | None]:
+    """The entry of a tier's reward this period that counts now: the first whose reward was
+    not taken back, with that reward (None: not paid yet)."""
+    entry = 1
+    while True:
+        key = entry_reward_key(tier_id, member_id, period, entry)
+        reward = store.entry_rewards(conn, [key]).get(key)
+        if reward is None or not reward.taken_back:
+            return entry, reward
+        entry += 1
 
 
 def tier_only_items(tier: Tier, config: Config) -> list[MallItem]:
@@ -293,6 +311,19 @@ def tiers_moved(
         for tier in rise.reached
     }
     paid_before = ledger.existing_keys(conn, list(keys.values()))
+    entries: dict[tuple[int, str], int] = {}
+    for (member_id, tier_id), key in keys.items():
+        if key in paid_before:
+            # Paid already this period: if a return took it back, the next entry counts
+            # (rare, so looked up one at a time).
+            entry, reward = current_entry(conn, tier_id, member_id, period)
+            if entry > 1:
+                entries[(member_id, tier_id)] = entry
+                keys[(member_id, tier_id)] = again = entry_reward_key(
+                    tier_id, member_id, period, entry
+                )
+                if reward is not None:
+                    paid_before.add(again)
     expiry = expires_at(now, config, TIER_SOURCE)
     due = [
         (rise, tier)
@@ -341,9 +372,11 @@ def tiers_moved(
         )
         if not tell_member:
             continue
+        # Once per upgrade: a member a return moved down may cross the same threshold again.
+        again = "" if rise.crossing is None else f":{rise.crossing}"
         pushes.append(
             Push(
-                f"tier:{rise.member_id}:{rise.target.id}:{period}:up",
+                f"tier:{rise.member_id}:{rise.target.id}:{period}:up{again}",
                 rise.member_id,
                 SERVICE,
                 N_("tiers.notice_upgraded"),
@@ -356,9 +389,11 @@ def tiers_moved(
         )
         for tier_id, _operation in rewards:
             tier = tier_named(tier_id, config)
+            entry = entries.get((rise.member_id, tier_id), 1)
             pushes.append(
                 Push(
-                    f"tier:{rise.member_id}:{tier.id}:{period}:reward",
+                    f"tier:{rise.member_id}:{tier.id}:{period}:reward"
+                    + ("" if entry == 1 else f":{entry}"),
                     rise.member_id,
                     SERVICE,
                     N_("tiers.notice_entry_reward"),
