@@ -411,3 +411,12 @@ def test_the_backup_script_refuses_a_bad_count_to_keep(tmp_path: Path, keep: str
     assert result.returncode == 2
     assert "POINTSBOT_BACKUP_KEEP" in result.stderr
     assert not (tmp_path / "backups").exists()
+
+
+def test_the_readme_names_every_deployment_file_and_only_existing_ones() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\bdeploy/[\w.-]+", readme))
+    present = {f"deploy/{path.name}" for path in DEPLOY.iterdir()}
+    assert named == present
+    for name in ("Dockerfile", "compose.yaml"):
+        assert f"`{name}`" in readme
