@@ -16,6 +16,7 @@ import handlers
 from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config, ConfigError
 from bot.i18n import I18n
+from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
@@ -61,16 +62,22 @@ def redact_token_in_logs(token: str) -> None:
 
 
 def member_bot(
-    token: str, base_url: str | None, tz: tzinfo, journal: UpdateJournal | None = None
+    token: str,
+    base_url: str | None,
+    tz: tzinfo,
+    journal: UpdateJournal | None = None,
+    metrics: Metrics | None = None,
 ) -> ExtBot[None]:
     """The bot object pointsbot serves with: MemberBot over the aiohttp transport (its
-    getUpdates journaling each batch first when given a journal, bot/updates.py)."""
+    getUpdates journaling each batch first when given a journal, bot/updates.py; both
+    transports counting failures and contacts in `metrics` when given)."""
     request = AiohttpRequest()
     updates_request = (
         AiohttpRequest(connection_pool_size=2)
         if journal is None
         else JournalingRequest(journal, connection_pool_size=2)
     )
+    request.metrics = updates_request.metrics = metrics
     defaults = Defaults(tzinfo=tz)
     if base_url:  # the sandbox or a self-hosted Bot API server
         file_url = base_url.replace("/bot", "/file/bot", 1)
@@ -108,7 +115,12 @@ def build_application(
     journal = UpdateJournal(Journal(store), clock=lambda: app.bot_data.clock())
     processor = update_processor or PerMemberUpdateProcessor()
     processor.journal = journal
-    bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz, journal)
+    # One set of metrics per application, fed by the transports and the update processor.
+    metrics = Metrics()
+    processor.metrics = metrics
+    bot = member_bot(
+        token, base_url or config.telegram.base_url, config.program.tz, journal, metrics
+    )
     builder = (
         ApplicationBuilder()
         .bot(bot)
@@ -129,6 +141,7 @@ def build_application(
         bot=app.bot,
         clock=clock,
         schedule_jobs=schedule_jobs,
+        metrics=metrics,
     )
     handlers.register(app)
     persistence.timeouts = conversation_timeouts(app.handlers)

@@ -1082,6 +1082,20 @@ class ApiConfig(_Section):
     clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
 
 
+class HealthConfig(_Section):
+    """[health]: when GET /healthz calls the bot unhealthy (README "Health and metrics")."""
+
+    # The store must answer a read, and its writer take the write lock, within this long.
+    store_timeout_seconds: float = Field(default=2, gt=0, le=60)
+    # Telegram must have been heard from this recently: a getUpdates answered (polling comes
+    # back at least every poll timeout, 10 s) or a webhook call received.
+    contact_within_seconds: float = Field(default=120, ge=1, le=7 * 24 * 3600)
+    # A push the sender may send now (any service push; marketing outside quiet hours)
+    # waiting longer than this means the outbox is stuck. Keep it above the time your largest
+    # broadcast takes to drain (members / [push] rate_per_second).
+    outbox_stuck_after_seconds: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+
 class Config(_Section):
     """The whole validated configuration."""
 
@@ -1107,6 +1121,7 @@ class Config(_Section):
     tiers: TiersConfig = TiersConfig()
     staff: list[StaffMember] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    health: HealthConfig = HealthConfig()
 
     @model_validator(mode="after")
     def _staff_consistent(self) -> Self:

@@ -11,6 +11,7 @@ import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.metrics import Metrics
 from bot.ptb_private import DefaultValue, ODVInput
 
 _USER_AGENT: Final = BaseRequest.USER_AGENT
@@ -45,7 +46,16 @@ def redact(text: str, url: str) -> str:
 class AiohttpRequest(BaseRequest):
     """`BaseRequest` over one pooled aiohttp session, with PTB's timeouts and error mapping."""
 
-    __slots__ = ("_connect", "_media_write", "_pool", "_pool_size", "_read", "_session", "_write")
+    __slots__ = (
+        "_connect",
+        "_media_write",
+        "_pool",
+        "_pool_size",
+        "_read",
+        "_session",
+        "_write",
+        "metrics",
+    )
 
     def __init__(
         self,
@@ -63,6 +73,8 @@ class AiohttpRequest(BaseRequest):
         self._pool = pool_timeout
         self._media_write = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        # Told of every failed call and every answered getUpdates (bot/app.py sets it).
+        self.metrics: Metrics | None = None
 
     @property
     def read_timeout(self) -> float | None:
@@ -96,6 +108,38 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         """Send one request; map timeouts to TimedOut and transport errors to NetworkError
         (NotSent when no connection was made), their text without the token."""
+        metrics = self.metrics
+        timeouts = (read_timeout, write_timeout, connect_timeout, pool_timeout)
+        if metrics is None:
+            return await self._send(url, method, request_data, *timeouts)
+        # Every Bot API call passes here: the one place to count what failed, and how.
+        endpoint = "file" if "/file/bot" in url else url.rsplit("/", 1)[-1]
+        try:
+            code, payload = await self._send(url, method, request_data, *timeouts)
+        except TimedOut:
+            metrics.bot_api_error(endpoint, "timeout")
+            raise
+        except NetworkError:
+            metrics.bot_api_error(endpoint, "network")
+            raise
+        if code == 200:
+            if endpoint == "getUpdates":
+                metrics.bot_api_contact()
+        else:
+            metrics.bot_api_error(endpoint, code)
+        return code, payload
+
+    async def _send(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None,
+        read_timeout: ODVInput[float],
+        write_timeout: ODVInput[float],
+        connect_timeout: ODVInput[float],
+        pool_timeout: ODVInput[float],
+    ) -> tuple[int, bytes]:
+        """`do_request` without the counting."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = (

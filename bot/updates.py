@@ -26,6 +26,7 @@ import contextlib
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -35,6 +36,7 @@ from telegram.error import NetworkError
 from telegram.ext import BaseUpdateProcessor
 from telegram.request import BaseRequest, RequestData
 
+from bot.metrics import Metrics, update_kind
 from bot.ptb_private import JSONDict, ODVInput
 from bot.sending import drop_tapped_keyboards, resume_reading_back, stop_reading_back
 from bot.transport import AiohttpRequest
@@ -299,6 +301,8 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         self.workers = workers
         # Told when each update is handled; build_application sets it (bot/app.py).
         self.journal = journal
+        # Told how long each update's handlers took; build_application sets it.
+        self.metrics: Metrics | None = None
         self._slots: asyncio.Semaphore | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._queued: dict[int, int] = {}
@@ -343,11 +347,18 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         assert self._slots is not None
         key = member_key(update)
         journal = self.journal if replay else None
+        metrics = self.metrics
 
         async def handle() -> None:
             if journal is not None:
                 await journal.started(update)
+            if metrics is None:
+                await coroutine
+                return
+            # Timed from its turn: the wait behind the member's earlier updates is not its own.
+            started = time.perf_counter()
             await coroutine
+            metrics.update_handled(update_kind(update), time.perf_counter() - started)
 
         # Replies are sent, not read back (bot/sending.py); this task serves one update.
         reading = stop_reading_back()

@@ -13,6 +13,7 @@ from bot.clock import Clock, system_clock
 from bot.config import Config
 from bot.i18n import I18n, resolve_language
 from bot.jobs import Scheduler, Sender
+from bot.metrics import Metrics
 from bot.programme.context import Programme
 from bot.programme.game_rules import RandomSource, SystemRandomSource
 from bot.programme.mall import catalog_entries
@@ -52,6 +53,8 @@ class Services(Programme):
     scheduler: Scheduler
     sender: Sender
     flood: FloodGuard
+    # The Prometheus metrics (bot/metrics.py), made with the bot that feeds them.
+    metrics: Metrics
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.
@@ -76,9 +79,11 @@ class Services(Programme):
         bot: Bot,
         clock: Clock,
         schedule_jobs: bool,
+        metrics: Metrics,
     ) -> None:
         """Build every service over `store` (which opens later, in post_init)."""
         self.clock = clock
+        self.metrics = metrics
         self.i18n = i18n
         self.schedule_jobs = schedule_jobs
         self.store = store

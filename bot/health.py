@@ -1,0 +1,106 @@
+"""GET /healthz and GET /metrics, for the bot's one HTTP server (bot/web.py mounts `routes`).
+
+/healthz answers 200 when every check passes and 503 naming the one that failed, so a
+container's HEALTHCHECK, systemd or a load balancer can restart or route around the bot:
+- store: the database answers a read and its single writer takes the write lock within
+  `[health] store_timeout_seconds` (another process holding a write transaction, a stuck
+  disk, a closed store all fail it);
+- telegram: Telegram was heard from (a getUpdates answered, or a webhook call received)
+  within `[health] contact_within_seconds`;
+- outbox: no push the sender may send now (a service push, or any outside quiet hours) has
+  waited longer than `[health] outbox_stuck_after_seconds`.
+/metrics is the Prometheus text format of the bot's own registry (bot/metrics.py), with the
+database figures read at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from handlers.common import Services
+from storage.health import StoreSample, store_sample, take_write_lock
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def routes(services: Services) -> list[tuple[str, str, Handler]]:
+    """The health and metrics routes, as (method, path, handler), for the one HTTP server."""
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        healthy, checks = await check_health(services)
+        body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+        # Never cached: a proxy must not answer for a bot that has since fallen over.
+        return web.json_response(
+            body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"}
+        )
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        try:
+            sample: StoreSample | None = await _sample(services)
+        except Exception as exc:  # the counters are still worth a scrape without the store
+            log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
+            sample = None
+        body = services.metrics.exposition(sample, services.clock(), services.store.path)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return [("GET", "/healthz", healthz), ("GET", "/metrics", metrics)]
+
+
+async def _sample(services: Services) -> StoreSample:
+    """The database figures, read within the store timeout; raises TimeoutError, what the
+    store raises."""
+    local = services.clock().astimezone(services.config.program.tz).time()
+    marketing = not services.config.push.is_quiet(local)
+    return await asyncio.wait_for(
+        services.store.read(lambda conn: store_sample(conn, marketing=marketing)),
+        services.config.health.store_timeout_seconds,
+    )
+
+
+async def check_health(services: Services) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """Whether the bot is healthy, and each check's outcome ({"ok": ..., "detail": ...})."""
+    health = services.config.health
+    checks: dict[str, dict[str, Any]] = {}
+    sample: StoreSample | None = None
+    try:
+        # One deadline for both: the read proves the database answers, the write that the
+        # one connection every points operation goes through is not locked out.
+        sample, _ = await asyncio.wait_for(
+            asyncio.gather(_sample(services), services.store.write(take_write_lock)),
+            health.store_timeout_seconds,
+        )
+        checks["store"] = {"ok": True, "detail": "answers"}
+    except TimeoutError:
+        checks["store"] = {
+            "ok": False,
+            "detail": f"no answer within {health.store_timeout_seconds:g} s (locked or stuck)",
+        }
+    except Exception as exc:  # a closed store, a disk error: named, never its data
+        checks["store"] = {"ok": False, "detail": f"failed: {type(exc).__name__}"}
+
+    since = services.metrics.seconds_since_contact()
+    checks["telegram"] = {
+        "ok": since <= health.contact_within_seconds,
+        "detail": f"last heard from {since:.0f} s ago",
+    }
+
+    if sample is None:
+        checks["outbox"] = {"ok": None, "detail": "unknown: the store did not answer"}
+    elif sample.oldest_sendable_at is None:
+        checks["outbox"] = {"ok": True, "detail": f"{sample.pending} pending, none due"}
+    else:
+        waited = (services.clock() - sample.oldest_sendable_at).total_seconds()
+        checks["outbox"] = {
+            "ok": waited <= health.outbox_stuck_after_seconds,
+            "detail": f"{sample.pending} pending, the oldest due for {max(waited, 0):.0f} s",
+        }
+    healthy = all(check["ok"] is not False for check in checks.values())
+    return healthy, checks

@@ -1,0 +1,211 @@
+"""The bot's Prometheus metrics, in a registry of its own (GET /metrics, bot/health.py).
+
+Counted as things happen: updates handled by kind and how long their handlers took
+(bot/updates.py), Bot API errors by method and code (bot/transport.py, which every Bot API
+call passes through), and the last contact with Telegram. Read from the database when
+scraped: the outbox backlog, the points issued and spent, the database's size on disk.
+
+Hooks for the code that receives updates:
+- `bot_api_contact()`: Telegram was heard from: a getUpdates answered (the polling
+  transport calls it) or a webhook call arrived (the webhook server calls it). /healthz
+  calls the bot unhealthy when this has not happened for `[health] contact_within_seconds`.
+- `update_handled(kind, seconds)`: an update's handlers ran, taking `seconds`.
+- `bot_api_error(method, code)`: a Bot API call failed: its HTTP status, or "timeout" /
+  "network" when no answer came.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from telegram import Update
+
+from storage.health import StoreSample
+
+# Handler time in seconds: most updates take a few milliseconds; a slow one is worth seeing.
+LATENCY_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# The update fields a bot can receive, in the order Telegram documents them; "other" for any
+# added later (python-telegram-bot keeps them in api_kwargs until it knows them).
+_KINDS: Final = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "message_reaction",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+)
+
+
+def update_kind(update: object) -> str:
+    """What an update is, for the metrics: "command" for a message that is a bot command, else
+    the Bot API's name of the field it carries ("message", "callback_query", ...)."""
+    if not isinstance(update, Update):
+        return "other"
+    message = update.message
+    if message is not None:
+        text = message.text
+        return "command" if text is not None and text.startswith("/") else "message"
+    for kind in _KINDS:
+        if getattr(update, kind, None) is not None:
+            return kind
+    return "other"
+
+
+class Metrics:
+    """The bot's counters and histograms, and the database figures read when scraped."""
+
+    def __init__(self) -> None:
+        # Never the global registry: tests and benchmarks build many applications in one process.
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.updates = Counter(
+            "pointsbot_updates_handled",
+            "Updates whose handlers ran, by kind (command, message, callback_query, ...).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pointsbot_update_handling_seconds",
+            "Time the handlers took for one update (waiting for the member's earlier updates"
+            " excluded), by kind.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.api_errors = Counter(
+            "pointsbot_bot_api_errors",
+            "Bot API calls that failed, by method and HTTP status (or timeout, network).",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self._store = _StoreCollector()
+        self.registry.register(self._store)
+        # Monotonic seconds: how long ago Telegram was last heard from, whatever the clock.
+        self.started = time.monotonic()
+        self.last_contact: float | None = None
+
+    def bot_api_contact(self) -> None:
+        """Telegram was heard from: a getUpdates answered, or a webhook call arrived."""
+        self.last_contact = time.monotonic()
+
+    def seconds_since_contact(self) -> float:
+        """Seconds since Telegram was last heard from (since start, before the first time)."""
+        since = self.started if self.last_contact is None else self.last_contact
+        return time.monotonic() - since
+
+    def update_handled(self, kind: str, seconds: float) -> None:
+        """An update of this kind was handled in `seconds`."""
+        self.updates.labels(kind).inc()
+        self.latency.labels(kind).observe(seconds)
+
+    def bot_api_error(self, method: str, code: int | str) -> None:
+        """A Bot API call failed with this HTTP status (or "timeout", "network")."""
+        self.api_errors.labels(method, str(code)).inc()
+
+    def exposition(self, sample: StoreSample | None, now: datetime, database: Path) -> bytes:
+        """The metrics in the Prometheus text format, with this sample of the database (None:
+        the store did not answer, its figures are left out)."""
+        self._store.sample, self._store.now, self._store.database = sample, now, database
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._store.sample = self._store.now = self._store.database = None
+
+
+class _StoreCollector(Collector):
+    """The database figures, from the sample taken for this scrape."""
+
+    def __init__(self) -> None:
+        self.sample: StoreSample | None = None
+        self.now: datetime | None = None
+        self.database: Path | None = None
+
+    def describe(self) -> list[Metric]:
+        """Nothing to describe ahead: the figures exist only while scraped."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The outbox backlog, the ledger's system accounts and the database's size."""
+        if self.database is not None:
+            yield GaugeMetricFamily(
+                "pointsbot_database_bytes",
+                "Size of the database on disk, its write-ahead log included.",
+                value=database_bytes(self.database),
+            )
+        sample, now = self.sample, self.now
+        if sample is None or now is None:
+            return
+        yield GaugeMetricFamily(
+            "pointsbot_outbox_pending", "Pushes waiting in the outbox.", value=sample.pending
+        )
+        age = 0.0
+        if sample.oldest_pending_at is not None:
+            age = max((now - sample.oldest_pending_at).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            "pointsbot_outbox_oldest_pending_seconds",
+            "Age of the oldest push waiting in the outbox (0 when none waits).",
+            value=age,
+        )
+        issued = GaugeMetricFamily(
+            "pointsbot_points_issued",
+            "Points issued by each source account, net of reversals (minus its balance).",
+            labels=["source"],
+        )
+        for name, balance in sample.sources.items():
+            issued.add_metric([name], -balance)
+        yield issued
+        spent = GaugeMetricFamily(
+            "pointsbot_points_spent",
+            "Points received by each sink account, net of refunds (redeemed, expired, game_cost).",
+            labels=["sink"],
+        )
+        for name, balance in sample.sinks.items():
+            spent.add_metric([name], balance)
+        yield spent
+
+
+def database_bytes(path: Path) -> int:
+    """The size of the database file and its write-ahead log (0 for what is missing)."""
+    total = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):  # no -wal between checkpoints
+            total += file.stat().st_size
+    return total
