@@ -16,6 +16,7 @@ import handlers
 from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config, ConfigError
 from bot.i18n import I18n
+from bot.logs import member_salt
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
@@ -108,6 +109,7 @@ def build_application(
     journal = UpdateJournal(Journal(store), clock=lambda: app.bot_data.clock())
     processor = update_processor or PerMemberUpdateProcessor()
     processor.journal = journal
+    processor.member_salt = member_salt(token)
     bot = member_bot(token, base_url or config.telegram.base_url, config.program.tz, journal)
     builder = (
         ApplicationBuilder()

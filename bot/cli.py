@@ -101,10 +101,10 @@ def cli_progress(
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """pointsbot: a Telegram member assistant for a loyalty-points programme."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from bot.logs import TEXT_FORMAT
+
+    # The configuration is read by each command: `run` and `demo` apply its [logging] then.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT)
     from bot.app import quiet_http_logs
 
     quiet_http_logs()
@@ -757,11 +757,21 @@ def api_keys_list(config_path: Path) -> None:
         click.echo(f"{key.store:<{width}}  {key.key_id:<19}  {created:<16}  {revoked}")
 
 
+def _verbose() -> bool:
+    """Whether `pointsbot -v` was given (debug logging)."""
+    parent = click.get_current_context().parent
+    return parent is not None and bool(parent.params.get("verbose"))
+
+
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:
     """Run the bot with long polling until SIGINT or SIGTERM."""
     config = _load(config_path, to_run=True)
+    from bot.logs import configure_logging
+
+    # Order matters: before the application is built, which scrubs the token on these handlers.
+    configure_logging(config.logging, verbose=_verbose())
     token = token_from_env()
     if token is None:
         click.echo(
@@ -805,8 +815,11 @@ def demo(config_path: Path | None, api: bool) -> None:
         if not config_path.exists():
             config_path = Path(EXAMPLE_CONFIG)
     config = _load(config_path)
-    parent = click.get_current_context().parent
-    if parent is None or not parent.params.get("verbose"):
+    from bot.logs import configure_logging
+
+    verbose = _verbose()
+    configure_logging(config.logging, verbose=verbose)
+    if not verbose:
         # The terminal is the chat: keep the scheduler's and PTB's INFO lines out of it.
         logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo

@@ -35,6 +35,7 @@ from telegram.error import NetworkError
 from telegram.ext import BaseUpdateProcessor
 from telegram.request import BaseRequest, RequestData
 
+from bot.logs import handling, member_hash
 from bot.ptb_private import JSONDict, ODVInput
 from bot.sending import drop_tapped_keyboards, resume_reading_back, stop_reading_back
 from bot.transport import AiohttpRequest
@@ -299,6 +300,8 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         self.workers = workers
         # Told when each update is handled; build_application sets it (bot/app.py).
         self.journal = journal
+        # Members are named in the logs hashed with this (bot/logs.py); build_application sets it.
+        self.member_salt: bytes | None = None
         self._slots: asyncio.Semaphore | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._queued: dict[int, int] = {}
@@ -343,11 +346,17 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         assert self._slots is not None
         key = member_key(update)
         journal = self.journal if replay else None
+        # Everything logged while this update is handled names it (bot/logs.py).
+        update_id = update.update_id if isinstance(update, Update) else None
+        member = (
+            None if key is None or self.member_salt is None else member_hash(key, self.member_salt)
+        )
 
         async def handle() -> None:
-            if journal is not None:
-                await journal.started(update)
-            await coroutine
+            with handling(update_id, member):
+                if journal is not None:
+                    await journal.started(update)
+                await coroutine
 
         # Replies are sent, not read back (bot/sending.py); this task serves one update.
         reading = stop_reading_back()
