@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -409,6 +410,32 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
                 return write_ledger_csv(conn, out, config, member_id, progress=progress)
 
         _write_csv(output, write, "postings")
+
+
+@main.command("log-member")
+@config_option
+@click.argument("member_code")
+def log_member(config_path: Path, member_code: str) -> None:
+    """Print the name a member goes by in the logs (the `member` of JSON lines)."""
+    from bot.logs import LOG_SALT_ENV, member_hash, member_salt
+    from bot.programme.till import compact_code
+    from storage.errors import NotFound
+    from storage.members import member_by_code
+
+    # The salt of the running bot: POINTSBOT_LOG_SALT, else derived from its token.
+    token = token_from_env()
+    if token is None and not os.environ.get(LOG_SALT_ENV, "").strip():
+        click.echo(f"error: set {LOG_SALT_ENV} or {TOKEN_ENV} as the bot has them", err=True)
+        sys.exit(2)
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=False)
+    with contextlib.closing(conn):
+        try:
+            member = member_by_code(conn, compact_code(member_code))
+        except NotFound:
+            click.echo(f"error: no member has the code {member_code}", err=True)
+            sys.exit(2)
+    click.echo(member_hash(member.telegram_id, member_salt(token or "")))
 
 
 @main.command("export-households")

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from telegram import Update
 from telegram.ext import CommandHandler, TypeHandler
 
+from bot.cli import main
 from bot.config import ConfigError, LoggingConfig, load_config, parse_config
 from bot.logs import (
     LOG_SALT_ENV,
@@ -115,6 +117,40 @@ async def test_an_error_in_a_handler_is_one_line_with_the_update_and_no_token(
     text = json_log.getvalue()
     assert token not in text
     assert str(MEMBER_ID) not in text
+
+
+async def test_an_operator_finds_a_members_lines_by_their_code(
+    sandbox: Sandbox, json_log: io.StringIO, tmp_path: Path
+) -> None:
+    member = await member_with(sandbox, MEMBER_ID, 0)
+
+    async def fails(update: Update, context: BotContext) -> None:
+        raise RuntimeError("the till printer is out of paper")
+
+    sandbox.app.add_handler(CommandHandler("boom", fails), group=-5)
+    await sandbox.member().send("/boom")
+    [error] = [line for line in lines(json_log) if line["level"] == "ERROR"]
+    config = tmp_path / "config.toml"
+    config.write_text(
+        (ROOT / "config.example.toml")
+        .read_text(encoding="utf-8")
+        .replace('path = "data/pointsbot.sqlite3"', f'path = "{sandbox.config.storage.path}"'),
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    env = {"POINTSBOT_TOKEN": sandbox.app.bot.token, LOG_SALT_ENV: ""}
+    # As /card prints the code, spaced.
+    spaced = " ".join(re.findall(".{1,4}", member.member_code))
+    found = runner.invoke(main, ["log-member", "--config", str(config), spaced], env=env)
+    assert found.exit_code == 0, found.output
+    assert found.output == f"{error['member']}\n"
+    no_salt = runner.invoke(
+        main,
+        ["log-member", "--config", str(config), member.member_code],
+        env={"POINTSBOT_TOKEN": "", LOG_SALT_ENV: ""},
+    )
+    assert no_salt.exit_code == 2
+    assert "POINTSBOT_LOG_SALT" in no_salt.output
 
 
 async def test_a_purchase_booked_at_the_till_names_its_operation(
