@@ -603,22 +603,50 @@ def schedule_policy_change(
 
 @main.command("backup")
 @config_option
-@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("destination", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
-def backup(config_path: Path, destination: Path, force: bool) -> None:
-    """Copy the database to DESTINATION while the bot runs, then verify the copy.
+@click.option(
+    "--into",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Instead of DESTINATION: a dated file in this folder, pointsbot-YYYYMMDDTHHMMSSZ.sqlite3.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    help="With --into: once the copy is verified, delete all but the newest KEEP dated files.",
+)
+def backup(
+    config_path: Path,
+    destination: Path | None,
+    force: bool,
+    folder: Path | None,
+    keep: int | None,
+) -> None:
+    """Copy the database to DESTINATION (or a dated file --into a folder) while the bot runs,
+    then verify the copy.
 
     The copy is one consistent snapshot (the bot keeps writing meanwhile), made in a temporary
     file beside DESTINATION; only a copy that passes SQLite's integrity check and the ledger
     audit is renamed to DESTINATION (replacing it with --force), else the exit status is 1 and
     DESTINATION is left as it was. The database itself (or its -wal, -shm) is refused (exit 2).
     To restore: stop the bot, replace the database file with the copy (and delete its
-    -wal and -shm files), run `pointsbot audit`, start the bot.
+    -wal and -shm files), run `pointsbot audit`, start the bot. On a timer: `--into FOLDER
+    --keep N` (a dated file each run, the oldest beyond N deleted once the new one is verified).
     """
+    from bot.backup_files import dated_backup, stale_backups
     from storage.errors import BackupRefused
     from storage.store import backup_to
 
+    if (destination is None) == (folder is None):
+        raise click.UsageError("give either DESTINATION or --into FOLDER")
+    if keep is not None and folder is None:
+        raise click.UsageError("--keep goes with --into FOLDER")
     config = _load(config_path)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        destination = dated_backup(folder, cli_clock()())
+    assert destination is not None
     conn = _open_database(config, upgrade=False)
     started = time.perf_counter()
     try:
@@ -640,6 +668,11 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     size = destination.stat().st_size
     click.echo(f"{destination}: {size / 1_048_576:.1f} MiB in {copied:.1f} s")
     click.echo(str(report))
+    if folder is not None and keep is not None:
+        # Only now: a copy that failed verification never costs an older good one.
+        for stale in stale_backups(folder, keep, Path(config.storage.path)):
+            stale.unlink()
+            click.echo(f"removed {stale} (keeping the newest {keep})")
 
 
 @main.command("report")
