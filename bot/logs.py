@@ -32,6 +32,10 @@ MEMBER_HASH_HEX: Final = 16
 # Set by the update processor around each update it handles (bot/updates.py).
 handled_update: ContextVar[int | None] = ContextVar("handled_update", default=None)
 handled_member: ContextVar[str | None] = ContextVar("handled_member", default=None)
+# Whether a `handling` block is open: the operation booked is named only inside one, since
+# a task that books outside any (an aiohttp connection serving request after request) would
+# name its last operation on every line after it.
+_handling: ContextVar[bool] = ContextVar("handling", default=False)
 
 
 def member_salt(token: str) -> bytes:
@@ -51,14 +55,17 @@ def member_hash(telegram_id: int, salt: bytes) -> str:
 
 
 @contextmanager
-def handling(update_id: int | None, member: str | None) -> Iterator[None]:
-    """Name this update and member (hashed) in everything logged inside the block."""
+def handling(update_id: int | None = None, member: str | None = None) -> Iterator[None]:
+    """Name this update and member (hashed), and the operation booked inside the block once
+    there is one, in everything logged inside it (an HTTP request may open one too)."""
     update_token = handled_update.set(update_id)
     member_token = handled_member.set(member)
     operation_token = booked_operation.set(None)
+    handling_token = _handling.set(True)
     try:
         yield
     finally:
+        _handling.reset(handling_token)
         booked_operation.reset(operation_token)
         handled_member.reset(member_token)
         handled_update.reset(update_token)
@@ -81,7 +88,7 @@ class JsonFormatter(logging.Formatter):
             line["update_id"] = update_id
         if (member := handled_member.get()) is not None:
             line["member"] = member
-        if (operation_id := booked_operation.get()) is not None:
+        if _handling.get() and (operation_id := booked_operation.get()) is not None:
             line["operation_id"] = operation_id
         # The token filter leaves the scrubbed traceback in exc_text: use it, never re-render.
         if record.exc_info and not record.exc_text:

@@ -4,6 +4,7 @@ the token never written; the text lines unchanged unless [logging] asks for JSON
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import json
 import logging
@@ -90,6 +91,25 @@ def test_each_line_is_one_json_object_with_the_fields(json_log: io.StringIO) -> 
     for line in (outside, after):  # nothing leaks from one update into other lines
         assert {"update_id", "member", "operation_id"}.isdisjoint(line)
         assert {"time", "level", "logger", "message"} <= set(line)
+
+
+def test_an_operation_booked_outside_any_update_names_no_later_line(
+    json_log: io.StringIO,
+) -> None:
+    # An aiohttp connection serves request after request in one task: a booking in one must
+    # not be named on the next one's lines.
+    def connection() -> None:
+        note_booked(78)
+        logging.getLogger("pointsbot.test").info("the next request")
+        with handling():
+            logging.getLogger("pointsbot.test").info("a request of its own")
+            note_booked(79)
+            logging.getLogger("pointsbot.test").info("booked")
+
+    contextvars.copy_context().run(connection)  # the test's own context stays clean
+    before, fresh, booked = lines(json_log)
+    assert "operation_id" not in before and "operation_id" not in fresh
+    assert booked["operation_id"] == 79
 
 
 async def test_an_error_in_a_handler_is_one_line_with_the_update_and_no_token(
