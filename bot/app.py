@@ -16,6 +16,7 @@ import handlers
 from bot.clock import Clock, system_clock
 from bot.config import LANGUAGES, Config, ConfigError
 from bot.i18n import I18n
+from bot.logs import member_salt
 from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
@@ -115,6 +116,7 @@ def build_application(
     journal = UpdateJournal(Journal(store), clock=lambda: app.bot_data.clock())
     processor = update_processor or PerMemberUpdateProcessor()
     processor.journal = journal
+    processor.member_salt = member_salt(token)
     # One set of metrics per application, fed by the transports and the update processor.
     metrics = Metrics()
     processor.metrics = metrics

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -101,10 +102,10 @@ def cli_progress(
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """pointsbot: a Telegram member assistant for a loyalty-points programme."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from bot.logs import TEXT_FORMAT
+
+    # The configuration is read by each command: `run` and `demo` apply its [logging] then.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT)
     from bot.app import quiet_http_logs
 
     quiet_http_logs()
@@ -411,6 +412,32 @@ def export_ledger(config_path: Path, member_code: str | None, output: Path) -> N
         _write_csv(output, write, "postings")
 
 
+@main.command("log-member")
+@config_option
+@click.argument("member_code")
+def log_member(config_path: Path, member_code: str) -> None:
+    """Print the name a member goes by in the logs (the `member` of JSON lines)."""
+    from bot.logs import LOG_SALT_ENV, member_hash, member_salt
+    from bot.programme.till import compact_code
+    from storage.errors import NotFound
+    from storage.members import member_by_code
+
+    # The salt of the running bot: POINTSBOT_LOG_SALT, else derived from its token.
+    token = token_from_env()
+    if token is None and not os.environ.get(LOG_SALT_ENV, "").strip():
+        click.echo(f"error: set {LOG_SALT_ENV} or {TOKEN_ENV} as the bot has them", err=True)
+        sys.exit(2)
+    config = _load(config_path)
+    conn = _open_database(config, upgrade=False)
+    with contextlib.closing(conn):
+        try:
+            member = member_by_code(conn, compact_code(member_code))
+        except NotFound:
+            click.echo(f"error: no member has the code {member_code}", err=True)
+            sys.exit(2)
+    click.echo(member_hash(member.telegram_id, member_salt(token or "")))
+
+
 @main.command("export-households")
 @config_option
 @click.option("--household", "household_id", type=int, help="Only this household's events.")
@@ -576,22 +603,50 @@ def schedule_policy_change(
 
 @main.command("backup")
 @config_option
-@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("destination", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
-def backup(config_path: Path, destination: Path, force: bool) -> None:
-    """Copy the database to DESTINATION while the bot runs, then verify the copy.
+@click.option(
+    "--into",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Instead of DESTINATION: a dated file in this folder, pointsbot-YYYYMMDDTHHMMSSZ.sqlite3.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    help="With --into: once the copy is verified, delete all but the newest KEEP dated files.",
+)
+def backup(
+    config_path: Path,
+    destination: Path | None,
+    force: bool,
+    folder: Path | None,
+    keep: int | None,
+) -> None:
+    """Copy the database to DESTINATION (or a dated file --into a folder) while the bot runs,
+    then verify the copy.
 
     The copy is one consistent snapshot (the bot keeps writing meanwhile), made in a temporary
     file beside DESTINATION; only a copy that passes SQLite's integrity check and the ledger
     audit is renamed to DESTINATION (replacing it with --force), else the exit status is 1 and
     DESTINATION is left as it was. The database itself (or its -wal, -shm) is refused (exit 2).
     To restore: stop the bot, replace the database file with the copy (and delete its
-    -wal and -shm files), run `pointsbot audit`, start the bot.
+    -wal and -shm files), run `pointsbot audit`, start the bot. On a timer: `--into FOLDER
+    --keep N` (a dated file each run, the oldest beyond N deleted once the new one is verified).
     """
+    from bot.backup_files import dated_backup, stale_backups
     from storage.errors import BackupRefused
     from storage.store import backup_to
 
+    if (destination is None) == (folder is None):
+        raise click.UsageError("give either DESTINATION or --into FOLDER")
+    if keep is not None and folder is None:
+        raise click.UsageError("--keep goes with --into FOLDER")
     config = _load(config_path)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        destination = dated_backup(folder, cli_clock()())
+    assert destination is not None
     conn = _open_database(config, upgrade=False)
     started = time.perf_counter()
     try:
@@ -613,6 +668,11 @@ def backup(config_path: Path, destination: Path, force: bool) -> None:
     size = destination.stat().st_size
     click.echo(f"{destination}: {size / 1_048_576:.1f} MiB in {copied:.1f} s")
     click.echo(str(report))
+    if folder is not None and keep is not None:
+        # Only now: a copy that failed verification never costs an older good one.
+        for stale in stale_backups(folder, keep, Path(config.storage.path)):
+            stale.unlink()
+            click.echo(f"removed {stale} (keeping the newest {keep})")
 
 
 @main.command("report")
@@ -757,11 +817,21 @@ def api_keys_list(config_path: Path) -> None:
         click.echo(f"{key.store:<{width}}  {key.key_id:<19}  {created:<16}  {revoked}")
 
 
+def _verbose() -> bool:
+    """Whether `pointsbot -v` was given (debug logging)."""
+    parent = click.get_current_context().parent
+    return parent is not None and bool(parent.params.get("verbose"))
+
+
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:
     """Run the bot with long polling until SIGINT or SIGTERM."""
     config = _load(config_path, to_run=True)
+    from bot.logs import configure_logging
+
+    # Order matters: before the application is built, which scrubs the token on these handlers.
+    configure_logging(config.logging, verbose=_verbose())
     token = token_from_env()
     if token is None:
         click.echo(
@@ -805,8 +875,11 @@ def demo(config_path: Path | None, api: bool) -> None:
         if not config_path.exists():
             config_path = Path(EXAMPLE_CONFIG)
     config = _load(config_path)
-    parent = click.get_current_context().parent
-    if parent is None or not parent.params.get("verbose"):
+    from bot.logs import configure_logging
+
+    verbose = _verbose()
+    configure_logging(config.logging, verbose=verbose)
+    if not verbose:
         # The terminal is the chat: keep the scheduler's and PTB's INFO lines out of it.
         logging.getLogger().setLevel(logging.WARNING)
     from bot.sandbox.demo import run_demo

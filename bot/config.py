@@ -143,6 +143,16 @@ class StorageConfig(_Section):
         return value
 
 
+class LoggingConfig(_Section):
+    """[logging]: how `pointsbot run` writes its log lines (bot/logs.py)."""
+
+    # "json": one object per line (time, level, logger, message, update_id, member hashed,
+    # operation_id) for a log shipper; "text": the plain lines, for a terminal.
+    format: Literal["text", "json"] = "text"
+    # `pointsbot -v` logs DEBUG whatever this says.
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
 class Category(_Section):
     """One purchase category and its earn multiplier."""
 
@@ -1102,6 +1112,7 @@ class Config(_Section):
     program: ProgramConfig
     telegram: TelegramConfig = TelegramConfig()
     storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
     earn: EarnConfig
     expiry: ExpiryConfig = ExpiryConfig()
     redemption: RedemptionConfig = RedemptionConfig()

@@ -36,6 +36,7 @@ from telegram.error import NetworkError
 from telegram.ext import BaseUpdateProcessor
 from telegram.request import BaseRequest, RequestData
 
+from bot.logs import handling, member_hash
 from bot.metrics import Metrics, update_kind
 from bot.ptb_private import JSONDict, ODVInput
 from bot.sending import drop_tapped_keyboards, resume_reading_back, stop_reading_back
@@ -303,6 +304,8 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         self.journal = journal
         # Told how long each update's handlers took; build_application sets it.
         self.metrics: Metrics | None = None
+        # Members are named in the logs hashed with this (bot/logs.py); build_application sets it.
+        self.member_salt: bytes | None = None
         self._slots: asyncio.Semaphore | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._queued: dict[int, int] = {}
@@ -348,17 +351,24 @@ class PerMemberUpdateProcessor(BaseUpdateProcessor):
         key = member_key(update)
         journal = self.journal if replay else None
         metrics = self.metrics
+        # Everything logged while this update is handled names it (bot/logs.py).
+        update_id = update.update_id if isinstance(update, Update) else None
+        member = (
+            None if key is None or self.member_salt is None else member_hash(key, self.member_salt)
+        )
 
         async def handle() -> None:
-            if journal is not None:
-                await journal.started(update)
-            if metrics is None:
+            with handling(update_id, member):
+                if journal is not None:
+                    await journal.started(update)
+                if metrics is None:
+                    await coroutine
+                    return
+                # Timed from its turn: the wait behind the member's earlier updates is not its
+                # own.
+                started = time.perf_counter()
                 await coroutine
-                return
-            # Timed from its turn: the wait behind the member's earlier updates is not its own.
-            started = time.perf_counter()
-            await coroutine
-            metrics.update_handled(update_kind(update), time.perf_counter() - started)
+                metrics.update_handled(update_kind(update), time.perf_counter() - started)
 
         # Replies are sent, not read back (bot/sending.py); this task serves one update.
         reading = stop_reading_back()

@@ -9,12 +9,14 @@ import os
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from bot.app import build_application, running
+from bot.backup_files import dated_backup, stale_backups
 from bot.cli import main
 from bot.clock import FixedClock
 from bot.config import load_config
@@ -24,7 +26,7 @@ from storage.audit import audit
 from storage.ledger import Ledger
 from storage.members import Members, Profile
 from storage.store import Store, connect_sync
-from tests.conftest import NOW, SAMPLE
+from tests.conftest import NOW, SAMPLE, PinnedCliRunner
 
 # Purchases the till books before a test starts its backup, so the copy has a past to keep.
 BOOKED_FIRST = 20
@@ -257,3 +259,70 @@ def test_backup_without_a_database_explains(tmp_path: Path) -> None:
     config = _config_file(tmp_path, tmp_path / "none.sqlite3")
     result = CliRunner().invoke(main, ["backup", "--config", str(config), str(tmp_path / "b")])
     assert result.exit_code == 2 and "no database" in result.output
+
+
+async def test_a_nightly_backup_into_a_folder_keeps_the_newest_and_only_its_own_files(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "data" / "bot.sqlite3"
+    config = _config_file(tmp_path, database)
+    async with Store(database, synchronous="NORMAL") as store:
+        member, _ = await Members(store).register(Profile(4605, "小明"), now=NOW)
+        await Ledger(store).earn(
+            member.id, 10, kind="purchase", key="r1", actor="till", expires_at=None, now=NOW
+        )
+    folder = tmp_path / "backups"  # created by the first run
+    nights = [NOW + timedelta(days=n) for n in range(4)]
+
+    def nightly(now: datetime) -> Result:
+        args = ["backup", "--config", str(config), "--into", str(folder), "--keep", "2"]
+        return PinnedCliRunner(now).invoke(main, args)
+
+    for night in nights[:3]:
+        result = nightly(night)
+        assert result.exit_code == 0, result.output
+        if night == nights[0]:
+            # An operator's own files in the folder are never the timer's to delete.
+            (folder / "before-upgrade.sqlite3").write_bytes(b"kept")
+            (folder / "notes.txt").write_text("kept", encoding="utf-8")
+    assert "removed" in result.output and "20261125T040000Z" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "before-upgrade.sqlite3",
+        "notes.txt",
+        "pointsbot-20261126T040000Z.sqlite3",
+        "pointsbot-20261127T040000Z.sqlite3",
+    ]
+    # A night whose copy fails verification deletes nothing: the two good copies stay.
+    with contextlib.closing(connect_sync(database)) as conn:
+        conn.execute("UPDATE accounts SET balance = balance + 5 WHERE member_id = ?", (member.id,))
+    listing = sorted(os.listdir(folder))
+    failed = nightly(nights[3])
+    assert failed.exit_code == 1, failed.output
+    assert sorted(os.listdir(folder)) == listing
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["copy.sqlite3", "--into", "backups"], ["copy.sqlite3", "--keep", "3"]],
+    ids=["nothing", "both", "keep-without-into"],
+)
+def test_backup_needs_one_destination(tmp_path: Path, args: list[str]) -> None:
+    config = _config_file(tmp_path, tmp_path / "bot.sqlite3")
+    result = CliRunner().invoke(main, ["backup", "--config", str(config), *args])
+    assert result.exit_code == 2
+    assert "DESTINATION" in result.output or "--into" in result.output
+
+
+def test_pruning_never_names_the_live_database_nor_a_copy_being_written(tmp_path: Path) -> None:
+    live = tmp_path / "pointsbot-20200101T000000Z.sqlite3"  # a database named like a backup
+    names = [
+        live.name,
+        "pointsbot-20261125T040000Z.sqlite3",
+        "pointsbot-20261126T040000Z.sqlite3",
+        ".pointsbot-20261127T040000Z.sqlite3.x1y2.tmp",  # backup_to's temporary copy
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert stale_backups(tmp_path, 1, live) == [tmp_path / "pointsbot-20261125T040000Z.sqlite3"]
+    assert stale_backups(tmp_path, 5, live) == []
+    assert dated_backup(tmp_path, NOW).name == "pointsbot-20261125T040000Z.sqlite3"

@@ -9,6 +9,7 @@ from datetime import datetime
 from functools import partial
 
 from bot.i18n import N_
+from bot.programme.booked import note_booked
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.expiry import expires_at
@@ -92,7 +93,8 @@ async def adjust_points(
     )
     try:
         # Booked and the member told in one transaction; a redelivered command tells nobody.
-        await programme.pushes.book_and_notify(book, adjustment_notice(points, why), when)
+        result = await programme.pushes.book_and_notify(book, adjustment_notice(points, why), when)
+        note_booked(result.operation_id)
     except InsufficientPoints as exc:
         raise RuleError(
             N_("admin.adjust.insufficient"), available=exc.available, requested=exc.requested

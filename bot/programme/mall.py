@@ -10,6 +10,7 @@ from typing import Final
 
 from bot.config import LANGUAGES, Config, Localized, MallCategory, MallDiscount, MallItem, Tier
 from bot.i18n import N_
+from bot.programme.booked import note_booked
 from bot.programme.calendar import end_of_day, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -445,6 +446,7 @@ async def confirm_redemption(
         refund_if_unused=item is not None and item.refund_if_unused,
         terms=None if item is None else mall_terms(item, member_id, now, config),
     )
+    note_booked(redemption.spend_operation_id)
     return Redeemed(redemption, await programme.ledger.available(member_id, now))
 
 

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from bot.config import Campaign, Category, Config, Localized, Tier
 from bot.i18n import N_
+from bot.programme.booked import note_booked
 from bot.programme.calendar import display_expiry, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -572,7 +573,8 @@ async def _book(
             )
         return outcome[0]  # the purchase itself: replayed exactly when the group is
 
-    await programme.pushes.book_and_notify(book, _untold, now)
+    result = await programme.pushes.book_and_notify(book, _untold, now)
+    note_booked(result.operation_id)
     return booked[-1]
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from bot.config import Config, ExpirySource
 from bot.i18n import N_
+from bot.programme.booked import note_booked
 from bot.programme.calendar import add_months, display_expiry, local_today
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -352,6 +353,7 @@ async def confirm_transfer(
     )
     try:
         result = await programme.pushes.book_and_notify(book, transfer_notice(sender_name), now)
+        note_booked(result.operation_id)
     except OfferExpired as exc:
         raise RuleError(N_("transfer.offer_expired"), minutes=OFFER_MINUTES) from exc
     except TransferRefused as exc:
@@ -397,6 +399,7 @@ async def undo_transfer(
     )
     try:
         result = await programme.pushes.book_and_notify(book, undo_notice(sender_name), now)
+        note_booked(result.operation_id)
     except NotFound as exc:
         raise RuleError(N_("button.expired")) from exc
     except AlreadyReversed as exc:
