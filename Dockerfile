@@ -31,12 +31,10 @@ RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home 
     && mkdir -p /data /config \
     && chown pointsbot:pointsbot /data
 COPY --from=build /opt/pointsbot /opt/pointsbot
-COPY deploy/pointsbot-backup.sh /usr/local/bin/pointsbot-backup
 ENV PATH="/opt/pointsbot/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     POINTSBOT_CONFIG=/config/config.toml \
-    POINTSBOT_BACKUP_DIR=/data/backups \
     POINTSBOT_HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
 # Relative paths in the configuration land on the volume too.
 WORKDIR /data

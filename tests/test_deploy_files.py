@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -21,14 +20,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from click.testing import CliRunner
-
-from bot.cli import main
-from tests.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-BACKUP_SCRIPT = DEPLOY / "pointsbot-backup.sh"
 # The command the container and the service run.
 RUN_COMMAND = ["pointsbot", "run", "--config", "/config/config.toml"]
 
@@ -309,108 +303,14 @@ def test_the_backup_runs_nightly_as_the_bot_user_on_the_same_database() -> None:
     assert backup["User"] == bot["User"]
     assert backup["ProtectSystem"] == "strict"
     assert backup["ReadWritePaths"] == bot["ReadWritePaths"]
-    settings = dict(word.split("=", 1) for word in shlex.split(backup["Environment"]))
-    assert settings["POINTSBOT_CONFIG"] == "/etc/pointsbot/config.toml"
-    assert settings["POINTSBOT_BIN"] == shlex.split(bot["ExecStart"])[0]
-    assert settings["POINTSBOT_BACKUP_DIR"].startswith(bot["WorkingDirectory"] + "/")
-    assert backup["ExecStart"] == "/usr/local/bin/pointsbot-backup"
-
-
-# The backup script, run for real with this project's `pointsbot`.
-needs_sh = pytest.mark.skipif(shutil.which("sh") is None, reason="the backup script needs sh")
-POINTSBOT = Path(sys.executable).with_name("pointsbot")
-STAMPED = re.compile(r"pointsbot-\d{4}-\d\d-\d\dT\d{6}Z\.sqlite3")
-
-
-def _backup_env(tmp_path: Path, keep: str, *, database: Path | None = None) -> dict[str, str]:
-    """The script's environment: the sample programme with its database at `database`."""
-    database = database or tmp_path / "pointsbot.sqlite3"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        SAMPLE.read_text(encoding="utf-8").replace(
-            'path = "data/pointsbot.sqlite3"', f'path = "{database}"'
-        ),
-        encoding="utf-8",
-    )
-    return {
-        **os.environ,
-        "POINTSBOT_BIN": str(POINTSBOT),
-        "POINTSBOT_CONFIG": str(config),
-        "POINTSBOT_BACKUP_DIR": str(tmp_path / "backups"),
-        "POINTSBOT_BACKUP_KEEP": keep,
-    }
-
-
-def _run_backup(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["sh", str(BACKUP_SCRIPT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-@needs_sh
-def test_the_backup_script_writes_a_dated_verified_copy_and_keeps_the_newest(
-    tmp_path: Path,
-) -> None:
-    if not POINTSBOT.exists():
-        pytest.skip(f"no pointsbot command beside {sys.executable}")
-    env = _backup_env(tmp_path, "2")
-    created = CliRunner().invoke(main, ["init-db", "--config", env["POINTSBOT_CONFIG"]])
-    assert created.exit_code == 0, created.output
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    older = [backups / f"pointsbot-2020-01-0{day}T030000Z.sqlite3" for day in (1, 2, 3)]
-    for path in older:
-        path.write_bytes(b"an older copy")
-    (backups / "notes.txt").write_text("not a backup: left alone", encoding="utf-8")
-
-    result = _run_backup(env)
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    names = sorted(path.name for path in backups.iterdir())
-    new = [
-        name for name in names if STAMPED.fullmatch(name) and not name.startswith("pointsbot-2020")
-    ]
-    assert len(new) == 1
-    # The new copy and the newest older one are kept, the two oldest are gone.
-    assert names == sorted([*new, older[2].name, "notes.txt"])
-    copy = backups / new[0]
-    assert copy.stat().st_mode & 0o077 == 0, "a backup holds the API keys' secrets"
-    with sqlite3.connect(copy) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] > 0
-
-
-@needs_sh
-def test_a_failed_backup_removes_no_older_copy(tmp_path: Path) -> None:
-    if not POINTSBOT.exists():
-        pytest.skip(f"no pointsbot command beside {sys.executable}")
-    env = _backup_env(tmp_path, "1", database=tmp_path / "missing" / "pointsbot.sqlite3")
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    older = [backups / f"pointsbot-2020-01-0{day}T030000Z.sqlite3" for day in (1, 2)]
-    for path in older:
-        path.write_bytes(b"an older copy")
-
-    result = _run_backup(env)
-
-    assert result.returncode != 0
-    assert "no database" in result.stderr
-    assert sorted(backups.iterdir()) == older
-
-
-@needs_sh
-@pytest.mark.parametrize("keep", ["0", "-1", "many"])
-def test_the_backup_script_refuses_a_bad_count_to_keep(tmp_path: Path, keep: str) -> None:
-    env = _backup_env(tmp_path, keep)
-    result = _run_backup(env)
-    assert result.returncode == 2
-    assert "POINTSBOT_BACKUP_KEEP" in result.stderr
-    assert not (tmp_path / "backups").exists()
+    # `pointsbot backup --into` itself dates, verifies and rotates the copies (tested in
+    # tests/test_backup.py), with the bot's own executable and configuration.
+    command = shlex.split(backup["ExecStart"])
+    assert command[:2] == [shlex.split(bot["ExecStart"])[0], "backup"]
+    options = dict(zip(command[2::2], command[3::2], strict=True))
+    assert options["--config"] == "/etc/pointsbot/config.toml"
+    assert options["--into"].startswith(bot["WorkingDirectory"] + "/")
+    assert int(options["--keep"]) >= 1
 
 
 def test_the_readme_names_every_deployment_file_and_only_existing_ones() -> None:
