@@ -14,13 +14,20 @@ from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, Job
 
 import handlers
 from bot.clock import Clock, system_clock
-from bot.config import LANGUAGES, Config, ConfigError
+from bot.config import (
+    LANGUAGES,
+    WEBHOOK_SECRET_ENV,
+    Config,
+    ConfigError,
+    webhook_secret_from_env,
+)
 from bot.i18n import I18n
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
+from bot.web import ALLOWED_UPDATES, WebhookReceiver, WebServer, serves_http
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.journal import Journal
 from storage.store import Store
@@ -151,17 +158,53 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
-    # Order matters: tills are served once the store is open and the rules in force.
-    if services.config.api.enabled:
+    # Order matters: post_init runs before polling starts (and before the webhook is served),
+    # so the updates a crash left unhandled are queued ahead of anything fetched now
+    # (bot/updates.py).
+    if (journal := _journal(app)) is not None:
+        await journal.resume(app.bot, app.update_queue)
+    # Order matters: tills and Telegram are served once the store is open and the rules in
+    # force, and the webhook once the replays are queued.
+    if serves_http(services.config):
+        await _serve_http(app)
+    settle_collector()
+
+
+async def _serve_http(app: BotApp) -> None:
+    """Start the one HTTP server with what this configuration serves; in webhook mode, then
+    tell Telegram where to deliver."""
+    services = app.bot_data
+    config = services.config
+    server = WebServer(config)
+    if config.api.enabled:
         from bot.api import TillApi
 
         services.till_api = TillApi(services, services.i18n, on_booked=services.sender.wake)
-        await services.till_api.start()
-    # Order matters: post_init runs before polling starts, so the updates a crash left
-    # unhandled are queued ahead of anything fetched now (bot/updates.py).
-    if (journal := _journal(app)) is not None:
-        await journal.resume(app.bot, app.update_queue)
-    settle_collector()
+        services.till_api.mount(server)
+    webhook = config.telegram.mode == "webhook"
+    if webhook:
+        secret = services.webhook_secret or webhook_secret_from_env()
+        if secret is None:
+            raise ConfigError(f'[telegram] mode = "webhook" needs {WEBHOOK_SECRET_ENV} set')
+        services.webhook = WebhookReceiver(
+            path=config.telegram.webhook_path,
+            secret=secret,
+            bot=app.bot,
+            queue=app.update_queue,
+            journal=_journal(app),
+        )
+        server.add_routes(services.webhook.routes())
+    await server.start()
+    services.web = server
+    if webhook:
+        # Pending updates are kept (never dropped): each is a member's tap or a purchase.
+        await app.bot.set_webhook(
+            url=config.telegram.webhook_url,
+            secret_token=secret,
+            allowed_updates=list(ALLOWED_UPDATES),
+            drop_pending_updates=False,
+        )
+        log.info("webhook set; Telegram delivers to %s", config.telegram.webhook_url)
 
 
 def _journal(app: BotApp) -> UpdateJournal | None:
@@ -252,16 +295,24 @@ async def _catch_up_job(context: BotContext) -> None:
         services.sender.wake()
 
 
+async def stop_receiving(app: BotApp) -> None:
+    """Webhook mode: refuse new deliveries and queue the ones received (before app.stop(),
+    which handles what is queued)."""
+    if (webhook := app.bot_data.webhook) is not None:
+        await webhook.close()
+
+
 async def _post_stop(app: BotApp) -> None:
     # Order matters: the sender stops while the bot can still record what it sent.
     await app.bot_data.sender.stop()
 
 
 async def _post_shutdown(app: BotApp) -> None:
-    # Order matters: tills stop being served (their bookings finished) before the store closes.
-    if (till_api := app.bot_data.till_api) is not None:
-        app.bot_data.till_api = None
-        await till_api.stop()
+    # Order matters: the server stops (tills' bookings finished) before the store closes.
+    services = app.bot_data
+    if (server := services.web) is not None:
+        services.web = services.till_api = services.webhook = None
+        await server.stop()
     # Order matters: the last done marks are written while the store is open.
     if (journal := _journal(app)) is not None:
         await journal.stop(flush=app.bot_data.store.is_open)
@@ -291,19 +342,22 @@ async def _on_error(update: object, context: BotContext) -> None:
 
 @asynccontextmanager
 async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> AsyncIterator[BotApp]:
-    """Run the application with long polling inside an event loop we own (tests, demo, bench)."""
+    """Run the application inside an event loop we own (`pointsbot run` in webhook mode,
+    tests, demo, bench): long polling, or in webhook mode serving the webhook."""
     await app.initialize()
     try:
         if app.post_init is not None:
             await app.post_init(app)
         assert app.updater is not None
-        await app.updater.start_polling(timeout=poll_timeout, **polling)
+        if app.bot_data.config.telegram.mode == "polling":
+            await app.updater.start_polling(timeout=poll_timeout, **polling)
         await app.start()
         try:
             yield app
         finally:
             if app.updater.running:
                 await app.updater.stop()
+            await stop_receiving(app)
             if app.running:
                 await app.stop()
                 if app.post_stop is not None:

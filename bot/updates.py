@@ -104,6 +104,11 @@ class UpdateJournal:
         self._unrecorded, self._unrecorded_ids = batch, frozenset(ids)
         self._recording = asyncio.ensure_future(self._record(batch))
 
+    async def delivered(self, update: JSONDict) -> bool:
+        """Journal an update a webhook delivered (before it is acknowledged); False for a copy
+        of one journaled before, which is not to be handled again."""
+        return await self.journal.record_delivered(update, self.clock())
+
     async def recorded(self) -> None:
         """Wait until the last fetched batch is in the journal (the next fetch acknowledges it);
         raises what writing it raised, and tries again on the next call."""

@@ -67,6 +67,21 @@ def record_fetched(
     return again
 
 
+def record_delivered(conn: sqlite3.Connection, update: Mapping[str, Any], now: datetime) -> bool:
+    """Journal one update a webhook delivered; False when it was journaled before (a copy
+    Telegram delivered again, handled or being handled: journaled unchanged)."""
+    cur = conn.execute(
+        "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (update_id) DO NOTHING",
+        (
+            int(update["update_id"]),
+            json.dumps(update, ensure_ascii=False, separators=(",", ":")),
+            ts(now),
+        ),
+    )
+    return cur.rowcount == 1
+
+
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
     """Mark updates handled (their bodies are no longer needed); how many rows changed."""
     stamp = ts(now)
@@ -133,6 +148,7 @@ class Journal(Facade):
 
     # Each runs this module's sync function of the same name (`counts`: journal_counts).
     mark_done = writes(mark_done)
+    record_delivered = writes(record_delivered)
     take_unfinished = writes(take_unfinished)
     count_attempts = writes(count_attempts)
     prune_done = writes(prune_done)
