@@ -83,6 +83,9 @@ class UpdateJournal:
         # Replays about to start, counted in one transaction (`started`).
         self._starting: list[int] = []
         self._starts: asyncio.Future[None] | None = None
+        # Webhook deliveries about to be journaled together (`delivered`).
+        self._delivering: list[JSONDict] = []
+        self._deliveries: asyncio.Future[set[int]] | None = None
         # Ids Telegram delivered again that were journaled before: that copy is dropped.
         self._redelivered: set[int] = set()
         # The last run's last fetch, until this run's first: the only copies Telegram sends.
@@ -107,7 +110,23 @@ class UpdateJournal:
     async def delivered(self, update: JSONDict) -> bool:
         """Journal an update a webhook delivered (before it is acknowledged); False for a copy
         of one journaled before, which is not to be handled again."""
-        return await self.journal.record_delivered(update, self.clock())
+        # Deliveries arriving together share one transaction (one fsync), and the done marks
+        # waiting go along, as they do with a fetched batch.
+        self._delivering.append(update)
+        if self._deliveries is None:
+            self._deliveries = asyncio.ensure_future(self._record_deliveries())
+        fresh = await asyncio.shield(self._deliveries)
+        return int(update["update_id"]) in fresh
+
+    async def _record_deliveries(self) -> set[int]:
+        await asyncio.sleep(0)  # let the deliveries received in this turn of the loop join in
+        updates, self._delivering, self._deliveries = self._delivering, [], None
+        done, self._done = self._done, []
+        try:
+            return await self.journal.deliver(updates, done, self.clock())
+        except BaseException:
+            self._done[:0] = done
+            raise
 
     async def recorded(self) -> None:
         """Wait until the last fetched batch is in the journal (the next fetch acknowledges it);

@@ -67,19 +67,23 @@ def record_fetched(
     return again
 
 
-def record_delivered(conn: sqlite3.Connection, update: Mapping[str, Any], now: datetime) -> bool:
-    """Journal one update a webhook delivered; False when it was journaled before (a copy
+def record_delivered(
+    conn: sqlite3.Connection, updates: Sequence[Mapping[str, Any]], now: datetime
+) -> set[int]:
+    """Journal updates a webhook delivered; return the ids new here (the others are copies
     Telegram delivered again, handled or being handled: journaled unchanged)."""
-    cur = conn.execute(
-        "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (update_id) DO NOTHING",
-        (
-            int(update["update_id"]),
-            json.dumps(update, ensure_ascii=False, separators=(",", ":")),
-            ts(now),
-        ),
-    )
-    return cur.rowcount == 1
+    stamp = ts(now)
+    fresh: set[int] = set()
+    for update in updates:
+        update_id = int(update["update_id"])
+        cur = conn.execute(
+            "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (update_id) DO NOTHING",
+            (update_id, json.dumps(update, ensure_ascii=False, separators=(",", ":")), stamp),
+        )
+        if cur.rowcount == 1:
+            fresh.add(update_id)
+    return fresh
 
 
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
@@ -148,7 +152,6 @@ class Journal(Facade):
 
     # Each runs this module's sync function of the same name (`counts`: journal_counts).
     mark_done = writes(mark_done)
-    record_delivered = writes(record_delivered)
     take_unfinished = writes(take_unfinished)
     count_attempts = writes(count_attempts)
     prune_done = writes(prune_done)
@@ -167,5 +170,19 @@ class Journal(Facade):
             if done:
                 mark_done(conn, done, now)
             return again
+
+        return await self._store.write(run)
+
+    async def deliver(
+        self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
+    ) -> set[int]:
+        """Journal updates a webhook delivered and mark `done` handled, in one transaction;
+        return the ids new here."""
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            fresh = record_delivered(conn, updates, now)
+            if done:
+                mark_done(conn, done, now)
+            return fresh
 
         return await self._store.write(run)
