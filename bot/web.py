@@ -157,15 +157,23 @@ class WebhookReceiver:
         except Exception:  # bad JSON, bad UTF-8, or nothing PTB can read as an update
             log.warning("webhook call with a malformed update refused")
             return web.Response(status=400, text="malformed update")
-        if self.journal is not None:
-            drop_tapped_keyboards([data])  # never read (bot/sending.py): not worth a write
-            # Durable before acknowledged: the 200 below tells Telegram to forget it.
-            try:
-                fresh = await self.journal.delivered(data)
-            except Exception:  # never acknowledged: Telegram delivers it again
-                log.exception("could not journal webhook update %s", update.update_id)
-                return web.Response(status=500, text="not journaled")
-            if not fresh:
-                return web.Response(text="")  # a copy of one journaled before: handled once
-        await self.queue.put(update)
+        journal = self.journal
+        if journal is None:
+            await self.queue.put(update)
+            return web.Response(text="")
+        drop_tapped_keyboards([data])  # never read (bot/sending.py): not worth a write
+        # Newer than anything journaled, so no copy: handled while it is journaled (as a polled
+        # batch is; killed before the commit, it was never acknowledged and comes again).
+        handling = journal.surely_new(data)
+        if handling:
+            await self.queue.put(update)
+        # Durable before acknowledged: the 200 below tells Telegram to forget it.
+        try:
+            fresh = await journal.delivered(data)
+        except Exception:  # never acknowledged: Telegram delivers it again
+            log.exception("could not journal webhook update %s", update.update_id)
+            return web.Response(status=500, text="not journaled")
+        if fresh and not handling:
+            await self.queue.put(update)
+        # (Not fresh: a copy of one journaled before, acknowledged and handled once.)
         return web.Response(text="")

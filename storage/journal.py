@@ -86,6 +86,12 @@ def record_delivered(
     return fresh
 
 
+def newest(conn: sqlite3.Connection) -> int | None:
+    """The highest update id journaled (None: none)."""
+    row = conn.execute("SELECT max(update_id) FROM update_journal").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
     """Mark updates handled (their bodies are no longer needed); how many rows changed."""
     stamp = ts(now)
@@ -152,6 +158,7 @@ class Journal(Facade):
 
     # Each runs this module's sync function of the same name (`counts`: journal_counts).
     mark_done = writes(mark_done)
+    newest = reads(newest)
     take_unfinished = writes(take_unfinished)
     count_attempts = writes(count_attempts)
     prune_done = writes(prune_done)
