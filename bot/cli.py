@@ -785,7 +785,7 @@ def api_keys_list(config_path: Path) -> None:
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:
-    """Run the bot with long polling until SIGINT or SIGTERM."""
+    """Run the bot (long polling, or served by its webhook) until SIGINT or SIGTERM."""
     config = _load(config_path, to_run=True)
     token = token_from_env()
     if token is None:
