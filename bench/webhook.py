@@ -49,7 +49,9 @@ def _free_port() -> int:
 
 def _configured(config: Config, path: Path, mode: str, base_url: str) -> Config:
     storage = StorageConfig(path=str(path), synchronous="FULL")
-    update: dict[str, object] = {"storage": storage}
+    # Members tapping as fast as the bot answers are a flood to the guard: lift it for both.
+    limits = config.limits.model_copy(update={"flood_updates": 1000, "flood_seconds": 1})
+    update: dict[str, object] = {"storage": storage, "limits": limits}
     if mode == "webhook":
         port = _free_port()
         update["telegram"] = TelegramConfig(

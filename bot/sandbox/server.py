@@ -914,6 +914,7 @@ class BotApiEmulator:
         self._delivering: set[int] = set()
         self._delivering_users: set[int] = set()
         self._webhook_delivered: dict[int, str] = {}
+        self._update_users: dict[int, int | None] = {}
         self.menu_buttons: dict[int | None, JSONDict] = {}
         self.bot_texts: dict[tuple[str, str], str] = {}
         self._users: dict[int, SandboxUser] = {}
@@ -1777,7 +1778,9 @@ class BotApiEmulator:
         for update_id, body in self._updates:
             if update_id in self._delivering:
                 continue
-            user = _update_user(body)
+            user = self._update_users.get(update_id, -1)
+            if user == -1:  # parsed once per update, not at every look
+                user = self._update_users[update_id] = _update_user(body)
             if user is not None and user in self._delivering_users:
                 continue
             return update_id, body, user
