@@ -298,7 +298,7 @@ async def _catch_up_job(context: BotContext) -> None:
 async def stop_receiving(app: BotApp) -> None:
     """Webhook mode: refuse new deliveries and queue the ones received (before app.stop(),
     which handles what is queued)."""
-    if (webhook := app.bot_data.webhook) is not None:
+    if (webhook := getattr(app.bot_data, "webhook", None)) is not None:
         await webhook.close()
 
 
@@ -349,7 +349,9 @@ async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> Asy
         if app.post_init is not None:
             await app.post_init(app)
         assert app.updater is not None
-        if app.bot_data.config.telegram.mode == "polling":
+        # Webhook mode: post_init started the webhook route (a bench's plain Application,
+        # with no Services, polls).
+        if getattr(app.bot_data, "webhook", None) is None:
             await app.updater.start_polling(timeout=poll_timeout, **polling)
         await app.start()
         try:
