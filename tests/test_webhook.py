@@ -103,6 +103,8 @@ def text_update(update_id: int, user_id: int, text: str) -> bytes:
         "from": user,
         "text": text,
     }
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text)}]
     return json.dumps({"update_id": update_id, "message": message}).encode()
 
 
@@ -336,3 +338,40 @@ def test_check_config_and_run_name_the_missing_secret(
     monkeypatch.setenv("POINTSBOT_WEBHOOK_SECRET", "has spaces")
     checked = runner.invoke(main, ["check-config", "--config", str(path)])
     assert "webhook key invalid" in checked.output
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+async def test_a_delivered_update_is_journaled_once_and_done_marks_ride_along(
+    tmp_path: Path,
+) -> None:
+    update = json.loads(text_update(41, 9601, "/start"))
+    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+        journal = Journal(store)
+        assert await journal.deliver([update], [], NOW) == {41}
+        assert await journal.newest() == 41
+        # Telegram's copy (it missed the 200): journaled unchanged, not new; done marks of
+        # updates handled meanwhile are written in the same transaction.
+        assert await journal.deliver([update], [41], NOW) == set()
+        assert await journal.counts() == JournalCounts(unfinished=0, done=1)
+        assert await journal.deliver([update], [], NOW) == set()  # handled: still not new
+
+
+async def test_an_update_left_unhandled_is_handled_at_the_next_start(
+    sample_config: Config,
+) -> None:
+    # Journaled (acknowledged to Telegram) by a run killed before handling it.
+    update = json.loads(text_update(77, 9701, "/start"))
+    async with Store(sample_config.storage.path, clock=lambda: NOW) as store:
+        await Journal(store).deliver([update], [], NOW)
+    async with webhook_bot(sample_config) as sandbox:
+        sandbox.member(9701)
+        await sandbox.emu.wait_for(9701, lambda: bool(sandbox.emu.events(9701)))
+        # Its copy, should Telegram deliver it again, is acknowledged and not handled.
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        handled = sandbox.emu.event_count(9701)
+        assert await post(sandbox, text_update(77, 9701, "/start"), headers) == 200
+        await asyncio.sleep(0.2)
+        assert sandbox.emu.event_count(9701) == handled
+        assert await sandbox.services.members.by_telegram_id(9701) is not None
