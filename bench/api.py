@@ -92,9 +92,10 @@ async def _through_api(
 ) -> tuple[float, list[float]]:
     """Book `rows` through the running bot's API with `tills` concurrent signed clients;
     return (seconds, each request's latency in seconds)."""
-    api = config.api.model_copy(update={"enabled": True, "port": 0, "requests_per_minute": 100_000})
+    api = config.api.model_copy(update={"enabled": True, "requests_per_minute": 100_000})
+    server = config.server.model_copy(update={"port": 0})
     storage = StorageConfig(path=str(path), synchronous="FULL")
-    config = config.model_copy(update={"api": api, "storage": storage})
+    config = config.model_copy(update={"api": api, "server": server, "storage": storage})
     latencies: list[float] = []
     async with BotApiEmulator() as emu:
         app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)

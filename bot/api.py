@@ -1,8 +1,8 @@
 """The signed till API over HTTP (aiohttp): parse a request, check its signature, call one
 programme function (bot/programme/till_api.py), answer in JSON.
 
-Served by `pointsbot run` when [api] enabled (started in the application's post_init, on its
-event loop; stopped in post_shutdown). Every refusal is `{"error": {"code", "message"}}` (with
+Served by `pointsbot run` when [api] enabled, under /v1 on the one HTTP server (bot/web.py,
+[server] host and port). Every refusal is `{"error": {"code", "message"}}` (with
 `field` when one field is at fault) and writes nothing; /v1/openapi.json describes it all.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from bot.api_openapi import OPENAPI
-from bot.config import Config, ConfigError
+from bot.config import Config
 from bot.i18n import I18n
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
@@ -36,6 +36,7 @@ from bot.programme.till_api import (
     till_member,
 )
 from bot.ratelimit import FloodGuard
+from bot.web import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ NONCE_HEADER: Final = "X-Pointsbot-Nonce"
 SIGNATURE_HEADER: Final = "X-Pointsbot-Signature"
 # Set on a 200 that repeats the first answer to a purchase or return.
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
+# Every path of the API starts with this (its version).
+PREFIX: Final = "/v1"
 
 # The field a programme refusal is about, by its message id (the till highlights it).
 _RULE_FIELDS: Final = {
@@ -183,13 +186,14 @@ class TillApi:
         # Called after a booking queued a member's notice (the bot wakes its sender).
         self.on_booked = on_booked
         api = programme.config.api
-        self.host, self.port = api.host, api.port
         self.max_body = api.max_body_bytes
         self.limits = FloodGuard(api.requests_per_minute, 60)
-        self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=self.max_body, middlewares=[self._errors])
+        self.server: WebServer | None = None
+        # Its own application, mounted on the one server: its error middleware answers for
+        # its own paths only (their 404s and 405s included), in its JSON.
+        self.app = web.Application(middlewares=[self._errors])
         for method, path, handler in self.routes():
-            self.app.router.add_route(method, path, handler)
+            self.app.router.add_route(method, path.removeprefix(PREFIX), handler)
 
     def routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]]:
         """Every route served: (method, path, handler); /v1/openapi.json describes the same."""
@@ -200,33 +204,16 @@ class TillApi:
             ("GET", "/v1/openapi.json", self._openapi),
         ]
 
-    async def start(self) -> None:
-        """Serve on [api] host and port (port 0: a free one) and log the address; raises
-        ConfigError when that address cannot be listened on."""
-        runner = web.AppRunner(self.app, shutdown_timeout=5.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(
-                f"[api] cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from None
-        self.port = int(runner.addresses[0][1])
-        self._runner = runner
-        log.info("till API serving on %s", self.url)
-
-    async def stop(self) -> None:
-        """Stop serving (requests in flight finish first, within the shutdown timeout)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-            log.info("till API stopped")
+    def mount(self, server: WebServer) -> None:
+        """Be served under /v1 by the one HTTP server (before it starts)."""
+        server.mount(PREFIX, self.app)
+        self.server = server
 
     @property
     def url(self) -> str:
         """The base URL tills call."""
-        return f"http://{self.host}:{self.port}"
+        assert self.server is not None, "mounted on the server first"
+        return self.server.url
 
     @property
     def config(self) -> Config:
@@ -258,10 +245,13 @@ class TillApi:
         """The request's key, checked, and its body; raises Refusal (401, 413, 429)."""
         if request.content_length is not None and request.content_length > self.max_body:
             raise self._too_large()
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:  # no Content-Length, and too long when read
-            raise self._too_large() from None
+        # Read up to the API's own limit (the server's is the webhook's, larger): a body with
+        # no Content-Length is refused once it grows past it.
+        body = await request.content.read(self.max_body + 1)
+        while len(body) <= self.max_body and not request.content.at_eof():
+            body += await request.content.read(self.max_body + 1 - len(body))
+        if len(body) > self.max_body:
+            raise self._too_large()
         headers = request.headers
         signed = SignedRequest(
             key_id=headers.get(KEY_HEADER),

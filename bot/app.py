@@ -7,14 +7,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import time, tzinfo
-from typing import Any
+from typing import Any, Final
 
 from telegram import BotCommand, Update
 from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, JobQueue
 
 import handlers
 from bot.clock import Clock, system_clock
-from bot.config import LANGUAGES, Config, ConfigError
+from bot.config import (
+    LANGUAGES,
+    WEBHOOK_SECRET_ENV,
+    Config,
+    ConfigError,
+    webhook_secret_from_env,
+)
 from bot.i18n import I18n
 from bot.logs import member_salt
 from bot.metrics import Metrics
@@ -23,6 +29,7 @@ from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
+from bot.web import ALLOWED_UPDATES, WebhookReceiver, WebServer, serves_http
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.journal import Journal
 from storage.store import Store
@@ -166,17 +173,76 @@ async def _post_init(app: BotApp) -> None:
     if services.schedule_jobs:
         _schedule_jobs(app)
     services.sender.start()
-    # Order matters: tills are served once the store is open and the rules in force.
-    if services.config.api.enabled:
+    # Order matters: post_init runs before polling starts (and before the webhook is served),
+    # so the updates a crash left unhandled are queued ahead of anything fetched now
+    # (bot/updates.py).
+    if (journal := _journal(app)) is not None:
+        await journal.resume(app.bot, app.update_queue)
+    # Order matters: tills and Telegram are served once the store is open and the rules in
+    # force, and the webhook once the replays are queued.
+    if serves_http(services.config):
+        await _serve_http(app)
+    settle_collector()
+
+
+# How often webhook mode asks Telegram about its webhook (well inside [health]'s window).
+WEBHOOK_HEARTBEAT_SECONDS: Final = 60
+
+
+async def _webhook_heartbeat(context: BotContext) -> None:
+    """Ask Telegram about the webhook; an answer counts as Telegram heard (/healthz), and a
+    webhook someone else removed or changed is logged."""
+    info = await context.bot.get_webhook_info()
+    context.bot_data.metrics.bot_api_contact()
+    if info.url != context.bot_data.config.telegram.webhook_url:
+        log.warning("Telegram's webhook is %r, not this bot's [telegram] webhook_url", info.url)
+
+
+async def _serve_http(app: BotApp) -> None:
+    """Start the one HTTP server with what this configuration serves; in webhook mode, then
+    tell Telegram where to deliver."""
+    services = app.bot_data
+    config = services.config
+    server = WebServer(config)
+    if config.api.enabled:
         from bot.api import TillApi
 
         services.till_api = TillApi(services, services.i18n, on_booked=services.sender.wake)
-        await services.till_api.start()
-    # Order matters: post_init runs before polling starts, so the updates a crash left
-    # unhandled are queued ahead of anything fetched now (bot/updates.py).
-    if (journal := _journal(app)) is not None:
-        await journal.resume(app.bot, app.update_queue)
-    settle_collector()
+        services.till_api.mount(server)
+    webhook = config.telegram.mode == "webhook"
+    if webhook:
+        secret = services.webhook_secret or webhook_secret_from_env()
+        if secret is None:
+            raise ConfigError(f'[telegram] mode = "webhook" needs {WEBHOOK_SECRET_ENV} set')
+        services.webhook = WebhookReceiver(
+            path=config.telegram.webhook_path,
+            secret=secret,
+            bot=app.bot,
+            queue=app.update_queue,
+            journal=_journal(app),
+            on_contact=services.metrics.bot_api_contact,
+        )
+        server.add_routes(services.webhook.routes())
+        # A quiet shop gets no webhook calls for hours: asking Telegram about the webhook now
+        # and then keeps /healthz's "Telegram is heard" true while Telegram answers.
+        if app.job_queue is not None:
+            app.job_queue.run_repeating(
+                _webhook_heartbeat, interval=WEBHOOK_HEARTBEAT_SECONDS, name="webhook-heartbeat"
+            )
+    from bot.health import routes as health_routes
+
+    server.add_routes(health_routes(services))
+    await server.start()
+    services.web = server
+    if webhook:
+        # Pending updates are kept (never dropped): each is a member's tap or a purchase.
+        await app.bot.set_webhook(
+            url=config.telegram.webhook_url,
+            secret_token=secret,
+            allowed_updates=list(ALLOWED_UPDATES),
+            drop_pending_updates=False,
+        )
+        log.info("webhook set; Telegram delivers to %s", config.telegram.webhook_url)
 
 
 def _journal(app: BotApp) -> UpdateJournal | None:
@@ -267,16 +333,24 @@ async def _catch_up_job(context: BotContext) -> None:
         services.sender.wake()
 
 
+async def stop_receiving(app: BotApp) -> None:
+    """Webhook mode: refuse new deliveries and queue the ones received (before app.stop(),
+    which handles what is queued)."""
+    if (webhook := getattr(app.bot_data, "webhook", None)) is not None:
+        await webhook.close()
+
+
 async def _post_stop(app: BotApp) -> None:
     # Order matters: the sender stops while the bot can still record what it sent.
     await app.bot_data.sender.stop()
 
 
 async def _post_shutdown(app: BotApp) -> None:
-    # Order matters: tills stop being served (their bookings finished) before the store closes.
-    if (till_api := app.bot_data.till_api) is not None:
-        app.bot_data.till_api = None
-        await till_api.stop()
+    # Order matters: the server stops (tills' bookings finished) before the store closes.
+    services = app.bot_data
+    if (server := services.web) is not None:
+        services.web = services.till_api = services.webhook = None
+        await server.stop()
     # Order matters: the last done marks are written while the store is open.
     if (journal := _journal(app)) is not None:
         await journal.stop(flush=app.bot_data.store.is_open)
@@ -306,19 +380,24 @@ async def _on_error(update: object, context: BotContext) -> None:
 
 @asynccontextmanager
 async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> AsyncIterator[BotApp]:
-    """Run the application with long polling inside an event loop we own (tests, demo, bench)."""
+    """Run the application inside an event loop we own (`pointsbot run` in webhook mode,
+    tests, demo, bench): long polling, or in webhook mode serving the webhook."""
     await app.initialize()
     try:
         if app.post_init is not None:
             await app.post_init(app)
         assert app.updater is not None
-        await app.updater.start_polling(timeout=poll_timeout, **polling)
+        # Webhook mode: post_init started the webhook route (a bench's plain Application,
+        # with no Services, polls).
+        if getattr(app.bot_data, "webhook", None) is None:
+            await app.updater.start_polling(timeout=poll_timeout, **polling)
         await app.start()
         try:
             yield app
         finally:
             if app.updater.running:
                 await app.updater.stop()
+            await stop_receiving(app)
             if app.running:
                 await app.stop()
                 if app.post_stop is not None:

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -21,16 +22,19 @@ from bot.clock import Clock, system_clock
 from bot.config import (
     LANGUAGES,
     TOKEN_ENV,
+    WEBHOOK_SECRET_ENV,
     Config,
     ConfigError,
     check_runnable,
     load_config,
     token_from_env,
     unrunnable,
+    webhook_secret_from_env,
 )
 
 if TYPE_CHECKING:
     from bot.progress import ProgressReporter
+    from handlers.common import BotApp
 
 DEFAULT_CONFIG = "config.toml"
 EXAMPLE_CONFIG = "config.example.toml"
@@ -139,11 +143,26 @@ def check_config(config_path: Path) -> None:
         click.echo(f"              {source}: {describe_policy(policy)}")
     click.echo(f"  returns     {config.redemption.return_window_days} days")
     click.echo(f"  bot api     {config.telegram.base_url or 'Telegram (public Bot API)'}")
-    api = config.api
-    click.echo(
-        f"  till api    {f'http://{api.host}:{api.port}/v1/' if api.enabled else 'disabled'}"
-    )
+    from bot.web import serves_http
+
+    server = config.server
+    served = f"http://{server.host}:{server.port}"
+    click.echo(f"  http server {served if serves_http(config) else 'not started'}")
+    click.echo(f"  till api    {f'{served}/v1/' if config.api.enabled else 'disabled'}")
+    telegram = config.telegram
+    if telegram.mode == "webhook":
+        click.echo(f"  updates     webhook {telegram.webhook_url} (route {telegram.webhook_path})")
+    else:
+        click.echo("  updates     polling")
     click.echo(f"  token       {'set' if token_from_env() else 'not set'} ({TOKEN_ENV})")
+    webhook_ready = True
+    if telegram.mode == "webhook":
+        try:
+            webhook_ready = webhook_secret_from_env() is not None
+            state = "set" if webhook_ready else "not set"
+        except ConfigError as exc:
+            webhook_ready, state = False, f"invalid: {exc}"
+        click.echo(f"  webhook key {state} ({WEBHOOK_SECRET_ENV})")
     click.echo(f"  guarantee   {guarantee}")
     if program.admins:
         click.echo(
@@ -154,6 +173,12 @@ def check_config(config_path: Path) -> None:
     # Valid, so tools may use it, but `pointsbot run` will refuse: say so now.
     for key, message in unrunnable(config).items():
         click.echo(f"warning: {config_path}: [{key}] {message}", err=True)
+    if not webhook_ready:
+        click.echo(
+            f'warning: {config_path}: [telegram] mode = "webhook": `pointsbot run` needs'
+            f" {WEBHOOK_SECRET_ENV} set",
+            err=True,
+        )
 
 
 def _check_guarantee(config: Config, config_path: Path) -> str:
@@ -756,7 +781,7 @@ def api_keys_create(config_path: Path, store: str) -> None:
     with contextlib.closing(conn):
         key_id, secret = draw_key()
         key = create_key(conn, key_id, store, secret, now=cli_clock()())
-    api = config.api
+    api, server = config.api, config.server
     click.echo(f"store   {key.store}")
     click.echo(f"key id  {key.key_id}")
     click.echo(f"secret  {secret}")
@@ -766,7 +791,7 @@ def api_keys_create(config_path: Path, store: str) -> None:
     )
     click.echo(
         'The till signs every request with it (README, "The till API"; examples/till.py).'
-        f" The API is served at http://{api.host}:{api.port}/v1/ when [api] enabled"
+        f" The API is served at http://{server.host}:{server.port}/v1/ when [api] enabled"
         f" ({'enabled' if api.enabled else 'not enabled yet'} in {config_path})."
     )
 
@@ -826,7 +851,7 @@ def _verbose() -> bool:
 @main.command("run")
 @config_option
 def run(config_path: Path) -> None:
-    """Run the bot with long polling until SIGINT or SIGTERM."""
+    """Run the bot (long polling, or served by its webhook) until SIGINT or SIGTERM."""
     config = _load(config_path, to_run=True)
     from bot.logs import configure_logging
 
@@ -839,20 +864,42 @@ def run(config_path: Path) -> None:
             err=True,
         )
         sys.exit(2)
+    if config.telegram.mode == "webhook" and webhook_secret_from_env() is None:
+        click.echo(
+            f'error: [telegram] mode = "webhook" needs {WEBHOOK_SECRET_ENV} set (a random'
+            " 1-256 characters of A-Z, a-z, 0-9, _ and -; Telegram sends it back with each update)",
+            err=True,
+        )
+        sys.exit(2)
     # The points-value guarantee, before anything starts (the bot checks again at start).
     _check_guarantee(config, config_path)
     from bot.app import build_application
+    from bot.web import ALLOWED_UPDATES
 
     app = build_application(config, token)
     logging.getLogger(__name__).info("pointsbot starting (database %s)", config.storage.path)
     # run_polling installs SIGINT/SIGTERM handlers and shuts down cleanly on either.
     try:
-        app.run_polling(
-            allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"]
-        )
+        if config.telegram.mode == "webhook":
+            asyncio.run(_serve_until_signalled(app))
+        else:
+            app.run_polling(allowed_updates=list(ALLOWED_UPDATES))
     except ConfigError as exc:  # TermsRefused at start (a database migrated meanwhile)
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+async def _serve_until_signalled(app: BotApp) -> None:
+    """Webhook mode: serve until SIGINT or SIGTERM, then shut down as run_polling does (stop
+    taking deliveries, handle what was received, close)."""
+    from bot.app import running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(app):
+        await stop.wait()
 
 
 @main.command("demo")
@@ -866,7 +913,7 @@ def run(config_path: Path) -> None:
 @click.option(
     "--api",
     is_flag=True,
-    help="Serve the till API too ([api] host and port) with a demo key, for examples/till.py.",
+    help="Serve the till API too ([server] host and port) with a demo key, for examples/till.py.",
 )
 def demo(config_path: Path | None, api: bool) -> None:
     """Chat with the bot in this terminal: local Bot API sandbox, sample data, no token."""

@@ -23,6 +23,11 @@ from pydantic import (
 
 LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 TOKEN_ENV = "POINTSBOT_TOKEN"  # noqa: S105 - the variable's name, not a secret
+WEBHOOK_SECRET_ENV = "POINTSBOT_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
+# What Telegram accepts as a webhook's secret_token (Bot API, setWebhook): 1-256 of these.
+WEBHOOK_SECRET_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+)
 
 Language = Literal["zh-CN", "en"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -105,16 +110,39 @@ class ProgramConfig(_Section):
 
 
 class TelegramConfig(_Section):
-    """[telegram]: where the Bot API is."""
+    """[telegram]: where the Bot API is, and how updates reach the bot."""
 
     base_url: str = ""
+    # polling: the bot asks for updates (getUpdates); webhook: Telegram POSTs each one to
+    # `webhook_url`, served by [server] (its path is the route).
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
 
-    @field_validator("base_url")
+    @field_validator("base_url", "webhook_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https:// (or be empty)")
         return value
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Self:
+        if self.mode != "webhook":
+            return self
+        if not self.webhook_url:
+            raise ValueError('webhook_url: required when mode = "webhook"')
+        # Telegram calls HTTPS URLs only; a self-hosted Bot API server (or the sandbox) also
+        # calls plain HTTP ones.
+        if not self.base_url and not self.webhook_url.startswith("https://"):
+            raise ValueError("webhook_url: Telegram calls https:// URLs only")
+        return self
+
+    @property
+    def webhook_path(self) -> str:
+        """The route the webhook is served on: the path of `webhook_url`."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.webhook_url).path or "/"
 
 
 class StorageConfig(_Section):
@@ -1076,14 +1104,21 @@ class StaffMember(_Section):
         return self
 
 
-class ApiConfig(_Section):
-    """[api]: the signed till API, served by `pointsbot run` when enabled."""
+class ServerConfig(_Section):
+    """[server]: the one HTTP server (till API, webhook, health and metrics)."""
 
+    # Serve health and metrics even with neither the till API nor the webhook on.
     enabled: bool = False
     # Loopback by default: put a TLS-terminating proxy in front before opening it further.
     host: str = Field(default="127.0.0.1", min_length=1)
     # 0: any free port (tests, the demo), logged at start.
     port: int = Field(default=8080, ge=0, le=65535)
+
+
+class ApiConfig(_Section):
+    """[api]: the signed till API, served by `pointsbot run` when enabled."""
+
+    enabled: bool = False
     # A request body longer than this is refused (413) before it is read.
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     # Per key, over a sliding minute; more are refused (429) with Retry-After.
@@ -1133,6 +1168,7 @@ class Config(_Section):
     staff: list[StaffMember] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
     health: HealthConfig = HealthConfig()
+    server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")
     def _staff_consistent(self) -> Self:
@@ -1344,6 +1380,17 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     return parse_config(data, str(file))
+
+
+def webhook_secret_from_env() -> str | None:
+    """The webhook's secret token from the environment; None when unset or blank; raises
+    ConfigError when Telegram would refuse it."""
+    secret = os.environ.get(WEBHOOK_SECRET_ENV, "").strip()
+    if secret and (len(secret) > 256 or not set(secret) <= WEBHOOK_SECRET_CHARS):
+        raise ConfigError(
+            f"{WEBHOOK_SECRET_ENV}: 1-256 characters, only A-Z, a-z, 0-9, _ and - (Telegram's rule)"
+        )
+    return secret or None
 
 
 def token_from_env() -> str | None:

@@ -86,6 +86,13 @@ class UpdateJournal:
         # Replays about to start, counted in one transaction (`started`).
         self._starting: list[int] = []
         self._starts: asyncio.Future[None] | None = None
+        # Webhook deliveries about to be journaled together (`delivered`).
+        self._delivering: list[JSONDict] = []
+        self._deliveries: asyncio.Future[set[int]] | None = None
+        # Delivered updates not yet journaled (their done marks wait), and the newest id ever
+        # journaled (known from `resume` on; None: not known, every delivery journaled first).
+        self._delivering_ids: set[int] = set()
+        self._newest: int | None = None
         # Ids Telegram delivered again that were journaled before: that copy is dropped.
         self._redelivered: set[int] = set()
         # The last run's last fetch, until this run's first: the only copies Telegram sends.
@@ -107,15 +114,59 @@ class UpdateJournal:
         self._unrecorded, self._unrecorded_ids = batch, frozenset(ids)
         self._recording = asyncio.ensure_future(self._record(batch))
 
+    def surely_new(self, update: JSONDict) -> bool:
+        """Whether a webhook's update is newer than any journaled (Telegram's ids only grow):
+        then it cannot be a copy, and is handled while it is being journaled, as a polled
+        batch is. Anything else is journaled first, and handled only if new there."""
+        update_id = int(update["update_id"])
+        if self._newest is None or update_id <= self._newest:
+            return False
+        self._newest = update_id
+        return True
+
+    async def delivered(self, update: JSONDict) -> bool:
+        """Journal an update a webhook delivered (before it is acknowledged); False for a copy
+        of one journaled before, which is not to be handled again."""
+        update_id = int(update["update_id"])
+        # Deliveries arriving together share one transaction (one fsync), and the done marks
+        # waiting go along, as they do with a fetched batch.
+        self._delivering.append(update)
+        self._delivering_ids.add(update_id)
+        if self._deliveries is None:
+            self._deliveries = asyncio.ensure_future(self._record_deliveries())
+        try:
+            fresh = await asyncio.shield(self._deliveries)
+        finally:
+            self._delivering_ids.discard(update_id)
+        if self._newest is not None and update_id > self._newest:
+            self._newest = update_id
+        return update_id in fresh
+
+    async def _record_deliveries(self) -> set[int]:
+        await asyncio.sleep(0)  # let the deliveries received in this turn of the loop join in
+        updates, self._delivering, self._deliveries = self._delivering, [], None
+        ids = {int(update["update_id"]) for update in updates}
+        # Marks of updates still to be journaled by another transaction wait for it.
+        waiting = self._delivering_ids - ids
+        done = [i for i in self._done if i not in waiting]
+        self._done = [i for i in self._done if i in waiting]
+        try:
+            return await self.journal.deliver(updates, done, self.clock())
+        except BaseException:
+            self._done[:0] = done
+            raise
+
     async def recorded(self) -> None:
         """Wait until the last fetched batch is in the journal (the next fetch acknowledges it);
         raises what writing it raised, and tries again on the next call."""
         if self._unrecorded is None:
             return
-        if self._recording is None:
+        if self._recording is None or self._recording.cancelled():
             self._recording = asyncio.ensure_future(self._record(self._unrecorded))
         try:
-            await self._recording
+            # Shielded: the polling task is cancelled at shutdown while it waits here, and the
+            # write must not be (the shutdown's last getUpdates waits for the same one).
+            await asyncio.shield(self._recording)
         except Exception:
             self._recording = None
             raise
@@ -140,6 +191,9 @@ class UpdateJournal:
         await self.journal.prune_done(now - KEEP_DONE)
         self._pruned_at = asyncio.get_running_loop().time()
         unfinished = await self.journal.take_unfinished(now, max_attempts=MAX_REPLAYS)
+        self._newest = await self.journal.newest()
+        if self._newest is None:  # nothing journaled (or all pruned): nothing to copy
+            self._newest = 0
         self._previous_fetch = set(unfinished.last_fetch)
         for update_id in unfinished.given_up:
             log.error("update %s given up: not handled in %d replays", update_id, MAX_REPLAYS)
@@ -223,9 +277,9 @@ class UpdateJournal:
 
     async def flush(self) -> None:
         """Write the waiting done marks now (those of a batch not yet journaled go with it)."""
-        if self._unrecorded_ids:
-            done = [i for i in self._done if i not in self._unrecorded_ids]
-            self._done = [i for i in self._done if i in self._unrecorded_ids]
+        if waiting := self._unrecorded_ids | self._delivering_ids:
+            done = [i for i in self._done if i not in waiting]
+            self._done = [i for i in self._done if i in waiting]
         else:
             done, self._done = self._done, []
         if not done:

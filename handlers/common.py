@@ -40,6 +40,7 @@ from storage.transfers import Transfers
 
 if TYPE_CHECKING:
     from bot.api import TillApi
+    from bot.web import WebhookReceiver, WebServer
 
 
 class Services(Programme):
@@ -69,6 +70,11 @@ class Services(Programme):
         self.schedule_jobs = True
         # The signed till API, while served ([api] enabled: started in post_init).
         self.till_api: TillApi | None = None
+        # The one HTTP server and its webhook route, while served (started in post_init).
+        self.web: WebServer | None = None
+        self.webhook: WebhookReceiver | None = None
+        # Telegram's webhook secret_token (webhook mode): from the environment unless given.
+        self.webhook_secret: str | None = None
 
     def wire(
         self,

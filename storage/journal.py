@@ -67,6 +67,31 @@ def record_fetched(
     return again
 
 
+def record_delivered(
+    conn: sqlite3.Connection, updates: Sequence[Mapping[str, Any]], now: datetime
+) -> set[int]:
+    """Journal updates a webhook delivered; return the ids new here (the others are copies
+    Telegram delivered again, handled or being handled: journaled unchanged)."""
+    stamp = ts(now)
+    fresh: set[int] = set()
+    for update in updates:
+        update_id = int(update["update_id"])
+        cur = conn.execute(
+            "INSERT INTO update_journal (update_id, body, fetched_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (update_id) DO NOTHING",
+            (update_id, json.dumps(update, ensure_ascii=False, separators=(",", ":")), stamp),
+        )
+        if cur.rowcount == 1:
+            fresh.add(update_id)
+    return fresh
+
+
+def newest(conn: sqlite3.Connection) -> int | None:
+    """The highest update id journaled (None: none)."""
+    row = conn.execute("SELECT max(update_id) FROM update_journal").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
     """Mark updates handled (their bodies are no longer needed); how many rows changed."""
     stamp = ts(now)
@@ -133,6 +158,7 @@ class Journal(Facade):
 
     # Each runs this module's sync function of the same name (`counts`: journal_counts).
     mark_done = writes(mark_done)
+    newest = reads(newest)
     take_unfinished = writes(take_unfinished)
     count_attempts = writes(count_attempts)
     prune_done = writes(prune_done)
@@ -151,5 +177,19 @@ class Journal(Facade):
             if done:
                 mark_done(conn, done, now)
             return again
+
+        return await self._store.write(run)
+
+    async def deliver(
+        self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
+    ) -> set[int]:
+        """Journal updates a webhook delivered and mark `done` handled, in one transaction;
+        return the ids new here."""
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            fresh = record_delivered(conn, updates, now)
+            if done:
+                mark_done(conn, done, now)
+            return fresh
 
         return await self._store.write(run)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench import api, e2e, tiers
+from bench import api, e2e, tiers, webhook
 
 
 def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +55,22 @@ def test_till_api_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert found, out
     assert all(int(rate.replace(",", "")) > 0 for rate in found.groups())
+
+
+def test_webhook_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    webhook.main(["--quick"])
+    out = capsys.readouterr().out
+    for mode in ("polling", "webhook"):
+        found = re.search(
+            rf"^{mode}\s+5 members, 30 updates: ([\d,]+) updates/s;"
+            r" message p50 [\d.]+ ms p99 [\d.]+ ms; tap answered p50 [\d.]+ ms p99 [\d.]+ ms$",
+            out,
+            re.MULTILINE,
+        )
+        assert found, out
+        assert int(found.group(1).replace(",", "")) > 0
+    assert re.search(
+        r"^ratio webhook/polling: updates/s [\d.]+, message p50 [\d.]+, tap answered p50 [\d.]+$",
+        out,
+        re.MULTILINE,
+    ), out

@@ -29,6 +29,7 @@ from bot.cli import main
 from bot.clock import FixedClock
 from bot.config import Config, ConfigError, load_config
 from bot.programme.till_api import draw_key, sign
+from bot.web import WebServer
 from storage.api_keys import ApiKey
 from storage.members import Member
 from storage.store import Store
@@ -39,8 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _api_on(**settings: Any) -> Callable[[Config], Config]:
     def change(config: Config) -> Config:
-        api = config.api.model_copy(update={"enabled": True, "port": 0, **settings})
-        return config.model_copy(update={"api": api})
+        api = config.api.model_copy(update={"enabled": True, **settings})
+        server = config.server.model_copy(update={"port": 0})
+        return config.model_copy(update={"api": api, "server": server})
 
     return change
 
@@ -194,11 +196,12 @@ async def test_the_member_is_told_of_a_purchase_booked_through_the_api(
 
 
 async def test_a_busy_port_is_a_clear_error(sandbox: Sandbox) -> None:
-    served = sandbox.services.till_api
+    served = sandbox.services.web
     assert served is not None
-    second = TillApi(sandbox.services, sandbox.services.i18n)
+    second = WebServer(sandbox.services.config)
+    TillApi(sandbox.services, sandbox.services.i18n).mount(second)
     second.port = served.port
-    with pytest.raises(ConfigError, match=rf"\[api\] cannot listen on 127.0.0.1:{served.port}"):
+    with pytest.raises(ConfigError, match=rf"\[server\] cannot listen on 127.0.0.1:{served.port}"):
         await second.start()
 
 
@@ -634,7 +637,7 @@ def test_the_api_is_off_unless_enabled(sample_config: Config) -> None:
     ("old", "new", "named"),
     [
         ("clock_skew_seconds = 300", 'clock_skew_seconds = 300\nsecret = "x"', "[api.secret]"),
-        ("port = 8080", "port = 70000", "[api.port]"),
+        ("port = 8080", "port = 70000", "[server.port]"),
     ],
     ids=["unknown key", "bad port"],
 )

@@ -29,7 +29,14 @@ def demo_config(config: Config, directory: Path, *, api: bool = False) -> Config
     storage = StorageConfig(path=str(directory / "demo.sqlite3"), synchronous="NORMAL")
     owner = StaffMember(telegram_id=DEMO_USER_ID, name=DEMO_FIRST_NAME, role="owner")
     program = config.program.model_copy(update={"admins": []})
-    update: dict[str, object] = {"storage": storage, "program": program, "staff": [owner]}
+    # The demo polls its emulator whatever the file says (no webhook to reach a terminal).
+    telegram = config.telegram.model_copy(update={"mode": "polling", "webhook_url": ""})
+    update: dict[str, object] = {
+        "storage": storage,
+        "program": program,
+        "staff": [owner],
+        "telegram": telegram,
+    }
     if api:
         update["api"] = config.api.model_copy(update={"enabled": True})
     return config.model_copy(update=update)

@@ -12,6 +12,7 @@ records every output of the bot so that tests can read what a member would see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, Self
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_request import FileField
 
@@ -860,6 +862,17 @@ def _strip_text(text: str, entities: list[JSONDict]) -> tuple[str, list[JSONDict
 # --------------------------------------------------------------------------- the emulator
 
 
+def _update_user(body: str) -> int | None:
+    """Who an update (as JSON) comes from: its sender, else its chat; None for neither."""
+    update = json.loads(body)
+    for key, value in update.items():
+        if key != "update_id" and isinstance(value, dict):
+            sender = value.get("from") or value.get("chat")
+            if isinstance(sender, dict) and type(sender.get("id")) is int:
+                return int(sender["id"])
+    return None
+
+
 class BotApiEmulator:
     """A Telegram Bot API server on 127.0.0.1 plus a simulation API that plays the users."""
 
@@ -888,6 +901,20 @@ class BotApiEmulator:
         self.clock = clock
         self.calls: list[ApiCall] = []
         self.webhook_url = ""
+        # Sent with every delivery as X-Telegram-Bot-Api-Secret-Token (setWebhook's
+        # secret_token); tests may change it to play a forged sender.
+        self.webhook_secret = ""
+        # Every webhook delivery attempt: (update_id, HTTP status; 0 when it could not connect).
+        self.webhook_deliveries: list[tuple[int, int]] = []
+        # A refused or failed delivery is tried again after this many seconds (Telegram backs
+        # off much longer).
+        self.webhook_retry_seconds = 0.05
+        self._webhook_wake = asyncio.Event()
+        self._deliverers: list[asyncio.Task[None]] = []
+        self._delivering: set[int] = set()
+        self._delivering_users: set[int] = set()
+        self._webhook_delivered: dict[int, str] = {}
+        self._update_users: dict[int, int | None] = {}
         self.menu_buttons: dict[int | None, JSONDict] = {}
         self.bot_texts: dict[tuple[str, str], str] = {}
         self._users: dict[int, SandboxUser] = {}
@@ -973,8 +1000,14 @@ class BotApiEmulator:
             return
         self._closing = True
         self._updates_event.set()
+        await self._stop_delivering()
         runner, self._runner = self._runner, None
         await runner.cleanup()
+
+    def _wake_readers(self) -> None:
+        """New pending updates: wake the long polls and the webhook deliverers."""
+        self._updates_event.set()
+        self._webhook_wake.set()
 
     def _seconds(self) -> int:
         """Now on Telegram's clock, as the Bot API dates messages: whole Unix seconds."""
@@ -1279,8 +1312,13 @@ class BotApiEmulator:
         self._next_update_id += 1
         body = {**update, "update_id": update_id}
         self._updates.append((update_id, json.dumps(body, ensure_ascii=False)))
-        self._updates_event.set()
+        self._wake_readers()
         return update_id
+
+    def redeliver(self, update_id: int) -> None:
+        """Deliver an update to the webhook again, as Telegram does when it missed the 2xx."""
+        self._updates.append((update_id, self._webhook_delivered[update_id]))
+        self._wake_readers()
 
     def _member_update(self, user: SandboxUser, old: str, new: str) -> JSONDict:
         """A ``my_chat_member`` update payload for the bot's status change in a private chat."""
@@ -1306,7 +1344,7 @@ class BotApiEmulator:
         if kind in self._allowed_updates:
             body = json.dumps({"update_id": update_id, kind: payload}, ensure_ascii=False)
             self._updates.append((update_id, body))
-            self._updates_event.set()
+            self._wake_readers()
         return update_id
 
     # ------------------------------------------------------------------ observation
@@ -1697,19 +1735,96 @@ class BotApiEmulator:
         return ('{"ok":true,"result":[' + ",".join(batch) + "]}").encode()
 
     def _set_webhook(self, params: JSONDict) -> bool:
-        """setWebhook: only remembered (the emulator never pushes to webhooks)."""
+        """setWebhook: pending and new updates are POSTed to the URL from now on, as Telegram
+        does (up to max_connections at once, one at a time per user, in order, each retried
+        until answered with a 2xx)."""
         url = params.get("url")
         self.webhook_url = str(url) if url else ""
+        secret = params.get("secret_token")
+        self.webhook_secret = str(secret) if secret else ""
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = (
+                frozenset(str(a) for a in allowed) if allowed else _DEFAULT_UPDATE_TYPES
+            )
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        connections = params.get("max_connections")
+        connections = min(max(connections, 1), 100) if type(connections) is int else 40
+        if self.webhook_url and not self._deliverers:
+            self._deliverers = [
+                asyncio.create_task(self._deliver_forever(), name=f"sandbox-webhook-{n}")
+                for n in range(connections)
+            ]
+        self._webhook_wake.set()
         return True
 
     def _delete_webhook(self, params: JSONDict) -> bool:
         """deleteWebhook, optionally dropping pending updates."""
         self.webhook_url = ""
+        self._webhook_wake.set()  # the deliverers see no URL and end
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
+
+    async def _stop_delivering(self) -> None:
+        deliverers, self._deliverers = self._deliverers, []
+        for task in deliverers:
+            task.cancel()
+        await asyncio.gather(*deliverers, return_exceptions=True)
+
+    def _next_delivery(self) -> tuple[int, str, int | None] | None:
+        """The oldest pending update not being delivered whose user has none in delivery."""
+        for update_id, body in self._updates:
+            if update_id in self._delivering:
+                continue
+            user = self._update_users.get(update_id, -1)
+            if user == -1:  # parsed once per update, not at every look
+                user = self._update_users[update_id] = _update_user(body)
+            if user is not None and user in self._delivering_users:
+                continue
+            return update_id, body, user
+        return None
+
+    async def _deliver_forever(self) -> None:
+        """One of the webhook's connections: POST pending updates until the webhook is gone."""
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while self.webhook_url and not self._closing:
+                picked = self._next_delivery()
+                if picked is None:
+                    self._webhook_wake.clear()
+                    await self._webhook_wake.wait()
+                    continue
+                update_id, body, user = picked
+                self._delivering.add(update_id)
+                if user is not None:
+                    self._delivering_users.add(user)
+                try:
+                    status = await self._post_update(session, body)
+                finally:
+                    self._delivering.discard(update_id)
+                    if user is not None:
+                        self._delivering_users.discard(user)
+                    self._webhook_wake.set()  # this user's next update may go now
+                self.webhook_deliveries.append((update_id, status))
+                if 200 <= status < 300:
+                    self._webhook_delivered[update_id] = body
+                    with contextlib.suppress(ValueError):
+                        self._updates.remove((update_id, body))
+                else:
+                    await asyncio.sleep(self.webhook_retry_seconds)
+
+    async def _post_update(self, session: aiohttp.ClientSession, body: str) -> int:
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
+        try:
+            async with session.post(self.webhook_url, data=body.encode(), headers=headers) as r:
+                await r.read()
+                return r.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
 
     def _get_webhook_info(self, params: JSONDict) -> JSONDict:
         """getWebhookInfo."""

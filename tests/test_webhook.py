@@ -1,0 +1,377 @@
+"""Webhook mode: the real bot served by Telegram's POSTs (the sandbox delivering them) on the
+one HTTP server, with the secret checked, every update journaled before its 200, copies
+handled once, each member's updates in order, and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+from telegram import Update
+from telegram.ext import MessageHandler, filters
+
+from bot.app import build_application, running, stop_receiving
+from bot.cli import main
+from bot.clock import FixedClock
+from bot.config import Config, ConfigError, TelegramConfig, load_config, parse_config
+from bot.sandbox.server import BotApiEmulator
+from handlers.common import BotApp, BotContext
+from storage.journal import Journal, JournalCounts
+from storage.store import Store
+from tests.conftest import NOW, SAMPLE, Sandbox, member_with
+
+SECRET = "webhook-Secret_0123456789"  # noqa: S105 - a test's secret
+WEBHOOK_PATH = "/telegram/webhook"
+
+
+def free_port() -> int:
+    """A port free on loopback now (the webhook's public URL must name it before start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def webhook_config(config: Config, base_url: str, port: int, *, api: bool = False) -> Config:
+    """`config` in webhook mode against the emulator at `base_url`, served on `port`."""
+    telegram = TelegramConfig(
+        base_url=base_url, mode="webhook", webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    )
+    update: dict[str, object] = {
+        "telegram": telegram,
+        "server": config.server.model_copy(update={"port": port}),
+    }
+    if api:
+        update["api"] = config.api.model_copy(update={"enabled": True})
+    return config.model_copy(update=update)
+
+
+@asynccontextmanager
+async def webhook_bot(
+    sample_config: Config, *, api: bool = False, prepare: Callable[[BotApp], None] | None = None
+) -> AsyncIterator[Sandbox]:
+    """The real bot in webhook mode, the emulator delivering to it."""
+    async with BotApiEmulator() as emu:
+        config = webhook_config(sample_config, emu.base_url, free_port(), api=api)
+        app = build_application(
+            config, emu.token, schedule_jobs=False, clock=FixedClock(NOW), base_url=emu.base_url
+        )
+        app.bot_data.webhook_secret = SECRET
+        emu.clock = lambda: app.bot_data.clock()
+        if prepare is not None:
+            prepare(app)
+        async with running(app):
+            yield Sandbox(emu, app, config)
+
+
+@pytest.fixture
+async def sandbox(sample_config: Config) -> AsyncIterator[Sandbox]:
+    """The real bot in webhook mode."""
+    async with webhook_bot(sample_config) as sandbox:
+        yield sandbox
+
+
+def webhook_url(sandbox: Sandbox) -> str:
+    return sandbox.config.telegram.webhook_url
+
+
+async def post(sandbox: Sandbox, body: bytes, headers: dict[str, str]) -> int:
+    """POST to the bot's webhook as Telegram would (or a forger); the HTTP status."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(webhook_url(sandbox), data=body, headers=headers) as response,
+    ):
+        return response.status
+
+
+async def journal_counts(sandbox: Sandbox) -> JournalCounts:
+    return await Journal(sandbox.services.store).counts()
+
+
+def text_update(update_id: int, user_id: int, text: str) -> bytes:
+    user = {"id": user_id, "is_bot": False, "first_name": "X"}
+    message = {
+        "message_id": 1,
+        "date": int(NOW.timestamp()),
+        "chat": {"id": user_id, "type": "private", "first_name": "X"},
+        "from": user,
+        "text": text,
+    }
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text)}]
+    return json.dumps({"update_id": update_id, "message": message}).encode()
+
+
+# --------------------------------------------------------------------------- serving
+
+
+async def test_start_and_a_mall_tap_are_handled_through_the_webhook(sandbox: Sandbox) -> None:
+    await member_with(sandbox, 9101, 1000)
+    chat = sandbox.member(9101)
+    [home] = await chat.send("/mall")
+    assert home.buttons == ["环保家居", "优惠券与抵扣", "合作门店服务", "🎫 我的兑换"]
+    await chat.tap("环保家居")
+    assert chat.buttons()[:2] == ["帆布环保购物袋 · 300 积分", "不锈钢随行杯 · 1200 积分"]
+    # Every update came by webhook, acknowledged with a 200; none was polled.
+    assert sandbox.emu.webhook_deliveries and all(
+        status == 200 for _, status in sandbox.emu.webhook_deliveries
+    )
+    assert not [call for call in sandbox.emu.calls if call.method == "getUpdates"]
+
+
+async def test_set_webhook_names_the_secret_the_updates_and_keeps_pending_ones(
+    sandbox: Sandbox,
+) -> None:
+    [call] = [call for call in sandbox.emu.calls if call.method == "setWebhook"]
+    assert call.params["url"] == webhook_url(sandbox)
+    assert call.params["secret_token"] == SECRET
+    assert call.params["allowed_updates"] == [
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+    ]
+    assert call.params["drop_pending_updates"] is False
+    assert not [call for call in sandbox.emu.calls if call.method == "deleteWebhook"]
+
+
+async def test_the_till_api_is_served_on_the_same_server(sample_config: Config) -> None:
+    async with webhook_bot(sample_config, api=True) as sandbox:
+        web, till = sandbox.services.web, sandbox.services.till_api
+        assert web is not None and till is not None
+        assert till.url == web.url == f"http://127.0.0.1:{sandbox.config.server.port}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(web.url + "/v1/openapi.json") as response,
+        ):
+            assert response.status == 200
+            assert (await response.json())["openapi"].startswith("3.1")
+        # ...while members are served by the webhook on the same port.
+        [reply] = await sandbox.member(9102).send("/start")
+        assert reply.text
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+async def test_a_missing_or_wrong_secret_is_refused_and_nothing_handled(sandbox: Sandbox) -> None:
+    body = text_update(900_001, 9201, "/start")
+    assert await post(sandbox, body, {}) == 401
+    assert await post(sandbox, body, {"X-Telegram-Bot-Api-Secret-Token": "guess"}) == 403
+    # A forged sender (the emulator playing one): refused every time, tried again and again.
+    sandbox.emu.webhook_secret = "not-the-secret"
+    sandbox.member(9201), sandbox.member(9202)
+    update_id = sandbox.emu.user_sends_text(9202, "/start")
+    for _ in range(100):
+        if sum(1 for i, status in sandbox.emu.webhook_deliveries if i == update_id) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    refused = {status for i, status in sandbox.emu.webhook_deliveries if i == update_id}
+    assert refused == {403}
+    await asyncio.sleep(0.1)
+    assert sandbox.emu.events(9201) == [] and sandbox.emu.events(9202) == []
+    assert await journal_counts(sandbox) == JournalCounts(unfinished=0, done=0)
+    assert await sandbox.services.members.by_telegram_id(9202) is None
+    # Telegram's own secret again: the update it kept retrying is handled.
+    sandbox.emu.webhook_secret = SECRET
+    await sandbox.emu.wait_for(9202, lambda: bool(sandbox.emu.events(9202)))
+    assert await sandbox.services.members.by_telegram_id(9202) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"update_id": "7"}', b'{"message": {}}', b"\xff\xfe"],
+    ids=["not JSON", "not an object", "id not a number", "no id", "not UTF-8"],
+)
+async def test_a_malformed_update_is_refused(sandbox: Sandbox, body: bytes) -> None:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    assert await post(sandbox, body, headers) == 400
+    assert await journal_counts(sandbox) == JournalCounts(unfinished=0, done=0)
+
+
+# --------------------------------------------------------------------------- guarantees
+
+
+async def test_an_update_delivered_again_is_handled_once(sandbox: Sandbox) -> None:
+    chat = sandbox.member(9301)
+    await chat.send("/start")
+    before = sandbox.emu.event_count(9301)
+    update_id = sandbox.emu.user_sends_text(9301, "/points")
+    await sandbox.emu.wait_for(9301, lambda: sandbox.emu.event_count(9301) > before)
+    answered = sandbox.emu.event_count(9301)
+    for _ in range(100):  # the 200 may reach the emulator after the reply does
+        if (update_id, 200) in sandbox.emu.webhook_deliveries:
+            break
+        await asyncio.sleep(0.02)
+    # Telegram missed our 200 and delivers it again: acknowledged, not handled again.
+    sandbox.emu.redeliver(update_id)
+    for _ in range(100):
+        if [i for i, status in sandbox.emu.webhook_deliveries if i == update_id][1:]:
+            break
+        await asyncio.sleep(0.02)
+    assert [s for i, s in sandbox.emu.webhook_deliveries if i == update_id] == [200, 200]
+    await asyncio.sleep(0.2)
+    assert sandbox.emu.event_count(9301) == answered
+
+
+async def test_each_members_updates_are_handled_in_order_others_alongside(
+    sample_config: Config,
+) -> None:
+    seen: list[str] = []
+
+    async def record(update: Update, context: BotContext) -> None:
+        assert update.message is not None and update.message.text is not None
+        text = update.message.text
+        if text.startswith("slow"):  # a slow handler must not be overtaken by the next tap
+            await asyncio.sleep(0.3)
+        seen.append(text)
+
+    def prepare(app: BotApp) -> None:
+        app.add_handler(MessageHandler(filters.TEXT, record), group=-3)
+
+    async with webhook_bot(sample_config, prepare=prepare) as sandbox:
+        emu = sandbox.emu
+        sandbox.member(9401), sandbox.member(9402)
+        emu.user_sends_text(9401, "slow A1")
+        emu.user_sends_text(9401, "A2")
+        emu.user_sends_text(9401, "A3")
+        emu.user_sends_text(9402, "B1")
+        for _ in range(200):
+            if len(seen) == 4:
+                break
+            await asyncio.sleep(0.02)
+    assert [text for text in seen if "A" in text] == ["slow A1", "A2", "A3"]
+    assert seen[0] == "B1"  # the other member was not held up by the slow one
+
+
+async def test_shutdown_finishes_the_update_in_flight_and_refuses_new_ones(
+    sample_config: Config,
+) -> None:
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow(update: Update, context: BotContext) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.set()
+
+    def prepare(app: BotApp) -> None:
+        app.add_handler(MessageHandler(filters.Regex("^slow$"), slow), group=-3)
+
+    async with webhook_bot(sample_config, prepare=prepare) as sandbox:
+        sandbox.member(9501)
+        sandbox.emu.user_sends_text(9501, "slow")
+        await asyncio.wait_for(started.wait(), 5)
+        await stop_receiving(sandbox.app)  # what shutting down does first
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        assert await post(sandbox, text_update(900_002, 9502, "/start"), headers) == 503
+        config = sandbox.config
+    # The context has shut the bot down: the update in flight was finished, and marked done.
+    assert finished.is_set()
+    store = Store(config.storage.path)
+    await store.open()
+    try:
+        assert await Journal(store).counts() == JournalCounts(unfinished=0, done=1)
+    finally:
+        await store.close()
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _with_telegram(tmp_path: Path, telegram: str) -> Path:
+    text = SAMPLE.read_text(encoding="utf-8")
+    text = text.replace('webhook_url = ""\n', "").replace('mode = "polling"\n', telegram)
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("telegram", "named"),
+    [
+        ('mode = "webhook"\n', "webhook_url: required"),
+        ('mode = "webhook"\nwebhook_url = "http://bot.example.com/hook"\n', "https:// URLs only"),
+        ('mode = "hooks"\n', "telegram.mode"),
+    ],
+    ids=["no url", "plain http to Telegram", "unknown mode"],
+)
+def test_webhook_settings_are_checked(tmp_path: Path, telegram: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(_with_telegram(tmp_path, telegram))
+
+
+def test_the_webhook_path_is_the_url_path() -> None:
+    config = parse_config(
+        {**_sample_data(), "telegram": {"mode": "webhook", "webhook_url": "https://x.example/a/b"}},
+        "t",
+    )
+    assert config.telegram.webhook_path == "/a/b"
+
+
+def _sample_data() -> dict[str, object]:
+    import tomllib
+
+    return tomllib.loads(SAMPLE.read_text(encoding="utf-8"))
+
+
+def test_check_config_and_run_name_the_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _with_telegram(
+        tmp_path, 'mode = "webhook"\nwebhook_url = "https://bot.example.com/tg/hook"\n'
+    )
+    monkeypatch.delenv("POINTSBOT_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("POINTSBOT_TOKEN", "123:abc")
+    runner = CliRunner()
+    checked = runner.invoke(main, ["check-config", "--config", str(path)])
+    assert "updates     webhook https://bot.example.com/tg/hook (route /tg/hook)" in checked.output
+    assert "webhook key not set (POINTSBOT_WEBHOOK_SECRET)" in checked.output
+    refused = runner.invoke(main, ["run", "--config", str(path)])
+    assert refused.exit_code == 2
+    assert "POINTSBOT_WEBHOOK_SECRET" in refused.output
+    monkeypatch.setenv("POINTSBOT_WEBHOOK_SECRET", "has spaces")
+    checked = runner.invoke(main, ["check-config", "--config", str(path)])
+    assert "webhook key invalid" in checked.output
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+async def test_a_delivered_update_is_journaled_once_and_done_marks_ride_along(
+    tmp_path: Path,
+) -> None:
+    update = json.loads(text_update(41, 9601, "/start"))
+    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+        journal = Journal(store)
+        assert await journal.deliver([update], [], NOW) == {41}
+        assert await journal.newest() == 41
+        # Telegram's copy (it missed the 200): journaled unchanged, not new; done marks of
+        # updates handled meanwhile are written in the same transaction.
+        assert await journal.deliver([update], [41], NOW) == set()
+        assert await journal.counts() == JournalCounts(unfinished=0, done=1)
+        assert await journal.deliver([update], [], NOW) == set()  # handled: still not new
+
+
+async def test_an_update_left_unhandled_is_handled_at_the_next_start(
+    sample_config: Config,
+) -> None:
+    # Journaled (acknowledged to Telegram) by a run killed before handling it.
+    update = json.loads(text_update(77, 9701, "/start"))
+    async with Store(sample_config.storage.path, clock=lambda: NOW) as store:
+        await Journal(store).deliver([update], [], NOW)
+    async with webhook_bot(sample_config) as sandbox:
+        sandbox.member(9701)
+        await sandbox.emu.wait_for(9701, lambda: bool(sandbox.emu.events(9701)))
+        # Its copy, should Telegram deliver it again, is acknowledged and not handled.
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        handled = sandbox.emu.event_count(9701)
+        assert await post(sandbox, text_update(77, 9701, "/start"), headers) == 200
+        await asyncio.sleep(0.2)
+        assert sandbox.emu.event_count(9701) == handled
+        assert await sandbox.services.members.by_telegram_id(9701) is not None
