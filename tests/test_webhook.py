@@ -157,6 +157,25 @@ async def test_the_till_api_is_served_on_the_same_server(sample_config: Config) 
         assert reply.text
 
 
+async def test_health_and_metrics_are_served_there_and_a_webhook_call_is_telegram_heard(
+    sandbox: Sandbox,
+) -> None:
+    web, metrics = sandbox.services.web, sandbox.services.metrics
+    assert web is not None
+    [reply] = await sandbox.member(9103).send("/start")
+    assert reply.text
+    # Delivered by webhook, not polled: that call is what tells /healthz Telegram is heard.
+    assert metrics.last_contact is not None
+    assert metrics.seconds_since_contact() < 5
+    async with aiohttp.ClientSession() as session:
+        async with session.get(web.url + "/healthz") as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["status"] == "ok"
+        async with session.get(web.url + "/metrics") as response:
+            assert response.status == 200
+            assert 'pointsbot_updates_handled_total{kind="command"}' in await response.text()
+
+
 # --------------------------------------------------------------------------- refusals
 
 
