@@ -46,33 +46,9 @@ LATENCY_BUCKETS: Final = (
     5.0,
     10.0,
 )
-# The update fields a bot can receive, in the order Telegram documents them; "other" for any
-# added later (python-telegram-bot keeps them in api_kwargs until it knows them).
-_KINDS: Final = (
-    "message",
-    "edited_message",
-    "channel_post",
-    "edited_channel_post",
-    "business_connection",
-    "business_message",
-    "edited_business_message",
-    "deleted_business_messages",
-    "message_reaction",
-    "message_reaction_count",
-    "inline_query",
-    "chosen_inline_result",
-    "callback_query",
-    "shipping_query",
-    "pre_checkout_query",
-    "purchased_paid_media",
-    "poll",
-    "poll_answer",
-    "my_chat_member",
-    "chat_member",
-    "chat_join_request",
-    "chat_boost",
-    "removed_chat_boost",
-)
+# The update fields a bot can receive, as python-telegram-bot knows them; "other" for any
+# added later (it keeps those in api_kwargs until it knows them).
+_KINDS: Final = tuple(str(kind) for kind in Update.ALL_TYPES)
 
 
 def update_kind(update: object) -> str:
