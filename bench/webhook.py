@@ -2,10 +2,17 @@
 
 Each member, in a closed loop, sends /mall, waits for the shelves, taps the first one and
 waits for the tap's answer (answerCallbackQuery, what stops the member's spinner) and the
-edited message. The real bot runs in the benchmark's process against the emulator twice,
-with fresh databases: once long-polling, once served by the emulator's webhook deliveries
-on the one HTTP server. Printed: updates/s, the latency of a message (sent to reply) and of
-a tap (tapped to answered), each mode, and the ratios webhook/polling.
+edited message. The real bot runs in the benchmark's process against the emulator three
+times, with fresh databases: long-polling; served by the emulator's webhook deliveries on the
+one HTTP server, every tap answered by a request of its own ([telegram]
+answer_in_response_ms = 0); and the same with each tap's answer carried back in its webhook
+call's response (the default wait) when the handler answers after the update is journaled
+(an answer ready sooner is posted at once: the response cannot leave before the commit).
+Loopback hides what a saved request is worth, so the
+emulator plays a network: every Bot API request and every webhook delivery waits
+`--round-trip` ms first (0: loopback). Printed for each: updates/s, the latency of a message
+(sent to reply) and of a tap (tapped to answered), Bot API requests per round, and the
+ratios against polling and against the webhook that never waits.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ class Run:
     updates: int = 0
     messages: list[float] = field(default_factory=list)
     taps: list[float] = field(default_factory=list)
+    # Bot API requests the bot made during the timed rounds, and the rounds.
+    requests: int = 0
+    rounds: int = 0
+    # Taps whose answer rode in their webhook call's response.
+    in_response: int = 0
 
 
 def _free_port() -> int:
@@ -47,15 +59,27 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# Each mode: how updates arrive, and how long a tap's webhook call waits for its answer.
+MODES: dict[str, tuple[str, int]] = {
+    "polling": ("polling", 0),
+    "webhook": ("webhook", 0),
+    "webhook+answer": ("webhook", 250),
+}
+
+
 def _configured(config: Config, path: Path, mode: str, base_url: str) -> Config:
     storage = StorageConfig(path=str(path), synchronous="FULL")
     # Members tapping as fast as the bot answers are a flood to the guard: lift it for both.
     limits = config.limits.model_copy(update={"flood_updates": 1000, "flood_seconds": 1})
     update: dict[str, object] = {"storage": storage, "limits": limits}
-    if mode == "webhook":
+    receiving, wait_ms = MODES[mode]
+    if receiving == "webhook":
         port = _free_port()
         update["telegram"] = TelegramConfig(
-            base_url=base_url, mode="webhook", webhook_url=f"http://127.0.0.1:{port}/tg"
+            base_url=base_url,
+            mode="webhook",
+            webhook_url=f"http://127.0.0.1:{port}/tg",
+            answer_in_response_ms=wait_ms,
         )
         update["server"] = config.server.model_copy(update={"port": port})
     return config.model_copy(update=update)
@@ -93,11 +117,15 @@ async def _member_loop(emu: BotApiEmulator, user_id: int, rounds: int, run: Run)
         # The shelf itself (the edit) before the next round, as a member reads it first.
         await emu.wait_for(user_id, partial(_edited, emu, user_id, seen), 30)
         run.updates += 2
+        run.rounds += 1
 
 
-async def _run(config: Config, path: Path, mode: str, members: int, rounds: int) -> Run:
+async def _run(
+    config: Config, path: Path, mode: str, members: int, rounds: int, round_trip: float
+) -> Run:
     run = Run()
     async with BotApiEmulator(record_calls=False) as emu:
+        emu.round_trip_seconds = round_trip
         config = _configured(config, path, mode, emu.base_url)
         app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
         app.bot_data.webhook_secret = SECRET
@@ -108,9 +136,12 @@ async def _run(config: Config, path: Path, mode: str, members: int, rounds: int)
                 emu.user_sends_text(user_id, "/start")
                 await emu.wait_for(user_id, partial(emu.event_count, user_id), 30)
             await asyncio.sleep(0.5)  # the welcomes' other messages
+            requests = emu.requests_served
             started = time.perf_counter()
             await asyncio.gather(*(_member_loop(emu, u, rounds, run) for u in users))
             run.seconds = time.perf_counter() - started
+            run.requests = emu.requests_served - requests
+            run.in_response = emu.webhook_response_calls
     return run
 
 
@@ -124,9 +155,22 @@ def _line(mode: str, run: Run, members: int) -> str:
         return f"{_percentile(values, fraction) * 1000:.1f}"
 
     return (
-        f"{mode:<8} {members} members, {run.updates:,} updates: {run.updates / run.seconds:,.0f}"
-        f" updates/s; message p50 {ms(run.messages, 0.5)} ms p99 {ms(run.messages, 0.99)} ms;"
-        f" tap answered p50 {ms(run.taps, 0.5)} ms p99 {ms(run.taps, 0.99)} ms"
+        f"{mode:<14} {members} members, {run.updates:,} updates: "
+        f"{run.updates / run.seconds:,.0f} updates/s; message p50 {ms(run.messages, 0.5)} ms"
+        f" p99 {ms(run.messages, 0.99)} ms; tap answered p50 {ms(run.taps, 0.5)} ms"
+        f" p99 {ms(run.taps, 0.99)} ms; {run.requests / run.rounds:.2f} Bot API requests a round"
+        f" ({run.in_response / run.rounds:.0%} of taps answered in the webhook response)"
+    )
+
+
+def _ratios(name: str, run: Run, base: Run) -> str:
+    rate = (run.updates / run.seconds) / (base.updates / base.seconds)
+    message = statistics.median(run.messages) / statistics.median(base.messages)
+    tap = statistics.median(run.taps) / statistics.median(base.taps)
+    requests = (run.requests / run.rounds) / (base.requests / base.rounds)
+    return (
+        f"ratio {name}: updates/s {rate:.3f}, message p50 {message:.3f},"
+        f" tap answered p50 {tap:.3f}, requests {requests:.3f}"
     )
 
 
@@ -134,7 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     """Run both modes on the same workload and print each and their ratios."""
     parser = argparse.ArgumentParser(prog="python -m bench webhook")
     parser.add_argument("--quick", action="store_true", help="smoke run, ~100x smaller")
+    parser.add_argument(
+        "--round-trip",
+        type=float,
+        default=20.0,
+        help="ms the emulated network adds to each request and delivery (default 20)",
+    )
     args = parser.parse_args(argv)
+    round_trip = args.round_trip / 1000
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     members, rounds = (5, 3) if quick else (50, 20)
     config = load_config(SAMPLE_CONFIG)
@@ -144,21 +195,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="pointsbot-bench-") as tmp:
             runs = {
-                mode: asyncio.run(_run(config, Path(tmp, f"{mode}.db"), mode, members, rounds))
-                for mode in ("polling", "webhook")
+                mode: asyncio.run(
+                    _run(config, Path(tmp, f"{mode}.db"), mode, members, rounds, round_trip)
+                )
+                for mode in MODES
             }
     finally:
         root.setLevel(level)
+    print(f"emulated round trip {args.round_trip:g} ms")
     for mode, run in runs.items():
         print(_line(mode, run, members))
-    polling, webhook = runs["polling"], runs["webhook"]
-    rate = (webhook.updates / webhook.seconds) / (polling.updates / polling.seconds)
-    message = statistics.median(webhook.messages) / statistics.median(polling.messages)
-    tap = statistics.median(webhook.taps) / statistics.median(polling.taps)
-    print(
-        f"ratio webhook/polling: updates/s {rate:.3f}, message p50 {message:.3f},"
-        f" tap answered p50 {tap:.3f}"
-    )
+    print(_ratios("webhook/polling", runs["webhook"], runs["polling"]))
+    print(_ratios("webhook+answer/polling", runs["webhook+answer"], runs["polling"]))
+    print(_ratios("webhook+answer/webhook", runs["webhook+answer"], runs["webhook"]))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Final
@@ -21,6 +22,7 @@ from aiohttp import web
 from bot.api_openapi import OPENAPI
 from bot.config import Config
 from bot.i18n import I18n
+from bot.logs import handling
 from bot.programme.context import Programme
 from bot.programme.errors import RuleError
 from bot.programme.purchases import TILL_RECEIPT
@@ -48,6 +50,8 @@ SIGNATURE_HEADER: Final = "X-Pointsbot-Signature"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 # Every path of the API starts with this (its version).
 PREFIX: Final = "/v1"
+# The key the request being served was signed with (its log line names it).
+_signed_with: ContextVar[str | None] = ContextVar("till_key", default=None)
 
 # The field a programme refusal is about, by its message id (the till highlights it).
 _RULE_FIELDS: Final = {
@@ -226,7 +230,28 @@ class TillApi:
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Every refusal as a JSON error; every failure logged once."""
+        """Every refusal as a JSON error; every failure logged once; every request logged with
+        its answer, and in JSON logs the operation it booked."""
+        # One connection serves request after request in one task: both are reset after each.
+        key_token = _signed_with.set(None)
+        try:
+            with handling():  # names the operation booked on this request's lines, only theirs
+                response = await self._answer(request, handler)
+                key = _signed_with.get() or "-"
+                log.info(
+                    "till API %s %s (key %s): %d",
+                    request.method,
+                    request.path,
+                    key,
+                    response.status,
+                )
+                return response
+        finally:
+            _signed_with.reset(key_token)
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             return await handler(request)
         except Refusal as refusal:
@@ -264,6 +289,7 @@ class TillApi:
         )
         try:
             authenticated = await authenticate(self.programme, signed)
+            _signed_with.set(authenticated.key.key_id)  # for the request's log line
             # Counted once the signature checked out: nobody else can spend a store's quota.
             now = self.programme.now().timestamp()
             allowed, _ = self.limits.check(authenticated.key.id, now)

@@ -221,6 +221,8 @@ async def _serve_http(app: BotApp) -> None:
             queue=app.update_queue,
             journal=_journal(app),
             on_contact=services.metrics.bot_api_contact,
+            answer_wait=config.telegram.answer_in_response_ms / 1000,
+            on_answer=services.metrics.tap_answer,
         )
         server.add_routes(services.webhook.routes())
         # A quiet shop gets no webhook calls for hours: asking Telegram about the webhook now

@@ -117,6 +117,9 @@ class TelegramConfig(_Section):
     # `webhook_url`, served by [server] (its path is the route).
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str = ""
+    # Webhook mode: how long a tap's webhook call waits for its handler's answer, to carry it
+    # in the HTTP response instead of a request of its own (0: never wait, always a request).
+    answer_in_response_ms: int = Field(default=250, ge=0, le=5000)
 
     @field_validator("base_url", "webhook_url")
     @classmethod

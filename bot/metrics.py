@@ -10,6 +10,7 @@ Hooks for the code that receives updates:
   transport calls it) or a webhook call arrived (the webhook server calls it). /healthz
   calls the bot unhealthy when this has not happened for `[health] contact_within_seconds`.
 - `update_handled(kind, seconds)`: an update's handlers ran, taking `seconds`.
+- `tap_answer(outcome)`: a tap's webhook call carried its answer, or it was posted.
 - `bot_api_error(method, code)`: a Bot API call failed: its HTTP status, or "timeout" /
   "network" when no answer came.
 """
@@ -92,6 +93,14 @@ class Metrics:
             ["method", "code"],
             registry=self.registry,
         )
+        self.tap_answers = Counter(
+            "pointsbot_webhook_tap_answers",
+            "Taps delivered by webhook, by how their answer went: carried in the webhook call's"
+            " response (in_response), posted because it came before the update was journaled"
+            " (posted_first) or after [telegram] answer_in_response_ms (waited_out).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._store = _StoreCollector()
         self.registry.register(self._store)
         # Monotonic seconds: how long ago Telegram was last heard from, whatever the clock.
@@ -111,6 +120,11 @@ class Metrics:
         """An update of this kind was handled in `seconds`."""
         self.updates.labels(kind).inc()
         self.latency.labels(kind).observe(seconds)
+
+    def tap_answer(self, outcome: str) -> None:
+        """How a webhook-delivered tap was answered: "in_response", "posted_first" or
+        "waited_out"."""
+        self.tap_answers.labels(outcome).inc()
 
     def bot_api_error(self, method: str, code: int | str) -> None:
         """A Bot API call failed with this HTTP status (or "timeout", "network")."""

@@ -20,6 +20,7 @@ reads it; see `drop_tapped_keyboards`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -124,8 +125,45 @@ def plain_parameters(data: JSONDict) -> list[RequestParameter] | None:
     return parameters
 
 
+class TapAnswer:
+    """A tap whose webhook call may carry the tap's answer in its response (bot/web.py)."""
+
+    __slots__ = ("future", "journaled")
+
+    def __init__(self) -> None:
+        # The answer's parameters once handed over; None once it was posted instead.
+        self.future: asyncio.Future[dict[str, object] | None]
+        self.future = asyncio.get_running_loop().create_future()
+        # Set once the update is journaled: from then on the call's 200 is due anyway, and an
+        # answer riding on it reaches Telegram as soon as a request of its own would.
+        self.journaled = False
+
+
 class MemberBot(ExtBot[None]):
     """`ExtBot` that encodes plain replies itself and parses nothing nobody reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Taps whose webhook call may carry their answer (bot/web.py), by callback query id.
+        # (PTB freezes its objects after __init__; the dict itself stays mutable.)
+        object.__setattr__(self, "answers_in_response", {})
+
+    answers_in_response: dict[str, TapAnswer]
+
+    def _answer_in_response(self, data: JSONDict) -> bool:
+        """Hand a tap's answer to the webhook call waiting for it: True when handed over,
+        False when it is to be posted (no call waits, or not yet journaled)."""
+        waiting = self.answers_in_response.pop(str(data.get("callback_query_id")), None)
+        if waiting is None or waiting.future.done():  # not waited for, or no longer
+            return False
+        parameters = plain_parameters(data) if waiting.journaled else None
+        if parameters is None:
+            # The call cannot answer Telegram before its update is journaled: a request
+            # now stops the member's spinner sooner than the response could.
+            waiting.future.set_result(None)
+            return False
+        waiting.future.set_result({p.name: p.value for p in parameters})
+        return True
 
     # Overrides the private Bot._post (bot/ptb_private.py: BOT_POST, BOT_POST_PARAMETERS).
     async def _post(
@@ -148,6 +186,12 @@ class MemberBot(ExtBot[None]):
             and self.rate_limiter is None
             and (self.defaults is None or not self.defaults.api_defaults)
         ):
+            if (
+                endpoint == "answerCallbackQuery"
+                and self.answers_in_response
+                and self._answer_in_response(data)
+            ):
+                return True  # what the Bot API answers for a tap answered
             parameters = plain_parameters(data)
         if parameters is None:
             result = await super()._post(

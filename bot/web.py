@@ -8,6 +8,16 @@ The webhook is the getUpdates of webhook mode, with the same guarantees (bot/upd
 update is journaled before Telegram gets its 200 (a bot killed after that replays it at the
 next start), a copy Telegram delivers again is dropped, and the update joins the same queue,
 so each member's updates are handled one at a time, in order.
+
+A tap's webhook call, once its update is journaled, waits a little ([telegram]
+answer_in_response_ms) for the handler's answer to the tap and carries it back as the HTTP
+response's one method call (the Bot API allows one): a request fewer. The handler's
+`query.answer()` is then handed over by MemberBot (bot/sending.py) and returns True at once.
+An answer given before the update is journaled is posted at once instead (the response
+could not go sooner than the commit, and a request travels to Telegram as fast as a
+response), and so is one given after the wait: carrying it never makes the member wait.
+`make bench` (bench/webhook.py) measures it against polling and against a webhook that never
+waits.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from aiohttp import web
 from telegram import Update
 
 from bot.config import Config, ConfigError
-from bot.sending import drop_tapped_keyboards
+from bot.sending import TapAnswer, drop_tapped_keyboards
 
 if TYPE_CHECKING:
     from telegram import Bot
@@ -107,6 +117,8 @@ class WebhookReceiver:
         queue: asyncio.Queue[object],
         journal: UpdateJournal | None,
         on_contact: Callable[[], None] | None = None,
+        answer_wait: float = 0.0,
+        on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._secret = secret.encode()
@@ -115,6 +127,10 @@ class WebhookReceiver:
         self.journal = journal
         # Told of every call Telegram made with the right secret (/healthz: Telegram is heard).
         self.on_contact = on_contact
+        # How long a tap's call waits for the tap's answer to carry it in the response.
+        self.answer_wait = answer_wait
+        # Told whether each waited-for tap's answer came in time ("in_response", "waited_out").
+        self.on_answer = on_answer
         self._closing = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -162,10 +178,30 @@ class WebhookReceiver:
         except Exception:  # bad JSON, bad UTF-8, or nothing PTB can read as an update
             log.warning("webhook call with a malformed update refused")
             return web.Response(status=400, text="malformed update")
+        started = asyncio.get_running_loop().time()
+        waiting = self._tap_answer(update)
+        try:
+            status, queued = await self._queue(update, data)
+            if status != 200 or not queued or waiting is None:
+                text = "" if status == 200 else "not journaled"
+                return web.Response(status=status, text=text)
+            waiting.journaled = True
+            answer = await self._answer(waiting, started)
+        finally:
+            if waiting is not None:
+                self._forget(update, waiting)
+        if answer is None:
+            return web.Response(text="")
+        # The Bot API takes one method call in the webhook's response (its result unseen).
+        return web.json_response({"method": "answerCallbackQuery", **answer})
+
+    async def _queue(self, update: Update, data: dict[str, object]) -> tuple[int, bool]:
+        """Journal and queue the update: the HTTP status to answer Telegram with, and whether
+        it was queued (a copy of one received before is not)."""
         journal = self.journal
         if journal is None:
             await self.queue.put(update)
-            return web.Response(text="")
+            return 200, True
         drop_tapped_keyboards([data])  # never read (bot/sending.py): not worth a write
         # Newer than anything journaled, so no copy: handled while it is journaled (as a polled
         # batch is; killed before the commit, it was never acknowledged and comes again).
@@ -177,8 +213,40 @@ class WebhookReceiver:
             fresh = await journal.delivered(data)
         except Exception:  # never acknowledged: Telegram delivers it again
             log.exception("could not journal webhook update %s", update.update_id)
-            return web.Response(status=500, text="not journaled")
+            return 500, handling
         if fresh and not handling:
             await self.queue.put(update)
         # (Not fresh: a copy of one journaled before, acknowledged and handled once.)
-        return web.Response(text="")
+        return 200, handling or fresh
+
+    def _tap_answer(self, update: Update) -> TapAnswer | None:
+        """For a tap, when answers may ride in responses: where its handler's answer is handed
+        over (MemberBot does, instead of posting answerCallbackQuery, once it is journaled)."""
+        query = update.callback_query
+        answers = getattr(self.bot, "answers_in_response", None)
+        if query is None or self.answer_wait <= 0 or answers is None:
+            return None
+        waiting = answers[query.id] = TapAnswer()
+        return waiting
+
+    def _forget(self, update: Update, waiting: TapAnswer) -> None:
+        """Stop waiting: an answer not handed over by now is posted by its handler."""
+        assert update.callback_query is not None
+        answers: dict[str, TapAnswer] = getattr(self.bot, "answers_in_response", {})
+        if answers.get(update.callback_query.id) is waiting:
+            del answers[update.callback_query.id]
+        waiting.future.cancel()  # a no-op once it has its answer
+
+    async def _answer(self, waiting: TapAnswer, started: float) -> dict[str, object] | None:
+        """The tap's answer when its handler gives one within the wait, after the update was
+        journaled; else None (the handler posts it itself)."""
+        remaining = self.answer_wait - (asyncio.get_running_loop().time() - started)
+        try:
+            answer = await asyncio.wait_for(waiting.future, max(remaining, 0.0))
+        except TimeoutError:
+            answer, outcome = None, "waited_out"
+        else:
+            outcome = "posted_first" if answer is None else "in_response"
+        if self.on_answer is not None:
+            self.on_answer(outcome)
+        return answer

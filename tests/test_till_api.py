@@ -807,3 +807,41 @@ def test_the_demo_serves_the_api_for_the_example_till(tmp_path: Path) -> None:
     assert re.search(r"^GET /v1/members/\d{10} -> 200$", example.stdout, re.MULTILINE)
     assert "POST /v1/purchases -> 201" in example.stdout, example.stdout
     assert '"name_initial": "小"' in example.stdout
+
+
+async def test_each_request_is_logged_with_its_key_status_and_the_operation_it_booked(
+    sandbox: Sandbox, till: StoreTill
+) -> None:
+    import io
+    import logging
+
+    from bot.logs import JsonFormatter
+
+    buyer = await member(sandbox)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())  # as `pointsbot run` with [logging] format = "json"
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        status, _, _ = await till.call(
+            "POST",
+            "/v1/purchases",
+            {"receipt": "R-LOG-1", "member_code": buyer.member_code, "amount": "88.00"},
+        )
+        refused, _, _ = await till.call("GET", "/v1/members/NOSUCHCODE")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert (status, refused) == (201, 422)
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [booked] = [line for line in logged if line["message"].startswith("till API POST")]
+    assert booked["message"] == f"till API POST /v1/purchases (key {till.key_id}): 201"
+    operation = await sandbox.services.ledger.operation(booked["operation_id"])
+    assert (operation.kind, operation.member_id) == ("purchase", buyer.id)
+    assert "R-LOG-1" in (operation.reference or "")
+    # A refusal books nothing, and its line names no operation (not the one before it).
+    [looked_up] = [line for line in logged if line["message"].startswith("till API GET")]
+    assert looked_up["message"].endswith(": 422") and "operation_id" not in looked_up

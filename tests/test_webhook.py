@@ -10,18 +10,20 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from click.testing import CliRunner
 from telegram import Update
-from telegram.ext import MessageHandler, filters
+from telegram.ext import CallbackQueryHandler, MessageHandler, filters
 
-from bot.app import build_application, running, stop_receiving
+from bot.app import _journal, build_application, running, stop_receiving
 from bot.cli import main
 from bot.clock import FixedClock
 from bot.config import Config, ConfigError, TelegramConfig, load_config, parse_config
 from bot.sandbox.server import BotApiEmulator
+from bot.sending import TapAnswer
 from handlers.common import BotApp, BotContext
 from storage.journal import Journal, JournalCounts
 from storage.store import Store
@@ -54,11 +56,20 @@ def webhook_config(config: Config, base_url: str, port: int, *, api: bool = Fals
 
 @asynccontextmanager
 async def webhook_bot(
-    sample_config: Config, *, api: bool = False, prepare: Callable[[BotApp], None] | None = None
+    sample_config: Config,
+    *,
+    api: bool = False,
+    prepare: Callable[[BotApp], None] | None = None,
+    answer_in_response_ms: int | None = None,
 ) -> AsyncIterator[Sandbox]:
     """The real bot in webhook mode, the emulator delivering to it."""
     async with BotApiEmulator() as emu:
         config = webhook_config(sample_config, emu.base_url, free_port(), api=api)
+        if answer_in_response_ms is not None:
+            telegram = config.telegram.model_copy(
+                update={"answer_in_response_ms": answer_in_response_ms}
+            )
+            config = config.model_copy(update={"telegram": telegram})
         app = build_application(
             config, emu.token, schedule_jobs=False, clock=FixedClock(NOW), base_url=emu.base_url
         )
@@ -298,6 +309,159 @@ async def test_shutdown_finishes_the_update_in_flight_and_refuses_new_ones(
         assert await Journal(store).counts() == JournalCounts(unfinished=0, done=1)
     finally:
         await store.close()
+
+
+def tap_answers(sandbox: Sandbox, outcome: str) -> float:
+    """How many taps' webhook calls ended so ("in_response", "waited_out"), from /metrics."""
+    registry = sandbox.services.metrics.registry
+    value = registry.get_sample_value("pointsbot_webhook_tap_answers_total", {"outcome": outcome})
+    return value or 0.0
+
+
+def answers_posted(sandbox: Sandbox) -> int:
+    """answerCallbackQuery calls the bot made as requests of their own."""
+    calls = [call for call in sandbox.emu.calls if call.method == "answerCallbackQuery"]
+    return len(calls) - sandbox.emu.webhook_response_calls
+
+
+async def _after_the_journal(update: Update, context: BotContext) -> None:
+    """Before the tap's handlers: wait until its webhook call journaled it (a slower handler)."""
+    assert update.callback_query is not None
+    answers: dict[str, TapAnswer] = context.bot.answers_in_response  # type: ignore[attr-defined]
+    waiting = answers.get(update.callback_query.id)
+    for _ in range(500):
+        if waiting is None or waiting.journaled or waiting.future.done():
+            return
+        await asyncio.sleep(0.002)
+
+
+def answers_after_journaling(app: BotApp) -> None:
+    """Every tap's handlers start once the tap is journaled."""
+    app.add_handler(CallbackQueryHandler(_after_the_journal), group=-3)
+
+
+def journals_after_answering(app: BotApp) -> None:
+    """Every tap is journaled only once its handler has answered it (a slow commit)."""
+    journal = _journal(app)
+    assert journal is not None
+    delivered = journal.delivered
+    answers: dict[str, TapAnswer] = app.bot.answers_in_response  # type: ignore[attr-defined]
+
+    async def slow_commit(update: dict[str, Any]) -> bool:
+        query = update.get("callback_query")
+        waiting = answers.get(query["id"]) if isinstance(query, dict) else None
+        for _ in range(500):
+            if waiting is None or waiting.future.done():
+                break
+            await asyncio.sleep(0.002)
+        return await delivered(update)
+
+    journal.delivered = slow_commit  # type: ignore[method-assign]
+
+
+async def test_a_tap_answered_after_its_journal_rides_in_the_webhook_response(
+    sample_config: Config,
+) -> None:
+    async with webhook_bot(sample_config, prepare=answers_after_journaling) as sandbox:
+        await member_with(sandbox, 9151, 1000)
+        chat = sandbox.member(9151)
+        await chat.send("/mall")
+        posted_before = answers_posted(sandbox)
+        await chat.tap("环保家居")
+        # The member's spinner stopped (the tap is answered) and the shelf is shown, ...
+        assert chat.last_callback_event is not None
+        assert chat.buttons()[:1] == ["帆布环保购物袋 · 300 积分"]
+        # ... the answer riding back on the webhook call: no request of its own.
+        assert sandbox.emu.webhook_response_calls == 1
+        assert answers_posted(sandbox) == posted_before
+        assert tap_answers(sandbox, "in_response") == 1
+
+
+async def test_an_alert_answer_keeps_its_text_and_alert_in_the_response(
+    sample_config: Config,
+) -> None:
+    async with webhook_bot(sample_config, prepare=answers_after_journaling) as sandbox:
+        await member_with(sandbox, 9152, 0)
+        chat = sandbox.member(9152)
+        [home] = await chat.send("/mall")
+        # A forged button: the refusal is an alert with text, carried the same way.
+        await chat.tap_data(home.message_id, "mall:forged:1", expect=0)
+        assert chat.last_callback_answer
+        assert sandbox.emu.webhook_response_calls == 1
+        [call] = [c for c in sandbox.emu.calls if c.method == "answerCallbackQuery"]
+        assert call.params["text"] == chat.last_callback_answer
+        assert call.params["show_alert"] is True
+
+
+async def test_an_answer_ready_before_the_journal_is_posted_at_once(
+    sample_config: Config,
+) -> None:
+    async with webhook_bot(sample_config, prepare=journals_after_answering) as sandbox:
+        await member_with(sandbox, 9155, 1000)
+        chat = sandbox.member(9155)
+        await chat.send("/mall")
+        await chat.tap("环保家居")
+        # The member is not kept waiting for the commit: the answer went as a request.
+        assert chat.last_callback_event is not None
+        assert sandbox.emu.webhook_response_calls == 0
+        assert answers_posted(sandbox) == 1
+        assert tap_answers(sandbox, "posted_first") == 1
+        assert not sandbox.app.bot.answers_in_response  # type: ignore[attr-defined]
+
+
+async def test_with_no_wait_every_tap_is_answered_by_a_request(sample_config: Config) -> None:
+    async with webhook_bot(sample_config, answer_in_response_ms=0) as sandbox:
+        await member_with(sandbox, 9153, 1000)
+        chat = sandbox.member(9153)
+        await chat.send("/mall")
+        await chat.tap("环保家居")
+        assert chat.last_callback_event is not None
+        assert sandbox.emu.webhook_response_calls == 0
+        assert answers_posted(sandbox) == 1
+        assert tap_answers(sandbox, "in_response") == tap_answers(sandbox, "waited_out") == 0
+
+
+async def test_an_answer_later_than_the_wait_is_posted_by_the_handler(
+    sample_config: Config,
+) -> None:
+    async def dawdle(update: Update, context: BotContext) -> None:
+        await asyncio.sleep(0.3)  # longer than the 50 ms the webhook call waits
+
+    def prepare(app: BotApp) -> None:
+        app.add_handler(CallbackQueryHandler(dawdle), group=-3)
+
+    async with webhook_bot(sample_config, prepare=prepare, answer_in_response_ms=50) as sandbox:
+        await member_with(sandbox, 9154, 1000)
+        chat = sandbox.member(9154)
+        await chat.send("/mall")
+        await chat.tap("环保家居")
+        # Answered once, by a request, after the webhook call had its empty 200.
+        assert chat.last_callback_event is not None
+        assert chat.buttons()[:1] == ["帆布环保购物袋 · 300 积分"]
+        assert sandbox.emu.webhook_response_calls == 0
+        assert answers_posted(sandbox) == 1
+        assert tap_answers(sandbox, "waited_out") == 1
+        assert not sandbox.app.bot.answers_in_response  # type: ignore[attr-defined]
+
+
+async def test_the_heartbeat_hears_telegram_and_names_a_webhook_moved_elsewhere(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    [job] = sandbox.app.job_queue.get_jobs_by_name("webhook-heartbeat")  # type: ignore[union-attr]
+    metrics = sandbox.services.metrics
+    metrics.last_contact = None  # as if no webhook call had come for a long while
+    await job.run(sandbox.app)
+    assert metrics.last_contact is not None  # getWebhookInfo answered: Telegram is heard
+    assert sandbox.emu.calls[-1].method == "getWebhookInfo"
+    assert "webhook_url" not in caplog.text
+    # Somebody pointed the token's webhook elsewhere: the next beat says so.
+    # (No update is pending meanwhile, so the emulator tries no delivery there.)
+    ours, sandbox.emu.webhook_url = sandbox.emu.webhook_url, "https://elsewhere.example/hook"
+    try:
+        await job.run(sandbox.app)
+    finally:
+        sandbox.emu.webhook_url = ours
+    assert "Telegram's webhook is 'https://elsewhere.example/hook'" in caplog.text
 
 
 # --------------------------------------------------------------------------- configuration

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import math
 import re
 import struct
@@ -30,6 +31,8 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 
 from bot.clock import Clock, system_clock
+
+log = logging.getLogger(__name__)
 
 JSONDict = dict[str, Any]
 
@@ -909,6 +912,16 @@ class BotApiEmulator:
         # A refused or failed delivery is tried again after this many seconds (Telegram backs
         # off much longer).
         self.webhook_retry_seconds = 0.05
+        # The network between the bot and Telegram (benchmarks), 0 on loopback: half of it on
+        # the way there, half on the way back. A Bot API request is served half a round trip
+        # after it was sent and its answer reaches the bot half a round trip later (a long poll
+        # too); a webhook delivery reaches the bot half a round trip after the update is
+        # picked, and the method call in its response is carried out half a round trip later.
+        self.round_trip_seconds = 0.0
+        # Bot API requests served (files and webhook responses not counted), and the method
+        # calls that came back in webhook responses instead.
+        self.requests_served = 0
+        self.webhook_response_calls = 0
         self._webhook_wake = asyncio.Event()
         self._deliverers: list[asyncio.Task[None]] = []
         self._delivering: set[int] = set()
@@ -1050,6 +1063,9 @@ class BotApiEmulator:
         name = self._method_names.get(method.lower())
         if name is None:
             return _error_response(ApiError(404, "Not Found"))
+        self.requests_served += 1
+        if self.round_trip_seconds:
+            await asyncio.sleep(self.round_trip_seconds / 2)
         try:
             params = await _read_params(request)
             if self.record_calls:
@@ -1065,6 +1081,8 @@ class BotApiEmulator:
         except ApiError as exc:
             response = _error_response(exc)
         await self._notify_dirty()
+        if self.round_trip_seconds:
+            await asyncio.sleep(self.round_trip_seconds / 2)
         return response
 
     def _serve_file(self, rest: str) -> web.Response:
@@ -1801,7 +1819,7 @@ class BotApiEmulator:
                 if user is not None:
                     self._delivering_users.add(user)
                 try:
-                    status = await self._post_update(session, body)
+                    status = await self._post_update(session, body, update_id)
                 finally:
                     self._delivering.discard(update_id)
                     if user is not None:
@@ -1815,16 +1833,46 @@ class BotApiEmulator:
                 else:
                     await asyncio.sleep(self.webhook_retry_seconds)
 
-    async def _post_update(self, session: aiohttp.ClientSession, body: str) -> int:
+    async def _post_update(self, session: aiohttp.ClientSession, body: str, update_id: int) -> int:
         headers = {"Content-Type": "application/json"}
         if self.webhook_secret:
             headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
+        if self.round_trip_seconds:
+            await asyncio.sleep(self.round_trip_seconds / 2)
         try:
             async with session.post(self.webhook_url, data=body.encode(), headers=headers) as r:
-                await r.read()
-                return r.status
+                answer = await r.read()
+                status = r.status
         except (aiohttp.ClientError, TimeoutError):
             return 0
+        if 200 <= status < 300 and answer:
+            if self.round_trip_seconds:
+                await asyncio.sleep(self.round_trip_seconds / 2)
+            await self._call_from_response(answer, update_id)
+        return status
+
+    async def _call_from_response(self, answer: bytes, update_id: int) -> None:
+        """Carry out the one method call a webhook response may hold, as Telegram does: its
+        result goes nowhere, and a call that fails is dropped."""
+        try:
+            call = json.loads(answer)
+        except ValueError:
+            return
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return
+        name = self._method_names.get(call.pop("method").lower())
+        if name is None or name == "getUpdates":
+            return
+        params = {key: _coerce(key, value) for key, value in call.items()}
+        if self.record_calls:
+            self.calls.append(ApiCall(name, params))
+        self.webhook_response_calls += 1
+        try:
+            self._check_fault(name)
+            self._handlers[name](params)
+        except ApiError as exc:
+            log.info("method %s in the response to update %s failed: %s", name, update_id, exc)
+        await self._notify_dirty()
 
     def _get_webhook_info(self, params: JSONDict) -> JSONDict:
         """getWebhookInfo."""
