@@ -58,19 +58,28 @@ def test_till_api_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_webhook_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
-    webhook.main(["--quick"])
+    webhook.main(["--quick", "--round-trip", "4"])
     out = capsys.readouterr().out
-    for mode in ("polling", "webhook"):
+    assert out.startswith("emulated round trip 4 ms\n"), out
+    for mode in ("polling", "webhook", "webhook+answer"):
         found = re.search(
-            rf"^{mode}\s+5 members, 30 updates: ([\d,]+) updates/s;"
-            r" message p50 [\d.]+ ms p99 [\d.]+ ms; tap answered p50 [\d.]+ ms p99 [\d.]+ ms$",
+            rf"^{re.escape(mode)}\s+5 members, 30 updates: ([\d,]+) updates/s;"
+            r" message p50 [\d.]+ ms p99 [\d.]+ ms; tap answered p50 [\d.]+ ms p99 [\d.]+ ms;"
+            r" ([\d.]+) Bot API requests a round \((\d+)% of taps answered in the webhook"
+            r" response\)$",
             out,
             re.MULTILINE,
         )
         assert found, out
         assert int(found.group(1).replace(",", "")) > 0
-    assert re.search(
-        r"^ratio webhook/polling: updates/s [\d.]+, message p50 [\d.]+, tap answered p50 [\d.]+$",
-        out,
-        re.MULTILINE,
-    ), out
+        # Each round is /mall, a reply, a tap, its answer and an edit: at least 2 requests.
+        assert float(found.group(2)) >= 2
+        if mode != "webhook+answer":
+            assert found.group(3) == "0"
+    for pair in ("webhook/polling", "webhook+answer/polling", "webhook+answer/webhook"):
+        assert re.search(
+            rf"^ratio {re.escape(pair)}: updates/s [\d.]+, message p50 [\d.]+,"
+            r" tap answered p50 [\d.]+, requests [\d.]+$",
+            out,
+            re.MULTILINE,
+        ), out
