@@ -1,0 +1,1 @@
+"""PostgreSQL migrations, numbered with the SQLite ones (storage/migrations)."""
