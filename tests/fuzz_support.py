@@ -1955,7 +1955,10 @@ class Adversary:
         await self.check()  # a name typed halfway is no attacker's to finish
         birthday = f"{rng.randint(4, 8)}-{rng.randint(1, 28)}"
         said = self._said(await self.ask(victim, birthday))
-        assert said[0] == "dep.saved", said
+        # Saving may also earn a badge, announced with it (in either order).
+        assert "dep.saved" in said and all(
+            k == "dep.saved" or k.startswith("badges.") for k in said
+        ), said
         self.census.legitimate["child or pet added"] += 1
         await self._settle_family()
 
