@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,3 +157,13 @@ class Joined:
 def joined(replies: Sequence[Reply]) -> Joined:
     """The messages of one long reply read as one."""
     return Joined("\n".join(reply.text or "" for reply in replies))
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test (tests/postgres.py); skipped without
+    a server, except under CI."""
+    from tests.postgres import fresh_database, require_server
+
+    with fresh_database(require_server()) as url:
+        yield url

@@ -1,0 +1,54 @@
+"""The PostgreSQL the suite may use: `.ci/postgres start` prints its URL.
+
+Tests that need it take the `pg_url` fixture (tests/conftest.py): a fresh, empty database of
+their own, dropped afterwards. Without POINTSBOT_TEST_POSTGRES they are skipped (`make test`
+says so in one line), except under CI (CI=true), where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+URL_ENV: Final = "POINTSBOT_TEST_POSTGRES"
+
+
+def server_url() -> str | None:
+    """The test server's URL (a database on it the suite may connect to), or None."""
+    return os.environ.get(URL_ENV) or None
+
+
+def require_server() -> str:
+    """The server's URL; skips the test without one (fails it under CI, which never skips)."""
+    url = server_url()
+    if url is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{URL_ENV} is not set: .ci/run starts PostgreSQL before the tests")
+        pytest.skip(f"PostgreSQL tests need {URL_ENV} (eval \"$(.ci/postgres start)\")")
+    return url
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """A new empty database on the server at `url` for one test: its URL; dropped after."""
+    import psycopg
+
+    name = f"pointsbot_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(url, name)
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
