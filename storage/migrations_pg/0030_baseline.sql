@@ -496,7 +496,8 @@ CREATE FUNCTION survey_answers_final_insert() RETURNS trigger LANGUAGE plpgsql A
 BEGIN
     -- SQLite's WHEN (PostgreSQL allows no subquery in a trigger's WHEN).
     IF (SELECT completed_at FROM survey_responses WHERE id = NEW.response_id) IS NOT NULL THEN
-        RAISE EXCEPTION 'the answers of a completed survey response are final' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'the answers of a completed survey response are final'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -509,7 +510,8 @@ CREATE FUNCTION survey_answers_final_update() RETURNS trigger LANGUAGE plpgsql A
 BEGIN
     -- SQLite's WHEN (PostgreSQL allows no subquery in a trigger's WHEN).
     IF (SELECT completed_at FROM survey_responses WHERE id = OLD.response_id) IS NOT NULL THEN
-        RAISE EXCEPTION 'the answers of a completed survey response are final' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'the answers of a completed survey response are final'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -522,7 +524,8 @@ CREATE FUNCTION survey_answers_final_delete() RETURNS trigger LANGUAGE plpgsql A
 BEGIN
     -- SQLite's WHEN (PostgreSQL allows no subquery in a trigger's WHEN).
     IF (SELECT completed_at FROM survey_responses WHERE id = OLD.response_id) IS NOT NULL THEN
-        RAISE EXCEPTION 'the answers of a completed survey response are final' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'the answers of a completed survey response are final'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN OLD;
 END;
@@ -911,7 +914,8 @@ BEGIN
     SELECT 1 FROM operations AS t WHERE t.id = NEW.reverses_operation_id
     AND t.kind = 'transfer' AND t.member_id = NEW.member_id
     AND t.counterparty_id = NEW.counterparty_id AND t.points = NEW.points) THEN
-        RAISE EXCEPTION 'a transfer undo reverses a transfer between the same members' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'a transfer undo reverses a transfer between the same members'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -1109,7 +1113,8 @@ BEGIN
     SELECT 1 FROM events
     WHERE id = NEW.event_id AND starts_at <= NEW.checked_in_at AND NEW.checked_in_at < ends_at
 ) THEN
-        RAISE EXCEPTION 'check-in outside the event window' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'check-in outside the event window'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -1123,7 +1128,8 @@ BEGIN
     -- SQLite's WHEN (PostgreSQL allows no subquery in a trigger's WHEN).
     IF (SELECT capacity FROM events WHERE id = NEW.event_id) <=
      (SELECT count(*) FROM checkins WHERE event_id = NEW.event_id) THEN
-        RAISE EXCEPTION 'event full' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'event full'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -1291,7 +1297,8 @@ BEGIN
     SELECT 1 FROM plans WHERE member_id = NEW.member_id AND ended_at IS NULL
     AND starts_on <= NEW.ends_on AND ends_on >= NEW.starts_on
 ) THEN
-        RAISE EXCEPTION 'the member already has a plan for these days' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'the member already has a plan for these days'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -1378,7 +1385,8 @@ BEGIN
     SELECT amount_fen FROM purchase_returns
     WHERE purchase_operation_id = NEW.purchase_operation_id LIMIT 1
 ), NEW.amount_fen) THEN
-        RAISE EXCEPTION 'a return starts where the returns of its purchase stopped' USING ERRCODE = 'integrity_constraint_violation';
+        RAISE EXCEPTION 'a return starts where the returns of its purchase stopped'
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
