@@ -242,7 +242,8 @@ CREATE TRIGGER allocations_append_only_delete BEFORE DELETE ON allocations
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('allocations are append-only');
 
-CREATE TRIGGER lots_append_only_update BEFORE UPDATE OF id, member_id, operation_id, points, expires_at, origin_lot_id ON lots
+CREATE TRIGGER lots_append_only_update BEFORE UPDATE OF id, member_id, operation_id, points,
+        expires_at, origin_lot_id ON lots
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('lots are append-only');
 
@@ -381,11 +382,14 @@ CREATE TRIGGER game_offers_no_delete BEFORE DELETE ON game_offers
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('game offers are never deleted');
 
-CREATE TRIGGER game_plays_fixed_identity BEFORE UPDATE OF id, offer_id, member_id, game, local_day, cost, cost_operation_id, drawn_prize_id, prize_id, prize_kind, prize_points, budget_fallback, campaign, layout, created_at ON game_plays
+CREATE TRIGGER game_plays_fixed_identity BEFORE UPDATE OF id, offer_id, member_id, game,
+        local_day, cost, cost_operation_id, drawn_prize_id, prize_id, prize_kind, prize_points,
+        budget_fallback, campaign, layout, created_at ON game_plays
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a play never changes what was paid or won');
 
-CREATE TRIGGER game_plays_scratch_forward BEFORE UPDATE OF scratched, revealed_at, prize_operation_id ON game_plays
+CREATE TRIGGER game_plays_scratch_forward BEFORE UPDATE OF scratched, revealed_at,
+        prize_operation_id ON game_plays
     FOR EACH ROW
     WHEN (OLD.revealed_at IS NOT NULL
     OR (NEW.scratched & OLD.scratched) <> OLD.scratched
@@ -396,7 +400,8 @@ CREATE TRIGGER game_plays_no_delete BEFORE DELETE ON game_plays
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('game plays are never deleted');
 
-CREATE TRIGGER game_vouchers_fixed_identity BEFORE UPDATE OF id, code, play_id, member_id, prize_id, created_at, expires_at ON game_vouchers
+CREATE TRIGGER game_vouchers_fixed_identity BEFORE UPDATE OF id, code, play_id, member_id,
+        prize_id, created_at, expires_at ON game_vouchers
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a prize voucher never changes what it is');
 
@@ -484,7 +489,8 @@ CREATE TRIGGER survey_responses_completed_final BEFORE UPDATE ON survey_response
     WHEN (OLD.completed_at IS NOT NULL)
     EXECUTE FUNCTION refuse_change('a completed survey response is final');
 
-CREATE TRIGGER survey_responses_fixed_identity BEFORE UPDATE OF id, survey_id, member_id ON survey_responses
+CREATE TRIGGER survey_responses_fixed_identity BEFORE UPDATE OF id, survey_id, member_id ON
+        survey_responses
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a survey response never changes whose or which survey it is');
 
@@ -560,11 +566,13 @@ CREATE INDEX feedback_pending ON feedback (id) WHERE status = 'pending';
 
 CREATE INDEX feedback_by_member_day ON feedback (member_id, local_day);
 
-CREATE TRIGGER feedback_fixed_identity BEFORE UPDATE OF id, member_id, source, text, local_day, created_at ON feedback
+CREATE TRIGGER feedback_fixed_identity BEFORE UPDATE OF id, member_id, source, text, local_day,
+        created_at ON feedback
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a suggestion never changes what was sent');
 
-CREATE TRIGGER feedback_decided_once BEFORE UPDATE OF status, reviewed_at, reviewed_by, reward_points, reward_operation_id ON feedback
+CREATE TRIGGER feedback_decided_once BEFORE UPDATE OF status, reviewed_at, reviewed_by,
+        reward_points, reward_operation_id ON feedback
     FOR EACH ROW
     WHEN (OLD.status <> 'pending')
     EXECUTE FUNCTION refuse_change('a suggestion is approved or rejected once');
@@ -714,7 +722,8 @@ CREATE INDEX redemptions_open_by_sku ON redemptions (sku, id)
 CREATE INDEX redemptions_returns_pending ON redemptions (return_requested_at, id)
     WHERE status = 'return_requested';
 
-CREATE TRIGGER redemptions_fixed_identity BEFORE UPDATE OF id, code, offer_id, member_id, sku, kind, points, deduction_yuan, spend_operation_id, created_at ON redemptions
+CREATE TRIGGER redemptions_fixed_identity BEFORE UPDATE OF id, code, offer_id, member_id, sku,
+        kind, points, deduction_yuan, spend_operation_id, created_at ON redemptions
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a redemption never changes what was bought');
 
@@ -734,12 +743,14 @@ CREATE TRIGGER redemptions_status_flow BEFORE UPDATE OF status ON redemptions
 ))
     EXECUTE FUNCTION refuse_change('a redemption cannot move between these statuses');
 
-CREATE TRIGGER redemptions_settled_once BEFORE UPDATE OF refund_operation_id, compensation_operation_id ON redemptions
+CREATE TRIGGER redemptions_settled_once BEFORE UPDATE OF refund_operation_id,
+        compensation_operation_id ON redemptions
     FOR EACH ROW
     WHEN (OLD.refund_operation_id IS NOT NULL OR OLD.compensation_operation_id IS NOT NULL)
     EXECUTE FUNCTION refuse_change('a redemption is refunded at most once');
 
-CREATE TRIGGER redemptions_return_history_kept BEFORE UPDATE OF used_at, return_requested_at, return_reason ON redemptions
+CREATE TRIGGER redemptions_return_history_kept BEFORE UPDATE OF used_at, return_requested_at,
+        return_reason ON redemptions
     FOR EACH ROW
     WHEN ((OLD.used_at IS NOT NULL AND NEW.used_at IS DISTINCT FROM OLD.used_at)
     OR (OLD.return_requested_at IS NOT NULL
@@ -754,7 +765,8 @@ CREATE TRIGGER redemptions_no_delete BEFORE DELETE ON redemptions
 CREATE INDEX redemptions_usable_until ON redemptions (valid_until)
     WHERE valid_until IS NOT NULL AND status IN ('issued', 'return_rejected');
 
-CREATE TRIGGER redemptions_fixed_validity BEFORE UPDATE OF valid_until, refund_if_unused ON redemptions
+CREATE TRIGGER redemptions_fixed_validity BEFORE UPDATE OF valid_until, refund_if_unused ON
+        redemptions
     FOR EACH ROW
     WHEN (NEW.valid_until IS DISTINCT FROM OLD.valid_until OR NEW.refund_if_unused IS DISTINCT FROM OLD.refund_if_unused)
     EXECUTE FUNCTION refuse_change('a voucher''s validity and terms never change');
@@ -821,7 +833,8 @@ CREATE INDEX household_members_by_household ON household_members (household_id, 
 
 CREATE INDEX household_members_by_member ON household_members (member_id, joined_at);
 
-CREATE TRIGGER household_members_history_update BEFORE UPDATE OF id, household_id, member_id, joined_at ON household_members
+CREATE TRIGGER household_members_history_update BEFORE UPDATE OF id, household_id, member_id,
+        joined_at ON household_members
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('household membership history is append-only');
 
@@ -954,7 +967,8 @@ CREATE TRIGGER dependants_no_delete BEFORE DELETE ON dependants
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('dependants are removed (removed_at), never deleted');
 
-CREATE TRIGGER dependants_fixed_identity BEFORE UPDATE OF id, member_id, origin_id, kind, name, name_key, created_at ON dependants
+CREATE TRIGGER dependants_fixed_identity BEFORE UPDATE OF id, member_id, origin_id, kind, name,
+        name_key, created_at ON dependants
     FOR EACH ROW
     EXECUTE FUNCTION refuse_change('a dependant keeps who it is: remove it and add another');
 
@@ -984,7 +998,8 @@ CREATE TABLE task_progress (
     CHECK (reward_operation_id IS NULL OR completed_at IS NOT NULL)
 );
 
-CREATE TRIGGER task_progress_completed_once BEFORE UPDATE OF completed_at, reward_operation_id ON task_progress
+CREATE TRIGGER task_progress_completed_once BEFORE UPDATE OF completed_at, reward_operation_id
+        ON task_progress
     FOR EACH ROW
     WHEN (OLD.completed_at IS NOT NULL
     AND (NEW.completed_at IS DISTINCT FROM OLD.completed_at
