@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -37,6 +37,49 @@ def dt(value: int) -> datetime:
 def dt_or_none(value: int | None) -> datetime | None:
     """`dt(value)`, or None for NULL."""
     return None if value is None else dt(value)
+
+
+def insert_id(conn: sqlite3.Connection, sql: str, parameters: Any = ()) -> int:
+    """Run one single-row INSERT and return the id it drew (`RETURNING id`: both engines
+    have it, where a cursor's lastrowid is SQLite's alone)."""
+    row = conn.execute(f"{sql} RETURNING id", parameters).fetchone()
+    assert row is not None, "an INSERT ... RETURNING id gives its row"
+    return int(row[0])
+
+
+def engine(conn: sqlite3.Connection) -> str:
+    """Which engine `conn` talks to: "sqlite", or "postgres" (storage/pg.py's connection)."""
+    return str(getattr(conn, "engine", "sqlite"))
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """The database's tables."""
+    if engine(conn) == "postgres":
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {str(row[0]) for row in conn.execute(sql)}
+
+
+def trigger_names(conn: sqlite3.Connection) -> set[str]:
+    """The database's triggers (PostgreSQL's own, for foreign keys, left out)."""
+    if engine(conn) == "postgres":
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    return {str(row[0]) for row in conn.execute(sql)}
+
+
+def column_names(conn: sqlite3.Connection, table: str) -> list[str]:
+    """A table's columns, in order."""
+    if engine(conn) == "postgres":
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(row[0]) for row in rows]
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
 def required_now(now: datetime | None) -> datetime:

@@ -1,4 +1,5 @@
-"""The PostgreSQL the suite may use: `.ci/postgres start` prints its URL.
+"""The PostgreSQL the suite may use (`.ci/postgres start` prints its URL), and the storage
+conformance tests' connections: the same test on SQLite and on PostgreSQL.
 
 Tests that need it take the `pg_url` fixture (tests/conftest.py): a fresh, empty database of
 their own, dropped afterwards. Without POINTSBOT_TEST_POSTGRES they are skipped (`make test`
@@ -8,10 +9,12 @@ says so in one line), except under CI (CI=true), where a missing server is a fai
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from pathlib import Path
+from typing import Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -30,7 +33,7 @@ def require_server() -> str:
     if url is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{URL_ENV} is not set: .ci/run starts PostgreSQL before the tests")
-        pytest.skip(f"PostgreSQL tests need {URL_ENV} (eval \"$(.ci/postgres start)\")")
+        pytest.skip(f'PostgreSQL tests need {URL_ENV} (eval "$(.ci/postgres start)")')
     return url
 
 
@@ -52,3 +55,33 @@ def fresh_database(url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The engines the storage conformance tests run on (tests parametrized with ENGINES).
+ENGINES: Final = ("sqlite", "postgres")
+
+
+@contextmanager
+def migrated_connection(engine: str, folder: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a new database of `engine`, migrated to the latest schema: a SQLite
+    file in `folder`, or a fresh PostgreSQL database (skipped without a server)."""
+    if engine == "sqlite":
+        from storage.store import connect_sync, migrate
+
+        connection = connect_sync(folder / "conformance.db")
+        migrate(connection)
+        try:
+            yield connection
+        finally:
+            connection.close()
+        return
+    from storage.pg import PgConnection
+    from storage.pg_store import pg_migrate
+
+    with fresh_database(require_server()) as url:
+        pg = PgConnection.connect(url)
+        try:
+            pg_migrate(pg)
+            yield cast(sqlite3.Connection, pg)  # what the storage functions take
+        finally:
+            pg.close()

@@ -15,19 +15,18 @@ from storage.audit import audit
 from storage.errors import AlreadyReversed, Conflict, InsufficientPoints, InvalidRequest, NotFound
 from storage.family import create_household, join_household
 from storage.members import Profile, register_member
-from storage.store import connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "ledger.db")
-    migrate(connection)
-    yield connection
-    assert audit(connection).ok, str(audit(connection))
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        assert audit(connection).ok, str(audit(connection))
 
 
 def new_member(conn: sqlite3.Connection, telegram_id: int = 1) -> int:

@@ -23,6 +23,7 @@ from storage.errors import (
     SourceHeldBack,
 )
 from storage.ledger.records import Consumed, OperationResult
+from storage.sql import insert_id
 
 
 def _json_default(value: object) -> str:
@@ -79,9 +80,10 @@ def member_account(conn: sqlite3.Connection, member_id: int) -> tuple[int, int]:
         raise NotFound(f"no member {member_id}")
     if row[0] is not None:
         return int(row[0]), int(row[1])
-    cur = conn.execute("INSERT INTO accounts (kind, member_id) VALUES ('member', ?)", (member_id,))
-    assert cur.lastrowid is not None
-    return cur.lastrowid, 0
+    account = insert_id(
+        conn, "INSERT INTO accounts (kind, member_id) VALUES ('member', ?)", (member_id,)
+    )
+    return account, 0
 
 
 def open_account(conn: sqlite3.Connection, member_id: int) -> int:
@@ -125,7 +127,8 @@ def insert_operation(
     meta: str | None = None,
 ) -> int:
     """Insert an operation row (times as Unix seconds); its id."""
-    cur = conn.execute(
+    return insert_id(
+        conn,
         "INSERT INTO operations (kind, idempotency_key, fingerprint, member_id, counterparty_id,"
         " points, actor, reason, reference, reverses_operation_id, created_at, meta)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -144,8 +147,6 @@ def insert_operation(
             meta,
         ),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def post_with_system(
@@ -183,13 +184,12 @@ def create_lot(
     origin_lot_id: int | None = None,
 ) -> int:
     """Insert a lot holding all its points; its id."""
-    cur = conn.execute(
+    return insert_id(
+        conn,
         "INSERT INTO lots (member_id, operation_id, points, remainder, expires_at, origin_lot_id)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (member_id, operation_id, points, points, expires_at, origin_lot_id),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 @dataclass(frozen=True, slots=True)

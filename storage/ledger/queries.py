@@ -193,7 +193,7 @@ LEFT JOIN operations AS bought ON o.kind <> 'purchase' AND o.meta IS NOT NULL
     AND bought.idempotency_key = json_extract(o.meta, '$.purchase')
     AND bought.kind = 'purchase' AND bought.member_id = o.member_id
 LEFT JOIN members AS other ON o.kind IN ('transfer', 'transfer_undo')
-    AND other.id = iif(o.member_id = :member, o.counterparty_id, o.member_id)
+    AND other.id = CASE WHEN o.member_id = :member THEN o.counterparty_id ELSE o.member_id END
 ORDER BY o.id DESC
 """
 

@@ -81,6 +81,31 @@ END;
 $$;
 
 -- (query compatibility functions follow)
+-- total(x): SQLite's sum that is 0, not NULL, over no rows (an integer for integers here).
+CREATE AGGREGATE total(bigint) (SFUNC = int8pl, STYPE = bigint, INITCOND = '0');
+CREATE AGGREGATE total(double precision) (SFUNC = float8pl, STYPE = float8, INITCOND = '0');
+
+-- json_extract(doc, '$.a.b'): the value at that path, as text (SQLite types it; the storage
+-- code casts where it compares or sums). Only object paths: the code uses no array index.
+CREATE FUNCTION json_extract(doc text, path text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN doc::jsonb #>> string_to_array(substr(path, 3), '.');
+
+-- json_each(doc): each element of a JSON array (key: its index) or member of an object, its
+-- value as SQLite gives a scalar (a string unquoted; an array or object as JSON text).
+CREATE FUNCTION json_each(doc text) RETURNS TABLE (key text, value text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (e.ordinality - 1)::text, e.element #>> '{}'
+      FROM jsonb_array_elements(CASE jsonb_typeof(doc::jsonb) WHEN 'array'
+           THEN doc::jsonb ELSE '[]'::jsonb END) WITH ORDINALITY AS e (element, ordinality)
+    UNION ALL
+    SELECT o.key, o.value #>> '{}'
+      FROM jsonb_each(CASE jsonb_typeof(doc::jsonb) WHEN 'object'
+           THEN doc::jsonb ELSE '{}'::jsonb END) AS o
+$$;
+
+-- (seed data follows the tables)
 
 -- ===========================================================================================
 -- Triggers' shared function
@@ -1616,3 +1641,24 @@ CREATE TRIGGER api_results_no_truncate BEFORE TRUNCATE ON api_results
 
 CREATE TRIGGER tier_changes_no_truncate BEFORE TRUNCATE ON tier_changes
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('tier changes are kept');
+
+-- The system accounts the SQLite migrations insert (0002 and later), with the same ids.
+INSERT INTO accounts (id, kind, name) VALUES
+    (1, 'source', 'purchase'),
+    (2, 'source', 'birthday'),
+    (3, 'source', 'survey'),
+    (4, 'source', 'game'),
+    (5, 'source', 'share_bonus'),
+    (6, 'source', 'campaign'),
+    (7, 'source', 'compensation'),
+    (8, 'source', 'adjustment'),
+    (9, 'sink', 'redeemed'),
+    (10, 'sink', 'expired'),
+    (11, 'sink', 'game_cost'),
+    (12, 'source', 'feedback'),
+    (13, 'source', 'task'),
+    (14, 'source', 'badge'),
+    (15, 'source', 'tier'),
+    (16, 'source', 'plan'),
+    (17, 'source', 'owed');
+SELECT setval(pg_get_serial_sequence('accounts', 'id'), (SELECT max(id) FROM accounts));
