@@ -121,6 +121,26 @@ def atomic(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 @contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """A block whose failure is caught by the caller and the transaction goes on: always a
+    savepoint inside a transaction (even a Store.write's whole one), else BEGIN IMMEDIATE.
+    On PostgreSQL a failed statement spoils its whole transaction unless rolled back to a
+    savepoint: wrap any statement expected to fail (an INSERT whose key may be taken) in one."""
+    if not conn.in_transaction:
+        with atomic(conn):
+            yield
+        return
+    conn.execute("SAVEPOINT expected_failure")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO expected_failure")
+        conn.execute("RELEASE expected_failure")
+        raise
+    conn.execute("RELEASE expected_failure")
+
+
+@contextmanager
 def batch(conn: sqlite3.Connection) -> Iterator[None]:
     """`atomic`, whose inner `atomic` blocks add no savepoints of their own: for a block that
     is all-or-nothing as a whole (an import batch, where a savepoint around the ledger's bulk
