@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from storage.store import Store, Synchronous
 
 URL_ENV: Final = "POINTSBOT_TEST_POSTGRES"
 
@@ -85,3 +88,24 @@ def migrated_connection(engine: str, folder: Path) -> Iterator[sqlite3.Connectio
             yield cast(sqlite3.Connection, pg)  # what the storage functions take
         finally:
             pg.close()
+
+
+@asynccontextmanager
+async def opened_store(
+    engine: str,
+    folder: Path,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    synchronous: Synchronous = "FULL",
+) -> AsyncIterator[Store]:
+    """An open store on a new database of `engine` (a SQLite file in `folder`, or a fresh
+    PostgreSQL database), migrated; the facades take either."""
+    if engine == "sqlite":
+        async with Store(folder / "conformance.db", synchronous=synchronous, clock=clock) as store:
+            yield store
+        return
+    from storage.pg_store import PgStore
+
+    with fresh_database(require_server()) as url:
+        async with PgStore(url, clock=clock) as pg_store:
+            yield cast(Store, pg_store)  # the same calls as Store's (storage/pg_store.py)
