@@ -16,6 +16,8 @@ demo: $(STAMP)
 	$(BIN)/pointsbot demo
 
 test: $(STAMP)
+	@test -n "$$POINTSBOT_TEST_POSTGRES" || echo "make test: PostgreSQL conformance tests skipped" \
+		"(no POINTSBOT_TEST_POSTGRES); to run them: eval \"\$$(.ci/postgres start)\"; make test"
 	$(BIN)/python -m pytest -q
 
 # The suite on other days than today, under libfaketime (Debian package `faketime`): the

@@ -72,7 +72,9 @@ def pg_migrate(conn: PgConnection) -> list[int]:
     available = pg_migrations()
     latest = available[-1][0] if available else 0
     applied: list[int] = []
-    conn.execute("BEGIN")
+    # READ COMMITTED: a process that waited for the lock then sees the version the one
+    # before it committed (a snapshot taken at the lock would not).
+    conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")

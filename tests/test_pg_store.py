@@ -1,0 +1,123 @@
+"""The PostgreSQL store (storage/pg_store.py): migrations numbered with SQLite's, taken once
+by processes starting together, and writes from several processes at once serialized by
+PostgreSQL (SERIALIZABLE, run again after a conflict) so no balance is ever overdrawn."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from storage.audit import audit
+from storage.errors import InsufficientPoints, MigrationError
+from storage.ledger import Ledger, OperationResult
+from storage.members import Members, Profile
+from storage.pg import PgConnection
+from storage.pg_store import PgStore, pg_migrate, pg_migrations, pg_schema_version
+from storage.store import Store, latest_version
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_postgresql_migrations_reach_the_sqlite_schemas_version() -> None:
+    versions = [version for version, _name, _sql in pg_migrations()]
+    assert versions[0] == 30  # the baseline: SQLite's version when PostgreSQL arrived
+    assert versions == list(range(30, latest_version() + 1))
+
+
+async def test_open_migrates_once_and_a_second_open_applies_nothing(pg_url: str) -> None:
+    async with PgStore(pg_url) as store:
+        assert await store.version() == latest_version()
+    conn = PgConnection.connect(pg_url)
+    try:
+        assert pg_migrate(conn) == []
+        assert pg_schema_version(conn) == latest_version()
+    finally:
+        conn.close()
+
+
+async def test_processes_starting_together_migrate_once(pg_url: str) -> None:
+    stores = [PgStore(pg_url) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        assert {await store.version() for store in stores} == {latest_version()}
+        accounts = await stores[0].read(
+            lambda c: c.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        )
+        assert accounts == 17  # the system accounts, seeded once
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_a_database_newer_than_this_pointsbot_is_refused(pg_url: str) -> None:
+    async with PgStore(pg_url):
+        pass
+    conn = PgConnection.connect(pg_url)
+    conn.execute("UPDATE schema_version SET version = version + 1")
+    conn.close()
+    with pytest.raises(MigrationError, match="newer than this pointsbot"):
+        await PgStore(pg_url).open()
+
+
+async def test_two_processes_spending_at_once_never_overdraw(pg_url: str) -> None:
+    # Two stores are two bot processes: each has its own writer, so their transactions really
+    # run side by side and PostgreSQL, not one thread, has to keep the balance right.
+    first, second = PgStore(pg_url), PgStore(pg_url)
+    await first.open()
+    await second.open()
+    try:
+        member, _ = await Members(first).register(Profile(1, "alice"), now=T0)  # type: ignore[arg-type]
+        books = [Ledger(first), Ledger(second)]  # type: ignore[arg-type]
+        await books[0].earn(
+            member.id, 100, kind="purchase", key="seed", actor="pos", expires_at=None, now=T0
+        )
+        outcomes = await asyncio.gather(
+            *(
+                books[i % 2].spend(
+                    member.id, 7, key=f"tap:{i}", actor="m", reason=None, reference=None, now=T0
+                )
+                for i in range(30)
+            ),
+            return_exceptions=True,
+        )
+        done = [o for o in outcomes if isinstance(o, OperationResult)]
+        refused = [o for o in outcomes if isinstance(o, InsufficientPoints)]
+        assert (len(done), len(refused)) == (100 // 7, 30 - 100 // 7), outcomes
+        assert sorted(r.balance_after for r in done) == [100 - 7 * k for k in range(14, 0, -1)]
+        assert (await books[1].balance(member.id, T0)).available == 100 % 7
+        report = await second.read(audit)
+        assert report.ok, str(report)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_ledger_refuses_to_be_rewritten_through_the_store(pg_url: str) -> None:
+    async with PgStore(pg_url) as store:
+        book = Ledger(store)  # type: ignore[arg-type]
+        member, _ = await Members(store).register(Profile(2, "bob"), now=T0)  # type: ignore[arg-type]
+        await book.earn(
+            member.id, 10, kind="purchase", key="k", actor="pos", expires_at=None, now=T0
+        )
+        for statement in (
+            "UPDATE operations SET points = 1000",
+            "DELETE FROM postings",
+            "TRUNCATE operations CASCADE",
+        ):
+
+            def rewrite(conn: sqlite3.Connection, sql: str = statement) -> None:
+                conn.execute(sql)
+
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                await store.write(rewrite)
+        assert (await book.balance(member.id, T0)).available == 10
+
+
+def test_a_pg_store_takes_the_same_calls_as_store() -> None:
+    public = {name for name in vars(Store) if not name.startswith("_")}
+    missing = {"open", "close", "write", "read", "lookup", "now", "version", "is_open"} - {
+        name for name in vars(PgStore) if not name.startswith("_")
+    }
+    assert not missing and {"write", "read", "lookup"} <= public
