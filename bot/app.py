@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import time, tzinfo
-from typing import Any, Final
+from datetime import datetime, time, tzinfo
+from typing import Any, Final, cast
 
 from telegram import BotCommand, Update
 from telegram.ext import ApplicationBuilder, ContextTypes, Defaults, ExtBot, JobQueue
@@ -19,6 +19,7 @@ from bot.config import (
     WEBHOOK_SECRET_ENV,
     Config,
     ConfigError,
+    StorageConfig,
     webhook_secret_from_env,
 )
 from bot.i18n import I18n
@@ -94,6 +95,16 @@ def member_bot(
     return MemberBot(token, request=request, get_updates_request=updates_request, defaults=defaults)
 
 
+def make_store(storage: StorageConfig, *, clock: Callable[[], datetime] | None = None) -> Store:
+    """The store [storage] names: the SQLite file, or PostgreSQL when `url` is set (the same
+    calls either way; storage/pg_store.py)."""
+    if storage.postgres:
+        from storage.pg_store import PgStore
+
+        return cast(Store, PgStore(storage.url, clock=clock))
+    return Store(storage.path, synchronous=storage.synchronous, clock=clock)
+
+
 def build_application(
     config: Config,
     token: str,
@@ -112,11 +123,7 @@ def build_application(
     # persistence opens this (shared, single-writer) store on first use (bot/persistence.py).
     # One clock for everything: tests move it by replacing `services.clock`, so the store
     # and the persistence read it through the services at each call.
-    store = Store(
-        config.storage.path,
-        synchronous=config.storage.synchronous,
-        clock=lambda: app.bot_data.clock(),
-    )
+    store = make_store(config.storage, clock=lambda: app.bot_data.clock())
     persistence = StorePersistence(store, clock=lambda: app.bot_data.clock())
     # Every fetched update is kept until handled: journaled by the getUpdates transport,
     # marked done by the update processor, replayed in post_init after a crash.

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import click
 
@@ -213,16 +213,21 @@ def _check_guarantee(config: Config, config_path: Path) -> str:
 @config_option
 def init_db(config_path: Path) -> None:
     """Create the database or apply pending migrations."""
-    from storage.store import Store
+    from bot.app import make_store
+    from storage.errors import MigrationError
 
     config = _load(config_path)
 
     async def create() -> int:
-        async with Store(config.storage.path, synchronous=config.storage.synchronous) as store:
+        async with make_store(config.storage) as store:
             return await store.version()
 
-    version = asyncio.run(create())
-    click.echo(f"{config.storage.path}: schema version {version}")
+    try:
+        version = asyncio.run(create())
+    except (sqlite3.DatabaseError, MigrationError) as exc:
+        click.echo(f"error: {config.storage.shown}: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{config.storage.shown}: schema version {version}")
 
 
 def _write_csv(
@@ -243,6 +248,8 @@ def _open_database(config: Config, *, upgrade: bool) -> sqlite3.Connection:
     from storage.errors import MigrationError
     from storage.store import connect_sync, latest_version, migrate, schema_version
 
+    if config.storage.postgres:
+        return _open_postgres(config, upgrade=upgrade)
     path = Path(config.storage.path)
     if not path.is_file():
         click.echo(f"error: no database at {path} (create it with `pointsbot init-db`)", err=True)
@@ -263,6 +270,32 @@ def _open_database(config: Config, *, upgrade: bool) -> sqlite3.Connection:
         click.echo(f"error: {path}: {exc}", err=True)
         sys.exit(2)
     return conn
+
+
+def _open_postgres(config: Config, *, upgrade: bool) -> sqlite3.Connection:
+    """Connect to [storage] url, migrated (`upgrade`) or checked current; else exit 2."""
+    from storage.errors import MigrationError
+    from storage.pg import PgConnection
+    from storage.pg_store import pg_migrate, pg_schema_version
+    from storage.store import latest_version
+
+    conn = None
+    try:
+        conn = PgConnection.connect(config.storage.url)
+        if upgrade:
+            pg_migrate(conn)
+        elif (version := pg_schema_version(conn)) != latest_version():
+            raise MigrationError(
+                f"schema version {version}, this pointsbot needs {latest_version()}"
+                " (run `pointsbot init-db`)"
+            )
+    except (sqlite3.DatabaseError, MigrationError) as exc:
+        if conn is not None:
+            conn.close()
+        click.echo(f"error: {config.storage.shown}: {exc}", err=True)
+        sys.exit(2)
+    # The storage functions take it as they take a sqlite3 connection (storage/pg.py).
+    return cast(sqlite3.Connection, conn)
 
 
 @main.command("audit")

@@ -149,10 +149,42 @@ class TelegramConfig(_Section):
 
 
 class StorageConfig(_Section):
-    """[storage]: the SQLite database."""
+    """[storage]: the SQLite database, or a PostgreSQL one when `url` is set."""
 
     path: str = "data/pointsbot.sqlite3"
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # postgresql://user@host:port/database: PostgreSQL instead of the SQLite file (its
+    # password from the environment, PGPASSWORD, or ~/.pgpass; never in this file).
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _a_postgresql_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must start with postgresql:// (or be empty for SQLite)")
+        if parts.password:
+            raise ValueError(
+                "holds a password: keep it out of the file (PGPASSWORD in the environment,"
+                " or ~/.pgpass)"
+            )
+        if not parts.path.strip("/"):
+            raise ValueError("names no database: postgresql://user@host:5432/pointsbot")
+        return value
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the store is PostgreSQL."""
+        return bool(self.url)
+
+    @property
+    def shown(self) -> str:
+        """The database as logs and messages name it."""
+        return self.url or self.path
 
     @field_validator("path")
     @classmethod

@@ -130,7 +130,7 @@ class Metrics:
         """A Bot API call failed with this HTTP status (or "timeout", "network")."""
         self.api_errors.labels(method, str(code)).inc()
 
-    def exposition(self, sample: StoreSample | None, now: datetime, database: Path) -> bytes:
+    def exposition(self, sample: StoreSample | None, now: datetime, database: Path | None) -> bytes:
         """The metrics in the Prometheus text format, with this sample of the database (None:
         the store did not answer, its figures are left out)."""
         self._store.sample, self._store.now, self._store.database = sample, now, database

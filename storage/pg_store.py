@@ -145,6 +145,8 @@ class PgStore:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.url = url
+        # No file: what Store.path is to a SQLite store (the metrics skip the file size).
+        self.path = None
         # The application's clock: "now" for a write or read that is not told the time.
         self.clock = clock
         self._migrate = migrate
