@@ -134,12 +134,12 @@ _ROW_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
     (
         "sink_not_negative",
         "account, name, balance",
-        "SELECT id, name, balance FROM accounts WHERE kind = 'sink' AND balance < 0",
+        "SELECT id, name, balance FROM account_balances WHERE kind = 'sink' AND balance < 0",
     ),
     (
         "cached_balance",
         "account, cached balance, sum of postings",
-        "SELECT a.id, a.balance, coalesce(p.total, 0) FROM accounts AS a"
+        "SELECT a.id, a.balance, coalesce(p.total, 0) FROM account_balances AS a"
         " LEFT JOIN (SELECT account_id, sum(amount) AS total FROM postings GROUP BY account_id)"
         " AS p ON p.account_id = a.id WHERE a.balance <> coalesce(p.total, 0)",
     ),
@@ -510,7 +510,7 @@ _RETURN_CHECKS: Final[tuple[tuple[str, str, str], ...]] = (
         "owed_account",
         "owed account balance, minus the owed points",
         "SELECT a.balance, -coalesce((SELECT sum(points) FROM owed_points), 0)"
-        " FROM accounts AS a WHERE a.name = 'owed'"
+        " FROM account_balances AS a WHERE a.name = 'owed'"
         " AND a.balance <> -coalesce((SELECT sum(points) FROM owed_points), 0)",
     ),
 )

@@ -42,7 +42,7 @@ def store_sample(conn: sqlite3.Connection, *, marketing: bool) -> StoreSample:
     sinks: dict[str, int] = {}
     # `name IS NOT NULL`: only system accounts have a name, and its index finds them.
     for kind, name, balance in conn.execute(
-        "SELECT kind, name, balance FROM accounts WHERE name IS NOT NULL ORDER BY name"
+        "SELECT kind, name, balance FROM account_balances WHERE name IS NOT NULL ORDER BY name"
     ):
         (sources if kind == "source" else sinks)[name] = int(balance)
     return StoreSample(

@@ -49,7 +49,8 @@ def test_null_safe_comparisons_use_postgresqls_words() -> None:
 
 
 def test_what_postgresql_has_no_word_for_is_refused_or_translated() -> None:
-    assert translate("BEGIN IMMEDIATE").sql == "BEGIN"
+    assert translate("BEGIN IMMEDIATE").sql == "BEGIN ISOLATION LEVEL SERIALIZABLE"
+    assert translate("BEGIN").sql == "BEGIN ISOLATION LEVEL REPEATABLE READ"
     with pytest.raises(sqlite3.NotSupportedError):
         translate("PRAGMA user_version")
     with pytest.raises(sqlite3.ProgrammingError):
