@@ -310,14 +310,18 @@ class PgConnection:
         """Run one statement for each set of parameters."""
         statement = translate(sql)
         cursor = self.raw.cursor()
+        rowcount = 0
         try:
-            cursor.executemany(
-                statement.sql,
-                [_bound(statement, p) for p in seq_of_parameters],
-            )
+            # One statement at a time: psycopg's executemany pipelines, and a pipeline a
+            # serialization failure aborts leaves the connection needing more than ROLLBACK.
+            for parameters in seq_of_parameters:
+                cursor.execute(statement.sql, _bound(statement, parameters))
+                rowcount += max(cursor.rowcount, 0)
         except psycopg.Error as exc:
             raise _translated_error(exc) from exc
-        return Cursor(self, cursor)
+        result = Cursor(self, cursor)
+        result.rowcount = rowcount
+        return result
 
     @property
     def in_transaction(self) -> bool:

@@ -37,7 +37,7 @@ _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any number: the key of the advisory lock migrations take (pointsbot's own).
 _MIGRATION_LOCK: Final = 0x706F696E7473  # "points"
 # A write that keeps conflicting is given up after this many tries (it raises then).
-WRITE_ATTEMPTS: Final = 12
+WRITE_ATTEMPTS: Final = 30
 # SQLSTATEs after which a transaction may simply be run again.
 _RETRYABLE: Final = frozenset({"40001", "40P01"})
 
