@@ -323,6 +323,77 @@ def audit_ledger(config_path: Path, quick: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command("migrate-to-postgres")
+@config_option
+@click.option(
+    "--url",
+    required=True,
+    help="The empty PostgreSQL database to copy into: postgresql://user@host:5432/name"
+    " (its password from PGPASSWORD or ~/.pgpass).",
+)
+def migrate_to_postgres(config_path: Path, url: str) -> None:
+    """Copy the SQLite database ([storage] path) into an empty PostgreSQL one and audit the copy;
+    then set [storage] url to it."""
+    from bot.config import StorageConfig
+    from storage.audit import audit
+    from storage.errors import MigrationError
+    from storage.pg import PgConnection
+    from storage.pg_copy import copy_to_postgres
+    from storage.pg_store import pg_migrate
+
+    config = _load(config_path)
+    if config.storage.postgres:
+        click.echo("error: [storage] url is set already: the SQLite file is the source", err=True)
+        sys.exit(2)
+    try:
+        target_config = StorageConfig(url=url)
+    except ValueError as exc:
+        click.echo(f"error: --url: {exc}", err=True)
+        sys.exit(2)
+    source = _open_database(config, upgrade=False)
+    target = None
+    try:
+        target = PgConnection.connect(target_config.url)
+        pg_migrate(target)
+        done: dict[str, int] = {}
+        with cli_progress("migrate-to-postgres", "rows") as progress:
+
+            def copying(table: str, rows: int) -> None:
+                done[table] = rows
+                progress(sum(done.values()))
+
+            copied = copy_to_postgres(source, target, copying)
+        report = audit(
+            cast(sqlite3.Connection, target),
+            badge_sets={s.id: s.badges for s in config.badge_sets},
+            tier_levels=[tier.id for tier in config.tiers.levels],
+            tz=config.program.tz,
+        )
+        differ = [
+            table
+            for table, rows in copied.rows.items()
+            if table != "accounts"
+            and target.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
+            != rows
+        ]
+    except (sqlite3.DatabaseError, MigrationError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        source.close()
+        if target is not None:
+            target.close()
+    click.echo(
+        f"copied {copied.total:,} rows of {len(copied.rows)} tables into {target_config.shown}"
+    )
+    click.echo(str(report))
+    if differ or not report.ok:
+        if differ:
+            click.echo(f"error: row counts differ in {', '.join(differ)}", err=True)
+        sys.exit(1)
+    click.echo('now set [storage] url = "..." to it (and keep the SQLite file as a backup)')
+
+
 # Skipped rows listed after an import's summary; --errors writes them all.
 SHOWN_REJECTIONS = 50
 
