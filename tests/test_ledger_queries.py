@@ -14,19 +14,18 @@ from storage.audit import audit
 from storage.errors import Conflict, InvalidRequest, NotFound
 from storage.family import Families, create_household, join_household
 from storage.members import Members, Profile, register_member
-from storage.store import Store, connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection, opened_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "ledger.db")
-    migrate(connection)
-    yield connection
-    assert audit(connection).ok, str(audit(connection))
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        assert audit(connection).ok, str(audit(connection))
 
 
 def new_member(conn: sqlite3.Connection, telegram_id: int = 1) -> int:
@@ -237,8 +236,9 @@ def test_earn_many_reports_errors_and_skips_replays(conn: sqlite3.Connection) ->
 # --- the async facade ------------------------------------------------------------------------
 
 
-async def test_async_ledger_round_trip(tmp_path: Path) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_async_ledger_round_trip(engine: str, tmp_path: Path) -> None:
+    async with opened_store(engine, tmp_path) as store:
         members = Members(store)
         alice, _ = await members.register(Profile(1, "alice"), now=T0)
         bob, _ = await members.register(Profile(2, "bob"), now=T0)
