@@ -619,12 +619,17 @@ def household_events(
     conn: sqlite3.Connection, household_id: int | None = None
 ) -> Iterator[HouseholdEvent]:
     """The audit trail of one household, or of all, oldest first."""
-    for row in conn.execute(
+    sql = (
         "SELECT e.id, e.household_id, e.kind, e.member_id, m.member_code, e.actor, e.reason,"
         " e.at FROM household_events AS e LEFT JOIN members AS m ON m.id = e.member_id"
-        " WHERE ?1 IS NULL OR e.household_id = ?1 ORDER BY e.id",
-        (household_id,),
-    ):
+    )
+    # No `?1 IS NULL OR ...`: PostgreSQL can give an untyped NULL parameter no type.
+    rows = (
+        conn.execute(f"{sql} ORDER BY e.id")
+        if household_id is None
+        else conn.execute(f"{sql} WHERE e.household_id = ? ORDER BY e.id", (household_id,))
+    )
+    for row in rows:
         yield HouseholdEvent(
             id=row[0],
             household_id=row[1],

@@ -233,6 +233,19 @@ def test_earn_many_reports_errors_and_skips_replays(conn: sqlite3.Connection) ->
     assert ledger.balance(conn, alice, T0).available == 17
 
 
+def test_bulk_bookings_leave_the_next_ids_free(conn: sqlite3.Connection) -> None:
+    # earn_many and the expiry sweep write their ids themselves: a plain booking after them
+    # must not draw one of those (PostgreSQL's identity would, left behind).
+    alice = new_member(conn, 1)
+    ledger.earn_many(conn, [request(alice, 10, "r1"), request(alice, 5, "r2")])
+    earn(conn, alice, 3, T0 + DAY, "e1")
+    assert ledger.expire_due(conn, T0 + 2 * DAY) == ledger.ExpiryReport(1, 3)
+    later = earn(conn, alice, 4, None, "e2", now=T0 + 2 * DAY)
+    ids = [r[0] for r in conn.execute("SELECT id FROM operations ORDER BY id")]
+    assert len(ids) == 5 and ids[-1] == later.operation_id
+    assert [lot.points for lot in ledger.lots(conn, alice)] == [10, 5, 3, 4]
+
+
 # --- the async facade ------------------------------------------------------------------------
 
 
