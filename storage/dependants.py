@@ -21,7 +21,7 @@ from storage.facade import Facade, looks_up, reads, writes
 from storage.ledger import OperationResult
 from storage.mall import Redemption
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, ts
 
 KINDS: Final = ("child", "pet")
 GIFT_ACTOR: Final = "system:birthday"
@@ -198,7 +198,8 @@ def add_dependant(
                 if last.changed_at is not None and last.changed_at > change_allowed_after:
                     raise ChangeTooSoon(f"dependant {last.origin_id} changed within a year")
                 entered_ts = changed_ts = now_ts
-        cur = conn.execute(
+        dependant_id = insert_id(
+            conn,
             "INSERT INTO dependants (member_id, origin_id, kind, name, name_key, month, day,"
             " year, created_at, entered_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -215,8 +216,7 @@ def add_dependant(
                 changed_ts,
             ),
         )
-        assert cur.lastrowid is not None
-        return dependant(conn, cur.lastrowid)
+        return dependant(conn, dependant_id)
 
 
 def change_birthday(

@@ -20,7 +20,7 @@ from storage.facade import Facade, looks_up, reads, writes
 from storage.ledger import Balance
 from storage.ledger.queries import balance as ledger_balance
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, required_now, ts
+from storage.sql import atomic, dt, insert_id, required_now, ts
 
 LeftHow = Literal["left", "removed", "dissolved"]
 
@@ -139,13 +139,12 @@ def record_event(
     reason: str | None = None,
 ) -> int:
     """Append one line to the household's audit trail; return its id."""
-    event_id = conn.execute(
+    return insert_id(
+        conn,
         "INSERT INTO household_events (household_id, kind, member_id, actor, reason, at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (household_id, kind, member_id, actor, reason, ts(now)),
-    ).lastrowid
-    assert event_id is not None
-    return event_id
+    )
 
 
 def create_household(
@@ -157,11 +156,11 @@ def create_household(
     with atomic(conn):
         if household_id_of(conn, member_id) is not None:
             raise InvalidState("in a household")
-        household_id = conn.execute(
+        household_id = insert_id(
+            conn,
             "INSERT INTO households (created_by, head_id, created_at) VALUES (?, ?, ?)",
             (member_id, member_id, ts(now)),
-        ).lastrowid
-        assert household_id is not None
+        )
         conn.execute(
             "INSERT INTO household_members (household_id, member_id, joined_at) VALUES (?, ?, ?)",
             (household_id, member_id, ts(now)),
@@ -337,16 +336,17 @@ def create_invitation(
             raise NotFound(f"member {member_id} is in no household")
         if len(household_by_id(conn, household_id).members) >= max_members:
             raise LimitReached(max_members)
-        try:
-            invitation_id = conn.execute(
-                "INSERT INTO household_invitations"
-                " (household_id, invited_by, token, code, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (household_id, member_id, token, code, ts(now), ts(expires_at)),
-            ).lastrowid
-        except sqlite3.IntegrityError as exc:
-            raise Conflict("invitation token or code taken") from exc
-        return invitation_by_id(conn, int(invitation_id or 0))
+        # DO NOTHING rather than a caught IntegrityError: on PostgreSQL a failed statement
+        # would spoil the whole transaction.
+        inserted = conn.execute(
+            "INSERT INTO household_invitations"
+            " (household_id, invited_by, token, code, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (household_id, member_id, token, code, ts(now), ts(expires_at)),
+        ).fetchone()
+        if inserted is None:
+            raise Conflict("invitation token or code taken")
+        return invitation_by_id(conn, int(inserted[0]))
 
 
 def invitation_by_id(conn: sqlite3.Connection, invitation_id: int) -> Invitation:
@@ -619,12 +619,17 @@ def household_events(
     conn: sqlite3.Connection, household_id: int | None = None
 ) -> Iterator[HouseholdEvent]:
     """The audit trail of one household, or of all, oldest first."""
-    for row in conn.execute(
+    sql = (
         "SELECT e.id, e.household_id, e.kind, e.member_id, m.member_code, e.actor, e.reason,"
         " e.at FROM household_events AS e LEFT JOIN members AS m ON m.id = e.member_id"
-        " WHERE ?1 IS NULL OR e.household_id = ?1 ORDER BY e.id",
-        (household_id,),
-    ):
+    )
+    # No `?1 IS NULL OR ...`: PostgreSQL can give an untyped NULL parameter no type.
+    rows = (
+        conn.execute(f"{sql} ORDER BY e.id")
+        if household_id is None
+        else conn.execute(f"{sql} WHERE e.household_id = ? ORDER BY e.id", (household_id,))
+    )
+    for row in rows:
         yield HouseholdEvent(
             id=row[0],
             household_id=row[1],

@@ -126,29 +126,27 @@ def register_member(
         assert refreshed is not None
         return refreshed, False
     while True:
-        code = new_member_code()
-        try:
-            conn.execute(
-                "INSERT INTO members (telegram_id, member_code, first_name, last_name, username,"
-                " telegram_language, start_payload, joined_at, last_seen_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    profile.telegram_id,
-                    code,
-                    profile.first_name,
-                    profile.last_name,
-                    profile.username,
-                    profile.language_code,
-                    payload,
-                    stamp,
-                    stamp,
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            if "member_code" in str(exc):
-                continue  # a code collision: draw another
-            raise
-        break
+        # DO NOTHING on a member code drawn twice (rather than a caught IntegrityError, which
+        # on PostgreSQL would spoil the whole transaction); a telegram_id taken still raises.
+        inserted = conn.execute(
+            "INSERT INTO members (telegram_id, member_code, first_name, last_name, username,"
+            " telegram_language, start_payload, joined_at, last_seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (member_code) DO NOTHING RETURNING id",
+            (
+                profile.telegram_id,
+                new_member_code(),
+                profile.first_name,
+                profile.last_name,
+                profile.username,
+                profile.language_code,
+                payload,
+                stamp,
+                stamp,
+            ),
+        ).fetchone()
+        if inserted is not None:
+            break  # else a code collision: draw another
     created = _get_by_telegram_id(conn, profile.telegram_id)
     assert created is not None
     return created, True

@@ -149,7 +149,8 @@ def referral_counts(conn: sqlite3.Connection, referrer_id: int, month: str) -> R
     """The referrer's friends so far, and those credited in local `month`."""
     joined, purchased, credited, in_month = conn.execute(
         "SELECT count(*), count(first_purchase_op), count(credited_at),"
-        " coalesce(sum(month = ?), 0) FROM referrals WHERE referrer_id = ?",
+        # count(... OR NULL), not sum(a = b): PostgreSQL sums no booleans.
+        " count(month = ? OR NULL) FROM referrals WHERE referrer_id = ?",
         (month, referrer_id),
     ).fetchone()
     return ReferralCounts(int(joined), int(purchased), int(credited), int(in_month))

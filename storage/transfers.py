@@ -28,7 +28,7 @@ from storage.ledger.bookkeeping import (
     movable_points,
     require_positive,
 )
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, ts
 
 RefusalReason = Literal[
     "no_household",
@@ -261,14 +261,14 @@ def create_offer(
         household_id = check_transfer(conn, sender_id, recipient_id, points, limits, now)
         plan = _plan(conn, sender_id, points, limits, now)
         expires_ts = max(ts(now + ttl), now_ts + 1)
-        cur = conn.execute(
+        offer_id = insert_id(
+            conn,
             "INSERT INTO transfer_offers (sender_id, recipient_id, household_id, points,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
             (sender_id, recipient_id, household_id, points, now_ts, expires_ts),
         )
-        assert cur.lastrowid is not None
         return TransferOffer(
-            id=cur.lastrowid,
+            id=offer_id,
             sender_id=sender_id,
             recipient_id=recipient_id,
             household_id=household_id,

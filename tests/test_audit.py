@@ -13,17 +13,24 @@ from storage import ledger
 from storage.audit import REQUIRED_TRIGGERS, audit
 from storage.family import create_household, join_household
 from storage.members import Profile, register_member
-from storage.store import connect_sync, migrate
+from storage.sql import engine
+from storage.store import connect_sync
+from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A small ledger with every kind of operation in it."""
-    connection = connect_sync(tmp_path / "ledger.db")
-    migrate(connection)
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A small ledger with every kind of operation in it, on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        _fill(connection)
+        yield connection
+
+
+def _fill(connection: sqlite3.Connection) -> None:
+    """Book one of every kind of operation."""
     alice = register_member(connection, Profile(1, "alice"), None, T0)[0].id
     bob = register_member(connection, Profile(2, "bob"), None, T0)[0].id
     for i, expires in enumerate([T0 + 10 * DAY, None, T0 + 40 * DAY]):
@@ -58,8 +65,6 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     )  # fmt: skip
     ledger.adjust(connection, bob, -5, key="a1", actor="admin", reason="fix", now=T0)
     ledger.expire_due(connection, T0 + 35 * DAY)
-    yield connection
-    connection.close()
 
 
 def test_a_healthy_ledger_passes(conn: sqlite3.Connection) -> None:
@@ -78,6 +83,50 @@ def test_summary_counts_what_is_outstanding(conn: sqlite3.Connection) -> None:
 
 def _drop(trigger: str) -> str:
     return f"DROP TRIGGER {trigger}"
+
+
+def _pg_drop_constraints(table: str, kind: str, *, referencing: bool = False) -> str:
+    """PostgreSQL's way around a constraint (it has no PRAGMA to ignore one): drop every
+    constraint of `kind` ('c' check, 'f' foreign key) on `table`, or referencing it."""
+    column = "confrelid" if referencing else "conrelid"
+    return (
+        "DO $$ DECLARE c record; BEGIN FOR c IN SELECT conrelid::regclass AS t, conname"
+        f" FROM pg_constraint WHERE {column} = '{table}'::regclass AND contype = '{kind}'"
+        " LOOP EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', c.t, c.conname);"
+        " END LOOP; END $$"
+    )
+
+
+# The SQLite-only tampering (PRAGMAs) done on PostgreSQL.
+ON_POSTGRES: dict[str, list[str]] = {
+    "operation deleted": [
+        _pg_drop_constraints("operations", "f", referencing=True),
+        _drop("operations_append_only_delete"),
+        "DELETE FROM operations WHERE id = 2",
+    ],
+    "negative member balance": [
+        _pg_drop_constraints("accounts", "c"),
+        "UPDATE accounts SET balance = -1 WHERE member_id = 2",
+    ],
+    "negative sink": [
+        _pg_drop_constraints("accounts", "c"),
+        "UPDATE accounts SET balance = -1 WHERE name = 'redeemed'",
+    ],
+}
+# Checks the audit runs on SQLite alone: PostgreSQL checks foreign keys on every statement,
+# and its identities leave holes on a rollback.
+SQLITE_ONLY_CHECKS = frozenset({"foreign_keys", "contiguous_ids"})
+
+
+def tamper(conn: sqlite3.Connection, statement: str) -> None:
+    """Run one statement behind the storage code's back (PostgreSQL names a trigger's table)."""
+    if engine(conn) == "postgres" and statement.startswith("DROP TRIGGER "):
+        trigger = statement.removeprefix("DROP TRIGGER ")
+        (table,) = conn.execute(
+            "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = ?", (trigger,)
+        ).fetchone()
+        statement = f"{statement} ON {table}"
+    conn.execute(statement)
 
 
 TAMPERING: list[tuple[str, list[str], set[str]]] = [
@@ -180,15 +229,18 @@ TAMPERING: list[tuple[str, list[str], set[str]]] = [
 
 
 @pytest.mark.parametrize(
-    ("statements", "expected"),
-    [pytest.param(s, e, id=name) for name, s, e in TAMPERING],
+    ("name", "statements", "expected"),
+    [pytest.param(name, s, e, id=name) for name, s, e in TAMPERING],
 )
 def test_audit_names_the_tampering(
-    conn: sqlite3.Connection, statements: list[str], expected: set[str]
+    conn: sqlite3.Connection, name: str, statements: list[str], expected: set[str]
 ) -> None:
+    if engine(conn) == "postgres":
+        statements = ON_POSTGRES.get(name, statements)
+        expected = expected - SQLITE_ONLY_CHECKS
     assert audit(conn).ok
     for statement in statements:
-        conn.execute(statement)
+        tamper(conn, statement)
     report = audit(conn)
     assert {v.check for v in report.violations} == expected, str(report)
     assert "audit FAILED" in str(report)
@@ -196,12 +248,15 @@ def test_audit_names_the_tampering(
 
 def test_every_required_trigger_is_checked(conn: sqlite3.Connection) -> None:
     for trigger in REQUIRED_TRIGGERS:
-        conn.execute(_drop(trigger))
+        tamper(conn, _drop(trigger))
     (violation,) = audit(conn, integrity="none").violations
     assert violation.check == "triggers"
     assert all(trigger in violation.detail for trigger in REQUIRED_TRIGGERS)
 
 
+# SQLite only: it edits sqlite_master and reads PRAGMA integrity_check (PostgreSQL checks
+# its own pages, and the audit runs no page check there).
+@pytest.mark.parametrize("conn", ["sqlite"], indirect=True)
 def test_audit_reports_a_corrupt_index(conn: sqlite3.Connection, tmp_path: Path) -> None:
     # Point the spendable index's definition at another expression behind SQLite's back:
     # its stored entries no longer match the rows, which integrity_check must notice.
@@ -212,7 +267,7 @@ def test_audit_reports_a_corrupt_index(conn: sqlite3.Connection, tmp_path: Path)
     )
     conn.execute("PRAGMA writable_schema = OFF")
     conn.close()
-    reopened = connect_sync(tmp_path / "ledger.db")
+    reopened = connect_sync(tmp_path / "conformance.db")
     try:
         checks = {v.check for v in audit(reopened).violations}
     finally:

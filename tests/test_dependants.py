@@ -41,8 +41,8 @@ from storage.dependants import add_dependant as store_add
 from storage.dependants import change_birthday as store_change
 from storage.dependants import remove_dependant as store_remove
 from storage.members import Member, Profile, register_member
-from storage.store import connect_sync, migrate
 from tests.conftest import SAMPLE, Sandbox, assert_audit_ok, available, member_with
+from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
@@ -51,14 +51,13 @@ YEAR = timedelta(days=365)
 # --- storage ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "dependants.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    report = audit(connection, integrity="quick")
-    assert report.ok, str(report)
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        report = audit(connection, integrity="quick")
+        assert report.ok, str(report)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from storage.audit import audit
 from storage.errors import Conflict, InvalidRequest, StoreError
 from storage.ledger import EarnRequest, earn_groups
 from storage.members import Profile, register_member
-from storage.store import connect_sync, migrate
 from tests.conftest import NOW, Sandbox, assert_audit_ok
+from tests.postgres import ENGINES, migrated_connection
 from tests.test_jobs import deliver, member, set_birthday, texts
 
 # Noon in Shanghai on 10 December 2026: the sample's green_winter campaign doubles eco.
@@ -167,29 +167,34 @@ async def test_the_till_and_the_import_book_a_campaign_receipt_alike(sandbox: Sa
     await assert_audit_ok(sandbox)
 
 
-def test_a_group_is_booked_whole_or_not_at_all(tmp_path: Path) -> None:
-    conn = connect_sync(tmp_path / "ledger.sqlite3")
-    migrate(conn)
-    member_id = register_member(conn, Profile(1, "a"), None, NOW)[0].id
-    base = EarnRequest(member_id, 10, "purchase", "purchase:R1", "till", None, NOW)
-    bonus = EarnRequest(
-        member_id, 10, "campaign", "purchase:R1:campaign", "till", NOW + timedelta(days=365), NOW
-    )
-    # Booked before without its campaign points: the pair describes something else.
-    [alone] = earn_groups(conn, [(base,)])
-    assert not isinstance(alone, StoreError)
-    broken = dataclasses.replace(base, key="purchase:R2", points=0)
-    mixed, invalid = earn_groups(
-        conn, [(base, bonus), (dataclasses.replace(bonus, key="purchase:R2:campaign"), broken)]
-    )
-    assert isinstance(mixed, Conflict) and isinstance(invalid, InvalidRequest)
-    assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 1
-    pair = (dataclasses.replace(base, key="purchase:R3"), dataclasses.replace(bonus, key="c3"))
-    [first] = earn_groups(conn, [pair])
-    [again] = earn_groups(conn, [pair])
-    assert isinstance(first, tuple) and isinstance(again, tuple)
-    assert [r.replayed for r in first] == [False, False]
-    assert [r.replayed for r in again] == [True, True]
-    assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 3
-    assert audit(conn).ok
-    conn.close()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_group_is_booked_whole_or_not_at_all(engine: str, tmp_path: Path) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        member_id = register_member(conn, Profile(1, "a"), None, NOW)[0].id
+        base = EarnRequest(member_id, 10, "purchase", "purchase:R1", "till", None, NOW)
+        bonus = EarnRequest(
+            member_id,
+            10,
+            "campaign",
+            "purchase:R1:campaign",
+            "till",
+            NOW + timedelta(days=365),
+            NOW,
+        )
+        # Booked before without its campaign points: the pair describes something else.
+        [alone] = earn_groups(conn, [(base,)])
+        assert not isinstance(alone, StoreError)
+        broken = dataclasses.replace(base, key="purchase:R2", points=0)
+        mixed, invalid = earn_groups(
+            conn, [(base, bonus), (dataclasses.replace(bonus, key="purchase:R2:campaign"), broken)]
+        )
+        assert isinstance(mixed, Conflict) and isinstance(invalid, InvalidRequest)
+        assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 1
+        pair = (dataclasses.replace(base, key="purchase:R3"), dataclasses.replace(bonus, key="c3"))
+        [first] = earn_groups(conn, [pair])
+        [again] = earn_groups(conn, [pair])
+        assert isinstance(first, tuple) and isinstance(again, tuple)
+        assert [r.replayed for r in first] == [False, False]
+        assert [r.replayed for r in again] == [True, True]
+        assert conn.execute("SELECT count(*) FROM lots").fetchone()[0] == 3
+        assert audit(conn).ok

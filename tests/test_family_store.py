@@ -38,19 +38,19 @@ from storage.family import (
 )
 from storage.members import Member, Profile, register_member
 from storage.pushes import SERVICE, Push
-from storage.store import Store, connect_sync, migrate
+from storage.store import Store
+from tests.postgres import ENGINES, migrated_connection, opened_store
 
 T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 LATER = T0 + timedelta(hours=1)
 EXPIRES = T0 + timedelta(hours=48)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "family.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 def member(conn: sqlite3.Connection, telegram_id: int, name: str) -> Member:
@@ -381,9 +381,12 @@ def test_who_may_remove_and_who_heads_next(
 # --- one writer: the last place is taken once ------------------------------------------------
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store(tmp_path / "race.sqlite3", synchronous="NORMAL", clock=lambda: T0) as opened:
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store on each engine."""
+    async with opened_store(
+        request.param, tmp_path, synchronous="NORMAL", clock=lambda: T0
+    ) as opened:
         yield opened
 
 
@@ -424,6 +427,8 @@ async def test_two_invitees_race_for_the_last_place(store: Store) -> None:
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 
 
+# SQLite only: the CLI opens the configured SQLite file.
+@pytest.mark.parametrize("conn", ["sqlite"], indirect=True)
 def test_export_households_writes_every_event_with_its_reason(
     tmp_path: Path, conn: sqlite3.Connection, people: dict[str, Member]
 ) -> None:
@@ -432,7 +437,7 @@ def test_export_households_writes_every_event_with_its_reason(
     accept(conn, invite(conn, ann), bob)
     dissolve_household(conn, household.id, actor="telegram:9", reason="moved away", now=LATER)
     config_file = tmp_path / "config.toml"
-    db = tmp_path / "family.sqlite3"
+    db = tmp_path / "conformance.db"
     text = SAMPLE.read_text(encoding="utf-8")
     config_file.write_text(text.replace('path = "data/pointsbot.sqlite3"', f'path = "{db}"'))
     result = CliRunner().invoke(main, ["export-households", "--config", str(config_file)])

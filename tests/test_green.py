@@ -32,8 +32,8 @@ from storage.audit import audit
 from storage.green import green_purchases_between, member_green_purchases
 from storage.members import Profile, register_member
 from storage.pushes import MARKETING, set_marketing
-from storage.store import connect_sync, migrate
 from tests.conftest import SAMPLE
+from tests.postgres import ENGINES, migrated_connection
 
 SHANGHAI = timedelta(hours=8)
 GREEN = ["eco", "refill"]
@@ -54,13 +54,12 @@ def config() -> Config:
     return load_config(SAMPLE)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "green.db")
-    migrate(connection)
-    yield connection
-    assert audit(connection).ok, str(audit(connection))
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        assert audit(connection).ok, str(audit(connection))
 
 
 def new_member(conn: sqlite3.Connection, telegram_id: int) -> int:
@@ -235,6 +234,8 @@ def test_the_monthly_report_plans_one_push_per_member_with_eco_spend(
     assert push.buttons == [[("green.chart_button", "green:chart:2026-11")]]
 
 
+# SQLite only: it reads SQLite's statement trace and EXPLAIN QUERY PLAN.
+@pytest.mark.parametrize("conn", ["sqlite"], indirect=True)
 def test_the_member_query_walks_the_members_lots(conn: sqlite3.Connection) -> None:
     """One member's figures read that member's rows through indexes, not the whole ledger."""
     statements: list[str] = []

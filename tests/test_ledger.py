@@ -73,6 +73,18 @@ def remainders(conn: sqlite3.Connection, member_id: int) -> dict[int, int]:
     return {lot.id: lot.remainder for lot in ledger.lots(conn, member_id)}
 
 
+def test_a_member_code_drawn_twice_is_drawn_again(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No failed INSERT caught: on PostgreSQL it would spoil the registration's transaction.
+    first = register_member(conn, Profile(1, "one"), None, T0)[0]
+    codes = iter([first.member_code, "1234567897"])
+    monkeypatch.setattr("storage.members.new_member_code", lambda: next(codes))
+    with sql.atomic(conn):
+        second, created = register_member(conn, Profile(2, "two"), None, T0)
+    assert created and second.member_code == "1234567897"
+
+
 # --- earn ------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Many concurrent taps through the async `Ledger` on a real file: serialized, never overdrawn."""
+"""Many concurrent taps through the async `Ledger` on each engine: serialized, never overdrawn."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from storage.audit import audit
 from storage.errors import InsufficientPoints
 from storage.ledger import Ledger, OperationResult
 from storage.members import Members, Profile
 from storage.store import Store
+from tests.postgres import ENGINES, opened_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -24,8 +27,9 @@ async def _member_with_points(store: Store, points: int) -> tuple[Ledger, int]:
     return book, member.id
 
 
-async def test_200_concurrent_spends_never_overdraw(tmp_path: Path) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_200_concurrent_spends_never_overdraw(engine: str, tmp_path: Path) -> None:
+    async with opened_store(engine, tmp_path) as store:
         book, alice = await _member_with_points(store, 1000)
         outcomes = await asyncio.gather(
             *(
@@ -47,8 +51,9 @@ async def test_200_concurrent_spends_never_overdraw(tmp_path: Path) -> None:
         assert report.ok, str(report)
 
 
-async def test_the_same_key_delivered_20_times_applies_once(tmp_path: Path) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_the_same_key_delivered_20_times_applies_once(engine: str, tmp_path: Path) -> None:
+    async with opened_store(engine, tmp_path) as store:
         book, alice = await _member_with_points(store, 100)
         results = await asyncio.gather(
             *(

@@ -12,18 +12,17 @@ import pytest
 
 from storage import ledger
 from storage.members import Profile, register_member
-from storage.store import connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "ledger.db")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 def member(conn: sqlite3.Connection, telegram_id: int) -> int:

@@ -1,11 +1,14 @@
-"""Many concurrent transfer confirmations out of one balance on a real file: serialized by the
-single writer, every check inside the booking transaction, never overdrawn or over the limit."""
+"""Many concurrent transfer confirmations out of one balance on each engine: serialized by the
+single writer (on PostgreSQL: SERIALIZABLE transactions), every check inside the booking
+transaction, never overdrawn or over the limit."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from bot.config import load_config
 from bot.programme.transfers import limits_at, offer_key
@@ -16,6 +19,7 @@ from storage.ledger import Ledger, OperationResult
 from storage.members import Members, Profile
 from storage.store import Store
 from storage.transfers import TransferRefused, Transfers
+from tests.postgres import ENGINES, opened_store
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
@@ -37,10 +41,13 @@ async def _household(store: Store, points: int) -> tuple[int, list[int]]:
     return ids[0], ids[1:]
 
 
-async def test_50_concurrent_transfers_out_of_a_balance_that_covers_10(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_50_concurrent_transfers_out_of_a_balance_that_covers_10(
+    engine: str, tmp_path: Path
+) -> None:
     config = load_config(SAMPLE)
     limits = limits_at(config, NOW)
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         sender, others = await _household(store, 100)
         transfers = Transfers(store)
         # Fifty confirmation buttons shown while the balance still covered each of them.
@@ -73,11 +80,12 @@ async def test_50_concurrent_transfers_out_of_a_balance_that_covers_10(tmp_path:
         assert report.ok, str(report)
 
 
-async def test_concurrent_transfers_never_pass_the_daily_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_concurrent_transfers_never_pass_the_daily_limit(engine: str, tmp_path: Path) -> None:
     base = load_config(SAMPLE)
     family = base.family.model_copy(update={"sender_daily_max": 50, "recipient_daily_max": 50})
     limits = limits_at(base.model_copy(update={"family": family}), NOW)
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         sender, others = await _household(store, 1000)
         transfers = Transfers(store)
         offers = [

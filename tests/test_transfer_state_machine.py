@@ -4,13 +4,21 @@ households (the audit after every run checks the last two against the database t
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from bot.config import load_config
 from bot.programme.transfers import limits_at, offer_key, undo_key
@@ -21,6 +29,7 @@ from storage.family import create_household, end_stay, household_id_of, join_hou
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 from storage.transfers import TransferRefused, confirm, create_offer, undo
+from tests.postgres import migrated_connection
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 BASE = load_config(SAMPLE)
@@ -86,10 +95,19 @@ class Model:
 class TransferMachine(RuleBasedStateMachine):
     """Every step is one store call; the model predicts whether it is refused and its lots."""
 
+    # A database every example shares, each in a transaction rolled back at its end (a fresh
+    # PostgreSQL database per example would cost more than the example); None: a new SQLite
+    # one in memory per example.
+    shared: ClassVar[sqlite3.Connection | None] = None
+
     def __init__(self) -> None:
         super().__init__()
-        self.conn = connect_sync(":memory:")
-        migrate(self.conn)
+        if self.shared is None:
+            self.conn = connect_sync(":memory:")
+            migrate(self.conn)
+        else:
+            self.conn = self.shared
+            self.conn.execute("BEGIN")
         self.ids = [
             register_member(self.conn, Profile(100 + i, f"m{i}"), None, T0)[0].id
             for i in range(MEMBERS)
@@ -113,7 +131,10 @@ class TransferMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         report = audit(self.conn, integrity="none")
-        self.conn.close()
+        if self.shared is None:
+            self.conn.close()
+        else:
+            self.conn.execute("ROLLBACK")
         assert report.ok, str(report)
 
     # --- the model -----------------------------------------------------------------------
@@ -393,3 +414,21 @@ TransferMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTransferMachine = TransferMachine.TestCase
+
+
+def test_the_transfer_machine_on_postgres(tmp_path: Path) -> None:
+    """The same machine on PostgreSQL: fewer, shorter runs (every statement is a round trip)."""
+    with migrated_connection("postgres", tmp_path) as conn:
+
+        class OnPostgres(TransferMachine):
+            shared = conn
+
+        run_state_machine_as_test(
+            OnPostgres,
+            settings=settings(
+                max_examples=30,
+                stateful_step_count=25,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )

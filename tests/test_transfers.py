@@ -32,7 +32,7 @@ from storage.errors import (
 )
 from storage.family import create_household, end_stay, join_household
 from storage.members import Profile, register_member
-from storage.store import connect_sync, migrate
+from storage.sql import engine
 from storage.transfers import (
     TransferLimits,
     TransferRefused,
@@ -41,6 +41,7 @@ from storage.transfers import (
     limit_room,
     undo,
 )
+from tests.postgres import ENGINES, migrated_connection
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
@@ -57,14 +58,13 @@ def family(**changes: object) -> Config:
 CONFIG = family()
 
 
-@pytest.fixture
-def conn() -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(":memory:")
-    migrate(connection)
-    yield connection
-    report = audit(connection, integrity="full")
-    connection.close()
-    assert report.ok, str(report)
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        report = audit(connection, integrity="full")
+        assert report.ok, str(report)
 
 
 def member(conn: sqlite3.Connection, n: int, points: int = 0, **earn: object) -> int:
@@ -448,13 +448,20 @@ def test_bad_typed_amounts(typed: str, key: str) -> None:
 # --- the audit -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def raw() -> Iterator[sqlite3.Connection]:
-    """A database the test tampers with; it audits it itself."""
-    connection = connect_sync(":memory:")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def raw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A database the test tampers with, on each engine; it audits it itself."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+
+
+def drop_trigger(conn: sqlite3.Connection, trigger: str) -> None:
+    """Drop a trigger behind the storage code's back (PostgreSQL names its table)."""
+    table = ""
+    if engine(conn) == "postgres":
+        sql = "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = ?"
+        table = f" ON {conn.execute(sql, (trigger,)).fetchone()[0]}"
+    conn.execute(f"DROP TRIGGER {trigger}{table}")
 
 
 def violations(conn: sqlite3.Connection) -> set[str]:
@@ -513,7 +520,7 @@ def test_the_audit_catches_a_forged_expiry_or_origin(raw: sqlite3.Connection) ->
         now=NOW,
     )
     assert violations(raw) == set()
-    raw.execute("DROP TRIGGER lots_append_only_update")
+    drop_trigger(raw, "lots_append_only_update")
     # The undo's lot made younger than the sender's original.
     raw.execute(
         "UPDATE lots SET expires_at = expires_at + 86400 WHERE operation_id ="
@@ -526,7 +533,7 @@ def test_the_audit_catches_a_forged_undo(raw: sqlite3.Connection) -> None:
     alice, bob = member(raw, 1, 300), member(raw, 2)
     household(raw, alice, bob)
     sent = send(raw, alice, bob, 100)
-    raw.execute("DROP TRIGGER operations_transfer_undo_matches")
+    drop_trigger(raw, "operations_transfer_undo_matches")
     raw.execute(
         "INSERT INTO operations (kind, idempotency_key, fingerprint, member_id,"
         " counterparty_id, points, actor, reverses_operation_id, created_at)"

@@ -18,8 +18,9 @@ from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from bot.updates import MAX_REPLAYS, PerMemberUpdateProcessor, UpdateJournal
 from storage.journal import Journal, JournalCounts, forget_all, prune_done, record_fetched
-from storage.store import Store, connect_sync, migrate
+from storage.store import Store
 from tests.conftest import ADMIN_ID, NOW, Sandbox
+from tests.postgres import ENGINES, migrated_connection, opened_store
 from tests.restart_support import assert_audit_ok, bot_on
 from tests.test_updates import text_update
 
@@ -41,37 +42,42 @@ def raw(update_id: int, user_id: int, text: str) -> dict[str, object]:
 # --- storage ---------------------------------------------------------------------------------
 
 
-def test_a_batch_is_stored_whole_and_a_second_delivery_is_recognised(tmp_path: Path) -> None:
-    conn = connect_sync(tmp_path / "db.sqlite3")
-    migrate(conn)
-    assert record_fetched(conn, [raw(7, 1, "a"), raw(8, 1, "b")], NOW) == set()
-    assert record_fetched(conn, [raw(8, 1, "b"), raw(9, 2, "c")], NOW) == {8}
-    stored = conn.execute("SELECT update_id, body FROM update_journal ORDER BY 1").fetchall()
-    assert [row[0] for row in stored] == [7, 8, 9]
-    # The body is the update's JSON: python-telegram-bot reads it back to the same update.
-    message = Update.de_json(json.loads(stored[2][1]), None).message
-    assert message is not None and message.text == "c"
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_batch_is_stored_whole_and_a_second_delivery_is_recognised(
+    engine: str, tmp_path: Path
+) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        assert record_fetched(conn, [raw(7, 1, "a"), raw(8, 1, "b")], NOW) == set()
+        assert record_fetched(conn, [raw(8, 1, "b"), raw(9, 2, "c")], NOW) == {8}
+        stored = conn.execute("SELECT update_id, body FROM update_journal ORDER BY 1").fetchall()
+        assert [row[0] for row in stored] == [7, 8, 9]
+        # The body is the update's JSON: python-telegram-bot reads it back to the same update.
+        message = Update.de_json(json.loads(stored[2][1]), None).message
+        assert message is not None and message.text == "c"
 
 
-def test_an_old_id_from_before_the_last_fetch_is_a_new_update(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_old_id_from_before_the_last_fetch_is_a_new_update(engine: str, tmp_path: Path) -> None:
     # Only the latest batch can come again; an id seen earlier is a Bot API server that
     # started its ids over, and its update replaces the old row.
-    conn = connect_sync(tmp_path / "db.sqlite3")
-    migrate(conn)
-    record_fetched(conn, [raw(1, 1, "old one"), raw(2, 1, "old two")], NOW)
-    conn.execute("UPDATE update_journal SET done_at = 1, body = NULL WHERE update_id = 1")
-    record_fetched(conn, [raw(3, 1, "three")], NOW)
-    assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
-    body, done_at = conn.execute(
-        "SELECT body, done_at FROM update_journal WHERE update_id = 1"
-    ).fetchone()
-    assert json.loads(body)["message"]["text"] == "new one" and done_at is None
-    assert forget_all(conn) == 3
-    assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
+    with migrated_connection(engine, tmp_path) as conn:
+        record_fetched(conn, [raw(1, 1, "old one"), raw(2, 1, "old two")], NOW)
+        conn.execute("UPDATE update_journal SET done_at = 1, body = NULL WHERE update_id = 1")
+        record_fetched(conn, [raw(3, 1, "three")], NOW)
+        assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
+        body, done_at = conn.execute(
+            "SELECT body, done_at FROM update_journal WHERE update_id = 1"
+        ).fetchone()
+        assert json.loads(body)["message"]["text"] == "new one" and done_at is None
+        assert forget_all(conn) == 3
+        assert record_fetched(conn, [raw(1, 2, "new one")], NOW) == set()
 
 
-async def test_done_updates_lose_their_body_and_are_not_replayed(tmp_path: Path) -> None:
-    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_done_updates_lose_their_body_and_are_not_replayed(
+    engine: str, tmp_path: Path
+) -> None:
+    async with opened_store(engine, tmp_path, clock=lambda: NOW) as store:
         journal = Journal(store)
         await journal.record([raw(1, 1, "a"), raw(2, 1, "b"), raw(3, 2, "c")], [], NOW)
         assert await journal.mark_done([2, 99], NOW) == 1  # an update never journaled: nothing
@@ -85,10 +91,11 @@ async def test_done_updates_lose_their_body_and_are_not_replayed(tmp_path: Path)
         assert unfinished.given_up == []
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_an_update_whose_replay_keeps_being_started_and_not_finished_is_given_up(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
-    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+    async with opened_store(engine, tmp_path, clock=lambda: NOW) as store:
         journal = Journal(store)
         await journal.record([raw(1, 1, "poison"), raw(2, 1, "waiting")], [], NOW)
         # Each start replays both; only the first is started (and kills the bot).
@@ -101,26 +108,30 @@ async def test_an_update_whose_replay_keeps_being_started_and_not_finished_is_gi
         assert await journal.counts() == JournalCounts(unfinished=1, done=1)
 
 
-def test_only_updates_handled_long_ago_are_pruned(tmp_path: Path) -> None:
-    conn = connect_sync(tmp_path / "db.sqlite3")
-    migrate(conn)
-    record_fetched(conn, [raw(1, 1, "old"), raw(2, 1, "open"), raw(3, 1, "recent")], NOW)
-    conn.execute("UPDATE update_journal SET done_at = ?, body = NULL WHERE update_id = 1", (1,))
-    conn.execute(
-        "UPDATE update_journal SET done_at = ?, body = NULL WHERE update_id = 3",
-        (int(NOW.timestamp()),),
-    )
-    assert prune_done(conn, NOW - timedelta(days=1)) == 1
-    assert [r[0] for r in conn.execute("SELECT update_id FROM update_journal ORDER BY 1")] == [2, 3]
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_updates_handled_long_ago_are_pruned(engine: str, tmp_path: Path) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        record_fetched(conn, [raw(1, 1, "old"), raw(2, 1, "open"), raw(3, 1, "recent")], NOW)
+        conn.execute("UPDATE update_journal SET done_at = ?, body = NULL WHERE update_id = 1", (1,))
+        conn.execute(
+            "UPDATE update_journal SET done_at = ?, body = NULL WHERE update_id = 3",
+            (int(NOW.timestamp()),),
+        )
+        assert prune_done(conn, NOW - timedelta(days=1)) == 1
+        assert [r[0] for r in conn.execute("SELECT update_id FROM update_journal ORDER BY 1")] == [
+            2,
+            3,
+        ]
 
 
 # --- the journal in the update processor -----------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_a_replay_runs_once_and_the_copy_telegram_delivers_again_is_dropped(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
-    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+    async with opened_store(engine, tmp_path, clock=lambda: NOW) as store:
         # The last run fetched updates 1 and 2, handled 1, and was killed.
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
         journal.fetched([raw(1, 7, "handled"), raw(2, 7, "in flight")])
@@ -154,10 +165,11 @@ async def test_a_replay_runs_once_and_the_copy_telegram_delivers_again_is_droppe
         assert [tuple(row) for row in attempts] == [(1, 0), (2, 1), (3, 0)]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_an_update_whose_handler_fails_is_done_and_a_cancelled_one_is_not(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
-    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+    async with opened_store(engine, tmp_path, clock=lambda: NOW) as store:
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
         journal.fetched([raw(1, 7, "fails"), raw(2, 8, "cancelled")])
         await journal.recorded()
@@ -184,10 +196,11 @@ async def test_an_update_whose_handler_fails_is_done_and_a_cancelled_one_is_not(
         assert [update_id for update_id, _ in unfinished.replay] == [2]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_an_update_handled_before_its_batch_is_written_is_marked_done_after_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Store(tmp_path / "db.sqlite3", clock=lambda: NOW) as store:
+    async with opened_store(engine, tmp_path, clock=lambda: NOW) as store:
         journal = UpdateJournal(Journal(store), clock=lambda: NOW)
         journal.start()
         slow_disk = asyncio.Event()

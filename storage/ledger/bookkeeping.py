@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +23,7 @@ from storage.errors import (
     SourceHeldBack,
 )
 from storage.ledger.records import Consumed, OperationResult
-from storage.sql import insert_id
+from storage.sql import engine, insert_id
 
 
 def _json_default(value: object) -> str:
@@ -59,6 +59,22 @@ def require_positive(points: int, what: str = "points") -> None:
     # bool is an int: True points would be a bug, not a request.
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidRequest(f"{what} must be a positive integer, not {points!r}")
+
+
+def draw_ids(conn: sqlite3.Connection, table: str, count: int) -> Iterator[int]:
+    """Ids for up to `count` rows of `table` a bulk insert writes explicitly (one executemany
+    per table): SQLite's next max+1 ones (the only writer in this transaction), PostgreSQL's
+    drawn from the table's identity, which explicit ids would otherwise leave behind for the
+    next plain INSERT to collide with (ids not taken leave a hole, as a rollback does there)."""
+    if engine(conn) == "postgres":
+        drawn = conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(?, 'id')) FROM generate_series(1, ?)",
+            (table, count),
+        ).fetchall()
+        return iter(sorted(int(row[0]) for row in drawn))
+    sql = f"SELECT coalesce(max(id), 0) + 1 FROM {table}"  # noqa: S608 - fixed names
+    first = int(conn.execute(sql).fetchone()[0])
+    return iter(range(first, first + count))
 
 
 def system_account(conn: sqlite3.Connection, name: str) -> int:

@@ -30,6 +30,7 @@ from storage.ledger.bookkeeping import (
     choose_movable_lots,
     consumed_lots,
     create_lot,
+    draw_ids,
     encode_meta,
     insert_operation,
     load_result,
@@ -665,7 +666,7 @@ def expire_batch(
         expired_sink = system_account(conn, EXPIRED_SINK)
         # Set-based for the 5M-lot sweep: explicit ids (we are the only writer inside this
         # transaction) let every table be filled with one executemany.
-        next_id = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM operations").fetchone()[0])
+        operation_ids = draw_ids(conn, "operations", len(due) - len(booked))
         operations: list[tuple[object, ...]] = []
         postings: list[tuple[int, int, int]] = []
         allocations: list[tuple[int, int, int]] = []
@@ -674,8 +675,7 @@ def expire_batch(
             key = f"expire:{lot_id}"
             if key in booked:
                 continue
-            op_id = next_id
-            next_id += 1
+            op_id = next(operation_ids)
             operations.append(
                 (
                     op_id,
@@ -772,8 +772,9 @@ def earn_groups(
             accounts[member_id] = account_id
             balances[member_id] = balance or 0
         sources = {kind: system_account(conn, kind) for kind in EARN_KINDS}
-        next_op = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM operations").fetchone()[0])
-        next_lot = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM lots").fetchone()[0])
+        most = sum(len(groups[i]) for i in prepared)  # fewer when some are refused or replayed
+        operation_ids = draw_ids(conn, "operations", most)
+        lot_ids = draw_ids(conn, "lots", most)
         operations: list[tuple[object, ...]] = []
         postings: list[tuple[int, int, int]] = []
         lots: list[tuple[object, ...]] = []
@@ -814,9 +815,7 @@ def earn_groups(
                 account = accounts[req.member_id]
                 if account is None:
                     account = accounts[req.member_id] = open_account(conn, req.member_id)
-                op_id, lot_id = next_op, next_lot
-                next_op += 1
-                next_lot += 1
+                op_id, lot_id = next(operation_ids), next(lot_ids)
                 operations.append(
                     (
                         op_id,
