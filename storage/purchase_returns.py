@@ -200,7 +200,8 @@ _OWN_LOTS: Final = (
 _OTHER_LOTS: Final = (
     "SELECT id, remainder, expires_at FROM lots"
     " WHERE member_id = ? AND remainder > 0 AND coalesce(expires_at, 9223372036854775807) > ?"
-    " AND operation_id NOT IN (SELECT value FROM json_each(?))"
+    # NOT (x IN ...): storage/pg.py rewrites `x IN (json_each)`, not `x NOT IN`.
+    " AND NOT (operation_id IN (SELECT value FROM json_each(?)))"
     " ORDER BY coalesce(expires_at, 9223372036854775807), id"
 )
 
