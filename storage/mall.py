@@ -495,8 +495,9 @@ def sync_catalog(
             " updated_at = excluded.updated_at"
             " WHERE (catalog_items.kind, catalog_items.category, catalog_items.price,"
             " catalog_items.per_member_limit, catalog_items.available_from,"
-            " catalog_items.available_until, catalog_items.listed) IS NOT (excluded.kind, excluded.category, excluded.price,"
-            " excluded.per_member_limit, excluded.available_from, excluded.available_until, 1)",
+            " catalog_items.available_until, catalog_items.listed) IS NOT (excluded.kind,"
+            " excluded.category, excluded.price, excluded.per_member_limit,"
+            " excluded.available_from, excluded.available_until, 1)",
             [
                 (
                     entry.sku,
