@@ -183,9 +183,12 @@ def _add_owed(conn: sqlite3.Connection, member_id: int, points: int) -> int:
         ).fetchone()
     else:
         row = conn.execute(
-            "INSERT INTO owed_points (member_id, points) VALUES (?1, ?2)"
-            " ON CONFLICT (member_id) DO UPDATE SET points = points + ?2 RETURNING points",
-            (member_id, points),
+            # Named parameters (the PostgreSQL connection reads ? and :name, not ?N), and the
+            # old row named (PostgreSQL finds a bare `points` ambiguous with excluded's).
+            "INSERT INTO owed_points (member_id, points) VALUES (:member, :points)"
+            " ON CONFLICT (member_id) DO UPDATE SET points = owed_points.points + :points"
+            " RETURNING points",
+            {"member": member_id, "points": points},
         ).fetchone()
     return int(row[0])
 
