@@ -407,15 +407,18 @@ def lower_plan_spend(
     """Take `fen` out of the spend of the plan that counted the purchase (the member's plan
     running when it was booked, whose window holds its local `day`); the plan's id, or None."""
     row = conn.execute(
-        "SELECT id FROM plans WHERE member_id = ?1 AND created_at <= ?2"
-        " AND (ended_at IS NULL OR ended_at > ?2) AND until_at > ?2"
-        " AND starts_on <= ?3 AND ends_on >= ?3 ORDER BY id LIMIT 1",
-        (purchase.member_id, purchase.booked_at, day),
+        "SELECT id FROM plans WHERE member_id = :member AND created_at <= :booked"
+        " AND (ended_at IS NULL OR ended_at > :booked) AND until_at > :booked"
+        " AND starts_on <= :day AND ends_on >= :day ORDER BY id LIMIT 1",
+        {"member": purchase.member_id, "booked": purchase.booked_at, "day": day},
     ).fetchone()
     if row is None:
         return None
     conn.execute(
-        "UPDATE plans SET spent_fen = max(0, spent_fen - ?) WHERE id = ?", (fen, int(row[0]))
+        # CASE, not SQLite's two-argument max (PostgreSQL has GREATEST instead).
+        "UPDATE plans SET spent_fen = CASE WHEN spent_fen > :fen THEN spent_fen - :fen ELSE 0 END"
+        " WHERE id = :plan",
+        {"fen": fen, "plan": int(row[0])},
     )
     return int(row[0])
 
