@@ -78,19 +78,17 @@ def create_event(
     now = required_now(now)
     with atomic(conn):
         while True:
-            code = new_event_code()
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO events (code, name, starts_at, ends_at, capacity, created_by,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (code, name, ts(starts_at), ts(ends_at), capacity, created_by, ts(now)),
-                )
-            except sqlite3.IntegrityError as exc:
-                if "events.code" in str(exc):
-                    continue
-                raise
-            break
-        row = conn.execute(_SELECT + " WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            # A code drawn twice inserts nothing (no IntegrityError: on PostgreSQL a failed
+            # statement spoils the transaction); draw again.
+            drawn = conn.execute(
+                "INSERT INTO events (code, name, starts_at, ends_at, capacity, created_by,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING"
+                " RETURNING id",
+                (new_event_code(), name, ts(starts_at), ts(ends_at), capacity, created_by, ts(now)),
+            ).fetchone()
+            if drawn is not None:
+                break
+        row = conn.execute(_SELECT + " WHERE id = ?", (drawn[0],)).fetchone()
         return _event(row)
 
 

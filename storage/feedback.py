@@ -18,7 +18,7 @@ from typing import Any, Final
 from storage import ledger
 from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +114,13 @@ def submit_feedback(
             raise NotFound(f"no member {member_id}")
         if feedback_count(conn, member_id, local_day) >= daily_limit:
             raise LimitReached(daily_limit)
-        cur = conn.execute(
+        feedback_id = insert_id(
+            conn,
             "INSERT INTO feedback (member_id, source, text, local_day, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (member_id, source, cleaned, local_day.isoformat(), ts(now)),
         )
-        assert cur.lastrowid is not None
-        return feedback_item(conn, cur.lastrowid)
+        return feedback_item(conn, feedback_id)
 
 
 def pending_feedback(conn: sqlite3.Connection, *, limit: int) -> tuple[list[Feedback], int]:

@@ -29,7 +29,7 @@ from storage.errors import (
     PriceChanged,
 )
 from storage.facade import Facade, looks_up, writes
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, ts
 
 Game = Literal["wheel", "scratch"]
 GAMES: Final = ("wheel", "scratch")
@@ -351,14 +351,14 @@ def create_offer(
     with atomic(conn):
         if conn.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
             raise NotFound(f"no member {member_id}")
-        cur = conn.execute(
+        offer_id = insert_id(
+            conn,
             "INSERT INTO game_offers (member_id, game, cost, local_day, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (member_id, game, cost, local_day.isoformat(), now_ts, expires_ts),
         )
-        assert cur.lastrowid is not None
         return GameOffer(
-            id=cur.lastrowid,
+            id=offer_id,
             member_id=member_id,
             game=game,
             cost=cost,
@@ -455,7 +455,8 @@ def play(
                 actor=actor,
                 now=now,
             )
-        cur = conn.execute(
+        play_id = insert_id(
+            conn,
             "INSERT INTO game_plays (offer_id, member_id, game, local_day, cost,"
             " cost_operation_id, drawn_prize_id, prize_id, prize_kind, prize_points,"
             " budget_fallback, campaign, prize_operation_id, layout, created_at, revealed_at)"
@@ -479,17 +480,16 @@ def play(
                 now_ts if game == "wheel" else None,
             ),
         )
-        assert cur.lastrowid is not None
         if game == "wheel" and outcome.kind == "voucher":
             _issue_voucher(
                 conn,
-                cur.lastrowid,
+                play_id,
                 member_id,
                 outcome.prize_id,
                 now_ts=now_ts,
                 expires_at=voucher_expires_at,
             )
-        return _play_by_id(conn, cur.lastrowid)
+        return _play_by_id(conn, play_id)
 
 
 def card(conn: sqlite3.Connection, card_id: int, member_id: int) -> Play:

@@ -32,7 +32,7 @@ from storage.errors import (
 )
 from storage.facade import Facade, looks_up, reads, writes
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, dt_or_none, required_now, ts, ts_or_none
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, ts, ts_or_none
 from storage.store import Store
 
 T = TypeVar("T")
@@ -493,9 +493,11 @@ def sync_catalog(
             " available_from = excluded.available_from,"
             " available_until = excluded.available_until, listed = 1,"
             " updated_at = excluded.updated_at"
-            " WHERE (kind, category, price, per_member_limit, available_from, available_until,"
-            " listed) IS NOT (excluded.kind, excluded.category, excluded.price,"
-            " excluded.per_member_limit, excluded.available_from, excluded.available_until, 1)",
+            " WHERE (catalog_items.kind, catalog_items.category, catalog_items.price,"
+            " catalog_items.per_member_limit, catalog_items.available_from,"
+            " catalog_items.available_until, catalog_items.listed) IS NOT (excluded.kind,"
+            " excluded.category, excluded.price, excluded.per_member_limit,"
+            " excluded.available_from, excluded.available_until, 1)",
             [
                 (
                     entry.sku,
@@ -513,7 +515,8 @@ def sync_catalog(
         )
         conn.execute(
             "UPDATE catalog_items SET listed = 0, updated_at = ?"
-            " WHERE listed = 1 AND sku NOT IN (SELECT value FROM json_each(?))",
+            # NOT (x IN ...): storage/pg.py rewrites `x IN (json_each)`, not `x NOT IN`.
+            " WHERE listed = 1 AND NOT (sku IN (SELECT value FROM json_each(?)))",
             (now_ts, json.dumps(skus)),
         )
         # Sales are the configuration's alone: the synced set replaces the last one.
@@ -629,14 +632,14 @@ def create_offer(
         expires_ts = ts(now + ttl)
         if expires_ts <= now_ts:  # a ttl under a second rounds away
             expires_ts = now_ts + 1
-        cur = conn.execute(
+        offer_id = insert_id(
+            conn,
             "INSERT INTO offers (member_id, sku, points, deduction_yuan, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (member_id, sku, points, None if yuan is None else str(yuan), now_ts, expires_ts),
         )
-        assert cur.lastrowid is not None
         return Offer(
-            id=cur.lastrowid,
+            id=offer_id,
             member_id=member_id,
             sku=sku,
             points=points,
@@ -711,7 +714,8 @@ def redeem(
             reference=code,
             now=now,
         )
-        cur = conn.execute(
+        redemption_id = insert_id(
+            conn,
             "INSERT INTO redemptions (code, offer_id, member_id, sku, kind, points,"
             " deduction_yuan, status, spend_operation_id, handled_by, created_at, valid_until,"
             " refund_if_unused) VALUES (?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?)",
@@ -730,8 +734,7 @@ def redeem(
                 int(refund_if_unused),
             ),
         )
-        assert cur.lastrowid is not None
-        return _redemption_by_id(conn, cur.lastrowid)
+        return _redemption_by_id(conn, redemption_id)
 
 
 def redemptions(

@@ -183,9 +183,12 @@ def _add_owed(conn: sqlite3.Connection, member_id: int, points: int) -> int:
         ).fetchone()
     else:
         row = conn.execute(
-            "INSERT INTO owed_points (member_id, points) VALUES (?1, ?2)"
-            " ON CONFLICT (member_id) DO UPDATE SET points = points + ?2 RETURNING points",
-            (member_id, points),
+            # Named parameters (the PostgreSQL connection reads ? and :name, not ?N), and the
+            # old row named (PostgreSQL finds a bare `points` ambiguous with excluded's).
+            "INSERT INTO owed_points (member_id, points) VALUES (:member, :points)"
+            " ON CONFLICT (member_id) DO UPDATE SET points = owed_points.points + :points"
+            " RETURNING points",
+            {"member": member_id, "points": points},
         ).fetchone()
     return int(row[0])
 
@@ -200,7 +203,8 @@ _OWN_LOTS: Final = (
 _OTHER_LOTS: Final = (
     "SELECT id, remainder, expires_at FROM lots"
     " WHERE member_id = ? AND remainder > 0 AND coalesce(expires_at, 9223372036854775807) > ?"
-    " AND operation_id NOT IN (SELECT value FROM json_each(?))"
+    # NOT (x IN ...): storage/pg.py rewrites `x IN (json_each)`, not `x NOT IN`.
+    " AND NOT (operation_id IN (SELECT value FROM json_each(?)))"
     " ORDER BY coalesce(expires_at, 9223372036854775807), id"
 )
 
@@ -403,15 +407,18 @@ def lower_plan_spend(
     """Take `fen` out of the spend of the plan that counted the purchase (the member's plan
     running when it was booked, whose window holds its local `day`); the plan's id, or None."""
     row = conn.execute(
-        "SELECT id FROM plans WHERE member_id = ?1 AND created_at <= ?2"
-        " AND (ended_at IS NULL OR ended_at > ?2) AND until_at > ?2"
-        " AND starts_on <= ?3 AND ends_on >= ?3 ORDER BY id LIMIT 1",
-        (purchase.member_id, purchase.booked_at, day),
+        "SELECT id FROM plans WHERE member_id = :member AND created_at <= :booked"
+        " AND (ended_at IS NULL OR ended_at > :booked) AND until_at > :booked"
+        " AND starts_on <= :day AND ends_on >= :day ORDER BY id LIMIT 1",
+        {"member": purchase.member_id, "booked": purchase.booked_at, "day": day},
     ).fetchone()
     if row is None:
         return None
     conn.execute(
-        "UPDATE plans SET spent_fen = max(0, spent_fen - ?) WHERE id = ?", (fen, int(row[0]))
+        # CASE, not SQLite's two-argument max (PostgreSQL has GREATEST instead).
+        "UPDATE plans SET spent_fen = CASE WHEN spent_fen > :fen THEN spent_fen - :fen ELSE 0 END"
+        " WHERE id = :plan",
+        {"fen": fen, "plan": int(row[0])},
     )
     return int(row[0])
 

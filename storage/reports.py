@@ -176,7 +176,7 @@ def game_days(conn: sqlite3.Connection, first: date, last: date, daily_budget: i
     `daily_budget`."""
     row = conn.execute(
         "SELECT count(*), coalesce(sum(prize_points), 0), coalesce(max(prize_points), 0),"
-        " coalesce(sum(prize_points >= ?), 0) FROM game_day_budget"
+        " count(CASE WHEN prize_points >= ? THEN 1 END) FROM game_day_budget"
         " WHERE local_day >= ? AND local_day <= ? AND prize_points > 0",
         (daily_budget, first.isoformat(), last.isoformat()),
     ).fetchone()
@@ -187,14 +187,15 @@ def member_counts(conn: sqlite3.Connection, start: int, end: int) -> MemberCount
     """Members who joined before `end`, in [start, end), and who took part in an operation in
     it (as member or counterparty; an expiry sweep is not the member's doing)."""
     total, new = conn.execute(
-        "SELECT count(*), coalesce(sum(joined_at >= ?), 0) FROM members WHERE joined_at < ?",
+        "SELECT count(*), count(CASE WHEN joined_at >= ? THEN 1 END) FROM members"
+        " WHERE joined_at < ?",
         (start, end),
     ).fetchone()
     active = conn.execute(
         "SELECT count(*) FROM (SELECT member_id FROM operations"
         "   WHERE created_at >= ? AND created_at < ? AND kind <> 'expire'"
         " UNION SELECT counterparty_id FROM operations"
-        "   WHERE created_at >= ? AND created_at < ? AND counterparty_id IS NOT NULL)",
+        "   WHERE created_at >= ? AND created_at < ? AND counterparty_id IS NOT NULL) AS active",
         (start, end, start, end),
     ).fetchone()[0]
     return MemberCounts(int(total), int(new), int(active))
@@ -209,7 +210,7 @@ def tiers_at(conn: sqlite3.Connection, end: int) -> dict[str, int]:
             "SELECT to_tier, count(*) FROM (SELECT c.to_tier, row_number() OVER ("
             "   PARTITION BY c.member_id ORDER BY c.changed_at DESC, c.id DESC) AS n"
             "   FROM tier_changes AS c JOIN members AS m ON m.id = c.member_id"
-            "   WHERE c.changed_at < ? AND m.joined_at < ?)"
+            "   WHERE c.changed_at < ? AND m.joined_at < ?) AS held"
             " WHERE n = 1 GROUP BY to_tier",
             (end, end),
         )

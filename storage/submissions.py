@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 from storage.errors import InvalidRequest, InvalidState, LimitReached, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
 from storage.pushes import Push, enqueue
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, savepoint, ts
 
 SubmissionKind = Literal["share", "review"]
 
@@ -168,32 +168,35 @@ def submit(
             raise LimitReached(cap)
         now_ts = ts(now)
         try:
-            cur = conn.execute(
-                "INSERT INTO task_submissions (member_id, task_id, kind, period, source, file_id,"
-                " file_unique_id, caption, category, rating, text, status, decided_by,"
-                " created_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    member_id,
-                    task_id,
-                    kind,
-                    period,
-                    source,
-                    None if photo is None else photo.file_id,
-                    None if photo is None else photo.file_unique_id,
-                    caption,
-                    category,
-                    rating,
-                    text,
-                    "pending" if approved_by is None else "approved",
-                    approved_by,
-                    now_ts,
-                    None if approved_by is None else now_ts,
-                ),
-            )
+            # A savepoint: a refused INSERT spoils a PostgreSQL transaction otherwise.
+            with savepoint(conn):
+                submission_id = insert_id(
+                    conn,
+                    "INSERT INTO task_submissions (member_id, task_id, kind, period, source,"
+                    " file_id, file_unique_id, caption, category, rating, text, status,"
+                    " decided_by, created_at, decided_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        member_id,
+                        task_id,
+                        kind,
+                        period,
+                        source,
+                        None if photo is None else photo.file_id,
+                        None if photo is None else photo.file_unique_id,
+                        caption,
+                        category,
+                        rating,
+                        text,
+                        "pending" if approved_by is None else "approved",
+                        approved_by,
+                        now_ts,
+                        None if approved_by is None else now_ts,
+                    ),
+                )
         except sqlite3.IntegrityError as exc:
             raise InvalidRequest(f"not a valid {kind} submission: {exc}") from None
-        assert cur.lastrowid is not None
-        filed = submission(conn, cur.lastrowid)
+        filed = submission(conn, submission_id)
         if approved_by is not None and on_decided is not None:
             _queue(conn, on_decided(conn, filed), now)
         return filed

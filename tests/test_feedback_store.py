@@ -22,20 +22,20 @@ from storage.feedback import (
 )
 from storage.members import Member, Profile, register_member
 from storage.pushes import SERVICE, Push
-from storage.store import connect_sync, migrate
+from storage.sql import engine
+from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 EXPIRES = T0 + timedelta(days=365)
 DAY = date(2026, 5, 1)
 
 
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A new database (tests that tamper with it to prove the audit notices use this)."""
-    connection = connect_sync(tmp_path / "feedback.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A new database on each engine (tests that tamper with it to prove the audit notices
+    use this)."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 @pytest.fixture
@@ -206,7 +206,8 @@ def test_the_audit_finds_an_approval_that_was_not_paid(
     paid = ledger.earn(
         fresh, alice.id, 20, kind="survey", key="feedback:1", actor="x", expires_at=None, now=T0
     )
-    fresh.execute("DROP TRIGGER feedback_decided_once")
+    on_table = " ON feedback" if engine(fresh) == "postgres" else ""
+    fresh.execute(f"DROP TRIGGER feedback_decided_once{on_table}")
     fresh.execute(
         "UPDATE feedback SET reward_points = 30, reward_operation_id = ? WHERE id = ?",
         (paid.operation_id, item.id),

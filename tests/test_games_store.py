@@ -24,7 +24,8 @@ from storage.errors import (
 from storage.games import Games, Outcome, Play, PlayRules
 from storage.ledger import Ledger
 from storage.members import Members, Profile, register_member
-from storage.store import Store, connect_sync, migrate
+from storage.store import connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection, opened_store
 
 T0 = datetime(2025, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 DAY = date(2025, 3, 1)
@@ -44,8 +45,18 @@ def thanks(layout: tuple[str, ...] | None = None) -> Outcome:
     return Outcome("thanks", "nothing", 0, layout)
 
 
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine; the audit passes after every test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        report = audit(connection)
+        assert report.ok, str(report)
+
+
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+def sqlite_conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated SQLite database alone, for SQLite's own migration history."""
     connection = connect_sync(tmp_path / "games.db")
     migrate(connection)
     yield connection
@@ -267,9 +278,11 @@ def test_the_budget_falls_back_once_spent_across_members_and_games(
     assert fresh.prize_points == 100
 
 
+# SQLite only: schema 6 and migration 7 are SQLite's history (PostgreSQL starts at 30).
 def test_a_database_with_plays_keeps_its_budget_totals_through_the_upgrade(
-    conn: sqlite3.Connection,
+    sqlite_conn: sqlite3.Connection,
 ) -> None:
+    conn = sqlite_conn
     alice, bob = new_member(conn, 1), new_member(conn, 2)
     rules = PlayRules(cost=0, free_per_day=0, daily_limit=10, daily_budget=1000)
     for member in (alice, bob, alice):
@@ -467,38 +480,40 @@ def test_a_used_voucher_stays_used(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE game_vouchers SET status = 'issued', used_at = NULL, used_by = NULL")
 
 
-def test_the_audit_finds_a_game_operation_without_a_play(tmp_path: Path) -> None:
-    conn = connect_sync(tmp_path / "forged.db")
-    migrate(conn)
-    alice = new_member(conn)
-    play(conn, offer(conn, alice, 0), alice)
-    assert audit(conn).ok
-    ledger.earn(
-        conn, alice, 500, kind="game", key="game:77:prize", actor="x", expires_at=None, now=T0
-    )
-    checks = {v.check for v in audit(conn).violations}
-    assert checks == {"game_operation_has_play"}
-    conn.close()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_audit_finds_a_game_operation_without_a_play(engine: str, tmp_path: Path) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        alice = new_member(conn)
+        play(conn, offer(conn, alice, 0), alice)
+        assert audit(conn).ok
+        ledger.earn(
+            conn, alice, 500, kind="game", key="game:77:prize", actor="x", expires_at=None, now=T0
+        )
+        checks = {v.check for v in audit(conn).violations}
+        assert checks == {"game_operation_has_play"}
 
 
-def test_the_audit_finds_a_prize_that_does_not_match_its_operation(tmp_path: Path) -> None:
-    conn = connect_sync(tmp_path / "tampered.db")
-    migrate(conn)
-    alice = new_member(conn)
-    play(conn, offer(conn, alice, 0), alice, drawn=thanks())
-    spun = play(conn, offer(conn, alice, 50), alice)
-    conn.execute("DROP TRIGGER game_plays_fixed_identity")
-    conn.execute("UPDATE game_plays SET prize_points = 1000, cost = 5 WHERE id = ?", (spun.id,))
-    checks = {v.check for v in audit(conn, integrity="none").violations}
-    assert checks == {"game_cost", "game_prize", "game_day_budget", "triggers"}
-    conn.close()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_audit_finds_a_prize_that_does_not_match_its_operation(
+    engine: str, tmp_path: Path
+) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        alice = new_member(conn)
+        play(conn, offer(conn, alice, 0), alice, drawn=thanks())
+        spun = play(conn, offer(conn, alice, 50), alice)
+        on_table = " ON game_plays" if engine == "postgres" else ""
+        conn.execute(f"DROP TRIGGER game_plays_fixed_identity{on_table}")
+        conn.execute("UPDATE game_plays SET prize_points = 1000, cost = 5 WHERE id = ?", (spun.id,))
+        checks = {v.check for v in audit(conn, integrity="none").violations}
+        assert checks == {"game_cost", "game_prize", "game_day_budget", "triggers"}
 
 
 # --- the async facade ------------------------------------------------------------------------
 
 
-async def test_two_taps_at_once_play_once(tmp_path: Path) -> None:
-    async with Store(tmp_path / "async.db", synchronous="NORMAL") as store:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_two_taps_at_once_play_once(engine: str, tmp_path: Path) -> None:
+    async with opened_store(engine, tmp_path, synchronous="NORMAL") as store:
         members, store_games, store_ledger = Members(store), Games(store), Ledger(store)
         member, _ = await members.register(Profile(9, "nine"), now=T0)
         await store_ledger.earn(

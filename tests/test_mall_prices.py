@@ -16,7 +16,7 @@ from bot.programme.calendar import local_today
 from bot.programme.errors import RuleError
 from bot.programme.mall import catalog_entries, deduction_points, mall_price, sale_window
 from storage import mall
-from storage.store import connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SYNCED_AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -52,17 +52,24 @@ def with_sales(timezone: str) -> Config:
     return config.model_copy(update={"program": program, "mall": shop})
 
 
-@pytest.fixture(scope="module", params=["Asia/Shanghai", "America/Santiago", "Pacific/Apia"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        (engine, zone)
+        for engine in ENGINES
+        for zone in ("Asia/Shanghai", "America/Santiago", "Pacific/Apia")
+    ],
+    ids=lambda param: "-".join(param),
+)
 def synced(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Config, sqlite3.Connection]]:
-    """A programme and a database its catalog was synced into (one per timezone)."""
-    config = with_sales(request.param)
-    conn = connect_sync(tmp_path_factory.mktemp("prices") / "mall.db")
-    migrate(conn)
-    mall.sync_catalog(conn, catalog_entries(config), SYNCED_AT)
-    yield config, conn
-    conn.close()
+    """A programme and a database its catalog was synced into (one per engine and timezone)."""
+    engine, zone = request.param
+    config = with_sales(zone)
+    with migrated_connection(engine, tmp_path_factory.mktemp("prices")) as conn:
+        mall.sync_catalog(conn, catalog_entries(config), SYNCED_AT)
+        yield config, conn
 
 
 def boundaries(config: Config) -> list[datetime]:

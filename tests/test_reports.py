@@ -30,6 +30,7 @@ from storage.games import Outcome, PlayRules
 from storage.members import Profile, register_member
 from storage.store import connect_sync, migrate
 from tests.conftest import NOW, SAMPLE, PinnedCliRunner
+from tests.postgres import ENGINES, migrated_connection
 
 SH = ZoneInfo("Asia/Shanghai")
 OCTOBER = date(2026, 10, 1)
@@ -169,8 +170,19 @@ def build_ledger(conn: sqlite3.Connection, config: Config) -> dict[str, int]:
     return ids
 
 
+@pytest.fixture(params=ENGINES)
+def conn(
+    request: pytest.FixtureRequest, config: Config, tmp_path: Path
+) -> Iterator[sqlite3.Connection]:
+    """The hand-built ledger on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        build_ledger(connection, config)
+        yield connection
+
+
 @pytest.fixture
-def conn(config: Config) -> Iterator[sqlite3.Connection]:
+def file_conn(config: Config) -> Iterator[sqlite3.Connection]:
+    """The hand-built ledger in the configuration's SQLite file, which the CLI reads."""
     connection = connect_sync(Path(config.storage.path))
     migrate(connection)
     build_ledger(connection, config)
@@ -267,7 +279,7 @@ def _config_file(tmp_path: Path, config: Config) -> Path:
 
 
 def test_the_cli_writes_every_table_and_both_charts(
-    conn: sqlite3.Connection, config: Config, tmp_path: Path
+    file_conn: sqlite3.Connection, config: Config, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     result = PinnedCliRunner(NOW).invoke(
@@ -294,7 +306,7 @@ def test_the_cli_writes_every_table_and_both_charts(
 
 
 def test_the_cli_defaults_to_last_month_and_the_current_folder(
-    conn: sqlite3.Connection, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    file_conn: sqlite3.Connection, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = tmp_path / "here"
     here.mkdir()
@@ -310,7 +322,7 @@ def test_the_cli_defaults_to_last_month_and_the_current_folder(
     ("month", "message"), [("2026-12", "has not begun"), ("2026-13", "YYYY-MM"), ("x", "YYYY-MM")]
 )
 def test_the_cli_refuses_a_future_or_malformed_month(
-    conn: sqlite3.Connection, config: Config, tmp_path: Path, month: str, message: str
+    file_conn: sqlite3.Connection, config: Config, tmp_path: Path, month: str, message: str
 ) -> None:
     result = PinnedCliRunner(NOW).invoke(
         main, ["report", "--month", month, "--config", str(_config_file(tmp_path, config)),
@@ -322,12 +334,12 @@ def test_the_cli_refuses_a_future_or_malformed_month(
 
 
 def test_the_cli_exits_1_when_the_books_do_not_balance(
-    conn: sqlite3.Connection, config: Config, tmp_path: Path
+    file_conn: sqlite3.Connection, config: Config, tmp_path: Path
 ) -> None:
-    conn.execute(
+    file_conn.execute(
         "INSERT INTO lots (member_id, operation_id, points, remainder) VALUES (1, 1, 5, 5)"
     )
-    conn.commit()
+    file_conn.commit()
     result = PinnedCliRunner(NOW).invoke(
         main, ["report", "--month", "2026-10", "--config", str(_config_file(tmp_path, config)),
                "--output", str(tmp_path / "out")],

@@ -24,24 +24,22 @@ from storage.audit import audit
 from storage.events import check_in, create_event, event_counts
 from storage.members import Member, Profile, luhn_digit, register_member
 from storage.referrals import credit_first_purchase, referral_counts, register_referred
-from storage.store import connect_sync, migrate
 from storage.tasks import progress_of
 from tests.conftest import NOW, Sandbox
+from tests.postgres import ENGINES, migrated_connection
 
 # Noon in Shanghai on 2026-11-25, as the conversation tests.
 T0 = NOW
 LOCAL_DAY = date(2026, 11, 25)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A new database that must pass the audit after the test."""
-    connection = connect_sync(tmp_path / "t3.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    report = audit(connection, integrity="quick")
-    assert report.ok, str(report)
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A new database on each engine that must pass the audit after the test."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+        report = audit(connection, integrity="quick")
+        assert report.ok, str(report)
 
 
 def member(conn: sqlite3.Connection, telegram_id: int, name: str) -> Member:

@@ -21,9 +21,9 @@ from bot.sandbox.server import BotApiEmulator
 from storage.errors import InvalidState, LimitReached
 from storage.members import Member, Profile, register_member
 from storage.persistence import conversation_counts
-from storage.store import connect_sync, migrate
 from storage.submissions import DuplicatePhoto, Photo, decide, submit
 from tests.conftest import NOW, Sandbox, assert_audit_ok
+from tests.postgres import ENGINES, migrated_connection
 from tests.restart_support import assert_audit_ok as restart_audit_ok
 from tests.restart_support import bot_on
 
@@ -31,12 +31,11 @@ T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 CAPTION = "补充装洗衣液 https://example.com/refill"
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "submissions.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 @pytest.fixture
@@ -76,7 +75,7 @@ def test_the_database_keeps_a_photo_once_and_a_decision_final(
     assert decided.decided_by == "staff:1"
     with pytest.raises(InvalidState):
         decide(conn, filed.id, approve=True, actor="staff:2", now=T0)
-    with pytest.raises(sqlite3.IntegrityError, match="decided once"), conn:
+    with pytest.raises(sqlite3.IntegrityError, match="decided once"):
         conn.execute("UPDATE task_submissions SET status = 'approved' WHERE id = ?", (filed.id,))
 
 

@@ -32,8 +32,8 @@ from bot.programme.till_api import draw_key, sign
 from bot.web import WebServer
 from storage.api_keys import ApiKey
 from storage.members import Member
-from storage.store import Store
 from tests.conftest import NOW, PinnedCliRunner, Sandbox, assert_audit_ok
+from tests.postgres import ENGINES, opened_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -754,10 +754,11 @@ def test_api_keys_cli_creates_lists_and_revokes(sample_config: Config, tmp_path:
     assert "no API key pk_nothing" in unknown.output
 
 
-async def test_a_key_is_revoked_for_good(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_key_is_revoked_for_good(engine: str, tmp_path: Path) -> None:
     from storage.api_keys import ApiKeys
 
-    async with Store(tmp_path / "keys.sqlite3") as store:
+    async with opened_store(engine, tmp_path) as store:
         keys = ApiKeys(store)
         key_id, secret = draw_key()
         key = await keys.create(key_id, "store", secret, now=NOW)
