@@ -204,13 +204,14 @@ def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> 
     for row in rows:
         if row[2] not in (SERVICE, MARKETING):
             raise InvalidRequest(f"unknown push category {row[2]!r}")
-    before = conn.total_changes
-    conn.executemany(
+    if not rows:
+        return 0
+    # The rows inserted, summed over the batch (a key already there changes none).
+    return conn.executemany(
         "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, buttons,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
         rows,
-    )
-    return conn.total_changes - before
+    ).rowcount
 
 
 def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[OutboxMessage]:
@@ -220,7 +221,7 @@ def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[Outbox
         " o.category, o.message_key, o.params, o.buttons, o.attempts, m.reachable,"
         " m.marketing_opt_in"
         " FROM outbox AS o JOIN members AS m ON m.id = o.member_id"
-        " WHERE o.status = 'pending' AND (? OR o.category = 'service')"
+        " WHERE o.status = 'pending' AND (? = 1 OR o.category = 'service')"
         " ORDER BY o.id LIMIT ?",
         (int(marketing), limit),
     ).fetchall()
@@ -294,7 +295,7 @@ def settle_interrupted(conn: sqlite3.Connection, *, resend_marketing: bool) -> S
     # marketing push is worse doubled than lost (README "Pushes").
     again = conn.execute(
         "UPDATE outbox SET status = 'pending', last_error = ?"
-        " WHERE status = 'sending' AND (category = 'service' OR ?)",
+        " WHERE status = 'sending' AND (category = 'service' OR ? = 1)",
         (INTERRUPTED, int(resend_marketing)),
     ).rowcount
     unconfirmed = conn.execute(
