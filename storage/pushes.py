@@ -412,13 +412,13 @@ def earn_groups_and_stage(
 # Each member's purchases (and the campaigns' extra points on them) in an import run's
 # batches: how many, their amount in fen (stored as two-decimal text), points, first purchase.
 _IMPORT_SUMS = """
-SELECT b.run, o.member_id, sum(o.kind = 'purchase'),
+SELECT b.run, o.member_id, count(CASE WHEN o.kind = 'purchase' THEN 1 END),
        sum(CASE WHEN o.kind = 'purchase'
-           THEN CAST(replace(json_extract(o.meta, '$.amount'), '.', '') AS INTEGER) ELSE 0 END),
+           THEN CAST(replace(json_extract(o.meta, '$.amount'), '.', '') AS BIGINT) ELSE 0 END),
        sum(o.points), min(CASE WHEN o.kind = 'purchase' THEN o.id END)
 FROM import_batches AS b
 JOIN operations AS o ON o.id BETWEEN b.first_operation AND b.last_operation
-WHERE (:run IS NULL OR b.run = :run) AND o.kind IN ('purchase', 'campaign')
+WHERE (b.run = :run OR :run IS NULL) AND o.kind IN ('purchase', 'campaign')
 GROUP BY b.run, o.member_id
 ORDER BY b.run, o.member_id
 """
@@ -455,7 +455,8 @@ def release_import_notices(
             )
             is not None
         ]
-        conn.execute("DELETE FROM import_batches WHERE ? IS NULL OR run = ?", (run, run))
+        # The column first: PostgreSQL types the parameter from it (a bare NULL has no type).
+        conn.execute("DELETE FROM import_batches WHERE run = :run OR :run IS NULL", {"run": run})
         return enqueue(conn, pushes, now)
 
 

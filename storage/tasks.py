@@ -225,7 +225,7 @@ def iter_task_records(conn: sqlite3.Connection, task_id: str | None = None) -> I
         " p.reward_operation_id, o.points, p.updated_at FROM task_progress AS p"
         " JOIN members AS m ON m.id = p.member_id"
         " LEFT JOIN operations AS o ON o.id = p.reward_operation_id"
-        " WHERE :task IS NULL OR p.task_id = :task ORDER BY p.task_id, p.period, m.member_code",
+        " WHERE p.task_id = :task OR :task IS NULL ORDER BY p.task_id, p.period, m.member_code",
         {"task": task_id},
     )
     for row in cur:
