@@ -19,7 +19,7 @@ from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
 from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
-from storage.sql import atomic, dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, ts
 from storage.store import Store
 
 SERVICE: Final = "service"
@@ -604,24 +604,24 @@ def announce_term_change(
     """Record a change and put a notice for every member in the outbox (one per change and
     member), in one transaction; return the change and how many notices were queued. Raises
     InvalidRequest (a change of that term for that day exists already)."""
-    try:
-        cur = conn.execute(
-            "INSERT INTO term_changes (term, replaces, value, effective_on, announced_at, actor)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                term,
-                None if replaces is None else json.dumps(replaces, sort_keys=True),
-                json.dumps(value, sort_keys=True),
-                effective_on.isoformat(),
-                ts(now),
-                actor,
-            ),
-        )
-    except sqlite3.IntegrityError as exc:
+    # ON CONFLICT, not a caught IntegrityError: PostgreSQL would spoil the transaction.
+    inserted = conn.execute(
+        "INSERT INTO term_changes (term, replaces, value, effective_on, announced_at, actor)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (term, effective_on) DO NOTHING RETURNING id",
+        (
+            term,
+            None if replaces is None else json.dumps(replaces, sort_keys=True),
+            json.dumps(value, sort_keys=True),
+            effective_on.isoformat(),
+            ts(now),
+            actor,
+        ),
+    ).fetchone()
+    if inserted is None:
         raise InvalidRequest(
             f"a change of {term} effective on {effective_on} was already announced"
-        ) from exc
-    change_id = cur.lastrowid
+        )
+    change_id = int(inserted[0])
     # One set-based insert: a million members are one statement, not a million.
     notices = conn.execute(
         "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
@@ -647,13 +647,14 @@ def record_promise(conn: sqlite3.Connection, terms: Mapping[str, Any], now: date
     """Make `terms` the promise (terms no longer offered, such as a delisted item, leave it)."""
     with atomic(conn):
         conn.execute(
-            "DELETE FROM promised_terms WHERE term NOT IN (SELECT value FROM json_each(?))",
+            # NOT (x IN ...): the PostgreSQL connection rewrites `x IN (... json_each(?))`.
+            "DELETE FROM promised_terms WHERE NOT (term IN (SELECT value FROM json_each(?)))",
             (json.dumps(sorted(terms)),),
         )
         conn.executemany(
             "INSERT INTO promised_terms (term, value, recorded_at) VALUES (?, ?, ?)"
             " ON CONFLICT (term) DO UPDATE SET value = excluded.value,"
-            " recorded_at = excluded.recorded_at WHERE value IS NOT excluded.value",
+            " recorded_at = excluded.recorded_at WHERE promised_terms.value IS NOT excluded.value",
             [
                 (term, json.dumps(value, sort_keys=True), ts(now))
                 for term, value in sorted(terms.items())
@@ -674,12 +675,12 @@ class Broadcast:
 
 def create_broadcast(conn: sqlite3.Connection, text: str, actor: str, now: datetime) -> Broadcast:
     """Keep a broadcast for its preview; nothing is sent until it is confirmed."""
-    cur = conn.execute(
+    broadcast_id = insert_id(
+        conn,
         "INSERT INTO broadcasts (text, actor, created_at) VALUES (?, ?, ?)",
         (text, actor, ts(now)),
     )
-    assert cur.lastrowid is not None
-    return Broadcast(cur.lastrowid, text, actor, now, None)
+    return Broadcast(broadcast_id, text, actor, now, None)
 
 
 def confirm_broadcast(

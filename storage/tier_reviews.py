@@ -278,7 +278,7 @@ def record_notices(conn: sqlite3.Connection, year: int, notices: int, now: datet
     conn.execute(
         "INSERT INTO tier_reviews (year, noticed_at, notices) VALUES (?, ?, ?)"
         " ON CONFLICT (year) DO UPDATE SET noticed_at = excluded.noticed_at,"
-        " notices = excluded.notices WHERE noticed_at IS NULL",
+        " notices = excluded.notices WHERE tier_reviews.noticed_at IS NULL",
         (year, ts(now), notices),
     )
 
@@ -288,7 +288,7 @@ def record_review(conn: sqlite3.Connection, year: int, downgrades: int, now: dat
     conn.execute(
         "INSERT INTO tier_reviews (year, reviewed_at, downgrades) VALUES (?, ?, ?)"
         " ON CONFLICT (year) DO UPDATE SET reviewed_at = excluded.reviewed_at,"
-        " downgrades = excluded.downgrades WHERE reviewed_at IS NULL",
+        " downgrades = excluded.downgrades WHERE tier_reviews.reviewed_at IS NULL",
         (year, ts(now), downgrades),
     )
 

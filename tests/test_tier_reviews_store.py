@@ -12,10 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from storage import ledger
 from storage.audit import audit
 from storage.members import Profile, register_member
-from storage.tier_reviews import ReviewMessages, ReviewRules, notice_batch, review_batch
-from storage.tiers import add_months, change_tier, held
+from storage.tier_reviews import (
+    ReviewMessages,
+    ReviewRules,
+    notice_batch,
+    record_notices,
+    record_review,
+    review_batch,
+    review_state,
+    withdraw_figures,
+)
+from storage.tiers import Qualifying, add_months, change_tier, held, qualifying
 from tests.postgres import ENGINES, migrated_connection
 
 T0 = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
@@ -116,3 +126,26 @@ def test_a_notice_batch_tells_what_is_missing_once(conn: sqlite3.Connection) -> 
     }
     # Again: the dedupe keys refuse a second message.
     assert notice_batch(conn, RULES, messages, after=0, size=10, now=NOW) == (far, 0)
+
+
+def test_a_year_s_notices_and_review_are_recorded_once(conn: sqlite3.Connection) -> None:
+    assert review_state(conn, 2026) == (False, False)
+    record_notices(conn, 2026, 3, NOW)
+    record_notices(conn, 2026, 9, NOW)  # a second run changes nothing
+    assert review_state(conn, 2026) == (True, False)
+    record_review(conn, 2026, 2, NOW)
+    record_review(conn, 2026, 7, NOW)
+    assert review_state(conn, 2026) == (True, True)
+    row = conn.execute("SELECT notices, downgrades FROM tier_reviews WHERE year = 2026").fetchone()
+    assert tuple(row) == (3, 2)
+
+
+def test_a_returned_purchase_leaves_its_month_once(conn: sqlite3.Connection) -> None:
+    member = holder(conn, 1, "tree", {"2026-05": 500_000}, T0)
+    operation = ledger.earn(
+        conn, member, 50, kind="purchase", key="till:1", actor="till", expires_at=None, now=T0
+    ).operation_id
+    conn.execute("UPDATE tier_months SET points = 50 WHERE member_id = ?", (member,))
+    assert withdraw_figures(conn, operation, member, "2026-05", 80, 100_000, NOW)
+    assert not withdraw_figures(conn, operation, member, "2026-05", 80, 100_000, NOW)
+    assert qualifying(conn, [member], ["2026-05"]) == {member: Qualifying(0, 400_000)}
