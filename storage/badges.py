@@ -250,13 +250,16 @@ def lifetime_figures(
         "   SELECT c.points FROM operations AS c"
         "   WHERE c.idempotency_key = k || ':campaign' AND c.kind = 'campaign'), 0) END), 0)"
         " FROM (SELECT o.points AS points, o.idempotency_key AS k,"
-        "   CAST(round(CAST(json_extract(o.meta, '$.amount') AS REAL) * 100) AS INTEGER) AS fen,"
+        # DOUBLE PRECISION: SQLite's REAL (PostgreSQL's REAL is single precision).
+        "   CAST(round(CAST(json_extract(o.meta, '$.amount') AS DOUBLE PRECISION) * 100)"
+        "   AS BIGINT) AS fen,"
         "   json_extract(o.meta, '$.category') IN (SELECT value FROM json_each(?)) AS eco"
         "   FROM accounts AS a"
         "   JOIN postings AS p ON p.account_id = a.id"
         "   JOIN operations AS o ON o.id = p.operation_id"
         "   WHERE a.member_id = ? AND o.kind = 'purchase'"
-        "   AND NOT EXISTS (SELECT 1 FROM operations AS r WHERE r.reverses_operation_id = o.id))",
+        "   AND NOT EXISTS (SELECT 1 FROM operations AS r WHERE r.reverses_operation_id = o.id))"
+        " AS purchase",
         (json.dumps(sorted(eco_categories)), member_id),
     ).fetchone()
     surveys = conn.execute(

@@ -34,7 +34,7 @@ def store_sample(conn: sqlite3.Connection, *, marketing: bool) -> StoreSample:
     sends marketing pushes now (outside quiet hours)."""
     pending, oldest, sendable = conn.execute(
         "SELECT count(*), min(created_at),"
-        " min(CASE WHEN ? OR category = 'service' THEN created_at END)"
+        " min(CASE WHEN ? = 1 OR category = 'service' THEN created_at END)"
         " FROM outbox WHERE status = 'pending'",
         (int(marketing),),
     ).fetchone()

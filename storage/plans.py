@@ -16,17 +16,17 @@ from decimal import Decimal
 from typing import Any
 
 from storage.facade import Facade, looks_up, reads, writes
-from storage.sql import atomic, dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, ts
 
 _SELECT_PLANS = (
     "SELECT id, member_id, categories, multiplier, starts_on, ends_on, from_at, until_at,"
     " gift_threshold_fen, gift_points, spent_fen, skus, advisor_id, advisor_contact,"
     " created_at, actor, ended_at FROM plans"
 )
-# The plans of some members (a JSON list, ?1) running after ?2.
+# The plans of some members (a JSON list, :members) running after :now.
 _RUNNING_OF_MEMBERS = (
-    " WHERE ended_at IS NULL AND until_at > ?2"
-    " AND member_id IN (SELECT value FROM json_each(?1)) ORDER BY from_at, id"
+    " WHERE ended_at IS NULL AND until_at > :now"
+    " AND member_id IN (SELECT value FROM json_each(:members)) ORDER BY from_at, id"
 )
 
 
@@ -233,11 +233,17 @@ def add_plan(
     with atomic(conn):
         replaced = running_plan(conn, member_id, now)
         conn.execute(
-            "UPDATE plans SET ended_at = ?1 WHERE member_id = ?2 AND ended_at IS NULL"
-            " AND (until_at > ?1 OR (starts_on <= ?4 AND ends_on >= ?3))",
-            (ts(now), member_id, terms.starts_on.isoformat(), terms.ends_on.isoformat()),
+            "UPDATE plans SET ended_at = :now WHERE member_id = :member AND ended_at IS NULL"
+            " AND (until_at > :now OR (starts_on <= :ends AND ends_on >= :starts))",
+            {
+                "now": ts(now),
+                "member": member_id,
+                "starts": terms.starts_on.isoformat(),
+                "ends": terms.ends_on.isoformat(),
+            },
         )
-        plan_id = conn.execute(
+        plan_id = insert_id(
+            conn,
             "INSERT INTO plans (member_id, categories, multiplier, starts_on, ends_on, from_at,"
             " until_at, gift_threshold_fen, gift_points, skus, advisor_id, advisor_contact,"
             " created_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -257,8 +263,7 @@ def add_plan(
                 ts(now),
                 actor,
             ),
-        ).lastrowid
-        assert plan_id is not None
+        )
         record_change(
             conn,
             member_id,
@@ -313,7 +318,7 @@ def running_plans(
     query for a whole purchase batch, most of whose members have none."""
     rows = conn.execute(
         _SELECT_PLANS + _RUNNING_OF_MEMBERS,
-        (json.dumps(sorted(member_ids)), ts(now)),
+        {"members": json.dumps(sorted(member_ids)), "now": ts(now)},
     )
     found: dict[int, list[Plan]] = {}
     for row in rows:
@@ -410,11 +415,11 @@ def top_members(
         "SELECT q.member_id, m.member_code, m.first_name, m.last_name, q.points, q.fen,"
         " t.tier_id, k.member_id IS NOT NULL"
         " FROM (SELECT member_id, sum(points) AS points, sum(fen) AS fen FROM tier_months"
-        "  WHERE month IN (SELECT value FROM json_each(?1)) GROUP BY member_id) AS q"
+        "  WHERE month IN (SELECT value FROM json_each(?)) GROUP BY member_id) AS q"
         " JOIN members AS m ON m.id = q.member_id"
         " LEFT JOIN member_tiers AS t ON t.member_id = q.member_id"
         " LEFT JOIN key_customers AS k ON k.member_id = q.member_id"
-        " ORDER BY CASE WHEN ?2 THEN q.fen ELSE q.points END DESC, q.member_id LIMIT ?3",
+        " ORDER BY CASE WHEN ? = 1 THEN q.fen ELSE q.points END DESC, q.member_id LIMIT ?",
         (json.dumps(sorted(months)), 1 if by_fen else 0, limit),
     )
     return [
@@ -435,8 +440,8 @@ def priority_skus_of(conn: sqlite3.Connection, member_id: int, now: datetime) ->
     """The mall items the member's plan running at `now` (inside its window) gives priority to."""
     rows = conn.execute(
         "SELECT skus FROM plans WHERE member_id = ? AND ended_at IS NULL"
-        " AND from_at <= ?2 AND until_at > ?2",
-        (member_id, ts(now)),
+        " AND from_at <= ? AND until_at > ?",
+        (member_id, ts(now), ts(now)),
     )
     return frozenset(sku for (skus,) in rows for sku in json.loads(skus))
 

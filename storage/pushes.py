@@ -19,7 +19,7 @@ from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
 from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
-from storage.sql import atomic, dt, dt_or_none, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, ts
 from storage.store import Store
 
 SERVICE: Final = "service"
@@ -204,13 +204,14 @@ def enqueue(conn: sqlite3.Connection, pushes: Iterable[Push], now: datetime) -> 
     for row in rows:
         if row[2] not in (SERVICE, MARKETING):
             raise InvalidRequest(f"unknown push category {row[2]!r}")
-    before = conn.total_changes
-    conn.executemany(
+    if not rows:
+        return 0
+    # The rows inserted, summed over the batch (a key already there changes none).
+    return conn.executemany(
         "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, buttons,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
         rows,
-    )
-    return conn.total_changes - before
+    ).rowcount
 
 
 def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[OutboxMessage]:
@@ -220,7 +221,7 @@ def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[Outbox
         " o.category, o.message_key, o.params, o.buttons, o.attempts, m.reachable,"
         " m.marketing_opt_in"
         " FROM outbox AS o JOIN members AS m ON m.id = o.member_id"
-        " WHERE o.status = 'pending' AND (? OR o.category = 'service')"
+        " WHERE o.status = 'pending' AND (? = 1 OR o.category = 'service')"
         " ORDER BY o.id LIMIT ?",
         (int(marketing), limit),
     ).fetchall()
@@ -294,7 +295,7 @@ def settle_interrupted(conn: sqlite3.Connection, *, resend_marketing: bool) -> S
     # marketing push is worse doubled than lost (README "Pushes").
     again = conn.execute(
         "UPDATE outbox SET status = 'pending', last_error = ?"
-        " WHERE status = 'sending' AND (category = 'service' OR ?)",
+        " WHERE status = 'sending' AND (category = 'service' OR ? = 1)",
         (INTERRUPTED, int(resend_marketing)),
     ).rowcount
     unconfirmed = conn.execute(
@@ -411,13 +412,13 @@ def earn_groups_and_stage(
 # Each member's purchases (and the campaigns' extra points on them) in an import run's
 # batches: how many, their amount in fen (stored as two-decimal text), points, first purchase.
 _IMPORT_SUMS = """
-SELECT b.run, o.member_id, sum(o.kind = 'purchase'),
+SELECT b.run, o.member_id, count(CASE WHEN o.kind = 'purchase' THEN 1 END),
        sum(CASE WHEN o.kind = 'purchase'
-           THEN CAST(replace(json_extract(o.meta, '$.amount'), '.', '') AS INTEGER) ELSE 0 END),
+           THEN CAST(replace(json_extract(o.meta, '$.amount'), '.', '') AS BIGINT) ELSE 0 END),
        sum(o.points), min(CASE WHEN o.kind = 'purchase' THEN o.id END)
 FROM import_batches AS b
 JOIN operations AS o ON o.id BETWEEN b.first_operation AND b.last_operation
-WHERE (:run IS NULL OR b.run = :run) AND o.kind IN ('purchase', 'campaign')
+WHERE (b.run = :run OR :run IS NULL) AND o.kind IN ('purchase', 'campaign')
 GROUP BY b.run, o.member_id
 ORDER BY b.run, o.member_id
 """
@@ -454,7 +455,8 @@ def release_import_notices(
             )
             is not None
         ]
-        conn.execute("DELETE FROM import_batches WHERE ? IS NULL OR run = ?", (run, run))
+        # The column first: PostgreSQL types the parameter from it (a bare NULL has no type).
+        conn.execute("DELETE FROM import_batches WHERE run = :run OR :run IS NULL", {"run": run})
         return enqueue(conn, pushes, now)
 
 
@@ -602,24 +604,24 @@ def announce_term_change(
     """Record a change and put a notice for every member in the outbox (one per change and
     member), in one transaction; return the change and how many notices were queued. Raises
     InvalidRequest (a change of that term for that day exists already)."""
-    try:
-        cur = conn.execute(
-            "INSERT INTO term_changes (term, replaces, value, effective_on, announced_at, actor)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                term,
-                None if replaces is None else json.dumps(replaces, sort_keys=True),
-                json.dumps(value, sort_keys=True),
-                effective_on.isoformat(),
-                ts(now),
-                actor,
-            ),
-        )
-    except sqlite3.IntegrityError as exc:
+    # ON CONFLICT, not a caught IntegrityError: PostgreSQL would spoil the transaction.
+    inserted = conn.execute(
+        "INSERT INTO term_changes (term, replaces, value, effective_on, announced_at, actor)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (term, effective_on) DO NOTHING RETURNING id",
+        (
+            term,
+            None if replaces is None else json.dumps(replaces, sort_keys=True),
+            json.dumps(value, sort_keys=True),
+            effective_on.isoformat(),
+            ts(now),
+            actor,
+        ),
+    ).fetchone()
+    if inserted is None:
         raise InvalidRequest(
             f"a change of {term} effective on {effective_on} was already announced"
-        ) from exc
-    change_id = cur.lastrowid
+        )
+    change_id = int(inserted[0])
     # One set-based insert: a million members are one statement, not a million.
     notices = conn.execute(
         "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
@@ -645,13 +647,14 @@ def record_promise(conn: sqlite3.Connection, terms: Mapping[str, Any], now: date
     """Make `terms` the promise (terms no longer offered, such as a delisted item, leave it)."""
     with atomic(conn):
         conn.execute(
-            "DELETE FROM promised_terms WHERE term NOT IN (SELECT value FROM json_each(?))",
+            # NOT (x IN ...): the PostgreSQL connection rewrites `x IN (... json_each(?))`.
+            "DELETE FROM promised_terms WHERE NOT (term IN (SELECT value FROM json_each(?)))",
             (json.dumps(sorted(terms)),),
         )
         conn.executemany(
             "INSERT INTO promised_terms (term, value, recorded_at) VALUES (?, ?, ?)"
             " ON CONFLICT (term) DO UPDATE SET value = excluded.value,"
-            " recorded_at = excluded.recorded_at WHERE value IS NOT excluded.value",
+            " recorded_at = excluded.recorded_at WHERE promised_terms.value IS NOT excluded.value",
             [
                 (term, json.dumps(value, sort_keys=True), ts(now))
                 for term, value in sorted(terms.items())
@@ -672,12 +675,12 @@ class Broadcast:
 
 def create_broadcast(conn: sqlite3.Connection, text: str, actor: str, now: datetime) -> Broadcast:
     """Keep a broadcast for its preview; nothing is sent until it is confirmed."""
-    cur = conn.execute(
+    broadcast_id = insert_id(
+        conn,
         "INSERT INTO broadcasts (text, actor, created_at) VALUES (?, ?, ?)",
         (text, actor, ts(now)),
     )
-    assert cur.lastrowid is not None
-    return Broadcast(cur.lastrowid, text, actor, now, None)
+    return Broadcast(broadcast_id, text, actor, now, None)
 
 
 def confirm_broadcast(

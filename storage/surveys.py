@@ -36,7 +36,7 @@ from storage.errors import (
     SurveyClosed,
 )
 from storage.facade import Facade, looks_up, reads, writes
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, required_now, ts
 
 QUESTION_KINDS: Final = ("single", "multiple", "rating", "text")
 CHOICE_KINDS: Final = frozenset({"single", "multiple"})
@@ -432,13 +432,13 @@ def start(
             raise AlreadyCompleted(f"member {member_id} completed survey {spec.id}")
         _check_window(spec, now)
         if row is None:
-            cur = conn.execute(
+            response_id = insert_id(
+                conn,
                 "INSERT INTO survey_responses (survey_id, member_id, definition, questions,"
                 " started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (spec.id, member_id, spec.definition, len(spec.questions), now_ts, now_ts),
             )
-            assert cur.lastrowid is not None
-            return _by_id(conn, cur.lastrowid)
+            return _by_id(conn, response_id)
         if row[3] != spec.definition:
             conn.execute("DELETE FROM survey_answers WHERE response_id = ?", (row[0],))
             conn.execute(
@@ -751,7 +751,7 @@ def iter_response_answers(
         " a.question_id, a.kind, a.status, a.choices, a.rating, a.text"
         " FROM survey_responses AS r JOIN members AS m ON m.id = r.member_id"
         " JOIN survey_answers AS a ON a.response_id = r.id"
-        " WHERE r.survey_id = ? AND (r.completed_at IS NOT NULL OR ?)"
+        " WHERE r.survey_id = ? AND (r.completed_at IS NOT NULL OR ? = 1)"
         " ORDER BY r.id, a.position",
         (survey_id, int(include_unfinished)),
     )

@@ -107,10 +107,18 @@ def advance(
     with atomic(conn):
         conn.execute(
             "INSERT INTO task_progress (member_id, task_id, period, progress, target, updated_at)"
-            " VALUES (?, ?, ?, max(0, ?), ?, ?)"
-            " ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
-            " progress = max(0, progress + ?), updated_at = excluded.updated_at",
-            (member_id, task_id, period, delta, target, now_ts, delta),
+            " VALUES (:member, :task, :period, CASE WHEN :delta > 0 THEN :delta ELSE 0 END,"
+            " :target, :now) ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
+            " progress = CASE WHEN task_progress.progress + :delta > 0"
+            " THEN task_progress.progress + :delta ELSE 0 END, updated_at = excluded.updated_at",
+            {
+                "member": member_id,
+                "task": task_id,
+                "period": period,
+                "delta": delta,
+                "target": target,
+                "now": now_ts,
+            },
         )
         row = conn.execute(
             _SELECT + " WHERE member_id = ? AND task_id = ? AND period = ?",
@@ -217,8 +225,8 @@ def iter_task_records(conn: sqlite3.Connection, task_id: str | None = None) -> I
         " p.reward_operation_id, o.points, p.updated_at FROM task_progress AS p"
         " JOIN members AS m ON m.id = p.member_id"
         " LEFT JOIN operations AS o ON o.id = p.reward_operation_id"
-        " WHERE ?1 IS NULL OR p.task_id = ?1 ORDER BY p.task_id, p.period, m.member_code",
-        (task_id,),
+        " WHERE p.task_id = :task OR :task IS NULL ORDER BY p.task_id, p.period, m.member_code",
+        {"task": task_id},
     )
     for row in cur:
         yield TaskRecord(
@@ -284,11 +292,19 @@ def add_progress(
     now_ts = ts(now)
     conn.executemany(
         "INSERT INTO task_progress (member_id, task_id, period, progress, target, updated_at)"
-        " VALUES (?1, ?2, ?3, max(0, ?4), ?5, ?6)"
-        " ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
-        " progress = max(0, progress + ?4), updated_at = excluded.updated_at",
+        " VALUES (:member, :task, :period, CASE WHEN :delta > 0 THEN :delta ELSE 0 END,"
+        " :target, :now) ON CONFLICT (member_id, task_id, period) DO UPDATE SET"
+        " progress = CASE WHEN task_progress.progress + :delta > 0"
+        " THEN task_progress.progress + :delta ELSE 0 END, updated_at = excluded.updated_at",
         [
-            (member, task, period, delta, target, now_ts)
+            {
+                "member": member,
+                "task": task,
+                "period": period,
+                "delta": delta,
+                "target": target,
+                "now": now_ts,
+            }
             for member, task, period, delta, target in rows
         ],
     )
@@ -402,10 +418,14 @@ def count_streak_weeks(
     """Add (member, task, period, ISO week, purchases) to the weeks a streak task counts."""
     conn.executemany(
         "INSERT INTO task_streak_weeks (member_id, task_id, period, week, purchases)"
-        " VALUES (?1, ?2, ?3, ?4, max(0, ?5))"
+        " VALUES (:member, :task, :period, :week, CASE WHEN :n > 0 THEN :n ELSE 0 END)"
         " ON CONFLICT (task_id, period, member_id, week) DO UPDATE SET"
-        " purchases = max(0, purchases + ?5)",
-        rows,
+        " purchases = CASE WHEN task_streak_weeks.purchases + :n > 0"
+        " THEN task_streak_weeks.purchases + :n ELSE 0 END",
+        [
+            {"member": member, "task": task, "period": period, "week": week, "n": n}
+            for member, task, period, week, n in rows
+        ],
     )
 
 

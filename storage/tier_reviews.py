@@ -54,14 +54,15 @@ class ReviewMessages:
 
 
 def _levels_json(rules: ReviewRules) -> str:
-    return json.dumps([[tier_id, threshold] for tier_id, threshold in rules.levels])
+    """The levels as one JSON parameter: objects, which both engines' json_extract read."""
+    return json.dumps([{"tier": t, "threshold": threshold} for t, threshold in rules.levels])
 
 
 def _batch_end(conn: sqlite3.Connection, after: int, size: int) -> int | None:
     """The last member id of the next batch of tier holders after `after` (None: no more)."""
     row = conn.execute(
         "SELECT max(member_id) FROM (SELECT member_id FROM member_tiers WHERE member_id > ?"
-        " ORDER BY member_id LIMIT ?)",
+        " ORDER BY member_id LIMIT ?) AS batch",
         (after, size),
     ).fetchone()
     return None if row[0] is None else int(row[0])
@@ -69,12 +70,13 @@ def _batch_end(conn: sqlite3.Connection, after: int, size: int) -> int | None:
 
 _MOVES_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS tier_review_moves (member_id INTEGER PRIMARY KEY,"
-    " from_rank INTEGER NOT NULL, to_rank INTEGER NOT NULL, total INTEGER NOT NULL)"
+    " from_rank INTEGER NOT NULL, to_rank INTEGER NOT NULL, total BIGINT NOT NULL)"
 )
 
 _PLAN_MOVES = (
     "WITH levels (rank, tier_id, threshold) AS ("
-    " SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1 FROM json_each(:levels))"
+    " SELECT CAST(key AS INTEGER), json_extract(value, '$.tier'),"
+    " CAST(json_extract(value, '$.threshold') AS BIGINT) FROM json_each(:levels))"
     ", held AS ("
     " SELECT mt.member_id, l.rank AS held_rank FROM member_tiers AS mt"
     " JOIN levels AS l ON l.tier_id = mt.tier_id"
@@ -83,27 +85,33 @@ _PLAN_MOVES = (
     " sums AS ("
     " SELECT h.member_id, h.held_rank,"
     " coalesce(sum(CASE WHEN tm.month <= :last THEN"
-    " (CASE WHEN :by_points THEN tm.points ELSE tm.fen END) END), 0) AS eve,"
+    " (CASE WHEN :by_points = 1 THEN tm.points ELSE tm.fen END) END), 0) AS eve,"
     " coalesce(sum(CASE WHEN tm.month >= :since_first THEN"
-    " (CASE WHEN :by_points THEN tm.points ELSE tm.fen END) END), 0) AS since"
+    " (CASE WHEN :by_points = 1 THEN tm.points ELSE tm.fen END) END), 0) AS since"
     " FROM held AS h LEFT JOIN tier_months AS tm ON tm.member_id = h.member_id"
     " AND tm.month BETWEEN :first AND :since_last GROUP BY h.member_id, h.held_rank),"
     " measured AS ("
     " SELECT member_id, held_rank,"
-    " CASE WHEN :by_points THEN eve ELSE eve / 100 END AS total,"
-    " CASE WHEN :by_points THEN since ELSE since / 100 END AS since_total FROM sums),"
+    " CASE WHEN :by_points = 1 THEN eve ELSE CAST(eve AS BIGINT) / 100 END AS total,"
+    " CASE WHEN :by_points = 1 THEN since ELSE CAST(since AS BIGINT) / 100 END AS since_total"
+    " FROM sums),"
+    # The highest level either total reaches (the lowest's threshold is 0: always one).
+    " reached AS ("
+    " SELECT member_id, held_rank, total, (SELECT max(rank) FROM levels"
+    " WHERE threshold <= total OR threshold <= since_total) AS rank FROM measured),"
+    # min(held, max(held - steps, reached)), spelled as both engines take it.
     " target AS ("
-    " SELECT member_id, held_rank, total, min(held_rank, max(held_rank - :steps,"
-    " (SELECT max(rank) FROM levels WHERE threshold <= total),"
-    " (SELECT max(rank) FROM levels WHERE threshold <= since_total))) AS to_rank"
-    " FROM measured)"
+    " SELECT member_id, held_rank, total, CASE WHEN rank >= held_rank THEN held_rank"
+    " WHEN rank > held_rank - :steps THEN rank ELSE held_rank - :steps END AS to_rank"
+    " FROM reached)"
     " INSERT INTO tier_review_moves (member_id, from_rank, to_rank, total)"
     " SELECT member_id, held_rank, to_rank, total FROM target WHERE to_rank < held_rank"
 )
 
 _MOVE_HELD = (
     "WITH levels (rank, tier_id, threshold) AS ("
-    " SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1 FROM json_each(:levels))"
+    " SELECT CAST(key AS INTEGER), json_extract(value, '$.tier'),"
+    " CAST(json_extract(value, '$.threshold') AS BIGINT) FROM json_each(:levels))"
     " UPDATE member_tiers SET tier_id = l.tier_id, since = :now"
     " FROM tier_review_moves AS m JOIN levels AS l ON l.rank = m.to_rank"
     " WHERE member_tiers.member_id = m.member_id"
@@ -111,7 +119,8 @@ _MOVE_HELD = (
 
 _RECORD_CHANGES = (
     "WITH levels (rank, tier_id, threshold) AS ("
-    " SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1 FROM json_each(:levels))"
+    " SELECT CAST(key AS INTEGER), json_extract(value, '$.tier'),"
+    " CAST(json_extract(value, '$.threshold') AS BIGINT) FROM json_each(:levels))"
     " INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, total,"
     " operation_id, actor, changed_at)"
     " SELECT m.member_id, f.tier_id, t.tier_id, 'review', m.total, NULL, :actor, :now"
@@ -121,9 +130,11 @@ _RECORD_CHANGES = (
 
 _TELL_MOVED = (
     "INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
-    " SELECT :prefix || m.member_id, m.member_id, 'service', :message_key, msg.value -> 2, :now"
+    " SELECT CAST(:prefix AS TEXT) || m.member_id, m.member_id, 'service', :message_key,"
+    " json_extract(msg.value, '$.params'), :now"
     " FROM tier_review_moves AS m JOIN json_each(:messages) AS msg"
-    " ON msg.value ->> 0 = m.from_rank AND msg.value ->> 1 = m.to_rank"
+    " ON CAST(json_extract(msg.value, '$.from') AS INTEGER) = m.from_rank"
+    " AND CAST(json_extract(msg.value, '$.to') AS INTEGER) = m.to_rank"
     " WHERE true ON CONFLICT (dedupe_key) DO NOTHING"
 )
 
@@ -174,7 +185,10 @@ def review_batch(
                     "prefix": messages.key_prefix,
                     "message_key": messages.message_key,
                     "messages": json.dumps(
-                        [[f, t, params] for (f, t), params in messages.params.items()],
+                        [
+                            {"from": f, "to": t, "params": params}
+                            for (f, t), params in messages.params.items()
+                        ],
                         ensure_ascii=False,
                         sort_keys=True,
                         default=str,
@@ -188,21 +202,24 @@ def review_batch(
 
 _TELL_SHORT = (
     "WITH levels (rank, tier_id, threshold) AS ("
-    " SELECT CAST(key AS INTEGER), value ->> 0, value ->> 1 FROM json_each(:levels))"
+    " SELECT CAST(key AS INTEGER), json_extract(value, '$.tier'),"
+    " CAST(json_extract(value, '$.threshold') AS BIGINT) FROM json_each(:levels))"
     ", held AS ("
     " SELECT mt.member_id, l.rank, l.threshold FROM member_tiers AS mt"
     " JOIN levels AS l ON l.tier_id = mt.tier_id"
     " WHERE mt.member_id > :after AND mt.member_id <= :end AND l.rank > 0),"
     " measured AS ("
-    " SELECT h.member_id, h.rank, h.threshold, CASE WHEN :by_points"
-    " THEN coalesce(sum(tm.points), 0) ELSE coalesce(sum(tm.fen), 0) / 100 END AS total"
+    " SELECT h.member_id, h.rank, h.threshold, CASE WHEN :by_points = 1"
+    " THEN CAST(coalesce(sum(tm.points), 0) AS BIGINT)"
+    " ELSE CAST(coalesce(sum(tm.fen), 0) AS BIGINT) / 100 END AS total"
     " FROM held AS h LEFT JOIN tier_months AS tm ON tm.member_id = h.member_id"
     " AND tm.month BETWEEN :first AND :last GROUP BY h.member_id, h.rank, h.threshold)"
     " INSERT INTO outbox (dedupe_key, member_id, category, message_key, params, created_at)"
-    " SELECT :prefix || m.member_id, m.member_id, 'service', :message_key,"
-    " json_set(msg.value -> 1, '$.amount', m.threshold - m.total), :now"
-    " FROM measured AS m JOIN json_each(:messages) AS msg ON msg.value ->> 0 = m.rank"
-    " WHERE m.total < m.threshold ON CONFLICT (dedupe_key) DO NOTHING"
+    " SELECT CAST(:prefix AS TEXT) || m.member_id, m.member_id, 'service', :message_key,"
+    " json_set(json_extract(msg.value, '$.params'), '$.amount', m.threshold - m.total), :now"
+    " FROM measured AS m JOIN json_each(:messages) AS msg"
+    " ON CAST(json_extract(msg.value, '$.rank') AS INTEGER) = m.rank"
+    " WHERE m.total < m.threshold ON CONFLICT (dedupe_key) DO NOTHING RETURNING member_id"
 )
 
 
@@ -223,7 +240,8 @@ def notice_batch(
         end = _batch_end(conn, after, size)
         if end is None:
             return None, 0
-        conn.execute(
+        # The new messages' rows (a statement opening with WITH leaves SQLite's rowcount -1).
+        told = conn.execute(
             _TELL_SHORT,
             {
                 "levels": _levels_json(rules),
@@ -235,17 +253,15 @@ def notice_batch(
                 "prefix": messages.key_prefix,
                 "message_key": messages.message_key,
                 "messages": json.dumps(
-                    [[rank, params] for (rank, _), params in messages.params.items()],
+                    [{"rank": rank, "params": p} for (rank, _), p in messages.params.items()],
                     ensure_ascii=False,
                     sort_keys=True,
                     default=str,
                 ),
                 "now": ts(now),
             },
-        )
-        # A statement opening with WITH leaves the cursor's rowcount at -1.
-        told = int(conn.execute("SELECT changes()").fetchone()[0])
-    return end, told
+        ).fetchall()
+    return end, len(told)
 
 
 def review_state(conn: sqlite3.Connection, year: int) -> tuple[bool, bool]:
@@ -262,7 +278,7 @@ def record_notices(conn: sqlite3.Connection, year: int, notices: int, now: datet
     conn.execute(
         "INSERT INTO tier_reviews (year, noticed_at, notices) VALUES (?, ?, ?)"
         " ON CONFLICT (year) DO UPDATE SET noticed_at = excluded.noticed_at,"
-        " notices = excluded.notices WHERE noticed_at IS NULL",
+        " notices = excluded.notices WHERE tier_reviews.noticed_at IS NULL",
         (year, ts(now), notices),
     )
 
@@ -272,7 +288,7 @@ def record_review(conn: sqlite3.Connection, year: int, downgrades: int, now: dat
     conn.execute(
         "INSERT INTO tier_reviews (year, reviewed_at, downgrades) VALUES (?, ?, ?)"
         " ON CONFLICT (year) DO UPDATE SET reviewed_at = excluded.reviewed_at,"
-        " downgrades = excluded.downgrades WHERE reviewed_at IS NULL",
+        " downgrades = excluded.downgrades WHERE tier_reviews.reviewed_at IS NULL",
         (year, ts(now), downgrades),
     )
 

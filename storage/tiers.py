@@ -53,10 +53,15 @@ def add_months(conn: sqlite3.Connection, moves: Sequence[MonthMove]) -> None:
     """Add purchases (or take returns) to members' months, never below 0."""
     conn.executemany(
         "INSERT INTO tier_months (member_id, month, points, fen)"
-        " VALUES (?1, ?2, max(0, ?3), max(0, ?4))"
-        " ON CONFLICT (member_id, month) DO UPDATE SET"
-        " points = max(0, points + ?3), fen = max(0, fen + ?4)",
-        moves,
+        " VALUES (:member, :month, CASE WHEN :points > 0 THEN :points ELSE 0 END,"
+        " CASE WHEN :fen > 0 THEN :fen ELSE 0 END) ON CONFLICT (member_id, month) DO UPDATE SET"
+        " points = CASE WHEN tier_months.points + :points > 0"
+        " THEN tier_months.points + :points ELSE 0 END,"
+        " fen = CASE WHEN tier_months.fen + :fen > 0 THEN tier_months.fen + :fen ELSE 0 END",
+        [
+            {"member": member, "month": month, "points": points, "fen": fen}
+            for member, month, points, fen in moves
+        ],
     )
 
 
@@ -71,7 +76,7 @@ def qualifying(
     # import batch asks for 10,000 members' twelve months.
     rows = conn.execute(
         "SELECT member_id, sum(points), sum(fen) FROM tier_months"
-        " WHERE member_id IN (SELECT value FROM json_each(?1)) AND month BETWEEN ?2 AND ?3"
+        " WHERE member_id IN (SELECT value FROM json_each(?)) AND month BETWEEN ? AND ?"
         " GROUP BY member_id",
         (json.dumps(sorted(member_ids)), min(months), max(months)),
     )
@@ -224,10 +229,10 @@ def standing_one(
     """The tier the member holds (None: the lowest) and their figures over these months, in
     one indexed read (the tier line of /balance)."""
     row = conn.execute(
-        "SELECT (SELECT tier_id FROM member_tiers WHERE member_id = ?1),"
+        "SELECT (SELECT tier_id FROM member_tiers WHERE member_id = :member),"
         " coalesce(sum(points), 0), coalesce(sum(fen), 0) FROM tier_months"
-        " WHERE member_id = ?1 AND month IN (SELECT value FROM json_each(?2))",
-        (member_id, json.dumps(sorted(months))),
+        " WHERE member_id = :member AND month IN (SELECT value FROM json_each(:months))",
+        {"member": member_id, "months": json.dumps(sorted(months))},
     ).fetchone()
     held_id, points, fen = row
     return (None if held_id is None else str(held_id)), Qualifying(int(points), int(fen))

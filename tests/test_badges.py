@@ -28,10 +28,17 @@ from storage.pushes import Push
 from storage.store import Store
 from storage.surveys import QuestionSpec, SurveySpec
 from storage.tasks import TaskStep
+from tests.postgres import ENGINES, opened_store
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 PIONEER = ("sharer", "eco_regular", "streaker", "eco_1000")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine in turn: every store test runs on SQLite and on PostgreSQL."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -86,9 +93,9 @@ def _outbox(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, object]]
 
 
 async def test_a_task_completion_earns_its_badge_once_whatever_the_kind(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         # share (daily), review (monthly), check-in: each through the one seam.
         await _complete(store, config, member, "green_share")
@@ -113,7 +120,7 @@ async def test_eco_spend_milestone_counts_whole_yuan_of_green_categories_only(
     tmp_path: Path, config: Config
 ) -> None:
     assert eco_categories(config) == {"eco", "refill"}
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         await _purchase(store, config, member, "p1", "600.00", "eco")
         await _purchase(store, config, member, "p2", "5000.00", "general")  # no impact factor
@@ -127,7 +134,9 @@ async def test_eco_spend_milestone_counts_whole_yuan_of_green_categories_only(
         assert held["eco_1000"].source == "milestone"
 
 
-async def test_count_milestones_purchases_green_points_and_surveys(tmp_path: Path) -> None:
+async def test_count_milestones_purchases_green_points_and_surveys(
+    tmp_path: Path, engine: str
+) -> None:
     base = load_config(SAMPLE)
     extra = [
         Badge.model_validate(
@@ -141,7 +150,7 @@ async def test_count_milestones_purchases_green_points_and_surveys(tmp_path: Pat
         )
     ]  # fmt: skip
     config = base.model_copy(update={"badges": [*base.badges, *extra]})
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         await _purchase(store, config, member, "p1", "499.00", "eco")
         assert set(await Badges(store).badges_of(member)) == set()
@@ -169,9 +178,9 @@ async def test_count_milestones_purchases_green_points_and_surveys(tmp_path: Pat
 
 
 async def test_a_complete_set_pays_its_points_once_with_its_own_source(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         ledger = Ledger(store)
         for task_id in ("green_share", "eco_monthly", "eco_streak"):
@@ -212,8 +221,10 @@ def _sets(config: Config) -> dict[str, tuple[str, ...]]:
     return {s.id: s.badges for s in config.badge_sets}
 
 
-async def test_completions_racing_pay_the_set_prize_once(tmp_path: Path, config: Config) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+async def test_completions_racing_pay_the_set_prize_once(
+    tmp_path: Path, config: Config, engine: str
+) -> None:
+    async with opened_store(engine, tmp_path) as store:
         members = [await _member(store, i) for i in (1, 2, 3)]
         for member in members:
             await _complete(store, config, member, "green_share")
@@ -252,9 +263,9 @@ async def test_completions_racing_pay_the_set_prize_once(tmp_path: Path, config:
 
 
 async def test_an_item_prize_is_given_free_and_listed_with_the_redemptions(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         mall = Mall(store)
         await mall.sync_catalog(catalog_entries(config), NOW)
         member = await _member(store)
@@ -286,9 +297,9 @@ async def test_an_item_prize_is_given_free_and_listed_with_the_redemptions(
 
 
 async def test_an_item_that_cannot_be_given_comes_as_its_price_in_points(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         mall = Mall(store)
         await mall.sync_catalog(catalog_entries(config), NOW)
         member = await _member(store)
@@ -309,9 +320,9 @@ async def test_an_item_that_cannot_be_given_comes_as_its_price_in_points(
 
 
 async def test_the_audit_catches_a_forged_second_prize_and_an_unpaid_set(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         for task_id in ("green_share", "eco_monthly", "eco_streak"):
             await _complete(store, config, member, task_id)
@@ -341,9 +352,9 @@ async def test_the_audit_catches_a_forged_second_prize_and_an_unpaid_set(
 
 
 async def test_a_prize_recorded_for_badges_not_held_is_caught(
-    tmp_path: Path, config: Config
+    tmp_path: Path, config: Config, engine: str
 ) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
 
         def forge(conn: sqlite3.Connection) -> None:
@@ -363,8 +374,10 @@ async def test_a_prize_recorded_for_badges_not_held_is_caught(
         assert {v.check for v in report.violations} == {"badge_prize_set_held"}, str(report)
 
 
-async def test_milestones_skip_the_ledger_once_all_are_held(tmp_path: Path, config: Config) -> None:
-    async with Store(tmp_path / "bot.db") as store:
+async def test_milestones_skip_the_ledger_once_all_are_held(
+    tmp_path: Path, config: Config, engine: str
+) -> None:
+    async with opened_store(engine, tmp_path) as store:
         member = await _member(store)
         await _purchase(store, config, member, "big", "1000.00", "eco")
         # Holding every milestone badge: nothing to compute, nothing earned.

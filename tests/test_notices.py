@@ -27,18 +27,17 @@ from storage.pushes import (
     set_receipts,
     stage_import_batch,
 )
-from storage.store import connect_sync, migrate
+from tests.postgres import ENGINES, migrated_connection
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 ECO = Localized.model_validate({"zh-CN": "绿色环保商品", "en": "Eco-friendly products"})
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "points.sqlite3")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@ timed-out ones not restored, and a conversation that continues across a restart.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from telegram.ext import ConversationHandler
@@ -19,9 +21,22 @@ from handlers.surveys import survey_conversation
 from storage.errors import InvalidRequest
 from storage.persistence import conversation_counts
 from storage.store import Store
+from tests.postgres import ENGINES, fresh_database, require_server
 from tests.restart_support import assert_audit_ok, bot_on
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=ENGINES)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Makes unopened stores on one new database of each engine (a restart makes another)."""
+    if request.param == "sqlite":
+        yield lambda: Store(tmp_path / "bot.sqlite3", synchronous="NORMAL")
+        return
+    from storage.pg_store import PgStore
+
+    with fresh_database(require_server()) as url:
+        yield lambda: cast(Store, PgStore(url))
 
 
 class Clock:
@@ -34,8 +49,8 @@ class Clock:
         return self.now
 
 
-async def test_states_round_trip_through_the_store(tmp_path: Path) -> None:
-    store = Store(tmp_path / "bot.sqlite3", synchronous="NORMAL")
+async def test_states_round_trip_through_the_store(make_store: Callable[[], Store]) -> None:
+    store = make_store()
     persistence = StorePersistence(store, clock=Clock(T0))
     # PTB asks before anything else opened the store: the persistence opens it.
     assert await persistence.get_conversations("survey") == {}
@@ -47,7 +62,7 @@ async def test_states_round_trip_through_the_store(tmp_path: Path) -> None:
     await persistence.flush()
     await store.close()
 
-    reopened = Store(tmp_path / "bot.sqlite3", synchronous="NORMAL")
+    reopened = make_store()
     again = StorePersistence(reopened, clock=Clock(T0))
     assert await again.get_conversations("survey") == {(5001, 5001): "survey.answering"}
     assert await again.get_conversations("birthday") == {(5002, 5002): 0}
@@ -55,8 +70,10 @@ async def test_states_round_trip_through_the_store(tmp_path: Path) -> None:
     await reopened.close()
 
 
-async def test_a_state_that_is_no_json_is_refused_and_kept_for_later(tmp_path: Path) -> None:
-    async with Store(tmp_path / "bot.sqlite3", synchronous="NORMAL") as store:
+async def test_a_state_that_is_no_json_is_refused_and_kept_for_later(
+    make_store: Callable[[], Store],
+) -> None:
+    async with make_store() as store:
         persistence = StorePersistence(store, clock=Clock(T0))
         with pytest.raises(InvalidRequest):
             await persistence.update_conversation("survey", (1, 1), object())
@@ -65,9 +82,11 @@ async def test_a_state_that_is_no_json_is_refused_and_kept_for_later(tmp_path: P
         assert await persistence.get_conversations("survey") == {(1, 1): "survey.answering"}
 
 
-async def test_conversations_that_would_have_timed_out_are_not_restored(tmp_path: Path) -> None:
+async def test_conversations_that_would_have_timed_out_are_not_restored(
+    make_store: Callable[[], Store],
+) -> None:
     clock = Clock(T0)
-    async with Store(tmp_path / "bot.sqlite3", synchronous="NORMAL") as store:
+    async with make_store() as store:
         persistence = StorePersistence(store, clock=clock)
         persistence.timeouts = {"birthday": timedelta(minutes=10)}
         await persistence.update_conversation("birthday", (1, 1), 0)

@@ -21,7 +21,6 @@ from storage.errors import (
     SurveyClosed,
 )
 from storage.members import Member, Profile, register_member
-from storage.store import Store, connect_sync, migrate
 from storage.surveys import (
     QuestionSpec,
     Surveys,
@@ -39,6 +38,7 @@ from storage.surveys import (
     toggle,
     write_text,
 )
+from tests.postgres import ENGINES, migrated_connection, opened_store
 
 T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 EXPIRES = T0 + timedelta(days=365)
@@ -58,13 +58,17 @@ SPEC = SurveySpec(
 REWARD = {"reward_expires_at": EXPIRES, "actor": "telegram:1", "now": T0}
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine in turn: every test runs on SQLite and on PostgreSQL."""
+    return str(request.param)
+
+
 @pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+def fresh(engine: str, tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """A new database (tests that tamper with it to prove the audit notices use this)."""
-    connection = connect_sync(tmp_path / "surveys.sqlite3", synchronous="NORMAL")
-    migrate(connection)
-    yield connection
-    connection.close()
+    with migrated_connection(engine, tmp_path) as connection:
+        yield connection
 
 
 @pytest.fixture
@@ -320,9 +324,9 @@ def test_the_audit_finds_a_completion_without_answers(
 
 
 async def test_the_async_facade_writes_one_transaction_per_answer(
-    tmp_path: Path, conn: sqlite3.Connection
+    tmp_path: Path, engine: str
 ) -> None:
-    async with Store(tmp_path / "async.sqlite3", synchronous="NORMAL") as store:
+    async with opened_store(engine, tmp_path, synchronous="NORMAL") as store:
         member = await store.write(lambda c: register_member(c, Profile(5, "Dora"), None, T0)[0])
         surveys = Surveys(store)
         assert await surveys.active_response(member.id) is None

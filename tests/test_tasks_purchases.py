@@ -30,9 +30,9 @@ from storage import ledger
 from storage import tasks as task_store
 from storage.audit import audit
 from storage.members import Member, Profile, register_member
-from storage.store import connect_sync, migrate
 from storage.tasks import TaskStep
 from tests.conftest import NOW, Sandbox, assert_audit_ok, member_with
+from tests.postgres import ENGINES, migrated_connection
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -347,12 +347,11 @@ def config() -> Config:
     return load_config(SAMPLE)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sync(tmp_path / "points.sqlite3")
-    migrate(connection)
-    yield connection
-    connection.close()
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
 
 
 def members(conn: sqlite3.Connection, count: int) -> list[tuple[int, str]]:
@@ -438,10 +437,23 @@ def test_an_imported_receipt_already_booked_at_the_till_counts_once(
         task_store.record_purchase_moves(conn, [(1, "eco_monthly", member_id, "2026-11", 1, None)])
 
 
-def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path, engine: str) -> None:
     """The batch path (purchases_booked) and one advance_task per purchase end in the same
     progress (as members see it: up to the target, since the batch path stops counting a
     completed period), completions and rewards."""
+    for name in ("batched", "single"):
+        (tmp_path / name).mkdir()
+    with (
+        migrated_connection(engine, tmp_path / "batched") as batched,
+        migrated_connection(engine, tmp_path / "single") as single,
+    ):
+        _batched_agrees_with_single(config, batched, single)
+
+
+def _batched_agrees_with_single(
+    config: Config, batched: sqlite3.Connection, single: sqlite3.Connection
+) -> None:
     chooser = random.Random(21)
     tasks: list[Task] = [t for t in config.tasks if t.kind in ("purchases", "spend")]
     purchases = [
@@ -454,10 +466,6 @@ def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -
         for _ in range(120)
     ]
     now = IMPORT_NOW
-    batched = connect_sync(tmp_path / "batched.sqlite3")
-    single = connect_sync(tmp_path / "single.sqlite3")
-    for db in (batched, single):
-        migrate(db)
     ids = [m for m, _code in members(batched, 4)]
     assert [m for m, _code in members(single, 4)] == ids
     for n, (who, _category, yuan, _day) in enumerate(purchases):
@@ -487,7 +495,8 @@ def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -
                 at = datetime.combine(b.day, datetime.min.time(), SHANGHAI) + timedelta(hours=12)
                 advance_task(single, task, b.member_id, delta, config, at, actor="t")
     query = (
-        "SELECT p.member_id, p.task_id, p.period, min(p.progress, p.target),"
+        "SELECT p.member_id, p.task_id, p.period,"
+        " CASE WHEN p.progress < p.target THEN p.progress ELSE p.target END,"
         " p.completed_at IS NOT NULL,"
         " o.points FROM task_progress AS p LEFT JOIN operations AS o"
         " ON o.id = p.reward_operation_id WHERE p.task_id IN ('eco_monthly', 'spend_monthly')"
@@ -497,7 +506,6 @@ def test_batched_moves_agree_with_advance_task(config: Config, tmp_path: Path) -
     assert any(row[4] for row in batched.execute(query))
     for db in (batched, single):
         assert audit(db).ok
-        db.close()
 
 
 # --- the benchmark ----------------------------------------------------------------------------

@@ -23,11 +23,12 @@ from bot.programme.tasks import advance_task, survey_completion_effects
 from storage import ledger
 from storage.audit import audit
 from storage.members import Member, Profile, register_member
-from storage.sql import ts
+from storage.sql import engine, ts
 from storage.store import connect_sync, migrate
 from storage.surveys import QuestionSpec, SurveySpec, progress, rate, start
 from storage.tasks import progress_of
 from tests.conftest import SAMPLE
+from tests.postgres import ENGINES, migrated_connection
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # noon in Shanghai
 CONFIG = load_config(SAMPLE)
@@ -38,8 +39,16 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "tasks.sqlite3"
 
 
+@pytest.fixture(params=ENGINES)
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated database on each engine."""
+    with migrated_connection(request.param, tmp_path) as connection:
+        yield connection
+
+
 @pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
+def file_conn(db: Path) -> Iterator[sqlite3.Connection]:
+    """A SQLite file the CLI opens through a config."""
     connection = connect_sync(db, synchronous="NORMAL")
     migrate(connection)
     yield connection
@@ -111,7 +120,8 @@ def test_a_completion_pointing_at_another_periods_reward_is_caught(
     complete(conn, ann, "eco_monthly")
     [operation] = conn.execute("SELECT reward_operation_id FROM task_progress").fetchone()
     # A forged row for December claims November's payment (the row it copies is moved away).
-    conn.execute("DROP TRIGGER task_progress_no_delete")
+    on_table = " ON task_progress" if engine(conn) == "postgres" else ""  # PostgreSQL names it
+    conn.execute(f"DROP TRIGGER task_progress_no_delete{on_table}")
     conn.execute("DELETE FROM task_progress")
     conn.execute(
         "INSERT INTO task_progress (member_id, task_id, period, progress, target, completed_at,"
@@ -136,9 +146,12 @@ def test_a_completion_paid_by_a_purchase_operation_is_caught(
     assert checks(conn) == {"task_reward"}
 
 
+# SQLite only: the CLI opens the database a config file names (a SQLite path).
 def test_export_tasks_writes_progress_and_completions(
-    tmp_path: Path, conn: sqlite3.Connection, ann: Member, db: Path
+    tmp_path: Path, file_conn: sqlite3.Connection, db: Path
 ) -> None:
+    conn = file_conn
+    ann = register_member(conn, Profile(1, "ann"), None, NOW)[0]
     bob = register_member(conn, Profile(2, "bob"), None, NOW)[0]
     complete(conn, ann, "eco_monthly")
     task = CONFIG.task("spend_monthly")

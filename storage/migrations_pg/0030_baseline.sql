@@ -105,6 +105,13 @@ AS $$
            THEN doc::jsonb ELSE '{}'::jsonb END) AS o
 $$;
 
+-- --- helper c: json_set ---
+-- json_set(doc, '$.a', n): the JSON object text with member a set to the number n (the tier
+-- notice adds the amount still missing to its message's params). Only object paths.
+CREATE FUNCTION json_set(doc text, path text, value bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN jsonb_set(doc::jsonb, string_to_array(substr(path, 3), '.'), to_jsonb(value))::text;
+
 -- (seed data follows the tables)
 
 -- ===========================================================================================
