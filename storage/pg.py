@@ -10,9 +10,10 @@ runs unchanged. What the two dialects spell differently is rewritten once per st
 
 - `?` and `:name` become psycopg's `%s` and `%(name)s` (a literal `%` is doubled), outside
   quotes and comments; `::` casts are left alone;
+- `?1`, `?2` (SQLite's numbered parameters, each usable twice) become named ones;
 - `x IN (SELECT value FROM json_each(?))`, the storage code's way to pass a list as one JSON
   parameter, becomes `x = ANY(%s)` with the list decoded, so PostgreSQL compares it with the
-  column's own type;
+  column's own type (`NOT IN`: `<> ALL`);
 - `a IS b` and `a IS NOT b` (SQLite's null-safe comparisons of two expressions) become
   `a IS NOT DISTINCT FROM b` and `a IS DISTINCT FROM b`;
 - `BEGIN IMMEDIATE` (a write) becomes a SERIALIZABLE transaction, as the PostgreSQL store
@@ -44,7 +45,8 @@ Parameters = Sequence[Any] | Mapping[str, Any]
 
 # `x IN (SELECT value FROM json_each(?))` (or a named parameter), whitespace as written.
 _JSON_LIST: Final = re.compile(
-    r"\bIN\s*\(\s*SELECT\s+value\s+FROM\s+json_each\s*\(\s*(\?|:[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*\)",
+    r"\b(NOT\s+)?IN\s*\(\s*SELECT\s+value\s+FROM\s+json_each\s*\("
+    r"\s*(\?\d*|:[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*\)",
     re.IGNORECASE,
 )
 # SQLite's `a IS b` / `a IS NOT b` with b an expression (null-safe equality): PostgreSQL
@@ -67,6 +69,8 @@ class Statement(NamedTuple):
     list_positions: frozenset[int]
     list_names: frozenset[str]
     named: bool
+    # `?1`, `?2`, ... (SQLite's numbered parameters): sent by name, p1, p2, ...
+    numbered: bool = False
 
 
 @lru_cache(maxsize=4096)
@@ -78,7 +82,9 @@ def translate(sql: str) -> Statement:
         return Statement("BEGIN ISOLATION LEVEL SERIALIZABLE", frozenset(), frozenset(), False)
     if _BEGIN.match(sql):  # a read snapshot (the audit, a report)
         return Statement("BEGIN ISOLATION LEVEL REPEATABLE READ", frozenset(), frozenset(), False)
-    sql = _JSON_LIST.sub(lambda m: f"= ANY({_LIST_MARK}{m.group(1)})", sql)
+    sql = _JSON_LIST.sub(
+        lambda m: f"{'<> ALL' if m.group(1) else '= ANY'}({_LIST_MARK}{m.group(2)})", sql
+    )
     sql = _NULL_SAFE.sub(
         lambda m: "IS DISTINCT FROM " if m.group(1) else "IS NOT DISTINCT FROM ", sql
     )
@@ -86,7 +92,7 @@ def translate(sql: str) -> Statement:
     positions: set[int] = set()
     names: set[str] = set()
     index = 0
-    named = positional = False
+    named = positional = numbered = False
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
@@ -113,12 +119,22 @@ def translate(sql: str) -> Statement:
             i = end
         elif sql.startswith(_LIST_MARK, i):
             i += len(_LIST_MARK)
-            if sql[i] == "?":
+            if sql[i] == "?" and i + 1 < n and sql[i + 1].isdigit():
+                match = re.match(r"\?(\d+)", sql[i:])
+                assert match is not None
+                names.add(f"p{match.group(1)}")
+            elif sql[i] == "?":
                 positions.add(index)
             else:
                 match = re.match(r":([A-Za-z_][A-Za-z0-9_]*)", sql[i:])
                 assert match is not None
                 names.add(match.group(1))
+        elif ch == "?" and i + 1 < n and sql[i + 1].isdigit():
+            match = re.match(r"\?(\d+)", sql[i:])
+            assert match is not None
+            out.append(f"%(p{match.group(1)})s")
+            numbered = True
+            i += len(match.group(0))
         elif ch == "?":
             out.append("%s")
             index += 1
@@ -139,9 +155,9 @@ def translate(sql: str) -> Statement:
         else:
             out.append(ch)
             i += 1
-    if named and positional:
-        raise sqlite3.ProgrammingError("a statement mixes ? and :name parameters")
-    return Statement("".join(out), frozenset(positions), frozenset(names), named)
+    if named + positional + numbered > 1:
+        raise sqlite3.ProgrammingError("a statement mixes ?, ?NNN and :name parameters")
+    return Statement("".join(out), frozenset(positions), frozenset(names), named, numbered)
 
 
 def _decoded(value: Any) -> Any:
@@ -156,6 +172,13 @@ def _decoded(value: Any) -> Any:
 
 def _bound(statement: Statement, parameters: Parameters) -> Parameters:
     """The parameters as psycopg takes them, JSON lists decoded."""
+    if statement.numbered:
+        if isinstance(parameters, Mapping):
+            raise sqlite3.ProgrammingError("numbered parameters need a sequence")
+        return {
+            f"p{i}": _decoded(v) if f"p{i}" in statement.list_names else v
+            for i, v in enumerate(parameters, start=1)
+        }
     if statement.named:
         if not isinstance(parameters, Mapping):
             raise sqlite3.ProgrammingError("named parameters need a mapping")

@@ -38,6 +38,17 @@ def test_a_json_list_parameter_becomes_an_array_compared_with_any() -> None:
     assert named.list_names == frozenset({"ids"})
 
 
+def test_numbered_parameters_and_not_in_a_json_list() -> None:
+    statement = translate(
+        "SELECT 1 FROM t WHERE a = ?1 AND (?2 IS NULL OR b = ?2)"
+        " AND c NOT IN (SELECT value FROM json_each(?3))"
+    )
+    assert statement.sql == (
+        "SELECT 1 FROM t WHERE a = %(p1)s AND (%(p2)s IS NULL OR b = %(p2)s) AND c <> ALL(%(p3)s)"
+    )
+    assert statement.numbered and statement.list_names == frozenset({"p3"})
+
+
 def test_null_safe_comparisons_use_postgresqls_words() -> None:
     statement = translate(
         "SELECT 1 WHERE a IS b AND c IS NOT d.e AND f IS NULL AND g IS NOT NULL AND h IS TRUE"
@@ -89,6 +100,16 @@ def test_rows_read_by_position_and_name_ids_drawn_and_sums_whole(pg: PgConnectio
     half = pg.execute("SELECT avg(points) FROM things WHERE points = 5 OR points = 6").fetchone()
     assert half[0] == 5
     assert pg.execute("SELECT name FROM things WHERE name LIKE 'a%'").fetchall() == [("a",)]
+
+
+def test_numbered_parameters_bind_by_position_and_repeat(pg: PgConnection) -> None:
+    pg.executemany("INSERT INTO things (name, points) VALUES (?, ?)", [("a", 1), ("b", 2)])
+    rows = pg.execute(
+        "SELECT name FROM things WHERE points >= ?1 AND name NOT IN"
+        " (SELECT value FROM json_each(?2)) AND ?1 > 0 ORDER BY name",
+        (1, '["b"]'),
+    ).fetchall()
+    assert rows == [("a",)]
 
 
 @pytest.mark.parametrize("values", [[1, 2], [], ["a"]])
