@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,10 +76,24 @@ def configure() -> list[Callable[[Config], Config]]:
 async def sandbox(
     sample_config: Config, configure: list[Callable[[Config], Config]]
 ) -> AsyncIterator[Sandbox]:
-    """The real bot, polling the emulator, with a fresh database."""
+    """The real bot, polling the emulator, with a fresh database (PostgreSQL instead of the
+    SQLite file with POINTSBOT_TEST_ENGINE=postgres: the whole suite's flows on it)."""
     config = sample_config
     for change in configure:
         config = change(config)
+    async with AsyncExitStack() as stack:
+        if os.environ.get("POINTSBOT_TEST_ENGINE") == "postgres" and not config.storage.url:
+            from tests.postgres import fresh_database, require_server
+
+            url = stack.enter_context(fresh_database(require_server()))
+            storage = config.storage.model_copy(update={"url": url})
+            config = config.model_copy(update={"storage": storage})
+        yield await stack.enter_async_context(_running_sandbox(config))
+
+
+@asynccontextmanager
+async def _running_sandbox(config: Config) -> AsyncIterator[Sandbox]:
+    """The real bot with `config`, polling a new emulator."""
     async with BotApiEmulator() as emu:
         # Tests run the daily jobs themselves, each with the "now" it needs.
         app = build_application(
