@@ -85,7 +85,7 @@ async def sandbox(
         if os.environ.get("POINTSBOT_TEST_ENGINE") == "postgres" and not config.storage.url:
             from tests.postgres import fresh_database, require_server
 
-            url = stack.enter_context(fresh_database(require_server()))
+            url = stack.enter_context(fresh_database(require_server(), migrated=True))
             storage = config.storage.model_copy(update={"url": url})
             config = config.model_copy(update={"storage": storage})
         yield await stack.enter_async_context(_running_sandbox(config))

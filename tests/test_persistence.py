@@ -35,7 +35,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
         return
     from storage.pg_store import PgStore
 
-    with fresh_database(require_server()) as url:
+    with fresh_database(require_server(), migrated=True) as url:
         yield lambda: cast(Store, PgStore(url))
 
 
