@@ -76,7 +76,9 @@ def test_a_healthy_ledger_passes(conn: sqlite3.Connection) -> None:
 
 
 def test_summary_counts_what_is_outstanding(conn: sqlite3.Connection) -> None:
-    expired = conn.execute("SELECT balance FROM accounts WHERE name = 'expired'").fetchone()[0]
+    expired = conn.execute(
+        "SELECT balance FROM account_balances WHERE name = 'expired'"
+    ).fetchone()[0]
     assert expired > 0
     assert audit(conn, integrity="quick").summary["outstanding_points"] == 300 - 20 - 5 - expired
 
@@ -108,10 +110,17 @@ ON_POSTGRES: dict[str, list[str]] = {
         _pg_drop_constraints("accounts", "c"),
         "UPDATE accounts SET balance = -1 WHERE member_id = 2",
     ],
+    # A sink's balance is its postings' sum there (migration 31): only a posting moves it.
     "negative sink": [
-        _pg_drop_constraints("accounts", "c"),
-        "UPDATE accounts SET balance = -1 WHERE name = 'redeemed'",
+        "INSERT INTO postings (operation_id, account_id, amount)"
+        " VALUES (1, (SELECT id FROM accounts WHERE name = 'redeemed'), -100000)",
     ],
+}
+# What the audit finds on PostgreSQL where it differs: a system account keeps no cached
+# balance there to disagree with its postings.
+PG_EXPECTED: dict[str, set[str]] = {
+    "posting deleted": {"triggers", "conservation", "operation_conservation"},
+    "negative sink": {"sink_not_negative", "conservation", "operation_conservation"},
 }
 # Checks the audit runs on SQLite alone: PostgreSQL checks foreign keys on every statement,
 # and its identities leave holes on a rollback.
@@ -237,7 +246,7 @@ def test_audit_names_the_tampering(
 ) -> None:
     if engine(conn) == "postgres":
         statements = ON_POSTGRES.get(name, statements)
-        expected = expected - SQLITE_ONLY_CHECKS
+        expected = PG_EXPECTED.get(name, expected - SQLITE_ONLY_CHECKS)
     assert audit(conn).ok
     for statement in statements:
         tamper(conn, statement)
