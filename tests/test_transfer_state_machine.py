@@ -376,7 +376,7 @@ class TransferMachine(RuleBasedStateMachine):
             "SELECT coalesce(sum(balance), 0) FROM accounts WHERE kind = 'member'"
         ).fetchone()
         spent = self.conn.execute(
-            "SELECT coalesce(sum(balance), 0) FROM accounts WHERE name = 'redeemed'"
+            "SELECT coalesce(sum(balance), 0) FROM account_balances WHERE name = 'redeemed'"
         ).fetchone()
         assert rows[0] + spent[0] == self.earned
 
