@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@test -n "$$POINTSBOT_TEST_POSTGRES" || echo "make test: PostgreSQL conformance tests skipped" \
 		"(no POINTSBOT_TEST_POSTGRES); to run them: eval \"\$$(.ci/postgres start)\"; make test"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The suite on other days than today, under libfaketime (Debian package `faketime`): the
 # dates around the sample programme's campaigns, sales and windows, a leap day, a far year.
