@@ -576,7 +576,10 @@ _BADGE_SET_UNPAID: Final = (
 # the purchase that crossed, which earned in the old tier); none: the lowest tier.
 _TIER_BONUSES: Final = (
     "SELECT o.id, o.member_id, o.points, json_extract(o.meta, '$.tier'),"
-    " json_extract(o.meta, '$.tier_multiplier'), json_extract(o.meta, '$.tier_bonus'),"
+    " json_extract(o.meta, '$.tier_multiplier'),"
+    # A whole number or nothing (PostgreSQL's json_extract gives text: the type is asked).
+    " CASE WHEN json_type(o.meta, '$.tier_bonus') = 'integer'"
+    "   THEN CAST(json_extract(o.meta, '$.tier_bonus') AS BIGINT) END,"
     " json_extract(o.meta, '$.campaign_multiplier'),"
     " (SELECT c.to_tier FROM tier_changes AS c WHERE c.member_id = o.member_id"
     "   AND (c.changed_at < o.created_at OR (c.changed_at = o.created_at"

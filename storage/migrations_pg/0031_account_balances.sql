@@ -21,3 +21,10 @@ CREATE VIEW account_balances AS
                                 WHERE p.account_id = a.id), 0)::bigint
            END AS balance
       FROM accounts AS a;
+
+-- json_type(doc, '$.a'): SQLite's type name of the value at a path ('integer', 'real', 'text',
+-- 'true', 'false', 'null', 'object', 'array'; NULL when absent), for the audit's checks that a
+-- stored figure is a whole number.
+CREATE FUNCTION json_type(doc text, path text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN json_type((doc::jsonb #> string_to_array(substr(path, 3), '.'))::text);
