@@ -154,13 +154,16 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The outbox backlog, the ledger's system accounts and the database's size."""
-        if self.database is not None:
+        sample, now = self.sample, self.now
+        size = None if sample is None else sample.database_bytes
+        if size is None and self.database is not None:
+            size = database_bytes(self.database)
+        if size is not None:
             yield GaugeMetricFamily(
                 "pointsbot_database_bytes",
-                "Size of the database on disk, its write-ahead log included.",
-                value=database_bytes(self.database),
+                "Size of the database on disk (SQLite: its write-ahead log included).",
+                value=size,
             )
-        sample, now = self.sample, self.now
         if sample is None or now is None:
             return
         yield GaugeMetricFamily(

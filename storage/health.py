@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.sql import dt_or_none
+from storage.sql import dt_or_none, engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class StoreSample:
     # redeemed, expired, paid for games), by account name.
     sources: dict[str, int]
     sinks: dict[str, int]
+    # The database's size as the server counts it (PostgreSQL); None: a file, measured there.
+    database_bytes: int | None = None
 
 
 def store_sample(conn: sqlite3.Connection, *, marketing: bool) -> StoreSample:
@@ -45,7 +47,11 @@ def store_sample(conn: sqlite3.Connection, *, marketing: bool) -> StoreSample:
         "SELECT kind, name, balance FROM account_balances WHERE name IS NOT NULL ORDER BY name"
     ):
         (sources if kind == "source" else sinks)[name] = int(balance)
+    size = None
+    if engine(conn) == "postgres":
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
     return StoreSample(
+        database_bytes=size,
         pending=int(pending),
         oldest_pending_at=dt_or_none(oldest),
         oldest_sendable_at=dt_or_none(sendable),

@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Config
 from storage.audit import audit
+from storage.health import store_sample
 from tests.conftest import Sandbox, available, member_with
 
 
@@ -47,3 +48,7 @@ async def test_a_member_joins_earns_redeems_and_the_ledger_adds_up(sandbox: Sand
     assert "帆布环保购物袋" in (history.text or "") or "-300" in (history.text or "")
     report = await sandbox.services.store.read(audit)
     assert report.ok, str(report)
+    # /metrics reads PostgreSQL's own figures: the size, the system accounts' sums.
+    sample = await sandbox.services.store.read(lambda c: store_sample(c, marketing=True))
+    assert sample.database_bytes is not None and sample.database_bytes > 1_000_000
+    assert (sample.sources["purchase"], sample.sinks["redeemed"]) == (-1256, 300)
