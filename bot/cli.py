@@ -338,7 +338,7 @@ def migrate_to_postgres(config_path: Path, url: str) -> None:
     from storage.audit import audit
     from storage.errors import MigrationError
     from storage.pg import PgConnection
-    from storage.pg_copy import copy_to_postgres
+    from storage.pg_copy import copy_to_postgres, tables_differing
     from storage.pg_store import pg_migrate
 
     config = _load(config_path)
@@ -369,13 +369,7 @@ def migrate_to_postgres(config_path: Path, url: str) -> None:
             tier_levels=[tier.id for tier in config.tiers.levels],
             tz=config.program.tz,
         )
-        differ = [
-            table
-            for table, rows in copied.rows.items()
-            if table != "accounts"
-            and target.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
-            != rows
-        ]
+        differ = tables_differing(target, copied)
     except (sqlite3.DatabaseError, MigrationError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
