@@ -270,10 +270,6 @@ class Cursor:
         """Every remaining row."""
         return self._cursor.fetchall() if self._cursor.description else []
 
-    def fetchmany(self, size: int = 1) -> list[Any]:
-        """Up to `size` more rows."""
-        return self._cursor.fetchmany(size) if self._cursor.description else []
-
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
 
@@ -287,11 +283,6 @@ class Cursor:
         raise sqlite3.NotSupportedError(
             "PostgreSQL has no lastrowid: INSERT through storage.sql.insert_id (RETURNING id)"
         )
-
-    @property
-    def description(self) -> Any:
-        """The columns of the result, as DB-API describes them."""
-        return self._cursor.description
 
 
 class PgConnection:
@@ -350,16 +341,6 @@ class PgConnection:
     def in_transaction(self) -> bool:
         """Whether a transaction is open (BEGIN issued, not yet committed or rolled back)."""
         return self.raw.info.transaction_status != TransactionStatus.IDLE
-
-    def commit(self) -> None:
-        """Commit the open transaction, if any."""
-        if self.in_transaction:
-            self.execute("COMMIT")
-
-    def rollback(self) -> None:
-        """Roll the open transaction back, if any."""
-        if self.in_transaction:
-            self.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close the connection."""

@@ -23,6 +23,7 @@ from psycopg import sql
 from storage.errors import MigrationError
 from storage.pg import PgConnection
 from storage.pg_store import pg_schema_version
+from storage.sql import column_names
 from storage.store import schema_version
 
 # Rows sent per COPY progress report.
@@ -67,10 +68,6 @@ def _tables_in_order(source: sqlite3.Connection) -> list[str]:
         ordered += ready
         placed.update(ready)
     return ordered
-
-
-def _columns(source: sqlite3.Connection, table: str) -> list[str]:
-    return [str(row[1]) for row in source.execute("SELECT * FROM pragma_table_info(?)", (table,))]
 
 
 def _refuse_unless_empty(target: PgConnection) -> None:
@@ -137,7 +134,7 @@ def _copy_table(
     progress: Callable[[str, int], None] | None,
 ) -> int:
     """COPY one table's rows (ordered by rowid); the number copied."""
-    columns = _columns(source, table)
+    columns = column_names(source, table)
     # In id order: a row may reference an earlier one of its own table (a reversal, a lot).
     order = " ORDER BY id" if "id" in columns else ""
     quoted = ", ".join(f'"{column}"' for column in columns)

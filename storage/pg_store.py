@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar, cast
 
 from storage.errors import MigrationError
 from storage.pg import PgConnection
+from storage.store import ClockedStore
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def in_snapshot(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn.execute("ROLLBACK")
 
 
-class PgStore:
+class PgStore(ClockedStore):
     """The database on PostgreSQL: `async with PgStore(url) as store:` opens, migrates, closes."""
 
     def __init__(
@@ -189,14 +190,6 @@ class PgStore:
     def is_open(self) -> bool:
         """True between open() and close()."""
         return self._writer is not None
-
-    def now(self, now: datetime | None = None) -> datetime:
-        """`now` when given, else the store's clock; raises RuntimeError with neither."""
-        if now is not None:
-            return now
-        if self.clock is None:
-            raise RuntimeError("the store has no clock: pass now=")
-        return self.clock()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one SERIALIZABLE transaction on the writer (again after a conflict);

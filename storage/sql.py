@@ -79,7 +79,7 @@ def column_names(conn: sqlite3.Connection, table: str) -> list[str]:
             (table,),
         )
         return [str(row[0]) for row in rows]
-    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")]
+    return [str(row[1]) for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))]
 
 
 def required_now(now: datetime | None) -> datetime:

@@ -225,7 +225,21 @@ def _fsync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-class Store:
+class ClockedStore:
+    """What every store has: the application's clock, "now" for a call not told the time."""
+
+    clock: Callable[[], datetime] | None
+
+    def now(self, now: datetime | None = None) -> datetime:
+        """`now` when given, else the store's clock; raises RuntimeError with neither."""
+        if now is not None:
+            return now
+        if self.clock is None:
+            raise RuntimeError("the store has no clock: pass now=")
+        return self.clock()
+
+
+class Store(ClockedStore):
     """The database: `async with Store(path) as store:` opens, migrates and closes it."""
 
     def __init__(
@@ -298,14 +312,6 @@ class Store:
     def is_open(self) -> bool:
         """True between open() and close()."""
         return self._writer is not None
-
-    def now(self, now: datetime | None = None) -> datetime:
-        """`now` when given, else the store's clock; raises RuntimeError with neither."""
-        if now is not None:
-            return now
-        if self.clock is None:
-            raise RuntimeError("the store has no clock: pass now=")
-        return self.clock()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one `BEGIN IMMEDIATE` transaction on the single writer thread; raises what

@@ -116,8 +116,8 @@ async def test_the_ledger_refuses_to_be_rewritten_through_the_store(pg_url: str)
 
 
 def test_a_pg_store_takes_the_same_calls_as_store() -> None:
-    public = {name for name in vars(Store) if not name.startswith("_")}
+    public = {name for name in dir(Store) if not name.startswith("_")}
     missing = {"open", "close", "write", "read", "lookup", "now", "version", "is_open"} - {
-        name for name in vars(PgStore) if not name.startswith("_")
+        name for name in dir(PgStore) if not name.startswith("_")
     }
     assert not missing and {"write", "read", "lookup"} <= public
