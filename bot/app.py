@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime, time, tzinfo
 from typing import Any, Final, cast
@@ -23,15 +25,18 @@ from bot.config import (
     webhook_secret_from_env,
 )
 from bot.i18n import I18n
+from bot.leader import election_for
 from bot.logs import member_salt
 from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
+from bot.programme.calendar import local_today
 from bot.programme.mall import catalog_entries
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
 from bot.web import ALLOWED_UPDATES, WebhookReceiver, WebServer, serves_http
 from handlers.common import BotApp, BotContext, Services, texts_for
+from storage.errors import NotLeader
 from storage.journal import Journal
 from storage.store import Store
 
@@ -159,6 +164,8 @@ def build_application(
         schedule_jobs=schedule_jobs,
         metrics=metrics,
     )
+    # Who leads: on PostgreSQL, one of several processes (bot/leader.py).
+    app.bot_data.election = election_for(store, config.storage.url)
     handlers.register(app)
     persistence.timeouts = conversation_timeouts(app.handlers)
     app.add_error_handler(_on_error)
@@ -178,18 +185,40 @@ async def _post_init(app: BotApp) -> None:
     await services.mall.sync_catalog(catalog_entries(services.config), services.clock())
     await _publish_commands(app)
     if services.schedule_jobs:
-        _schedule_jobs(app)
-    services.sender.start()
-    # Order matters: post_init runs before polling starts (and before the webhook is served),
-    # so the updates a crash left unhandled are queued ahead of anything fetched now
-    # (bot/updates.py).
-    if (journal := _journal(app)) is not None:
-        await journal.resume(app.bot, app.update_queue)
+        # Every process puts the rules of the new day in force for what it serves.
+        _schedule_rules_job(app)
+    # The leader's duties start now if nobody else leads (always, on SQLite); otherwise this
+    # process serves the tills while it waits in line (`running`, bot/leader.py).
+    leads = await services.election.try_lead(services.clock())
+    if leads:
+        await _lead(app)
     # Order matters: tills and Telegram are served once the store is open and the rules in
     # force, and the webhook once the replays are queued.
     if serves_http(services.config):
         await _serve_http(app)
+    if leads and services.webhook is not None:
+        await _set_webhook(app)
     settle_collector()
+
+
+async def _lead(app: BotApp) -> None:
+    """Take up the leader's duties: the command menu, the jobs, the outbox, the replays."""
+    services = app.bot_data
+    epoch = services.election.epoch
+    # The leader-only writes check this epoch (storage/leadership.py).
+    services.sender.epoch = epoch
+    services.sender.on_not_leader = services.election.lose
+    await _publish_commands(app)
+    if services.schedule_jobs:
+        _schedule_jobs(app)
+    services.sender.start()
+    # Order matters: this runs before polling starts (and before the webhook is set), so the
+    # updates a crash left unhandled are queued ahead of anything fetched now
+    # (bot/updates.py).
+    if (journal := _journal(app)) is not None:
+        journal.epoch = epoch
+        journal.on_not_leader = services.election.lose
+        await journal.resume(app.bot, app.update_queue)
 
 
 # How often webhook mode asks Telegram about its webhook (well inside [health]'s window).
@@ -216,8 +245,7 @@ async def _serve_http(app: BotApp) -> None:
 
         services.till_api = TillApi(services, services.i18n, on_booked=services.sender.wake)
         services.till_api.mount(server)
-    webhook = config.telegram.mode == "webhook"
-    if webhook:
+    if config.telegram.mode == "webhook":
         secret = services.webhook_secret or webhook_secret_from_env()
         if secret is None:
             raise ConfigError(f'[telegram] mode = "webhook" needs {WEBHOOK_SECRET_ENV} set')
@@ -232,26 +260,32 @@ async def _serve_http(app: BotApp) -> None:
             on_answer=services.metrics.tap_answer,
         )
         server.add_routes(services.webhook.routes())
-        # A quiet shop gets no webhook calls for hours: asking Telegram about the webhook now
-        # and then keeps /healthz's "Telegram is heard" true while Telegram answers.
-        if app.job_queue is not None:
-            app.job_queue.run_repeating(
-                _webhook_heartbeat, interval=WEBHOOK_HEARTBEAT_SECONDS, name="webhook-heartbeat"
-            )
     from bot.health import routes as health_routes
 
     server.add_routes(health_routes(services))
     await server.start()
     services.web = server
-    if webhook:
-        # Pending updates are kept (never dropped): each is a member's tap or a purchase.
-        await app.bot.set_webhook(
-            url=config.telegram.webhook_url,
-            secret_token=secret,
-            allowed_updates=list(ALLOWED_UPDATES),
-            drop_pending_updates=False,
+
+
+async def _set_webhook(app: BotApp) -> None:
+    """The leader tells Telegram where to deliver, and asks now and then that it still does."""
+    services = app.bot_data
+    config, webhook = services.config, services.webhook
+    assert webhook is not None
+    # A quiet shop gets no webhook calls for hours: asking Telegram about the webhook now
+    # and then keeps /healthz's "Telegram is heard" true while Telegram answers.
+    if app.job_queue is not None:
+        app.job_queue.run_repeating(
+            _webhook_heartbeat, interval=WEBHOOK_HEARTBEAT_SECONDS, name="webhook-heartbeat"
         )
-        log.info("webhook set; Telegram delivers to %s", config.telegram.webhook_url)
+    # Pending updates are kept (never dropped): each is a member's tap or a purchase.
+    await app.bot.set_webhook(
+        url=config.telegram.webhook_url,
+        secret_token=webhook.secret,
+        allowed_updates=list(ALLOWED_UPDATES),
+        drop_pending_updates=False,
+    )
+    log.info("webhook set; Telegram delivers to %s", config.telegram.webhook_url)
 
 
 def _journal(app: BotApp) -> UpdateJournal | None:
@@ -277,22 +311,64 @@ def settle_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def _schedule_rules_job(app: BotApp) -> None:
+    """Announced changes come into force at local midnight, before anything else that day (in
+    every process: each serves by the rules in force)."""
+    queue = app.job_queue
+    assert queue is not None  # python-telegram-bot[job-queue] is a dependency
+    tz = app.bot_data.config.program.tz
+    queue.run_daily(_rules_job, time(0, 0, tzinfo=tz), name="rules-in-force")
+
+
+JobCallback = Callable[[BotContext], Coroutine[Any, Any, None]]
+
+
+def _once_per_tick(callback: JobCallback, *, per_leadership: bool = False) -> JobCallback:
+    """The job run only by the leader that claims its tick first: the local day it runs for
+    (a catch-up: the leadership it runs for), claimed with the epoch in one transaction."""
+
+    async def run(context: BotContext) -> None:
+        services = context.bot_data
+        election = services.election
+        if not election.leads or election.epoch is None:
+            return
+        now = services.clock()
+        tick = f"epoch {election.epoch}" if per_leadership else local_today(now, services.config)
+        job = (context.job.name if context.job is not None else None) or callback.__name__
+        try:
+            claimed = await election.leadership.claim_tick(job, str(tick), election.epoch, now)
+        except NotLeader as exc:
+            election.lose(str(exc))
+            return
+        if not claimed:
+            log.info("job %s for %s: run already (by epoch or process before)", job, tick)
+            return
+        log.info("job %s for %s: started (epoch %d)", job, tick, election.epoch)
+        await callback(context)
+
+    run.__name__ = callback.__name__
+    return run
+
+
 def _schedule_jobs(app: BotApp) -> None:
-    """Daily jobs at their local times, and a catch-up of anything missed, right after start."""
+    """Daily jobs at their local times, and a catch-up of anything missed, right after start:
+    the leader's, each tick claimed once (`_once_per_tick`)."""
     push = app.bot_data.config.push
     tz = app.bot_data.config.program.tz
     queue = app.job_queue
     assert queue is not None  # python-telegram-bot[job-queue] is a dependency
-    # Announced changes come into force at local midnight, before anything else that day.
-    queue.run_daily(_rules_job, time(0, 0, tzinfo=tz), name="rules-in-force")
-    queue.run_daily(_sweep_job, push.sweep_at.replace(tzinfo=tz), name="expiry-sweep")
-    queue.run_daily(_daily_job, push.daily_at.replace(tzinfo=tz), name="daily-pushes")
-    queue.run_daily(_voucher_job, push.daily_at.replace(tzinfo=tz), name="voucher-validity")
-    # Every day: only the first run of a month reports (bot.jobs.Scheduler.green_report).
-    queue.run_daily(_green_job, push.daily_at.replace(tzinfo=tz), name="green-report")
-    # Every day too: only owners still without last month's report get it.
-    queue.run_daily(_owner_report_job, push.daily_at.replace(tzinfo=tz), name="owner-report")
-    queue.run_once(_catch_up_job, 1, name="catch-up")
+    daily = (
+        (_sweep_job, push.sweep_at, "expiry-sweep"),
+        (_daily_job, push.daily_at, "daily-pushes"),
+        (_voucher_job, push.daily_at, "voucher-validity"),
+        # Every day: only the first run of a month reports (bot.jobs.Scheduler.green_report).
+        (_green_job, push.daily_at, "green-report"),
+        # Every day too: only owners still without last month's report get it.
+        (_owner_report_job, push.daily_at, "owner-report"),
+    )
+    for callback, at, name in daily:
+        queue.run_daily(_once_per_tick(callback), at.replace(tzinfo=tz), name=name)
+    queue.run_once(_once_per_tick(_catch_up_job, per_leadership=True), 1, name="catch-up")
 
 
 async def _rules_job(context: BotContext) -> None:
@@ -364,6 +440,8 @@ async def _post_shutdown(app: BotApp) -> None:
     if (journal := _journal(app)) is not None:
         await journal.stop(flush=app.bot_data.store.is_open)
     await app.bot_data.store.close()
+    # Last: the leadership is given up once the leader's last writes are done.
+    await app.bot_data.election.close()
 
 
 async def _publish_commands(app: BotApp) -> None:
@@ -387,6 +465,24 @@ async def _on_error(update: object, context: BotContext) -> None:
             log.exception("could not tell the member about the error in update %s", update_id)
 
 
+async def _take_over(app: BotApp, polls: bool, **polling: Any) -> None:
+    """Wait in line for the leadership, then take up the leader's duties and start fetching
+    updates (polling, or setting the webhook)."""
+    services = app.bot_data
+    election = services.election
+    await election.lead(services.clock())
+    try:
+        await _lead(app)
+        assert app.updater is not None
+        if polls:
+            await app.updater.start_polling(**polling)
+        else:
+            await _set_webhook(app)
+    except Exception as exc:  # half a leader is none: stop, for the next in line to lead
+        log.exception("could not take up the leader's duties")
+        election.lose(f"taking over failed ({exc})")
+
+
 @asynccontextmanager
 async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> AsyncIterator[BotApp]:
     """Run the application inside an event loop we own (`pointsbot run` in webhook mode,
@@ -398,12 +494,24 @@ async def running(app: BotApp, *, poll_timeout: int = 10, **polling: Any) -> Asy
         assert app.updater is not None
         # Webhook mode: post_init started the webhook route (a bench's plain Application,
         # with no Services, polls).
-        if getattr(app.bot_data, "webhook", None) is None:
-            await app.updater.start_polling(timeout=poll_timeout, **polling)
+        polls = getattr(app.bot_data, "webhook", None) is None
+        election = getattr(app.bot_data, "election", None)
+        taking_over: asyncio.Task[None] | None = None
+        if election is None or election.leads:
+            if polls:
+                await app.updater.start_polling(timeout=poll_timeout, **polling)
+        else:  # a standby: serves the tills, and takes over when the leader goes
+            taking_over = asyncio.create_task(
+                _take_over(app, polls, timeout=poll_timeout, **polling), name="take-over"
+            )
         await app.start()
         try:
             yield app
         finally:
+            if taking_over is not None:
+                taking_over.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await taking_over
             if app.updater.running:
                 await app.updater.stop()
             await stop_receiving(app)

@@ -975,29 +975,41 @@ def run(config_path: Path) -> None:
     from bot.web import ALLOWED_UPDATES
 
     app = build_application(config, token)
-    logging.getLogger(__name__).info("pointsbot starting (database %s)", config.storage.path)
+    logging.getLogger(__name__).info("pointsbot starting (database %s)", config.storage.shown)
     # run_polling installs SIGINT/SIGTERM handlers and shuts down cleanly on either.
     try:
-        if config.telegram.mode == "webhook":
+        if config.telegram.mode == "webhook" or config.storage.postgres:
+            # One of several processes, maybe: only the leader polls (bot/leader.py).
             asyncio.run(_serve_until_signalled(app))
         else:
             app.run_polling(allowed_updates=list(ALLOWED_UPDATES))
     except ConfigError as exc:  # TermsRefused at start (a database migrated meanwhile)
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if app.bot_data.election.lost.is_set():
+        from bot.leader import EXIT_LEADERSHIP_LOST
+
+        # Stopped as on SIGTERM; the supervisor starts this process again, as a standby.
+        sys.exit(EXIT_LEADERSHIP_LOST)
 
 
 async def _serve_until_signalled(app: BotApp) -> None:
-    """Webhook mode: serve until SIGINT or SIGTERM, then shut down as run_polling does (stop
-    taking deliveries, handle what was received, close)."""
+    """Webhook mode or PostgreSQL: serve until SIGINT or SIGTERM (or, leading, until the
+    leadership is lost), then shut down as run_polling does (stop taking deliveries, handle
+    what was received, close)."""
     from bot.app import running
+    from bot.web import ALLOWED_UPDATES
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running(app):
-        await stop.wait()
+    async with running(app, allowed_updates=list(ALLOWED_UPDATES)):
+        lost = asyncio.ensure_future(app.bot_data.election.lost.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((lost, stopped), return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        stopped.cancel()
 
 
 @main.command("demo")

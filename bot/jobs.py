@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -40,7 +41,7 @@ from bot.programme.tier_review import tier_jobs
 from bot.reports import chart_caption, flow_chart, message_chunks, summary_lines
 from bot.transport import NotSent, redact
 from storage.dependants import Dependants
-from storage.errors import Conflict
+from storage.errors import Conflict, NotLeader
 from storage.green import Green
 from storage.ledger import Ledger
 from storage.mall import Mall, Redemption
@@ -469,6 +470,10 @@ class Sender:
         self._next_slot = 0.0
         # Whether this sender has decided what the previous run left 'sending'.
         self._settled = False
+        # The leader's epoch, checked as each push is handed over (bot/leader.py; None: not
+        # checked); and who is told when it is over.
+        self.epoch: int | None = None
+        self.on_not_leader: Callable[[str], None] | None = None
         self.sent = 0
 
     def wake(self) -> None:
@@ -503,6 +508,11 @@ class Sender:
         while not self._stopping.is_set():
             try:
                 sent = await self.drain()
+            except NotLeader as exc:  # another process leads: its sender sends from now on
+                log.error("outbox sender stopped: %s", exc)
+                if self.on_not_leader is not None:
+                    self.on_not_leader(str(exc))
+                return
             except Exception:  # the sender must outlive a bad row or a database hiccup
                 log.exception("outbox sender failed; retrying shortly")
                 sent = 0
@@ -591,7 +601,7 @@ class Sender:
         while True:
             if not await self._pace():
                 return  # stopping: the push is still pending
-            attempts = await self.pushes.start_sending(message.id)
+            attempts = await self.pushes.start_sending(message.id, self.epoch)
             if not attempts:
                 return  # no longer pending
             # From here until the outcome is recorded the push is 'sending': a crash leaves

@@ -41,6 +41,7 @@ from bot.metrics import Metrics, update_kind
 from bot.ptb_private import JSONDict, ODVInput
 from bot.sending import drop_tapped_keyboards, resume_reading_back, stop_reading_back
 from bot.transport import AiohttpRequest
+from storage.errors import NotLeader
 from storage.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ class UpdateJournal:
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pruned_at: float | None = None
+        # The leader's epoch, checked as each fetched batch is journaled (None: not checked),
+        # and who is told when it is over (bot/leader.py).
+        self.epoch: int | None = None
+        self.on_not_leader: Callable[[str], None] | None = None
 
     def fetched(self, batch: list[JSONDict]) -> None:
         """Start journaling a fetched batch; drop the copies in it (see `admit`)."""
@@ -175,9 +180,12 @@ class UpdateJournal:
         # The done marks waiting go along, this batch's own included (written after it).
         done, self._done = self._done, []
         try:
-            await self.journal.record(batch, done, self.clock())
-        except BaseException:
+            await self.journal.record(batch, done, self.clock(), epoch=self.epoch)
+        except BaseException as exc:
             self._done[:0] = done
+            if isinstance(exc, NotLeader) and self.on_not_leader is not None:
+                # Never acknowledged: the leader now fetches this batch again.
+                self.on_not_leader(str(exc))
             raise
         if self._unrecorded is batch:
             self._unrecorded, self._unrecorded_ids, self._recording = None, frozenset(), None

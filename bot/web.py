@@ -121,6 +121,7 @@ class WebhookReceiver:
         on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
+        self.secret = secret
         self._secret = secret.encode()
         self.bot = bot
         self.queue = queue

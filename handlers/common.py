@@ -40,6 +40,7 @@ from storage.transfers import Transfers
 
 if TYPE_CHECKING:
     from bot.api import TillApi
+    from bot.leader import Election
     from bot.web import WebhookReceiver, WebServer
 
 
@@ -56,6 +57,8 @@ class Services(Programme):
     flood: FloodGuard
     # The Prometheus metrics (bot/metrics.py), made with the bot that feeds them.
     metrics: Metrics
+    # Who leads among the bot's processes (bot/leader.py); build_application sets it.
+    election: Election
 
     def __init__(self) -> None:
         # Members' /language choices, so most updates need no database read to pick a language.

@@ -157,3 +157,12 @@ class InvalidAnswer(InvalidRequest):
         super().__init__(f"invalid answer: {reason}")
         self.reason = reason
         self.limit = limit
+
+
+class NotLeader(StoreError):
+    """A write only the leader makes, by a process whose epoch is no longer the current one."""
+
+    def __init__(self, epoch: int, current: int | None) -> None:
+        super().__init__(f"leader epoch {epoch} is over (the current one is {current})")
+        self.epoch = epoch
+        self.current = current

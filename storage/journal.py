@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from storage.facade import Facade, reads, writes
+from storage.leadership import check_epoch
 from storage.sql import ts
 
 
@@ -165,12 +166,18 @@ class Journal(Facade):
     counts = reads(journal_counts)
 
     async def record(
-        self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
+        self,
+        updates: Sequence[Mapping[str, Any]],
+        done: Sequence[int],
+        now: datetime,
+        *,
+        epoch: int | None = None,
     ) -> set[int]:
         """Journal a fetched batch and mark `done` handled, in one transaction; return the ids
-        Telegram delivered again."""
+        Telegram delivered again. Raises NotLeader unless `epoch` (when given) leads."""
 
         def run(conn: sqlite3.Connection) -> set[int]:
+            check_epoch(conn, epoch)
             again = record_fetched(conn, updates, now)
             # After the batch: `done` may hold updates of this batch, handled before it was
             # written (the bot journals a batch while its updates are being handled).

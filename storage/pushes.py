@@ -17,6 +17,7 @@ from typing import Any, Final
 from storage import ledger
 from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
+from storage.leadership import check_epoch
 from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
 from storage.sql import atomic, dt, dt_or_none, insert_id, ts
@@ -245,10 +246,11 @@ def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[Outbox
     ]
 
 
-def start_sending(conn: sqlite3.Connection, message_id: int) -> int:
+def start_sending(conn: sqlite3.Connection, message_id: int, epoch: int | None = None) -> int:
     """Mark a pending push as being handed to Telegram; return its requests so far, this one
     included (0: it is no longer pending). Its own commit, right before the request: see
-    `settle_interrupted`."""
+    `settle_interrupted`. Raises NotLeader unless `epoch` (when given) is the leader's."""
+    check_epoch(conn, epoch)
     rows = conn.execute(
         "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
         " WHERE id = ? AND status = 'pending' RETURNING attempts",
