@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date, datetime
 from typing import Literal
 
@@ -12,6 +13,10 @@ class StoreError(Exception):
 
 class MigrationError(StoreError):
     """A migration failed or the database is newer than this code."""
+
+
+class CommitUnknown(sqlite3.OperationalError):
+    """The connection was lost during COMMIT: the transaction may or may not have committed."""
 
 
 class BackupRefused(StoreError):

@@ -42,6 +42,8 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 Parameters = Sequence[Any] | Mapping[str, Any]
+# Seconds a connection attempt may take (libpq's connect_timeout; it takes at least 2).
+CONNECT_TIMEOUT: Final = 5
 
 # `x IN (SELECT value FROM json_each(?))` (or a named parameter), whitespace as written.
 _JSON_LIST: Final = re.compile(
@@ -299,10 +301,13 @@ class PgConnection:
         self.row_factory: Any = None
 
     @classmethod
-    def connect(cls, url: str, **settings: Any) -> PgConnection:
-        """Open a connection in autocommit mode (the storage code issues BEGIN and COMMIT)."""
+    def connect(
+        cls, url: str, *, connect_timeout: int = CONNECT_TIMEOUT, **settings: Any
+    ) -> PgConnection:
+        """Open a connection in autocommit mode (the storage code issues BEGIN and COMMIT),
+        giving up after `connect_timeout` seconds (OperationalError)."""
         try:
-            raw = psycopg.connect(url, autocommit=True, **settings)
+            raw = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout, **settings)
         except psycopg.Error as exc:
             raise _translated_error(exc) from exc
         return cls(raw)
@@ -336,6 +341,11 @@ class PgConnection:
         result = Cursor(self, cursor)
         result.rowcount = rowcount
         return result
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is closed or lost (a new one is needed to go on)."""
+        return self.raw.closed or self.raw.broken
 
     @property
     def in_transaction(self) -> bool:

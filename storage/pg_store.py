@@ -10,6 +10,13 @@ SQLite's (storage/migrations_pg): the first is a baseline that brings an empty d
 the SQLite schema's version at the time, and `schema_version` keeps the version, changed in
 the same transaction as the schema, under an advisory lock so two processes starting at once
 migrate once.
+
+A connection found lost (PostgreSQL restarted, the network dropped it, an administrator
+ended it) is replaced by a new one, connecting again with a growing pause for up to
+`reconnect_seconds`, and the call is run again on it when that is certainly safe: a read
+always, a write when the connection was lost before COMMIT was sent (PostgreSQL rolls back
+a transaction whose connection dies). A connection lost during COMMIT leaves the outcome
+unknown: that write raises CommitUnknown, and is not run again.
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime
 from importlib import resources
+from math import ceil
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
-from storage.errors import MigrationError
-from storage.pg import PgConnection
+from storage.errors import CommitUnknown, MigrationError
+from storage.pg import CONNECT_TIMEOUT, PgConnection
 from storage.store import ClockedStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,22 @@ _MIGRATION_LOCK: Final = 0x706F696E7473  # "points"
 WRITE_ATTEMPTS: Final = 30
 # SQLSTATEs after which a transaction may simply be run again.
 _RETRYABLE: Final = frozenset({"40001", "40P01"})
+# SQLSTATEs (besides class 08, connection exceptions) saying the server ended the session.
+_SERVER_GONE: Final = frozenset({"57P01", "57P02", "57P03"})
+# How long a lost connection is tried again, by default, before the call raises.
+RECONNECT_SECONDS: Final = 15.0
+# The pauses between tries to connect: the first, doubling up to the last (with jitter).
+_FIRST_PAUSE: Final = 0.05
+_LAST_PAUSE: Final = 1.0
+# TCP keepalives, so a server gone silent across a network is noticed in about 11 s.
+_KEEPALIVES: Final = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
+Role = Literal["writer", "reader"]
 
 
 def pg_migrations() -> list[tuple[int, str, str]]:
@@ -104,25 +129,50 @@ def pg_migrate(conn: PgConnection) -> list[int]:
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Whether the transaction may simply be run again (a conflict with another one)."""
     return getattr(exc, "pg_code", None) in _RETRYABLE
+
+
+def connection_lost(conn: PgConnection, exc: BaseException) -> bool:
+    """Whether `exc` (raised on `conn`) means the connection is gone and a new one is needed."""
+    if conn.broken:
+        return True
+    code = getattr(exc, "pg_code", None) or ""
+    return code.startswith("08") or code in _SERVER_GONE
+
+
+def _roll_back(conn: PgConnection) -> None:
+    """End the open transaction, if any (a lost connection's ended with it)."""
+    if not conn.broken and conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def in_serializable(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run `fn` in one SERIALIZABLE transaction, again from the start after a conflict with
-    another transaction (a few times, with a growing random pause); rolls back on failure."""
+    another transaction (a few times, with a growing random pause); rolls back on failure,
+    raises CommitUnknown when the connection is lost during COMMIT."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         try:
             result = fn(cast(sqlite3.Connection, conn))
-            conn.execute("COMMIT")
+            if conn.broken:  # lost under `fn`, which went on: nothing was committed
+                raise sqlite3.OperationalError("the connection was lost during the transaction")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _roll_back(conn)
             if not _retryable(exc) or attempt == WRITE_ATTEMPTS:
                 raise
-            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter
-            continue
-        return result
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if connection_lost(conn, exc):  # COMMIT was sent: it may have been applied
+                    raise CommitUnknown(f"connection lost during COMMIT: {exc}") from exc
+                _roll_back(conn)
+                if not _retryable(exc) or attempt == WRITE_ATTEMPTS:
+                    raise
+            else:
+                return result
+        time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -132,7 +182,31 @@ def in_snapshot(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
     try:
         return fn(cast(sqlite3.Connection, conn))
     finally:
-        conn.execute("ROLLBACK")
+        if not conn.broken:  # a lost connection's snapshot ended with it
+            conn.execute("ROLLBACK")
+
+
+class _Backoff:
+    """The pauses between tries to connect: 0.05 s doubling to 1 s, with jitter, until a
+    deadline `seconds` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.pause_seconds = _FIRST_PAUSE
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (negative after it)."""
+        return self.deadline - time.monotonic()
+
+    def pause(self) -> bool:
+        """Sleep before the next try; False (at once) when the time is up."""
+        left = self.remaining()
+        if left <= 0:
+            return False
+        jittered = random.uniform(self.pause_seconds / 2, self.pause_seconds)  # noqa: S311
+        time.sleep(min(jittered, left))
+        self.pause_seconds = min(self.pause_seconds * 2, _LAST_PAUSE)
+        return True
 
 
 class PgStore(ClockedStore):
@@ -144,6 +218,7 @@ class PgStore(ClockedStore):
         *,
         migrate: bool = True,
         clock: Callable[[], datetime] | None = None,
+        reconnect_seconds: float = RECONNECT_SECONDS,
     ) -> None:
         self.url = url
         # No file: what Store.path is to a SQLite store (the metrics skip the file size).
@@ -151,26 +226,37 @@ class PgStore(ClockedStore):
         # The application's clock: "now" for a write or read that is not told the time.
         self.clock = clock
         self._migrate = migrate
-        self._writer: PgConnection | None = None
-        self._reader: PgConnection | None = None
+        # How long a lost connection is tried again before the call raises.
+        self.reconnect_seconds = reconnect_seconds
+        # The writer's and the reader's connections, between open() and close().
+        self._connections: dict[Role, PgConnection] = {}
         # One thread each: a connection is used by one thread at a time.
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="pg-writer")
-        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="pg-reader")
+        self._threads: Final[dict[Role, ThreadPoolExecutor]] = {
+            "writer": ThreadPoolExecutor(1, thread_name_prefix="pg-writer"),
+            "reader": ThreadPoolExecutor(1, thread_name_prefix="pg-reader"),
+        }
 
     async def open(self) -> PgStore:
         """Connect the writer and the reader and apply pending migrations."""
-        self._writer = await self._on(self._write_thread, PgConnection.connect, self.url)
+        writer = await self._on(self._threads["writer"], self._connect, CONNECT_TIMEOUT)
+        self._connections["writer"] = writer
         if self._migrate:
-            await self._on(self._write_thread, pg_migrate, self._writer)
-        self._reader = await self._on(self._read_thread, PgConnection.connect, self.url)
+            await self._on(self._threads["writer"], pg_migrate, writer)
+        reader = await self._on(self._threads["reader"], self._connect, CONNECT_TIMEOUT)
+        self._connections["reader"] = reader
         return self
 
     async def close(self) -> None:
         """Close both connections; safe to call twice."""
-        for conn, thread in ((self._reader, self._read_thread), (self._writer, self._write_thread)):
-            if conn is not None:
-                await self._on(thread, conn.close)
-        self._reader = self._writer = None
+        for role in ("reader", "writer"):
+            if role in self._connections:  # on its thread: after the call it may be running
+                await self._on(self._threads[role], self._close_here, role)
+
+    def _close_here(self, role: Role) -> None:
+        """Close the role's connection (on its thread)."""
+        conn = self._connections.pop(role, None)
+        if conn is not None:
+            conn.close()
 
     async def __aenter__(self) -> PgStore:
         return await self.open()
@@ -189,21 +275,19 @@ class PgStore(ClockedStore):
     @property
     def is_open(self) -> bool:
         """True between open() and close()."""
-        return self._writer is not None
+        return "writer" in self._connections
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one SERIALIZABLE transaction on the writer (again after a conflict);
-        raises what `fn` raises (after rolling back), RuntimeError when the store is closed."""
-        if self._writer is None:
-            raise RuntimeError("store is not open")
-        return await self._on(self._write_thread, in_serializable, self._writer, fn)
+        """Run `fn` in one SERIALIZABLE transaction on the writer (again after a conflict, or
+        on a new connection when the last was lost before COMMIT); raises what `fn` raises
+        (after rolling back), CommitUnknown when the connection was lost during COMMIT,
+        RuntimeError when the store is closed."""
+        return await self._run("writer", lambda conn: in_serializable(conn, fn))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the reader in one snapshot; raises what `fn` raises, RuntimeError when
-        the store is closed."""
-        if self._reader is None:
-            raise RuntimeError("store is not open")
-        return await self._on(self._read_thread, in_snapshot, self._reader, fn)
+        """Run `fn` on the reader in one snapshot (again on a new connection when the last was
+        lost); raises what `fn` raises, RuntimeError when the store is closed."""
+        return await self._run("reader", lambda conn: in_snapshot(conn, fn))
 
     async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A short read: on the reader, as `read` (over a network it cannot be inline)."""
@@ -211,9 +295,76 @@ class PgStore(ClockedStore):
 
     async def version(self) -> int:
         """The database's schema version."""
-        if self._reader is None:
+        return await self._run("reader", pg_schema_version)
+
+    async def _run(self, role: Role, work: Callable[[PgConnection], T]) -> T:
+        """Run `work` on the role's connection, on its thread; RuntimeError when closed."""
+        if role not in self._connections:
             raise RuntimeError("store is not open")
-        return await self._on(self._read_thread, pg_schema_version, self._reader)
+        return await self._on(self._threads[role], self._run_here, role, work)
+
+    def _run_here(self, role: Role, work: Callable[[PgConnection], T]) -> T:
+        """Run `work` on the role's connection, again on a new one after it was lost (until
+        `reconnect_seconds` pass); `work` must be safe to run again after a lost connection."""
+        backoff: _Backoff | None = None
+        reason: BaseException | str = "found closed"
+        while True:
+            conn = self._connections.get(role)
+            if conn is None:  # closed while the call waited for the thread
+                raise RuntimeError("store is not open")
+            if conn.broken:
+                backoff = backoff or _Backoff(self.reconnect_seconds)
+                conn = self._reconnect(role, reason, backoff)
+            try:
+                return work(conn)
+            except CommitUnknown:
+                conn.close()
+                with suppress(sqlite3.Error):  # still down: the next call tries again
+                    self._reconnect(role, "lost during COMMIT", _Backoff(self.reconnect_seconds))
+                raise
+            except sqlite3.Error as exc:
+                if not connection_lost(conn, exc):
+                    raise
+                conn.close()
+                if backoff is None:
+                    backoff = _Backoff(self.reconnect_seconds)
+                elif not backoff.pause():  # lost again and again: give up
+                    raise
+                reason = exc
+
+    def _reconnect(
+        self, role: Role, reason: BaseException | str, backoff: _Backoff
+    ) -> PgConnection:
+        """Replace the role's lost connection with a new one, trying with pauses until the
+        backoff's deadline; raises the last attempt's error then."""
+        where = _without_password(self.url)
+        log.warning(
+            "PostgreSQL %s connection to %s lost (%s); connecting again", role, where, reason
+        )
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            timeout = max(2, min(CONNECT_TIMEOUT, ceil(backoff.remaining())))
+            try:
+                conn = self._connect(timeout)
+            except sqlite3.OperationalError:
+                if not backoff.pause():
+                    raise
+                continue
+            self._connections[role] = conn
+            log.info(
+                "PostgreSQL %s connection to %s back after %d attempt(s) in %.2f s",
+                role,
+                where,
+                attempts,
+                time.monotonic() - started,
+            )
+            return conn
+
+    def _connect(self, timeout: int) -> PgConnection:
+        """A new connection to the store's URL, with TCP keepalives."""
+        return PgConnection.connect(self.url, connect_timeout=timeout, **_KEEPALIVES)
 
     @staticmethod
     async def _on(thread: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
