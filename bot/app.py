@@ -206,6 +206,7 @@ async def _lead(app: BotApp) -> None:
     services = app.bot_data
     epoch = services.election.epoch
     # The leader-only writes check this epoch (storage/leadership.py).
+    services.metrics.leader_epoch.set(epoch or 0)
     services.sender.epoch = epoch
     services.sender.on_not_leader = services.election.lose
     await _publish_commands(app)

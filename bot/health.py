@@ -8,7 +8,9 @@ container's HEALTHCHECK, systemd or a load balancer can restart or route around 
 - telegram: Telegram was heard from (a getUpdates answered, or a webhook call received)
   within `[health] contact_within_seconds`;
 - outbox: no push the sender may send now (a service push, or any outside quiet hours) has
-  waited longer than `[health] outbox_stuck_after_seconds`.
+  waited longer than `[health] outbox_stuck_after_seconds`;
+- leader: whether this process leads (bot/leader.py). A standby (PostgreSQL, several
+  processes) checks the store only: Telegram and the outbox are the leader's to keep.
 /metrics is the Prometheus text format of the bot's own registry (bot/metrics.py), with the
 database figures read at that moment.
 """
@@ -25,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from handlers.common import Services
 from storage.health import StoreSample, store_sample, take_write_lock
+from storage.leadership import Leader
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,16 @@ async def _sample(services: Services) -> StoreSample:
     )
 
 
+async def _leader(services: Services) -> Leader | None:
+    """The leader as recorded, or None when the store does not say in time."""
+    try:
+        return await asyncio.wait_for(
+            services.election.leadership.current(), services.config.health.store_timeout_seconds
+        )
+    except Exception:  # the store check reports the store's trouble
+        return None
+
+
 async def check_health(services: Services) -> tuple[bool, dict[str, dict[str, Any]]]:
     """Whether the bot is healthy, and each check's outcome ({"ok": ..., "detail": ...})."""
     health = services.config.health
@@ -86,6 +99,16 @@ async def check_health(services: Services) -> tuple[bool, dict[str, dict[str, An
     except Exception as exc:  # a closed store, a disk error: named, never its data
         checks["store"] = {"ok": False, "detail": f"failed: {type(exc).__name__}"}
 
+    election = services.election
+    if not election.leads:
+        # A standby (PostgreSQL, several processes): Telegram and the outbox are the leader's;
+        # this process is healthy when it serves the tills from the database.
+        leader = None if sample is None else await _leader(services)
+        behind = "" if leader is None else f" behind {leader.holder} (epoch {leader.epoch})"
+        checks["leader"] = {"ok": not election.lost.is_set(), "detail": f"standby{behind}"}
+        healthy = all(check["ok"] is not False for check in checks.values())
+        return healthy, checks
+    checks["leader"] = {"ok": True, "detail": f"leading (epoch {election.epoch})"}
     since = services.metrics.seconds_since_contact()
     checks["telegram"] = {
         "ok": since <= health.contact_within_seconds,

@@ -13,6 +13,7 @@ Hooks for the code that receives updates:
 - `tap_answer(outcome)`: a tap's webhook call carried its answer, or it was posted.
 - `bot_api_error(method, code)`: a Bot API call failed: its HTTP status, or "timeout" /
   "network" when no answer came.
+- `leader_epoch`: set when this process becomes the leader (bot/app.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from telegram import Update
@@ -99,6 +100,12 @@ class Metrics:
             " response (in_response), posted because it came before the update was journaled"
             " (posted_first) or after [telegram] answer_in_response_ms (waited_out).",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.leader_epoch = Gauge(
+            "pointsbot_leader_epoch",
+            "This process's leader epoch while it leads (fetching updates, running the jobs,"
+            " sending pushes); 0 while it waits in line (bot/leader.py).",
             registry=self.registry,
         )
         self._store = _StoreCollector()

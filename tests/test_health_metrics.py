@@ -132,6 +132,7 @@ async def test_metrics_count_updates_by_kind_with_latency_and_the_ledger(
     assert 0 < value(samples, "pointsbot_database_bytes") <= database_bytes(path) * 2
     assert value(samples, "pointsbot_outbox_pending") == 0
     assert value(samples, "pointsbot_outbox_oldest_pending_seconds") == 0
+    assert value(samples, "pointsbot_leader_epoch") == 1  # the one process leads
 
 
 async def test_bot_api_errors_are_counted_by_method_and_code(sandbox: Sandbox, http: Http) -> None:
@@ -157,9 +158,11 @@ async def test_healthz_is_ok_for_a_bot_at_work(sandbox: Sandbox, http: Http) -> 
     assert body["status"] == "ok"
     assert {name: check["ok"] for name, check in body["checks"].items()} == {
         "store": True,
+        "leader": True,
         "telegram": True,
         "outbox": True,
     }
+    assert body["checks"]["leader"]["detail"] == "leading (epoch 1)"
 
 
 async def test_healthz_fails_while_another_process_locks_the_store(

@@ -20,6 +20,7 @@ import pytest
 from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.config import Config
+from bot.health import check_health
 from bot.leader import LEADER_LOCK, PgElection, SoleLeader
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
@@ -211,6 +212,11 @@ async def test_two_bots_on_one_database_only_the_leader_fetches_and_the_other_ta
             assert first.bot_data.election.epoch == 1
             await asyncio.sleep(0.3)
             assert len(emu.events(7_100_001)) == 1
+            # /healthz: the standby is healthy serving the tills; Telegram is not its to hear.
+            healthy, checks = await check_health(standby.bot_data)
+            holder = first.bot_data.election.holder
+            assert healthy and set(checks) == {"store", "leader"}, checks
+            assert checks["leader"] == {"ok": True, "detail": f"standby behind {holder} (epoch 1)"}
             # The leader stops (as on SIGTERM): the standby takes over, replays nothing
             # twice, and answers the next message.
             await first.updater.stop()  # type: ignore[union-attr]
