@@ -31,6 +31,7 @@ from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.calendar import local_today
 from bot.programme.mall import catalog_entries
+from bot.ptb_private import reload_conversations
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
@@ -201,10 +202,14 @@ async def _post_init(app: BotApp) -> None:
     settle_collector()
 
 
-async def _lead(app: BotApp) -> None:
-    """Take up the leader's duties: the command menu, the jobs, the outbox, the replays."""
+async def _lead(app: BotApp, *, taking_over: bool = False) -> None:
+    """Take up the leader's duties: the command menu, the jobs, the outbox, the replays (after
+    the conversations' states, when taking over from another process)."""
     services = app.bot_data
     epoch = services.election.epoch
+    if taking_over:
+        # The states the leader before kept since this process started are in the store.
+        await reload_conversations(app)
     # The leader-only writes check this epoch (storage/leadership.py).
     services.metrics.leader_epoch.set(epoch or 0)
     services.sender.epoch = epoch
@@ -473,7 +478,7 @@ async def _take_over(app: BotApp, polls: bool, **polling: Any) -> None:
     election = services.election
     await election.lead(services.clock())
     try:
-        await _lead(app)
+        await _lead(app, taking_over=True)
         assert app.updater is not None
         if polls:
             await app.updater.start_polling(**polling)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from telegram import InlineKeyboardButton
-from telegram.ext import ConversationHandler
+from telegram.ext import Application, ConversationHandler
 
 try:
     # The sentinel PTB uses for "not given, use the default" in every timeout and flag.
@@ -43,6 +43,7 @@ __all__ = (
     "ConversationKey",
     "DefaultValue",
     "end_conversation",
+    "reload_conversations",
     "JSONDict",
     "inline_button_fields",
     "ODVInput",
@@ -86,3 +87,24 @@ def end_conversation(handler: ConversationHandler[Any], key: ConversationKey) ->
     with END): PTB has no public way to end a conversation from outside it. The state dict
     of a persistent conversation tracks the removal, so the next persistence run forgets it."""
     handler._update_state(ConversationHandler.END, key)
+
+
+def _forget_states(handler: ConversationHandler[Any]) -> None:
+    """Drop the states `handler` (and each conversation nested in it) holds in memory."""
+    handler._conversations = {}
+    for child in handler._child_conversations:
+        _forget_states(child)
+
+
+async def reload_conversations(app: Application[Any, Any, Any, Any, Any, Any]) -> int:
+    """Load every persistent conversation's states from the persistence again, what memory
+    held dropped first (PTB loads them once, in `initialize`: a standby that takes over hours
+    later holds the states of its start); how many conversation handlers were reloaded."""
+    reloaded = 0
+    for group in app.handlers.values():
+        for handler in group:
+            if isinstance(handler, ConversationHandler) and handler.persistent and handler.name:
+                _forget_states(handler)
+                await app._add_ch_to_persistence(handler)
+                reloaded += 1
+    return reloaded

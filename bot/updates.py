@@ -281,7 +281,12 @@ class UpdateJournal:
                 await self.recorded()
             except Exception:  # never acknowledged: Telegram delivers it again
                 log.exception("the last fetched updates were not journaled")
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the database is gone (a lost leadership, a restart)
+                log.exception(
+                    "done marks not written: those updates are replayed at the next start"
+                )
 
     async def flush(self) -> None:
         """Write the waiting done marks now (those of a batch not yet journaled go with it)."""

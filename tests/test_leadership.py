@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from bot.health import check_health
 from bot.leader import LEADER_LOCK, PgElection, SoleLeader
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
+from handlers.common import BotApp
 from storage.errors import NotLeader
 from storage.journal import Journal
 from storage.leadership import check_epoch, claim_tick, current_leader, take_leadership
@@ -202,37 +204,49 @@ async def test_two_bots_on_one_database_only_the_leader_fetches_and_the_other_ta
         second = build_application(config, emu.token, base_url=emu.base_url, clock=FixedClock(NOW))
         emu.clock = lambda: NOW
         chat = ChatClient(emu, 7_100_001, first_name="阿明", language_code="zh-hans")
-        async with running(first, poll_timeout=1), running(second, poll_timeout=1) as standby:
-            assert first.bot_data.election.leads
-            assert not standby.bot_data.election.leads
-            assert standby.updater is not None and not standby.updater.running
-            [welcome] = await chat.send("/start")
-            assert welcome.text
-            # The leader alone answered, once; the standby never fetched an update.
-            assert first.bot_data.election.epoch == 1
-            await asyncio.sleep(0.3)
-            assert len(emu.events(7_100_001)) == 1
-            # /healthz: the standby is healthy serving the tills; Telegram is not its to hear.
-            healthy, checks = await check_health(standby.bot_data)
-            holder = first.bot_data.election.holder
-            assert healthy and set(checks) == {"store", "leader"}, checks
-            assert checks["leader"] == {"ok": True, "detail": f"standby behind {holder} (epoch 1)"}
-            # The leader stops (as on SIGTERM): the standby takes over, replays nothing
-            # twice, and answers the next message.
-            await first.updater.stop()  # type: ignore[union-attr]
-            await first.stop()
-            await first.bot_data.sender.stop()
-            stopped = time.monotonic()
-            await first.bot_data.election.close()
-            while not standby.bot_data.election.leads:
-                assert time.monotonic() - stopped < 2.0, "no takeover"
-                await asyncio.sleep(0.01)
-            [balance] = await chat.send("/balance", timeout=10)
-            assert balance.text and balance.text != welcome.text
-            assert standby.bot_data.election.epoch == 2
-            await asyncio.sleep(0.3)
-            assert len(emu.events(7_100_001)) == 2  # /start was not handled again
-            assert standby.updater is not None and standby.updater.running
+        leading = AsyncExitStack()
+        await leading.enter_async_context(running(first, poll_timeout=1))
+        try:
+            async with running(second, poll_timeout=1) as standby:
+                await _lead_then_hand_over(emu, chat, first, standby, leading)
+        finally:
+            await leading.aclose()
+
+
+async def _lead_then_hand_over(
+    emu: BotApiEmulator, chat: ChatClient, first: BotApp, standby: BotApp, leading: AsyncExitStack
+) -> None:
+    """The first bot leads and answers; stopped, the standby takes over mid-conversation."""
+    assert first.bot_data.election.leads
+    assert not standby.bot_data.election.leads
+    assert standby.updater is not None and not standby.updater.running
+    [welcome] = await chat.send("/start")
+    assert welcome.text
+    # The leader alone answered, once; the standby never fetched an update.
+    assert first.bot_data.election.epoch == 1
+    await asyncio.sleep(0.3)
+    assert len(emu.events(chat.user_id)) == 1
+    # /healthz: the standby is healthy serving the tills; Telegram is not its to hear.
+    healthy, checks = await check_health(standby.bot_data)
+    holder = first.bot_data.election.holder
+    assert healthy and set(checks) == {"store", "leader"}, checks
+    assert checks["leader"] == {"ok": True, "detail": f"standby behind {holder} (epoch 1)"}
+    # A conversation begun with the leader (after the standby started)...
+    [prompt] = await chat.send("/feedback")
+    assert (prompt.text or "").startswith("💡 请直接输入您的建议")
+    # The leader stops (as on SIGTERM; the lock is let go last): the standby takes over.
+    await leading.aclose()
+    stopped = time.monotonic()
+    while not standby.bot_data.election.leads:
+        assert time.monotonic() - stopped < 2.0, "no takeover"
+        await asyncio.sleep(0.01)
+    # ... goes on with the new leader: the suggestion is taken as one.
+    [thanks] = await chat.send("门店可以设置旧电池回收箱，方便大家环保回收。", timeout=10)
+    assert (thanks.text or "").startswith("🙏 已收到您的建议（编号 1）"), thanks.text
+    assert standby.bot_data.election.epoch == 2
+    await asyncio.sleep(0.3)
+    assert len(emu.events(chat.user_id)) == 3  # nothing was handled again
+    assert standby.updater.running
 
 
 async def test_each_start_of_the_sole_bot_leads_anew_and_catches_up_once(

@@ -11,10 +11,20 @@ from zoneinfo import ZoneInfo
 import pytest
 import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.ext import ConversationHandler, Defaults, ExtBot, MessageHandler, filters
+from telegram.ext import (
+    ApplicationBuilder,
+    ConversationHandler,
+    Defaults,
+    DictPersistence,
+    ExtBot,
+    MessageHandler,
+    PersistenceInput,
+    filters,
+)
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot import ptb_private
+from bot.sandbox.server import BotApiEmulator
 from bot.sending import MemberBot
 
 # (module, name) of every private import in bot/ptb_private.py.
@@ -160,3 +170,45 @@ def test_a_conversation_ended_from_outside_no_longer_takes_text() -> None:
     ptb_private.end_conversation(waiting, (42, 42))
     assert waiting.check_update(text) is None, f"{UPGRADED}: the conversation did not end"
     ptb_private.end_conversation(waiting, (42, 42))  # ending one that is over is harmless
+
+
+class _Stored(DictPersistence):
+    """A persistence that holds conversations only, as pointsbot's does."""
+
+    def __init__(self) -> None:
+        super().__init__(store_data=PersistenceInput(False, False, False, False))
+
+
+async def test_reloading_conversations_replaces_what_memory_held_with_what_is_stored() -> None:
+    persistence = _Stored()
+    emu = BotApiEmulator()
+    await emu.start()  # initialize() asks the Bot API who the bot is
+    builder = ApplicationBuilder().token(emu.token).base_url(emu.base_url)
+    app = builder.persistence(persistence).updater(None).build()
+    waiting: ConversationHandler[Any] = ConversationHandler(
+        entry_points=[],
+        states={0: [MessageHandler(filters.TEXT, _noop)]},
+        fallbacks=[],
+        name="ask",
+        persistent=True,
+    )
+    app.add_handler(waiting)
+    await app.initialize()
+    try:
+        text = Update.de_json({"update_id": 1, "message": {**_message_json(), "from": _USER}}, None)
+        assert waiting.check_update(text) is None  # nothing stored when this process started
+        # Meanwhile another process (the leader before) recorded that 42 is being asked; and a
+        # conversation this process still remembers ended there.
+        waiting._update_state(0, (7, 7))
+        await persistence.update_conversation("ask", (42, 42), 0)
+        await persistence.update_conversation("ask", (7, 7), None)
+        assert await ptb_private.reload_conversations(app) == 1
+        assert waiting.check_update(text) is not None, f"{UPGRADED}: the stored state was not read"
+        message = {**_message_json(), "chat": {"id": 7, "type": "private"}}
+        other = Update.de_json(
+            {"update_id": 2, "message": {**message, "from": {**_USER, "id": 7}}}, None
+        )
+        assert waiting.check_update(other) is None, f"{UPGRADED}: a forgotten state survived"
+    finally:
+        await app.shutdown()
+        await emu.stop()
