@@ -53,8 +53,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "666000:TILL-BENCH"
 # Purchases each till books before the clock starts (the connections, the caches warm).
 WARM_EACH = 3
-# Log lines that would mean a defect.
+# A till sends a request answered 500 again (the API says a retry is safe) this many times,
+# this long after.
+RETRIES = 5
+RETRY_PAUSE = 0.1
+# Log lines that would mean a defect (beyond a 500, which the figures count).
 TROUBLE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
+# A write PostgreSQL kept refusing as conflicting until the store gave up: the till's 500.
+GAVE_UP = re.compile(
+    r"ERROR bot\.api: till API request POST /v1/purchases failed\n(?s:.*)"
+    r"^sqlite3\.OperationalError: could not serialize access",
+    re.MULTILINE,
+)
+RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
 def write_config(path: Path, *, storage: tuple[str, str], base_url: str, port: int) -> Path:
@@ -131,6 +142,25 @@ class BotProcess:
                     raise TimeoutError(f"the bot's till API did not answer: {self.tail()}")
                 await asyncio.sleep(0.05)
 
+    def records(self) -> list[str]:
+        """The log's records (a line with its traceback, if any)."""
+        records: list[str] = []
+        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if RECORD_START.match(line) or not records:
+                records.append(line)
+            else:
+                records[-1] += "\n" + line
+        return records
+
+    def trouble(self) -> list[str]:
+        """The records that mean a defect: errors, but for a write given up after conflicting
+        again and again (answered 500, which the tills retry and the figures count)."""
+        return [
+            record
+            for record in self.records()
+            if TROUBLE.search(record) and not GAVE_UP.search(record)
+        ]
+
     def tail(self) -> str:
         """The end of the bot's log."""
         return self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -148,51 +178,72 @@ class BotProcess:
 
 
 @dataclass(frozen=True)
-class TillRun:
-    """One measurement: the timed purchases, how long they took, each one's latency."""
+class Booked:
+    """What a round of tills did: how long it took, each purchase's latency (its retries
+    included), and how many requests were answered 500 and sent again."""
 
-    purchases: int
     seconds: float
     latencies: list[float]
+    retried: int
+
+
+@dataclass(frozen=True)
+class TillRun:
+    """One measurement: the timed purchases and what booking them took."""
+
+    purchases: int
+    booked: Booked
 
     @property
     def rate(self) -> float:
         """Purchases a second."""
-        return self.purchases / self.seconds
+        return self.purchases / self.booked.seconds
 
     def __str__(self) -> str:
-        p50 = statistics.median(self.latencies) * 1000
-        p99 = percentile(self.latencies, 0.99) * 1000
-        return f"{self.rate:,.0f} purchases/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        p50 = statistics.median(self.booked.latencies) * 1000
+        p99 = percentile(self.booked.latencies, 0.99) * 1000
+        return (
+            f"{self.rate:,.0f} purchases/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+            f" {self.booked.retried} retried after a 500"
+        )
 
 
 async def _book(
     urls: list[str], rows: list[dict[str, str]], tills: int, key_id: str, secret: str
-) -> tuple[float, list[float]]:
-    """Book `rows` with `tills` concurrent signed tills, till n through `urls[n % len]`;
-    (seconds, each request's latency)."""
+) -> Booked:
+    """Book `rows` with `tills` concurrent signed tills, till n through `urls[n % len]`; a
+    request answered 500 is sent again with the same receipt (and a new nonce), as the API
+    asks, up to RETRIES times."""
     latencies: list[float] = []
+    retried = 0
     queue = iter(rows)
     connector = aiohttp.TCPConnector(limit=tills)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def till(number: int) -> None:
+            nonlocal retried
             url = urls[number % len(urls)] + "/v1/purchases"
             for sent, row in enumerate(queue):
                 body = json.dumps(row).encode()
-                nonce = f"t{number}-{sent}-{row['receipt']}"
                 started = time.perf_counter()
-                async with session.post(
-                    url, data=body, headers=signed_headers(key_id, secret, body, nonce)
-                ) as response:
-                    answer = await response.read()
-                    if response.status != 201:
-                        raise RuntimeError(f"{url} answered {response.status}: {answer!r}")
+                for attempt in range(RETRIES + 1):
+                    nonce = f"t{number}-{sent}-{attempt}-{row['receipt']}"
+                    async with session.post(
+                        url, data=body, headers=signed_headers(key_id, secret, body, nonce)
+                    ) as response:
+                        status, answer = response.status, await response.read()
+                    # A retry finds the purchase booked (200) if the 500 came after it was.
+                    if status == 201 or (attempt and status == 200):
+                        break
+                    if status != 500 or attempt == RETRIES:
+                        raise RuntimeError(f"{url} answered {status}: {answer!r}")
+                    retried += 1
+                    await asyncio.sleep(RETRY_PAUSE)
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(till(n) for n in range(tills)))
-        return time.perf_counter() - started, latencies
+        return Booked(time.perf_counter() - started, latencies, retried)
 
 
 async def run_tills(
@@ -222,6 +273,7 @@ async def run_tills(
     warm = WARM_EACH * tills
     rows = purchase_rows(warm + purchases, codes, system_clock())
     bots: list[BotProcess] = []
+    failed: Exception | None = None
     async with BotApiEmulator(token=TOKEN, record_calls=False) as emu:
         for telegram_id in range(1, members + 1):  # the receipts' pushes reach them
             emu.add_user(telegram_id, f"m{telegram_id}")
@@ -235,21 +287,18 @@ async def run_tills(
                 bots.append(await BotProcess.start(config, port, workdir / f"bot{n}.log"))
             urls = [bot.url for bot in bots]
             await _book(urls, rows[:warm], tills, key_id, secret)
-            seconds, latencies = await _book(urls, rows[warm:], tills, key_id, secret)
+            booked = await _book(urls, rows[warm:], tills, key_id, secret)
+        except (RuntimeError, TimeoutError) as exc:  # the bots' logs say why: below
+            failed = exc
         finally:
             statuses = [await bot.stop() for bot in reversed(bots)]
-    if any(statuses):
-        raise RuntimeError(f"the bots exited {statuses}: {bots[0].tail()}")
-    trouble = [
-        line
-        for bot in bots
-        for line in bot.log.read_text(encoding="utf-8", errors="replace").splitlines()
-        if TROUBLE.search(line)
-    ]
-    if trouble:
-        raise RuntimeError("the bots logged trouble:\n" + "\n".join(trouble[:20]))
+    trouble = [record for bot in bots for record in bot.trouble()]
+    if failed is not None or trouble or any(statuses):
+        raise RuntimeError(
+            f"{failed or 'the bots logged trouble'} (exit {statuses})\n" + "\n".join(trouble[:5])
+        )
     _check(storage, warm + purchases)
-    return TillRun(purchases, seconds, latencies)
+    return TillRun(purchases, booked)
 
 
 def _check(storage: tuple[str, str], total: int) -> None:
