@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -42,17 +43,25 @@ CATEGORIES = ("", "general", "eco", "refill")
 def _fresh_database(path: Path, members: int) -> list[str]:
     """A migrated database of `members` registered members; return their codes."""
     conn = connect_sync(path)
-    migrate(conn)
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrate(conn)
+        return seed_members(conn, members)
+    finally:
+        conn.close()
+
+
+def seed_members(conn: sqlite3.Connection, members: int) -> list[str]:
+    """Register `members` members (Telegram ids 1..members) in one transaction on a migrated
+    database (SQLite, or PostgreSQL through a PgConnection); return their codes."""
+    conn.execute("BEGIN")
     for telegram_id in range(1, members + 1):
         register_member(conn, Profile(telegram_id, f"m{telegram_id}"), None, T0)
     conn.execute("COMMIT")
     codes = member_codes_by_id(conn, range(1, members + 1))
-    conn.close()
     return [codes[n] for n in range(1, members + 1)]
 
 
-def _purchases(total: int, codes: list[str], now: datetime) -> list[dict[str, str]]:
+def purchase_rows(total: int, codes: list[str], now: datetime) -> list[dict[str, str]]:
     """`total` purchases of today, each its own receipt, spread over the members."""
     rows = []
     for n in range(total):
@@ -72,6 +81,15 @@ def _purchases(total: int, codes: list[str], now: datetime) -> list[dict[str, st
 def _check(path: Path, config: Config, total: int) -> None:
     """Every purchase booked once, and the ledger adds up."""
     conn = connect_sync(path)
+    try:
+        check_booked(conn, config, total)
+    finally:
+        conn.close()
+
+
+def check_booked(conn: sqlite3.Connection, config: Config, total: int) -> None:
+    """Every purchase (receipts A...) booked once, and the ledger adds up (SQLite or, through
+    a PgConnection, PostgreSQL)."""
     booked = conn.execute(
         "SELECT count(*) FROM operations WHERE kind = 'purchase' AND idempotency_key LIKE ?",
         ("purchase:A%",),
@@ -82,9 +100,20 @@ def _check(path: Path, config: Config, total: int) -> None:
         tier_levels=[tier.id for tier in config.tiers.levels],
         tz=config.program.tz,
     )
-    conn.close()
     assert booked == total, (booked, total)
     assert report.ok, str(report)
+
+
+def signed_headers(key_id: str, secret: str, body: bytes, nonce: str) -> dict[str, str]:
+    """The headers of a signed POST /v1/purchases with this body, signed now."""
+    timestamp = str(int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        "X-Pointsbot-Key": key_id,
+        "X-Pointsbot-Timestamp": timestamp,
+        "X-Pointsbot-Nonce": nonce,
+        "X-Pointsbot-Signature": sign(secret, "POST", "/v1/purchases", timestamp, nonce, body),
+    }
 
 
 async def _through_api(
@@ -112,17 +141,8 @@ async def _through_api(
                 async def till(number: int) -> None:
                     for sent, row in enumerate(queue):
                         body = json.dumps(row).encode()
-                        timestamp = str(int(time.time()))
                         nonce = f"t{number}-{sent}-{row['receipt']}"
-                        headers = {
-                            "Content-Type": "application/json",
-                            "X-Pointsbot-Key": key_id,
-                            "X-Pointsbot-Timestamp": timestamp,
-                            "X-Pointsbot-Nonce": nonce,
-                            "X-Pointsbot-Signature": sign(
-                                secret, "POST", "/v1/purchases", timestamp, nonce, body
-                            ),
-                        }
+                        headers = signed_headers(key_id, secret, body, nonce)
                         started = time.perf_counter()
                         async with session.post(
                             url + "/v1/purchases", data=body, headers=headers
@@ -162,7 +182,7 @@ def _through_import(path: Path, config: Config, rows: list[dict[str, str]], now:
     return elapsed
 
 
-def _percentile(values: list[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
@@ -183,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         api_db, import_db = Path(tmp, "api.db"), Path(tmp, "import.db")
         codes = _fresh_database(api_db, members)
         shutil.copyfile(api_db, import_db)  # the same members, so the same codes
-        rows = _purchases(total, codes, now)
+        rows = purchase_rows(total, codes, now)
         # The sandbox refuses the bot's receipts to members it never met: keep that out of
         # view for the run (and put the level back: the suite runs this in its process).
         root = logging.getLogger()
@@ -198,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         _check(import_db, config, total)
     api_rate, import_rate = total / api_seconds, total / import_seconds
     p50 = statistics.median(latencies) * 1000
-    p99 = _percentile(latencies, 0.99) * 1000
+    p99 = percentile(latencies, 0.99) * 1000
     print(
         f"till API, {total:,} purchases by {tills} concurrent signed tills, {members:,} members:"
         f" {api_rate:,.0f} purchases/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms;"

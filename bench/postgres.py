@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from storage.audit import audit
@@ -39,10 +40,12 @@ from storage.store import Store
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
 ROOT = Path(__file__).resolve().parent.parent
+# What a PostgreSQL benchmark prints instead of figures when there is no server.
+NO_POSTGRES: Final = "skipped: no PostgreSQL (set POINTSBOT_TEST_POSTGRES or install postgresql)"
 
 
 @contextmanager
-def _server() -> Iterator[str | None]:
+def pg_server() -> Iterator[str | None]:
     """A PostgreSQL server's URL (the environment's, else a throwaway one), or None."""
     if url := os.environ.get("POINTSBOT_TEST_POSTGRES"):
         yield url
@@ -72,7 +75,7 @@ def _server() -> Iterator[str | None]:
 
 
 @contextmanager
-def _database(server: str) -> Iterator[str]:
+def pg_database(server: str) -> Iterator[str]:
     """A new database on the server for one measurement; dropped after."""
     import psycopg
 
@@ -84,6 +87,17 @@ def _database(server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def set_in_section(text: str, section: str, key: str, value: str) -> str:
+    """The TOML text with `key = value` in `[section]` (the key's line there replaced)."""
+    pattern = re.compile(
+        rf"(^\[{re.escape(section)}\]\n(?:(?!\[).*\n)*?){re.escape(key)} = .*$", re.MULTILINE
+    )
+    changed, count = pattern.subn(lambda m: f"{m.group(1)}{key} = {value}", text, count=1)
+    if count != 1:
+        raise RuntimeError(f"the configuration has no {key} in [{section}]")
+    return changed
 
 
 async def _members(store: Store, count: int) -> list[int]:
@@ -156,9 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     pairs, tappers, each = (20, 4, 5) if quick else (2_000, 16, 100)
-    with _server() as server:
+    with pg_server() as server:
         if server is None:
-            print("skipped: no PostgreSQL (set POINTSBOT_TEST_POSTGRES or install postgresql)")
+            print(NO_POSTGRES)
             return
         with tempfile.TemporaryDirectory(prefix="pointsbot-bench-") as tmp:
 
@@ -167,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                     return await _sequential(store, pairs)
 
             sqlite_rate = asyncio.run(on_sqlite())
-        with _database(server) as url:
+        with pg_database(server) as url:
 
             async def on_postgres() -> float:
                 async with PgStore(url) as store:
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         rates = {}
         for processes in (1, 2):
-            with _database(server) as url:
+            with pg_database(server) as url:
                 rates[processes] = asyncio.run(_concurrent(url, processes, tappers, each))
         print(
             f"{tappers} members tapping at once, {2 * tappers * each:,} operations:"

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from bench import api, e2e, tiers, webhook
+from bench import api, e2e, postgres_api, postgres_e2e, tiers, webhook
+from tests.postgres import require_server
 
 
 def test_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,3 +84,59 @@ def test_webhook_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
             out,
             re.MULTILINE,
         ), out
+
+
+def test_postgres_e2e_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    require_server()
+    postgres_e2e.main(["--members", "2000", "--concurrent", "10", "--seconds", "1", "--think", "0"])
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^database: 2,000 members, [\d,]+ ledger rows, built in \d+ s;"
+        r" [\d,]+ rows copied into PostgreSQL in \d+ s$",
+        out,
+        re.MULTILINE,
+    ), out
+    figures = re.findall(
+        r"^(SQLite|PostgreSQL)\s+saturated\s+10 members: ([\d,]+) updates/s,"
+        r" p50 [\d.]+ ms, p99 [\d.]+ ms \(handled p99 [\d.]+ ms\),"
+        r" peak RSS (\d+) MB, timeouts (\d+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert [engine for engine, *_ in figures] == ["SQLite", "PostgreSQL"], out
+    for _engine, rate, rss, timeouts in figures:
+        assert int(rate.replace(",", "")) > 0
+        assert 0 < int(rss) < 1000
+        assert timeouts == "0"
+    assert re.search(
+        r"^ratio PostgreSQL/SQLite saturated: updates/s [\d.]+, p50 [\d.]+, p99 [\d.]+$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert "think" not in out
+
+
+def test_postgres_till_api_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    require_server()
+    postgres_api.main(["--purchases", "30", "--tills", "3", "--members", "10"])
+    out = capsys.readouterr().out
+    runs = re.findall(
+        r"^till API on (SQLite|PostgreSQL), (1 process|2 processes),"
+        r" 30 purchases by 3 tills, 10 members: ([\d,]+) purchases/s,"
+        r" p50 [\d.]+ ms, p99 [\d.]+ ms, \d+ retried after a 500$",
+        out,
+        re.MULTILINE,
+    )
+    assert [(engine, processes) for engine, processes, _ in runs] == [
+        ("SQLite", "1 process"),
+        ("PostgreSQL", "1 process"),
+        ("PostgreSQL", "2 processes"),
+    ], out
+    assert all(int(rate.replace(",", "")) > 0 for *_, rate in runs)
+    assert re.search(
+        r"^ratio PostgreSQL two processes/one [\d.]+;"
+        r" PostgreSQL one process/SQLite one process [\d.]+"
+        r" \(PostgreSQL fsync (on|off), SQLite synchronous FULL\)$",
+        out,
+        re.MULTILINE,
+    ), out

@@ -112,6 +112,30 @@ def test_earn_creates_one_lot_from_the_source(conn: sqlite3.Connection) -> None:
     assert {p.account for p in record.postings} == {"purchase", f"member:{alice}"}
 
 
+def test_earn_looks_up_only_the_sources_its_requests_draw_on(tmp_path: Path) -> None:
+    """A purchase with its campaign bonus reads those two source accounts, not every earn
+    kind's (on PostgreSQL each lookup is a round trip of the till's booking)."""
+    with migrated_connection("sqlite", tmp_path) as conn:
+        alice = new_member(conn)
+        purchase = ledger.EarnRequest(alice, 100, "purchase", "purchase:R1", "pos", None, T0)
+        bonus = ledger.EarnRequest(alice, 50, "campaign", "purchase:R1:campaign", "pos", None, T0)
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            [booked] = ledger.earn_groups(conn, [(purchase, bonus)])
+        finally:
+            conn.set_trace_callback(None)
+        lookups = [s for s in statements if s.startswith("SELECT id FROM accounts WHERE name")]
+        assert sorted(lookups) == [
+            "SELECT id FROM accounts WHERE name = 'campaign'",
+            "SELECT id FROM accounts WHERE name = 'purchase'",
+        ]
+        assert isinstance(booked, tuple)
+        for result in booked:  # each credit drawn from its own kind's source
+            record = ledger.operation(conn, result.operation_id)
+            assert {p.account for p in record.postings} == {result.kind, f"member:{alice}"}
+
+
 @pytest.mark.parametrize("points", [0, -5, True])
 def test_earn_refuses_non_positive_points(conn: sqlite3.Connection, points: int) -> None:
     alice = new_member(conn)

@@ -771,7 +771,10 @@ def earn_groups(
         ):
             accounts[member_id] = account_id
             balances[member_id] = balance or 0
-        sources = {kind: system_account(conn, kind) for kind in EARN_KINDS}
+        # Only the sources these requests draw on (a purchase: one), not every earn kind's:
+        # a statement each, a network round trip on PostgreSQL.
+        kinds = sorted({req.kind for i in prepared for req in groups[i]})
+        sources = {kind: system_account(conn, kind) for kind in kinds}
         most = sum(len(groups[i]) for i in prepared)  # fewer when some are refused or replayed
         operation_ids = draw_ids(conn, "operations", most)
         lot_ids = draw_ids(conn, "lots", most)
