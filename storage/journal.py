@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from storage.facade import Facade, reads, writes
 from storage.leadership import check_epoch
 from storage.sql import ts
+
+# The PostgreSQL channel a commit that journaled new deliveries notifies (`Journal.deliver`),
+# which the leader listens on to look in the inbox at once (`Journal.inbox_notices`).
+INBOX_CHANNEL: Final = "pointsbot_inbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,11 @@ def read_inbox(
         (json.dumps(wanted),),
     ).fetchall()
     return Inbox(unfinished, [(int(row[0]), str(row[1])) for row in rows])
+
+
+def notify_inbox(conn: sqlite3.Connection) -> None:
+    """Notify INBOX_CHANNEL when this transaction commits (PostgreSQL only)."""
+    conn.execute("SELECT pg_notify(?, '')", (INBOX_CHANNEL,))
 
 
 def newest(conn: sqlite3.Connection) -> int | None:
@@ -226,15 +235,31 @@ class Journal(Facade):
         return await self._store.write(run)
 
     async def deliver(
-        self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
+        self,
+        updates: Sequence[Mapping[str, Any]],
+        done: Sequence[int],
+        now: datetime,
+        *,
+        notify: bool = False,
     ) -> set[int]:
         """Journal updates a webhook delivered and mark `done` handled, in one transaction;
-        return the ids new here."""
+        return the ids new here. With `notify` (PostgreSQL), a commit that journaled any new
+        notifies INBOX_CHANNEL."""
 
         def run(conn: sqlite3.Connection) -> set[int]:
             fresh = record_delivered(conn, updates, now)
             if done:
                 mark_done(conn, done, now)
+            if notify and fresh:
+                notify_inbox(conn)
             return fresh
 
         return await self._store.write(run)
+
+    def inbox_notices(self) -> AsyncIterator[None]:
+        """Once per commit that journaled new deliveries with `notify`, from any process
+        (PostgreSQL only); raises when the listening connection is lost."""
+        from storage.pg_store import PgStore
+
+        assert isinstance(self._store, PgStore), "notices need PostgreSQL"
+        return self._store.notifications(INBOX_CHANNEL)
