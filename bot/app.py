@@ -272,6 +272,10 @@ async def _serve_http(app: BotApp) -> None:
             inbox=uses_inbox(config),
             leads=lambda: services.election.leads,
         )
+        if services.webhook.inbox and (journal := _journal(app)) is not None:
+            # A standby's deliveries: the leader hears of them and looks in the inbox at once.
+            election = services.election
+            journal.notify_inbox = lambda: not election.leads
         server.add_routes(services.webhook.routes())
     from bot.health import routes as health_routes
 

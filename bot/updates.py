@@ -71,10 +71,12 @@ DONE_BATCH_SECONDS: Final = 0.05
 # a day lets an operator look back), and pruned this often.
 KEEP_DONE: Final = timedelta(days=1)
 PRUNE_EVERY_SECONDS: Final = 3600.0
-# Webhook mode on PostgreSQL: the leader looks in the inbox this often (seconds) for what the
-# other processes journaled (at once for its own deliveries), taking up to this many a look.
-INBOX_POLL_SECONDS: Final = 0.05
+# Webhook mode on PostgreSQL: the leader looks in the inbox at once when told of a delivery
+# journaled (its own, or another process's notice), and this often (seconds) anyway, in case a
+# notice was missed; up to this many updates a look. Listening again after a failure waits.
+INBOX_POLL_SECONDS: Final = 0.25
 INBOX_BATCH: Final = 500
+INBOX_LISTEN_RETRY_SECONDS: Final = 1.0
 
 
 def member_key(update: object) -> int | None:
@@ -125,6 +127,10 @@ class UpdateJournal:
         self._inbox: asyncio.Task[None] | None = None
         self._inbox_wake: asyncio.Event | None = None
         self._inbox_to: tuple[Bot | None, asyncio.Queue[object]] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        # Whether journaling deliveries now notifies the leader (on PostgreSQL, a standby's;
+        # the leader looks at once after its own).
+        self.notify_inbox: Callable[[], bool] = lambda: False
         # The leader's epoch, checked as each fetched batch is journaled (None: not checked),
         # and who is told when it is over (bot/leader.py).
         self.epoch: int | None = None
@@ -176,7 +182,9 @@ class UpdateJournal:
         done = [i for i in self._done if i not in waiting]
         self._done = [i for i in self._done if i in waiting]
         try:
-            return await self.journal.deliver(updates, done, self.clock())
+            return await self.journal.deliver(
+                updates, done, self.clock(), notify=self.notify_inbox()
+            )
         except BaseException:
             self._done[:0] = done
             raise
@@ -253,6 +261,7 @@ class UpdateJournal:
             self._inbox_to = bot, queue
             self._inbox_wake = asyncio.Event()
             self._inbox = asyncio.create_task(self._read_inbox_forever(leads), name="inbox")
+            self._listener = asyncio.create_task(self._hear_forever(), name="inbox-notices")
 
     def wake_inbox(self) -> None:
         """An update was journaled here: look in the inbox now, not at the next look."""
@@ -265,14 +274,28 @@ class UpdateJournal:
         task, self._inbox = self._inbox, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        listener, self._listener = self._listener, None
+        for running in (task, listener):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
         if last_look:
             try:
                 await self._take_inbox()
             except Exception:  # journaled: the next leader handles it
                 log.exception("could not take the last updates from the inbox")
+
+    async def _hear_forever(self) -> None:
+        """Look in the inbox at each notice of deliveries journaled by any process (the
+        reader's own looks go on meanwhile, and while notices cannot be listened to)."""
+        while True:
+            try:
+                async for _notice in self.journal.inbox_notices():
+                    self.wake_inbox()
+            except Exception as exc:  # the server restarting, the network
+                log.warning("not listening for journaled deliveries (%s); trying again", exc)
+            await asyncio.sleep(INBOX_LISTEN_RETRY_SECONDS)
 
     async def _read_inbox_forever(self, leads: Callable[[], bool]) -> None:
         assert self._inbox_wake is not None

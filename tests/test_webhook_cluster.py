@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
+import pytest
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, MessageHandler, filters
 
+from bot import updates
 from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.config import Config, TelegramConfig
@@ -71,13 +73,13 @@ class Cluster:
     def handled_by(self, name: str) -> int:
         return sum(1 for texts in self.handled.values() for _, by in texts if by == name)
 
-    async def wait_handled(self, count: int) -> None:
+    async def wait_handled(self, count: int, seconds: float = 30.0) -> None:
         """Until `count` messages were handled in all."""
 
         async def enough() -> bool:
             return sum(len(texts) for texts in self.handled.values()) >= count
 
-        await eventually(enough)
+        await eventually(enough, seconds)
 
     async def wait_unfinished(self, count: int) -> None:
         """Until the journal holds `count` updates not yet handled."""
@@ -272,3 +274,20 @@ async def test_a_taps_answer_rides_in_the_response_only_when_the_leader_received
         assert emu.webhook_response_calls == 1
         assert sum(1 for call in emu.calls if call.method == "answerCallbackQuery") == posted + 1
         assert b.updates_handled() == 0 and a.updates_handled() == 5
+
+
+async def test_the_leader_hears_of_a_standbys_deliveries_without_waiting_for_its_next_look(
+    sample_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The leader's own looks are a minute apart: only the standby's notices can wake it.
+    monkeypatch.setattr(updates, "INBOX_POLL_SECONDS", 60.0)
+    members = range(FIRST_MEMBER, FIRST_MEMBER + 3)
+    async with cluster_of_two(sample_config) as cluster:
+        a, b = cluster.processes
+        await asyncio.sleep(0.1)  # the leader's first look is over: it waits a minute now
+        cluster.emu.webhook_targets = [b.url]
+        _send(cluster, members, range(1, 6))
+        await cluster.wait_handled(15, seconds=10)
+        assert b.received == 15 and a.received == 0
+        assert cluster.handled_by("a") == 15
+        _in_order(cluster, members, range(1, 6))
