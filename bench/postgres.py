@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def _server() -> Iterator[str | None]:
+def pg_server() -> Iterator[str | None]:
     """A PostgreSQL server's URL (the environment's, else a throwaway one), or None."""
     if url := os.environ.get("POINTSBOT_TEST_POSTGRES"):
         yield url
@@ -72,7 +72,7 @@ def _server() -> Iterator[str | None]:
 
 
 @contextmanager
-def _database(server: str) -> Iterator[str]:
+def pg_database(server: str) -> Iterator[str]:
     """A new database on the server for one measurement; dropped after."""
     import psycopg
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     pairs, tappers, each = (20, 4, 5) if quick else (2_000, 16, 100)
-    with _server() as server:
+    with pg_server() as server:
         if server is None:
             print("skipped: no PostgreSQL (set POINTSBOT_TEST_POSTGRES or install postgresql)")
             return
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                     return await _sequential(store, pairs)
 
             sqlite_rate = asyncio.run(on_sqlite())
-        with _database(server) as url:
+        with pg_database(server) as url:
 
             async def on_postgres() -> float:
                 async with PgStore(url) as store:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         rates = {}
         for processes in (1, 2):
-            with _database(server) as url:
+            with pg_database(server) as url:
                 rates[processes] = asyncio.run(_concurrent(url, processes, tappers, each))
         print(
             f"{tappers} members tapping at once, {2 * tappers * each:,} operations:"
