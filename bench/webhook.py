@@ -13,29 +13,42 @@ emulator plays a network: every Bot API request and every webhook delivery waits
 `--round-trip` ms first (0: loopback). Printed for each: updates/s, the latency of a message
 (sent to reply) and of a tap (tapped to answered), Bot API requests per round, and the
 ratios against polling and against the webhook that never waits.
+
+`--cluster`: webhook mode on PostgreSQL, the same members through one `pointsbot run` process
+and through two (real processes, the emulator spreading its deliveries over both as a load
+balancer would): any process journals what it receives, the leader alone handles it
+(bot/updates.py), so a second process shares the receiving, not the handling. Needs
+POINTSBOT_TEST_POSTGRES, else starts a throwaway server (`.ci/postgres`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import aiohttp
+
 from bench.ledger import SAMPLE_CONFIG
+from bench.postgres import pg_database, pg_server
 from bot.app import build_application, running
 from bot.config import Config, StorageConfig, TelegramConfig, load_config
 from bot.sandbox.server import BotApiEmulator
 
 SECRET = "bench-webhook-secret"  # noqa: S105 - the benchmark's own, against the sandbox
 FIRST_MEMBER = 700_000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -129,20 +142,122 @@ async def _run(
         config = _configured(config, path, mode, emu.base_url)
         app = build_application(config, emu.token, base_url=emu.base_url, schedule_jobs=False)
         app.bot_data.webhook_secret = SECRET
-        users = range(FIRST_MEMBER, FIRST_MEMBER + members)
         async with running(app, poll_timeout=10):
-            for user_id in users:  # joined before the clock starts
-                emu.add_user(user_id, f"m{user_id}")
-                emu.user_sends_text(user_id, "/start")
-                await emu.wait_for(user_id, partial(emu.event_count, user_id), 30)
-            await asyncio.sleep(0.5)  # the welcomes' other messages
-            requests = emu.requests_served
-            started = time.perf_counter()
-            await asyncio.gather(*(_member_loop(emu, u, rounds, run) for u in users))
-            run.seconds = time.perf_counter() - started
-            run.requests = emu.requests_served - requests
-            run.in_response = emu.webhook_response_calls
+            await _measure(emu, members, rounds, run)
     return run
+
+
+async def _measure(emu: BotApiEmulator, members: int, rounds: int, run: Run) -> None:
+    """The members join, then do their rounds against the clock."""
+    users = range(FIRST_MEMBER, FIRST_MEMBER + members)
+    for user_id in users:  # joined before the clock starts
+        emu.add_user(user_id, f"m{user_id}")
+        emu.user_sends_text(user_id, "/start")
+        await emu.wait_for(user_id, partial(emu.event_count, user_id), 30)
+    await asyncio.sleep(0.5)  # the welcomes' other messages
+    requests, in_response = emu.requests_served, emu.webhook_response_calls
+    started = time.perf_counter()
+    await asyncio.gather(*(_member_loop(emu, u, rounds, run) for u in users))
+    run.seconds = time.perf_counter() - started
+    run.requests = emu.requests_served - requests
+    run.in_response = emu.webhook_response_calls - in_response
+
+
+def _cluster_config(workdir: Path, database: str, base_url: str, public: str, port: int) -> Path:
+    """The sample programme in webhook mode on `database`, served on `port`; its path."""
+    sample = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    replacements = {
+        'base_url = ""': f'base_url = "{base_url}"',
+        'mode = "polling"': 'mode = "webhook"',
+        'webhook_url = ""': f'webhook_url = "{public}"',
+        "port = 8080": f"port = {port}",
+        'never here. Empty: the file above.\nurl = ""': (
+            f'never here. Empty: the file above.\nurl = "{database}"'
+        ),
+        # Members tapping as fast as the bot answers are a flood to the guard: lifted.
+        "flood_updates = 20": "flood_updates = 1000",
+        "flood_seconds = 10": "flood_seconds = 1",
+    }
+    for old, new in replacements.items():
+        assert old in sample, old
+        sample = sample.replace(old, new, 1)
+    path = workdir / f"config-{port}.toml"
+    path.write_text(sample, encoding="utf-8")
+    return path
+
+
+def _tail(log: Path) -> str:
+    """The end of a bot's log, to say why it failed."""
+    return log.read_text(encoding="utf-8", errors="replace")[-2000:]
+
+
+async def _serving(port: int, child: asyncio.subprocess.Process, log: Path) -> None:
+    """Wait until the process answers on its port (its /healthz, whatever it says)."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            if child.returncode is not None:
+                raise RuntimeError(f"pointsbot run exited: {_tail(log)}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/healthz"):
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"pointsbot run never served on {port}: {_tail(log)}")
+
+
+async def _cluster_run(
+    database: str, workdir: Path, processes: int, members: int, rounds: int, round_trip: float
+) -> Run:
+    """The members through `processes` real `pointsbot run` processes on one database."""
+    run = Run()
+    async with BotApiEmulator(record_calls=False) as emu:
+        emu.round_trip_seconds = round_trip
+        ports = [_free_port() for _ in range(processes)]
+        urls = [f"http://127.0.0.1:{port}/tg" for port in ports]
+        env = {**os.environ, "POINTSBOT_TOKEN": emu.token, "POINTSBOT_WEBHOOK_SECRET": SECRET}
+        children: list[asyncio.subprocess.Process] = []
+        try:
+            for port in ports:
+                config = _cluster_config(workdir, database, emu.base_url, urls[0], port)
+                log = workdir / f"bot-{port}.log"
+                with log.open("ab") as out:
+                    child = await asyncio.create_subprocess_exec(
+                        *(sys.executable, "-m", "bot", "run", "--config", str(config)),
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=out,
+                        env=env,
+                        cwd=ROOT,
+                    )
+                children.append(child)
+                await _serving(port, child, log)
+                for _ in range(300):  # the first leads: it sets the webhook
+                    if emu.webhook_url:
+                        break
+                    await asyncio.sleep(0.1)
+            emu.webhook_targets = urls
+            await _measure(emu, members, rounds, run)
+        finally:
+            for child in children:
+                if child.returncode is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                await asyncio.wait_for(child.wait(), 60)
+    return run
+
+
+def cluster(members: int, rounds: int, round_trip: float) -> dict[str, Run] | None:
+    """One process against two in webhook mode on PostgreSQL; None without a server."""
+    runs: dict[str, Run] = {}
+    with pg_server() as server, tempfile.TemporaryDirectory(prefix="pointsbot-bench-") as tmp:
+        if server is None:
+            return None
+        for processes in (1, 2):
+            name = "1 process" if processes == 1 else f"{processes} processes"
+            with pg_database(server) as database:
+                runs[name] = asyncio.run(
+                    _cluster_run(database, Path(tmp), processes, members, rounds, round_trip)
+                )
+    return runs
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -184,10 +299,18 @@ def main(argv: list[str] | None = None) -> None:
         default=20.0,
         help="ms the emulated network adds to each request and delivery (default 20)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="webhook mode on PostgreSQL: one bot process against two behind one URL",
+    )
     args = parser.parse_args(argv)
     round_trip = args.round_trip / 1000
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     members, rounds = (5, 3) if quick else (50, 20)
+    if args.cluster:
+        _print_cluster(args.round_trip, members, rounds)
+        return
     config = load_config(SAMPLE_CONFIG)
     root = logging.getLogger()
     level = root.level
@@ -208,6 +331,17 @@ def main(argv: list[str] | None = None) -> None:
     print(_ratios("webhook/polling", runs["webhook"], runs["polling"]))
     print(_ratios("webhook+answer/polling", runs["webhook+answer"], runs["polling"]))
     print(_ratios("webhook+answer/webhook", runs["webhook+answer"], runs["webhook"]))
+
+
+def _print_cluster(round_trip_ms: float, members: int, rounds: int) -> None:
+    runs = cluster(members, rounds, round_trip_ms / 1000)
+    if runs is None:
+        print("no PostgreSQL (POINTSBOT_TEST_POSTGRES, or .ci/postgres): nothing measured")
+        return
+    print(f"webhook mode on PostgreSQL, emulated round trip {round_trip_ms:g} ms")
+    for name, run in runs.items():
+        print(_line(name, run, members))
+    print(_ratios("2 processes/1 process", runs["2 processes"], runs["1 process"]))
 
 
 if __name__ == "__main__":

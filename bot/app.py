@@ -225,6 +225,17 @@ async def _lead(app: BotApp, *, taking_over: bool = False) -> None:
         journal.epoch = epoch
         journal.on_not_leader = services.election.lose
         await journal.resume(app.bot, app.update_queue)
+        if uses_inbox(services.config):
+            # Then whatever any process journals, in update id order (bot/updates.py).
+            election = services.election
+            journal.read_inbox(app.bot, app.update_queue, lambda: election.leads)
+
+
+def uses_inbox(config: Config) -> bool:
+    """Whether updates reach the leader through the journal (webhook mode on PostgreSQL,
+    where any of several processes may receive them) rather than straight from the
+    receiving process."""
+    return config.telegram.mode == "webhook" and config.storage.postgres
 
 
 # How often webhook mode asks Telegram about its webhook (well inside [health]'s window).
@@ -241,8 +252,8 @@ async def _webhook_heartbeat(context: BotContext) -> None:
 
 
 async def _serve_http(app: BotApp) -> None:
-    """Start the one HTTP server with what this configuration serves; in webhook mode, then
-    tell Telegram where to deliver."""
+    """Start the one HTTP server with what this configuration serves (in webhook mode, the
+    route Telegram delivers to; the leader tells Telegram so, `_set_webhook`)."""
     services = app.bot_data
     config = services.config
     server = WebServer(config)
@@ -264,7 +275,13 @@ async def _serve_http(app: BotApp) -> None:
             on_contact=services.metrics.bot_api_contact,
             answer_wait=config.telegram.answer_in_response_ms / 1000,
             on_answer=services.metrics.tap_answer,
+            inbox=uses_inbox(config),
+            leads=lambda: services.election.leads,
         )
+        if services.webhook.inbox and (journal := _journal(app)) is not None:
+            # A standby's deliveries: the leader hears of them and looks in the inbox at once.
+            election = services.election
+            journal.notify_inbox = lambda: not election.leads
         server.add_routes(services.webhook.routes())
     from bot.health import routes as health_routes
 
@@ -426,9 +443,11 @@ async def _catch_up_job(context: BotContext) -> None:
 
 async def stop_receiving(app: BotApp) -> None:
     """Webhook mode: refuse new deliveries and queue the ones received (before app.stop(),
-    which handles what is queued)."""
+    which handles what is queued); the leader reading the inbox takes what it holds."""
     if (webhook := getattr(app.bot_data, "webhook", None)) is not None:
         await webhook.close()
+        if webhook.inbox and (journal := _journal(app)) is not None:
+            await journal.stop_inbox(last_look=webhook.leads())
 
 
 async def _post_stop(app: BotApp) -> None:

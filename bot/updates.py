@@ -17,6 +17,15 @@ again.) The copies Telegram delivers again of the last batch fetched are dropped
 Handling an update twice is possible (killed after the handler, before its done mark was
 written, or before its batch was) and safe: every change a member or cashier makes is keyed
 by the update (a receipt, a till message, a single-use offer behind a button).
+
+In webhook mode on PostgreSQL, with several processes behind one webhook URL, any of them may
+receive a member's update, and Telegram sends that member's next one as soon as the last had
+its 200, maybe to another process. So there the journal is the inbox: every process journals
+what it receives and answers 200, and only the leader handles, reading the updates not yet
+done from the journal in update id order (`read_inbox`) and queuing each once. A member's
+next update was journaled after the last (it was sent only then), so no look sees it
+without the one before: each member's updates reach the processor in order, whoever
+received them.
 """
 
 from __future__ import annotations
@@ -62,6 +71,12 @@ DONE_BATCH_SECONDS: Final = 0.05
 # a day lets an operator look back), and pruned this often.
 KEEP_DONE: Final = timedelta(days=1)
 PRUNE_EVERY_SECONDS: Final = 3600.0
+# Webhook mode on PostgreSQL: the leader looks in the inbox at once when told of a delivery
+# journaled (its own, or another process's notice), and this often (seconds) anyway, in case a
+# notice was missed; up to this many updates a look. Listening again after a failure waits.
+INBOX_POLL_SECONDS: Final = 0.25
+INBOX_BATCH: Final = 500
+INBOX_LISTEN_RETRY_SECONDS: Final = 1.0
 
 
 def member_key(update: object) -> int | None:
@@ -105,6 +120,17 @@ class UpdateJournal:
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pruned_at: float | None = None
+        # Webhook mode on PostgreSQL, where the journal is the inbox of every process's
+        # deliveries: the ids journaled and not known done that this leader queued (replays
+        # included), the task that queues the others, what wakes it, and where they go.
+        self._inboxed: set[int] = set()
+        self._inbox: asyncio.Task[None] | None = None
+        self._inbox_wake: asyncio.Event | None = None
+        self._inbox_to: tuple[Bot | None, asyncio.Queue[object]] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        # Whether journaling deliveries now notifies the leader (on PostgreSQL, a standby's;
+        # the leader looks at once after its own).
+        self.notify_inbox: Callable[[], bool] = lambda: False
         # The leader's epoch, checked as each fetched batch is journaled (None: not checked),
         # and who is told when it is over (bot/leader.py).
         self.epoch: int | None = None
@@ -156,7 +182,9 @@ class UpdateJournal:
         done = [i for i in self._done if i not in waiting]
         self._done = [i for i in self._done if i in waiting]
         try:
-            return await self.journal.deliver(updates, done, self.clock())
+            return await self.journal.deliver(
+                updates, done, self.clock(), notify=self.notify_inbox()
+            )
         except BaseException:
             self._done[:0] = done
             raise
@@ -217,10 +245,102 @@ class UpdateJournal:
             self._replaying.add(update_id)
             await queue.put(update)
             queued += 1
+        # Queued, or marked done just above: what the inbox reader is not to queue again.
+        self._inboxed = {update_id for update_id, _body in unfinished.replay}
         if queued:
             log.warning("replaying %d update(s) the last run left unhandled", queued)
         self.start()
         return queued
+
+    def read_inbox(
+        self, bot: Bot | None, queue: asyncio.Queue[object], leads: Callable[[], bool]
+    ) -> None:
+        """Webhook mode on PostgreSQL: while `leads()`, queue every update any process
+        journals, in update id order, each once (after `resume`, which queued the older)."""
+        if self._inbox is None:
+            self._inbox_to = bot, queue
+            self._inbox_wake = asyncio.Event()
+            self._inbox = asyncio.create_task(self._read_inbox_forever(leads), name="inbox")
+            self._listener = asyncio.create_task(self._hear_forever(), name="inbox-notices")
+
+    def wake_inbox(self) -> None:
+        """An update was journaled here: look in the inbox now, not at the next look."""
+        if self._inbox_wake is not None:
+            self._inbox_wake.set()
+
+    async def stop_inbox(self, *, last_look: bool) -> None:
+        """Stop reading the inbox; with `last_look`, queue what it holds first (what this
+        process received is handled before it stops, as in polling)."""
+        task, self._inbox = self._inbox, None
+        if task is None:
+            return
+        listener, self._listener = self._listener, None
+        for running in (task, listener):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+        if last_look:
+            try:
+                await self._take_inbox()
+            except Exception:  # journaled: the next leader handles it
+                log.exception("could not take the last updates from the inbox")
+
+    async def _hear_forever(self) -> None:
+        """Look in the inbox at each notice of deliveries journaled by any process (the
+        reader's own looks go on meanwhile, and while notices cannot be listened to)."""
+        while True:
+            try:
+                async for _notice in self.journal.inbox_notices():
+                    self.wake_inbox()
+            except Exception as exc:  # the server restarting, the network
+                log.warning("not listening for journaled deliveries (%s); trying again", exc)
+            await asyncio.sleep(INBOX_LISTEN_RETRY_SECONDS)
+
+    async def _read_inbox_forever(self, leads: Callable[[], bool]) -> None:
+        assert self._inbox_wake is not None
+        while leads():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_wake.wait(), INBOX_POLL_SECONDS)
+            self._inbox_wake.clear()
+            try:
+                if not await self._take_inbox():
+                    return
+            except Exception:  # the store retries a lost connection; tried again next look
+                log.exception("could not read the update inbox")
+
+    async def _take_inbox(self) -> bool:
+        """Queue the updates journaled since the last look, lowest id first; False once
+        another process leads."""
+        assert self._inbox_to is not None
+        bot, queue = self._inbox_to
+        try:
+            inbox = await self.journal.inbox(
+                frozenset(self._inboxed), limit=INBOX_BATCH, epoch=self.epoch
+            )
+        except NotLeader as exc:
+            if self.on_not_leader is not None:
+                self.on_not_leader(str(exc))
+            return False
+        # Each member's next update is delivered only once the last was journaled (by
+        # whichever process), so it is never seen before that one: queued in id order,
+        # each member's updates reach the processor in the order they were sent. An id no
+        # longer unfinished is done for good: it cannot come back, and need not be kept.
+        self._inboxed.intersection_update(inbox.unfinished)
+        for update_id, body in inbox.new:
+            self._inboxed.add(update_id)
+            try:
+                update = Update.de_json(json.loads(body), bot)
+            except Exception:  # the webhook checked it could be read: a bug, not a member
+                log.exception("update %s cannot be read; not handled", update_id)
+                self._done.append(update_id)
+                if self._wake is not None:
+                    self._wake.set()
+                continue
+            queue.put_nowait(update)
+        if len(inbox.new) >= INBOX_BATCH and self._inbox_wake is not None:
+            self._inbox_wake.set()  # more waiting: the next look at once
+        return True
 
     def admit(self, update: object) -> Admission:
         """Whether to handle an update: a fresh one, the replay of one a crash left unhandled,
@@ -269,8 +389,9 @@ class UpdateJournal:
             self._flusher = asyncio.create_task(self._flush_forever(), name="update-journal")
 
     async def stop(self, *, flush: bool = True) -> None:
-        """Stop the background writer and (unless told not to) write the last fetched batch
-        and the waiting done marks."""
+        """Stop the background writer and the inbox reader and (unless told not to) write the
+        last fetched batch and the waiting done marks."""
+        await self.stop_inbox(last_look=False)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -18,6 +18,13 @@ could not go sooner than the commit, and a request travels to Telegram as fast a
 response), and so is one given after the wait: carrying it never makes the member wait.
 `make bench` (bench/webhook.py) measures it against polling and against a webhook that never
 waits.
+
+On PostgreSQL (`inbox`), where several processes may sit behind the webhook URL, a call only
+journals its update and answers 200: the journal is the inbox, and the leader alone handles,
+taking the updates from it in update id order (bot/updates.py), its own deliveries included
+(it looks at once after each). A tap's answer rides in the response only when the process
+that received the tap leads: a standby's response never waits, and the leader posts that
+answer as a request.
 """
 
 from __future__ import annotations
@@ -106,7 +113,8 @@ class WebServer:
 
 
 class WebhookReceiver:
-    """The webhook route: checks Telegram's secret, journals each update, queues it."""
+    """The webhook route: checks Telegram's secret, journals each update, queues it (or, in
+    `inbox` mode, leaves it to the leader's inbox reader)."""
 
     def __init__(
         self,
@@ -119,6 +127,8 @@ class WebhookReceiver:
         on_contact: Callable[[], None] | None = None,
         answer_wait: float = 0.0,
         on_answer: Callable[[str], None] | None = None,
+        inbox: bool = False,
+        leads: Callable[[], bool] | None = None,
     ) -> None:
         self.path = path
         self.secret = secret
@@ -132,6 +142,10 @@ class WebhookReceiver:
         self.answer_wait = answer_wait
         # Told whether each waited-for tap's answer came in time ("in_response", "waited_out").
         self.on_answer = on_answer
+        # Several processes (PostgreSQL): journal only; the leader takes it from the journal.
+        self.inbox = inbox
+        # Whether this process leads (handles updates); always, without an election.
+        self.leads = leads or (lambda: True)
         self._closing = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -204,6 +218,8 @@ class WebhookReceiver:
             await self.queue.put(update)
             return 200, True
         drop_tapped_keyboards([data])  # never read (bot/sending.py): not worth a write
+        if self.inbox:
+            return await self._journal_only(journal, update, data)
         # Newer than anything journaled, so no copy: handled while it is journaled (as a polled
         # batch is; killed before the commit, it was never acknowledged and comes again).
         handling = journal.surely_new(data)
@@ -220,12 +236,29 @@ class WebhookReceiver:
         # (Not fresh: a copy of one journaled before, acknowledged and handled once.)
         return 200, handling or fresh
 
+    async def _journal_only(
+        self, journal: UpdateJournal, update: Update, data: dict[str, object]
+    ) -> tuple[int, bool]:
+        """Journal the update for the leader to handle: the status, and whether this process
+        is to handle it (it leads, and it is no copy)."""
+        try:
+            fresh = await journal.delivered(data)
+        except Exception:  # never acknowledged: Telegram delivers it again
+            log.exception("could not journal webhook update %s", update.update_id)
+            return 500, False
+        leads = self.leads()
+        if fresh and leads:
+            journal.wake_inbox()  # with whatever the other processes journaled before it
+        return 200, fresh and leads
+
     def _tap_answer(self, update: Update) -> TapAnswer | None:
         """For a tap, when answers may ride in responses: where its handler's answer is handed
         over (MemberBot does, instead of posting answerCallbackQuery, once it is journaled)."""
         query = update.callback_query
         answers = getattr(self.bot, "answers_in_response", None)
         if query is None or self.answer_wait <= 0 or answers is None:
+            return None
+        if self.inbox and not self.leads():  # the leader handles it, and posts its answer
             return None
         waiting = answers[query.id] = TapAnswer()
         return waiting

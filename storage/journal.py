@@ -3,21 +3,28 @@
 python-telegram-bot acknowledges a batch of updates to Telegram with the offset of its next
 getUpdates, whether or not their handlers have finished. The bot records each batch here
 before that can happen, marks updates done once handled, and at start hands back the ones a
-crash left unfinished. This module sees plain JSON objects, never a Telegram type.
+crash left unfinished. In webhook mode on PostgreSQL it is also the inbox: any process
+journals what Telegram delivers to it, and the leader reads the updates not yet done from
+here, in update id order (`read_inbox`). This module sees plain JSON objects, never a
+Telegram type.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from storage.facade import Facade, reads, writes
 from storage.leadership import check_epoch
 from storage.sql import ts
+
+# The PostgreSQL channel a commit that journaled new deliveries notifies (`Journal.deliver`),
+# which the leader listens on to look in the inbox at once (`Journal.inbox_notices`).
+INBOX_CHANNEL: Final = "pointsbot_inbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,45 @@ def record_delivered(
         if cur.rowcount == 1:
             fresh.add(update_id)
     return fresh
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """What the leader finds in the journal to handle (webhook mode on PostgreSQL)."""
+
+    # The ids of every journaled update not yet done, lowest first.
+    unfinished: list[int]
+    # (update_id, JSON body) of those not already taken, lowest first.
+    new: list[tuple[int, str]]
+
+
+def read_inbox(
+    conn: sqlite3.Connection, taken: Collection[int], *, limit: int, epoch: int | None = None
+) -> Inbox:
+    """The updates journaled and not done, and the bodies of the first `limit` not among
+    `taken`, in update id order, from one snapshot; raises NotLeader unless `epoch` (when
+    given) leads."""
+    check_epoch(conn, epoch)
+    unfinished = [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT update_id FROM update_journal WHERE done_at IS NULL ORDER BY update_id"
+        ).fetchall()
+    ]
+    wanted = [update_id for update_id in unfinished if update_id not in taken][:limit]
+    if not wanted:
+        return Inbox(unfinished, [])
+    rows = conn.execute(
+        "SELECT update_id, body FROM update_journal WHERE done_at IS NULL"
+        " AND update_id IN (SELECT value FROM json_each(?)) ORDER BY update_id",
+        (json.dumps(wanted),),
+    ).fetchall()
+    return Inbox(unfinished, [(int(row[0]), str(row[1])) for row in rows])
+
+
+def notify_inbox(conn: sqlite3.Connection) -> None:
+    """Notify INBOX_CHANNEL when this transaction commits (PostgreSQL only)."""
+    conn.execute("SELECT pg_notify(?, '')", (INBOX_CHANNEL,))
 
 
 def newest(conn: sqlite3.Connection) -> int | None:
@@ -164,6 +210,7 @@ class Journal(Facade):
     count_attempts = writes(count_attempts)
     prune_done = writes(prune_done)
     counts = reads(journal_counts)
+    inbox = reads(read_inbox)
 
     async def record(
         self,
@@ -188,15 +235,31 @@ class Journal(Facade):
         return await self._store.write(run)
 
     async def deliver(
-        self, updates: Sequence[Mapping[str, Any]], done: Sequence[int], now: datetime
+        self,
+        updates: Sequence[Mapping[str, Any]],
+        done: Sequence[int],
+        now: datetime,
+        *,
+        notify: bool = False,
     ) -> set[int]:
         """Journal updates a webhook delivered and mark `done` handled, in one transaction;
-        return the ids new here."""
+        return the ids new here. With `notify` (PostgreSQL), a commit that journaled any new
+        notifies INBOX_CHANNEL."""
 
         def run(conn: sqlite3.Connection) -> set[int]:
             fresh = record_delivered(conn, updates, now)
             if done:
                 mark_done(conn, done, now)
+            if notify and fresh:
+                notify_inbox(conn)
             return fresh
 
         return await self._store.write(run)
+
+    def inbox_notices(self) -> AsyncIterator[None]:
+        """Once per commit that journaled new deliveries with `notify`, from any process
+        (PostgreSQL only); raises when the listening connection is lost."""
+        from storage.pg_store import PgStore
+
+        assert isinstance(self._store, PgStore), "notices need PostgreSQL"
+        return self._store.notifications(INBOX_CHANNEL)

@@ -27,7 +27,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
@@ -292,6 +292,19 @@ class PgStore(ClockedStore):
     async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A short read: on the reader, as `read` (over a network it cannot be inline)."""
         return await self.read(fn)
+
+    async def notifications(self, channel: str) -> AsyncIterator[None]:
+        """Once per notification on `channel` (LISTEN, on a connection of its own, closed when
+        the iteration ends); raises when that connection is lost."""
+        import psycopg
+        from psycopg import sql
+
+        settings: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, **_KEEPALIVES}
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **settings)
+        async with conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            async for _notice in conn.notifies():
+                yield
 
     async def version(self) -> int:
         """The database's schema version."""

@@ -140,3 +140,19 @@ def test_postgres_till_api_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -
         out,
         re.MULTILINE,
     ), out
+
+
+def test_webhook_cluster_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.postgres import require_server
+
+    require_server()  # the benchmark's own databases go on the suite's server
+    webhook.main(["--quick", "--cluster", "--round-trip", "4"])
+    out = capsys.readouterr().out
+    assert out.startswith("webhook mode on PostgreSQL, emulated round trip 4 ms\n"), out
+    for name in ("1 process", "2 processes"):
+        found = re.search(
+            rf"^{name}\s+5 members, 30 updates: ([\d,]+) updates/s;", out, re.MULTILINE
+        )
+        assert found, out
+        assert int(found.group(1).replace(",", "")) > 0
+    assert re.search(r"^ratio 2 processes/1 process: updates/s [\d.]+,", out, re.MULTILINE), out

@@ -17,7 +17,18 @@ from bot.config import Config
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from bot.updates import MAX_REPLAYS, PerMemberUpdateProcessor, UpdateJournal
-from storage.journal import Journal, JournalCounts, forget_all, prune_done, record_fetched
+from storage.errors import NotLeader
+from storage.journal import (
+    Journal,
+    JournalCounts,
+    forget_all,
+    mark_done,
+    prune_done,
+    read_inbox,
+    record_delivered,
+    record_fetched,
+)
+from storage.leadership import take_leadership
 from storage.store import Store
 from tests.conftest import ADMIN_ID, NOW, Sandbox
 from tests.postgres import ENGINES, migrated_connection, opened_store
@@ -122,6 +133,33 @@ def test_only_updates_handled_long_ago_are_pruned(engine: str, tmp_path: Path) -
             2,
             3,
         ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_inbox_hands_over_each_open_update_once_lowest_id_first(
+    engine: str, tmp_path: Path
+) -> None:
+    with migrated_connection(engine, tmp_path) as conn:
+        # Journaled out of id order, as two processes' deliveries may be.
+        record_delivered(conn, [raw(12, 2, "b1"), raw(10, 1, "a1"), raw(11, 1, "a2")], NOW)
+        inbox = read_inbox(conn, set(), limit=2)
+        assert inbox.unfinished == [10, 11, 12]
+        assert [(i, json.loads(body)["message"]["text"]) for i, body in inbox.new] == [
+            (10, "a1"),
+            (11, "a2"),
+        ]
+        # Those taken are not handed over again; one done is no longer unfinished.
+        mark_done(conn, [10], NOW)
+        record_delivered(conn, [raw(13, 1, "a3")], NOW)
+        inbox = read_inbox(conn, {10, 11}, limit=10)
+        assert inbox.unfinished == [11, 12, 13]
+        assert [i for i, _body in inbox.new] == [12, 13]
+        # A leader whose epoch is over reads nothing.
+        epoch = take_leadership(conn, "first", NOW)
+        assert read_inbox(conn, set(), limit=10, epoch=epoch).new
+        take_leadership(conn, "second", NOW)
+        with pytest.raises(NotLeader):
+            read_inbox(conn, set(), limit=10, epoch=epoch)
 
 
 # --- the journal in the update processor -----------------------------------------------------

@@ -912,6 +912,11 @@ class BotApiEmulator:
         # A refused or failed delivery is tried again after this many seconds (Telegram backs
         # off much longer).
         self.webhook_retry_seconds = 0.05
+        # Tests and benchmarks of several bot processes: the URLs a load balancer in front of
+        # the webhook URL would spread deliveries over, each delivery (and each retry) to the
+        # next in turn; empty: every delivery to the webhook URL itself.
+        self.webhook_targets: list[str] = []
+        self._next_target = 0
         # The network between the bot and Telegram (benchmarks), 0 on loopback: half of it on
         # the way there, half on the way back. A Bot API request is served half a round trip
         # after it was sent and its answer reaches the bot half a round trip later (a long poll
@@ -1839,8 +1844,12 @@ class BotApiEmulator:
             headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
         if self.round_trip_seconds:
             await asyncio.sleep(self.round_trip_seconds / 2)
+        url = self.webhook_url
+        if self.webhook_targets:
+            url = self.webhook_targets[self._next_target % len(self.webhook_targets)]
+            self._next_target += 1
         try:
-            async with session.post(self.webhook_url, data=body.encode(), headers=headers) as r:
+            async with session.post(url, data=body.encode(), headers=headers) as r:
                 answer = await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError):
