@@ -31,6 +31,7 @@ from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.calendar import local_today
 from bot.programme.mall import catalog_entries
+from bot.ptb_private import reread_conversations
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
@@ -472,6 +473,10 @@ async def _take_over(app: BotApp, polls: bool, **polling: Any) -> None:
     election = services.election
     await election.lead(services.clock())
     try:
+        # Order matters: the conversations the leader carried on since this process read them
+        # at start are read again before any update (a replay first) is handled here.
+        if app.persistence is not None:
+            await reread_conversations(app)
         await _lead(app)
         assert app.updater is not None
         if polls:
