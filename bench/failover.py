@@ -273,13 +273,22 @@ class Postgres:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
+class NoPostgres(RuntimeError):
+    """No PostgreSQL server of this round's own could be started (is it installed?)."""
+
+
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server of this round's own (never the shared one: it is restarted)."""
+    """A PostgreSQL server of this round's own (never the shared one: it is restarted);
+    raises NoPostgres when `.ci/postgres start` fails."""
     script = str(ROOT / ".ci" / "postgres")
-    started = subprocess.run(
-        [script, "start"], capture_output=True, text=True, check=True, timeout=600
-    )
+    try:
+        started = subprocess.run(
+            [script, "start"], capture_output=True, text=True, check=True, timeout=600
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        output = getattr(exc, "stderr", None) or ""
+        raise NoPostgres(f".ci/postgres start failed: {exc} {output}".strip()) from exc
     found = dict(
         line.removeprefix("export ").split("=", 1)
         for line in started.stdout.splitlines()
@@ -1242,9 +1251,13 @@ def main(argv: list[str] | None = None) -> None:
     with TemporaryDirectory(prefix="pointsbot-failover-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(
-            run_failover(workdir, plan, progress=lambda line: print(line, flush=True))
-        )
+        try:
+            report = asyncio.run(
+                run_failover(workdir, plan, progress=lambda line: print(line, flush=True))
+            )
+        except NoPostgres as exc:
+            print(f"skipped: no PostgreSQL of its own to restart ({exc})")
+            return
     print(report)
     failures = report.failures()
     for line in report.explained[:20]:
