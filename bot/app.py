@@ -345,7 +345,23 @@ def _once_per_tick(callback: JobCallback, *, per_leadership: bool = False) -> Jo
             log.info("job %s for %s: run already (by epoch or process before)", job, tick)
             return
         log.info("job %s for %s: started (epoch %d)", job, tick, election.epoch)
-        await callback(context)
+        # A leader that loses its place stops the job at once rather than finish it beside its
+        # successor (its writes check no epoch): every job may run again, and the next
+        # leader's catch-up runs whatever was not recorded done.
+        work = asyncio.ensure_future(callback(context))
+        lost = asyncio.ensure_future(election.lost.wait())
+        try:
+            await asyncio.wait((work, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled() and election.lost.is_set():
+            log.warning("job %s for %s: stopped, the leadership lost", job, tick)
+            return
+        work.result()  # the job's own failure, for the job queue to report
 
     run.__name__ = callback.__name__
     return run
