@@ -91,6 +91,8 @@ TROUBLE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
 LEADING = re.compile(r"leading as (\S+), epoch (\d+)")
 TICK_STARTED = re.compile(r"job (\S+) for (.+): started \(epoch (\d+)\)")
 DAILY_DONE = re.compile(r"(daily pushes|expiry sweep) for (\d{4}-\d\d-\d\d):")
+# A job at work: started, or done with a day's sweep or pushes, or a catch-up.
+JOB_WORK = re.compile(TICK_STARTED.pattern + "|" + DAILY_DONE.pattern + "|caught up: ")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 FEEDBACK_NONCE = re.compile(r"^nonce (\d+)-(\d+) ")
 
@@ -1171,9 +1173,13 @@ class Round:
                     report.tick_problems.append(f"{job} {tick} by epoch {epoch} not in job_ticks")
             for match in DAILY_DONE.finditer(text):
                 daily[match[1], match[2]] += 1
+            deposed = False  # this process logged that it lost the leadership
             for when, lines in log_records(text):
                 if any("Conflict" in line for line in lines):
                     report.live_conflicts.append(f"{run.pid} logged: {lines[0]}")
+                if deposed and JOB_WORK.search(lines[0]):
+                    report.tick_problems.append(f"{run.pid} after losing the lead: {lines[0]}")
+                deposed = deposed or "leadership lost" in lines[0]
                 if not any(TROUBLE.search(line) for line in lines):
                     continue
                 # The first line and, for a traceback, the exception it ended with.
