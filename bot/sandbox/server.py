@@ -431,7 +431,6 @@ class _Markup:
 class _ParkedPoll:
     poller: object
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    ended_by: object = None
 
 
 @dataclass(slots=True)
@@ -1790,7 +1789,6 @@ class BotApiEmulator:
             )
         for parked in self._parked:  # one getUpdates at a time: the newest wins
             if not parked.ended.is_set():
-                parked.ended_by = poller
                 parked.ended.set()
                 self.poll_conflicts.append(PollConflict(time.monotonic(), parked.poller, poller))
         allowed = params.get("allowed_updates")
