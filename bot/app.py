@@ -31,7 +31,7 @@ from bot.metrics import Metrics
 from bot.persistence import StorePersistence, conversation_timeouts
 from bot.programme.calendar import local_today
 from bot.programme.mall import catalog_entries
-from bot.ptb_private import reload_conversations
+from bot.ptb_private import reread_conversations
 from bot.sending import MemberBot
 from bot.transport import AiohttpRequest
 from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJournal
@@ -202,14 +202,10 @@ async def _post_init(app: BotApp) -> None:
     settle_collector()
 
 
-async def _lead(app: BotApp, *, taking_over: bool = False) -> None:
-    """Take up the leader's duties: the command menu, the jobs, the outbox, the replays (after
-    the conversations' states, when taking over from another process)."""
+async def _lead(app: BotApp) -> None:
+    """Take up the leader's duties: the command menu, the jobs, the outbox, the replays."""
     services = app.bot_data
     epoch = services.election.epoch
-    if taking_over:
-        # The states the leader before kept since this process started are in the store.
-        await reload_conversations(app)
     # The leader-only writes check this epoch (storage/leadership.py).
     services.metrics.leader_epoch.set(epoch or 0)
     services.sender.epoch = epoch
@@ -367,7 +363,23 @@ def _once_per_tick(callback: JobCallback, *, per_leadership: bool = False) -> Jo
             log.info("job %s for %s: run already (by epoch or process before)", job, tick)
             return
         log.info("job %s for %s: started (epoch %d)", job, tick, election.epoch)
-        await callback(context)
+        # A leader that loses its place stops the job at once rather than finish it beside its
+        # successor (its writes check no epoch): every job may run again, and the next
+        # leader's catch-up runs whatever was not recorded done.
+        work = asyncio.ensure_future(callback(context))
+        lost = asyncio.ensure_future(election.lost.wait())
+        try:
+            await asyncio.wait((work, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled() and election.lost.is_set():
+            log.warning("job %s for %s: stopped, the leadership lost", job, tick)
+            return
+        work.result()  # the job's own failure, for the job queue to report
 
     run.__name__ = callback.__name__
     return run
@@ -497,7 +509,11 @@ async def _take_over(app: BotApp, polls: bool, **polling: Any) -> None:
     election = services.election
     await election.lead(services.clock())
     try:
-        await _lead(app, taking_over=True)
+        # Order matters: the conversations the leader carried on since this process read them
+        # at start are read again before any update (a replay first) is handled here.
+        if app.persistence is not None:
+            await reread_conversations(app)
+        await _lead(app)
         assert app.updater is not None
         if polls:
             await app.updater.start_polling(**polling)

@@ -3,14 +3,16 @@
 python-telegram-bot may change its underscored modules and methods in any release without
 notice. pointsbot uses a few of them to send replies without PTB's generic encoding
 (bot/sending.py), to speak PTB's timeout convention in its transport (bot/transport.py) and to
-name the shapes its persistence stores (bot/persistence.py), and to end a member's other
-conversations when one asks a question (handlers/questions.py). They are imported or named here
+name the shapes its persistence stores (bot/persistence.py), to end a member's other
+conversations when one asks a question (handlers/questions.py), and to read the conversations
+afresh when a standby takes over (bot/app.py). They are imported or named here
 only, and tests/test_ptb_private.py checks each one (it exists, takes the parameters we pass,
 behaves as we rely on), so an upgrade that moves one fails there, by name, not in production.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Final
 
 from telegram import InlineKeyboardButton
@@ -22,6 +24,9 @@ try:
 
     # PTB's type aliases: a JSON object, and "a value or the default sentinel".
     from telegram._utils.types import JSONDict, ODVInput
+
+    # The dict a conversation keeps its states in, tracking what changed for the persistence.
+    from telegram.ext._utils.trackingdict import TrackingDict
 
     # The shapes BasePersistence hands over: a conversation's key, the callback-data cache.
     from telegram.ext._utils.types import CDCData, ConversationKey
@@ -43,11 +48,12 @@ __all__ = (
     "ConversationKey",
     "DefaultValue",
     "end_conversation",
-    "reload_conversations",
     "JSONDict",
     "inline_button_fields",
     "ODVInput",
+    "reread_conversations",
     "RequestParameter",
+    "TrackingDict",
 )
 
 # The method every Bot API call goes through (Bot._post -> Bot._do_post), which MemberBot
@@ -89,22 +95,21 @@ def end_conversation(handler: ConversationHandler[Any], key: ConversationKey) ->
     handler._update_state(ConversationHandler.END, key)
 
 
+async def reread_conversations(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Read every persistent conversation's states afresh from the persistence, forgetting the
+    ones held in memory: PTB reads them once, in `initialize()` (`_add_ch_to_persistence`), so
+    a standby that takes over the leader's updates later would carry on from the states of
+    when it started. For an application that has handled no update since (what it holds is
+    only what it read then): each handler gets a new, untracked state dict, which replaces
+    the old in the application's list of dicts to write once it is read."""
+    for handler in itertools.chain.from_iterable(application.handlers.values()):
+        if isinstance(handler, ConversationHandler) and handler.persistent and handler.name:
+            _forget_states(handler)
+            await application._add_ch_to_persistence(handler)
+
+
 def _forget_states(handler: ConversationHandler[Any]) -> None:
-    """Drop the states `handler` (and each conversation nested in it) holds in memory."""
-    handler._conversations = {}
+    """Give a conversation (and those nested in it) empty state dicts, untracked."""
+    handler._conversations = TrackingDict()
     for child in handler._child_conversations:
         _forget_states(child)
-
-
-async def reload_conversations(app: Application[Any, Any, Any, Any, Any, Any]) -> int:
-    """Load every persistent conversation's states from the persistence again, what memory
-    held dropped first (PTB loads them once, in `initialize`: a standby that takes over hours
-    later holds the states of its start); how many conversation handlers were reloaded."""
-    reloaded = 0
-    for group in app.handlers.values():
-        for handler in group:
-            if isinstance(handler, ConversationHandler) and handler.persistent and handler.name:
-                _forget_states(handler)
-                await app._add_ch_to_persistence(handler)
-                reloaded += 1
-    return reloaded

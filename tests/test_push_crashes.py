@@ -103,9 +103,9 @@ class Process:
         self.lose_answer: Callable[[int, str], type[Exception] | None] = lambda chat, text: None
         start, mark = self.pushes.start_sending, self.pushes.mark
 
-        async def start_sending(message_id: int) -> int:
+        async def start_sending(message_id: int, epoch: int | None = None) -> int:
             self._die("before claiming", message_id)
-            attempts = await start(message_id)
+            attempts = await start(message_id, epoch)
             self._current = message_id
             return attempts
 

@@ -20,7 +20,14 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, RetryAfter
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+)
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -186,6 +193,33 @@ async def test_long_poll_returns_as_soon_as_an_update_arrives(
     updates = await poll
     assert time.monotonic() - began < 0.5
     assert [u.message.text for u in updates if u.message] == ["在吗"]
+
+
+async def test_a_second_get_updates_ends_a_waiting_one_with_409_like_telegram(
+    emu: BotApiEmulator, bot: Bot
+) -> None:
+    emu.record_polls = True
+    # The waiting poll's connection is the first seen; the other bot's are the second.
+    ports: dict[int | None, str] = {}
+    emu.identify_poller = lambda port: ports.setdefault(port, "second" if ports else "first")
+    waiting = asyncio.create_task(bot.get_updates(timeout=5))
+    await emu.wait_for_long_poll()
+    # Another process (its own connection) polls: the waiting request ends at once.
+    async with Bot(TOKEN, base_url=emu.base_url) as other:
+        assert await other.get_updates() == ()
+        with pytest.raises(Conflict, match="terminated by other getUpdates request"):
+            await waiting
+        sent = emu.user_sends_text(ALICE, "抢")
+        assert [u.update_id for u in await other.get_updates()] == [sent]
+    [conflict] = emu.poll_conflicts
+    assert (conflict.ended, conflict.by) == ("first", "second")
+    # Recorded as answered: the newer poll at once, the ended one as it wakes, then the next.
+    assert [(p.poller, p.status, p.updates) for p in emu.polls] == [
+        ("second", 200, 0),
+        ("first", 409, 0),
+        ("second", 200, 1),
+    ]
+    assert all(p.arrived <= p.answered for p in emu.polls)
 
 
 async def test_get_updates_limit_caps_the_batch(emu: BotApiEmulator, bot: Bot) -> None:

@@ -341,6 +341,33 @@ class ApiCall(NamedTuple):
     params: JSONDict
 
 
+# Telegram's answer to a getUpdates that a newer one ended while it waited.
+CONFLICT_OTHER_POLL: Final = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance"
+    " is running"
+)
+
+
+class Poll(NamedTuple):
+    """One getUpdates served (recorded with `record_polls`): who sent it, when it arrived and
+    was answered (time.monotonic()), its offset, how many updates it returned, its status."""
+
+    poller: object
+    arrived: float
+    answered: float
+    offset: int | None
+    updates: int
+    status: int
+
+
+class PollConflict(NamedTuple):
+    """A waiting getUpdates ended with 409 because another arrived (time.monotonic())."""
+
+    at: float
+    ended: object  # the poller whose request was ended
+    by: object  # the poller whose request ended it
+
+
 @dataclass(frozen=True, slots=True)
 class UploadedFile:
     """A file uploaded in a multipart request."""
@@ -398,6 +425,12 @@ class _Markup:
     keyboard: Keyboard = ()
     reply_keyboard: tuple[tuple[str, ...], ...] | None = None
     remove_keyboard: bool = False
+
+
+@dataclass(slots=True)
+class _ParkedPoll:
+    poller: object
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
@@ -888,6 +921,7 @@ class BotApiEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         record_calls: bool = True,
+        record_polls: bool = False,
         clock: Clock = system_clock,
     ) -> None:
         bot_id, sep, _ = token.partition(":")
@@ -903,6 +937,13 @@ class BotApiEmulator:
         # Telegram's clock, which dates every message; tests share the bot's clock with it.
         self.clock = clock
         self.calls: list[ApiCall] = []
+        # Every getUpdates served, when `record_polls` (harnesses running several bots); a
+        # poller is the client's port unless `identify_poller` names it (from that port).
+        self.record_polls = record_polls
+        self.polls: list[Poll] = []
+        self.identify_poller: Callable[[int | None], object] | None = None
+        # Like Telegram, a getUpdates ends one still waiting with 409: each such end.
+        self.poll_conflicts: list[PollConflict] = []
         self.webhook_url = ""
         # Sent with every delivery as X-Telegram-Bot-Api-Secret-Token (setWebhook's
         # secret_token); tests may change it to play a forged sender.
@@ -943,6 +984,7 @@ class BotApiEmulator:
         self._updates_event = asyncio.Event()
         self._poller_parked = asyncio.Event()
         self._pollers = 0
+        self._parked: list[_ParkedPoll] = []
         self._allowed_updates: frozenset[str] = _DEFAULT_UPDATE_TYPES
         self._commands: dict[tuple[str, str], list[JSONDict]] = {}
         self._callback_queries: dict[str, _CallbackQuery] = {}
@@ -1079,7 +1121,7 @@ class BotApiEmulator:
             if name in _RATE_LIMITED:
                 self._check_rate()
             if name == "getUpdates":
-                body = await self._get_updates(params)
+                body = await self._get_updates(params, self._poller(request))
             else:
                 body = _ok_body(self._handlers[name](params))
             response = web.Response(body=body, content_type="application/json")
@@ -1089,6 +1131,12 @@ class BotApiEmulator:
         if self.round_trip_seconds:
             await asyncio.sleep(self.round_trip_seconds / 2)
         return response
+
+    def _poller(self, request: web.Request) -> object:
+        """Who sent a getUpdates: `identify_poller`'s name for the client's port, or the port."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        port = int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
+        return port if self.identify_poller is None else self.identify_poller(port)
 
     def _serve_file(self, rest: str) -> web.Response:
         """Serve the bytes of a stored file (``base_file_url + token + "/" + file_path``)."""
@@ -1714,14 +1762,40 @@ class BotApiEmulator:
             "has_main_web_app": False,
         }
 
-    async def _get_updates(self, params: JSONDict) -> bytes:
-        """getUpdates: confirm by offset, then return pending updates or long-poll for them."""
+    async def _get_updates(self, params: JSONDict, poller: object = None) -> bytes:
+        """getUpdates: end a long poll still waiting (409, as Telegram does), confirm by
+        offset, then return pending updates or long-poll for them."""
+        arrived = time.monotonic()
+        offset = params.get("offset")
+        try:
+            body, count = await self._poll(params, poller)
+        except ApiError as exc:
+            self._record_poll(poller, arrived, offset, 0, exc.error_code)
+            raise
+        except asyncio.CancelledError:  # the client went away while it waited: status 0
+            self._record_poll(poller, arrived, offset, 0, 0)
+            raise
+        self._record_poll(poller, arrived, offset, count, 200)
+        return body
+
+    def _record_poll(
+        self, poller: object, arrived: float, offset: Any, count: int, status: int
+    ) -> None:
+        if self.record_polls:
+            at = offset if type(offset) is int else None
+            self.polls.append(Poll(poller, arrived, time.monotonic(), at, count, status))
+
+    async def _poll(self, params: JSONDict, poller: object) -> tuple[bytes, int]:
         if self.webhook_url:
             raise ApiError(
                 409,
                 "Conflict: can't use getUpdates method while webhook is active; "
                 "use deleteWebhook to delete the webhook first",
             )
+        for parked in self._parked:  # one getUpdates at a time: the newest wins
+            if not parked.ended.is_set():
+                parked.ended.set()
+                self.poll_conflicts.append(PollConflict(time.monotonic(), parked.poller, poller))
         allowed = params.get("allowed_updates")
         if isinstance(allowed, list):
             self._allowed_updates = (
@@ -1744,18 +1818,29 @@ class BotApiEmulator:
             and timeout > 0
             and not self._closing
         ):
-            self._updates_event.clear()
-            self._pollers += 1
-            self._poller_parked.set()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._updates_event.wait()
-            except TimeoutError:
-                pass
-            finally:
-                self._pollers -= 1
+            await self._park(_ParkedPoll(poller), timeout)
         batch = [body for _, body in itertools.islice(self._updates, limit)]
-        return ('{"ok":true,"result":[' + ",".join(batch) + "]}").encode()
+        return ('{"ok":true,"result":[' + ",".join(batch) + "]}").encode(), len(batch)
+
+    async def _park(self, parked: _ParkedPoll, timeout: float) -> None:
+        """Wait up to `timeout` for updates; raises 409 when another getUpdates ends the wait."""
+        self._updates_event.clear()
+        self._pollers += 1
+        self._parked.append(parked)
+        self._poller_parked.set()
+        updates = asyncio.ensure_future(self._updates_event.wait())
+        ended = asyncio.ensure_future(parked.ended.wait())
+        try:
+            await asyncio.wait(
+                (updates, ended), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            updates.cancel()
+            ended.cancel()
+            self._pollers -= 1
+            self._parked.remove(parked)
+        if parked.ended.is_set():
+            raise ApiError(409, CONFLICT_OTHER_POLL)
 
     def _set_webhook(self, params: JSONDict) -> bool:
         """setWebhook: pending and new updates are POSTed to the URL from now on, as Telegram
