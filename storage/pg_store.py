@@ -2,9 +2,10 @@
 
 A write runs the storage function in one SERIALIZABLE transaction on the writer's own thread
 and is run again, from the start, when PostgreSQL finds it conflicting with another
-process's (SQLSTATE 40001 or 40P01): what SQLite's single writer gives for free, several
-processes get from that, and a write never sees a balance another process is changing
-under it. A read runs in one REPEATABLE READ, READ ONLY snapshot on the reader's thread (a
+process's (SQLSTATE 40001 or 40P01), after a short random pause taken on the event loop (the
+writer meanwhile runs this process's other writes): what SQLite's single writer gives for
+free, several processes get from that, and a write never sees a balance another process is
+changing under it. A read runs in one REPEATABLE READ, READ ONLY snapshot on the reader's thread (a
 lookup too: a network hop is no place for the event loop). Migrations are numbered with
 SQLite's (storage/migrations_pg): the first is a baseline that brings an empty database to
 the SQLite schema's version at the time, and `schema_version` keeps the version, changed in
@@ -147,33 +148,45 @@ def _roll_back(conn: PgConnection) -> None:
         conn.execute("ROLLBACK")
 
 
+class Conflicted(Exception):
+    """A write PostgreSQL refused for conflicting with another (SQLSTATE 40001/40P01), rolled
+    back: to be run again, after a pause that keeps the writer free for others."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def in_serializable(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` in one SERIALIZABLE transaction, again from the start after a conflict with
-    another transaction (a few times, with a growing random pause); rolls back on failure,
-    raises CommitUnknown when the connection is lost during COMMIT."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-        try:
-            result = fn(cast(sqlite3.Connection, conn))
-            if conn.broken:  # lost under `fn`, which went on: nothing was committed
-                raise sqlite3.OperationalError("the connection was lost during the transaction")
-        except BaseException as exc:
-            _roll_back(conn)
-            if not _retryable(exc) or attempt == WRITE_ATTEMPTS:
-                raise
-        else:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if connection_lost(conn, exc):  # COMMIT was sent: it may have been applied
-                    raise CommitUnknown(f"connection lost during COMMIT: {exc}") from exc
-                _roll_back(conn)
-                if not _retryable(exc) or attempt == WRITE_ATTEMPTS:
-                    raise
-            else:
-                return result
-        time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Run `fn` in one SERIALIZABLE transaction; rolls back on failure, raises Conflicted when
+    PostgreSQL found it conflicting with another transaction (to run again), CommitUnknown
+    when the connection is lost during COMMIT."""
+    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+    try:
+        result = fn(cast(sqlite3.Connection, conn))
+        if conn.broken:  # lost under `fn`, which went on: nothing was committed
+            raise sqlite3.OperationalError("the connection was lost during the transaction")
+    except BaseException as exc:
+        _roll_back(conn)
+        if isinstance(exc, sqlite3.Error) and _retryable(exc):
+            raise Conflicted(exc) from exc
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if connection_lost(conn, exc):  # COMMIT was sent: it may have been applied
+            raise CommitUnknown(f"connection lost during COMMIT: {exc}") from exc
+        _roll_back(conn)
+        if _retryable(exc):
+            raise Conflicted(exc) from exc
+        raise
+    return result
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before running a conflicted write again: random, growing with the
+    attempts up to 0.128 s (two writers that collided rarely collide again)."""
+    return random.uniform(0, 0.002 * 2 ** min(attempt, 6))  # noqa: S311 - jitter, not secrets
 
 
 def in_snapshot(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -282,7 +295,15 @@ class PgStore(ClockedStore):
         on a new connection when the last was lost before COMMIT); raises what `fn` raises
         (after rolling back), CommitUnknown when the connection was lost during COMMIT,
         RuntimeError when the store is closed."""
-        return await self._run("writer", lambda conn: in_serializable(conn, fn))
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return await self._run("writer", lambda conn: in_serializable(conn, fn))
+            except Conflicted as conflict:
+                if attempt == WRITE_ATTEMPTS:
+                    raise conflict.error from conflict
+                # Paused here, not on the writer's thread: this process's other writes go on.
+                await asyncio.sleep(conflict_pause(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the reader in one snapshot (again on a new connection when the last was

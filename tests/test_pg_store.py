@@ -121,3 +121,34 @@ def test_a_pg_store_takes_the_same_calls_as_store() -> None:
         name for name in dir(PgStore) if not name.startswith("_")
     }
     assert not missing and {"write", "read", "lookup"} <= public
+
+
+async def test_a_write_waiting_to_run_again_after_a_conflict_holds_up_no_other(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.pg_store as pg_store
+
+    monkeypatch.setattr(pg_store, "conflict_pause", lambda attempt: 0.5)
+    tries: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    def conflicting_once(conn: sqlite3.Connection) -> str:
+        tries.append(loop.time())
+        if len(tries) == 1:  # as PostgreSQL says it (could not serialize access ...)
+            error = sqlite3.OperationalError("could not serialize access")
+            error.pg_code = "40001"  # type: ignore[attr-defined]
+            raise error
+        return "done"
+
+    async with PgStore(pg_url) as store:
+        members = Members(store)
+        started = loop.time()
+        retried = asyncio.create_task(store.write(conflicting_once))
+        await asyncio.sleep(0.05)
+        # Meanwhile a member joins through the same writer, without waiting out the pause.
+        member, _ = await members.register(Profile(9_000_001, "乙"), now=T0)
+        joined = loop.time() - started
+        assert await retried == "done"
+        assert len(tries) == 2 and tries[1] - tries[0] >= 0.5
+        assert joined < 0.4, joined
+        assert await members.by_telegram_id(9_000_001) == member
