@@ -1955,9 +1955,10 @@ class Adversary:
         await self.check()  # a name typed halfway is no attacker's to finish
         birthday = f"{rng.randint(4, 8)}-{rng.randint(1, 28)}"
         said = self._said(await self.ask(victim, birthday))
-        # Saving may also earn a badge, announced with it (in either order).
+        # Saving may also earn a badge, announced with it (in either order); and a push the
+        # outbox sends meanwhile (a task of an earlier step done) may arrive in between.
         assert "dep.saved" in said and all(
-            k == "dep.saved" or k.startswith("badges.") for k in said
+            k == "dep.saved" or k.startswith(("badges.", "tasks.notice_")) for k in said
         ), said
         self.census.legitimate["child or pet added"] += 1
         await self._settle_family()

@@ -252,6 +252,11 @@ async def test_a_review_of_a_category_bought_lately(sandbox: Sandbox) -> None:
     seen = chat.emu.event_count(7309)
     await admin.tap("✅ 通过", message=item)
     assert await notice_to(chat, seen) == "🎯 任务完成：写一条商品评价！奖励 10 积分已到账。"
+    # The task names a badge: its notice follows (awaited, or it could land among the replies
+    # to the next command).
+    assert await notice_to(chat, seen + 1) == (
+        "🏅 恭喜获得勋章：✍️ 评价达人！发送 /badges 查看你的勋章墙。"
+    )
     assert await available(sandbox, who) == before + 10
     # This month's review is done: /review says so.
     [done] = await chat.send("/review")
