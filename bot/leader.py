@@ -15,7 +15,8 @@ broke: PostgreSQL restarted, the network went) stops as on SIGTERM and `pointsbo
 exits 75, for its supervisor to start it again (it then waits in line like any standby):
 starting afresh is simpler and surer than handing every duty back in a live process.
 
-A SQLite database has one process by construction: `SoleLeader` leads at once.
+The lock and its connection are storage/leader_lock.py's. A SQLite database has one process
+by construction: `SoleLeader` leads at once.
 """
 
 from __future__ import annotations
@@ -27,37 +28,18 @@ import os
 import random
 import socket
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
+from storage.leader_lock import LeaderLock
 from storage.leadership import Leadership
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-# Any number, pointsbot's own: the key of the advisory lock the leader holds.
-LEADER_LOCK: Final = 0x706F696E7401
 # `pointsbot run`'s exit status after losing the leadership (EX_TEMPFAIL: start me again).
 EXIT_LEADERSHIP_LOST: Final = 75
 # How often the leader makes sure its lock connection is alive (seconds).
 CHECK_SECONDS: Final = 0.5
-# Connection settings of the lock connection: the client notices a dead server within
-# seconds (libpq keepalives), the server a dead client (its TCP keepalives; and, while the
-# client waits in pg_advisory_lock, PostgreSQL's own check of the socket).
-_CLIENT_SETTINGS: Final[dict[str, Any]] = {
-    "autocommit": True,
-    "connect_timeout": 5,
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 1,
-    "keepalives_count": 3,
-    "application_name": "pointsbot-leader",
-}
-_SERVER_SETTINGS: Final = (
-    "SET client_connection_check_interval = 250",
-    "SET tcp_keepalives_idle = 5",
-    "SET tcp_keepalives_interval = 1",
-    "SET tcp_keepalives_count = 3",
-)
 
 
 def holder_name() -> str:
@@ -131,31 +113,14 @@ class PgElection(Election):
         super().__init__(store, holder)
         self.url = url
         self.check_seconds = check_seconds
-        self._conn: Any = None  # psycopg.AsyncConnection
+        self.lock = LeaderLock(url)
         self._watch: asyncio.Task[None] | None = None
-
-    async def _connect(self) -> Any:
-        import psycopg
-
-        conn = await psycopg.AsyncConnection.connect(self.url, **_CLIENT_SETTINGS)
-        for statement in _SERVER_SETTINGS:
-            await conn.execute(statement)
-        return conn
-
-    async def _locked(self, wait: bool) -> bool:
-        """Ask for the lock on the lock connection (connected first if need be)."""
-        if self._conn is None or self._conn.closed:
-            self._conn = await self._connect()
-        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-        cur = await self._conn.execute(f"SELECT {function}(%s)", (LEADER_LOCK,))
-        row = await cur.fetchone()
-        return wait or bool(row[0])
 
     async def try_lead(self, now: datetime) -> bool:
         """Take the lock if it is free, and lead."""
         if self.leads:
             return True
-        if not await self._locked(wait=False):
+        if not await self.lock.try_take():
             return False
         await self._led(now)
         return True
@@ -167,10 +132,10 @@ class PgElection(Election):
         pause = 0.1
         while True:
             try:
-                await self._locked(wait=True)
+                await self.lock.take()
                 break
             except Exception as exc:  # the server restarting, the network: wait and retry
-                await self._drop()
+                await self.lock.release()
                 log.warning("waiting for the leadership: %s; trying again", exc)
                 await asyncio.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
                 pause = min(pause * 2, 2.0)
@@ -187,16 +152,10 @@ class PgElection(Election):
             await asyncio.sleep(self.check_seconds)
             try:
                 async with asyncio.timeout(max(self.check_seconds * 4, 2.0)):
-                    await self._conn.execute("SELECT 1")
+                    await self.lock.check()
             except Exception as exc:
                 self.lose(f"the lock connection failed ({exc or type(exc).__name__})")
                 return
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     async def close(self) -> None:
         """Stop watching and close the lock connection (which frees the lock)."""
@@ -205,7 +164,7 @@ class PgElection(Election):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
-        await self._drop()
+        await self.lock.release()
 
 
 def election_for(store: Store, url: str) -> Election:

@@ -22,12 +22,13 @@ from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.config import Config
 from bot.health import check_health
-from bot.leader import LEADER_LOCK, PgElection, SoleLeader
+from bot.leader import PgElection, SoleLeader
 from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from handlers.common import BotApp
 from storage.errors import NotLeader
 from storage.journal import Journal
+from storage.leader_lock import LEADER_LOCK
 from storage.leadership import check_epoch, claim_tick, current_leader, take_leadership
 from storage.members import Members, Profile
 from storage.pushes import Push, Pushes
