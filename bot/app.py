@@ -184,7 +184,6 @@ async def _post_init(app: BotApp) -> None:
     # The catalog in the configuration is the source of names and prices; stock and sales
     # live in the database and survive this sync (storage.mall.sync_catalog).
     await services.mall.sync_catalog(catalog_entries(services.config), services.clock())
-    await _publish_commands(app)
     if services.schedule_jobs:
         # Every process puts the rules of the new day in force for what it serves.
         _schedule_rules_job(app)

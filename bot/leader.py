@@ -111,7 +111,6 @@ class PgElection(Election):
         check_seconds: float = CHECK_SECONDS,
     ) -> None:
         super().__init__(store, holder)
-        self.url = url
         self.check_seconds = check_seconds
         self.lock = LeaderLock(url)
         self._watch: asyncio.Task[None] | None = None
