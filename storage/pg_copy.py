@@ -86,8 +86,9 @@ def copy_to_postgres(
     target: PgConnection,
     progress: Callable[[str, int], None] | None = None,
 ) -> Copied:
-    """Copy every row of `source` into the empty, migrated `target` in one transaction;
-    raises MigrationError (versions differ, target not empty, a seeded row differs)."""
+    """Copy every row of `source` into the empty, migrated `target` in one transaction, then
+    gather the planner's statistics; raises MigrationError (versions differ, target not
+    empty, a seeded row differs)."""
     version, target_version = schema_version(source), pg_schema_version(target)
     if version != target_version:
         raise MigrationError(
@@ -123,6 +124,9 @@ def copy_to_postgres(
         raise
     finally:
         source.execute("COMMIT")
+    # The planner's statistics of the copy, now: until autovacuum gets to it, PostgreSQL
+    # would plan for the empty tables it last looked at.
+    target.execute("ANALYZE")
     return Copied(rows)
 
 

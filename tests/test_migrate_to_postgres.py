@@ -85,8 +85,13 @@ def test_a_ledger_is_copied_audited_and_goes_on_there(tmp_path: Path, pg_url: st
         sources = dict(
             pg.execute("SELECT name, balance FROM account_balances WHERE name IS NOT NULL")
         )
+        # The planner knows what was copied (not the empty tables it saw before).
+        planned = pg.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'accounts' AND relkind = 'r'"
+        ).fetchone()[0]
     finally:
         pg.close()
+    assert planned == len(balances) + 17  # the members' accounts and the system ones
     assert copied == balances
     source = sqlite3.connect(db)
     try:
