@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -70,17 +70,29 @@ GAVE_UP = re.compile(
     re.MULTILINE,
 )
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# A labelled sample in /metrics: name{kind="writer"} value.
+METRIC_LINE = re.compile(r'^(pointsbot_database_\w+)\{kind="(\w+)"\} (\S+)$', re.MULTILINE)
 
 
-def write_config(path: Path, *, storage: tuple[str, str], base_url: str, port: int) -> Path:
+def write_config(
+    path: Path,
+    *,
+    storage: tuple[str, str],
+    base_url: str,
+    port: int,
+    writers: int | None = None,
+) -> Path:
     """The sample programme with the till API on `port`, the Bot API at `base_url` and the
-    store `storage` ("url" or "path", and its value); rate limits lifted."""
+    store `storage` ("url" or "path", and its value), with `writers` write connections (None:
+    as shipped); rate limits lifted."""
     text = SAMPLE_CONFIG.read_text(encoding="utf-8")
     text = set_in_section(text, "telegram", "base_url", json.dumps(base_url))
     text = set_in_section(text, "server", "port", str(port))
     text = set_in_section(text, "api", "enabled", "true")
     text = set_in_section(text, "api", "requests_per_minute", "100000")
     text = set_in_section(text, "storage", storage[0], json.dumps(storage[1]))
+    if writers is not None:
+        text = set_in_section(text, "storage", "writers", str(writers))
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -193,10 +205,13 @@ class Booked:
 
 @dataclass(frozen=True)
 class TillRun:
-    """One measurement: the timed purchases and what booking them took."""
+    """One measurement: the timed purchases, what booking them took and (PostgreSQL) what the
+    processes' connections did meanwhile, summed over processes: {kind: (round trips, busy
+    seconds, connections, conflicts)}."""
 
     purchases: int
     booked: Booked
+    connections: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -206,10 +221,40 @@ class TillRun:
     def __str__(self) -> str:
         p50 = statistics.median(self.booked.latencies) * 1000
         p99 = percentile(self.booked.latencies, 0.99) * 1000
-        return (
+        line = (
             f"{self.rate:,.0f} purchases/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
             f" {self.booked.retried} retried after a 500"
         )
+        for kind, (trips, busy, count, conflicts) in self.connections.items():
+            # Busy: the share of the timed seconds each connection of the kind spent in calls.
+            share = busy / count / self.booked.seconds
+            line += (
+                f"\n    {kind}: {trips / self.purchases:.1f} statements a purchase,"
+                f" {count:.0f} connection(s) busy {share:.0%}, {busy / trips * 1e6:,.0f} µs"
+                f" a statement, {conflicts / self.purchases:.2f} conflicts a purchase"
+            )
+        return line
+
+
+async def scrape_connections(urls: list[str]) -> dict[str, tuple[float, float, float, float]]:
+    """The PostgreSQL connections' figures on the bots' /metrics, summed: {kind: (round
+    trips, busy seconds, connections, conflicts)} (empty on SQLite)."""
+    names = {
+        "pointsbot_database_round_trips_total": 0,
+        "pointsbot_database_busy_seconds_total": 1,
+        "pointsbot_database_connections": 2,
+        "pointsbot_database_conflicts_total": 3,
+    }
+    found: dict[str, list[float]] = {}
+    async with aiohttp.ClientSession() as session:
+        for url in urls:
+            async with session.get(url + "/metrics") as response:
+                text = await response.text()
+            for match in METRIC_LINE.finditer(text):
+                if match.group(1) in names:
+                    figures = found.setdefault(match.group(2), [0.0, 0.0, 0.0, 0.0])
+                    figures[names[match.group(1)]] += float(match.group(3))
+    return {kind: (f[0], f[1], f[2], f[3]) for kind, f in found.items()}
 
 
 async def _book(
@@ -258,6 +303,7 @@ async def run_tills(
     members: int,
     purchases: int,
     tills: int,
+    writers: int | None = None,
 ) -> TillRun:
     """Seed the store, start `processes` bots on it, book `purchases` (after the warm-up)
     with `tills` tills, stop the bots and check every purchase booked once; the figures."""
@@ -278,6 +324,7 @@ async def run_tills(
     rows = purchase_rows(warm + purchases, codes, system_clock())
     bots: list[BotProcess] = []
     failed: Exception | None = None
+    connections: dict[str, tuple[float, float, float, float]] = {}
     async with BotApiEmulator(token=TOKEN, record_calls=False) as emu:
         for telegram_id in range(1, members + 1):  # the receipts' pushes reach them
             emu.add_user(telegram_id, f"m{telegram_id}")
@@ -286,12 +333,27 @@ async def run_tills(
             for n in range(processes):
                 port = free_port()
                 config = write_config(
-                    workdir / f"bot{n}.toml", storage=storage, base_url=emu.base_url, port=port
+                    workdir / f"bot{n}.toml",
+                    storage=storage,
+                    base_url=emu.base_url,
+                    port=port,
+                    writers=writers,
                 )
                 bots.append(await BotProcess.start(config, port, workdir / f"bot{n}.log"))
             urls = [bot.url for bot in bots]
             await _book(urls, rows[:warm], tills, key_id, secret)
+            before = await scrape_connections(urls)
             booked = await _book(urls, rows[warm:], tills, key_id, secret)
+            after = await scrape_connections(urls)
+            connections = {
+                kind: (
+                    figures[0] - before[kind][0],
+                    figures[1] - before[kind][1],
+                    figures[2],
+                    figures[3] - before[kind][3],
+                )
+                for kind, figures in after.items()
+            }
         except (RuntimeError, TimeoutError) as exc:  # the bots' logs say why: below
             failed = exc
         finally:
@@ -302,7 +364,7 @@ async def run_tills(
             f"{failed or 'the bots logged trouble'} (exit {statuses})\n" + "\n".join(trouble[:5])
         )
     _check(storage, warm + purchases, leader=bots[0].process.pid)
-    return TillRun(purchases, booked)
+    return TillRun(purchases, booked, connections)
 
 
 def _check(storage: tuple[str, str], total: int, leader: int) -> None:
@@ -343,6 +405,21 @@ def _fsync(server: str) -> str:
         conn.close()
 
 
+def round_trip_seconds(url: str, count: int = 2_000) -> float:
+    """Seconds one statement takes through the store's connection class when the server has
+    nothing to do (`SELECT 1`): the round trip's floor on this machine."""
+    conn = PgConnection.connect(url)
+    try:
+        for _ in range(100):  # prepared, warm
+            conn.execute("SELECT 1").fetchone()
+        started = time.perf_counter()
+        for _ in range(count):
+            conn.execute("SELECT 1").fetchone()
+        return (time.perf_counter() - started) / count
+    finally:
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print till-API purchases/s on PostgreSQL with one and two processes, and on SQLite."""
     parser = argparse.ArgumentParser(prog="python -m bench postgres_api")
@@ -350,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--purchases", type=int, default=None, help="timed purchases a run")
     parser.add_argument("--tills", type=int, default=None, help="concurrent tills")
     parser.add_argument("--members", type=int, default=None, help="members in the database")
+    parser.add_argument(
+        "--writers", type=int, default=None, help="PostgreSQL write connections a process"
+    )
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     purchases = args.purchases or (200 if quick else 5_000)
@@ -374,12 +454,22 @@ def main(argv: list[str] | None = None) -> None:
                             members=members,
                             purchases=purchases,
                             tills=tills,
+                            writers=args.writers,
                         )
                     )
                 runs[f"{label} {processes}"] = run
                 noun = "process" if processes == 1 else "processes"
                 print(f"till API on {label}, {processes} {noun}, {size}: {run}", flush=True)
         one, two, sqlite = runs["PostgreSQL 1"], runs["PostgreSQL 2"], runs["SQLite 1"]
+        trip = round_trip_seconds(server)
+        writer = one.connections.get("writer")
+        if writer is not None:
+            per_purchase = writer[0] / one.purchases
+            print(
+                f"round trip (SELECT 1, idle server) {trip * 1e6:,.0f} µs: one process's"
+                f" serial writer, {per_purchase:.1f} statements a purchase, books at most"
+                f" {1 / (per_purchase * trip):,.0f} purchases/s"
+            )
         print(
             f"ratio PostgreSQL two processes/one {two.rate / one.rate:.2f};"
             f" PostgreSQL one process/SQLite one process {one.rate / sqlite.rate:.2f}"

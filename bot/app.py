@@ -107,7 +107,7 @@ def make_store(storage: StorageConfig, *, clock: Callable[[], datetime] | None =
     if storage.postgres:
         from storage.pg_store import PgStore
 
-        return cast(Store, PgStore(storage.url, clock=clock))
+        return cast(Store, PgStore(storage.url, clock=clock, writers=storage.writers))
     return Store(storage.path, synchronous=storage.synchronous, clock=clock)
 
 

@@ -156,6 +156,9 @@ class StorageConfig(_Section):
     # postgresql://user@host:port/database: PostgreSQL instead of the SQLite file (its
     # password from the environment, PGPASSWORD, or ~/.pgpass; never in this file).
     url: str = ""
+    # PostgreSQL only: connections a process writes on at once (each waits on its own round
+    # trips while the others go on). SQLite has one writer, whatever this says.
+    writers: int = Field(default=1, ge=1, le=32)
 
     @field_validator("url")
     @classmethod

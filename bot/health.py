@@ -51,7 +51,10 @@ def routes(services: Services) -> list[tuple[str, str, Handler]]:
         except Exception as exc:  # the counters are still worth a scrape without the store
             log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
             sample = None
-        body = services.metrics.exposition(sample, services.clock(), services.store.path)
+        use = getattr(services.store, "use", None)  # PostgreSQL's connections (storage/pg_store.py)
+        body = services.metrics.exposition(
+            sample, services.clock(), services.store.path, None if use is None else use()
+        )
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return [("GET", "/healthz", healthz), ("GET", "/metrics", metrics)]

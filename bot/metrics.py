@@ -14,23 +14,30 @@ Hooks for the code that receives updates:
 - `bot_api_error(method, code)`: a Bot API call failed: its HTTP status, or "timeout" /
   "network" when no answer came.
 - `leader_epoch`: set when this process becomes the leader (bot/app.py).
+
+On PostgreSQL the store's connections are counted too (storage/pg_store.py `use`): the
+statements each kind sent, every one a round trip, and the seconds it spent in calls; a
+writer busy nearly all the time is what limits the points operations a process books.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from telegram import Update
 
 from storage.health import StoreSample
+
+if TYPE_CHECKING:
+    from storage.pg_store import RoleUse
 
 # Handler time in seconds: most updates take a few milliseconds; a slow one is worth seeing.
 LATENCY_BUCKETS: Final = (
@@ -137,14 +144,23 @@ class Metrics:
         """A Bot API call failed with this HTTP status (or "timeout", "network")."""
         self.api_errors.labels(method, str(code)).inc()
 
-    def exposition(self, sample: StoreSample | None, now: datetime, database: Path | None) -> bytes:
+    def exposition(
+        self,
+        sample: StoreSample | None,
+        now: datetime,
+        database: Path | None,
+        connections: Mapping[str, RoleUse] | None = None,
+    ) -> bytes:
         """The metrics in the Prometheus text format, with this sample of the database (None:
-        the store did not answer, its figures are left out)."""
+        the store did not answer, its figures are left out) and, on PostgreSQL, what its
+        connections did."""
         self._store.sample, self._store.now, self._store.database = sample, now, database
+        self._store.connections = connections
         try:
             return generate_latest(self.registry)
         finally:
             self._store.sample = self._store.now = self._store.database = None
+            self._store.connections = None
 
 
 class _StoreCollector(Collector):
@@ -154,13 +170,16 @@ class _StoreCollector(Collector):
         self.sample: StoreSample | None = None
         self.now: datetime | None = None
         self.database: Path | None = None
+        self.connections: Mapping[str, RoleUse] | None = None
 
     def describe(self) -> list[Metric]:
         """Nothing to describe ahead: the figures exist only while scraped."""
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """The outbox backlog, the ledger's system accounts and the database's size."""
+        """The outbox backlog, the ledger's system accounts, the database's size and (on
+        PostgreSQL) its connections' work."""
+        yield from self._connections()
         sample, now = self.sample, self.now
         size = None if sample is None else sample.database_bytes
         if size is None and self.database is not None:
@@ -200,6 +219,40 @@ class _StoreCollector(Collector):
         for name, balance in sample.sinks.items():
             spent.add_metric([name], balance)
         yield spent
+
+    def _connections(self) -> Iterator[Metric]:
+        """What each kind of PostgreSQL connection did (nothing on SQLite)."""
+        if not self.connections:
+            return
+        count = GaugeMetricFamily(
+            "pointsbot_database_connections",
+            "PostgreSQL connections this process holds, by kind: writer (SERIALIZABLE"
+            " writes), alone (writes that stand alone, READ COMMITTED), reader.",
+            labels=["kind"],
+        )
+        trips = CounterMetricFamily(
+            "pointsbot_database_round_trips",
+            "Statements sent to PostgreSQL, each a round trip, by kind of connection.",
+            labels=["kind"],
+        )
+        busy = CounterMetricFamily(
+            "pointsbot_database_busy_seconds",
+            "Seconds the connections of a kind spent running calls (per connection: a writer"
+            " near 1 s a second is what limits this process's points operations).",
+            labels=["kind"],
+        )
+        conflicts = CounterMetricFamily(
+            "pointsbot_database_conflicts",
+            "Write transactions PostgreSQL refused as conflicting with another (SQLSTATE 40001,"
+            " 40P01) and the store ran again, by kind of connection.",
+            labels=["kind"],
+        )
+        for kind, use in self.connections.items():
+            count.add_metric([kind], use.connections)
+            trips.add_metric([kind], use.round_trips)
+            busy.add_metric([kind], use.busy_seconds)
+            conflicts.add_metric([kind], use.conflicts)
+        yield from (count, trips, busy, conflicts)
 
 
 def database_bytes(path: Path) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from storage.errors import NotFound
 from storage.facade import Facade, looks_up, writes
-from storage.sql import atomic, dt, dt_or_none, required_now, ts
+from storage.sql import atomic, dt, dt_or_none, required_now, stands_alone, ts
 
 # What an answer is kept for: a purchase by its receipt, a return by its return id.
 ResultKind = Literal["purchase", "purchase_return"]
@@ -99,6 +99,7 @@ def all_keys(conn: sqlite3.Connection) -> list[ApiKey]:
     return [_key(row) for row in rows]
 
 
+@stands_alone
 def claim_nonce(
     conn: sqlite3.Connection,
     key: int,
@@ -129,6 +130,7 @@ def kept_result(conn: sqlite3.Connection, kind: ResultKind, request_key: str) ->
     return None if row is None else KeptResult(str(row[0]), json.loads(row[1]))
 
 
+@stands_alone
 def keep_result(
     conn: sqlite3.Connection,
     kind: ResultKind,

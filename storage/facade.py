@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from storage.sql import sole_operation
+from storage.sql import alone, sole_operation, stands_alone
 from storage.store import Store
 
 P = ParamSpec("P")
@@ -84,6 +84,7 @@ class StoreCall(Generic[P, T]):
         # The ParamSpec types the caller's side; inside, the arguments are passed on as given.
         fn: Callable[..., T] = self._fn
         store, has_now, now_at = facade._store, self._has_now, self._now_at
+        relaxed = alone(fn)
 
         async def call(*args: Any, **kwargs: Any) -> T:
             if has_now:
@@ -92,7 +93,11 @@ class StoreCall(Generic[P, T]):
                         args = (*args[:now_at], store.now(), *args[now_at + 1 :])
                 elif kwargs.get("now") is None:
                     kwargs["now"] = store.now()
-            return await run(lambda conn: fn(conn, *args, **kwargs))
+
+            def work(conn: sqlite3.Connection) -> T:
+                return fn(conn, *args, **kwargs)
+
+            return await run(stands_alone(work) if relaxed else work)
 
         call.__name__ = call.__qualname__ = self._name
         call.__doc__ = self._fn.__doc__

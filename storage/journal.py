@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from storage.facade import Facade, reads, writes
 from storage.leadership import check_epoch
-from storage.sql import ts
+from storage.sql import stands_alone, ts
 
 # The PostgreSQL channel a commit that journaled new deliveries notifies (`Journal.deliver`),
 # which the leader listens on to look in the inbox at once (`Journal.inbox_notices`).
@@ -139,6 +139,7 @@ def newest(conn: sqlite3.Connection) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
+@stands_alone
 def mark_done(conn: sqlite3.Connection, update_ids: Sequence[int], now: datetime) -> int:
     """Mark updates handled (their bodies are no longer needed); how many rows changed."""
     stamp = ts(now)
@@ -223,6 +224,7 @@ class Journal(Facade):
         """Journal a fetched batch and mark `done` handled, in one transaction; return the ids
         Telegram delivered again. Raises NotLeader unless `epoch` (when given) leads."""
 
+        @stands_alone
         def run(conn: sqlite3.Connection) -> set[int]:
             check_epoch(conn, epoch)
             again = record_fetched(conn, updates, now)
@@ -246,6 +248,7 @@ class Journal(Facade):
         return the ids new here. With `notify` (PostgreSQL), a commit that journaled any new
         notifies INBOX_CHANNEL."""
 
+        @stands_alone
         def run(conn: sqlite3.Connection) -> set[int]:
             fresh = record_delivered(conn, updates, now)
             if done:

@@ -299,6 +299,8 @@ class PgConnection:
         raw.adapters.register_loader("numeric", _NumericLoader)
         # Ignored: rows are always readable by name (sqlite3 code sets this to sqlite3.Row).
         self.row_factory: Any = None
+        # Statements sent, each a round trip to the server (the store's metrics add them up).
+        self.round_trips = 0
 
     @classmethod
     def connect(
@@ -315,6 +317,7 @@ class PgConnection:
     def execute(self, sql: str, parameters: Parameters = ()) -> Cursor:
         """Run one statement written for sqlite3."""
         statement = translate(sql)
+        self.round_trips += 1
         try:
             # Always with parameters (maybe none): psycopg then reads `%%` as `%`.
             cursor = self.raw.execute(
@@ -334,6 +337,7 @@ class PgConnection:
             # One statement at a time: psycopg's executemany pipelines, and a pipeline a
             # serialization failure aborts leaves the connection needing more than ROLLBACK.
             for parameters in seq_of_parameters:
+                self.round_trips += 1
                 cursor.execute(statement.sql, _bound(statement, parameters))
                 rowcount += max(cursor.rowcount, 0)
         except psycopg.Error as exc:

@@ -1,12 +1,17 @@
 """The PostgreSQL store: the same calls as storage/store.py's Store, on a PostgreSQL database.
 
-A write runs the storage function in one SERIALIZABLE transaction on the writer's own thread
-and is run again, from the start, when PostgreSQL finds it conflicting with another
-process's (SQLSTATE 40001 or 40P01), after a short random pause taken on the event loop (the
-writer meanwhile runs this process's other writes): what SQLite's single writer gives for
-free, several processes get from that, and a write never sees a balance another process is
-changing under it. A read runs in one REPEATABLE READ, READ ONLY snapshot on the reader's thread (a
-lookup too: a network hop is no place for the event loop). Migrations are numbered with
+A write runs the storage function in one SERIALIZABLE transaction on a writer connection
+(one by default, `writers`), each on a thread of its own, and is run again, from the start,
+when PostgreSQL finds it conflicting with another process's (SQLSTATE 40001 or 40P01), after
+a short random pause taken on the event loop (the writer meanwhile runs this process's other
+writes): what SQLite's single writer gives for free, several processes get from that, and a
+write never sees a balance another process is changing under it. A write marked
+`stands_alone` (storage/sql.py: each statement right on its own, a nonce claimed by INSERT ...
+ON CONFLICT) runs at READ COMMITTED on connections of its own beside the writers, so it
+neither waits behind a purchase nor conflicts with one. A read runs in one REPEATABLE READ,
+READ ONLY snapshot on a reader (a lookup too: a network hop is no place for the event loop).
+Each connection counts its statements (round trips), seconds busy and conflicts (`use`, the
+metrics' `pointsbot_database_*`). Migrations are numbered with
 SQLite's (storage/migrations_pg): the first is a baseline that brings an empty database to
 the SQLite schema's version at the time, and `schema_version` keeps the version, changed in
 the same transaction as the schema, under an advisory lock so two processes starting at once
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import random
 import re
 import sqlite3
@@ -31,6 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from math import ceil
@@ -39,6 +46,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 from storage.errors import CommitUnknown, MigrationError
 from storage.pg import CONNECT_TIMEOUT, PgConnection
+from storage.sql import alone
 from storage.store import ClockedStore
 
 log = logging.getLogger(__name__)
@@ -66,7 +74,24 @@ _KEEPALIVES: Final = {
     "keepalives_count": 3,
 }
 
-Role = Literal["writer", "reader"]
+# writer: the SERIALIZABLE writes; alone: those that stand alone (storage.sql.stands_alone),
+# at READ COMMITTED, beside them; reader: reads and lookups.
+Role = Literal["writer", "alone", "reader"]
+_BEGIN_WRITE: Final = "BEGIN ISOLATION LEVEL SERIALIZABLE"
+# A write whose statements are each right on their own (storage.sql.stands_alone).
+_BEGIN_ALONE: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
+# The SERIALIZABLE writers plan with an index wherever there is one: a sequential scan locks
+# the whole table for SERIALIZABLE's conflict tracking (PostgreSQL's manual, "Serializable
+# Isolation Level"), and on a small table the planner prefers one (accounts, 17 rows before
+# members' first purchases): every write then conflicted with every other.
+_WRITER_OPTIONS: Final = "-c enable_seqscan=off"
+# Connections per process, by default: SERIALIZABLE writes run on WRITERS (more than one
+# lets a write go on while another waits on its round trips, but writes of different members
+# then conflict on shared index pages and run again: README "PostgreSQL"), the writes that
+# stand alone on ALONE beside them, reads on READERS.
+WRITERS: Final = 1
+ALONE: Final = 2
+READERS: Final = 2
 
 
 def pg_migrations() -> list[tuple[int, str, str]]:
@@ -157,11 +182,11 @@ class Conflicted(Exception):
         self.error = error
 
 
-def in_serializable(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` in one SERIALIZABLE transaction; rolls back on failure, raises Conflicted when
-    PostgreSQL found it conflicting with another transaction (to run again), CommitUnknown
-    when the connection is lost during COMMIT."""
-    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+def in_write(conn: PgConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` in one SERIALIZABLE transaction (READ COMMITTED when it `stands_alone`); rolls
+    back on failure, raises Conflicted when PostgreSQL found it conflicting with another
+    transaction (to run again), CommitUnknown when the connection is lost during COMMIT."""
+    conn.execute(_BEGIN_ALONE if alone(fn) else _BEGIN_WRITE)
     try:
         result = fn(cast(sqlite3.Connection, conn))
         if conn.broken:  # lost under `fn`, which went on: nothing was committed
@@ -222,6 +247,32 @@ class _Backoff:
         return True
 
 
+class _Slot:
+    """One connection of a role's pool, replaced in place when it is lost (None: closed), and
+    what has run on it: statements sent (round trips) and seconds spent in calls."""
+
+    __slots__ = ("busy_seconds", "conflicts", "conn", "round_trips")
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn: PgConnection | None = conn
+        self.round_trips = 0
+        self.busy_seconds = 0.0
+        # Transactions PostgreSQL refused as conflicting with another (run again).
+        self.conflicts = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoleUse:
+    """What one kind of connection did since the store opened: its connections, the statements
+    they sent (each a round trip to the server) and the seconds they spent in calls."""
+
+    connections: int
+    round_trips: int
+    busy_seconds: float
+    # Transactions refused for conflicting with another's, and run again.
+    conflicts: int = 0
+
+
 class PgStore(ClockedStore):
     """The database on PostgreSQL: `async with PgStore(url) as store:` opens, migrates, closes."""
 
@@ -232,7 +283,11 @@ class PgStore(ClockedStore):
         migrate: bool = True,
         clock: Callable[[], datetime] | None = None,
         reconnect_seconds: float = RECONNECT_SECONDS,
+        writers: int = WRITERS,
+        readers: int = READERS,
     ) -> None:
+        if writers < 1 or readers < 1:
+            raise ValueError("a PostgreSQL store needs at least one writer and one reader")
         self.url = url
         # No file: what Store.path is to a SQLite store (the metrics skip the file size).
         self.path = None
@@ -241,35 +296,69 @@ class PgStore(ClockedStore):
         self._migrate = migrate
         # How long a lost connection is tried again before the call raises.
         self.reconnect_seconds = reconnect_seconds
-        # The writer's and the reader's connections, between open() and close().
-        self._connections: dict[Role, PgConnection] = {}
-        # One thread each: a connection is used by one thread at a time.
+        self._sizes: Final[dict[Role, int]] = {
+            "writer": writers,
+            "alone": ALONE,
+            "reader": readers,
+        }
+        # Each role's connections, between open() and close(): the idle ones wait in the
+        # queue, and a call takes one for as long as it runs.
+        self._pools: dict[Role, queue.SimpleQueue[_Slot]] = {}
+        self._slots: dict[Role, list[_Slot]] = {}
+        # As many threads as connections: a connection is used by one thread at a time, and
+        # a thread that starts a call always finds one idle.
         self._threads: Final[dict[Role, ThreadPoolExecutor]] = {
-            "writer": ThreadPoolExecutor(1, thread_name_prefix="pg-writer"),
-            "reader": ThreadPoolExecutor(1, thread_name_prefix="pg-reader"),
+            role: ThreadPoolExecutor(size, thread_name_prefix=f"pg-{role}")
+            for role, size in self._sizes.items()
         }
 
     async def open(self) -> PgStore:
-        """Connect the writer and the reader and apply pending migrations."""
-        writer = await self._on(self._threads["writer"], self._connect, CONNECT_TIMEOUT)
-        self._connections["writer"] = writer
-        if self._migrate:
-            await self._on(self._threads["writer"], pg_migrate, writer)
-        reader = await self._on(self._threads["reader"], self._connect, CONNECT_TIMEOUT)
-        self._connections["reader"] = reader
+        """Connect the writers and the readers and apply pending migrations."""
+        first = await self._on(self._threads["writer"], self._connect, CONNECT_TIMEOUT, "writer")
+        slots: dict[Role, list[_Slot]] = {"writer": [_Slot(first)], "alone": [], "reader": []}
+        try:
+            if self._migrate:
+                await self._on(self._threads["writer"], pg_migrate, first)
+            for role, size in self._sizes.items():
+                while len(slots[role]) < size:
+                    conn = await self._on(self._threads[role], self._connect, CONNECT_TIMEOUT, role)
+                    slots[role].append(_Slot(conn))
+        except BaseException:
+            for slot in (slot for role_slots in slots.values() for slot in role_slots):
+                if slot.conn is not None:
+                    slot.conn.close()
+            raise
+        for role, role_slots in slots.items():
+            pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+            for slot in role_slots:
+                pool.put(slot)
+            self._pools[role], self._slots[role] = pool, role_slots
         return self
 
     async def close(self) -> None:
-        """Close both connections; safe to call twice."""
-        for role in ("reader", "writer"):
-            if role in self._connections:  # on its thread: after the call it may be running
-                await self._on(self._threads[role], self._close_here, role)
+        """Close every connection (each once the call running on it ends); safe to call twice."""
+        pools, self._pools = self._pools, {}  # calls from now on find the store closed
+        for role, pool in pools.items():
+            for _ in range(self._sizes[role]):
+                await self._on(self._threads[role], self._close_one, pool)
+        self._slots = {}
 
-    def _close_here(self, role: Role) -> None:
-        """Close the role's connection (on its thread)."""
-        conn = self._connections.pop(role, None)
-        if conn is not None:
-            conn.close()
+    @staticmethod
+    def _close_one(pool: queue.SimpleQueue[_Slot]) -> None:
+        """Close the next connection a call gives back (on a thread of its role)."""
+        slot = pool.get()
+        if slot.conn is not None:
+            slot.conn.close()
+            slot.conn = None
+
+    def connections(self) -> list[PgConnection]:
+        """The open connections, writers first (to look at their settings)."""
+        return [
+            slot.conn
+            for role in ("writer", "alone", "reader")
+            for slot in self._slots.get(role, [])
+            if slot.conn is not None
+        ]
 
     async def __aenter__(self) -> PgStore:
         return await self.open()
@@ -288,16 +377,17 @@ class PgStore(ClockedStore):
     @property
     def is_open(self) -> bool:
         """True between open() and close()."""
-        return "writer" in self._connections
+        return "writer" in self._pools
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one SERIALIZABLE transaction on the writer (again after a conflict, or
-        on a new connection when the last was lost before COMMIT); raises what `fn` raises
-        (after rolling back), CommitUnknown when the connection was lost during COMMIT,
-        RuntimeError when the store is closed."""
+        """Run `fn` in one SERIALIZABLE transaction on a writer (READ COMMITTED beside them
+        when it stands alone; again after a conflict, or on a new connection when the last was
+        lost before COMMIT); raises what `fn` raises (after rolling back), CommitUnknown when
+        the connection was lost during COMMIT, RuntimeError when the store is closed."""
+        role: Role = "alone" if alone(fn) else "writer"
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return await self._run("writer", lambda conn: in_serializable(conn, fn))
+                return await self._run(role, lambda conn: in_write(conn, fn))
             except Conflicted as conflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise conflict.error from conflict
@@ -333,28 +423,44 @@ class PgStore(ClockedStore):
 
     async def _run(self, role: Role, work: Callable[[PgConnection], T]) -> T:
         """Run `work` on the role's connection, on its thread; RuntimeError when closed."""
-        if role not in self._connections:
+        if role not in self._pools:
             raise RuntimeError("store is not open")
         return await self._on(self._threads[role], self._run_here, role, work)
 
     def _run_here(self, role: Role, work: Callable[[PgConnection], T]) -> T:
-        """Run `work` on the role's connection, again on a new one after it was lost (until
-        `reconnect_seconds` pass); `work` must be safe to run again after a lost connection."""
+        """Run `work` on an idle connection of the role, again on a new one after it was
+        lost (until `reconnect_seconds` pass); `work` must be safe to run again after a lost
+        connection."""
+        pool = self._pools.get(role)
+        if pool is None:  # closed while the call waited for a thread
+            raise RuntimeError("store is not open")
+        slot = pool.get()  # never waits: as many connections as threads
+        started = time.perf_counter()
+        try:
+            return self._run_on(role, slot, work)
+        finally:
+            slot.busy_seconds += time.perf_counter() - started
+            pool.put(slot)
+
+    def _run_on(self, role: Role, slot: _Slot, work: Callable[[PgConnection], T]) -> T:
+        """Run `work` on the slot's connection, replacing it when lost (see `_run_here`)."""
         backoff: _Backoff | None = None
         reason: BaseException | str = "found closed"
         while True:
-            conn = self._connections.get(role)
-            if conn is None:  # closed while the call waited for the thread
+            conn = slot.conn
+            if conn is None:
                 raise RuntimeError("store is not open")
             if conn.broken:
                 backoff = backoff or _Backoff(self.reconnect_seconds)
-                conn = self._reconnect(role, reason, backoff)
+                conn = self._reconnect(role, slot, reason, backoff)
             try:
-                return work(conn)
+                return self._counted(slot, conn, work)
             except CommitUnknown:
                 conn.close()
                 with suppress(sqlite3.Error):  # still down: the next call tries again
-                    self._reconnect(role, "lost during COMMIT", _Backoff(self.reconnect_seconds))
+                    self._reconnect(
+                        role, slot, "lost during COMMIT", _Backoff(self.reconnect_seconds)
+                    )
                 raise
             except sqlite3.Error as exc:
                 if not connection_lost(conn, exc):
@@ -366,10 +472,34 @@ class PgStore(ClockedStore):
                     raise
                 reason = exc
 
+    @staticmethod
+    def _counted(slot: _Slot, conn: PgConnection, work: Callable[[PgConnection], T]) -> T:
+        """Run `work` on `conn`, adding the statements it sent to the slot's count."""
+        before = conn.round_trips
+        try:
+            return work(conn)
+        except Conflicted:
+            slot.conflicts += 1
+            raise
+        finally:
+            slot.round_trips += conn.round_trips - before
+
+    def use(self) -> dict[str, RoleUse]:
+        """What each kind of connection ("writer", "alone", "reader") did since open()."""
+        return {
+            role: RoleUse(
+                len(slots),
+                sum(slot.round_trips for slot in slots),
+                sum(slot.busy_seconds for slot in slots),
+                sum(slot.conflicts for slot in slots),
+            )
+            for role, slots in self._slots.items()
+        }
+
     def _reconnect(
-        self, role: Role, reason: BaseException | str, backoff: _Backoff
+        self, role: Role, slot: _Slot, reason: BaseException | str, backoff: _Backoff
     ) -> PgConnection:
-        """Replace the role's lost connection with a new one, trying with pauses until the
+        """Replace the slot's lost connection with a new one, trying with pauses until the
         backoff's deadline; raises the last attempt's error then."""
         where = _without_password(self.url)
         log.warning(
@@ -381,12 +511,12 @@ class PgStore(ClockedStore):
             attempts += 1
             timeout = max(2, min(CONNECT_TIMEOUT, ceil(backoff.remaining())))
             try:
-                conn = self._connect(timeout)
+                conn = self._connect(timeout, role)
             except sqlite3.OperationalError:
                 if not backoff.pause():
                     raise
                 continue
-            self._connections[role] = conn
+            slot.conn = conn
             log.info(
                 "PostgreSQL %s connection to %s back after %d attempt(s) in %.2f s",
                 role,
@@ -396,9 +526,12 @@ class PgStore(ClockedStore):
             )
             return conn
 
-    def _connect(self, timeout: int) -> PgConnection:
-        """A new connection to the store's URL, with TCP keepalives."""
-        return PgConnection.connect(self.url, connect_timeout=timeout, **_KEEPALIVES)
+    def _connect(self, timeout: int, role: Role) -> PgConnection:
+        """A new connection of the role to the store's URL, with TCP keepalives."""
+        settings: dict[str, Any] = dict(_KEEPALIVES)
+        if role == "writer":
+            settings["options"] = _WRITER_OPTIONS
+        return PgConnection.connect(self.url, connect_timeout=timeout, **settings)
 
     @staticmethod
     async def _on(thread: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:

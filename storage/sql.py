@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def ts(moment: datetime) -> int:
@@ -166,4 +167,18 @@ def sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.C
         finally:
             _sole_operation.conn = None
 
-    return run
+    return stands_alone(run) if alone(fn) else run
+
+
+def stands_alone(fn: F) -> F:
+    """Mark a write each of whose statements is right on its own, whatever runs beside it (an
+    INSERT ... ON CONFLICT, a DELETE below a bound, a SELECT of what it just wrote): on
+    PostgreSQL it runs at READ COMMITTED, out of SERIALIZABLE's conflict tracking, so it
+    never conflicts with the writes of other members (SQLite runs every write alone anyway)."""
+    fn.stands_alone = True  # type: ignore[attr-defined]
+    return fn
+
+
+def alone(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` is marked `stands_alone`."""
+    return bool(getattr(fn, "stands_alone", False))

@@ -40,7 +40,7 @@ def admin(pg_url: str) -> Iterator[psycopg.Connection[Any]]:
 async def notes(pg_url: str, admin: psycopg.Connection[Any]) -> AsyncIterator[PgStore]:
     """An open store (not migrated) on a database with one table, `notes`."""
     admin.execute("CREATE TABLE notes (id BIGINT GENERATED ALWAYS AS IDENTITY, note TEXT)")
-    async with PgStore(pg_url, migrate=False) as store:
+    async with PgStore(pg_url, migrate=False, writers=1, readers=1) as store:
         yield store
 
 
@@ -67,7 +67,7 @@ def note_rows(admin: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 async def test_after_both_backends_end_the_next_write_and_read_work_on_the_data_before(
     pg_url: str, admin: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with PgStore(pg_url) as store:
+    async with PgStore(pg_url, writers=1, readers=1) as store:
         book = Ledger(store)  # type: ignore[arg-type]
         member, _ = await Members(store).register(Profile(1, "alice"), now=T0)  # type: ignore[arg-type]
         await book.earn(
@@ -131,7 +131,7 @@ async def test_a_write_lost_during_commit_is_not_run_again_and_the_store_goes_on
         calls += 1
         conn.execute("INSERT INTO notes (note) VALUES (?)", (f"call {calls}",))
 
-    async with PgStore(pg_url, migrate=False) as store:
+    async with PgStore(pg_url, migrate=False, writers=1, readers=1) as store:
         monkeypatch.setattr(_LostAtCommit, "commits_to_lose", 1)
         with pytest.raises(CommitUnknown, match="during COMMIT") as raised:
             await store.write(add)
@@ -155,7 +155,7 @@ def _closed_port_url(url: str) -> str:
 async def test_a_server_away_longer_than_reconnect_seconds_fails_the_call_promptly(
     pg_url: str, admin: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with PgStore(pg_url, migrate=False, reconnect_seconds=0.5) as store:
+    async with PgStore(pg_url, migrate=False, reconnect_seconds=0.5, writers=1, readers=1) as store:
         writer, reader = await backend_pids(store)
         store.url = _closed_port_url(pg_url)
         end_backend(admin, writer)
@@ -173,7 +173,7 @@ async def test_a_server_away_longer_than_reconnect_seconds_fails_the_call_prompt
 async def test_the_stores_connections_notice_a_silent_server_and_time_out(
     notes: PgStore,
 ) -> None:
-    for conn in notes._connections.values():
+    for conn in notes.connections():
         settings = conn.raw.info.get_parameters()
         assert settings["keepalives"] == "1" and settings["keepalives_idle"] == "5"
         assert settings["connect_timeout"] == "5"

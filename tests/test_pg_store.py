@@ -9,13 +9,17 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bot.metrics import Metrics
 from storage.audit import audit
 from storage.errors import InsufficientPoints, MigrationError
+from storage.journal import Journal
 from storage.ledger import Ledger, OperationResult
 from storage.members import Members, Profile
 from storage.pg import PgConnection
 from storage.pg_store import PgStore, pg_migrate, pg_migrations, pg_schema_version
+from storage.sql import stands_alone
 from storage.store import Store, latest_version
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -152,3 +156,114 @@ async def test_a_write_waiting_to_run_again_after_a_conflict_holds_up_no_other(
         assert len(tries) == 2 and tries[1] - tries[0] >= 0.5
         assert joined < 0.4, joined
         assert await members.by_telegram_id(9_000_001) == member
+
+
+def _slow_backend(conn: sqlite3.Connection) -> int:
+    """Wait 0.3 s on the server, then name the backend that waited."""
+    conn.execute("SELECT pg_sleep(0.3)")
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+async def test_writes_run_side_by_side_on_the_processes_writers(pg_url: str) -> None:
+    # A till's purchase waiting on PostgreSQL's answer no longer holds up the other tills'.
+    async with PgStore(pg_url, writers=3, readers=2) as store:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writers = await asyncio.gather(*(store.write(_slow_backend) for _ in range(3)))
+        readers = await asyncio.gather(*(store.read(_slow_backend) for _ in range(2)))
+        took = loop.time() - started
+        assert len(set(writers)) == 3 and len(set(readers)) == 2
+        assert took < 1.2, took  # one after another: 1.5 s
+        # A fourth write waits for a writer, then runs on one of the three.
+        more = await asyncio.gather(*(store.write(_slow_backend) for _ in range(4)))
+        assert set(more) == set(writers)
+        assert len(store.connections()) == 3 + 2 + 2  # the writes that stand alone: 2
+
+
+async def test_closing_waits_for_the_writes_running_and_refuses_new_ones(pg_url: str) -> None:
+    store = await PgStore(pg_url, writers=2).open()
+    running = [asyncio.create_task(store.write(_slow_backend)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    await store.close()
+    assert all(isinstance(pid, int) for pid in await asyncio.gather(*running))
+    assert store.connections() == [] and not store.is_open
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.write(_slow_backend)
+    await store.close()  # twice is harmless
+
+
+def test_a_store_needs_a_writer_and_a_reader(pg_url: str) -> None:
+    with pytest.raises(ValueError, match="at least one writer"):
+        PgStore(pg_url, writers=0)
+
+
+def _isolation(conn: sqlite3.Connection) -> tuple[str, str]:
+    """The transaction's isolation level and whether this session plans sequential scans."""
+    level = conn.execute("SHOW transaction_isolation").fetchone()[0]
+    return str(level), str(conn.execute("SHOW enable_seqscan").fetchone()[0])
+
+
+@stands_alone
+def _isolation_alone(conn: sqlite3.Connection) -> tuple[str, str]:
+    """`_isolation`, as a write that stands alone."""
+    return _isolation(conn)
+
+
+async def test_a_write_that_stands_alone_runs_at_read_committed_beside_the_writer(
+    pg_url: str,
+) -> None:
+    async with PgStore(pg_url) as store:
+        # SERIALIZABLE writes plan with indexes (a sequential scan locks a whole table for
+        # conflict tracking); the others keep PostgreSQL's planner as it is.
+        assert await store.write(_isolation) == ("serializable", "off")
+        assert await store.write(_isolation_alone) == ("read committed", "on")
+        assert await store.read(_isolation) == ("repeatable read", "on")
+        # A till's nonce is claimed while another's purchase is being booked.
+        loop = asyncio.get_running_loop()
+        booking = asyncio.create_task(store.write(_slow_backend))
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        await store.write(_isolation_alone)
+        assert loop.time() - started < 0.2 and not booking.done()
+        await booking
+
+
+async def test_the_store_counts_statements_busy_time_and_conflicts_for_the_metrics(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.pg_store as pg_store
+
+    monkeypatch.setattr(pg_store, "conflict_pause", lambda attempt: 0)
+    tries = 0
+
+    def conflicting_once(conn: sqlite3.Connection) -> None:
+        nonlocal tries
+        tries += 1
+        conn.execute("SELECT 1")
+        if tries == 1:
+            error = sqlite3.OperationalError("could not serialize access")
+            error.pg_code = "40001"  # type: ignore[attr-defined]
+            raise error
+
+    async with PgStore(pg_url) as store:
+        before = store.use()
+        await store.write(conflicting_once)  # BEGIN, SELECT, ROLLBACK; BEGIN, SELECT, COMMIT
+        await Journal(store).mark_done([1, 2], T0)  # type: ignore[arg-type]
+        await store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        after = store.use()
+    grew = {
+        kind: (after[kind].round_trips - use.round_trips, after[kind].conflicts - use.conflicts)
+        for kind, use in before.items()
+    }
+    # The done marks stand alone: BEGIN, one UPDATE each, COMMIT; a read is BEGIN .. ROLLBACK.
+    assert grew == {"writer": (6, 1), "alone": (4, 0), "reader": (3, 0)}
+    assert after["writer"].busy_seconds > before["writer"].busy_seconds
+    text = Metrics().exposition(None, T0, None, after).decode()
+    samples = {
+        (sample.name, sample.labels.get("kind")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["pointsbot_database_conflicts_total", "writer"] == after["writer"].conflicts
+    assert samples["pointsbot_database_round_trips_total", "alone"] == after["alone"].round_trips
+    assert samples["pointsbot_database_connections", "reader"] == 2
