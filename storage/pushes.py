@@ -20,7 +20,7 @@ from storage.facade import Facade, looks_up, reads, writes
 from storage.leadership import check_epoch
 from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
-from storage.sql import atomic, dt, dt_or_none, insert_id, ts
+from storage.sql import atomic, dt, dt_or_none, insert_id, stands_alone, ts
 from storage.store import Store
 
 SERVICE: Final = "service"
@@ -246,6 +246,7 @@ def due(conn: sqlite3.Connection, *, marketing: bool, limit: int) -> list[Outbox
     ]
 
 
+@stands_alone
 def start_sending(conn: sqlite3.Connection, message_id: int, epoch: int | None = None) -> int:
     """Mark a pending push as being handed to Telegram; return its requests so far, this one
     included (0: it is no longer pending). Its own commit, right before the request: see
@@ -264,6 +265,7 @@ def start_sending(conn: sqlite3.Connection, message_id: int, epoch: int | None =
 MARKS: Final = ("pending", "sent", "unconfirmed", "unreachable", "skipped", "failed")
 
 
+@stands_alone
 def mark(
     conn: sqlite3.Connection, message_id: int, status: str, now: datetime, error: str | None = None
 ) -> None:
