@@ -463,13 +463,14 @@ def main(argv: list[str] | None = None) -> None:
         one, two, sqlite = runs["PostgreSQL 1"], runs["PostgreSQL 2"], runs["SQLite 1"]
         trip = round_trip_seconds(server)
         writer = one.connections.get("writer")
-        if writer is not None:
+        line = f"round trip (SELECT 1, idle server) {trip * 1e6:,.0f} µs"
+        if writer is not None and writer[2] == 1:  # one writer: the bound is plain
             per_purchase = writer[0] / one.purchases
-            print(
-                f"round trip (SELECT 1, idle server) {trip * 1e6:,.0f} µs: one process's"
-                f" serial writer, {per_purchase:.1f} statements a purchase, books at most"
-                f" {1 / (per_purchase * trip):,.0f} purchases/s"
+            line += (
+                f": one process's serial writer, {per_purchase:.1f} statements a purchase,"
+                f" books at most {1 / (per_purchase * trip):,.0f} purchases/s"
             )
+        print(line)
         print(
             f"ratio PostgreSQL two processes/one {two.rate / one.rate:.2f};"
             f" PostgreSQL one process/SQLite one process {one.rate / sqlite.rate:.2f}"
