@@ -38,6 +38,7 @@ from bot.updates import JournalingRequest, PerMemberUpdateProcessor, UpdateJourn
 from bot.web import ALLOWED_UPDATES, WebhookReceiver, WebServer, serves_http
 from handlers.common import BotApp, BotContext, Services, texts_for
 from storage.errors import NotLeader
+from storage.fence import fenced
 from storage.journal import Journal
 from storage.store import Store
 
@@ -363,9 +364,11 @@ def _once_per_tick(callback: JobCallback, *, per_leadership: bool = False) -> Jo
             return
         log.info("job %s for %s: started (epoch %d)", job, tick, election.epoch)
         # A leader that loses its place stops the job at once rather than finish it beside its
-        # successor (its writes check no epoch): every job may run again, and the next
-        # leader's catch-up runs whatever was not recorded done.
-        work = asyncio.ensure_future(callback(context))
+        # successor, and until it knows, each of the job's writes checks the epoch (fenced):
+        # every job may run again, and the next leader's catch-up runs whatever was not
+        # recorded done.
+        with fenced(election.epoch):  # the job's task, and any it starts, write fenced
+            work = asyncio.ensure_future(callback(context))
         lost = asyncio.ensure_future(election.lost.wait())
         try:
             await asyncio.wait((work, lost), return_when=asyncio.FIRST_COMPLETED)
@@ -377,6 +380,10 @@ def _once_per_tick(callback: JobCallback, *, per_leadership: bool = False) -> Jo
                     await work
         if work.cancelled() and election.lost.is_set():
             log.warning("job %s for %s: stopped, the leadership lost", job, tick)
+            return
+        if not work.cancelled() and isinstance(refused := work.exception(), NotLeader):
+            log.warning("job %s for %s: stopped, another process leads (%s)", job, tick, refused)
+            election.lose(str(refused))
             return
         work.result()  # the job's own failure, for the job queue to report
 

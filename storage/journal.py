@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from storage.facade import Facade, reads, writes
-from storage.leadership import check_epoch
+from storage.fence import check_epoch
 from storage.sql import stands_alone, ts
 
 # The PostgreSQL channel a commit that journaled new deliveries notifies (`Journal.deliver`),

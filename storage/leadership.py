@@ -2,9 +2,9 @@
 
 One process at a time fetches updates, runs the scheduled jobs and drains the outbox. Each
 process that becomes the leader takes the next epoch here; the leader-only writes pass their
-epoch to `check_epoch` inside their own transaction, so a process that lost its place
-without noticing (paused for a while, cut off from the database) has no effect once another
-took over: its transaction raises NotLeader instead.
+epoch to `check_epoch` inside their own transaction, or run fenced (storage/fence.py), so a
+process that lost its place without noticing (paused for a while, cut off from the
+database) has no effect once another took over: its transaction raises NotLeader instead.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.errors import NotLeader
 from storage.facade import Facade, reads, writes
+from storage.fence import check_epoch
 from storage.sql import dt, ts
 
 
@@ -42,16 +42,6 @@ def current_leader(conn: sqlite3.Connection) -> Leader | None:
     """The leader as last recorded (None: no process has led this database)."""
     row = conn.execute("SELECT epoch, holder, since FROM leadership WHERE id = 1").fetchone()
     return None if row is None else Leader(int(row[0]), str(row[1]), dt(row[2]))
-
-
-def check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
-    """Raise NotLeader unless `epoch` is the current one (None: not fenced, nothing checked)."""
-    if epoch is None:
-        return
-    row = conn.execute("SELECT epoch FROM leadership WHERE id = 1").fetchone()
-    current = None if row is None else int(row[0])
-    if current != epoch:
-        raise NotLeader(epoch, current)
 
 
 def claim_tick(conn: sqlite3.Connection, job: str, tick: str, epoch: int, now: datetime) -> bool:

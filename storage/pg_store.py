@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, TypeVar, cast
 
 from storage.errors import CommitUnknown, MigrationError
+from storage.fence import with_fence
 from storage.pg import CONNECT_TIMEOUT, PgConnection
 from storage.sql import alone
 from storage.store import ClockedStore
@@ -384,6 +385,7 @@ class PgStore(ClockedStore):
         when it stands alone; again after a conflict, or on a new connection when the last was
         lost before COMMIT); raises what `fn` raises (after rolling back), CommitUnknown when
         the connection was lost during COMMIT, RuntimeError when the store is closed."""
+        fn = with_fence(fn)
         role: Role = "alone" if alone(fn) else "writer"
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from storage import ledger
 from storage.errors import InvalidRequest, NotFound, StoreError
 from storage.facade import Facade, looks_up, reads, writes
-from storage.leadership import check_epoch
+from storage.fence import check_epoch
 from storage.ledger import EarnRequest, OperationResult
 from storage.members import member_count
 from storage.sql import atomic, dt, dt_or_none, insert_id, stands_alone, ts

@@ -19,6 +19,7 @@ import aiosqlite
 
 from storage.audit import AuditReport, audit
 from storage.errors import BackupRefused, MigrationError
+from storage.fence import with_fence
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class Store(ClockedStore):
         `fn` raises (after rolling back), RuntimeError when the store is closed."""
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await self._call(self._writer, _in_transaction, fn)
+        return await self._call(self._writer, _in_transaction, with_fence(fn))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the reader connection (a consistent snapshot per call); raises what `fn`

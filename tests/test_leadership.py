@@ -5,6 +5,7 @@ of which only the leader fetches updates, the other taking over when it goes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -15,10 +16,11 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bot.app import build_application, running
+from bot.app import _once_per_tick, build_application, running
 from bot.clock import FixedClock
 from bot.config import Config
 from bot.health import check_health
@@ -27,13 +29,14 @@ from bot.sandbox.client import ChatClient
 from bot.sandbox.server import BotApiEmulator
 from handlers.common import BotApp
 from storage.errors import NotLeader
+from storage.fence import check_epoch, fenced
 from storage.journal import Journal
 from storage.leader_lock import LEADER_LOCK
-from storage.leadership import check_epoch, claim_tick, current_leader, take_leadership
+from storage.leadership import Leadership, claim_tick, current_leader, take_leadership
 from storage.members import Members, Profile
 from storage.pushes import Push, Pushes
 from storage.store import Store
-from tests.conftest import NOW
+from tests.conftest import NOW, Sandbox
 from tests.postgres import ENGINES, migrated_connection, opened_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -102,6 +105,43 @@ async def test_stale_epochs_are_refused_through_the_facades(engine: str, tmp_pat
         with pytest.raises(NotLeader):
             await pushes.start_sending(due.id, old.epoch)
         assert await pushes.start_sending(due.id, new.epoch) == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_fenced_task_writes_only_while_its_epoch_leads(engine: str, tmp_path: Path) -> None:
+    async with opened_store(engine, tmp_path, clock=lambda: T0) as store:
+        old, new = SoleLeader(store, "a:1"), SoleLeader(store, "b:2")
+        assert await old.try_lead(T0)
+        members = Members(store)
+        with fenced(old.epoch or 0):  # a job of the leader's: its writes go through
+            first, _ = await members.register(Profile(7_000_010, "甲"), now=T0)
+        assert await new.try_lead(T0)  # another process took over meanwhile
+        with fenced(old.epoch or 0), pytest.raises(NotLeader):
+            await members.register(Profile(7_000_011, "乙"), now=T0)
+        assert await members.by_telegram_id(7_000_011) is None  # rolled back whole
+        # Writes not fenced (a member's update handled anywhere) are not held to an epoch.
+        second, _ = await members.register(Profile(7_000_011, "乙"), now=T0)
+        assert second.id != first.id
+
+
+async def test_a_job_whose_process_is_deposed_midway_writes_nothing_more_and_stops(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = sandbox.services
+    election = services.election
+    assert election.leads and election.epoch is not None
+    members = Members(services.store)
+
+    async def job(context: object) -> None:
+        # Another process becomes the leader while this one's job runs (it has not noticed).
+        await Leadership(services.store).take("elsewhere:2", services.clock())
+        await members.register(Profile(7_000_020, "丙"), now=services.clock())
+
+    with caplog.at_level(logging.WARNING, logger="bot.app"):
+        await _once_per_tick(job)(SimpleNamespace(bot_data=services, job=None))  # type: ignore[arg-type]
+    assert await members.by_telegram_id(7_000_020) is None
+    assert election.lost.is_set()  # it stops as a deposed leader does
+    assert "stopped, another process leads" in caplog.text
 
 
 async def _member(store: Store) -> int:
