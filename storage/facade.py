@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from storage.sql import alone, sole_operation, stands_alone
+from storage.sql import marked_like, sole_operation
 from storage.store import Store
 
 P = ParamSpec("P")
@@ -84,7 +84,6 @@ class StoreCall(Generic[P, T]):
         # The ParamSpec types the caller's side; inside, the arguments are passed on as given.
         fn: Callable[..., T] = self._fn
         store, has_now, now_at = facade._store, self._has_now, self._now_at
-        relaxed = alone(fn)
 
         async def call(*args: Any, **kwargs: Any) -> T:
             if has_now:
@@ -97,7 +96,7 @@ class StoreCall(Generic[P, T]):
             def work(conn: sqlite3.Connection) -> T:
                 return fn(conn, *args, **kwargs)
 
-            return await run(stands_alone(work) if relaxed else work)
+            return await run(marked_like(fn, work))
 
         call.__name__ = call.__qualname__ = self._name
         call.__doc__ = self._fn.__doc__

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from storage.errors import NotLeader
-from storage.sql import alone, stands_alone
+from storage.sql import marked_like
 
 T = TypeVar("T")
 # The epoch the running task writes for (None: not fenced, as a member's update is).
@@ -54,4 +54,4 @@ def with_fence(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Conne
         check_epoch(conn, epoch)
         return fn(conn)
 
-    return stands_alone(run) if alone(fn) else run
+    return marked_like(fn, run)

@@ -167,7 +167,7 @@ def sole_operation(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.C
         finally:
             _sole_operation.conn = None
 
-    return stands_alone(run) if alone(fn) else run
+    return marked_like(fn, run)
 
 
 def stands_alone(fn: F) -> F:
@@ -182,3 +182,8 @@ def stands_alone(fn: F) -> F:
 def alone(fn: Callable[..., Any]) -> bool:
     """Whether `fn` is marked `stands_alone`."""
     return bool(getattr(fn, "stands_alone", False))
+
+
+def marked_like(fn: Callable[..., Any], wrapper: F) -> F:
+    """`wrapper`, marked `stands_alone` when the `fn` it wraps is."""
+    return stands_alone(wrapper) if alone(fn) else wrapper
